@@ -1,0 +1,44 @@
+"""What a route is: (source framework, target format) -> a function that writes one artifact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+
+@dataclass
+class ConvertOptions:
+    int8_io: bool = False  # integer inputs/outputs for the int8 recipe (default: float I/O)
+    verbose: bool = False
+
+
+@dataclass
+class ConvertResult:
+    """What a route reports besides the file it wrote."""
+
+    route: str  # e.g. "torch.export -> XNNPACK -> .pte"
+    tools: dict[str, str]  # converter name -> version
+    delegation: dict | None = None  # {"backend", "delegated_ops", "total_ops", "coverage", "fallback"}
+    warnings: list[str] = field(default_factory=list)
+    # Per-tensor quantization of integer I/O when the artifact itself does not carry it (pte):
+    # {"inputs": [{"scale":..,"zero_point":..}|None,...], "outputs": [...]}
+    io_quantization: dict | None = None
+
+
+class ConvertFn(Protocol):
+    def __call__(self, model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult: ...
+
+
+@dataclass(frozen=True)
+class Route:
+    source: str  # "torch" | "keras"
+    target: str  # "tflite" | "pte"
+    recipes: tuple[str, ...]
+    module: str  # module under edgeship.convert holding `convert`
+    summary: str
+
+    def load(self) -> Callable:
+        import importlib
+
+        return importlib.import_module(f"edgeship.convert.{self.module}").convert

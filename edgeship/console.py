@@ -1,0 +1,30 @@
+"""Shared rich consoles (imported lazily so `edgeship --help` stays fast)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+
+@lru_cache(maxsize=None)
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@lru_cache(maxsize=None)
+def err_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def info(msg: str) -> None:
+    from edgeship import progress
+
+    if not progress._quiet:
+        err_console().print(msg)
+
+
+def warn(msg: str) -> None:
+    err_console().print(f"[yellow]warning:[/] {msg}")

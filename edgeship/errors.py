@@ -1,0 +1,64 @@
+"""One small exception family.
+
+User errors (bad input, unsupported route, failed check) carry a message, a hint and an exit
+code; the CLI turns them into one red line. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNREACHABLE = 3
+
+
+class EdgeshipError(Exception):
+    """An error the user can act on. `hint` says what to try."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class InputError(EdgeshipError):
+    """A model source, data set, shape or option that cannot be used as given."""
+
+
+class UnsupportedError(EdgeshipError):
+    """A route, recipe or op that edgeship (or the target format) does not support."""
+
+
+class ConversionError(EdgeshipError):
+    """A converter refused the model. The message carries the converter's own last words."""
+
+
+class ArtifactError(EdgeshipError):
+    """An artifact or bundle that is missing, corrupt, or fails to load."""
+
+
+class CheckFailed(EdgeshipError):
+    """A validation check or gate did not pass."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+class DeviceUnreachable(EdgeshipError):
+    exit_code = EXIT_UNREACHABLE
+
+
+def suggest(word: str, choices, what: str) -> str:
+    """'Unknown recipe 'int9'. Did you mean 'int8'? Supported: ...' ."""
+    import difflib
+
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    msg = f"unknown {what} '{word}'."
+    if close:
+        msg += f" Did you mean '{close[0]}'?"
+    return msg + f" Supported: {', '.join(choices)}"

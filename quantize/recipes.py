@@ -1,0 +1,42 @@
+"""The recipes: one table, the single source of truth for names, descriptions and tolerances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeship.errors import UnsupportedError, suggest
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    needs_calibration: bool
+    # Default validation floors against the float reference (golden outputs).
+    min_cosine: float
+    max_top1_drop: float  # accuracy points vs the float reference, where labels exist
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("fp32", "float32, no quantization", False, 0.9999, 0.0),
+        Recipe("fp16", "float16 weights (and compute where the runtime does fp16)", False, 0.999, 0.5),
+        Recipe("dynamic-int8", "int8 weights, activations quantized at run time", False, 0.99, 1.0),
+        Recipe("int8", "full-integer int8, per-channel weights, calibrated activations", True, 0.98, 1.0),
+    )
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise UnsupportedError(suggest(name, RECIPES, "recipe"), hint="pass --quant with one of those") from None
+
+
+def parse_recipes(text: str) -> list[Recipe]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UnsupportedError("--quant is empty", hint=f"use one or more of {', '.join(RECIPES)}")
+    return [get_recipe(n) for n in dict.fromkeys(names)]

@@ -1,0 +1,319 @@
+"""Load a model source into an edgeship Model, with its I/O spec and a float reference run.
+
+  path/to/file.py:factory   a callable returning an nn.Module, or (module, example_inputs)
+  model.pt2                 written by torch.export.save
+  model.keras / model.h5    Keras
+  saved_model_dir/          TF SavedModel (holds saved_model.pb)
+
+Frameworks are imported inside the loader that needs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.errors import InputError, suggest
+from edgeship.model import IOSpec, Model, TensorSpec, guess_layout
+
+FRAMEWORKS = ("torch", "keras")
+_SHAPE_RE = re.compile(r"^(?P<name>[^=]+)=(?P<dims>\d+(?:x\d+)*)(?::(?P<dtype>\w+))?$")
+
+
+def parse_input_shape(text: str) -> TensorSpec:
+    """'image=1x3x224x224' or 'ids=1x128:int64' -> TensorSpec."""
+    m = _SHAPE_RE.match(text.strip())
+    if not m:
+        raise InputError(
+            f"cannot read --input-shape '{text}'", hint="write NAME=1x3x224x224, optionally with :dtype (e.g. :int64)"
+        )
+    dtype = m.group("dtype") or "float32"
+    try:
+        np.dtype(dtype)
+    except TypeError:
+        raise InputError(f"unknown dtype '{dtype}' in --input-shape '{text}'", hint="use float32, int64, ...") from None
+    shape = tuple(int(d) for d in m.group("dims").split("x"))
+    return TensorSpec(m.group("name"), shape, dtype, guess_layout(shape))
+
+
+def detect_framework(source: str) -> str:
+    path_part = _split_factory(source)[0]
+    p = Path(path_part)
+    if p.suffix == ".py" or p.suffix in (".pt2",):
+        return "torch"
+    if p.suffix in (".keras", ".h5"):
+        return "keras"
+    if p.is_dir() and (p / "saved_model.pb").exists():
+        return "keras"
+    if p.suffix in (".pt", ".pth"):
+        raise InputError(
+            f"'{source}' looks like a pickled PyTorch checkpoint, which edgeship does not unpickle",
+            hint="export it with torch.export.save to a .pt2, or pass a file.py:factory that builds the module",
+        )
+    raise InputError(
+        f"cannot tell the framework of '{source}'",
+        hint="pass file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder (TensorFlow), "
+        "or say --framework torch|keras",
+    )
+
+
+def load_model(
+    source: str,
+    framework: str | None = None,
+    input_shapes: list[TensorSpec] | None = None,
+) -> Model:
+    path_part, factory = _split_factory(source)
+    if not Path(path_part).exists():
+        raise InputError(f"model source not found: '{path_part}'")
+    if framework is not None and framework not in FRAMEWORKS:
+        raise InputError(suggest(framework, FRAMEWORKS, "framework"))
+    framework = framework or detect_framework(source)
+    if framework == "torch":
+        if factory:
+            return _load_torch_factory(source, Path(path_part), factory, input_shapes)
+        if path_part.endswith(".pt2"):
+            return _load_pt2(source, Path(path_part))
+        raise InputError(f"'{source}' is not a PyTorch source", hint="pass file.py:factory or a .pt2 file")
+    p = Path(path_part)
+    if p.is_dir():
+        return _load_savedmodel(source, p, input_shapes)
+    if p.suffix in (".keras", ".h5"):
+        return _load_keras(source, p, input_shapes)
+    raise InputError(f"'{source}' is not a Keras/TensorFlow source", hint="pass a .keras/.h5 file or a SavedModel")
+
+
+def source_sha256(path: str) -> str:
+    """Hash of a file, or of every file under a directory (names and bytes, in sorted order)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _split_factory(source: str) -> tuple[str, str | None]:
+    head, sep, tail = source.rpartition(":")
+    if sep and head.endswith(".py") and tail.isidentifier():
+        return head, tail
+    return source, None
+
+
+def _model_name(path: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem if path.is_file() else path.name) or "model"
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch
+
+
+def _torch_runner(module):
+    import torch
+
+    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            out = module(*[torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+        return [t.detach().cpu().numpy() for t in _flatten_outputs(out)]
+
+    return run
+
+
+def _flatten_outputs(out) -> list:
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _flatten_outputs(o)]
+    if isinstance(out, dict):
+        return [t for k in out for t in _flatten_outputs(out[k])]
+    return [out]
+
+
+def _output_specs(run, example_inputs) -> list[TensorSpec]:
+    outs = run(example_inputs)
+    names = ["output"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))]
+    return [TensorSpec(n, tuple(o.shape), str(o.dtype), guess_layout(o.shape)) for n, o in zip(names, outs)]
+
+
+def _load_torch_factory(source, path: Path, factory: str, input_shapes) -> Model:
+    import torch
+
+    spec = importlib.util.spec_from_file_location(f"edgeship_model_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise InputError(f"importing '{path}' failed: {type(e).__name__}: {e}") from None
+    fn = getattr(module, factory, None)
+    if not callable(fn):
+        have = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
+        raise InputError(f"'{path}' has no callable '{factory}'" + (f"; it has {', '.join(have[:8])}" if have else ""))
+    built = fn()
+    example = None
+    if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module):
+        built, example = built
+        example = [example] if isinstance(example, torch.Tensor) else list(example)
+    if not isinstance(built, torch.nn.Module):
+        raise InputError(f"'{source}' returned {type(built).__name__}, not an nn.Module or (module, example_inputs)")
+    built.eval()
+    names = [
+        p.name for p in inspect.signature(built.forward).parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD,)
+    ]
+    if input_shapes:
+        specs = list(input_shapes)
+    elif example is not None:
+        specs = [
+            TensorSpec(names[i] if i < len(names) else f"input_{i}", tuple(t.shape), str(t.numpy().dtype),
+                       guess_layout(tuple(t.shape)))
+            for i, t in enumerate(example)
+        ]
+    else:
+        raise InputError(
+            f"'{source}' returned a module without example inputs, so its input shape is unknown",
+            hint="pass --input-shape NAME=1x3x224x224, or return (module, example_inputs) from the factory",
+        )
+    examples = [np.zeros(s.shape, s.dtype) for s in specs] if example is None else [t.numpy() for t in example]
+    run = _torch_runner(built)
+    try:
+        outputs = _output_specs(run, examples)
+    except Exception as e:
+        raise InputError(
+            f"'{source}' failed on inputs of shape {[list(s.shape) for s in specs]}: {type(e).__name__}: {e}",
+            hint="check --input-shape",
+        ) from None
+    return Model(_model_name(path), "torch", "torch-module", source, str(path), built, IOSpec(specs, outputs), run,
+                 examples)
+
+
+def _load_pt2(source, path: Path) -> Model:
+    import torch
+
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as e:
+        raise InputError(f"cannot load '{path}' with torch.export.load: {type(e).__name__}: {e}") from None
+    module = ep.module()
+    example_args = (ep.example_inputs or ((), {}))[0]
+    names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    if not example_args:
+        metas = [n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder" and n.name in names]
+        example_args = tuple(torch.zeros(tuple(m.shape), dtype=m.dtype) for m in metas)
+    specs = [
+        TensorSpec(n, tuple(t.shape), str(t.numpy().dtype), guess_layout(tuple(t.shape)))
+        for n, t in zip(names, example_args)
+    ]
+    examples = [t.numpy() for t in example_args]
+    run = _batch_one(_torch_runner(module))
+    return Model(_model_name(path), "torch", "torch-exported", source, str(path), ep,
+                 IOSpec(specs, _output_specs(run, examples)), run, examples)
+
+
+def _batch_one(run):
+    """Exported programs have static shapes: run a batch one sample at a time."""
+
+    def run_per_sample(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        if inputs[0].shape[0] == 1:
+            return run(inputs)
+        outs = [run([x[i : i + 1] for x in inputs]) for i in range(inputs[0].shape[0])]
+        return [np.concatenate(parts) for parts in zip(*outs)]
+
+    return run_per_sample
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras / TensorFlow
+
+
+def _quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def _load_keras(source, path: Path, input_shapes) -> Model:
+    _quiet_tf()
+    import keras
+
+    try:
+        model = keras.models.load_model(str(path), compile=False)
+    except Exception as e:
+        raise InputError(f"cannot load '{path}' with Keras: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    specs = []
+    for i, t in enumerate(model.inputs):
+        name = getattr(t, "name", None) or f"input_{i}"
+        shape = tuple(1 if d is None else int(d) for d in t.shape)
+        specs.append(TensorSpec(name, shape, _dtype_name(t.dtype), guess_layout(shape)))
+    if input_shapes:
+        specs = _override(specs, input_shapes)
+    examples = [np.zeros(s.shape, s.dtype) for s in specs]
+
+    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        out = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+        return [np.asarray(o) for o in _flatten_outputs(out)]
+
+    outputs = _output_specs(run, examples)
+    out_names = [_keras_output_name(t) for t in model.outputs]
+    for spec, name in zip(outputs, out_names):
+        spec.name = name or spec.name
+    return Model(_model_name(path), "keras", "keras", source, str(path), model, IOSpec(specs, outputs), run, examples)
+
+
+def _keras_output_name(tensor) -> str | None:
+    """The producing layer's name ('dense_1'), which users recognise, over 'keras_tensor_26'."""
+    history = getattr(tensor, "_keras_history", None)
+    op = getattr(history, "operation", None)
+    return getattr(op, "name", None) or getattr(tensor, "name", None)
+
+
+def _load_savedmodel(source, path: Path, input_shapes) -> Model:
+    _quiet_tf()
+    import tensorflow as tf
+
+    try:
+        obj = tf.saved_model.load(str(path))
+    except Exception as e:
+        raise InputError(f"cannot load SavedModel '{path}': {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    sigs = getattr(obj, "signatures", {})
+    if "serving_default" not in sigs:
+        raise InputError(f"SavedModel '{path}' has no 'serving_default' signature", hint="export it with one")
+    fn = sigs["serving_default"]
+    in_specs = fn.structured_input_signature[1]
+    names = sorted(in_specs)
+    specs = []
+    for n in names:
+        t = in_specs[n]
+        shape = tuple(1 if d is None else int(d) for d in t.shape)
+        specs.append(TensorSpec(n, shape, t.dtype.name, guess_layout(shape)))
+    if input_shapes:
+        specs = _override(specs, input_shapes)
+    out_names = sorted(fn.structured_outputs)
+
+    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        res = fn(**{n: tf.constant(x) for n, x in zip(names, inputs)})
+        return [res[k].numpy() for k in out_names]
+
+    if any(t.shape[0] is not None for t in in_specs.values()):
+        run = _batch_one(run)
+    examples = [np.zeros(s.shape, s.dtype) for s in specs]
+    outputs = _output_specs(run, examples)
+    for spec, name in zip(outputs, out_names):
+        spec.name = name
+    return Model(_model_name(path), "keras", "savedmodel", source, str(path), obj, IOSpec(specs, outputs), run,
+                 examples)
+
+
+def _override(specs: list[TensorSpec], given: list[TensorSpec]) -> list[TensorSpec]:
+    by_name = {s.name: s for s in specs}
+    for g in given:
+        if g.name not in by_name:
+            raise InputError(suggest(g.name, by_name, "input name") + " (from --input-shape)")
+        by_name[g.name] = g
+    return [by_name[s.name] for s in specs]
+
+
+def _dtype_name(dtype) -> str:
+    return getattr(dtype, "name", None) or str(dtype)

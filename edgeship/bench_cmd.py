@@ -1,0 +1,60 @@
+"""`edgeship bench ARTIFACT`: latency per thread count, warm-up and percentiles stated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.errors import InputError
+
+
+def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri: str, json_path, verbose) -> bool:
+    """Prints the table; returns True when any run failed."""
+    from rich.table import Table
+
+    from edgeship.console import console
+    from edgeship.report import write_json
+    from edgeship.runtime.device import open_device
+    from edgeship.validate import resolve
+
+    try:
+        thread_counts = [int(t) for t in threads.split(",") if t.strip()]
+    except ValueError:
+        raise InputError(f"--threads '{threads}' is not a list of integers", hint="e.g. --threads 1,2,4") from None
+    bundle, records, paths = resolve(artifact)
+    if len(paths) != 1:
+        raise InputError("bench takes one artifact", hint="pass a .tflite or .pte file; validate takes bundles")
+    record, path = records[0], paths[0]
+    if bundle is not None:
+        inputs = [a[:1] for a in bundle.golden().inputs]
+    else:
+        from edgeship.inspect import inspect_file
+
+        inputs = [np.random.default_rng(0).standard_normal(t["shape"]).astype(np.float32)
+                  for t in inspect_file(path)["inputs"]]
+    device = open_device(device_uri)
+    emulated = " (emulated)" if device.emulated else ""
+    table = Table(title=f"{path.name} on {device.uri}{emulated}: {warmup} warm-up, {runs} runs", title_justify="left")
+    for col in ("threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "init ms", "first ms", "peak MB", "runtime"):
+        table.add_column(col, justify="left" if col == "runtime" else "right")
+    results, failed = [], False
+    for n in thread_counts:
+        run = device.run_artifact(path, inputs, record.get("io"), threads=n, warmup=warmup, runs=runs,
+                                  verbose=verbose)
+        r = run.result
+        results.append({"artifact": path.name, "threads": n, "ok": run.ok, "error": run.error,
+                        **{k: r.get(k) for k in ("latency", "init_ms", "first_ms", "peak_rss_mb", "runtime",
+                                                 "delegate")}})
+        if not run.ok:
+            failed = True
+            table.add_row(str(n), *["—"] * 7, f"[red]{run.error}[/]")
+            continue
+        lat = r["latency"]
+        table.add_row(str(n), *(f"{lat[k]:.3f}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")),
+                      f"{r['init_ms']:.0f}", f"{r['first_ms']:.2f}", f"{r['peak_rss_mb']:.0f}", r["runtime"])
+    console().print(table)
+    if json_path:
+        write_json(json_path, results, {"device": device.uri, "emulated": device.emulated, "warmup": warmup,
+                                        "runs": runs})
+    return failed

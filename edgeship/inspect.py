@@ -1,0 +1,88 @@
+"""What is inside an artifact: ops, delegation, tensors, quantization, size by part."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from edgeship.errors import ArtifactError, InputError
+from edgeship.model import IOSpec
+from edgeship.runtime.base import RUNNER_MODULES, format_of
+
+
+def inspect_file(path: Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"artifact not found: '{path}'")
+    fmt = format_of(str(path))
+    if fmt is None:
+        raise InputError(f"'{path}' is not a .tflite or .pte artifact")
+    module = importlib.import_module(f"edgeship.runtime.{RUNNER_MODULES[fmt]}")
+    try:
+        return module.inspect_artifact(str(path))
+    except ValueError as e:
+        raise ArtifactError(f"cannot read '{path}': {e}", hint="the file is corrupt or not a {fmt} artifact") from None
+
+
+def artifact_io(path: Path, model_io: IOSpec, io_quantization: dict | None = None) -> dict:
+    """The artifact's I/O signature under the model's names, with dtypes and quantization."""
+    details = inspect_file(path)
+    io_quantization = io_quantization or {}
+
+    def merge(specs, found, quant):
+        out = []
+        for i, spec in enumerate(specs):
+            a = found[i] if i < len(found) else {}
+            q = a.get("quantization") or (quant[i] if i < len(quant) else None)
+            out.append({
+                "name": spec.name,
+                "artifact_name": a.get("name"),
+                "shape": list(a.get("shape", spec.shape)),
+                "dtype": a.get("dtype", spec.dtype),
+                "layout": spec.layout,
+                "quantization": q,
+            })
+        return out
+
+    return {
+        "inputs": merge(model_io.inputs, details.get("inputs", []), io_quantization.get("inputs", [])),
+        "outputs": merge(model_io.outputs, details.get("outputs", []), io_quantization.get("outputs", [])),
+    }
+
+
+def print_inspect(path: Path, d: dict) -> None:
+    from rich.table import Table
+
+    from edgeship.console import console
+    from edgeship.report import size_str
+
+    c = console()
+    parts = ", ".join(f"{k} {size_str(v)}" for k, v in (d.get("parts") or {}).items())
+    c.print(f"[bold]{Path(path).name}[/]: {d['format']}, {size_str(d['size_bytes'])}" + (f" ({parts})" if parts else ""))
+    total, delegated = d.get("total_ops"), d.get("delegated_ops")
+    if total:
+        c.print(f"ops: {total}, delegated: {delegated} ({(delegated or 0) / total * 100:.0f}%)")
+    ops = Table(title="ops", title_justify="left")
+    for col in ("op", "count", "delegated"):
+        ops.add_column(col)
+    for op in d.get("ops", []):
+        dl = op.get("delegated")
+        ops.add_row(op["op"], str(op["count"]), "—" if dl is None else ("yes" if dl else "[yellow]no[/]"))
+    c.print(ops)
+    io = Table(title="inputs and outputs", title_justify="left")
+    for col in ("", "name", "shape", "dtype", "scale", "zero point"):
+        io.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for t in d.get(kind, []):
+            q = t.get("quantization") or {}
+            io.add_row(kind[:-1], str(t.get("name")), "x".join(map(str, t.get("shape", []))), str(t.get("dtype")),
+                       _q(q.get("scale")), _q(q.get("zero_point")))
+    c.print(io)
+
+
+def _q(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, (list, tuple)):
+        return f"{len(v)} per-channel" if len(v) > 1 else (_q(v[0]) if v else "—")
+    return f"{v:.6g}" if isinstance(v, float) else str(v)

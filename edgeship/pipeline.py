@@ -1,0 +1,211 @@
+"""export: source model -> (format x recipe) artifacts + manifest.json + golden.npz.
+
+Every check that can fail on the user's input (routes, recipes, data shapes, calibration size,
+destination) runs before the first conversion starts.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from edgeship import __version__
+from edgeship.bundle import GOLDEN, SCHEMA, BundleWriter, Golden, sha256_file
+from edgeship.console import info, warn
+from edgeship.convert import ConvertOptions, get_route
+from edgeship.data import Dataset, ImageOptions, check_calibration, load_data
+from edgeship.errors import ConversionError, EdgeshipError, InputError
+from edgeship.model import Model, TensorSpec
+from edgeship.quantize import Recipe, parse_recipes
+from edgeship.sources import load_model, source_sha256
+
+DEFAULT_CALIB_SAMPLES = 200
+DEFAULT_CALIB_MIN = 16
+DEFAULT_GOLDEN_SAMPLES = 100
+EXTENSIONS = {"tflite": "tflite", "pte": "pte"}
+
+
+@dataclass
+class ExportRequest:
+    source: str
+    out: Path
+    targets: list[str] = field(default_factory=lambda: ["tflite", "pte"])
+    recipes: str = "fp32,int8"
+    calib: str | None = None
+    eval: str | None = None
+    calib_samples: int = DEFAULT_CALIB_SAMPLES
+    calib_min: int = DEFAULT_CALIB_MIN
+    golden_samples: int = DEFAULT_GOLDEN_SAMPLES
+    framework: str | None = None
+    input_shapes: list[TensorSpec] = field(default_factory=list)
+    image: ImageOptions = field(default_factory=ImageOptions)
+    int8_io: bool = False
+    force: bool = False
+    name: str | None = None
+    verbose: bool = False
+
+
+@dataclass
+class ExportResult:
+    bundle: Path
+    manifest: dict
+    model: Model
+
+
+def parse_targets(text: str) -> list[str]:
+    from edgeship.convert import TARGETS
+    from edgeship.errors import UnsupportedError, suggest
+
+    names = [t.strip().lstrip(".") for t in text.split(",") if t.strip()]
+    for t in names:
+        if t not in TARGETS:
+            raise UnsupportedError(suggest(t, TARGETS, "target format"), hint="pass --to tflite, pte or both")
+    return list(dict.fromkeys(names))
+
+
+def export(req: ExportRequest) -> ExportResult:
+    recipes = parse_recipes(req.recipes)
+    BundleWriter(req.out, req.force).check_destination()  # fail before loading anything heavy
+    model = load_model(req.source, req.framework, req.input_shapes or None)
+    routes = [get_route(model.framework, t) for t in req.targets]
+    for route in routes:
+        for r in recipes:
+            if r.name not in route.recipes:
+                raise InputError(f"recipe '{r.name}' is not available on {route.summary}; it has {route.recipes}")
+    calib = _calibration(req, model, recipes)
+    golden = _golden(req, model, calib)
+    options = ConvertOptions(int8_io=req.int8_io, verbose=req.verbose)
+    name = req.name or model.name
+
+    artifacts = []
+    tools: dict[str, str] = {}
+    with BundleWriter(req.out, req.force) as writer:
+        for route in routes:
+            convert = route.load()
+            for recipe in recipes:
+                filename = f"{name}.{recipe.name}.{EXTENSIONS[route.target]}"
+                info(f"[bold]export[/] {filename}  ({route.summary})")
+                t0 = time.perf_counter()
+                try:
+                    result = convert(model, recipe, calib if recipe.needs_calibration else None,
+                                     writer.path(filename), options)
+                except EdgeshipError:
+                    raise
+                except Exception as e:  # a converter's own exception: report its last words
+                    if req.verbose:
+                        raise
+                    msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                    raise ConversionError(f"{route.summary} failed on {filename}: {msg}",
+                                          hint="run with --verbose for the converter's traceback") from None
+                seconds = time.perf_counter() - t0
+                path = writer.path(filename)
+                if not path.exists() or path.stat().st_size == 0:
+                    raise ConversionError(f"{route.summary} wrote no artifact for {filename}")
+                for w in result.warnings:
+                    warn(f"{filename}: {w}")
+                tools.update(result.tools)
+                artifacts.append(_artifact_record(path, route, recipe, model, result, seconds, req.int8_io))
+        golden.save(writer.path(GOLDEN))
+        manifest = {
+            "schema": SCHEMA,
+            "edgeship_version": __version__,
+            "created_unix": int(time.time()),
+            "model": {
+                "name": name,
+                "framework": model.framework,
+                "kind": model.kind,
+                "source": model.source,
+                "source_path": str(Path(model.source_path).resolve()),
+                "source_sha256": source_sha256(model.source_path),
+                "io": model.io.to_dict(),
+            },
+            "calibration": None if calib is None else {
+                "data": calib.name, "samples": len(calib), "sha256": calib.sha256,
+            },
+            "golden": {
+                "path": GOLDEN, "samples": len(golden), "sha256": sha256_file(writer.path(GOLDEN)),
+                "data": golden_source(req, calib), "has_labels": golden.labels is not None,
+            },
+            "tools": {"edgeship": __version__, "python": platform.python_version(), **_versions(tools)},
+            "artifacts": artifacts,
+        }
+        writer.commit(manifest)
+    return ExportResult(req.out, manifest, model)
+
+
+def golden_source(req: ExportRequest, calib: Dataset | None) -> str:
+    if req.eval:
+        return req.eval
+    if calib is not None:
+        return f"{calib.name} (calibration data)"
+    return "random normal inputs (no --eval or --calib data given)"
+
+
+def _calibration(req: ExportRequest, model: Model, recipes: list[Recipe]) -> Dataset | None:
+    needs = [r.name for r in recipes if r.needs_calibration]
+    if not needs:
+        return None
+    if not req.calib:
+        raise InputError(
+            f"recipe {', '.join(needs)} needs calibration data",
+            hint="pass --calib DATA (an .npz, a folder of samples or images, module.py:fn, or 'digits')",
+        )
+    ds = load_data(req.calib, model.io, req.image)
+    check_calibration(ds, req.calib_min)
+    if len(ds) < 100:
+        warn(f"calibrating on only {len(ds)} samples; about 200 representative samples give steadier int8 ranges")
+    return ds.take(req.calib_samples)
+
+
+def _golden(req: ExportRequest, model: Model, calib: Dataset | None) -> Golden:
+    """A fixed sample of inputs with the float reference's outputs (and labels where known)."""
+    if req.eval:
+        ds = load_data(req.eval, model.io, req.image).take(req.golden_samples)
+    elif calib is not None:
+        ds = calib.take(req.golden_samples)
+    else:
+        rng = np.random.default_rng(0)
+        arrays = [rng.standard_normal((req.golden_samples, *s.shape[1:])).astype(s.dtype) for s in model.io.inputs]
+        ds = Dataset("random", arrays, model.io.inputs)
+    outputs = run_reference(model, ds)
+    return Golden(ds.arrays, outputs, ds.labels)
+
+
+def run_reference(model: Model, ds: Dataset, batch: int = 256) -> list[np.ndarray]:
+    parts = [model.run(ds.batch(i, i + batch)) for i in range(0, len(ds), batch)]
+    return [np.concatenate(p).astype(np.float32) for p in zip(*parts)]
+
+
+def _artifact_record(path: Path, route, recipe: Recipe, model: Model, result, seconds: float, int8_io: bool) -> dict:
+    from edgeship.inspect import artifact_io
+
+    io = artifact_io(path, model.io, result.io_quantization)
+    return {
+        "path": path.name,
+        "sha256": sha256_file(path),
+        "format": route.target,
+        "recipe": recipe.name,
+        "int8_io": bool(int8_io and recipe.name == "int8"),
+        "route": result.route or route.summary,
+        "size_bytes": path.stat().st_size,
+        "io": io,
+        "delegation": result.delegation,
+        "warnings": list(result.warnings),
+        "export_seconds": round(seconds, 3),
+        "tools": result.tools,
+    }
+
+
+def _versions(tools: dict[str, str]) -> dict[str, str]:
+    out = dict(tools)
+    for pkg in ("numpy", "ai-edge-litert"):
+        try:
+            out.setdefault(pkg, metadata.version(pkg))
+        except metadata.PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,173 @@
+"""validate: run every artifact of a bundle on a device and compare it with the float reference.
+
+The reference is the bundle's golden vectors (no framework needed), or the source model re-run
+over --data. One record per artifact; a record's status is "pass", "fail" (a check missed its
+limit) or "error" (no measurement could be taken: never counted as a pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.bundle import Bundle, Golden, find_bundle_of, read_bundle
+from edgeship.console import info
+from edgeship.errors import InputError
+from edgeship.metrics import compare, top1_accuracy
+from edgeship.quantize import get_recipe
+from edgeship.runtime.base import format_of
+
+
+@dataclass
+class ValidateRequest:
+    target: Path  # a bundle folder or one artifact file
+    data: str | None = None
+    device: str = "local"
+    threads: int = 1
+    warmup: int = 5
+    runs: int = 50
+    timeout: float = 600.0
+    max_drop: float | None = None  # accuracy points vs the float reference; default: the recipe's
+    min_cosine: float | None = None  # default: the recipe's
+    verbose: bool = False
+
+
+def resolve(target: Path) -> tuple[Bundle | None, list[dict], list[Path]]:
+    """(bundle, artifact records, artifact paths) for a bundle folder or an artifact file."""
+    target = Path(target)
+    if not target.exists():
+        raise InputError(f"not found: '{target}'", hint="pass a bundle folder (export --out) or a .tflite/.pte file")
+    if target.is_dir():
+        bundle = read_bundle(target)
+        if not bundle.artifacts:
+            raise InputError(f"bundle '{target}' lists no artifacts")
+        return bundle, bundle.artifacts, [bundle.artifact_path(r) for r in bundle.artifacts]
+    if format_of(str(target)) is None:
+        raise InputError(f"'{target}' is not a .tflite or .pte artifact, nor a bundle folder")
+    found = find_bundle_of(target)
+    if found:
+        return found[0], [found[1]], [target]
+    record = {"path": target.name, "format": format_of(str(target)), "recipe": None,
+              "size_bytes": target.stat().st_size, "io": None}
+    return None, [record], [target]
+
+
+def reference_for(req: ValidateRequest, bundle: Bundle | None) -> tuple[Golden | None, str]:
+    """Inputs, reference outputs and labels, and a note of where they came from."""
+    if req.data:
+        if bundle is None:
+            raise InputError(
+                "--data needs the float model to compute the reference, and this artifact is not in a bundle",
+                hint="validate the bundle folder instead",
+            )
+        from edgeship.data import load_data
+        from edgeship.pipeline import run_reference
+        from edgeship.sources import load_model, source_sha256
+
+        m = bundle.manifest["model"]
+        if not Path(m["source_path"]).exists():
+            raise InputError(f"--data needs the source model, and '{m['source_path']}' is gone",
+                             hint="validate against the golden vectors (drop --data)")
+        if source_sha256(m["source_path"]) != m["source_sha256"]:
+            raise InputError(f"the source model '{m['source_path']}' changed since this bundle was exported",
+                             hint="re-export, or validate against the golden vectors (drop --data)")
+        info(f"re-running the float reference ({m['framework']}) over {req.data}")
+        model = load_model(m["source"], m["framework"])
+        ds = load_data(req.data, model.io)
+        return Golden(ds.arrays, run_reference(model, ds), ds.labels), f"source re-run over {req.data}"
+    if bundle is not None:
+        g = bundle.golden()
+        return g, f"golden vectors ({len(g)} samples)"
+    return None, "none (artifact outside a bundle)"
+
+
+def validate(req: ValidateRequest, device=None) -> tuple[list[dict], dict]:
+    from edgeship.runtime.device import open_device
+
+    bundle, records, paths = resolve(req.target)
+    golden, ref_note = reference_for(req, bundle)
+    device = device or open_device(req.device)
+    if golden is None:
+        inputs = None
+    else:
+        inputs = golden.inputs
+    results = []
+    for record, path in zip(records, paths):
+        info(f"[bold]validate[/] {path.name} on {device.uri}")
+        results.append(_validate_one(req, device, record, path, golden, inputs))
+    context = {
+        "reference": ref_note,
+        "device": device.uri,
+        "emulated": device.emulated,
+        "threads": req.threads,
+        "warmup": req.warmup,
+        "runs": req.runs,
+        "bundle": str(bundle.root) if bundle else None,
+        "model": bundle.manifest["model"]["name"] if bundle else None,
+    }
+    return results, context
+
+
+def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, inputs) -> dict:
+    out = {
+        "artifact": record["path"],
+        "format": record.get("format"),
+        "recipe": record.get("recipe"),
+        "size_bytes": path.stat().st_size if path.exists() else None,
+        "delegation": record.get("delegation"),
+        "device": device.uri,
+        "emulated": device.emulated,
+        "checks": [],
+    }
+    if not path.exists():
+        return {**out, "status": "error", "error": f"artifact file missing: {path}"}
+    if inputs is None:
+        io = record.get("io") or {}
+        inputs = [np.zeros([1, *t["shape"][1:]], np.float32) for t in io.get("inputs", [])] or None
+        if inputs is None:
+            from edgeship.inspect import inspect_file
+
+            details = inspect_file(path)
+            inputs = [np.zeros(t["shape"], np.float32) for t in details["inputs"]]
+    run = device.run_artifact(path, inputs, record.get("io"), threads=req.threads, warmup=req.warmup,
+                              runs=req.runs, timeout=req.timeout, verbose=req.verbose)
+    r = run.result
+    out.update({k: r.get(k) for k in ("runtime", "delegate", "init_ms", "first_ms", "latency", "peak_rss_mb",
+                                      "threads", "platform")})
+    if not run.ok:
+        return {**out, "status": "error", "error": run.error}
+    if golden is not None:
+        names = [t["name"] for t in (record.get("io") or {}).get("outputs", [])] or [
+            f"output_{i}" for i in range(len(golden.outputs))]
+        if len(run.outputs) != len(golden.outputs):
+            return {**out, "status": "error",
+                    "error": f"artifact has {len(run.outputs)} outputs, the reference {len(golden.outputs)}"}
+        try:
+            out["accuracy"] = compare(golden.outputs, run.outputs, names, golden.labels)
+        except ValueError as e:
+            return {**out, "status": "error", "error": f"outputs do not match the reference's shapes: {e}"}
+        out["checks"] = _checks(req, record, out["accuracy"])
+    status = "pass" if all(c["passed"] for c in out["checks"]) else "fail"
+    return {**out, "status": status}
+
+
+def _checks(req: ValidateRequest, record: dict, acc: dict) -> list[dict]:
+    checks = []
+    recipe = get_recipe(record["recipe"]) if record.get("recipe") else None
+    min_cos = req.min_cosine if req.min_cosine is not None else (recipe.min_cosine if recipe else None)
+    if min_cos is not None:
+        checks.append({"name": "cosine", "value": acc["cosine"], "limit": min_cos, "op": ">=",
+                       "passed": bool(acc["cosine"] >= min_cos)})
+    max_drop = req.max_drop if req.max_drop is not None else (recipe.max_top1_drop if recipe else None)
+    if max_drop is not None and "accuracy_drop" in acc:
+        checks.append({"name": "accuracy_drop", "value": acc["accuracy_drop"], "limit": max_drop, "op": "<=",
+                       "passed": bool(acc["accuracy_drop"] <= max_drop + 1e-9)})
+    return checks
+
+
+def reference_accuracy(golden: Golden | None) -> float | None:
+    if golden is None or golden.labels is None:
+        return None
+    return top1_accuracy(golden.outputs[0], golden.labels)

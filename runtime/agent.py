@@ -1,0 +1,114 @@
+"""The agent: load one artifact, run inputs through it, time it, report JSON. Standalone.
+
+Runs in a child process on the host (`python -m edgeship.runtime.agent`), or pushed with its
+sibling modules to a device as a package (`python3 -m edgeship_agent.agent`). It needs the
+standard library, numpy and the artifact's runtime; never PyTorch or TensorFlow.
+
+    agent run ARTIFACT --inputs in.npz --out out.npz [--signature sig.json]
+                       [--threads 1] [--warmup 5] [--runs 50] [--max-seconds 30]
+
+in.npz holds input_0..input_K, each (N, ...); out.npz gets output_0..output_M, each (N, ...).
+The last line on stdout is one JSON object: {"ok": true, ...} or {"ok": false, "stage", "error"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from . import timing
+
+RUNNERS = {".tflite": "tflite", ".pte": "executorch"}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _load_runner_class(path: str):
+    ext = os.path.splitext(path)[1]
+    if ext not in RUNNERS:
+        raise ValueError(f"unknown artifact type '{ext}' (expected .tflite or .pte)")
+    import importlib
+
+    return importlib.import_module(f"{__package__}.{RUNNERS[ext]}").Runner
+
+
+def run(args) -> dict:
+    result: dict = {
+        "ok": False,
+        "artifact": os.path.basename(args.artifact),
+        "threads": args.threads,
+        "platform": {"machine": platform.machine(), "python": platform.python_version(), "cpus": os.cpu_count()},
+    }
+    stage = "import"
+    try:
+        signature = json.load(open(args.signature)) if args.signature else None
+        with np.load(args.inputs, allow_pickle=False) as z:
+            arrays = [z[f"input_{i}"] for i in range(sum(k.startswith("input_") for k in z.files))]
+        n = int(arrays[0].shape[0])
+        t0 = time.perf_counter()
+        runner_cls = _load_runner_class(args.artifact)
+        result["import_ms"] = (time.perf_counter() - t0) * 1000
+        rss_before = _peak_rss_mb()
+        stage = "load"
+        t0 = time.perf_counter()
+        runner = runner_cls(args.artifact, signature=signature, threads=args.threads)
+        result["init_ms"] = (time.perf_counter() - t0) * 1000
+        result["runtime"] = runner.runtime
+        result["delegate"] = runner.delegate
+        stage = "run"
+        samples = [[a[i : i + 1] for a in arrays] for i in range(n)]
+        t0 = time.perf_counter()
+        first = runner.run(samples[0])
+        result["first_ms"] = (time.perf_counter() - t0) * 1000
+        outputs = [[o] for o in first]
+        for s in samples[1:]:
+            for acc, o in zip(outputs, runner.run(s)):
+                acc.append(o)
+        result["samples"] = n
+        if args.runs > 0:
+            result["latency"] = timing.measure(runner.run, samples, args.warmup, args.runs, args.max_seconds)
+        result["peak_rss_mb"] = _peak_rss_mb()
+        result["rss_before_load_mb"] = rss_before
+        stage = "write"
+        with open(args.out, "wb") as f:
+            np.savez(f, **{f"output_{i}": np.concatenate(o) for i, o in enumerate(outputs)})
+        result["ok"] = True
+    except Exception as e:  # reported to the host as this artifact's failure
+        result.update(stage=stage, error=f"{type(e).__name__}: {e}")
+        if args.verbose:
+            result["traceback"] = traceback.format_exc()
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="agent", description="Run one artifact and report JSON.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("artifact")
+    r.add_argument("--inputs", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--signature")
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--warmup", type=int, default=5)
+    r.add_argument("--runs", type=int, default=50)
+    r.add_argument("--max-seconds", type=float, default=30.0)
+    r.add_argument("--verbose", action="store_true")
+    args = p.parse_args(argv)
+    result = run(args)
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The host as a device: the agent runs in a child process of this Python, with a timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.runtime.device import AgentRun
+
+
+def parse_agent_stdout(stdout: str) -> dict | None:
+    """The agent's report is the last line of stdout that parses as a JSON object."""
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def describe_exit(returncode: int, stderr: str) -> str:
+    """'killed by SIGSEGV; last words: ...' for a child that died, else the stderr's last line."""
+    last = [ln for ln in stderr.strip().splitlines() if ln.strip()][-3:]
+    words = " | ".join(last)[-300:]
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"runtime crashed (killed by {name})" + (f"; last words: {words}" if words else "")
+    return f"agent exited with status {returncode}" + (f": {words}" if words else "")
+
+
+def save_inputs(path: Path, inputs: list[np.ndarray]) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, **{f"input_{i}": a for i, a in enumerate(inputs)})
+
+
+def load_outputs(path: Path) -> list[np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return [z[f"output_{i}"] for i in range(len(z.files))]
+
+
+class LocalDevice:
+    uri = "local"
+    emulated = False
+
+    def agent_command(self) -> list[str]:
+        return [sys.executable, "-m", "edgeship.runtime.agent"]
+
+    def run_artifact(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
+                     verbose=False) -> AgentRun:
+        with tempfile.TemporaryDirectory(prefix="edgeship-run-") as tmp:
+            tmp = Path(tmp)
+            save_inputs(tmp / "in.npz", inputs)
+            cmd = self.agent_command() + [
+                "run", str(Path(artifact).resolve()), "--inputs", str(tmp / "in.npz"), "--out", str(tmp / "out.npz"),
+                "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs),
+                "--max-seconds", str(max(1.0, timeout / 4)),
+            ]
+            if signature is not None:
+                (tmp / "sig.json").write_text(json.dumps(signature))
+                cmd += ["--signature", str(tmp / "sig.json")]
+            if verbose:
+                cmd.append("--verbose")
+            env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+            except subprocess.TimeoutExpired:
+                return AgentRun(False, error=f"timed out after {timeout:.0f} s (the runtime hung or is too slow)")
+            result = parse_agent_stdout(proc.stdout)
+            if result is None:
+                return AgentRun(False, error=describe_exit(proc.returncode, proc.stderr))
+            if not result.get("ok"):
+                return AgentRun(False, result, error=f"{result.get('stage', 'run')}: {result.get('error')}")
+            return AgentRun(True, result, load_outputs(tmp / "out.npz"))

@@ -170,7 +170,7 @@ def _from_folder(path: Path, io: IOSpec, image: ImageOptions):
             if len(parts) != len(io.inputs):
                 raise InputError(f"sample '{f}' has {len(parts)} arrays, the model takes {len(io.inputs)}")
             for lst, a in zip(per_input, parts):
-                lst.append(_squeeze_batch(a))
+                lst.append(a)
             labels.append(None if label is None else int(np.asarray(label).reshape(-1)[0]))
         have_labels = all(lab is not None for lab in labels)
         return [_stack(lst, path) for lst in per_input], (np.array(labels) if have_labels else None), path.name
@@ -250,16 +250,12 @@ def _from_module(path: Path, fn: str, io: IOSpec, source: str):
         if len(parts) != len(names):
             raise InputError(f"{source} yielded {len(parts)} arrays; the model takes {len(names)} ({names})")
         for lst, a in zip(per_input, parts):
-            lst.append(_squeeze_batch(np.asarray(a)))
+            lst.append(np.asarray(a))
         labels.append(label)
     if not per_input[0]:
         raise InputError(f"{source} yielded no samples")
     lab = np.array(labels) if all(lab is not None for lab in labels) else None
     return [_stack(lst, source) for lst in per_input], lab, source
-
-
-def _squeeze_batch(a: np.ndarray) -> np.ndarray:
-    return a[0] if a.ndim >= 1 and a.shape[0] == 1 and a.ndim > 1 else a
 
 
 def _stack(arrays: list[np.ndarray], where) -> np.ndarray:

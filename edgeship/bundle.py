@@ -167,9 +167,17 @@ class BundleWriter:
                 ) from None
             raise
         self._lock_fd = fd
-        shutil.rmtree(self.staging, ignore_errors=True)
+        self._remove_stale_staging()
         self.staging.mkdir()
         return self
+
+    def _remove_stale_staging(self) -> None:
+        """Staging folders left by an export that was killed outright (SIGKILL, power loss).
+
+        Called with the lock held, so no live export owns them.
+        """
+        for stale in self.dest.parent.glob(f".{self.dest.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     def path(self, name: str) -> Path:
         return self.staging / name

@@ -102,6 +102,7 @@ def _floats(text: str | None):
 @click.option("--eval", "eval_data", metavar="DATA", help="Data for the golden vectors (default: --calib's).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
+@click.option("--trust-source", is_flag=True, help="Allow a .pt2 that stores pickled objects (runs their code).")
 @click.option("--framework", type=click.Choice(["torch", "keras"]), help="Override detection from SOURCE.")
 @click.option("--input-shape", "input_shape", multiple=True, metavar="NAME=1x3x224x224[:dtype]",
               help="Input spec where the model has none (repeatable).")
@@ -116,7 +117,7 @@ def _floats(text: str | None):
 @click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="Image folders: layout of the model input.")
 @click.option("--bgr", is_flag=True, help="Image folders: feed BGR instead of RGB.")
 @click.pass_context
-def export(ctx, source, targets, recipes, calib, eval_data, out, force, framework, input_shape, int8_io,
+def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape, int8_io,
            calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr):
     """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
 
@@ -136,7 +137,8 @@ def export(ctx, source, targets, recipes, calib, eval_data, out, force, framewor
         req = ExportRequest(
             source=source, out=out, targets=parse_targets(targets), recipes=recipes, calib=calib, eval=eval_data,
             calib_samples=calib_samples, calib_min=calib_min, golden_samples=golden_samples, framework=framework,
-            input_shapes=_input_shapes(input_shape), image=image, int8_io=int8_io, force=force, name=name,
+            input_shapes=_input_shapes(input_shape), image=image, int8_io=int8_io, force=force, trust_source=trust_source,
+            name=name,
             verbose=verbose,
         )
         result = run_export(req)

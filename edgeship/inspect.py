@@ -21,7 +21,7 @@ def inspect_file(path: Path) -> dict:
     try:
         return module.inspect_artifact(str(path))
     except ValueError as e:
-        raise ArtifactError(f"cannot read '{path}': {e}", hint="the file is corrupt or not a {fmt} artifact") from None
+        raise ArtifactError(f"cannot read '{path}': {e}", hint=f"the file is corrupt or not a .{fmt} artifact") from None
 
 
 def artifact_io(path: Path, model_io: IOSpec, io_quantization: dict | None = None) -> dict:

@@ -46,6 +46,7 @@ class ExportRequest:
     image: ImageOptions = field(default_factory=ImageOptions)
     int8_io: bool = False
     force: bool = False
+    trust_source: bool = False
     name: str | None = None
     verbose: bool = False
 
@@ -71,7 +72,7 @@ def parse_targets(text: str) -> list[str]:
 def export(req: ExportRequest) -> ExportResult:
     recipes = parse_recipes(req.recipes)
     BundleWriter(req.out, req.force).check_destination()  # fail before loading anything heavy
-    model = load_model(req.source, req.framework, req.input_shapes or None)
+    model = load_model(req.source, req.framework, req.input_shapes or None, req.trust_source)
     routes = [get_route(model.framework, t) for t in req.targets]
     for route in routes:
         for r in recipes:

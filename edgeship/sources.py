@@ -10,6 +10,7 @@ Frameworks are imported inside the loader that needs them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -67,6 +68,7 @@ def load_model(
     source: str,
     framework: str | None = None,
     input_shapes: list[TensorSpec] | None = None,
+    trust_source: bool = False,
 ) -> Model:
     path_part, factory = _split_factory(source)
     if not Path(path_part).exists():
@@ -78,7 +80,7 @@ def load_model(
         if factory:
             return _load_torch_factory(source, Path(path_part), factory, input_shapes)
         if path_part.endswith(".pt2"):
-            return _load_pt2(source, Path(path_part))
+            return _load_pt2(source, Path(path_part), trust_source)
         raise InputError(f"'{source}' is not a PyTorch source", hint="pass file.py:factory or a .pt2 file")
     p = Path(path_part)
     if p.is_dir():
@@ -190,13 +192,44 @@ def _load_torch_factory(source, path: Path, factory: str, input_shapes) -> Model
                  examples)
 
 
-def _load_pt2(source, path: Path) -> Model:
+@contextlib.contextmanager
+def _no_arbitrary_unpickling():
+    """torch.export.load unpickles some weights and constants with weights_only=False, and
+    PyTorch warns never to load an untrusted .pt2. Inside this block torch.load is forced to
+    weights_only=True (plain tensors and containers only) and raw pickle loads are refused."""
+    import pickle
+    from unittest import mock
+
+    import torch
+
+    real_load = torch.load
+
+    def weights_only_load(f, *args, **kwargs):
+        kwargs["weights_only"] = True
+        return real_load(f, *args, **kwargs)
+
+    def refuse(*args, **kwargs):
+        raise pickle.UnpicklingError("the file stores a pickled Python object")
+
+    with mock.patch.object(torch, "load", weights_only_load), mock.patch.object(pickle, "loads", refuse), \
+            mock.patch.object(torch._C, "_pickle_load_obj", refuse, create=True):
+        yield
+
+
+def _load_pt2(source, path: Path, trust_source: bool = False) -> Model:
     import torch
 
     try:
-        ep = torch.export.load(str(path))
+        with contextlib.nullcontext() if trust_source else _no_arbitrary_unpickling():
+            ep = torch.export.load(str(path))
     except Exception as e:
-        raise InputError(f"cannot load '{path}' with torch.export.load: {type(e).__name__}: {e}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if not trust_source and ("pickle" in first.lower() or "weights_only" in first.lower()):
+            raise InputError(
+                f"'{path}' holds pickled Python objects, which edgeship does not unpickle by default ({first})",
+                hint="if you trust the file and its author, pass --trust-source",
+            ) from None
+        raise InputError(f"cannot load '{path}' with torch.export.load: {type(e).__name__}: {first}") from None
     module = ep.module()
     example_args = (ep.example_inputs or ((), {}))[0]
     names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]

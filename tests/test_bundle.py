@@ -74,3 +74,12 @@ def test_golden_round_trip(tmp_path):
     g.save(tmp_path / "g.npz")
     back = Golden.load(tmp_path / "g.npz")
     assert len(back) == 3 and back.labels.tolist() == [1, 2, 3] and back.outputs[0].shape == (3, 10)
+
+
+def test_staging_left_by_a_killed_export_is_cleaned_up(tmp_path):
+    dest = tmp_path / "b"
+    stale = tmp_path / ".b.partial-999999"
+    stale.mkdir()
+    (stale / "half.tflite").write_bytes(b"half")
+    _write(dest)
+    assert not stale.exists() and (dest / "m.fp32.tflite").exists()

@@ -10,23 +10,43 @@ from edgeship.model import IOSpec
 from edgeship.runtime.base import RUNNER_MODULES, format_of
 
 
-def inspect_file(path: Path) -> dict:
+def inspect_file(path: Path, isolated: bool = True, timeout: float = 300.0) -> dict:
+    """Details of an artifact. isolated: read it in a child process, so a runtime that crashes
+    on a corrupt file cannot take edgeship down (export reads its own fresh artifacts in-process)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"artifact not found: '{path}'")
     fmt = format_of(str(path))
     if fmt is None:
         raise InputError(f"'{path}' is not a .tflite or .pte artifact")
-    module = importlib.import_module(f"edgeship.runtime.{RUNNER_MODULES[fmt]}")
+    hint = f"the file is corrupt or not a .{fmt} artifact"
+    if not isolated:
+        module = importlib.import_module(f"edgeship.runtime.{RUNNER_MODULES[fmt]}")
+        try:
+            return module.inspect_artifact(str(path))
+        except ValueError as e:
+            raise ArtifactError(f"cannot read '{path}': {e}", hint=hint) from None
+    import subprocess
+    import sys
+
+    from edgeship.runtime.local import describe_exit, parse_agent_stdout
+
+    cmd = [sys.executable, "-m", "edgeship.runtime.agent", "inspect", str(path)]
     try:
-        return module.inspect_artifact(str(path))
-    except ValueError as e:
-        raise ArtifactError(f"cannot read '{path}': {e}", hint=f"the file is corrupt or not a .{fmt} artifact") from None
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ArtifactError(f"reading '{path}' hung for {timeout:.0f} s", hint=hint) from None
+    result = parse_agent_stdout(proc.stdout)
+    if result is None:
+        raise ArtifactError(f"cannot read '{path}': {describe_exit(proc.returncode, proc.stderr)}", hint=hint)
+    if not result["ok"]:
+        raise ArtifactError(f"cannot read '{path}': {result['error']}", hint=hint)
+    return result["details"]
 
 
 def artifact_io(path: Path, model_io: IOSpec, io_quantization: dict | None = None) -> dict:
     """The artifact's I/O signature under the model's names, with dtypes and quantization."""
-    details = inspect_file(path)
+    details = inspect_file(path, isolated=False)
     io_quantization = io_quantization or {}
 
     def merge(specs, found, quant):

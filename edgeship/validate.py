@@ -89,10 +89,7 @@ def validate(req: ValidateRequest, device=None) -> tuple[list[dict], dict]:
     bundle, records, paths = resolve(req.target)
     golden, ref_note = reference_for(req, bundle)
     device = device or open_device(req.device)
-    if golden is None:
-        inputs = None
-    else:
-        inputs = golden.inputs
+    inputs = None if golden is None else golden.inputs
     results = []
     for record, path in zip(records, paths):
         info(f"[bold]validate[/] {path.name} on {device.uri}")
@@ -123,14 +120,16 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
     }
     if not path.exists():
         return {**out, "status": "error", "error": f"artifact file missing: {path}"}
-    if inputs is None:
-        io = record.get("io") or {}
-        inputs = [np.zeros([1, *t["shape"][1:]], np.float32) for t in io.get("inputs", [])] or None
-        if inputs is None:
-            from edgeship.inspect import inspect_file
+    if inputs is None:  # no reference: time the artifact on random inputs of its own shapes
+        from edgeship.errors import ArtifactError
+        from edgeship.inspect import inspect_file
 
-            details = inspect_file(path)
-            inputs = [np.zeros(t["shape"], np.float32) for t in details["inputs"]]
+        try:
+            shapes = [t["shape"] for t in inspect_file(path)["inputs"]]
+        except ArtifactError as e:
+            return {**out, "status": "error", "error": e.message}
+        rng = np.random.default_rng(0)
+        inputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     run = device.run_artifact(path, inputs, record.get("io"), threads=req.threads, warmup=req.warmup,
                               runs=req.runs, timeout=req.timeout, verbose=req.verbose)
     r = run.result

@@ -6,6 +6,7 @@ standard library, numpy and the artifact's runtime; never PyTorch or TensorFlow.
 
     agent run ARTIFACT --inputs in.npz --out out.npz [--signature sig.json]
                        [--threads 1] [--warmup 5] [--runs 50] [--max-seconds 30]
+    agent inspect ARTIFACT
 
 in.npz holds input_0..input_K, each (N, ...); out.npz gets output_0..output_M, each (N, ...).
 The last line on stdout is one JSON object: {"ok": true, ...} or {"ok": false, "stage", "error"}.
@@ -90,6 +91,22 @@ def run(args) -> dict:
     return result
 
 
+def inspect(args) -> dict:
+    ext = os.path.splitext(args.artifact)[1]
+    try:
+        if ext not in RUNNERS:
+            raise ValueError(f"unknown artifact type '{ext}' (expected .tflite or .pte)")
+        import importlib
+
+        module = importlib.import_module(f"{__package__}.{RUNNERS[ext]}")
+        return {"ok": True, "details": module.inspect_artifact(args.artifact)}
+    except Exception as e:
+        out = {"ok": False, "stage": "inspect", "error": f"{type(e).__name__}: {e}"}
+        if args.verbose:
+            out["traceback"] = traceback.format_exc()
+        return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="agent", description="Run one artifact and report JSON.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -103,8 +120,11 @@ def main(argv=None) -> int:
     r.add_argument("--runs", type=int, default=50)
     r.add_argument("--max-seconds", type=float, default=30.0)
     r.add_argument("--verbose", action="store_true")
+    i = sub.add_parser("inspect")
+    i.add_argument("artifact")
+    i.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
-    result = run(args)
+    result = run(args) if args.cmd == "run" else inspect(args)
     sys.stdout.write("\n" + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0 if result["ok"] else 1

@@ -1,0 +1,33 @@
+"""Mutations of artifact bytes for robustness tests: bit flips, truncations, spliced headers.
+
+Used by tests/test_fuzz.py (a few hundred fixed-seed cases) and bench/fuzz.py (longer runs).
+"""
+
+from __future__ import annotations
+
+import random
+
+MUTATIONS = ("bitflip", "truncate", "splice", "zero_block", "duplicate_block")
+
+
+def mutate(data: bytes, rng: random.Random, donor: bytes = b"") -> tuple[str, bytes]:
+    kind = rng.choice(MUTATIONS)
+    buf = bytearray(data)
+    if kind == "bitflip":
+        for _ in range(rng.randint(1, 16)):
+            i = rng.randrange(len(buf))
+            buf[i] ^= 1 << rng.randrange(8)
+    elif kind == "truncate":
+        buf = buf[: rng.randrange(0, len(buf))]
+    elif kind == "splice":  # another file's header (or random bytes) over this one's start
+        n = rng.randint(4, 256)
+        head = donor[:n] if donor else bytes(rng.randrange(256) for _ in range(n))
+        buf[: len(head)] = head
+    elif kind == "zero_block":
+        i = rng.randrange(len(buf))
+        n = rng.randint(1, 512)
+        buf[i : i + n] = bytes(len(buf[i : i + n]))
+    else:  # duplicate_block: repeat a slice in place (offsets beyond it now point elsewhere)
+        i = rng.randrange(len(buf))
+        buf[i:i] = buf[i : i + rng.randint(1, 256)]
+    return kind, bytes(buf)

@@ -5,11 +5,16 @@ from __future__ import annotations
 from functools import lru_cache
 
 
+LOG_WIDTH = 140  # CI logs have no terminal width: don't squeeze tables into 80 columns
+
+
 @lru_cache(maxsize=None)
 def console():
+    import sys
+
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else LOG_WIDTH)
 
 
 @lru_cache(maxsize=None)

@@ -17,6 +17,11 @@ def _f(v, fmt="{:.2f}", none="—") -> str:
     return fmt.format(v)
 
 
+def _ms(v: float) -> str:
+    """Milliseconds with three significant digits: 0.0123, 1.23, 123."""
+    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
 def size_str(n: int | None) -> str:
     if n is None:
         return "—"
@@ -34,44 +39,55 @@ def coverage_str(delegation: dict | None) -> str:
     return s + " (fallback)" if delegation.get("fallback") else s
 
 
-def validate_table(results: list[dict], context: dict):
+def _status(r: dict) -> str:
+    status = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "error": "[red]ERROR[/]"}[r["status"]]
+    if r["status"] == "fail":
+        status += " " + ", ".join(c["name"] for c in r["checks"] if not c["passed"])
+    return status
+
+
+def _table(title: str, columns: list[str], results: list[dict]):
     from rich.table import Table
 
-    emulated = " [yellow](emulated)[/]" if context.get("emulated") else ""
-    lat = f"latency ms{emulated}"
-    title = (f"[bold]{context.get('model') or 'artifacts'}[/] on {context['device']}{emulated} — reference: "
-             f"{context['reference']}; {context['threads']} thread(s), {context['warmup']} warm-up, "
-             f"{context['runs']} runs")
-    t = Table(title=title, title_justify="left", show_lines=False)
-    for col, kw in [("artifact", {}), ("recipe", {}), ("size", {"justify": "right"}),
-                    ("deleg.", {"justify": "right"}), ("top-1 %", {"justify": "right"}),
-                    ("Δ pts", {"justify": "right"}), ("agree %", {"justify": "right"}),
-                    ("cosine", {"justify": "right"}), ("SNR dB", {"justify": "right"}),
-                    ("max err", {"justify": "right"}), (f"{lat} p50/p90/p99", {"justify": "right"}),
-                    ("init ms", {"justify": "right"}), ("peak MB", {"justify": "right"}), ("status", {})]:
-        t.add_column(col, **kw)
+    t = Table(title=title, title_justify="left")
+    t.add_column("artifact", no_wrap=True)
+    for col in columns:
+        t.add_column(col, justify="left" if col == "status" else "right", no_wrap=col != "status")
+    return t
+
+
+def validate_tables(results: list[dict], context: dict):
+    """Two tables that fit a terminal: accuracy against the reference, then performance."""
+    emulated = " [yellow](emulated: not device latency)[/]" if context.get("emulated") else ""
+    acc = _table(f"[bold]{context.get('model') or 'artifacts'}[/] on {context['device']}: accuracy vs "
+                 f"{context['reference']}",
+                 ["recipe", "top-1 %", "Δ pts", "agree %", "cosine", "SNR dB", "max err", "status"], results)
+    perf = _table(f"performance on {context['device']}{emulated}: {context['threads']} thread(s), "
+                  f"{context['warmup']} warm-up, {context['runs']} timed runs",
+                  ["size", "delegated", "p50 ms", "p90 ms", "p99 ms", "init ms", "first ms", "peak MB"], results)
     for r in results:
         a = r.get("accuracy") or {}
-        l = r.get("latency") or {}
-        lat_s = "—" if not l else f"{l['p50_ms']:.2f}/{l['p90_ms']:.2f}/{l['p99_ms']:.2f}"
-        status = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "error": "[red]ERROR[/]"}[r["status"]]
-        if r["status"] == "fail":
-            status += " " + ", ".join(c["name"] for c in r["checks"] if not c["passed"])
-        t.add_row(
-            r["artifact"], r.get("recipe") or "—", size_str(r.get("size_bytes")), coverage_str(r.get("delegation")),
-            _f(a.get("accuracy"), "{:.1f}"), _f(-a["accuracy_drop"] if "accuracy_drop" in a else None, "{:+.1f}"),
+        lat = r.get("latency") or {}
+        acc.add_row(
+            r["artifact"], r.get("recipe") or "—", _f(a.get("accuracy"), "{:.1f}"),
+            _f(0.0 - a["accuracy_drop"] if "accuracy_drop" in a else None, "{:+.1f}"),
             _f(a.get("top1_agreement"), "{:.1f}"), _f(a.get("cosine"), "{:.5f}"), _f(a.get("snr_db"), "{:.1f}"),
-            _f(a.get("max_abs_error"), "{:.2g}"), lat_s, _f(r.get("init_ms"), "{:.0f}"),
-            _f(r.get("peak_rss_mb"), "{:.0f}"), status,
+            _f(a.get("max_abs_error"), "{:.2g}"), _status(r),
         )
-    return t
+        perf.add_row(
+            r["artifact"], size_str(r.get("size_bytes")), coverage_str(r.get("delegation")),
+            *(_ms(lat[k]) if k in lat else "—" for k in ("p50_ms", "p90_ms", "p99_ms")),
+            _f(r.get("init_ms"), "{:.0f}"), _f(r.get("first_ms"), "{:.3g}"), _f(r.get("peak_rss_mb"), "{:.0f}"),
+        )
+    return acc, perf
 
 
 def print_validate(results: list[dict], context: dict) -> None:
     from edgeship.console import console
 
     c = console()
-    c.print(validate_table(results, context))
+    for table in validate_tables(results, context):
+        c.print(table)
     ref_acc = next((r["accuracy"].get("reference_accuracy") for r in results if r.get("accuracy")), None)
     if ref_acc is not None:
         c.print(f"float reference top-1: {ref_acc:.1f}%")
@@ -93,8 +109,9 @@ def export_table(manifest: dict):
     from rich.table import Table
 
     t = Table(title=f"[bold]{manifest['model']['name']}[/] ({manifest['model']['framework']})", title_justify="left")
-    for col in ("artifact", "format", "recipe", "size", "delegated", "export s", "route"):
-        t.add_column(col, justify="right" if col in ("size", "export s", "delegated") else "left")
+    for col in ("artifact", "format", "recipe", "size", "delegated", "export s"):
+        t.add_column(col, justify="right" if col in ("size", "export s", "delegated") else "left", no_wrap=True)
+    t.add_column("route", overflow="fold")
     for a in manifest["artifacts"]:
         t.add_row(a["path"], a["format"], a["recipe"], size_str(a["size_bytes"]), coverage_str(a.get("delegation")),
                   f"{a['export_seconds']:.1f}", a["route"])

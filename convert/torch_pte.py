@@ -1,0 +1,414 @@
+"""PyTorch -> ExecuTorch .pte: torch.export, PT2E quantization for XNNPACK, lowering with fallback.
+
+Recipes (all lowered with the XNNPACK partitioner):
+  fp32          the exported graph as is
+  fp16          weights and compute in float16 (a graph pass); inputs and outputs stay float32,
+                cast at the boundary by two small non-delegated ops
+  dynamic-int8  XNNPACKQuantizer: per-channel int8 weights for linear/conv, activations
+                quantized at run time
+  int8          XNNPACKQuantizer: per-channel int8 weights, per-tensor int8 activations with
+                ranges calibrated on `calib`; optionally int8 inputs/outputs (options.int8_io)
+
+`export_pte` is shared with the Keras route (keras_pte.py), which hands it an ExportedProgram.
+If XNNPACK lowering fails, or the lowered program fails a trial run, it retries with one op per
+delegate, then with no delegation (portable kernels), and records what happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import tempfile
+import warnings as pywarnings
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.convert.base import ConvertOptions, ConvertResult
+from edgeship.errors import ConversionError, InputError, UnsupportedError
+from edgeship.progress import track
+
+SEED = 0
+BACKEND = "XnnpackBackend"
+# (mode, what the warning calls it); tried in this order until one lowers and runs
+LOWERING_MODES = (
+    ("xnnpack", "XNNPACK"),
+    ("xnnpack-per-op", "XNNPACK with one op per delegate"),
+    ("portable", "no delegation (portable kernels)"),
+)
+SUPPORTED_RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
+
+
+def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
+    if model.kind not in ("torch-module", "torch-exported"):
+        raise UnsupportedError(f"the torch -> pte route takes a PyTorch module or .pt2, not a '{model.kind}' model")
+    import torch
+
+    examples = example_tensors(model)
+    if model.kind == "torch-exported":
+        program = model.obj
+    else:
+        try:
+            with _quiet():
+                program = torch.export.export(model.obj.eval(), tuple(examples))
+        except Exception as e:
+            raise ConversionError(f"torch.export failed: {error_line(e)}", hint=_EXPORT_HINT) from None
+    return export_pte(program, recipe, examples, calib, Path(out_path), options, source="torch.export")
+
+
+def export_pte(program, recipe, examples, calib, out_path: Path, options: ConvertOptions, source: str,
+               tools: dict | None = None) -> ConvertResult:
+    """Quantize or convert a float32 ExportedProgram per `recipe`, lower it, write the .pte."""
+    if recipe.name not in SUPPORTED_RECIPES:
+        raise UnsupportedError(f"recipe '{recipe.name}' has no pte route. Supported: {', '.join(SUPPORTED_RECIPES)}")
+    seed_everything()
+    notes: list[str] = []
+    with _quiet():
+        program, steps = prepare_program(program, recipe, examples, calib)
+        io_quant = None
+        if options.int8_io and recipe.name == "int8":
+            io_quant, io_notes = make_integer_io(program)
+            notes += io_notes
+        elif options.int8_io:
+            notes.append(f"int8 I/O applies to the int8 recipe only; the {recipe.name} artifact keeps float I/O")
+        buffer, delegation = lower_with_fallback(program, examples, io_quant)
+    if delegation["fallback"]:
+        notes.append(
+            f"XNNPACK delegation failed ({delegation['fallback']}); fell back to "
+            f"{dict(LOWERING_MODES)[delegation['mode']]}: {delegation['delegated_ops']}/{delegation['total_ops']} "
+            "ops delegated"
+        )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(buffer)
+    lowering = {"xnnpack": "XNNPACK", "xnnpack-per-op": "XNNPACK per-op", "portable": "portable"}[delegation["mode"]]
+    return ConvertResult(
+        route=" -> ".join([source, *steps, lowering, ".pte"]),
+        tools={**tool_versions(), **(tools or {})},
+        delegation=delegation,
+        warnings=notes,
+        io_quantization=io_quant,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Recipes
+
+
+def prepare_program(program, recipe, examples, calib):
+    """Float32 ExportedProgram -> (ExportedProgram for `recipe`, route steps)."""
+    import torch
+
+    if recipe.name == "fp32":
+        return program, []
+    if recipe.name == "fp16":
+        from edgeship.convert.torch_passes import convert_to_half
+
+        module = program.module()
+        convert_to_half(module)
+        return _reexport(module, examples, "float16 graph"), ["float16 graph"]
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    dynamic = recipe.name == "dynamic-int8"
+    if not dynamic and calib is None:
+        raise InputError("the int8 recipe needs calibration data", hint="pass --calib DATA (e.g. --calib digits)")
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    try:
+        prepared = prepare_pt2e(program.module(), XNNPACKQuantizer().set_global(config))
+        with torch.no_grad():
+            prepared(*examples)  # weight observers need one pass even for dynamic quantization
+            if not dynamic:
+                for sample in track(calib.samples(), total=len(calib), description="calibrating"):
+                    prepared(*to_tensors(sample))
+        quantized = convert_pt2e(prepared)
+    except Exception as e:
+        raise ConversionError(f"PT2E quantization ({recipe.name}) failed: {error_line(e)}") from None
+    if dynamic:
+        step = "PT2E dynamic int8 (XNNPACKQuantizer, per-channel weights)"
+    else:
+        step = f"PT2E static int8 (XNNPACKQuantizer, per-channel weights, {len(calib)} calibration samples)"
+    return _reexport(quantized, examples, "re-export after quantization"), [step]
+
+
+def make_integer_io(program) -> tuple[dict, list[str]]:
+    """Turn the program's float inputs/outputs into int8 where a quantize (dequantize) op sits
+    right behind (before) them. Returns ({"inputs": [...], "outputs": [...]}, warnings)."""
+    from executorch.exir.passes.quantize_io_pass import quantize_input, quantize_output
+
+    io = {"inputs": [], "outputs": []}
+    notes = []
+    for i in range(len(program.graph_signature.user_inputs)):
+        try:
+            _hoist_input_quantize(program, i)
+            scale, zero_point, *_ = quantize_input(program, i)
+            io["inputs"].append({"scale": float(scale), "zero_point": int(zero_point), "dtype": "int8"})
+        except (ValueError, AssertionError) as e:
+            io["inputs"].append(None)
+            notes.append(f"input {i} stays float32: {error_line(e)}")
+    for i in range(len(program.graph_signature.user_outputs)):
+        try:
+            scale, zero_point, *_ = quantize_output(program, i)
+            io["outputs"].append({"scale": float(scale), "zero_point": int(zero_point), "dtype": "int8"})
+        except (ValueError, AssertionError) as e:
+            io["outputs"].append(None)
+            notes.append(f"output {i} stays float32: {error_line(e)}")
+    return io, notes
+
+
+def _hoist_input_quantize(program, index: int) -> bool:
+    """input -> permute/reshape/... -> quantize  becomes  input -> quantize -> permute/reshape/...
+
+    The quantizer leaves layout-only ops in front of the first quantize (Keras: the NHWC -> NCHW
+    permute), which would keep that input float. Moving the quantize ahead of them changes no
+    value: those ops only move elements."""
+    import torch
+
+    aten = torch.ops.aten
+    layout_only = {aten.permute.default, aten.view.default, aten.reshape.default, aten.contiguous.default,
+                   aten.clone.default, aten.unsqueeze.default, aten.squeeze.dim, aten.flatten.using_ints}
+    quantize = torch.ops.quantized_decomposed.quantize_per_tensor.default
+    graph = program.graph_module.graph
+    name = program.graph_signature.user_inputs[index]
+    source = next(n for n in graph.nodes if n.op == "placeholder" and n.name == name)
+    chain, current = [], source
+    while len(current.users) == 1:
+        user = next(iter(current.users))
+        if user.op == "call_function" and user.target == quantize:
+            break
+        if user.op != "call_function" or user.target not in layout_only:
+            return False
+        chain.append(user)
+        current = user
+    else:
+        return False
+    if not chain:
+        return False
+    q = next(iter(current.users))
+    q_users = list(q.users)
+    q.replace_input_with(current, source)
+    chain[0].replace_input_with(source, q)
+    chain[0].prepend(q)
+    for user in q_users:
+        user.replace_input_with(q, chain[-1])
+    for node in chain:
+        node.meta["val"] = node.meta["val"].to(q.meta["val"].dtype)
+    program.graph_module.recompile()
+    return True
+
+
+def io_constant_methods(io_quant: dict | None) -> dict:
+    """The I/O quantization as constant methods in the .pte ('forward_input0_scale', ...), the
+    names ExecuTorch's own QuantizeInputs/QuantizeOutputs passes use."""
+    methods = {}
+    for side, key in (("input", "inputs"), ("output", "outputs")):
+        for i, q in enumerate((io_quant or {}).get(key, [])):
+            if q:
+                methods[f"forward_{side}{i}_scale"] = q["scale"]
+                methods[f"forward_{side}{i}_zp"] = q["zero_point"]
+    return methods
+
+
+# ---------------------------------------------------------------------------------------------
+# Lowering
+
+
+def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
+    """Lower and serialize; each mode must also run the example once. Returns (pte bytes, delegation)."""
+    import executorch.kernels.quantized  # noqa: F401  (out-variants of quantize ops for portable kernels)
+
+    first_error = None
+    for mode, _ in LOWERING_MODES:
+        attempt = copy.deepcopy(program)  # lowering edits programs in place; the caller's stays intact
+        stage = "lowering"
+        try:
+            edge = _lower(attempt, mode, io_quant)
+            delegation = count_delegation(edge.exported_program())
+            stage = "serializing"
+            buffer = edge.to_executorch().buffer
+            stage = "trial run"
+            trial_run(buffer, examples, io_quant)
+        except Exception as e:
+            if first_error is None:
+                first_error = f"{stage}: {error_line(e)}"
+            continue
+        delegation.update(mode=mode, fallback=first_error)
+        return bytes(buffer), delegation
+    raise ConversionError(
+        f"ExecuTorch lowering failed: {first_error}",
+        hint="the model did not lower with XNNPACK, per-op XNNPACK or portable kernels; "
+        "try another recipe, or --to tflite",
+    )
+
+
+def _lower(program, mode: str, io_quant):
+    from executorch.exir import to_edge_transform_and_lower
+
+    partitioner = []
+    if mode != "portable":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        partitioner = [XnnpackPartitioner(per_op_mode=mode == "xnnpack-per-op")]
+    methods = io_constant_methods(io_quant) or None
+    return to_edge_transform_and_lower(program, partitioner=partitioner, constant_methods=methods)
+
+
+def count_delegation(edge_program) -> dict:
+    """Ops of the edge program that went into delegates vs ops left to ExecuTorch's kernels."""
+    import operator
+
+    gm = edge_program.graph_module
+    delegated = remaining = partitions = 0
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target is operator.getitem:
+            continue
+        if getattr(node.target, "__name__", "") == "executorch_call_delegate":
+            partitions += 1
+            lowered = getattr(gm, node.args[0].target)
+            delegated += sum(
+                1 for n in lowered.original_module.graph.nodes
+                if n.op == "call_function" and n.target is not operator.getitem
+            )
+        else:
+            remaining += 1
+    total = delegated + remaining
+    return {
+        "backend": BACKEND,
+        "delegated_ops": delegated,
+        "total_ops": total,
+        "coverage": round(delegated / total, 4) if total else 0.0,
+        "fallback": None,
+        "partitions": partitions,
+    }
+
+
+def trial_run(buffer: bytes, examples, io_quant=None) -> None:
+    """Load the program with ExecuTorch's runtime and run the example once; raise on failure
+    with the runtime's own log line (it logs to the native stderr, captured here)."""
+    import torch
+    from executorch.extension.pybindings import _C
+
+    feeds = []
+    for i, x in enumerate(examples):
+        q = (io_quant or {}).get("inputs", [None] * (i + 1))[i]
+        if q:
+            x = torch.clamp(torch.round(x / q["scale"]) + q["zero_point"], -128, 127).to(torch.int8)
+        feeds.append(x)
+    error = None
+    with _native_stderr() as log:
+        try:
+            method = _C._load_program_from_buffer(buffer).load_method("forward")
+            method.call(feeds)
+        except Exception as e:  # RuntimeError, IndexError: the runtime's own checks
+            error = e
+    if error is not None:
+        raise RuntimeError(f"{error}; runtime log: {_runtime_error_line(log['text']) or 'empty'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def example_tensors(model) -> list:
+    if model.example_inputs is not None:
+        return to_tensors(model.example_inputs)
+    return to_tensors([np.zeros(s.shape, s.dtype) for s in model.io.inputs])
+
+
+def to_tensors(arrays) -> list:
+    """numpy -> torch, always copied: numpy gives size-1 axes of views a stride of 0, and
+    ExecuTorch rejects zero strides."""
+    import torch
+
+    return [torch.from_numpy(np.array(a, order="C", copy=True)) for a in arrays]
+
+
+def seed_everything(seed: int = SEED) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def tool_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("torch", "executorch", "torchao"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def error_line(exc: BaseException) -> str:
+    """The converter's own last words: the root cause's last line, after the outer message."""
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 10:
+        chain.append(chain[-1].__cause__)
+
+    def last(e):
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else type(e).__name__
+
+    outer, root = last(chain[0]), last(chain[-1])
+    text = root if len(chain) == 1 or outer == root else f"{outer}: {root}"
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _reexport(module, examples, what: str):
+    import torch
+
+    try:
+        return torch.export.export(module, tuple(examples))
+    except Exception as e:
+        raise ConversionError(f"torch.export ({what}) failed: {error_line(e)}") from None
+
+
+def _runtime_error_line(log: str) -> str:
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for word in ("Error", "failed", "Check failed"):
+        for ln in lines:
+            if word in ln:
+                return ln
+    return lines[-1] if lines else ""
+
+
+@contextlib.contextmanager
+def _native_stderr():
+    """Capture what ExecuTorch's runtime logs: it writes through Python's sys.stderr when the
+    pybindings forward its log, else straight to file descriptor 2. Both are captured."""
+    import io
+    import sys
+
+    sys.stderr.flush()
+    captured = {"text": ""}
+    saved_fd, saved_stream, python_side = os.dup(2), sys.stderr, io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        sys.stderr = python_side
+        try:
+            yield captured
+        finally:
+            sys.stderr = saved_stream
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            tmp.seek(0)
+            captured["text"] = python_side.getvalue() + tmp.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _quiet():
+    with pywarnings.catch_warnings():
+        pywarnings.simplefilter("ignore")
+        yield
+
+
+_EXPORT_HINT = "torch.export needs a traceable forward(); see https://pytorch.org/docs/stable/export.html"

@@ -1,0 +1,184 @@
+"""PyTorch (nn.Module or .pt2 ExportedProgram) -> LiteRT .tflite with litert-torch.
+
+Inputs keep the torch model's layout (NCHW); the signature's input names are the model's.
+
+  fp32          float32
+  fp16          float16 weights: ai-edge-quantizer FLOAT_CAST, weight-only (litert-torch's
+                full_fp16_recipe), float compute
+  dynamic-int8  int8 per-channel weights, activations quantized at run time: ai-edge-quantizer
+                DYNAMIC_RANGE (litert-torch's full_dynamic_recipe), no data
+  int8          PT2E static: litert-torch's PT2EQuantizer, symmetric per-channel int8 weights,
+                int8 activations calibrated with HistogramObserver on the calibration data
+                (torchao prepare_pt2e / convert_pt2e). litert-torch gives the artifact int8 I/O;
+                edgeship adds QUANTIZE/DEQUANTIZE at the boundary for float I/O (the default),
+                and keeps int8 I/O with options.int8_io.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from edgeship.convert import tflite_common as common
+from edgeship.convert.base import ConvertOptions, ConvertResult
+from edgeship.errors import InputError, UnsupportedError
+from edgeship.progress import track
+
+ROUTE = "litert-torch -> LiteRT .tflite"
+RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
+
+
+def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
+    if recipe.name not in RECIPES:
+        raise UnsupportedError(f"recipe '{recipe.name}' is not available on {ROUTE}; it has {', '.join(RECIPES)}")
+    if model.kind not in ("torch-module", "torch-exported"):
+        raise InputError(f"the PyTorch -> .tflite route takes an nn.Module or a .pt2, not '{model.kind}'")
+    if recipe.needs_calibration and (calib is None or len(calib) == 0):
+        raise InputError(f"recipe '{recipe.name}' needs calibration data", hint="pass --calib DATA")
+    common.check_static(model)
+    if not model.example_inputs:
+        raise InputError(f"'{model.name}' has no example inputs", hint="pass --input-shape NAME=1x3x224x224")
+    int_io = recipe.name == "int8" and options.int8_io
+    with common.quiet_native_output(options.verbose), _litert_progress(options.verbose):
+        import litert_torch
+        import torch
+
+    names = [common.arg_name(s.name, i) for i, s in enumerate(model.io.inputs)]
+    module = _by_name(_torch_module(model), names)
+    sample = {n: torch.from_numpy(x.copy()) for n, x in zip(names, model.example_inputs)}
+    output_keys = _output_keys(module, sample)
+    quant_config = None
+    if recipe.name in ("fp16", "dynamic-int8"):
+        from litert_torch.generative.quantize import quant_recipes
+
+        recipes = {"fp16": quant_recipes.full_fp16_recipe, "dynamic-int8": quant_recipes.full_dynamic_recipe}
+        quant_config = recipes[recipe.name]()
+    elif recipe.name == "int8":
+        module, quant_config = _pt2e_static(module, sample, names, calib, options.verbose)
+
+    what = f"litert-torch could not convert '{model.name}' ({recipe.name})"
+    with common.converting(what, options.verbose), _litert_progress(options.verbose):
+        edge = litert_torch.convert(module, sample_kwargs=sample, quant_config=quant_config)
+        data = bytes(edge.model_content())
+    if recipe.name == "int8" and not int_io:
+        data = common.float_io(data)
+    if int_io:
+        _require_int8_io(data)
+    warnings, delegation = common.finish(data, model, recipe.name, int_io, out_path, names, output_keys,
+                                         options.verbose)
+    return ConvertResult(route=f"{ROUTE} [{_describe(recipe.name, int_io)}]", tools=_versions(),
+                         delegation=delegation, warnings=warnings)
+
+
+def _torch_module(model):
+    if model.kind == "torch-exported":
+        return model.obj.module()
+    return model.obj
+
+
+def _by_name(inner, names: list[str]):
+    import torch
+
+    class ByName(torch.nn.Module):
+        """Takes the inputs by name, so the .tflite signature carries the model's input names."""
+
+        def __init__(self):
+            super().__init__()
+            self.inner, self.names = inner, list(names)
+            self.training = False  # not .eval(): an exported program's module refuses train()
+
+        def forward(self, **inputs):
+            return self.inner(*[inputs[n] for n in self.names])
+
+    return ByName()
+
+
+@contextlib.contextmanager
+def _litert_progress(verbose: bool):
+    """litert-torch prints its own step log unless LITERT_TORCH_SHOW_PROGRESS is off."""
+    key = "LITERT_TORCH_SHOW_PROGRESS"
+    before = os.environ.get(key)
+    os.environ[key] = "y" if verbose else "n"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool):
+    """Static int8 with per-channel weights: export, insert observers, calibrate, convert."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    with common.converting("preparing the model for int8 calibration (PT2E) failed", verbose):
+        prepared = prepare_pt2e(torch.export.export(module, (), sample).module(), quantizer)
+    _eval(prepared)
+    with torch.no_grad(), common.converting("int8 calibration (PT2E observers) failed", verbose):
+        for batch in track(calib.samples(), total=len(calib), description="calibrating"):
+            prepared(**{n: torch.from_numpy(x.copy()) for n, x in zip(names, batch)})
+    with common.converting("converting the calibrated model to int8 (PT2E) failed", verbose):
+        quantized = convert_pt2e(prepared, fold_quantize=False)
+    _eval(quantized)
+    return quantized, QuantConfig(pt2e_quantizer=quantizer)
+
+
+def _eval(graph_module) -> None:
+    """Exported graphs refuse .eval(); torchao has the helper that switches them."""
+    try:
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+    except ImportError:
+        graph_module.training = False
+        return
+    move_exported_model_to_eval(graph_module)
+    graph_module.training = False
+
+
+def _output_keys(module, sample: dict) -> list[str]:
+    """The signature keys litert-torch gives the outputs, in the model's order: a dict output keeps
+    its keys, anything else is numbered output_0..output_N (torch's pytree order)."""
+    import torch
+
+    with torch.no_grad():
+        out = module(**sample)
+    if isinstance(out, dict) and all(isinstance(v, torch.Tensor) for v in out.values()):
+        return [str(k) for k in out]
+    n = len(out) if isinstance(out, (tuple, list)) else 1
+    return [f"output_{i}" for i in range(n)]
+
+
+def _require_int8_io(data: bytes) -> None:
+    from edgeship.runtime.tflite import inspect_bytes
+
+    with common.quiet_native_output():
+        details = inspect_bytes(data)
+    floats = [t["name"] for t in details["inputs"] + details["outputs"] if t["dtype"] != "int8"]
+    if floats:
+        raise UnsupportedError(
+            f"litert-torch left these inputs/outputs as non-int8: {', '.join(floats)}; integer I/O is not "
+            "available for this model on the torch -> .tflite route",
+            hint="drop --int8-io (float I/O with int8 compute works), or export to .pte",
+        )
+
+
+def _describe(recipe: str, int_io: bool) -> str:
+    return {
+        "fp32": "float32",
+        "fp16": "float16 weights (ai-edge-quantizer)",
+        "dynamic-int8": "dynamic-range int8 per-channel weights (ai-edge-quantizer)",
+        "int8": "PT2E static int8, per-channel weights" + (", int8 I/O" if int_io else ", float I/O"),
+    }[recipe]
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    import torch
+
+    return {"torch": torch.__version__, "litert-torch": metadata.version("litert-torch")}

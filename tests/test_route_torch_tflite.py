@@ -1,0 +1,203 @@
+"""PyTorch -> .tflite with litert-torch: every recipe converts, runs in the .tflite runner over the
+digits test split (NCHW, as the torch model takes it) and stays close to the torch model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import top1
+from edgeship.convert import ConvertOptions
+from edgeship.errors import ConversionError
+from edgeship.quantize import get_recipe
+from edgeship.runtime.tflite import Runner, inspect_artifact
+
+CASES = {  # name: (recipe, int8_io)
+    "fp32": ("fp32", False),
+    "fp16": ("fp16", False),
+    "dynamic-int8": ("dynamic-int8", False),
+    "int8": ("int8", False),
+    "int8-io": ("int8", True),
+}
+
+
+def convert(model, recipe: str, out, calib=None, int8_io=False):
+    from edgeship.convert.torch_tflite import convert as torch_to_tflite
+
+    r = get_recipe(recipe)
+    return torch_to_tflite(model, r, calib if r.needs_calibration else None, out, ConvertOptions(int8_io=int8_io))
+
+
+def run_all(path, ds) -> np.ndarray:
+    runner = Runner(str(path))
+    return np.concatenate([runner.run(s)[0] for s in ds.samples()])
+
+
+def cosine(a, b) -> float:
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def per_channel_int8(info: dict) -> list[int]:
+    return sorted(len(t["quantization"]["scale"]) for t in info["tensors"]
+                  if t["dtype"] == "int8" and t["quantization"] and isinstance(t["quantization"]["scale"], list))
+
+
+@pytest.fixture(scope="module")
+def reference(torch_digits):
+    t = torch_digits.test
+    return torch_digits.model.run(t.batch(0, len(t)))[0]
+
+
+@pytest.fixture(scope="module")
+def artifacts(torch_digits, tmp_path_factory):
+    """Each case converted once: {name: (path, ConvertResult, logits over digits:test)}."""
+    d = tmp_path_factory.mktemp("torch_tflite")
+    calib = torch_digits.train.take(200)
+    out = {}
+    for name, (recipe, int8_io) in CASES.items():
+        path = d / f"digits.{name}.tflite"
+        result = convert(torch_digits.model, recipe, path, calib, int8_io)
+        out[name] = (path, result, run_all(path, torch_digits.test))
+    return out
+
+
+@pytest.mark.slow
+def test_fp32_matches_torch_in_nchw(artifacts, reference, torch_digits):
+    path, result, logits = artifacts["fp32"]
+    runner = Runner(str(path))
+    assert runner.inputs[0]["shape"] == [1, 1, 8, 8]  # the torch layout, no transpose for the user
+    assert "serving_default_input" == runner.inputs[0]["name"]  # the model's input name
+    assert np.abs(logits - reference).max() < 1e-4
+    assert cosine(logits, reference) > 0.9999
+    assert result.tools.keys() == {"torch", "litert-torch"}
+    assert result.delegation["coverage"] == 1.0
+
+
+@pytest.mark.slow
+def test_fp16_weights(artifacts, reference, torch_digits):
+    path, _, logits = artifacts["fp16"]
+    assert path.stat().st_size < 0.55 * artifacts["fp32"][0].stat().st_size
+    assert sum(t["dtype"] == "float16" for t in inspect_artifact(str(path))["tensors"]) >= 4
+    assert cosine(logits, reference) > 0.9999 and np.abs(logits - reference).max() < 0.05
+    assert abs(top1(logits, torch_digits.test.labels) - torch_digits.float_accuracy) <= 0.5
+
+
+@pytest.mark.slow
+def test_dynamic_int8_per_channel_weights_float_io(artifacts, reference, torch_digits):
+    path, result, logits = artifacts["dynamic-int8"]
+    info = inspect_artifact(str(path))
+    assert [t["dtype"] for t in info["inputs"] + info["outputs"]] == ["float32", "float32"]
+    assert 16 in per_channel_int8(info) and 64 in per_channel_int8(info)
+    assert cosine(logits, reference) > 0.99
+    assert abs(top1(logits, torch_digits.test.labels) - torch_digits.float_accuracy) <= 1.0
+    d = result.delegation  # what XNNPACK left to TFLite's kernels is reported, not hidden
+    assert d["delegated_ops"] == info["delegated_ops"] and d["total_ops"] == info["total_ops"]
+    left = [op["op"] for op in info["ops"] if op["delegated"] is False]
+    assert (d["fallback"] is None) == (not left) and all(op in (d["fallback"] or "") for op in left)
+
+
+@pytest.mark.slow
+def test_int8_pt2e_static_per_channel_keeps_accuracy(artifacts, reference, torch_digits):
+    path, result, logits = artifacts["int8"]
+    info = inspect_artifact(str(path))
+    assert [t["dtype"] for t in info["inputs"] + info["outputs"]] == ["float32", "float32"]
+    assert info["ops"][0]["op"] == "QUANTIZE" and info["ops"][-1]["op"] == "DEQUANTIZE"
+    assert 16 in per_channel_int8(info) and 32 in per_channel_int8(info)  # conv filters
+    assert result.delegation["coverage"] == 1.0
+    assert "PT2E static int8, per-channel weights, float I/O" in result.route
+    assert cosine(logits, reference) > 0.98
+    assert abs(top1(logits, torch_digits.test.labels) - torch_digits.float_accuracy) <= 1.0
+
+
+@pytest.mark.slow
+def test_int8_io_keeps_litert_torchs_integer_io(artifacts, torch_digits):
+    path, _, logits = artifacts["int8-io"]
+    runner = Runner(str(path))
+    assert [t["dtype"] for t in runner.inputs + runner.outputs] == ["int8", "int8"]
+    assert runner.inputs[0]["quantization"]["scale"] > 0
+    # same int8 graph as the float-I/O artifact, so the same answers
+    assert np.allclose(logits, artifacts["int8"][2], atol=1e-6)
+    assert abs(top1(logits, torch_digits.test.labels) - torch_digits.float_accuracy) <= 1.0
+
+
+@pytest.mark.slow
+def test_conversion_is_deterministic(torch_digits, artifacts, tmp_path):
+    for name in ("fp32", "int8"):
+        recipe, int8_io = CASES[name]
+        again = tmp_path / f"again.{name}.tflite"
+        convert(torch_digits.model, recipe, again, torch_digits.train.take(200), int8_io)
+        assert again.read_bytes() == artifacts[name][0].read_bytes(), name
+
+
+@pytest.mark.slow
+def test_exported_program_converts(torch_digits_pt2, tmp_path):
+    model = torch_digits_pt2.model
+    assert model.kind == "torch-exported"
+    t = torch_digits_pt2.test
+    reference = model.run(t.batch(0, len(t)))[0]
+    for recipe in ("fp32", "int8"):
+        path = tmp_path / f"pt2.{recipe}.tflite"
+        convert(model, recipe, path, torch_digits_pt2.train.take(200))
+        logits = run_all(path, t)
+        if recipe == "fp32":
+            assert np.abs(logits - reference).max() < 1e-4
+        else:
+            assert abs(top1(logits, t.labels) - torch_digits_pt2.float_accuracy) <= 1.0
+
+
+def _module_model(module, inputs: dict[str, tuple], outputs: list[str]):
+    import torch
+
+    from edgeship.model import IOSpec, Model, TensorSpec
+
+    module.eval()
+
+    def run(xs):
+        with torch.no_grad():
+            out = module(*[torch.from_numpy(x) for x in xs])
+        out = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, tuple) else [out]
+        return [o.numpy() for o in out]
+
+    io = IOSpec([TensorSpec(n, s) for n, s in inputs.items()], [TensorSpec(n, (1,)) for n in outputs])
+    return Model("m", "torch", "torch-module", "m", "m", module, io, run,
+                 [np.ones(s, np.float32) for s in inputs.values()])
+
+
+def test_named_inputs_and_dict_outputs_keep_the_models_order(tmp_path):
+    import torch
+
+    class TwoByTwo(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b = torch.nn.Linear(4, 2), torch.nn.Linear(3, 5)
+
+        def forward(self, zeta, alpha):
+            return {"zz": torch.relu(self.a(zeta).sum(-1, keepdim=True) + self.b(alpha)), "aa": self.a(zeta)}
+
+    model = _module_model(TwoByTwo(), {"zeta": (1, 4), "alpha": (1, 3)}, ["zz", "aa"])
+    path = tmp_path / "two.tflite"
+    convert(model, "fp32", path)
+    runner = Runner(str(path))
+    assert [t["name"] for t in runner.inputs] == ["serving_default_zeta", "serving_default_alpha"]
+    assert [t["shape"] for t in runner.outputs] == [[1, 5], [1, 2]]
+    rng = np.random.default_rng(0)
+    x = [rng.standard_normal((1, 4)).astype(np.float32), rng.standard_normal((1, 3)).astype(np.float32)]
+    for got, want in zip(runner.run(x), model.run(x)):
+        assert np.abs(got - want).max() < 1e-5
+
+
+def test_unsupported_op_is_one_clear_error(tmp_path):
+    import torch
+
+    class SingularValues(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.svdvals(x)
+
+    model = _module_model(SingularValues(), {"x": (1, 4, 4)}, ["s"])
+    with pytest.raises(ConversionError) as e:
+        convert(model, "fp32", tmp_path / "svd.tflite")
+    assert "Lowering not found: aten._linalg_svd.default" in e.value.message
+    assert "\n" not in e.value.message and "builtin kernel" in e.value.hint
+    assert not (tmp_path / "svd.tflite").exists()

@@ -230,6 +230,27 @@ def demo(ctx, out, targets, recipes, frameworks):
             sys.exit(EXIT_CHECK_FAILED)
 
 
+@cli.command()
+@click.argument("config", required=False, type=click.Path(path_type=Path))
+@click.option("--baseline", type=click.Path(path_type=Path), help="A previous check's report.json to compare with.")
+@click.option("--report-dir", type=click.Path(path_type=Path), help="Report folder (default: beside the bundle).")
+@click.option("--skip-export", is_flag=True, help="Validate the bundles an earlier check wrote instead of exporting.")
+@click.pass_context
+def check(ctx, config, baseline, report_dir, skip_export):
+    """Export every target of CONFIG (edgeship.toml or pyproject.toml; default: found from here),
+    validate each on every device, evaluate the gates, write JSON, JUnit, Markdown and HTML reports.
+
+    Exits 0 when every gate passes, 1 when a gate fails or could not be measured, 2 on a bad
+    configuration, 3 when a device cannot be reached.
+    """
+    with handle_errors(ctx.obj["verbose"]):
+        from edgeship.check import CheckOptions, run_check
+
+        outcome = run_check(CheckOptions(config, baseline, report_dir, skip_export, ctx.obj["verbose"]))
+        if outcome.exit_code:
+            sys.exit(outcome.exit_code)
+
+
 def main() -> None:
     try:
         cli(prog_name="edgeship")

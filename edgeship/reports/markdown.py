@@ -1,0 +1,57 @@
+"""Markdown for pull-request comments and CI step summaries: verdict, failing gates, results."""
+
+from __future__ import annotations
+
+ICON = {"pass": "✅ pass", "fail": "❌ **FAIL**", "not_measured": "⚠️ **not measured**", "skipped": "➖ skipped"}
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _gate_rows(gates: list[dict]) -> list[str]:
+    from edgeship.reports.terminal import fmt_value
+
+    rows = ["| target | device | gate | value | limit | status | detail |", "|---|---|---|---:|---:|---|---|"]
+    for g in gates:
+        limit = "" if g["limit"] is None else f"{g['op'] or ''} {fmt_value(g['limit'], g['unit'])}"
+        rows.append(f"| `{g['target']}` | {_cell(g['device'])} | `{g['gate']}` | {fmt_value(g['value'], g['unit'])} "
+                    f"| {_cell(limit)} | {ICON[g['status']]} | {_cell(g['detail'] or '')} |")
+    return rows
+
+
+def _result_rows(results: list[dict]) -> list[str]:
+    from edgeship.report import size_str
+
+    rows = ["| artifact | device | top-1 % | Δ pts | p50 / p90 ms | size | peak MB |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        a = r.get("accuracy") or {}
+        lat = r.get("latency") or {}
+        top1 = f"{a['accuracy']:.1f}" if a.get("accuracy") is not None else "—"
+        drop = f"{-a['accuracy_drop']:+.1f}" if a.get("accuracy_drop") is not None else "—"
+        p = f"{lat['p50_ms']:.3f} / {lat['p90_ms']:.3f}" if lat.get("p50_ms") is not None else "—"
+        peak = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") is not None else "—"
+        rows.append(f"| `{r['artifact']}` | {_cell(r['device'])}{' (emulated)' if r.get('emulated') else ''} | {top1} "
+                    f"| {drop} | {p} | {size_str(r.get('size_bytes'))} | {peak} |")
+    return rows
+
+
+def render(report: dict) -> str:
+    s = report["summary"]
+    name = report["project"]["name"] or "model"
+    verdict = "✅ passed" if report["status"] == "pass" else "❌ failed"
+    lines = [f"## edgeship check: {name} {verdict}", "",
+             f"{s['pass']} pass · {s['fail']} failed · {s['not_measured']} not measured · {s['skipped']} skipped "
+             f"— {len(report['results'])} artifact runs on {', '.join(report['settings']['devices'])}, "
+             f"{report['settings']['runs']} timed runs each"]
+    if report.get("baseline"):
+        lines.append(f"\nBaseline: `{report['baseline']['path']}`")
+    failing = [g for g in report["gates"] if g["status"] in ("fail", "not_measured")]
+    if failing:
+        lines += ["", "### Failing gates", ""] + _gate_rows(failing)
+    lines += ["", "### Results", ""] + _result_rows(report["results"])
+    lines += ["", "<details><summary>All gates</summary>", ""] + _gate_rows(report["gates"]) + ["", "</details>", ""]
+    if any(r.get("emulated") for r in report["results"]):
+        lines.append("_Latency on an emulated device is not device latency._\n")
+    return "\n".join(lines)

@@ -64,7 +64,7 @@ def validate_tables(results: list[dict], context: dict):
                  ["recipe", "top-1 %", "Δ pts", "agree %", "cosine", "SNR dB", "max err", "status"], results)
     perf = _table(f"performance on {context['device']}{emulated}: {context['threads']} thread(s), "
                   f"{context['warmup']} warm-up, {context['runs']} timed runs",
-                  ["size", "delegated", "p50 ms", "p90 ms", "p99 ms", "init ms", "first ms", "peak MB"], results)
+                  ["size", "delegated", "p50 ms", "p90 ms", "p99 ms", "init ms", "first ms", "peak MB (+model)"], results)
     for r in results:
         a = r.get("accuracy") or {}
         lat = r.get("latency") or {}
@@ -77,9 +77,16 @@ def validate_tables(results: list[dict], context: dict):
         perf.add_row(
             r["artifact"], size_str(r.get("size_bytes")), coverage_str(r.get("delegation")),
             *(_ms(lat[k]) if k in lat else "—" for k in ("p50_ms", "p90_ms", "p99_ms")),
-            _f(r.get("init_ms"), "{:.0f}"), _f(r.get("first_ms"), "{:.3g}"), _f(r.get("peak_rss_mb"), "{:.0f}"),
+            _f(r.get("init_ms"), "{:.0f}"), _f(r.get("first_ms"), "{:.3g}"), _mem(r),
         )
     return acc, perf
+
+
+def _mem(r: dict) -> str:
+    peak, model = r.get("peak_rss_mb"), r.get("model_rss_mb")
+    if peak is None:
+        return "—"
+    return f"{peak:.0f}" + (f" (+{model:.0f})" if model is not None else "")
 
 
 def print_validate(results: list[dict], context: dict) -> None:

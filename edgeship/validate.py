@@ -134,7 +134,7 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
                               runs=req.runs, timeout=req.timeout, verbose=req.verbose)
     r = run.result
     out.update({k: r.get(k) for k in ("runtime", "delegate", "init_ms", "first_ms", "latency", "peak_rss_mb",
-                                      "threads", "platform")})
+                                      "model_rss_mb", "threads", "platform")})
     if not run.ok:
         return {**out, "status": "error", "error": run.error}
     if golden is not None:

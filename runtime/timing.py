@@ -47,4 +47,5 @@ def measure(fn, inputs: list, warmup: int = 5, runs: int = 50, max_seconds: floa
     out["warmup"] = warmup
     out["requested_runs"] = runs
     out["truncated"] = len(samples) < runs
+    out["samples_ms"] = [round(v, 5) for v in samples]  # the distribution, for baseline comparisons
     return out

@@ -10,7 +10,10 @@
               --repeats agent runs) and size, per format, for Keras MobileNetV2 (weights=None) and
               the torch equivalent in bench/mobilenet_v2_torch.py; int8 calibrated on 200 crops
               of scikit-learn's sample photos.
-Targets (not asserted): --help < 0.5 s; export overhead < 10%; int8 >= 1.8x faster, >= 3.5x smaller.
+4. first, harness, memory: see bench/runtime_bench.py (time to validate's first result against
+              the bare runtime; harness overhead on 1,000 samples; peak memory of exports).
+Targets (not asserted): --help < 0.5 s; export overhead < 10%; int8 >= 1.8x faster, >= 3.5x smaller;
+validate of a .tflite starts in under 1 s, of a .pte within 1.3x of its floor; harness overhead < 10%.
 """
 
 from __future__ import annotations
@@ -167,11 +170,28 @@ def bench_mobilenet(tmp: Path, keras_src: Path, torch_src: str, repeats: int) ->
     return lines + ["", "(targets: int8 at least 1.8x faster and 3.5x smaller than fp32)", ""]
 
 
+def memory_cases(tmp: Path, keras_src: Path, torch_src: str, digits: Path) -> list:
+    """(label, edgeship export command, model fp32 size in MB) for the peak-memory table."""
+    from edgeship.bundle import read_bundle
+
+    digits_mb = next(a["size_bytes"] for a in read_bundle(digits).artifacts
+                     if a["format"] == "tflite" and a["recipe"] == "fp32") / 1e6
+    mnv2_mb = 3_538_984 * 4 / 1e6  # MobileNetV2's parameters in float32
+    cases = []
+    for label, src, fmt, mb in (("torch digits CNN -> .tflite,.pte fp32", f"{REPO / 'examples' / 'torch_digits.py'}:build",
+                                 "tflite,pte", digits_mb),
+                                ("Keras MobileNetV2 -> .tflite fp32", str(keras_src), "tflite", mnv2_mb),
+                                ("torch MobileNetV2 -> .pte fp32", torch_src, "pte", mnv2_mb)):
+        cases.append((label, EDGESHIP + ["-q", "export", src, "--to", fmt, "--quant", "fp32", "--golden-samples", "8",
+                                         "--out", str(tmp / f"mem_{len(cases)}"), "--force"], mb))
+    return cases
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--startup-repeats", type=int, default=15)
-    ap.add_argument("--only", default="startup,overhead,mobilenet")
+    ap.add_argument("--only", default="startup,first,harness,memory,overhead,mobilenet")
     ap.add_argument("--out", type=Path, help="also write the tables (Markdown) here")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -182,11 +202,24 @@ def main() -> None:
         if "startup" in only:
             lines += bench_startup(args.startup_repeats)
             print("\n".join(lines), flush=True)
-        if only & {"overhead", "mobilenet"}:
+        if only & {"first", "harness", "memory"}:
+            import runtime_bench as rb
+
+            bundle = rb.digits_bundle(tmp, EDGESHIP, ENV, REPO)
+            for part_name, fn in (("first", rb.bench_first), ("harness", rb.bench_harness)):
+                if part_name in only:
+                    part = fn(bundle, PY, EDGESHIP, ENV, REPO, args.repeats)
+                    print("\n".join(part), flush=True)
+                    lines += part
+        if only & {"overhead", "mobilenet", "memory"}:
             keras_src = keras_mobilenet(tmp / "mobilenet_v2.keras")
             torch_src = f"{REPO / 'bench' / 'mobilenet_v2_torch.py'}:build"
             if "overhead" in only:
                 part = bench_overhead(tmp, keras_src, torch_src, args.repeats)
+                print("\n".join(part), flush=True)
+                lines += part
+            if "memory" in only:
+                part = rb.bench_memory(memory_cases(tmp, keras_src, torch_src, bundle), PY, ENV, REPO)
                 print("\n".join(part), flush=True)
                 lines += part
             if "mobilenet" in only:

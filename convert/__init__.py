@@ -10,7 +10,7 @@ from edgeship.convert.base import ConvertOptions, ConvertResult, Route
 from edgeship.errors import UnsupportedError, suggest
 
 ALL_RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
-TARGETS = ("tflite", "pte")
+TARGETS = ("tflite", "pte", "onnx")
 
 ROUTES: dict[tuple[str, str], Route] = {
     (r.source, r.target): r
@@ -19,13 +19,16 @@ ROUTES: dict[tuple[str, str], Route] = {
         Route("torch", "tflite", ALL_RECIPES, "torch_tflite", "litert-torch -> LiteRT .tflite"),
         Route("keras", "tflite", ALL_RECIPES, "keras_tflite", "TFLiteConverter -> LiteRT .tflite"),
         Route("keras", "pte", ALL_RECIPES, "keras_pte", "Keras (torch backend) -> torch.export -> XNNPACK -> .pte"),
+        Route("torch", "onnx", ALL_RECIPES, "torch_onnx", "torch.onnx.export -> onnxruntime .onnx"),
+        Route("keras", "onnx", ALL_RECIPES, "keras_onnx", "tf2onnx -> onnxruntime .onnx"),
     )
 }
 
 
 def get_route(source: str, target: str) -> Route:
     if target not in TARGETS:
-        raise UnsupportedError(suggest(target, TARGETS, "target format"), hint="pass --to tflite, pte or both")
+        raise UnsupportedError(suggest(target, TARGETS, "target format"),
+                               hint="pass --to tflite, pte or onnx (comma-separated)")
     try:
         return ROUTES[(source, target)]
     except KeyError:

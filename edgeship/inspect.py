@@ -18,7 +18,7 @@ def inspect_file(path: Path, isolated: bool = True, timeout: float = 300.0) -> d
         raise InputError(f"artifact not found: '{path}'")
     fmt = format_of(str(path))
     if fmt is None:
-        raise InputError(f"'{path}' is not a .tflite or .pte artifact")
+        raise InputError(f"'{path}' is not a .tflite, .pte or .onnx artifact")
     hint = f"the file is corrupt or not a .{fmt} artifact"
     if not isolated:
         module = importlib.import_module(f"edgeship.runtime.{RUNNER_MODULES[fmt]}")
@@ -80,8 +80,14 @@ def print_inspect(path: Path, d: dict) -> None:
     parts = ", ".join(f"{k} {size_str(v)}" for k, v in (d.get("parts") or {}).items())
     c.print(f"[bold]{Path(path).name}[/]: {d['format']}, {size_str(d['size_bytes'])}" + (f" ({parts})" if parts else ""))
     total, delegated = d.get("total_ops"), d.get("delegated_ops")
-    if total:
+    if total and delegated is None:
+        c.print(f"ops: {total}, run by {d.get('runtime') or 'the runtime'} (no delegate)")
+    elif total:
         c.print(f"ops: {total}, delegated: {delegated} ({(delegated or 0) / total * 100:.0f}%)")
+    quantized = [t for t in d.get("tensors") or [] if t.get("quantization")]
+    if quantized:
+        per_channel = sum(isinstance(t["quantization"].get("scale"), list) for t in quantized)
+        c.print(f"quantized tensors: {len(quantized)} ({per_channel} per-channel)")
     ops = Table(title="ops", title_justify="left")
     for col in ("op", "count", "delegated"):
         ops.add_column(col)

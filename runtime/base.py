@@ -1,6 +1,6 @@
 """The Runner protocol every format's runner follows (documentation; runners duck-type it).
 
-Runner modules (tflite.py, executorch.py) and timing.py/agent.py are standalone: standard
+Runner modules (tflite.py, executorch.py, onnx.py) and timing.py/agent.py are standalone: standard
 library, numpy and their own runtime only, no `edgeship` imports. The same files are pushed to
 a Raspberry Pi or run in a child process on the host, so a device needs neither PyTorch nor
 TensorFlow, and a runtime that crashes takes down only its child.
@@ -34,7 +34,7 @@ class Runner(Protocol):
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]: ...
 
 
-RUNNER_MODULES = {"tflite": "tflite", "pte": "executorch"}
+RUNNER_MODULES = {"tflite": "tflite", "pte": "executorch", "onnx": "onnx"}
 
 
 def format_of(path: str) -> str | None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import io
 
-COLORS = {"tflite": "#1f77b4", "pte": "#d62728"}
-MARKERS = {"tflite": ("o", (6, 6)), "pte": ("D", (6, -12))}  # distinct shapes and label sides: points overlap
+COLORS = {"tflite": "#1f77b4", "pte": "#d62728", "onnx": "#2ca02c"}
+# distinct shapes and label sides: points overlap
+MARKERS = {"tflite": ("o", (6, 6)), "pte": ("D", (6, -12)), "onnx": ("s", (-30, 6))}
 
 
 def _png(fig) -> str:

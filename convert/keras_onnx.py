@@ -1,0 +1,120 @@
+"""Keras / TF SavedModel -> .onnx with tf2onnx (checked: tf2onnx 1.17 with TensorFlow 2.21 and
+Keras 3), then the recipe with onnxruntime's tools (convert/onnx_common.py).
+
+Keras models convert through a tf.function around their inference call, SavedModels through one
+around their serving signature (`tf2onnx.convert.from_function`); both with static batch-1 inputs named as the model
+names them, and the model's input layout (NHWC for Keras image models) kept as it is.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from pathlib import Path
+
+from edgeship.convert import onnx_common as common
+from edgeship.convert.base import ConvertOptions, ConvertResult
+from edgeship.errors import ConversionError, InputError
+
+ROUTE = "tf2onnx -> onnxruntime .onnx"
+RECIPES = common.RECIPES
+OPSET = 17
+
+
+def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
+    if model.kind not in ("keras", "savedmodel"):
+        raise InputError(f"the Keras -> .onnx route takes a Keras model or a SavedModel, not '{model.kind}'")
+    common.check_recipe(recipe, calib, ROUTE)
+    proto, versions = export_float(model, options.verbose)
+    step, notes = common.apply_recipe(proto, recipe, calib, Path(out_path), options.int8_io, options.verbose)
+    return ConvertResult(route=f"tf2onnx (opset {OPSET}) -> {step} -> .onnx",
+                         tools={**versions, **common.versions("tf2onnx")}, delegation=None, warnings=notes)
+
+
+def export_float(model, verbose: bool = False):
+    """(float32 ModelProto, tool versions)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    with common.quiet(verbose):
+        import tensorflow as tf
+        import tf2onnx
+
+    tf2onnx.logging.set_level(tf2onnx.logging.DEBUG if verbose else tf2onnx.logging.ERROR)
+    specs = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in model.io.inputs]
+    try:
+        with common.quiet(verbose):
+            function = _keras_call(model, specs, tf) if model.kind == "keras" else _serving(model, specs, tf)
+            tf2onnx.utils.INTERNAL_NAME = 1  # its process-wide name counter: same model, same names
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=OPSET)
+            proto.graph.doc_string = ""  # names TensorFlow's traced function, whose number changes per trace
+            proto.graph.name = model.name
+            renumber(proto)
+    except Exception as e:
+        raise ConversionError(f"tf2onnx could not convert '{model.name}': {common.error_line(e)}",
+                              hint="run with --verbose for tf2onnx's log, or try --to tflite") from None
+    versions = {"tensorflow": tf.__version__}
+    if model.kind == "keras":
+        import keras
+
+        versions["keras"] = keras.__version__
+    return proto, versions
+
+
+def _keras_call(model, specs, tf):
+    """The Keras model's inference call as a tf.function. (tf2onnx's own `from_keras` fails on
+    Keras 3 models loaded from .keras files: it looks up Keras 3's symbolic tensor names.)"""
+    keras_model = model.obj
+    out_names = [o.name for o in model.io.outputs]
+
+    @tf.function(input_signature=specs)
+    def call(*args):
+        out = keras_model(args[0] if len(args) == 1 else list(args), training=False)
+        return [tf.identity(o, name=n) for o, n in zip(tf.nest.flatten(out), out_names)]
+
+    return call
+
+
+def _serving(model, specs, tf):
+    """The SavedModel's serving signature as a function of positional inputs (the model's order,
+    sorted by name as edgeship loads them) returning its outputs in the model's order."""
+    serving = model.obj.signatures["serving_default"]
+    names = sorted(serving.structured_input_signature[1])
+    out_names = [o.name for o in model.io.outputs]
+
+    @tf.function(input_signature=specs)
+    def serve(*args):
+        result = serving(**dict(zip(names, args)))
+        return [tf.identity(result[k], name=k) for k in out_names]
+
+    return serve
+
+
+_NUMBERED = re.compile(r"__\d+(?=(:\d+)?$)")
+
+
+def renumber(proto) -> None:
+    """tf2onnx numbers the names it makes ('conv__6:0') from a process-wide counter that earlier
+    conversions and traces advance. Renumber them in graph order, so the same model gives the same
+    bytes whatever ran before it. Graph inputs and outputs keep their names."""
+    graph = proto.graph
+    if any(a.type in (5, 10) for n in graph.node for a in n.attribute):  # GRAPH / GRAPHS: subgraphs, leave as is
+        return
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    counter, mapping = itertools.count(1), {}
+
+    def new(name: str) -> str:
+        if not name or name in keep or not _NUMBERED.search(name):
+            return name
+        if name not in mapping:
+            mapping[name] = _NUMBERED.sub(f"__{next(counter)}", name)
+        return mapping[name]
+
+    for node in graph.node:
+        node.name = new(node.name)
+        node.input[:] = [new(n) for n in node.input]
+        node.output[:] = [new(n) for n in node.output]
+    for t in graph.initializer:
+        t.name = new(t.name)
+    for v in graph.value_info:
+        v.name = new(v.name)

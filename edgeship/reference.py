@@ -1,0 +1,113 @@
+"""Where the float reference runs: `--reference-device auto|cpu|cuda`.
+
+The reference run produces the golden outputs every artifact is compared with. It runs batched
+(256 samples a call by default). PyTorch models run on CUDA when asked and present: the module
+(or the .pt2's module) is copied to the GPU; TF32 is switched off for the run so the golden
+outputs stay within float32 rounding of the CPU's. Keras and SavedModel references run through
+TensorFlow on the CPU (the tensorflow-cpu build edgeship installs): `cuda` for them is a clear
+error, and `auto` says it uses the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+
+import numpy as np
+
+from edgeship.console import info
+from edgeship.errors import InputError, UnsupportedError, suggest
+
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_BATCH = 256
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve(requested: str, model) -> str:
+    """'auto' | 'cpu' | 'cuda' -> the device the reference runs on ('cpu' or 'cuda')."""
+    if requested not in DEVICES:
+        raise InputError(suggest(requested, DEVICES, "reference device"),
+                         hint="pass --reference-device auto, cpu or cuda")
+    if requested == "cpu":
+        return "cpu"
+    if model.framework != "torch":
+        if requested == "cuda":
+            raise UnsupportedError(
+                f"--reference-device cuda runs PyTorch models only; '{model.name}' is a {model.kind} model, whose "
+                "reference runs through TensorFlow on the CPU",
+                hint="pass --reference-device cpu (or auto)",
+            )
+        info("reference run: CPU (Keras and SavedModel references run through TensorFlow on the CPU)")
+        return "cpu"
+    if cuda_available():
+        return "cuda"
+    if requested == "cuda":
+        raise UnsupportedError(
+            "--reference-device cuda: no CUDA device is available (torch.cuda.is_available() is False; "
+            "this PyTorch build is " + _torch_build() + ")",
+            hint="pass --reference-device auto to use a GPU when there is one and the CPU otherwise",
+        )
+    info("reference run: no CUDA device found, so the float reference runs on the CPU")
+    return "cpu"
+
+
+def run(model, ds, device: str = "cpu", batch: int = DEFAULT_BATCH) -> tuple[list[np.ndarray], dict]:
+    """The model's outputs over `ds` on `device`, in batches; and the manifest's `reference` record."""
+    fn = model.run if device == "cpu" else _cuda_runner(model)
+    t0 = time.perf_counter()
+    with _exact_float32() if device == "cuda" else contextlib.nullcontext():
+        parts = [fn(ds.batch(i, i + batch)) for i in range(0, len(ds), batch)]
+        if device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    outputs = [np.concatenate(p).astype(np.float32) for p in zip(*parts)]
+    record = {"device": device, "batch": batch, "samples": len(ds), "seconds": round(seconds, 4)}
+    if device == "cuda":
+        import torch
+
+        record["name"] = torch.cuda.get_device_name()
+    model.reference_device = device
+    return outputs, record
+
+
+def _cuda_runner(model):
+    import torch
+
+    from edgeship.sources import _batch_one, _flatten_outputs
+
+    module = model.obj.module() if model.kind == "torch-exported" else model.obj
+    module = copy.deepcopy(module).to("cuda").eval()  # the CPU module stays as it is for the converters
+
+    def run_batch(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            out = module(*[torch.from_numpy(np.ascontiguousarray(x)).to("cuda") for x in inputs])
+        return [t.detach().float().cpu().numpy() for t in _flatten_outputs(out)]
+
+    return _batch_one(run_batch) if model.kind == "torch-exported" else run_batch
+
+
+@contextlib.contextmanager
+def _exact_float32():
+    """No TF32 in matmuls and convolutions: golden outputs are float32 results."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _torch_build() -> str:
+    import torch
+
+    return f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU-only build")

@@ -11,6 +11,9 @@ from typing import Callable, Protocol
 class ConvertOptions:
     int8_io: bool = False  # integer inputs/outputs for the int8 recipe (default: float I/O)
     verbose: bool = False
+    # int8 recipe: layers left in float (accuracy-aware mode). Torch: module names ('fragile',
+    # '0'); Keras: layer names. See edgeship.quantize.layer_error for what counts as a layer.
+    float_layers: tuple[str, ...] = ()
 
 
 @dataclass

@@ -47,10 +47,14 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
         with common.converting(f"TFLiteConverter could not convert '{model.name}' ({recipe.name})", options.verbose):
             converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serving_default"])
             _apply_recipe(converter, recipe.name, calib, input_keys, int_io, tf)
-            data = converter.convert()
+            if recipe.name == "int8" and options.float_layers:
+                data = _selective_int8(converter, tmp, model, options.float_layers, int_io, tf)
+            else:
+                data = converter.convert()
     warnings, delegation = common.finish(data, model, recipe.name, int_io, out_path, input_keys, output_keys,
                                          options.verbose)
-    return ConvertResult(route=f"{ROUTE} [{_describe(recipe.name, int_io)}]", tools=_versions(tf),
+    kept = f", kept float: {', '.join(options.float_layers)}" if recipe.name == "int8" and options.float_layers else ""
+    return ConvertResult(route=f"{ROUTE} [{_describe(recipe.name, int_io)}{kept}]", tools=_versions(tf),
                          delegation=delegation, warnings=warnings)
 
 
@@ -89,6 +93,25 @@ def _apply_recipe(converter, recipe: str, calib, input_keys: list[str], int_io: 
         if int_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+
+
+def _selective_int8(converter, saved_model: str, model, float_layers, int_io: bool, tf) -> bytes:
+    """int8 with the ops of `float_layers` (Keras layer names) left in float: TF's quantization
+    debugger with those ops denylisted by name (their output tensors, read off an fp32 conversion)."""
+    from edgeship.quantize.layer_error import denylisted_nodes, keras_layers
+
+    if int_io:
+        raise UnsupportedError("layers kept in float (accuracy-aware int8) and --int8-io cannot be combined on "
+                               "the Keras -> .tflite route", hint="drop --int8-io")
+    if model.kind != "keras":
+        raise UnsupportedError("keeping layers in float needs a Keras model (.keras/.h5), not a SavedModel")
+    fp32 = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serving_default"]).convert()
+    names = [n for n, _ in keras_layers(model.obj)]
+    nodes = denylisted_nodes(fp32, names, list(float_layers))
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=converter.representative_dataset, debug_options=options)
+    return debugger.get_nondebug_quantized_model()
 
 
 def _describe(recipe: str, int_io: bool) -> str:

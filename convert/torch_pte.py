@@ -65,7 +65,7 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
     seed_everything()
     notes: list[str] = []
     with _quiet():
-        program, steps = prepare_program(program, recipe, examples, calib)
+        program, steps = prepare_program(program, recipe, examples, calib, options.float_layers)
         io_quant = None
         if options.int8_io and recipe.name == "int8":
             io_quant, io_notes = make_integer_io(program)
@@ -95,10 +95,9 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
 # Recipes
 
 
-def prepare_program(program, recipe, examples, calib):
-    """Float32 ExportedProgram -> (ExportedProgram for `recipe`, route steps)."""
-    import torch
-
+def prepare_program(program, recipe, examples, calib, float_layers=()):
+    """Float32 ExportedProgram -> (ExportedProgram for `recipe`, route steps). `float_layers`
+    (module names) stay out of int8 quantization."""
     if recipe.name == "fp32":
         return program, []
     if recipe.name == "fp16":
@@ -107,31 +106,47 @@ def prepare_program(program, recipe, examples, calib):
         module = program.module()
         convert_to_half(module)
         return _reexport(module, examples, "float16 graph"), ["float16 graph"]
+    dynamic = recipe.name == "dynamic-int8"
+    quantized = pt2e_quantize(program, examples, calib, dynamic, float_layers if not dynamic else ())
+    if dynamic:
+        step = "PT2E dynamic int8 (XNNPACKQuantizer, per-channel weights)"
+    else:
+        step = f"PT2E static int8 (XNNPACKQuantizer, per-channel weights, {len(calib)} calibration samples)"
+        if float_layers:
+            step += f", kept float: {', '.join(float_layers)}"
+    return _reexport(quantized, examples, "re-export after quantization"), [step]
+
+
+def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=()):
+    """The PT2E-quantized (q/dq, host-runnable) GraphModule of a float ExportedProgram, with the
+    modules named in `float_layers` left unquantized (the quantizer's node filter skips them)."""
+    import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    dynamic = recipe.name == "dynamic-int8"
     if not dynamic and calib is None:
         raise InputError("the int8 recipe needs calibration data", hint="pass --calib DATA (e.g. --calib digits)")
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    quantizer = XNNPACKQuantizer().set_global(config)
+    if float_layers:  # set_module_name(name, None) is refused ("not supported yet"); a filter does it
+        from torchao.quantization.pt2e.quantizer import get_module_name_filter
+
+        in_float = [get_module_name_filter(name) for name in float_layers]
+        quantizer.set_filter_function(lambda node: not any(f(node) for f in in_float))
+    what = "dynamic-int8" if dynamic else "int8"
     try:
-        prepared = prepare_pt2e(program.module(), XNNPACKQuantizer().set_global(config))
+        prepared = prepare_pt2e(program.module(), quantizer)
         with torch.no_grad():
             prepared(*examples)  # weight observers need one pass even for dynamic quantization
             if not dynamic:
                 for sample in track(calib.samples(), total=len(calib), description="calibrating"):
                     prepared(*to_tensors(sample))
-        quantized = convert_pt2e(prepared)
+        return convert_pt2e(prepared)
     except Exception as e:
-        raise ConversionError(f"PT2E quantization ({recipe.name}) failed: {error_line(e)}") from None
-    if dynamic:
-        step = "PT2E dynamic int8 (XNNPACKQuantizer, per-channel weights)"
-    else:
-        step = f"PT2E static int8 (XNNPACKQuantizer, per-channel weights, {len(calib)} calibration samples)"
-    return _reexport(quantized, examples, "re-export after quantization"), [step]
+        raise ConversionError(f"PT2E quantization ({what}) failed: {error_line(e)}") from None
 
 
 def make_integer_io(program) -> tuple[dict, list[str]]:

@@ -1,0 +1,215 @@
+"""`edgeship diff ARTIFACT`: per-layer error of an int8 artifact against the float reference,
+worst first, as a table and a bar chart PNG (quantize/layer_error.py does the measuring).
+
+The float model, the calibration data and the layers kept in float come from the bundle's
+manifest when the artifact sits in one; --source and --calib stand in otherwise. The inputs are
+the bundle's golden vectors unless --data is given.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeship.console import info, warn
+from edgeship.errors import InputError, UnsupportedError
+
+DEFAULT_SAMPLES = 64
+
+
+@dataclass
+class DiffRequest:
+    artifact: Path
+    data: str | None = None
+    source: str | None = None
+    calib: str | None = None
+    samples: int = DEFAULT_SAMPLES
+    png: Path | None = None
+    json_path: Path | None = None
+    verbose: bool = False
+
+
+def run_diff(req: DiffRequest) -> dict:
+    """Measure, print, write the PNG (and JSON). Returns the report."""
+    from edgeship.bundle import find_bundle_of
+    from edgeship.runtime.base import format_of
+
+    artifact = Path(req.artifact)
+    if not artifact.is_file():
+        raise InputError(f"not found: '{artifact}'", hint="pass an int8 .tflite or .pte artifact")
+    fmt = format_of(str(artifact))
+    if fmt not in ("tflite", "pte"):
+        raise InputError(f"'{artifact}' is not a .tflite or .pte artifact", hint="diff compares int8 .tflite and .pte")
+    found = find_bundle_of(artifact)
+    bundle, record = found if found else (None, {})
+    if record.get("recipe") not in (None, "int8"):
+        raise InputError(f"'{artifact.name}' is a {record['recipe']} artifact; diff explains int8 artifacts",
+                         hint="pass the bundle's .int8 artifact")
+    model = _model(req, bundle)
+    feeds, data_note = _inputs(req, bundle, model)
+    kept = list((record.get("accuracy_aware") or {}).get("kept_float", []))
+    if fmt == "pte":
+        rows, note = _pte(req, bundle, model, feeds, kept)
+    else:
+        rows, note = _tflite(req, bundle, record, model, artifact, feeds)
+    report = {
+        "artifact": str(artifact),
+        "format": fmt,
+        "reference": note,
+        "data": data_note,
+        "samples": len(feeds),
+        "kept_float": kept,
+        "layers": [r.to_dict() for r in rows],
+    }
+    print_report(report)
+    png = req.png or Path(f"{artifact.stem}.diff.png")
+    write_png(report, png)
+    info(f"chart: {png}")
+    if req.json_path:
+        from edgeship.bundle import write_json_atomic
+
+        write_json_atomic(Path(req.json_path), report)
+    return report
+
+
+def _model(req: DiffRequest, bundle):
+    from edgeship.sources import load_model, source_sha256
+
+    if req.source:
+        return load_model(req.source)
+    if bundle is None:
+        raise InputError("diff needs the float model, and this artifact is not in a bundle",
+                         hint="pass --source (the model the artifact was exported from)")
+    m = bundle.manifest["model"]
+    if not Path(m["source_path"]).exists():
+        raise InputError(f"diff needs the source model, and '{m['source_path']}' is gone", hint="pass --source")
+    if source_sha256(m["source_path"]) != m["source_sha256"]:
+        warn(f"the source model '{m['source_path']}' changed since the bundle was exported")
+    return load_model(m["source"], m["framework"])
+
+
+def _inputs(req: DiffRequest, bundle, model) -> tuple[list, str]:
+    import numpy as np
+
+    if req.data:
+        from edgeship.data import load_data
+
+        arrays, note = load_data(req.data, model.io).take(req.samples).arrays, req.data
+    elif bundle is not None:
+        arrays, note = bundle.golden().inputs, "the bundle's golden vectors"
+    else:
+        raise InputError("no inputs to compare on", hint="pass --data DATA (e.g. digits:test)")
+    n = min(req.samples, len(arrays[0]))
+    return [[np.ascontiguousarray(a[i : i + 1]) for a in arrays] for i in range(n)], note
+
+
+def _calibration(req: DiffRequest, bundle, model):
+    from edgeship.data import load_data
+
+    cal = (bundle.manifest.get("calibration") if bundle else None) or {}
+    name = req.calib or cal.get("data")
+    if not name:
+        raise InputError("the .pte's int8 graph is rebuilt with its calibration data, and none is known",
+                         hint="pass --calib DATA (the data the artifact was calibrated on)")
+    ds = load_data(name, model.io)
+    if cal.get("samples"):
+        ds = ds.take(cal["samples"])
+    if cal.get("sha256") and not req.calib and ds.sha256 != cal["sha256"]:
+        warn(f"calibration data '{name}' is not what the bundle was calibrated on (hash differs)")
+    return ds
+
+
+def _pte(req: DiffRequest, bundle, model, feeds, kept):
+    import torch
+
+    from edgeship.convert.torch_pte import _quiet, example_tensors
+    from edgeship.quantize.layer_error import PTE_NOTE, pte_layer_errors
+
+    if model.framework != "torch":
+        raise UnsupportedError("diff on a .pte exported from Keras is not supported yet",
+                               hint="diff the bundle's .tflite, or a .pte exported from PyTorch")
+    calib = _calibration(req, bundle, model)
+    examples = example_tensors(model)
+    program = model.obj
+    if model.kind != "torch-exported":
+        with _quiet():
+            program = torch.export.export(model.obj.eval(), tuple(examples))
+    info(f"simulating the int8 graph on the host (PT2E, {len(calib)} calibration samples)")
+    return pte_layer_errors(program, examples, calib, feeds, kept), PTE_NOTE
+
+
+def _tflite(req: DiffRequest, bundle, record, model, artifact: Path, feeds):
+    from edgeship.convert import get_route
+    from edgeship.quantize import get_recipe
+    from edgeship.quantize.layer_error import TFLITE_NOTE, keras_layers, tflite_layer_errors
+
+    if model.framework != "keras" or model.kind != "keras":
+        raise UnsupportedError("diff on a .tflite is supported for Keras (.keras/.h5) sources",
+                               hint="for a PyTorch model, diff its .pte (same PT2E layers)")
+    fp32 = None
+    if bundle is not None:
+        twin = next((r for r in bundle.artifacts if r.get("format") == "tflite" and r.get("recipe") == "fp32"), None)
+        if twin is not None and bundle.artifact_path(twin).exists():
+            fp32 = bundle.artifact_path(twin).read_bytes()
+    if fp32 is None:
+        from edgeship.convert import ConvertOptions
+
+        info("converting the fp32 counterpart (same route) to compare with")
+        with tempfile.TemporaryDirectory(prefix="edgeship-diff-") as tmp:
+            path = Path(tmp) / "fp32.tflite"
+            get_route(model.framework, "tflite").load()(model, get_recipe("fp32"), None, path, ConvertOptions())
+            fp32 = path.read_bytes()
+    rows = tflite_layer_errors(artifact.read_bytes(), fp32, keras_layers(model.obj), feeds)
+    return rows, TFLITE_NOTE
+
+
+def print_report(report: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgeship.console import console
+
+    t = Table(title=f"[bold]{escape(Path(report['artifact']).name)}[/]: per-layer error, worst first "
+                    f"({report['samples']} samples of {escape(report['data'])})", title_justify="left")
+    for col in ("#", "layer", "type", "SNR dB", "SNR lost dB", "cosine", "max abs err", "float"):
+        t.add_column(col, justify="left" if col in ("layer", "type", "float") else "right", no_wrap=True)
+    for i, r in enumerate(report["layers"], 1):
+        snr = "∞" if r["snr_db"] is None else f"{r['snr_db']:.1f}"
+        t.add_row(str(i), escape(r["name"]), escape(r["kind"]), snr, f"{r['added_db']:.1f}", f"{r['cosine']:.5f}",
+                  f"{r['max_abs_error']:.3g}", "kept float" if r["name"] in report["kept_float"] else "")
+    c = console()
+    c.print(t)
+    c.print(f"reference: {escape(report['reference'])}", soft_wrap=True)
+    if report["layers"]:
+        w = report["layers"][0]
+        c.print(f"worst layer: [bold]{escape(w['name'])}[/] ({escape(w['kind'])}), loses {w['added_db']:.1f} dB "
+                f"of SNR; keep it in float with `edgeship export ... --max-drop`", soft_wrap=True)
+
+
+def write_png(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["layers"]
+    names = [r["name"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, max(2.5, 0.4 * len(rows) + 1.2)), sharey=True)
+    y = list(range(len(rows)))
+    axes[0].barh(y, [r["added_db"] for r in rows], color="tab:red")
+    axes[0].set_xlabel("SNR lost at this layer (dB)")
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()
+    axes[1].barh(y, [60.0 if r["snr_db"] is None else min(r["snr_db"], 60.0) for r in rows], color="tab:blue")
+    axes[1].set_xlabel("SNR of the layer's output (dB, capped at 60)")
+    fig.suptitle(f"{Path(report['artifact']).name}: per-layer int8 error, worst first", fontsize=10)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def dumps(report: dict) -> str:
+    return json.dumps(report, indent=2)

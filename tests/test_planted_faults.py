@@ -1,0 +1,185 @@
+"""The planted-fault corpus: mistakes users make, planted on purpose, and what edgeship must say.
+
+  int8 calibrated on the wrong data     validate fails the int8 artifact's cosine check (fp32 passes)
+  wrong normalization at deployment     validate fails the int8 artifact's accuracy (fp32 passes)
+  swapped channel order (RGB vs BGR)    validate fails accuracy and cosine, fp32 included
+  one fragile layer (activation outlier) accuracy-aware int8 keeps just that layer in float and
+                                        meets the budget, on .pte and .tflite; `diff` names it worst
+
+Real models trained on scikit-learn's digits, real converters and runtimes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeship.bundle import MANIFEST, sha256_file
+from edgeship.cli import cli
+from edgeship.pipeline import ExportRequest, export
+from edgeship.validate import ValidateRequest, validate
+
+pytestmark = pytest.mark.slow
+
+PLANTED = Path(__file__).resolve().parent / "planted"
+FRAGILE_TORCH = f"{PLANTED / 'fragile_torch.py'}:build"
+
+
+def _export(out: Path, source: str, **kw) -> dict:
+    kw.setdefault("calib_samples", 100)
+    return export(ExportRequest(source=source, out=out, force=True, **kw)).manifest
+
+
+def _failed(bundle: Path) -> dict[str, set[str]]:
+    """{recipe: names of the checks that failed} after validating every artifact of the bundle."""
+    results, _ = validate(ValidateRequest(bundle, warmup=1, runs=3))
+    assert all(r["status"] != "error" for r in results), [r.get("error") for r in results]
+    return {r["recipe"]: {c["name"] for c in r["checks"] if not c["passed"]} for r in results}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, str]:
+    """Wrongly prepared data sets, as .npz files the data loader reads."""
+    from edgeship.demo_models import digits_split
+
+    folder = tmp_path_factory.mktemp("faulty-data")
+    xtr, _, xte, yte = digits_split()
+    rng = np.random.default_rng(0)
+    # Calibration images from the wrong source: faint noise, nothing like a digit (range 0..0.1).
+    np.savez(folder / "noise.npz", image=(rng.random((200, 8, 8, 1)) * 0.1).astype(np.float32))
+    # Deployment data left unnormalized: sklearn's raw 0..16 pixel values instead of 0..1.
+    np.savez(folder / "raw_test.npz", image=(xte * 16)[..., None].astype(np.float32), labels=yte)
+    return {"noise": str(folder / "noise.npz"), "raw_test": str(folder / "raw_test.npz")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults validation must flag
+
+
+def test_int8_calibrated_on_wrong_data_fails_cosine(keras_digits, data, tmp_path):
+    bundle = tmp_path / "b"
+    _export(bundle, keras_digits.source, targets=["tflite"], recipes="fp32,int8", calib=data["noise"],
+            eval="digits:test")
+    failed = _failed(bundle)
+    assert "cosine" in failed["int8"]  # int8 output no longer points where the float model's does
+    assert failed["fp32"] == set()  # the float artifact is fine: the fault is the calibration
+
+
+def test_wrong_normalization_fails_accuracy(keras_digits, data, tmp_path):
+    bundle = tmp_path / "b"
+    _export(bundle, keras_digits.source, targets=["tflite"], recipes="fp32,int8", calib="digits:train",
+            eval=data["raw_test"])
+    failed = _failed(bundle)
+    assert "accuracy_drop" in failed["int8"]  # inputs 16x the calibrated range saturate int8
+    assert failed["fp32"] == set()
+
+
+def test_correct_preparation_passes(keras_digits, tmp_path):
+    """The control: the same model and route, data prepared right, passes every check."""
+    bundle = tmp_path / "b"
+    _export(bundle, keras_digits.source, targets=["tflite"], recipes="fp32,int8", calib="digits:train",
+            eval="digits:test")
+    assert _failed(bundle) == {"fp32": set(), "int8": set()}
+
+
+def test_swapped_channel_order_fails_accuracy_and_cosine(tmp_path):
+    from planted import colour_keras
+
+    model = colour_keras.train(tmp_path / "colour.keras")
+    colour_keras.swap_channels(model, tmp_path / "colour_bgr.keras")
+    train, test = colour_keras.write_data(tmp_path, "train"), colour_keras.write_data(tmp_path, "test")
+    good, bgr = tmp_path / "good", tmp_path / "bgr"
+    _export(good, str(tmp_path / "colour.keras"), targets=["tflite"], recipes="fp32", calib=train, eval=test)
+    assert _failed(good) == {"fp32": set()}
+    # The artifact a channel-order mistake produces (it reads BGR where the app feeds RGB), shipped
+    # in place of the right one: same bundle, same golden vectors.
+    _export(bgr, str(tmp_path / "colour_bgr.keras"), targets=["tflite"], recipes="fp32", calib=train, eval=test)
+    manifest = json.loads((good / MANIFEST).read_text())
+    record = manifest["artifacts"][0]
+    shutil.copyfile(bgr / json.loads((bgr / MANIFEST).read_text())["artifacts"][0]["path"], good / record["path"])
+    record["sha256"] = sha256_file(good / record["path"])
+    (good / MANIFEST).write_text(json.dumps(manifest))
+    assert _failed(good)["fp32"] == {"accuracy_drop", "cosine"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The fragile layer: accuracy-aware int8 and diff, on both formats
+
+
+@pytest.fixture(scope="module")
+def fragile_keras(tmp_path_factory) -> str:
+    from planted.fragile_keras import train
+
+    path = tmp_path_factory.mktemp("fragile") / "fragile.keras"
+    assert train(path) > 95
+    return str(path)
+
+
+def _check_search(manifest: dict) -> dict:
+    aa = manifest["artifacts"][0]["accuracy_aware"]
+    assert aa["drop_before"] > 20  # fully int8, the outlier wipes out the layer's other channels
+    assert aa["met"] and aa["drop_after"] <= 1.0
+    assert aa["kept_float"] == ["fragile"]  # one layer, the planted one, and nothing else
+    assert aa["iterations"] == 2  # fully int8, then with `fragile` in float
+    assert aa["ranking"][0]["name"] == "fragile"
+    assert aa["size_cost_bytes"] > 0  # float weights of the kept layer
+    assert set(aa) >= {"metric", "budget", "latency_cost_ms"}
+    return aa
+
+
+def test_accuracy_aware_pte_keeps_only_the_fragile_layer(tmp_path):
+    bundle = tmp_path / "b"
+    r = CliRunner().invoke(cli, ["export", FRAGILE_TORCH, "--to", "pte", "--quant", "int8", "--calib", "digits:train",
+                                 "--calib-samples", "100", "--eval", "digits:test", "--max-drop", "1.0",
+                                 "--out", str(bundle)])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "kept float: fragile" in said and "within budget" in said
+    aa = _check_search(json.loads((bundle / MANIFEST).read_text()))
+    assert aa["metric"] == "top1" and aa["budget"] == 1.0
+    assert _failed(bundle) == {"int8": set()}  # and validate agrees on the golden vectors
+
+
+def test_accuracy_aware_tflite_keeps_only_the_fragile_layer(fragile_keras, tmp_path):
+    bundle = tmp_path / "b"
+    manifest = _export(bundle, fragile_keras, targets=["tflite"], recipes="int8", calib="digits:train",
+                       eval="digits:test", max_drop=1.0)
+    _check_search(manifest)
+    assert _failed(bundle) == {"int8": set()}
+
+
+def _diff(artifact: Path, tmp_path: Path) -> dict:
+    png, out = tmp_path / "layers.png", tmp_path / "layers.json"
+    r = CliRunner().invoke(cli, ["diff", str(artifact), "--png", str(png), "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads(out.read_text())
+    assert "worst layer: fragile" in r.output
+    return report
+
+
+def test_diff_names_the_fragile_layer_pte(tmp_path):
+    bundle = tmp_path / "b"
+    _export(bundle, FRAGILE_TORCH, targets=["pte"], recipes="int8", calib="digits:train", eval="digits:test")
+    report = _diff(bundle / "fragile_torch.int8.pte", tmp_path)
+    worst, *rest = report["layers"]
+    assert worst["name"] == "fragile" and worst["snr_db"] < 10 and worst["cosine"] < 0.5
+    assert all(r["added_db"] < worst["added_db"] / 2 for r in rest)
+    assert {r["name"] for r in report["layers"]} == {"conv1", "fragile", "fc1", "fc2"}
+    assert "simulated on the host" in report["reference"]
+
+
+def test_diff_names_the_fragile_layer_tflite(fragile_keras, tmp_path):
+    bundle = tmp_path / "b"
+    _export(bundle, fragile_keras, targets=["tflite"], recipes="fp32,int8", calib="digits:train",
+            eval="digits:test")
+    report = _diff(bundle / "fragile.int8.tflite", tmp_path)
+    worst, *rest = report["layers"]
+    assert worst["name"] == "fragile" and worst["snr_db"] < 10 and worst["cosine"] < 0.5
+    assert all(r["added_db"] < worst["added_db"] / 2 for r in rest)
+    assert {r["name"] for r in report["layers"]} == {"conv1", "fragile", "fc1", "fc2"}

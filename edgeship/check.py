@@ -70,7 +70,7 @@ def export_all(cfg: LoadedConfig, verbose: bool) -> None:
             source=cfg.source(), out=bundle, targets=formats, recipes=",".join(recipes), calib=cfg.data(p.data.calib),
             eval=cfg.data(p.data.eval), calib_samples=p.data.calib_samples, golden_samples=p.data.golden_samples,
             framework=p.model.framework, force=True, trust_source=p.model.trust_source, name=p.model.name,
-            verbose=verbose,
+            verbose=verbose, reference_device=p.model.reference_device,
         ))
 
 

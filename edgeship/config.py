@@ -3,7 +3,7 @@
 Validated on load with pydantic: an unknown key gets a "did you mean" suggestion, a wrong type
 says what was received, and every error names the file and the key (e.g. `gates.latency.p50_ms`).
 
-    [model]    source, framework, name, trust_source
+    [model]    source, framework, name, trust_source, reference_device
     [data]     calib, eval, calib_samples, golden_samples
     targets    = [{format = "tflite", recipe = "int8", max_drop = {top1 = 1.0}}, ...]
     devices    = ["local"]
@@ -37,6 +37,7 @@ class ModelSection(_Strict):
     framework: Literal["torch", "keras"] | None = None
     name: str | None = None
     trust_source: bool = False
+    reference_device: Literal["auto", "cpu", "cuda"] = "cpu"  # where the float reference runs
 
 
 class DataSection(_Strict):

@@ -69,3 +69,25 @@ def test_cuda_reference_matches_the_cpu(torch_digits, torch_digits_pt2):
         assert record["device"] == "cuda" and record["name"]
         assert np.abs(on_gpu[0] - on_cpu[0]).max() < 1e-4
     assert reference.resolve("auto", torch_digits.model) == "cuda"
+
+
+def test_project_file_takes_the_reference_device_and_onnx_targets(tmp_path):
+    from edgeship.config import load_config
+    from edgeship.errors import InputError
+
+    text = """
+targets = [{ format = "onnx", recipe = "int8" }]
+[model]
+source = "net.py:build"
+reference_device = "%s"
+[data]
+calib = "digits:train"
+"""
+    path = tmp_path / "edgeship.toml"
+    path.write_text(text % "auto")
+    p = load_config(path).project
+    assert p.model.reference_device == "auto" and p.targets[0].format == "onnx"
+    path.write_text(text % "gpu")
+    with pytest.raises(InputError) as e:
+        load_config(path)
+    assert "model.reference_device" in e.value.message

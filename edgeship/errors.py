@@ -48,7 +48,14 @@ class CheckFailed(EdgeshipError):
     exit_code = EXIT_CHECK_FAILED
 
 
-class DeviceUnreachable(EdgeshipError):
+class DeviceError(EdgeshipError):
+    """A device that cannot be reached or used: refused or failed connection, authentication,
+    host key, a runtime missing on the device. The message names the device; the hint the fix."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class DeviceUnreachable(DeviceError):
     exit_code = EXIT_UNREACHABLE
 
 

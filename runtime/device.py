@@ -34,7 +34,7 @@ class Device(Protocol):
                      warmup: int = 5, runs: int = 50, timeout: float = 300.0) -> AgentRun: ...
 
 
-DEVICE_SCHEMES = ("local",)
+DEVICE_SCHEMES = ("local", "emu:rpi4", "emu:rpi5", "ssh://user@host[:port]")
 
 
 def open_device(uri: str) -> Device:
@@ -42,4 +42,12 @@ def open_device(uri: str) -> Device:
         from edgeship.runtime.local import LocalDevice
 
         return LocalDevice()
+    if uri.startswith("emu:"):
+        from edgeship.runtime.emulated import EmulatedDevice
+
+        return EmulatedDevice(uri)
+    if uri.startswith("ssh://"):
+        from edgeship.runtime.ssh import SSHDevice
+
+        return SSHDevice(uri)
     raise InputError(suggest(uri, DEVICE_SCHEMES, "device"))

@@ -1,0 +1,152 @@
+"""`emu:rpi4` and `emu:rpi5`: a Raspberry Pi's userland (Debian arm64) under QEMU user mode.
+
+The agent runs as `qemu-aarch64-static -L ROOTFS -cpu cortex-a72 ROOTFS/usr/bin/python3 -m
+edgeship_agent.agent ...`: the arm64 Python of the cached root filesystem (rootfs.py), with the
+board's CPU model so the guest does not claim features the Pi lacks. No chroot and no binfmt_misc
+are needed to run it, nor root: `-L` makes QEMU look paths up in the root filesystem first (its
+libraries, its /sys stub for XNNPACK), then on the host (the run's own files).
+
+Latency measured here is the emulator's, not the board's: `emulated = True` labels it everywhere.
+ExecuTorch's Python runtime needs a CPU torch, which PyPI does not serve for aarch64: .pte
+artifacts get a per-artifact error saying so instead of a run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeship.errors import DeviceUnreachable, InputError, suggest
+from edgeship.runtime.device import AgentRun
+from edgeship.runtime.local import LocalDevice, parse_agent_stdout
+
+AGENT_MODULES = ("agent", "timing", "tflite", "executorch", "probe")
+OPTIONAL_AGENT_MODULES = ("onnx",)  # runners the agent may name (RUNNERS) when this tree has them
+EXECUTORCH_ON_AARCH64 = ("ExecuTorch cannot run on this emulated arm64 device: its Python runtime links libtorch, "
+                         "and PyPI serves no CPU torch for aarch64 (on a real Pi, install torch from PyTorch's "
+                         "CPU index)")
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    cpu: str  # QEMU's -cpu model
+    part: str  # the MIDR part number its /proc/cpuinfo shows
+    cores: int
+
+
+BOARDS = {
+    "rpi4": Board("Raspberry Pi 4 (BCM2711, 4x Cortex-A72)", "cortex-a72", "0xd08", 4),
+    "rpi5": Board("Raspberry Pi 5 (BCM2712, 4x Cortex-A76)", "cortex-a76", "0xd0b", 4),
+}
+
+
+def board_root(rootfs: Path, board_id: str) -> Path:
+    """The root filesystem as BOARD sees it: the cached one (its /proc/cpuinfo is a Pi 4's), or a
+    hard-linked copy of it with the board's own /proc/cpuinfo (made once, in a second or two)."""
+    import fcntl
+
+    from edgeship.runtime.rootfs import MARKER, write_cpu_files
+
+    board = BOARDS[board_id]
+    if board.part == "0xd08":
+        return rootfs
+    view = rootfs.parent / f"{rootfs.name}.{board_id}"
+    if (view / MARKER).is_file():
+        return view
+    with open(rootfs.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (view / MARKER).is_file():
+            stage = rootfs.parent / f".{view.name}.partial"
+            shutil.rmtree(stage, ignore_errors=True)
+            subprocess.run(["cp", "-al", str(rootfs), str(stage)], check=True)
+            write_cpu_files(stage, board.part, board.cores)
+            shutil.rmtree(view, ignore_errors=True)
+            stage.rename(view)
+    return view
+
+
+def agent_package(dest: Path) -> Path:
+    """Copy the agent's standalone modules into DEST/edgeship_agent; returns DEST (for sys.path)."""
+    src = Path(__file__).resolve().parent
+    pkg = dest / "edgeship_agent"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text('"""edgeship\'s device agent (copied from edgeship.runtime)."""\n')
+    for name in AGENT_MODULES + OPTIONAL_AGENT_MODULES:
+        if (src / f"{name}.py").is_file() or name in AGENT_MODULES:
+            shutil.copyfile(src / f"{name}.py", pkg / f"{name}.py")
+    return dest
+
+
+def parse_board(uri: str) -> str:
+    board = uri.split(":", 1)[1] if ":" in uri else ""
+    if board not in BOARDS:
+        raise InputError(suggest(board, BOARDS, "emulated board"), hint="e.g. --device emu:rpi4")
+    return board
+
+
+class EmulatedDevice(LocalDevice):
+    emulated = True
+
+    def __init__(self, uri: str, rootfs: Path | None = None):
+        from edgeship.runtime import rootfs as rootfs_mod
+
+        self.board_id = parse_board(uri)
+        self.board = BOARDS[self.board_id]
+        self.uri = f"emu:{self.board_id}"
+        base = rootfs or rootfs_mod.cached_rootfs()
+        if base is None:
+            raise DeviceUnreachable(f"the emulated arm64 root filesystem for {self.uri} is not set up",
+                                    hint=f"run `edgeship devices setup {self.uri}` (about 5 minutes, once)")
+        self.rootfs = board_root(base, self.board_id)
+        self.qemu = shutil.which(rootfs_mod.QEMU)
+        if self.qemu is None:
+            raise DeviceUnreachable(f"{rootfs_mod.QEMU} is not installed, and {self.uri} runs under it",
+                                    hint=rootfs_mod.APT_HINT)
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgeship-emu-agent-")
+        self.agent_dir = agent_package(Path(self._tmp.name))
+        self._executorch: bool | None = None
+
+    def guest_command(self, module: str) -> list[str]:
+        return [self.qemu, "-L", str(self.rootfs), "-cpu", self.board.cpu, "-U", "PYTHONHOME",
+                "-E", f"PYTHONPATH={self.agent_dir}", "-E", "PYTHONNOUSERSITE=1",
+                str(self.rootfs / "usr/bin/python3"), "-m", f"edgeship_agent.{module}"]
+
+    def agent_command(self) -> list[str]:
+        return self.guest_command("agent")
+
+    def probe(self, timeout: float = 300.0) -> dict:
+        try:
+            proc = subprocess.run(self.guest_command("probe"), capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DeviceUnreachable(f"{self.uri}: the probe did not finish in {timeout:.0f} s") from None
+        result = parse_agent_stdout(proc.stdout)
+        if result is None:
+            from edgeship.runtime.local import describe_exit
+
+            raise DeviceUnreachable(f"{self.uri}: the probe failed: {describe_exit(proc.returncode, proc.stderr)}")
+        result["board"] = self.board.name
+        result["qemu_cpu"] = self.board.cpu
+        result["board_cores"] = self.board.cores
+        result["rootfs"] = str(self.rootfs)
+        self._executorch = bool(result.get("executorch", {}).get("available"))
+        return result
+
+    def run_artifact(self, artifact, inputs, signature, **kw) -> AgentRun:
+        if Path(artifact).suffix == ".pte":
+            if self._executorch is None:
+                self._executorch = self._guest_imports("torch")
+            if not self._executorch:
+                return AgentRun(False, {"platform": {"machine": "aarch64"}}, error=EXECUTORCH_ON_AARCH64)
+        return super().run_artifact(artifact, inputs, signature, **kw)
+
+    def _guest_imports(self, module: str) -> bool:
+        cmd = self.guest_command("probe")[:-2] + ["-c", f"import {module}"]
+        return subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+
+    def describe(self) -> str:
+        return json.dumps({"uri": self.uri, "board": self.board.name, "rootfs": str(self.rootfs)})

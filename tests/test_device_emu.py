@@ -1,0 +1,175 @@
+"""emu:rpi4 / emu:rpi5 for real: Debian arm64 under qemu-aarch64-static, with LiteRT and XNNPACK.
+
+The session fixture builds the root filesystem with edgeship's own setup code (minutes, once;
+cached under ~/.cache/edgeship). Needs root, debootstrap and qemu-user-static (see .ci/run).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from click.testing import CliRunner
+from device_support import REPO, digits_bundle, emu_rootfs  # noqa: F401  (fixtures)
+
+from edgeship.cli import cli
+
+
+def run_cli(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def test_setup_again_is_cached_and_doctor_reports_the_board(emu_rootfs):
+    r = run_cli("devices", "setup", "emu:rpi4", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{"):])
+    assert report["setup"] == "cached" and report["setup_seconds"] < 60
+    assert report["machine"] == "aarch64"
+    assert report["cpu_model"].startswith("Cortex-A72")
+    assert report["tflite"]["available"] and report["tflite"]["runtime"].startswith("ai-edge-litert")
+    assert report["tflite"]["xnnpack"]["active"] is True
+    et = report["executorch"]
+    assert et["available"] is False and "torch" in et["reason"] and "aarch64" in et["reason"]
+
+    r = run_cli("devices", "doctor", "emu:rpi4")
+    assert r.exit_code == 0, r.output
+    for words in ("Raspberry Pi 4", "emulated", "aarch64", "Cortex-A72", "XNNPACK", "active", "ExecuTorch",
+                  "unavailable", "free disk", "memory"):
+        assert words in r.output, words
+
+
+def test_rpi5_sees_a_cortex_a76_and_computes_int8_right(emu_rootfs, digits_bundle):
+    r = run_cli("devices", "doctor", "emu:rpi5", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{"):])
+    assert report["qemu_cpu"] == "cortex-a76" and report["cpu_model"].startswith("Cortex-A76")
+    assert report["tflite"]["xnnpack"]["active"] is True
+    # The A76 has dot-product instructions: XNNPACK takes other int8 kernels than on the A72.
+    r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", "emu:rpi5", "--runs", "3")
+    assert r.exit_code == 0, r.output
+
+
+def test_validate_int8_on_emulated_pi(emu_rootfs, digits_bundle, tmp_path):
+    """The bundle's int8 .tflite on emu:rpi4: accuracy against the golden vectors, XNNPACK active
+    on arm64, latency labelled emulated in the table and the JSON."""
+    out = tmp_path / "report.json"
+    r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", "emu:rpi4", "--runs", "10",
+                "--json", out)
+    assert r.exit_code == 0, r.output
+    assert "emulated: not device latency" in r.output
+    data = json.loads(out.read_text())
+    assert data["context"]["device"] == "emu:rpi4" and data["context"]["emulated"] is True
+    rec = data["artifacts"][0]
+    assert rec["status"] == "pass" and rec["emulated"] is True
+    assert rec["platform"]["machine"] == "aarch64"
+    assert rec["delegate"]["active"] is True
+    assert rec["accuracy"]["top1_agreement"] >= 97.0
+    assert rec["latency"]["p50_ms"] > 0
+
+
+def test_int8_outputs_host_vs_emulated_arm64(emu_rootfs, digits_bundle):
+    """The same int8 artifact on x86 and on emulated arm64: close, not necessarily bit-identical."""
+    from edgeship.bundle import read_bundle
+    from edgeship.runtime.device import open_device
+
+    bundle = read_bundle(digits_bundle)
+    record = next(a for a in bundle.artifacts if a["path"] == "digits.int8.tflite")
+    inputs = bundle.golden().inputs
+    runs = {uri: open_device(uri).run_artifact(bundle.artifact_path(record), inputs, record["io"], runs=0)
+            for uri in ("local", "emu:rpi4")}
+    assert all(r.ok for r in runs.values()), {u: r.error for u, r in runs.items()}
+    host, arm = runs["local"].outputs[0], runs["emu:rpi4"].outputs[0]
+    diff = float(np.abs(host - arm).max())
+    agree = float((host.argmax(1) == arm.argmax(1)).mean())
+    print(f"\nint8 digits: max |host - emulated arm64| = {diff:.4g}; top-1 agreement {agree:.2%}")
+    assert host.shape == arm.shape
+    assert agree >= 0.99
+    assert diff <= 0.05 * float(np.abs(host).max())
+
+
+def test_pte_on_emulated_pi_says_why_it_cannot_run(emu_rootfs, digits_bundle):
+    r = run_cli("validate", digits_bundle / "digits.int8.pte", "--device", "emu:rpi4", "--runs", "3")
+    assert r.exit_code == 1
+    text = " ".join(r.output.split())  # the table may wrap the line
+    assert "ExecuTorch cannot run on this emulated arm64 device" in text
+    assert "PyPI serves no CPU torch for aarch64" in text
+    assert "Traceback" not in text
+
+
+def test_bench_on_emulated_pi_is_labelled(emu_rootfs, digits_bundle, tmp_path):
+    out = tmp_path / "bench.json"
+    r = run_cli("bench", digits_bundle / "digits.int8.tflite", "--device", "emu:rpi4", "--warmup", "2",
+                "--runs", "5", "--json", out)
+    assert r.exit_code == 0, r.output
+    assert "on emu:rpi4 (emulated)" in r.output
+    data = json.loads(out.read_text())
+    assert data["context"]["emulated"] is True and data["artifacts"][0]["ok"]
+
+
+def test_device_tests_suite_on_two_devices_in_parallel(emu_rootfs, digits_bundle, tmp_path):
+    """`pytest device_tests --bundle DIR --device local --device emu:rpi4 -n 2 --dist loadgroup`:
+    the .tflite artifacts pass on both; the latency budget is checked on the host and skipped, with
+    the reason, on the emulated Pi; JUnit through pytest's own option."""
+    junit = tmp_path / "junit.xml"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "device_tests",
+                           "--bundle", str(digits_bundle), "--device", "local", "--device", "emu:rpi4",
+                           "--latency-p90-ms", "1000", "-k", "tflite", "-n", "2", "--dist", "loadgroup",
+                           f"--junitxml={junit}"], capture_output=True, text=True, timeout=900, cwd=str(REPO))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "latency on an emulated device is not device latency" in proc.stdout
+    assert "14 passed, 2 skipped" in proc.stdout  # 2 artifacts x 2 devices x 4 checks; emulated latency skipped
+    xml = junit.read_text()
+    assert "emu:rpi4::digits.int8.tflite" in xml and "local::digits.int8.tflite" in xml
+    assert "2 workers" in proc.stdout
+
+
+def test_validate_on_several_devices(emu_rootfs, digits_bundle, tmp_path):
+    out = tmp_path / "multi.json"
+    r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", "local", "--device", "emu:rpi4",
+                "--runs", "5", "--json", out)
+    assert r.exit_code == 0, r.output
+    assert r.output.count("accuracy vs golden vectors") == 2
+    data = json.loads(out.read_text())
+    assert [a["device"] for a in data["artifacts"]] == ["local", "emu:rpi4"]
+    assert [a["emulated"] for a in data["artifacts"]] == [False, True]
+    assert [c["device"] for c in data["context"]["devices"]] == ["local", "emu:rpi4"]
+
+
+def test_several_devices_one_unreachable_still_runs_the_others(emu_rootfs, digits_bundle, tmp_path):
+    from device_support import free_port
+
+    out = tmp_path / "multi.json"
+    bad = f"ssh://nobody@127.0.0.1:{free_port()}"
+    r = run_cli("bench", digits_bundle / "digits.int8.tflite", "--device", bad, "--device", "emu:rpi4",
+                "--warmup", "1", "--runs", "3", "--json", out)
+    assert r.exit_code == 3, r.output
+    assert "on emu:rpi4 (emulated)" in r.output and "cannot connect" in r.output
+    data = json.loads(out.read_text())
+    assert data["context"]["unreachable"] == [bad] and data["artifacts"][0]["device"] == "emu:rpi4"
+
+
+def test_unknown_board_suggests_one():
+    r = run_cli("devices", "doctor", "emu:rpi3")
+    assert r.exit_code == 2
+    assert "unknown emulated board 'rpi3'" in r.output and "Did you mean" in r.output
+
+
+def test_emulated_device_not_set_up_names_the_fix(digits_bundle, tmp_path):
+    r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", "emu:rpi4",
+                env={"EDGESHIP_CACHE": str(tmp_path / "empty-cache")})
+    assert r.exit_code == 3
+    assert "edgeship devices setup emu:rpi4" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_failed_build_leaves_nothing_behind(tmp_path):
+    """A build against an unreachable mirror fails with one line, and no half-built folder stays."""
+    cache = tmp_path / "cache"
+    r = run_cli("devices", "setup", "emu:rpi4",
+                env={"EDGESHIP_CACHE": str(cache), "EDGESHIP_DEBIAN_MIRROR": "http://127.0.0.1:9/debian"})
+    assert r.exit_code == 2, r.output
+    assert "debootstrap failed" in r.output and "Traceback" not in r.output
+    left = [p.name for p in (cache / "rootfs").iterdir() if not p.name.endswith((".log", ".lock"))]
+    assert left == []

@@ -1,0 +1,391 @@
+"""`ssh://user@host[:port]`: a Linux board (a Raspberry Pi) reached with the system's OpenSSH.
+
+`ssh` and `scp` run as subprocesses, so the user's ~/.ssh/config, keys, agent, ProxyJump and
+known_hosts apply as they do on the command line (EDGESHIP_SSH_CONFIG names another config file,
+passed as `-F`). BatchMode=yes: nothing ever prompts; host key checking stays as configured and is
+never turned off here. Everything lives under ~/.edgeship on the device:
+
+    ~/.edgeship/venv/                   numpy + ai-edge-litert (`edgeship devices setup ssh://...`)
+    ~/.edgeship/agent-<hash>/edgeship_agent/   the agent, pushed once per version
+    ~/.edgeship/artifacts/<sha256>/NAME        artifacts, pushed once, checked by sha256
+    ~/.edgeship/runs/<id>/                     one run's inputs and outputs, removed afterwards
+
+A run has a timeout on both ends (`timeout` on the device, the subprocess's here). A connection
+that drops during a run is retried once; a second drop fails that artifact only, so the results
+already gathered are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from edgeship.errors import DeviceError, InputError
+from edgeship.runtime.device import AgentRun
+from edgeship.runtime.local import describe_exit, load_outputs, parse_agent_stdout, save_inputs
+
+HOME = ".edgeship"  # relative to the login directory: the same path for ssh and scp
+VENV_PYTHON = f"{HOME}/venv/bin/python"
+WHEELS = ("numpy", "ai-edge-litert")
+DROPPED = ("connection closed", "closed by remote host", "connection reset", "broken pipe", "timeout, server",
+           "not responding", "connection to .* closed", "lost connection", "client_loop: send disconnect")
+
+
+def parse_uri(uri: str) -> tuple[str | None, str, int | None]:
+    if not uri.startswith("ssh://"):
+        raise InputError(f"'{uri}' is not an ssh:// device URI", hint="ssh://user@host[:port]")
+    parts = urlsplit(uri)
+    try:
+        port = parts.port
+    except ValueError:
+        raise InputError(f"bad port in '{uri}'", hint="ssh://user@host[:port]") from None
+    if not parts.hostname or parts.path not in ("", "/"):
+        raise InputError(f"'{uri}' names no host (or has a path)", hint="ssh://user@host[:port]")
+    return parts.username, parts.hostname, port
+
+
+def agent_hash(agent_dir: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted((agent_dir / "edgeship_agent").glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class SSHFailure(Exception):
+    """ssh/scp exited 255: the connection, not the remote command, failed."""
+
+    def __init__(self, stderr: str):
+        super().__init__(stderr)
+        self.stderr = stderr
+
+    @property
+    def dropped(self) -> bool:
+        s = self.stderr.lower()
+        return any(re.search(p, s) for p in DROPPED)
+
+
+class SSHDevice:
+    emulated = False
+
+    def __init__(self, uri: str, require_runtime: bool = True):
+        from edgeship.runtime.emulated import agent_package
+
+        self.user, self.host, self.port = parse_uri(uri)
+        self.uri = uri.rstrip("/")
+        self.dest = f"{self.user}@{self.host}" if self.user else self.host
+        config = os.environ.get("EDGESHIP_SSH_CONFIG")
+        self.common = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=5",
+                       "-o", "ServerAliveCountMax=4"] + (["-F", config] if config else [])
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgeship-ssh-")
+        self.agent_dir = agent_package(Path(self._tmp.name) / "agent")
+        self.agent_remote = f"{HOME}/agent-{agent_hash(self.agent_dir)}"
+        self.require_runtime = require_runtime
+        self._ready = False
+        self.retries = 0  # runs retried after a dropped connection (kept for reports and tests)
+
+    # -- transport ------------------------------------------------------------------------------
+
+    def ssh(self, command: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = ["ssh", *self.common] + (["-p", str(self.port)] if self.port else []) + [self.dest, command]
+        return self._call(cmd, timeout, check)
+
+    def scp(self, sources: list[str], target: str, timeout: float = 300.0) -> None:
+        cmd = ["scp", "-q", "-r", *self.common] + (["-P", str(self.port)] if self.port else []) + sources + [target]
+        self._call(cmd, timeout, True)
+
+    def remote(self, path: str) -> str:
+        return f"{self.dest}:{path}"
+
+    def _call(self, cmd: list[str], timeout: float, check: bool) -> subprocess.CompletedProcess:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise DeviceError(f"'{cmd[0]}' is not installed on this host", hint="apt-get install openssh-client") from None
+        except subprocess.TimeoutExpired:
+            raise SSHFailure(f"timeout, server not responding within {timeout:.0f} s") from None
+        if proc.returncode == 255:
+            raise SSHFailure(proc.stderr)
+        if check and proc.returncode != 0:
+            raise DeviceError(f"{self.uri}: `{cmd[-1] if cmd[0] == 'ssh' else 'scp'}` failed (exit "
+                              f"{proc.returncode}): {_last(proc.stderr or proc.stdout)}")
+        return proc
+
+    def connection_error(self, e: SSHFailure) -> DeviceError:
+        """The one-line error for a connection that could not be made."""
+        s = e.stderr
+        low = s.lower()
+        port = f" -p {self.port}" if self.port else ""
+        if "remote host identification has changed" in low or "host key for" in low and "has changed" in low:
+            return DeviceError(f"{self.uri}: the host key of {self.host} does not match the one in known_hosts "
+                               f"(possible man-in-the-middle, or the board was reinstalled)",
+                               hint=f"if the board was reinstalled, remove the old key with `ssh-keygen -R "
+                               f"{_known_hosts_name(self.host, self.port)}` and connect once with "
+                               f"`ssh{port} {self.dest}` to check the new one")
+        if "host key verification failed" in low or "no " in low and "host key is known" in low:
+            return DeviceError(f"{self.uri}: the host key of {self.host} is not known, and edgeship never accepts "
+                               f"one unseen", hint=f"connect once with `ssh{port} {self.dest}` and check the "
+                               f"key's fingerprint")
+        if "permission denied" in low or "too many authentication failures" in low:
+            return DeviceError(f"{self.uri}: authentication failed ({_last(s)})",
+                               hint=f"check that your key is authorized on the device (`ssh-copy-id{port} "
+                               f"{self.dest}`) and loaded (ssh-add, or IdentityFile in ~/.ssh/config)")
+        return DeviceError(f"{self.uri}: cannot connect: {_last(s) or 'ssh failed'}",
+                           hint=f"check that the device is on and reachable: `ssh{port} {self.dest} true`")
+
+    # -- preparation --------------------------------------------------------------------------
+
+    def _connect(self) -> dict:
+        """One round trip: what the device has (runtime, this agent version)."""
+        script = (f"echo arch=$(uname -m); command -v python3 >/dev/null && echo python3=yes; "
+                  f"test -x {VENV_PYTHON} && echo venv=yes; test -f {self.agent_remote}/ok && echo agent=yes; true")
+        try:
+            out = self.ssh(script, timeout=120).stdout
+        except SSHFailure as e:
+            raise self.connection_error(e) from None
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def setup_hint(self) -> str:
+        return f"run `edgeship devices setup {self.uri}` (installs numpy and ai-edge-litert into ~/{HOME}/venv)"
+
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        state = self._connect()
+        if self.require_runtime and state.get("venv") != "yes":
+            raise DeviceError(f"{self.uri}: edgeship's runtime is not installed on the device (no ~/{VENV_PYTHON})",
+                              hint=self.setup_hint())
+        if state.get("agent") != "yes":
+            self._push_agent()
+        self._ready = True
+
+    def _push_agent(self) -> None:
+        tmp = f"{self.agent_remote}.tmp-{uuid.uuid4().hex[:8]}"
+        self.ssh(f"mkdir -p {tmp}")
+        self.scp([str(self.agent_dir / "edgeship_agent")], self.remote(tmp + "/"))
+        files = sorted((self.agent_dir / "edgeship_agent").glob("*.py"))
+        self._verify({f"{tmp}/edgeship_agent/{f.name}": sha256_file(f) for f in files})
+        self.ssh(f"rm -rf {self.agent_remote} && mv {tmp} {self.agent_remote} && touch {self.agent_remote}/ok")
+
+    def _verify(self, expected: dict[str, str]) -> None:
+        """sha256 of the pushed files on the device against the host's; a mismatch is an error."""
+        out = self.ssh("sha256sum " + " ".join(shlex.quote(p) for p in expected)).stdout
+        got = {line.split(None, 1)[1].strip().lstrip("*"): line.split(None, 1)[0] for line in out.splitlines()
+               if len(line.split(None, 1)) == 2}
+        bad = [p for p, h in expected.items() if got.get(p) != h]
+        if bad:
+            raise DeviceError(f"{self.uri}: checksum mismatch after copying {', '.join(bad)} to the device",
+                              hint="the copy was corrupted or the device's disk is full (edgeship devices doctor)")
+
+    def push_artifact(self, artifact: Path) -> str:
+        digest = sha256_file(artifact)
+        path = f"{HOME}/artifacts/{digest}/{artifact.name}"
+        have = self.ssh(f"sha256sum {shlex.quote(path)} 2>/dev/null || true").stdout.split()
+        if not have or have[0] != digest:
+            self.ssh(f"mkdir -p {HOME}/artifacts/{digest}")
+            self.scp([str(artifact)], self.remote(path))
+            self._verify({path: digest})
+        return path
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def run_artifact(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
+                     verbose=False) -> AgentRun:
+        try:
+            self._ensure_ready()
+        except SSHFailure as e:
+            raise self.connection_error(e) from None
+        artifact = Path(artifact)
+        error = None
+        for attempt in range(2):  # one retry after a dropped connection
+            try:
+                return self._run_once(artifact, inputs, signature, threads, warmup, runs, timeout, verbose)
+            except SSHFailure as e:
+                error = _last(e.stderr) or "connection lost"
+                if attempt == 0:
+                    self.retries += 1
+                    time.sleep(1.0)
+        return AgentRun(False, error=f"connection to {self.host} dropped during the run, twice (retried once): {error}")
+
+    def _run_once(self, artifact, inputs, signature, threads, warmup, runs, timeout, verbose) -> AgentRun:
+        remote_artifact = self.push_artifact(artifact)
+        run_dir = f"{HOME}/runs/{uuid.uuid4().hex[:12]}"
+        with tempfile.TemporaryDirectory(prefix="edgeship-ssh-run-") as tmp:
+            tmp = Path(tmp)
+            save_inputs(tmp / "in.npz", inputs)
+            files = [str(tmp / "in.npz")]
+            if signature is not None:
+                (tmp / "sig.json").write_text(json.dumps(signature))
+                files.append(str(tmp / "sig.json"))
+            self.ssh(f"mkdir -p {run_dir}")
+            self.scp(files, self.remote(run_dir + "/"))
+            self._verify({f"{run_dir}/{Path(f).name}": sha256_file(Path(f)) for f in files})
+            args = ["run", f"$HOME/{remote_artifact}", "--inputs", "in.npz", "--out", "out.npz",
+                    "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs),
+                    "--max-seconds", str(max(1.0, timeout / 4))]
+            if signature is not None:
+                args += ["--signature", "sig.json"]
+            if verbose:
+                args.append("--verbose")
+            cmd = (f"cd {run_dir} && PYTHONPATH=$HOME/{self.agent_remote} PYTHONUNBUFFERED=1 timeout -s KILL "
+                   f"{int(timeout)} $HOME/{VENV_PYTHON} -m edgeship_agent.agent " + " ".join(args))
+            proc = self.ssh(cmd, timeout=timeout + 60, check=False)
+            try:
+                if proc.returncode in (124, 137) and parse_agent_stdout(proc.stdout) is None:
+                    return AgentRun(False, error=f"timed out after {timeout:.0f} s on {self.host} (the runtime hung "
+                                    f"or is too slow)")
+                result = parse_agent_stdout(proc.stdout)
+                if result is None:
+                    code = proc.returncode
+                    code = -(code - 128) if 128 < code < 160 else code  # the remote shell reports 128 + signal
+                    return AgentRun(False, error=describe_exit(code, proc.stderr))
+                if not result.get("ok"):
+                    error = f"{result.get('stage', 'run')}: {result.get('error')}"
+                    if artifact.suffix == ".pte" and "No module named" in error:
+                        error += (f"; ExecuTorch's Python runtime needs torch and executorch in ~/{HOME}/venv on "
+                                  f"the device (torch from PyTorch's CPU index: `pip install torch --index-url "
+                                  f"https://download.pytorch.org/whl/cpu`)")
+                    return AgentRun(False, result, error=error)
+                self.scp([self.remote(f"{run_dir}/out.npz")], str(tmp / "out.npz"))
+                return AgentRun(True, result, load_outputs(tmp / "out.npz"))
+            finally:
+                try:
+                    self.ssh(f"rm -rf {run_dir}", timeout=60, check=False)
+                except SSHFailure:
+                    pass
+
+    # -- setup and doctor ------------------------------------------------------------------------
+
+    def probe(self) -> dict:
+        state = self._connect()
+        if state.get("agent") != "yes":
+            self._push_agent()
+        python = f"$HOME/{VENV_PYTHON}" if state.get("venv") == "yes" else "python3"
+        if state.get("python3") != "yes" and state.get("venv") != "yes":
+            raise DeviceError(f"{self.uri}: python3 is not installed on the device",
+                              hint="install it there: `sudo apt install python3 python3-venv`")
+        proc = self.ssh(f"PYTHONPATH=$HOME/{self.agent_remote} {python} -m edgeship_agent.probe", timeout=300,
+                        check=False)
+        result = parse_agent_stdout(proc.stdout)
+        if result is None:
+            raise DeviceError(f"{self.uri}: the probe failed: {describe_exit(proc.returncode, proc.stderr)}")
+        result["venv"] = state.get("venv") == "yes"
+        if not result["venv"]:
+            result["tflite"] = {"available": False, "reason": f"no edgeship runtime on the device; {self.setup_hint()}"}
+        return result
+
+    def setup(self, progress=None, rebuild: bool = False) -> dict:
+        steps = ["connect", "download aarch64 wheels on this host", "create ~/.edgeship/venv",
+                 "install numpy and ai-edge-litert", "check"]
+
+        def step(i):
+            if progress:
+                progress(i, len(steps), steps[i] if i < len(steps) else "done")
+
+        step(0)
+        try:
+            return self._setup(step, rebuild)
+        except SSHFailure as e:
+            raise self.connection_error(e) from None
+
+    def _setup(self, step, rebuild: bool) -> dict:
+        state = self._connect()
+        if state.get("python3") != "yes":
+            raise DeviceError(f"{self.uri}: python3 is not installed on the device",
+                              hint="install it there: `sudo apt install python3 python3-venv`")
+        info = json.loads(self.ssh("python3 -c 'import json, platform, sys; print(json.dumps({\"py\": "
+                                   "\"%d.%d\" % sys.version_info[:2], \"libc\": platform.libc_ver()[1]}))'").stdout)
+        arch = state.get("arch", "")
+        step(1)
+        wheel_dir = download_wheels(arch, info["py"], info["libc"])
+        step(2)
+        if rebuild:
+            self.ssh(f"rm -rf {HOME}/venv")
+        # Without pip in the venv when the system's pip can install into it (`pip --python`, pip >= 22.3):
+        # on a slow board (or under emulation) ensurepip costs a minute.
+        r = self.ssh(f"test -x {VENV_PYTHON} || python3 -m venv --without-pip {HOME}/venv", timeout=600, check=False)
+        if r.returncode != 0:
+            raise DeviceError(f"{self.uri}: cannot create a virtual environment: {_last(r.stderr or r.stdout)}",
+                              hint="install venv there: `sudo apt install python3-venv`")
+        step(3)
+        self.ssh(f"rm -rf {HOME}/wheels && mkdir -p {HOME}/wheels")
+        wheels = sorted(wheel_dir.glob("*.whl"))
+        self.scp([str(w) for w in wheels], self.remote(f"{HOME}/wheels/"), timeout=900)
+        self._verify({f"{HOME}/wheels/{w.name}": sha256_file(w) for w in wheels})
+        install = f"install -q --no-compile --no-index --find-links {HOME}/wheels " + " ".join(_pins())
+        r = self.ssh(f"python3 -m pip --python {VENV_PYTHON} {install}", timeout=1200, check=False)
+        if r.returncode != 0:  # an older or absent system pip: give the venv its own
+            r = self.ssh(f"{VENV_PYTHON} -m ensurepip -q && {VENV_PYTHON} -m pip {install}", timeout=1200,
+                         check=False)
+        if r.returncode != 0:
+            raise DeviceError(f"{self.uri}: installing the runtime failed: {_last(r.stderr or r.stdout)}")
+        self.ssh(f"rm -rf {HOME}/wheels", check=False)
+        step(4)
+        self._ready = False
+        report = self.probe()
+        step(5)
+        report["setup"] = "installed"
+        return report
+
+
+def _pins() -> list[str]:
+    from edgeship.runtime.rootfs import _host_version
+
+    return [f"numpy=={_host_version('numpy', '2.2.6')}", f"ai-edge-litert=={_host_version('ai-edge-litert', '2.3.0')}"]
+
+
+def download_wheels(arch: str, py: str, libc: str) -> Path:
+    """The device's wheels, fetched by this host's pip (the device needs no index access), cached."""
+    import sys
+
+    from edgeship.runtime.rootfs import cache_root
+
+    if arch not in ("aarch64", "arm64"):
+        raise DeviceError(f"the device is {arch or 'of unknown architecture'}; edgeship sets up aarch64 (arm64) "
+                          "devices", hint="install numpy and ai-edge-litert into ~/.edgeship/venv by hand")
+    try:
+        minor = int(libc.split(".")[1])
+    except (IndexError, ValueError):
+        minor = 28
+    dest = cache_root() / "wheels" / f"aarch64-cp{py.replace('.', '')}-glibc2.{minor}"
+    pins = _pins()
+    stamp = dest / ("ok-" + hashlib.sha256(" ".join(pins).encode()).hexdigest()[:12])
+    if stamp.exists():
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    args = ["--only-binary=:all:", "--python-version", py, "--implementation", "cp", "--abi", f"cp{py.replace('.', '')}"]
+    for m in range(minor, 16, -1):
+        args += ["--platform", f"manylinux_2_{m}_aarch64"]
+    args += ["--platform", "manylinux2014_aarch64"]
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(dest), *args, *pins],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DeviceError(f"cannot download aarch64 wheels for Python {py}: {_last(proc.stderr)}",
+                          hint="this host needs access to PyPI (or a configured index)")
+    stamp.touch()
+    return dest
+
+
+def _known_hosts_name(host: str, port: int | None) -> str:
+    return f"'[{host}]:{port}'" if port and port != 22 else host
+
+
+def _last(text: str) -> str:
+    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip() and not ln.startswith("@@@")]
+    return lines[-1][-300:] if lines else ""

@@ -1,0 +1,172 @@
+"""ssh://user@host:port for real: OpenSSH's sshd on loopback whose sessions run inside the emulated
+arm64 root filesystem (chroot + qemu-aarch64 through binfmt_misc): a Raspberry Pi over SSH, minus
+the board. The client is the system's ssh/scp, driven by edgeship with a test ssh_config.
+
+Order matters within this module (it walks one device from bare to set up): the runtime is
+missing first, then `devices setup` installs it, then runs succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+import pytest
+from click.testing import CliRunner
+from device_support import SSHTestServer, digits_bundle, emu_rootfs, keygen  # noqa: F401  (fixtures)
+
+from edgeship.cli import cli
+
+
+def run_cli(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+@pytest.fixture(scope="module")
+def sshd(emu_rootfs, tmp_path_factory):
+    from edgeship.runtime.rootfs import ensure_binfmt
+
+    ensure_binfmt()  # sessions exec the rootfs's arm64 shell and Python inside the chroot
+    shutil.rmtree(emu_rootfs / "root" / ".edgeship", ignore_errors=True)  # a bare device
+    server = SSHTestServer(emu_rootfs, tmp_path_factory.mktemp("sshd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def good_env(sshd):
+    return {"EDGESHIP_SSH_CONFIG": str(sshd.client_config("good"))}
+
+
+def test_unknown_host_key_is_never_accepted(sshd):
+    env = {"EDGESHIP_SSH_CONFIG": str(sshd.client_config("unknown", known_host_key=""))}
+    r = run_cli("devices", "doctor", sshd.uri, env=env)
+    assert r.exit_code == 3, r.output
+    assert "host key" in r.output and "not known" in r.output and f"ssh -p {sshd.port} root@127.0.0.1" in r.output
+
+
+def test_host_key_mismatch(sshd, tmp_path):
+    other = keygen(tmp_path / "other_host_key")
+    env = {"EDGESHIP_SSH_CONFIG": str(sshd.client_config("mismatch", known_host_key=other))}
+    r = run_cli("devices", "doctor", sshd.uri, env=env)
+    assert r.exit_code == 3, r.output
+    assert "does not match the one in known_hosts" in r.output
+    assert f"ssh-keygen -R '[127.0.0.1]:{sshd.port}'" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_authentication_failure(sshd, tmp_path):
+    keygen(sshd.dir / "stranger_key")
+    env = {"EDGESHIP_SSH_CONFIG": str(sshd.client_config("stranger", key="stranger_key"))}
+    r = run_cli("devices", "doctor", sshd.uri, env=env)
+    assert r.exit_code == 3, r.output
+    assert "authentication failed" in r.output and "Permission denied" in r.output
+    assert "ssh-copy-id" in r.output
+
+
+def test_unreachable_port(sshd, good_env):
+    from device_support import free_port
+
+    r = run_cli("devices", "doctor", f"ssh://root@127.0.0.1:{free_port()}", env=good_env)
+    assert r.exit_code == 3, r.output
+    assert "cannot connect" in r.output and "Connection refused" in r.output
+
+
+def test_missing_runtime_names_the_fix(sshd, good_env, digits_bundle):
+    r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", sshd.uri, env=good_env)
+    assert r.exit_code == 3, r.output
+    assert "runtime is not installed" in r.output
+    assert f"edgeship devices setup {sshd.uri}" in r.output
+
+    r = run_cli("devices", "doctor", sshd.uri, env=good_env)  # doctor works on a bare device, and says so
+    assert r.exit_code == 1, r.output
+    assert "aarch64" in r.output and f"edgeship devices setup {sshd.uri}" in r.output
+
+
+def test_setup_installs_the_runtime_in_a_venv(sshd, good_env):
+    t0 = time.monotonic()
+    r = run_cli("devices", "setup", sshd.uri, "--json", env=good_env)
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{"):])
+    print(f"\nssh setup on the emulated arm64 board: {time.monotonic() - t0:.0f} s")
+    assert report["machine"] == "aarch64" and report["venv"] is True
+    assert report["python_executable"].endswith(".edgeship/venv/bin/python")
+    assert report["tflite"]["available"] and report["tflite"]["xnnpack"]["active"] is True
+    assert (sshd.rootfs / "root/.edgeship/venv/bin/python").exists()
+
+
+def test_validate_over_ssh(sshd, good_env, digits_bundle, tmp_path):
+    out = tmp_path / "r.json"
+    r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", sshd.uri, "--runs", "10",
+                "--json", out, env=good_env)
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    rec = data["artifacts"][0]
+    assert data["context"]["emulated"] is False  # an ssh device is a real board as far as edgeship knows
+    assert rec["status"] == "pass" and rec["platform"]["machine"] == "aarch64"
+    assert rec["delegate"]["active"] is True and rec["accuracy"]["top1_agreement"] >= 97.0
+    # the artifact was pushed once, under its sha256, and the run folder was removed
+    pushed = list((sshd.rootfs / "root/.edgeship/artifacts").glob("*/digits.int8.tflite"))
+    from edgeship.runtime.ssh import sha256_file
+
+    assert len(pushed) == 1 and pushed[0].parent.name == sha256_file(digits_bundle / "digits.int8.tflite")
+    assert list((sshd.rootfs / "root/.edgeship/runs").iterdir()) == []
+
+
+def test_pte_over_ssh_says_why(sshd, good_env, digits_bundle):
+    r = run_cli("validate", digits_bundle / "digits.int8.pte", "--device", sshd.uri, "--runs", "2", env=good_env)
+    assert r.exit_code == 1, r.output
+    assert "ExecuTorch's Python runtime needs torch" in r.output and "Traceback" not in r.output
+
+
+def _drop_when_running(sshd, artifact: str, times: int) -> threading.Thread:
+    """Drop the server's connections as soon as the agent runs ARTIFACT on the device, `times` times."""
+
+    def watch():
+        done, deadline = 0, time.monotonic() + 300
+        while done < times and time.monotonic() < deadline:
+            if sshd.running(f"edgeship_agent.agent run") and sshd.running(artifact):
+                sshd.drop_connections()
+                done += 1
+            time.sleep(0.05)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def test_dropped_connection_is_retried_once(sshd, good_env, digits_bundle, monkeypatch):
+    import numpy as np
+
+    from edgeship.runtime.ssh import SSHDevice
+
+    for k, v in good_env.items():
+        monkeypatch.setenv(k, v)
+    device = SSHDevice(sshd.uri)
+    artifact = digits_bundle / "digits.fp32.tflite"
+    watcher = _drop_when_running(sshd, artifact.name, times=1)
+    run = device.run_artifact(artifact, [np.zeros((3, 1, 8, 8), np.float32)], None, warmup=0, runs=50, timeout=60)
+    watcher.join(5)
+    assert run.ok, run.error
+    assert device.retries == 1
+    assert run.outputs[0].shape == (3, 10)
+
+
+def test_dropped_twice_fails_that_artifact_and_keeps_the_others(sshd, good_env, digits_bundle, monkeypatch):
+    """validate over a bundle whose int8 run loses its connection twice: that artifact is an error
+    naming the dropped connection; the results of the others are kept."""
+    for k, v in good_env.items():
+        monkeypatch.setenv(k, v)
+    from edgeship.validate import ValidateRequest, validate
+
+    watcher = _drop_when_running(sshd, "digits.int8.tflite", times=2)
+    results, context = validate(ValidateRequest(digits_bundle, device=sshd.uri, runs=20))
+    watcher.join(5)
+    by_name = {r["artifact"]: r for r in results}
+    assert by_name["digits.fp32.tflite"]["status"] == "pass"
+    assert by_name["digits.fp32.tflite"]["accuracy"]["top1_agreement"] >= 97.0
+    err = by_name["digits.int8.tflite"]
+    assert err["status"] == "error" and "dropped during the run, twice (retried once)" in err["error"]

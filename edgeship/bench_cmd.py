@@ -9,12 +9,46 @@ import numpy as np
 from edgeship.errors import InputError
 
 
-def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri: str, json_path, verbose) -> bool:
-    """Prints the table; returns True when any run failed."""
+def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri, json_path, verbose) -> bool:
+    """Prints one table per device (DEVICE_URI: one URI or several); returns True when any run failed.
+
+    With several devices, one that cannot be reached is reported and the others still run; a
+    DeviceError naming the unreachable ones is raised at the end (exit 3)."""
+    from edgeship.console import err_console
+    from edgeship.errors import DeviceError
+    from edgeship.report import write_json
+
+    uris = [device_uri] if isinstance(device_uri, str) else list(dict.fromkeys(device_uri)) or ["local"]
+    if len(uris) == 1:
+        failed, results, context = _bench_one(artifact, threads, warmup, runs, uris[0], verbose)
+        if json_path:
+            write_json(json_path, results, context)
+        return failed
+    failed, all_results, contexts, unreachable = False, [], [], []
+    for uri in uris:
+        try:
+            f, results, context = _bench_one(artifact, threads, warmup, runs, uri, verbose)
+        except DeviceError as e:
+            err_console().print(f"[bold red]error:[/] {e.message}", soft_wrap=True)
+            unreachable.append(uri)
+            continue
+        failed |= f
+        all_results += results
+        contexts.append(context)
+    if json_path:
+        write_json(json_path, all_results, {"device": ", ".join(uris), "devices": contexts, "warmup": warmup,
+                                            "runs": runs, "emulated": any(c["emulated"] for c in contexts),
+                                            "unreachable": unreachable})
+    if unreachable:
+        raise DeviceError(f"could not bench on {', '.join(unreachable)} (the other devices' tables are above)")
+    return failed
+
+
+def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri: str, verbose):
+    """(failed, results, context) for one device, after printing its table."""
     from rich.table import Table
 
     from edgeship.console import console
-    from edgeship.report import write_json
     from edgeship.runtime.device import open_device
     from edgeship.validate import resolve
 
@@ -24,7 +58,7 @@ def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri: 
         raise InputError(f"--threads '{threads}' is not a list of integers", hint="e.g. --threads 1,2,4") from None
     bundle, records, paths = resolve(artifact)
     if len(paths) != 1:
-        raise InputError("bench takes one artifact", hint="pass a .tflite or .pte file; validate takes bundles")
+        raise InputError("bench takes one artifact", hint="pass a .tflite, .pte or .onnx file; validate takes bundles")
     record, path = records[0], paths[0]
     if bundle is not None:
         inputs = [a[:1] for a in bundle.golden().inputs]
@@ -43,7 +77,8 @@ def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri: 
         run = device.run_artifact(path, inputs, record.get("io"), threads=n, warmup=warmup, runs=runs,
                                   verbose=verbose)
         r = run.result
-        results.append({"artifact": path.name, "threads": n, "ok": run.ok, "error": run.error,
+        results.append({"artifact": path.name, "device": device.uri, "emulated": device.emulated, "threads": n,
+                        "ok": run.ok, "error": run.error,
                         **{k: r.get(k) for k in ("latency", "init_ms", "first_ms", "peak_rss_mb", "runtime",
                                                  "delegate")}})
         if not run.ok:
@@ -54,7 +89,4 @@ def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri: 
         table.add_row(str(n), *(f"{lat[k]:.3f}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")),
                       f"{r['init_ms']:.0f}", f"{r['first_ms']:.2f}", f"{r['peak_rss_mb']:.0f}", r["runtime"])
     console().print(table)
-    if json_path:
-        write_json(json_path, results, {"device": device.uri, "emulated": device.emulated, "warmup": warmup,
-                                        "runs": runs})
-    return failed
+    return failed, results, {"device": device.uri, "emulated": device.emulated, "warmup": warmup, "runs": runs}

@@ -3,9 +3,10 @@
 The reference run produces the golden outputs every artifact is compared with. It runs batched
 (256 samples a call by default). PyTorch models run on CUDA when asked and present: the module
 (or the .pt2's module) is copied to the GPU; TF32 is switched off for the run so the golden
-outputs stay within float32 rounding of the CPU's. Keras and SavedModel references run through
-TensorFlow on the CPU (the tensorflow-cpu build edgeship installs): `cuda` for them is a clear
-error, and `auto` says it uses the CPU.
+outputs stay within float32 rounding of the CPU's. Keras models (.keras/.h5) run on CUDA through
+Keras' torch backend in a child process (edgeship/reference_keras.py), as TensorFlow here is the
+CPU build; on the CPU they run through TensorFlow in this process. SavedModels run through
+TensorFlow on the CPU only: `cuda` for them is a clear error.
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ def resolve(requested: str, model) -> str:
                          hint="pass --reference-device auto, cpu or cuda")
     if requested == "cpu":
         return "cpu"
-    if model.framework != "torch":
+    if model.kind == "savedmodel":
         if requested == "cuda":
             raise UnsupportedError(
-                f"--reference-device cuda runs PyTorch models only; '{model.name}' is a {model.kind} model, whose "
-                "reference runs through TensorFlow on the CPU",
-                hint="pass --reference-device cpu (or auto)",
+                f"--reference-device cuda runs PyTorch and Keras (.keras/.h5) models; '{model.name}' is a "
+                "SavedModel, whose reference runs through TensorFlow on the CPU",
+                hint="pass --reference-device cpu (or auto), or export a .keras file",
             )
-        info("reference run: CPU (Keras and SavedModel references run through TensorFlow on the CPU)")
+        info("reference run: CPU (SavedModel references run through TensorFlow on the CPU)")
         return "cpu"
     if cuda_available():
         return "cuda"
@@ -59,6 +60,14 @@ def resolve(requested: str, model) -> str:
 
 def run(model, ds, device: str = "cpu", batch: int = DEFAULT_BATCH) -> tuple[list[np.ndarray], dict]:
     """The model's outputs over `ds` on `device`, in batches; and the manifest's `reference` record."""
+    if device == "cuda" and model.framework == "keras":
+        from edgeship import reference_keras
+
+        outputs, child = reference_keras.run(model, ds, batch, device)
+        record = {"device": device, "batch": batch, "samples": len(ds), "seconds": round(child["seconds"], 4),
+                  "name": child.get("name"), "via": child["backend"]}
+        model.reference_device = device
+        return outputs, record
     fn = model.run if device == "cpu" else _cuda_runner(model)
     t0 = time.perf_counter()
     with _exact_float32() if device == "cuda" else contextlib.nullcontext():

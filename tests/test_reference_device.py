@@ -48,11 +48,30 @@ def test_auto_without_a_gpu_uses_the_cpu(torch_digits_pt2):
     assert reference.resolve("auto", torch_digits_pt2.model) == "cpu"
 
 
-def test_keras_reference_stays_on_the_cpu(keras_digits, tmp_path):
+@pytest.mark.skipif("cuda()", reason="checks the machine without a GPU")
+def test_keras_without_a_gpu(keras_digits):
     assert reference.resolve("auto", keras_digits.model) == "cpu"
-    with pytest.raises(UnsupportedError) as e:
+    with pytest.raises(UnsupportedError, match="no CUDA device is available"):
         reference.resolve("cuda", keras_digits.model)
-    assert "runs PyTorch models only" in e.value.message and "TensorFlow on the CPU" in e.value.message
+
+
+def test_keras_torch_backend_child_matches_tensorflow(keras_digits):
+    """The child that runs Keras references on CUDA, run here on the CPU: same outputs as TF."""
+    from edgeship import reference_keras
+
+    ds = keras_digits.test.take(300)
+    outputs, result = reference_keras.run(keras_digits.model, ds, 128, "cpu")
+    assert result["device"] == "cpu" and result["backend"].startswith("keras ") and result["seconds"] > 0
+    assert np.abs(outputs[0] - keras_digits.model.run(ds.batch(0, 300))[0]).max() < 1e-4
+
+
+def test_savedmodel_reference_is_cpu_only(keras_digits, tmp_path):
+    from edgeship.sources import load_model
+
+    keras_digits.model.obj.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
+    with pytest.raises(UnsupportedError) as e:
+        reference.resolve("cuda", load_model(str(tmp_path / "sm")))
+    assert "SavedModel" in e.value.message and "TensorFlow on the CPU" in e.value.message
 
 
 def test_unknown_device_is_refused_by_the_cli(torch_digits_pt2, tmp_path):
@@ -69,6 +88,14 @@ def test_cuda_reference_matches_the_cpu(torch_digits, torch_digits_pt2):
         assert record["device"] == "cuda" and record["name"]
         assert np.abs(on_gpu[0] - on_cpu[0]).max() < 1e-4
     assert reference.resolve("auto", torch_digits.model) == "cuda"
+
+
+@pytest.mark.skipif("not cuda()", reason="needs a CUDA GPU (torch.cuda.is_available() is False here)")
+def test_cuda_keras_reference_through_the_torch_backend(keras_digits):
+    ds = keras_digits.test.take(300)
+    on_gpu, record = reference.run(keras_digits.model, ds, "cuda")
+    assert record["device"] == "cuda" and "torch" in record["via"]
+    assert np.abs(on_gpu[0] - keras_digits.model.run(ds.batch(0, 300))[0]).max() < 1e-4
 
 
 def test_project_file_takes_the_reference_device_and_onnx_targets(tmp_path):

@@ -93,7 +93,7 @@ def test_import_and_load_start_fast_without_frameworks(bundle):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["heavy"] == [] and got["runtime"].startswith("onnxruntime ")
-    assert got["s"] < 2.0, got
+    assert got["s"] < 3.0, got
 
 
 def test_wrong_input_shape_is_one_line(bundle):

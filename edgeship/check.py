@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgeship.config import LoadedConfig, Project, load_config
 from edgeship.console import info
-from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, DeviceUnreachable, InputError
+from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, DeviceError, DeviceUnreachable, InputError
 
 
 @dataclass
@@ -39,10 +39,13 @@ def open_devices(uris: list[str]) -> dict:
     for uri in uris:
         try:
             devices[uri] = open_device(uri)
+            preflight = getattr(devices[uri], "preflight", None)  # remote devices: connect now, not after exports
+            if preflight is not None:
+                preflight()
         except DeviceUnreachable:
             raise
-        except InputError as e:
-            hint = "this edgeship reaches 'local' only; remove the device or run elsewhere"
+        except (InputError, DeviceError) as e:
+            hint = e.hint or "remove the device or run elsewhere"
             raise DeviceUnreachable(f"device '{uri}' cannot be reached: {e.message}", hint=hint) from None
     return devices
 

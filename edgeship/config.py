@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgeship.errors import InputError
 
 ACCURACY_METRICS = ("top1", "agreement", "cosine")  # drop vs the float reference: points, points, 1-cos
-DEVICE_SCHEMES = ("local", "host", "ssh", "adb", "qemu")
+DEVICE_SCHEMES = ("local", "host", "emu", "ssh", "adb")
 REPORT_FORMATS = ("json", "junit", "markdown", "html")
 
 
@@ -137,12 +137,12 @@ class Project(_Strict):
     @classmethod
     def _device_uris(cls, v):
         for uri in v:
-            scheme = uri.split("://", 1)[0] if "://" in uri else uri
+            scheme = uri.split(":", 1)[0]  # local, emu:rpi4, ssh://user@host
             if scheme not in DEVICE_SCHEMES:
                 close = difflib.get_close_matches(scheme, DEVICE_SCHEMES, n=1, cutoff=0.5)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise ValueError(f"unknown device '{uri}'.{hint} Devices: local, ssh://user@host, adb://serial, "
-                                 "qemu://arm64")
+                raise ValueError(f"unknown device '{uri}'.{hint} Devices: local, emu:rpi4, emu:rpi5, "
+                                 "ssh://user@host[:port]")
         return list(dict.fromkeys(v))
 
     @field_validator("targets")

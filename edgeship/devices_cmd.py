@@ -69,9 +69,7 @@ def setup(uri: str, rebuild: bool = False) -> dict:
 
         device = SSHDevice(uri, require_runtime=False)
         report = device.setup(progress=_step_printer(), rebuild=rebuild)
-    else:
-        from edgeship.runtime.local import LocalDevice  # noqa: F401  (nothing to prepare)
-
+    else:  # the host: nothing to prepare
         report = doctor_report(uri)
         report["setup"] = "nothing to do"
     report["setup_seconds"] = round(time.monotonic() - t0, 1)

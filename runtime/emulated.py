@@ -13,7 +13,6 @@ artifacts get a per-artifact error saying so instead of a run.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -147,6 +146,3 @@ class EmulatedDevice(LocalDevice):
     def _guest_imports(self, module: str) -> bool:
         cmd = self.guest_command("probe")[:-2] + ["-c", f"import {module}"]
         return subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
-
-    def describe(self) -> str:
-        return json.dumps({"uri": self.uri, "board": self.board.name, "rootfs": str(self.rootfs)})

@@ -80,7 +80,8 @@ def wheel_platforms(glibc_minor: int = 36) -> list[str]:
 
 
 def pip_platform_args(py: str, glibc_minor: int = 36) -> list[str]:
-    args = ["--only-binary=:all:", "--python-version", py, "--implementation", "cp", "--abi", f"cp{py.replace('.', '')}"]
+    args = ["--only-binary=:all:", "--python-version", py, "--implementation", "cp",
+            "--abi", f"cp{py.replace('.', '')}"]
     for tag in wheel_platforms(glibc_minor):
         args += ["--platform", tag]
     return args

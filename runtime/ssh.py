@@ -91,7 +91,7 @@ class SSHDevice:
         self.uri = uri.rstrip("/")
         self.dest = f"{self.user}@{self.host}" if self.user else self.host
         config = os.environ.get("EDGESHIP_SSH_CONFIG")
-        self.common = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=5",
+        self.common = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
                        "-o", "ServerAliveCountMax=4"] + (["-F", config] if config else [])
         self._tmp = tempfile.TemporaryDirectory(prefix="edgeship-ssh-")
         self.agent_dir = agent_package(Path(self._tmp.name) / "agent")
@@ -117,7 +117,8 @@ class SSHDevice:
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
-            raise DeviceError(f"'{cmd[0]}' is not installed on this host", hint="apt-get install openssh-client") from None
+            raise DeviceError(f"'{cmd[0]}' is not installed on this host",
+                              hint="apt-get install openssh-client") from None
         except subprocess.TimeoutExpired:
             raise SSHFailure(f"timeout, server not responding within {timeout:.0f} s") from None
         if proc.returncode == 255:
@@ -160,6 +161,13 @@ class SSHDevice:
         except SSHFailure as e:
             raise self.connection_error(e) from None
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def preflight(self) -> None:
+        """Connect now and check the runtime (edgeship check calls this before its exports)."""
+        try:
+            self._ensure_ready()
+        except SSHFailure as e:
+            raise self.connection_error(e) from None
 
     def setup_hint(self) -> str:
         return f"run `edgeship devices setup {self.uri}` (installs numpy and ai-edge-litert into ~/{HOME}/venv)"
@@ -354,7 +362,7 @@ def download_wheels(arch: str, py: str, libc: str) -> Path:
     """The device's wheels, fetched by this host's pip (the device needs no index access), cached."""
     import sys
 
-    from edgeship.runtime.rootfs import cache_root
+    from edgeship.runtime.rootfs import cache_root, pip_platform_args
 
     if arch not in ("aarch64", "arm64"):
         raise DeviceError(f"the device is {arch or 'of unknown architecture'}; edgeship sets up aarch64 (arm64) "
@@ -369,11 +377,8 @@ def download_wheels(arch: str, py: str, libc: str) -> Path:
     if stamp.exists():
         return dest
     dest.mkdir(parents=True, exist_ok=True)
-    args = ["--only-binary=:all:", "--python-version", py, "--implementation", "cp", "--abi", f"cp{py.replace('.', '')}"]
-    for m in range(minor, 16, -1):
-        args += ["--platform", f"manylinux_2_{m}_aarch64"]
-    args += ["--platform", "manylinux2014_aarch64"]
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(dest), *args, *pins],
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(dest), *pip_platform_args(py, minor),
+                           *pins],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise DeviceError(f"cannot download aarch64 wheels for Python {py}: {_last(proc.stderr)}",

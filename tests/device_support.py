@@ -29,19 +29,25 @@ def emu_rootfs() -> Path:
     return path
 
 
+_EXPORTED: dict[str, Path] = {}  # each test module imports these fixtures: export once per session
+
+
 @pytest.fixture(scope="session")
 def digits_bundle(tmp_path_factory) -> Path:
-    """torch digits CNN exported to .tflite fp32 and int8 and .pte int8, 200 golden samples."""
+    """torch digits CNN exported to .tflite and .pte, fp32 and int8, 200 golden samples."""
     from click.testing import CliRunner
 
     from edgeship.cli import cli
 
+    if "digits" in _EXPORTED:
+        return _EXPORTED["digits"]
     out = tmp_path_factory.mktemp("devbundle") / "digits"
     r = CliRunner().invoke(cli, ["-q", "export", f"{REPO / 'examples' / 'torch_digits.py'}:build",
                                  "--to", "tflite,pte", "--quant", "fp32,int8", "--calib", "digits:train",
                                  "--eval", "digits:test", "--golden-samples", "200", "--out", str(out),
                                  "--name", "digits"])
     assert r.exit_code == 0, r.output
+    _EXPORTED["digits"] = out
     return out
 
 

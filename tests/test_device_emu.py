@@ -173,3 +173,13 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
     assert "debootstrap failed" in r.output and "Traceback" not in r.output
     left = [p.name for p in (cache / "rootfs").iterdir() if not p.name.endswith((".log", ".lock"))]
     assert left == []
+
+
+def test_check_config_accepts_emulated_and_ssh_devices(tmp_path):
+    from edgeship.config import load_config
+
+    p = tmp_path / "edgeship.toml"
+    p.write_text('devices = ["local", "emu:rpi4", "emu:rpi5", "ssh://pi@raspberrypi.local:2222"]\n'
+                 'targets = [{ format = "tflite", recipe = "int8" }]\n[model]\nsource = "net.py:build"\n'
+                 '[data]\ncalib = "digits:train"\n')
+    assert load_config(p).project.devices == ["local", "emu:rpi4", "emu:rpi5", "ssh://pi@raspberrypi.local:2222"]

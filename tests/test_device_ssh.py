@@ -81,6 +81,13 @@ def test_missing_runtime_names_the_fix(sshd, good_env, digits_bundle):
     assert "runtime is not installed" in r.output
     assert f"edgeship devices setup {sshd.uri}" in r.output
 
+    cfg = digits_bundle.parent / "edgeship.toml"  # `edgeship check` finds out before exporting anything
+    cfg.write_text(f'devices = ["local", "{sshd.uri}"]\ntargets = [{{ format = "tflite", recipe = "int8" }}]\n'
+                   '[model]\nsource = "net.py:build"\n[data]\ncalib = "digits:train"\n')
+    r = run_cli("check", cfg, env=good_env)
+    assert r.exit_code == 3, r.output
+    assert f"device '{sshd.uri}' cannot be reached" in r.output and f"edgeship devices setup {sshd.uri}" in r.output
+
     r = run_cli("devices", "doctor", sshd.uri, env=good_env)  # doctor works on a bare device, and says so
     assert r.exit_code == 1, r.output
     assert "aarch64" in r.output and f"edgeship devices setup {sshd.uri}" in r.output

@@ -3,7 +3,8 @@
     .venv/bin/python bench/fuzz.py [--cases 1000] [--seed 1234] [--formats tflite,pte] [--keep DIR]
 
 Exports the torch digits CNN (fp32, int8) to both formats, then for each case mutates one of
-them (bit flips, truncations, spliced headers, zeroed or duplicated blocks: edgeship/fuzz.py),
+them (bit flips, truncations, spliced headers, zeroed or duplicated blocks; for .pte a quarter
+of the cases flip bits in the XNNPACK delegate payload: edgeship/fuzz.py),
 inspects it (child process) and runs it through the agent (child process, timeout). Prints the
 outcome counts per format and per mutation; a case where edgeship itself crashed, or printed an
 error of more than one line, is a finding and makes the exit status 1. Runtime crashes contained
@@ -34,7 +35,7 @@ def main() -> int:
 
     from edgeship.bundle import read_bundle
     from edgeship.errors import ArtifactError
-    from edgeship.fuzz import mutate
+    from edgeship.fuzz import mutate, mutate_delegate_payload
     from edgeship.inspect import inspect_file
     from edgeship.pipeline import ExportRequest, export
     from edgeship.runtime.local import LocalDevice
@@ -55,7 +56,11 @@ def main() -> int:
             t0 = time.perf_counter()
             for case in range(args.cases):
                 rec = records[case % len(records)]
-                kind, data = mutate(seeds.artifact_path(rec).read_bytes(), rng, donor)
+                original = seeds.artifact_path(rec).read_bytes()
+                if fmt == "pte" and case % 4 == 3:  # a quarter aimed at the XNNPACK payload native code reads
+                    kind, data = "delegate_bitflip", mutate_delegate_payload(original, rng)
+                else:
+                    kind, data = mutate(original, rng, donor)
                 path = tmp / f"mutant.{fmt}"
                 path.write_bytes(data)
                 try:
@@ -83,6 +88,8 @@ def main() -> int:
                     outcome = "run: clear error"
                 outcomes[outcome] += 1
                 by_kind[(kind, outcome)] += 1
+                if (case + 1) % 25 == 0:
+                    print(f"  .{fmt}: {case + 1}/{args.cases} cases, {time.perf_counter() - t0:.0f} s", flush=True)
             elapsed = time.perf_counter() - t0
             print(f"\n## .{fmt}: {args.cases} cases, seed {args.seed}, {elapsed:.0f} s")
             for k, v in sorted(outcomes.items()):

@@ -6,6 +6,7 @@ Used by tests/test_fuzz.py (a few hundred fixed-seed cases) and bench/fuzz.py (l
 from __future__ import annotations
 
 import random
+import struct
 
 MUTATIONS = ("bitflip", "truncate", "splice", "zero_block", "duplicate_block")
 
@@ -31,3 +32,30 @@ def mutate(data: bytes, rng: random.Random, donor: bytes = b"") -> tuple[str, by
         i = rng.randrange(len(buf))
         buf[i:i] = buf[i : i + rng.randint(1, 256)]
     return kind, bytes(buf)
+
+
+def xnnpack_payload(data: bytes) -> tuple[int, int] | None:
+    """(offset, size) of the XNNPACK delegate's flatbuffer inside a .pte, from its 'XH00' header
+    (magic, u16 header size, u32 flatbuffer offset, u32 flatbuffer size, ...), or None."""
+    h = data.find(b"XH00")
+    if h < 0 or h + 14 > len(data):
+        return None
+    offset, size = struct.unpack_from("<II", data, h + 6)
+    start = h + offset
+    if not 0 < size <= len(data) - start:
+        return None
+    return start, size
+
+
+def mutate_delegate_payload(data: bytes, rng: random.Random, flips: int = 4, span: int = 512) -> bytes:
+    """Bit flips in the first `span` bytes of the XNNPACK delegate's flatbuffer: the part of a .pte
+    that ExecuTorch hands to native code after the program itself passed verification."""
+    found = xnnpack_payload(data)
+    if found is None:
+        raise ValueError("no XNNPACK delegate payload in this .pte")
+    start, size = found
+    buf = bytearray(data)
+    for _ in range(flips):
+        i = start + rng.randrange(min(size, span))
+        buf[i] ^= 1 << rng.randrange(8)
+    return bytes(buf)

@@ -102,7 +102,9 @@ def print_validate(results: list[dict], context: dict) -> None:
         if r["status"] == "error":
             c.print(f"[red]error[/] {r['artifact']}: {r['error']}")
         for ch in r.get("checks", []):
-            if not ch["passed"]:
+            if not ch["passed"] and ch.get("detail"):
+                c.print(f"[red]failed[/] {r['artifact']}: {ch['name']}: {ch['detail']}")
+            elif not ch["passed"]:
                 c.print(f"[red]failed[/] {r['artifact']}: {ch['name']} = {ch['value']:.4g}, "
                         f"limit {ch['op']} {ch['limit']:.4g}")
         d = r.get("delegation") or {}

@@ -38,14 +38,15 @@ def resolve(target: Path) -> tuple[Bundle | None, list[dict], list[Path]]:
     """(bundle, artifact records, artifact paths) for a bundle folder or an artifact file."""
     target = Path(target)
     if not target.exists():
-        raise InputError(f"not found: '{target}'", hint="pass a bundle folder (export --out) or a .tflite/.pte file")
+        raise InputError(f"not found: '{target}'",
+                         hint="pass a bundle folder (export --out) or a .tflite/.pte/.onnx file")
     if target.is_dir():
         bundle = read_bundle(target)
         if not bundle.artifacts:
             raise InputError(f"bundle '{target}' lists no artifacts")
         return bundle, bundle.artifacts, [bundle.artifact_path(r) for r in bundle.artifacts]
     if format_of(str(target)) is None:
-        raise InputError(f"'{target}' is not a .tflite or .pte artifact, nor a bundle folder")
+        raise InputError(f"'{target}' is not a .tflite, .pte or .onnx artifact, nor a bundle folder")
     found = find_bundle_of(target)
     if found:
         return found[0], [found[1]], [target]
@@ -120,6 +121,9 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
     }
     if not path.exists():
         return {**out, "status": "error", "error": f"artifact file missing: {path}"}
+    integrity = _integrity_check(record, path)
+    if integrity:
+        out["checks"].append(integrity)
     if inputs is None:  # no reference: time the artifact on random inputs of its own shapes
         from edgeship.errors import ArtifactError
         from edgeship.inspect import inspect_file
@@ -147,9 +151,22 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
             out["accuracy"] = compare(golden.outputs, run.outputs, names, golden.labels)
         except ValueError as e:
             return {**out, "status": "error", "error": f"outputs do not match the reference's shapes: {e}"}
-        out["checks"] = _checks(req, record, out["accuracy"])
+        out["checks"] += _checks(req, record, out["accuracy"])
     status = "pass" if all(c["passed"] for c in out["checks"]) else "fail"
     return {**out, "status": status}
+
+
+def _integrity_check(record: dict, path: Path) -> dict | None:
+    """A bundle artifact whose bytes differ from manifest.json's sha256 was changed after export:
+    it is still run (its numbers are shown) but it fails, since the manifest no longer describes it."""
+    if not record.get("sha256"):
+        return None
+    from edgeship.bundle import sha256_file
+
+    if sha256_file(path) == record["sha256"]:
+        return None
+    return {"name": "sha256", "value": 0.0, "limit": 1.0, "op": "==", "passed": False,
+            "detail": "the file changed after export: its sha256 differs from manifest.json's (re-export it)"}
 
 
 def _checks(req: ValidateRequest, record: dict, acc: dict) -> list[dict]:

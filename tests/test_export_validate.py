@@ -92,6 +92,45 @@ def test_strict_limit_fails_with_exit_1(torch_bundle):
     assert "FAIL" in r.output and "cosine" in r.output
 
 
+def test_artifact_changed_after_export_fails(torch_bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(torch_bundle, copy)
+    shutil.copy(copy / "torch_digits.int8.tflite", copy / "torch_digits.fp32.tflite")  # runs fine, wrong bytes
+    r = run_cli("validate", copy / "torch_digits.fp32.tflite", "--runs", "3")
+    assert r.exit_code == 1
+    assert "sha256" in r.output and "changed after export" in r.output
+
+
+def test_same_export_again_is_skipped(torch_bundle, torch_digits):
+    """Same source, data, options and tool versions as the manifest's inputs_sha256: nothing to redo."""
+    before = (torch_bundle / "manifest.json").read_bytes()
+    r = run_cli("export", torch_digits.source, "--to", "tflite,pte", "--quant", "fp32,int8", "--calib",
+                "digits:train", "--eval", "digits:test", "--golden-samples", "450", "--out", torch_bundle)
+    assert r.exit_code == 0, r.output + r.stderr
+    assert "up to date" in r.output + r.stderr
+    assert (torch_bundle / "manifest.json").read_bytes() == before
+
+
+def test_inputs_hash_follows_what_the_bytes_depend_on(tmp_path):
+    from edgeship.pipeline import ExportRequest
+    from edgeship.uptodate import inputs_sha256, up_to_date
+
+    src = tmp_path / "m.py"
+    src.write_text("def build(): ...\n")
+    req = ExportRequest(source=f"{src}:build", out=tmp_path / "b", calib="digits:train")
+    key = inputs_sha256(req)
+    assert inputs_sha256(ExportRequest(source=f"{src}:build", out=tmp_path / "elsewhere", calib="digits:train",
+                                       force=True, verbose=True)) == key  # where and how loudly: no matter
+    assert inputs_sha256(ExportRequest(source=f"{src}:build", out=tmp_path / "b", calib="digits:test")) != key
+    assert inputs_sha256(ExportRequest(source=f"{src}:build", out=tmp_path / "b", calib="digits:train",
+                                       recipes="int8")) != key
+    src.write_text("def build(): return None\n")
+    assert inputs_sha256(req) != key  # the source file changed
+    assert up_to_date(tmp_path / "b", key) is None  # no bundle there
+
+
 def test_existing_bundle_is_kept_without_force(torch_bundle, torch_digits):
     before = (torch_bundle / "manifest.json").read_bytes()
     r = run_cli("export", torch_digits.source, "--to", "tflite", "--quant", "fp32", "--out", torch_bundle)

@@ -98,6 +98,10 @@ def print_validate(results: list[dict], context: dict) -> None:
     ref_acc = next((r["accuracy"].get("reference_accuracy") for r in results if r.get("accuracy")), None)
     if ref_acc is not None:
         c.print(f"float reference top-1: {ref_acc:.1f}%")
+    runtimes = dict.fromkeys(f"{r['runtime']} (.{r['format']})" for r in results
+                             if r.get("runtime") and r.get("format"))
+    if runtimes:
+        c.print("runtimes: " + ", ".join(runtimes))
     for r in results:
         if r["status"] == "error":
             c.print(f"[red]error[/] {r['artifact']}: {r['error']}")

@@ -52,6 +52,7 @@ def test_export_validate_end_to_end(bundle, torch_digits_pt2, tmp_path):
     report = tmp_path / "report.json"
     r = run_cli("validate", out, "--runs", "20", "--json", report)
     assert r.exit_code == 0, r.output + r.stderr
+    assert "runtimes: onnxruntime 1." in r.output and "(.onnx)" in r.output
     by = {a["artifact"]: a for a in json.loads(report.read_text())["artifacts"]}
     fp32, int8 = by["digits_cnn.fp32.onnx"], by["digits_cnn.int8.onnx"]
     assert fp32["status"] == int8["status"] == "pass"

@@ -121,8 +121,8 @@ class SSHDevice:
                               hint="apt-get install openssh-client") from None
         except subprocess.TimeoutExpired:
             raise SSHFailure(f"timeout, server not responding within {timeout:.0f} s") from None
-        if proc.returncode == 255:
-            raise SSHFailure(proc.stderr)
+        if proc.returncode == 255 or (cmd[0] == "scp" and proc.returncode != 0 and SSHFailure(proc.stderr).dropped):
+            raise SSHFailure(proc.stderr)  # the connection failed, not the remote command
         if check and proc.returncode != 0:
             raise DeviceError(f"{self.uri}: `{cmd[-1] if cmd[0] == 'ssh' else 'scp'}` failed (exit "
                               f"{proc.returncode}): {_last(proc.stderr or proc.stdout)}")

@@ -117,9 +117,10 @@ def prepare_program(program, recipe, examples, calib, float_layers=()):
     return _reexport(quantized, examples, "re-export after quantization"), [step]
 
 
-def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=()):
+def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=(), quantizer=None):
     """The PT2E-quantized (q/dq, host-runnable) GraphModule of a float ExportedProgram, with the
-    modules named in `float_layers` left unquantized (the quantizer's node filter skips them)."""
+    modules named in `float_layers` left unquantized (the quantizer's node filter skips them).
+    `quantizer`: another route's PT2E quantizer instead of XNNPACK's (float_layers then unused)."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -130,7 +131,10 @@ def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=
     if not dynamic and calib is None:
         raise InputError("the int8 recipe needs calibration data", hint="pass --calib DATA (e.g. --calib digits)")
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
-    quantizer = XNNPACKQuantizer().set_global(config)
+    if quantizer is None:
+        quantizer = XNNPACKQuantizer().set_global(config)
+    elif float_layers:
+        raise ValueError("float_layers go into the quantizer passed in")
     if float_layers:  # set_module_name(name, None) is refused ("not supported yet"); a filter does it
         from torchao.quantization.pt2e.quantizer import get_module_name_filter
 

@@ -55,7 +55,8 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
         recipes = {"fp16": quant_recipes.full_fp16_recipe, "dynamic-int8": quant_recipes.full_dynamic_recipe}
         quant_config = recipes[recipe.name]()
     elif recipe.name == "int8":
-        module, quant_config = _pt2e_static(module, sample, names, calib, options.verbose)
+        module, quant_config = _pt2e_static(module, sample, names, calib, options.verbose,
+                                            tuple(f"inner.{n}" for n in options.float_layers))
 
     what = f"litert-torch could not convert '{model.name}' ({recipe.name})"
     with common.converting(what, options.verbose), _litert_progress(options.verbose):
@@ -67,7 +68,8 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
         _require_int8_io(data)
     warnings, delegation = common.finish(data, model, recipe.name, int_io, out_path, names, output_keys,
                                          options.verbose)
-    return ConvertResult(route=f"{ROUTE} [{_describe(recipe.name, int_io)}]", tools=_versions(),
+    kept = f", kept float: {', '.join(options.float_layers)}" if recipe.name == "int8" and options.float_layers else ""
+    return ConvertResult(route=f"{ROUTE} [{_describe(recipe.name, int_io)}{kept}]", tools=_versions(),
                          delegation=delegation, warnings=warnings)
 
 
@@ -109,14 +111,32 @@ def _litert_progress(verbose: bool):
             os.environ[key] = before
 
 
-def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool):
+def pt2e_quantizer(float_layers=()):
+    """litert-torch's PT2EQuantizer (symmetric, per-channel int8), leaving the modules named in
+    `float_layers` unannotated: its set_module_name refuses None, so the pattern filter does it."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from torchao.quantization.pt2e.quantizer import get_module_name_filter
+
+    in_float = [get_module_name_filter(name) for name in float_layers]
+
+    class KeepFloat(PT2EQuantizer):
+        def _annotate_all_static_patterns(self, model, quantization_config, filter_fn=None):
+            def keep(node):
+                return (filter_fn is None or filter_fn(node)) and not any(f(node) for f in in_float)
+
+            return super()._annotate_all_static_patterns(model, quantization_config, keep)
+
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+    return (KeepFloat() if in_float else PT2EQuantizer()).set_global(config)
+
+
+def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool, float_layers=()):
     """Static int8 with per-channel weights: export, insert observers, calibrate, convert."""
     import torch
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    quantizer = pt2e_quantizer(float_layers)
     with common.converting("preparing the model for int8 calibration (PT2E) failed", verbose):
         prepared = prepare_pt2e(torch.export.export(module, (), sample).module(), quantizer)
     _eval(prepared)

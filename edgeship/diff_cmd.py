@@ -53,7 +53,7 @@ def run_diff(req: DiffRequest) -> dict:
     if fmt == "pte":
         rows, note = _pte(req, bundle, model, feeds, kept)
     else:
-        rows, note = _tflite(req, bundle, record, model, artifact, feeds)
+        rows, note = _tflite(req, bundle, record, model, artifact, feeds, kept)
     report = {
         "artifact": str(artifact),
         "format": fmt,
@@ -121,11 +121,11 @@ def _calibration(req: DiffRequest, bundle, model):
     return ds
 
 
-def _pte(req: DiffRequest, bundle, model, feeds, kept):
+def _pte(req: DiffRequest, bundle, model, feeds, kept, target: str = "pte"):
     import torch
 
     from edgeship.convert.torch_pte import _quiet, example_tensors
-    from edgeship.quantize.layer_error import PTE_NOTE, pte_layer_errors
+    from edgeship.quantize.layer_error import PTE_NOTE, TORCH_TFLITE_NOTE, pte_layer_errors
 
     if model.framework != "torch":
         raise UnsupportedError("diff on a .pte exported from Keras is not supported yet",
@@ -137,17 +137,20 @@ def _pte(req: DiffRequest, bundle, model, feeds, kept):
         with _quiet():
             program = torch.export.export(model.obj.eval(), tuple(examples))
     info(f"simulating the int8 graph on the host (PT2E, {len(calib)} calibration samples)")
-    return pte_layer_errors(program, examples, calib, feeds, kept), PTE_NOTE
+    note = PTE_NOTE if target == "pte" else TORCH_TFLITE_NOTE
+    return pte_layer_errors(program, examples, calib, feeds, kept, target), note
 
 
-def _tflite(req: DiffRequest, bundle, record, model, artifact: Path, feeds):
+def _tflite(req: DiffRequest, bundle, record, model, artifact: Path, feeds, kept):
     from edgeship.convert import get_route
     from edgeship.quantize import get_recipe
     from edgeship.quantize.layer_error import TFLITE_NOTE, keras_layers, tflite_layer_errors
 
-    if model.framework != "keras" or model.kind != "keras":
-        raise UnsupportedError("diff on a .tflite is supported for Keras (.keras/.h5) sources",
-                               hint="for a PyTorch model, diff its .pte (same PT2E layers)")
+    if model.framework == "torch":
+        return _pte(req, bundle, model, feeds, kept, target="tflite")
+    if model.kind != "keras":
+        raise UnsupportedError("diff on a .tflite from a SavedModel is not supported: layers are Keras layers",
+                               hint="export from the .keras (or .h5) file")
     fp32 = None
     if bundle is not None:
         twin = next((r for r in bundle.artifacts if r.get("format") == "tflite" and r.get("recipe") == "fp32"), None)

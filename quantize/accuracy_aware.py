@@ -9,8 +9,9 @@ so `--max-drop 1.0` means "lose at most 1%" for each. When the budget is met, la
 that are no longer needed are tried back in int8 (fewest layers kept). If nothing is left to
 keep and the budget is still missed, the best artifact found is written and the search says so.
 
-Routes: torch -> .pte (XNNPACKQuantizer, the float layers skipped by a node filter; ranked on
-the PT2E graph simulated on the host) and Keras -> .tflite (TF's quantization debugger with
+Routes: torch -> .pte and torch -> .tflite (the route's PT2E quantizer, XNNPACKQuantizer or
+litert-torch's, with the float layers skipped by a node filter; ranked on the PT2E graph simulated
+on the host) and Keras -> .tflite (TF's quantization debugger with
 denylisted nodes; ranked on the int8 vs fp32 .tflite's intermediate tensors).
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 from edgeship.errors import InputError, UnsupportedError, suggest
 
 METRICS = ("top1", "cosine", "snr")
-SUPPORTED = {("torch", "pte"), ("keras", "tflite")}
+SUPPORTED = {("torch", "pte"), ("torch", "tflite"), ("keras", "tflite")}
 RANK_SAMPLES = 64  # samples the per-layer ranking runs over
 LATENCY_RUNS = 50
 
@@ -38,7 +39,7 @@ def check_supported(framework: str, target: str, kind: str, metric: str) -> None
         raise UnsupportedError(
             f"accuracy-aware int8 (--max-drop) is not available on {framework} -> {target}"
             + (" from a SavedModel" if kind == "savedmodel" else ""),
-            hint="it runs on torch -> pte and Keras (.keras/.h5) -> tflite; pass --to accordingly",
+            hint="it runs on torch -> pte|tflite and Keras (.keras/.h5) -> tflite; pass --to accordingly",
         )
 
 
@@ -93,8 +94,10 @@ def search(route, convert, model, recipe, calib, golden, out_path: Path, options
     check_supported(route.source, route.target, model.kind, metric)
     inputs = [list(s) for s in zip(*[np.split(a, len(a)) for a in golden.inputs])]
     feeds = inputs[:RANK_SAMPLES]
-    ranker = _PteRanker(model, calib, feeds) if route.target == "pte" else _TfliteRanker(model, convert, feeds,
-                                                                                        options)
+    if route.source == "torch":
+        ranker = _TorchRanker(model, calib, feeds, route.target)
+    else:
+        ranker = _TfliteRanker(model, convert, feeds, options)
     s = Search(metric, budget)
     with tempfile.TemporaryDirectory(prefix="edgeship-aa-") as tmp:
         tmp = Path(tmp)
@@ -168,10 +171,10 @@ def _latency(path: Path, target: str, inputs) -> float:
     return float(measure(runner.run, inputs[:8], warmup=5, runs=LATENCY_RUNS)["p50_ms"])
 
 
-class _PteRanker:
-    """torch -> pte: the PT2E graph with the kept layers in float, simulated on the host."""
+class _TorchRanker:
+    """torch -> pte|tflite: the route's PT2E graph with the kept layers in float, simulated on the host."""
 
-    def __init__(self, model, calib, feeds):
+    def __init__(self, model, calib, feeds, target: str):
         import torch
 
         from edgeship.convert.torch_pte import _quiet, example_tensors
@@ -181,7 +184,7 @@ class _PteRanker:
         if model.kind != "torch-exported":
             with _quiet():
                 program = torch.export.export(model.obj.eval(), tuple(self.examples))
-        self.program, self.calib, self.feeds = program, calib, feeds
+        self.program, self.calib, self.feeds, self.target = program, calib, feeds, target
 
     def layers(self) -> list[str]:
         from edgeship.quantize.layer_error import torch_graph_layers
@@ -191,7 +194,7 @@ class _PteRanker:
     def rank(self, current: Attempt):
         from edgeship.quantize.layer_error import pte_layer_errors
 
-        return pte_layer_errors(self.program, self.examples, self.calib, self.feeds, current.kept)
+        return pte_layer_errors(self.program, self.examples, self.calib, self.feeds, current.kept, self.target)
 
 
 class _TfliteRanker:
@@ -241,7 +244,7 @@ def summary_lines(manifest: dict) -> list[str]:
             continue
         verdict = "within budget" if aa["met"] else "[red]BUDGET MISSED[/]"
         lines.append(
-            f"{a['path']}: {aa['metric']} drop {aa['drop_before']:.2f} -> {aa['drop_after']:.2f} "
+            f"{a['path']}: {aa['metric']} drop {aa['drop_before']:.4g} -> {aa['drop_after']:.4g} "
             f"(budget {aa['budget']:g}, {verdict}); kept float: {', '.join(aa['kept_float']) or 'none'}; "
             f"cost vs fully int8: {aa['size_cost_bytes']:+d} bytes, {aa['latency_cost_ms']:+.3f} ms p50; "
             f"{aa['iterations']} export(s)")

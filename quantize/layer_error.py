@@ -14,8 +14,9 @@ output (execution order) minus the SNR of its own, in dB; the layer that adds th
 
   .pte     the PT2E-quantized graph (q/dq ops, same quantizer and calibration as the route) run
            on the host with torch against the float graph: a host simulation, not the runtime
-  .tflite  the int8 artifact's intermediate tensors (experimental_preserve_all_tensors) against
-           the fp32 artifact of the same route, ops matched by position, tensors dequantized
+  .tflite  Keras: the int8 artifact's intermediate tensors (experimental_preserve_all_tensors)
+           against the fp32 artifact of the same route, ops matched by position, dequantized;
+           torch: litert-torch's PT2E graph simulated on the host, like .pte
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from edgeship.metrics import cosine, snr_db
 SNR_CAP_DB = 60.0  # a clean signal: above int8's best case, so an exact layer adds nothing
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
 COMPUTE_OPS = ("conv", "linear", "addmm", "matmul", "mm", "bmm")
+TORCH_TFLITE_NOTE = ("the .tflite's int8 graph simulated on the host: litert-torch's PT2E fake-quant (q/dq) graph "
+                     "vs the float graph in torch (the converter renames its tensors, so they are not matched)")
 PTE_NOTE = ("the .pte's int8 graph simulated on the host: PT2E fake-quant (q/dq) graph vs the float graph in "
             "torch; the ExecuTorch runtime exposes no intermediate tensors")
 TFLITE_NOTE = "int8 .tflite intermediate tensors vs the fp32 .tflite of the same route (LiteRT, dequantized)"
@@ -169,14 +172,21 @@ def capture(graph_module, inputs: list, names: set[str]) -> dict:
     return kept
 
 
-def pte_layer_errors(program, examples, calib, inputs: list[list[np.ndarray]], float_layers=()) -> list[LayerError]:
+def pte_layer_errors(program, examples, calib, inputs: list[list[np.ndarray]], float_layers=(),
+                     target: str = "pte") -> list[LayerError]:
     """Per-layer error of the route's PT2E int8 graph against the float graph (torch programs).
-    `inputs`: samples, each a list of batch-1 arrays in model input order."""
+    `inputs`: samples, each a list of batch-1 arrays in model input order. target 'pte' uses
+    ExecuTorch's XNNPACKQuantizer, 'tflite' litert-torch's PT2EQuantizer (torch -> .tflite)."""
     from edgeship.convert.torch_pte import _quiet, pt2e_quantize, to_tensors
 
     with _quiet():
         float_gm = program.module()
-        quant_gm = pt2e_quantize(program, examples, calib, False, tuple(float_layers))
+        if target == "tflite":
+            from edgeship.convert.torch_tflite import pt2e_quantizer
+
+            quant_gm = pt2e_quantize(program, examples, calib, quantizer=pt2e_quantizer(tuple(float_layers)))
+        else:
+            quant_gm = pt2e_quantize(program, examples, calib, False, tuple(float_layers))
     layers = torch_graph_layers(program.graph_module)
     float_names = {name: node for name, _, node in layers}
     quant_names = {name: _dequantized_view(quant_gm, node) for name, _, node in layers}

@@ -103,6 +103,16 @@ def test_max_drop_refusals_come_before_any_conversion(tmp_path):
     common = ["--quant", "int8", "--calib", "digits", "--max-drop", "1", "--out", tmp_path / "b"]
     r = run_cli("export", source, "--to", "pte", *common)
     assert r.exit_code == 2 and "--eval" in r.output and "Traceback" not in r.output
-    r = run_cli("export", source, "--to", "tflite", "--eval", "digits:test", *common)
-    assert r.exit_code == 2 and "not available on torch -> tflite" in r.output
+    r = run_cli("export", source, "--to", "pte", "--eval", "digits:test", "--quant", "fp32", *common[2:])
+    assert r.exit_code == 2 and "no int8" in r.output
     assert not (tmp_path / "b").exists()
+
+
+def test_routes_without_accuracy_aware_mode_are_refused():
+    from edgeship.errors import UnsupportedError
+    from edgeship.quantize.accuracy_aware import check_supported
+
+    for framework, target, kind in (("keras", "pte", "keras"), ("keras", "tflite", "savedmodel")):
+        with pytest.raises(UnsupportedError, match=f"not available on {framework} -> {target}"):
+            check_supported(framework, target, kind, "top1")
+    check_supported("torch", "tflite", "torch-module", "cosine")  # supported: no error

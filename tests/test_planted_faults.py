@@ -183,3 +183,12 @@ def test_diff_names_the_fragile_layer_tflite(fragile_keras, tmp_path):
     assert worst["name"] == "fragile" and worst["snr_db"] < 10 and worst["cosine"] < 0.5
     assert all(r["added_db"] < worst["added_db"] / 2 for r in rest)
     assert {r["name"] for r in report["layers"]} == {"conv1", "fragile", "fc1", "fc2"}
+
+
+def test_accuracy_aware_tflite_from_torch_keeps_only_the_fragile_layer(tmp_path):
+    """torch -> .tflite: litert-torch's PT2E quantizer with `fragile` filtered out of int8."""
+    bundle = tmp_path / "b"
+    manifest = _export(bundle, FRAGILE_TORCH, targets=["tflite"], recipes="int8", calib="digits:train",
+                       eval="digits:test", max_drop=1.0)
+    _check_search(manifest)
+    assert "kept float: fragile" in manifest["artifacts"][0]["route"]

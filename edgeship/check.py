@@ -72,7 +72,7 @@ def export_all(cfg: LoadedConfig, verbose: bool) -> None:
         export(ExportRequest(
             source=cfg.source(), out=bundle, targets=formats, recipes=",".join(recipes), calib=cfg.data(p.data.calib),
             eval=cfg.data(p.data.eval), calib_samples=p.data.calib_samples, golden_samples=p.data.golden_samples,
-            framework=p.model.framework, force=True, trust_source=p.model.trust_source, name=p.model.name,
+            framework=p.model.framework, force=True, reuse_up_to_date=True, trust_source=p.model.trust_source, name=p.model.name,
             verbose=verbose, reference_device=p.model.reference_device,
         ))
 

@@ -92,10 +92,11 @@ def _floats(text: str | None):
     return tuple(float(x) for x in text.split(",")) if text else None
 
 
-@cli.command(epilog="\b\nRoutes: torch -> tflite|pte, keras -> tflite|pte (SavedModel -> tflite).\n"
+@cli.command(epilog="\b\nRoutes: torch -> tflite|pte|onnx, keras -> tflite|pte|onnx (SavedModel -> tflite|onnx).\n"
                     "Recipes: fp32, fp16, dynamic-int8, int8 (int8 needs --calib).")
 @click.argument("source")
-@click.option("--to", "targets", default="tflite,pte", show_default=True, help="Formats, comma-separated.")
+@click.option("--to", "targets", default="tflite,pte", show_default=True,
+              help="Formats, comma-separated: tflite, pte, onnx.")
 @click.option("--quant", "recipes", default="fp32,int8", show_default=True,
               help="Recipes, comma-separated: fp32, fp16, dynamic-int8, int8.")
 @click.option("--calib", metavar="DATA", help="Calibration data: .npz, folder, image folder, module.py:fn, digits.")
@@ -116,9 +117,18 @@ def _floats(text: str | None):
 @click.option("--std", metavar="S[,S,S]", help="Image folders: divide per channel.")
 @click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="Image folders: layout of the model input.")
 @click.option("--bgr", is_flag=True, help="Image folders: feed BGR instead of RGB.")
+@click.option("--reference-device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the float reference (golden outputs) runs: cuda for PyTorch models on a GPU; "
+                   "auto uses CUDA when present, else the CPU.")
+@click.option("--max-drop", type=float, metavar="PCT",
+              help="Accuracy-aware int8: keep the layers that hurt most in float until the drop on --eval is "
+                   "at most PCT (see --metric); exit 1 with the best artifact when it cannot be met.")
+@click.option("--metric", type=click.Choice(["top1", "cosine", "snr"]), default="top1", show_default=True,
+              help="--max-drop's measure: top-1 points lost, (1-cosine)x100, or noise power as % of signal.")
 @click.pass_context
 def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape, int8_io,
-           calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr):
+           calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr, reference_device,
+           max_drop, metric):
     """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
 
     SOURCE is file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder.
@@ -140,6 +150,8 @@ def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_so
             input_shapes=_input_shapes(input_shape), image=image, int8_io=int8_io, force=force, trust_source=trust_source,
             name=name,
             verbose=verbose,
+            reference_device=reference_device,
+            max_drop=max_drop, metric=metric,
         )
         result = run_export(req)
         console().print(export_table(result.manifest))
@@ -149,7 +161,8 @@ def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_so
 @cli.command()
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option("--data", metavar="DATA", help="Re-run the source model over DATA instead of the golden vectors.")
-@click.option("--device", default="local", show_default=True, help="Where to run: local.")
+@click.option("--device", multiple=True, default=["local"], show_default=True,
+              help="Where to run: local, emu:rpi4, emu:rpi5, ssh://user@host[:port]. Repeat to run on each.")
 @click.option("--threads", default=1, show_default=True, help="Runtime threads.")
 @click.option("--warmup", default=5, show_default=True, help="Untimed runs before timing.")
 @click.option("--runs", default=50, show_default=True, help="Timed runs (latency percentiles).")
@@ -166,17 +179,14 @@ def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop
     cannot be run.
     """
     with handle_errors(ctx.obj["verbose"]):
-        from edgeship.report import print_validate, write_json
-        from edgeship.validate import ValidateRequest, validate as run_validate
+        from edgeship.fanout import validate_on_devices
+        from edgeship.validate import ValidateRequest
 
-        req = ValidateRequest(target, data, device, threads, warmup, runs, timeout, max_drop, min_cosine,
+        req = ValidateRequest(target, data, device[0], threads, warmup, runs, timeout, max_drop, min_cosine,
                               ctx.obj["verbose"])
-        results, context = run_validate(req)
-        print_validate(results, context)
-        if json_path:
-            write_json(json_path, results, context)
-        if any(r["status"] != "pass" for r in results):
-            sys.exit(EXIT_CHECK_FAILED)
+        code = validate_on_devices(req, list(device), json_path)
+        if code:
+            sys.exit(code)
 
 
 @cli.command()
@@ -184,7 +194,8 @@ def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop
 @click.option("--threads", default="1", show_default=True, help="Thread counts to try, comma-separated.")
 @click.option("--warmup", default=10, show_default=True)
 @click.option("--runs", default=100, show_default=True)
-@click.option("--device", default="local", show_default=True)
+@click.option("--device", multiple=True, default=["local"], show_default=True,
+              help="Where to run: local, emu:rpi4, emu:rpi5, ssh://user@host[:port]. Repeat to run on each.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path))
 @click.pass_context
 def bench(ctx, artifact, threads, warmup, runs, device, json_path):
@@ -212,6 +223,28 @@ def inspect(ctx, artifact, as_json):
             click.echo(json.dumps(details, indent=2, default=str))
         else:
             print_inspect(artifact, details)
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--data", metavar="DATA", help="Inputs to compare on (default: the bundle's golden vectors).")
+@click.option("--source", help="The float model (default: the bundle's source).")
+@click.option("--calib", metavar="DATA", help=".pte: the calibration data (default: the bundle's).")
+@click.option("--samples", default=64, show_default=True, help="Samples to compare on.")
+@click.option("--png", type=click.Path(path_type=Path), help="Bar chart to write (default: ARTIFACT-stem.diff.png here).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the per-layer numbers as JSON.")
+@click.pass_context
+def diff(ctx, artifact, data, source, calib, samples, png, json_path):
+    """Per-layer error of an int8 artifact against the float model: SNR, cosine and max error of
+    each layer's output, worst first (by SNR lost at the layer), and a bar chart PNG.
+
+    .tflite: the int8 artifact's intermediate tensors vs the fp32 .tflite of the same route.
+    .pte: the int8 graph simulated on the host (PT2E q/dq graph vs the float graph).
+    """
+    with handle_errors(ctx.obj["verbose"]):
+        from edgeship.diff_cmd import DiffRequest, run_diff
+
+        run_diff(DiffRequest(artifact, data, source, calib, samples, png, json_path, ctx.obj["verbose"]))
 
 
 @cli.command()
@@ -249,6 +282,53 @@ def check(ctx, config, baseline, report_dir, skip_export):
         outcome = run_check(CheckOptions(config, baseline, report_dir, skip_export, ctx.obj["verbose"]))
         if outcome.exit_code:
             sys.exit(outcome.exit_code)
+
+
+@cli.group(cls=SuggestingGroup)
+def devices():
+    """Prepare and inspect devices: local, emu:rpi4, emu:rpi5, ssh://user@host[:port]."""
+
+
+@devices.command("setup")
+@click.argument("uri")
+@click.option("--rebuild", is_flag=True, help="Rebuild even when a prepared runtime is cached.")
+@click.option("--json", "as_json", is_flag=True, help="Print the device report as JSON.")
+@click.pass_context
+def devices_setup(ctx, uri, rebuild, as_json):
+    """Prepare URI: emu:* builds and caches the arm64 root filesystem with the runtimes (once);
+    ssh:// installs numpy and ai-edge-litert into a virtual environment on the device."""
+    with handle_errors(ctx.obj["verbose"]):
+        from edgeship.devices_cmd import print_doctor, setup
+
+        report = setup(uri, rebuild=rebuild)
+        if as_json:
+            import json
+
+            click.echo(json.dumps(report, indent=2))
+        elif not print_doctor(uri, report):
+            sys.exit(EXIT_CHECK_FAILED)
+
+
+@devices.command("doctor")
+@click.argument("uri")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def devices_doctor(ctx, uri, as_json):
+    """Show what URI can run: architecture, CPU, cores, Python, LiteRT and XNNPACK, ExecuTorch
+    (and why not), free disk and memory. Exits 1 when it cannot run .tflite artifacts."""
+    with handle_errors(ctx.obj["verbose"]):
+        from edgeship.devices_cmd import doctor_report, print_doctor
+
+        report = doctor_report(uri)
+        if as_json:
+            import json
+
+            click.echo(json.dumps(report, indent=2))
+            ok = bool((report.get("tflite") or {}).get("available"))
+        else:
+            ok = print_doctor(uri, report)
+        if not ok:
+            sys.exit(EXIT_CHECK_FAILED)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from edgeship.sources import load_model, source_sha256
 DEFAULT_CALIB_SAMPLES = 200
 DEFAULT_CALIB_MIN = 16
 DEFAULT_GOLDEN_SAMPLES = 100
-EXTENSIONS = {"tflite": "tflite", "pte": "pte"}
+EXTENSIONS = {"tflite": "tflite", "pte": "pte", "onnx": "onnx"}
 
 
 @dataclass
@@ -49,6 +49,10 @@ class ExportRequest:
     trust_source: bool = False
     name: str | None = None
     verbose: bool = False
+    reuse_up_to_date: bool = False  # with force: still skip when the bundle's inputs_sha256 matches
+    reference_device: str = "cpu"  # auto | cpu | cuda (edgeship/reference.py)
+    max_drop: float | None = None  # accuracy-aware int8: budget on --metric's drop (quantize/accuracy_aware.py)
+    metric: str = "top1"
 
 
 @dataclass
@@ -65,12 +69,26 @@ def parse_targets(text: str) -> list[str]:
     names = [t.strip().lstrip(".") for t in text.split(",") if t.strip()]
     for t in names:
         if t not in TARGETS:
-            raise UnsupportedError(suggest(t, TARGETS, "target format"), hint="pass --to tflite, pte or both")
+            raise UnsupportedError(suggest(t, TARGETS, "target format"),
+                                   hint="pass --to tflite, pte or onnx (comma-separated)")
     return list(dict.fromkeys(names))
 
 
 def export(req: ExportRequest) -> ExportResult:
     recipes = parse_recipes(req.recipes)
+    from edgeship.uptodate import inputs_sha256, up_to_date
+
+    inputs_key = inputs_sha256(req)
+    if not req.force or req.reuse_up_to_date:
+        done = up_to_date(req.out, inputs_key)
+        if done is not None:
+            info(f"[bold]up to date[/]: {req.out} was exported from the same source, data, options and tool "
+                 "versions (manifest.json's inputs_sha256); nothing to do. --force exports again.")
+            if any("accuracy_aware" in a for a in done.get("artifacts", [])):
+                from edgeship.quantize.accuracy_aware import report_searches
+
+                report_searches(done, req.out)  # a budget that was missed is still missed: exit 1 again
+            return ExportResult(req.out, done, None)
     BundleWriter(req.out, req.force).check_destination()  # fail before loading anything heavy
     model = load_model(req.source, req.framework, req.input_shapes or None, req.trust_source)
     routes = [get_route(model.framework, t) for t in req.targets]
@@ -78,9 +96,17 @@ def export(req: ExportRequest) -> ExportResult:
         for r in recipes:
             if r.name not in route.recipes:
                 raise InputError(f"recipe '{r.name}' is not available on {route.summary}; it has {route.recipes}")
+    from edgeship import reference
+
+    device = reference.resolve(req.reference_device, model)
     calib = _calibration(req, model, recipes)
-    golden = _golden(req, model, calib)
+    if req.max_drop is not None:
+        from edgeship.quantize.accuracy_aware import check_request
+
+        check_request(req, model, routes, recipes)
+    golden, reference_record = _golden(req, model, calib, device)
     options = ConvertOptions(int8_io=req.int8_io, verbose=req.verbose)
+    searches: dict[str, dict] = {}  # artifact file -> its accuracy-aware record
     name = req.name or model.name
 
     artifacts = []
@@ -93,8 +119,15 @@ def export(req: ExportRequest) -> ExportResult:
                 info(f"[bold]export[/] {filename}  ({route.summary})")
                 t0 = time.perf_counter()
                 try:
-                    result = convert(model, recipe, calib if recipe.needs_calibration else None,
-                                     writer.path(filename), options)
+                    if req.max_drop is not None and recipe.name == "int8":
+                        from edgeship.quantize.accuracy_aware import search
+
+                        result, searches[filename], _ = search(route, convert, model, recipe, calib, golden,
+                                                               writer.path(filename), options, req.metric,
+                                                               req.max_drop, log=info)
+                    else:
+                        result = convert(model, recipe, calib if recipe.needs_calibration else None,
+                                         writer.path(filename), options)
                 except EdgeshipError:
                     raise
                 except Exception as e:  # a converter's own exception: report its last words
@@ -111,11 +144,14 @@ def export(req: ExportRequest) -> ExportResult:
                     warn(f"{filename}: {w}")
                 tools.update(result.tools)
                 artifacts.append(_artifact_record(path, route, recipe, model, result, seconds, req.int8_io))
+                if filename in searches:
+                    artifacts[-1]["accuracy_aware"] = searches[filename]
         golden.save(writer.path(GOLDEN))
         manifest = {
             "schema": SCHEMA,
             "edgeship_version": __version__,
             "created_unix": int(time.time()),
+            "inputs_sha256": inputs_key,  # what the bytes depend on: a later export with the same is skipped
             "model": {
                 "name": name,
                 "framework": model.framework,
@@ -132,10 +168,15 @@ def export(req: ExportRequest) -> ExportResult:
                 "path": GOLDEN, "samples": len(golden), "sha256": sha256_file(writer.path(GOLDEN)),
                 "data": golden_source(req, calib), "has_labels": golden.labels is not None,
             },
+            "reference": reference_record,
             "tools": {"edgeship": __version__, "python": platform.python_version(), **_versions(tools)},
             "artifacts": artifacts,
         }
         writer.commit(manifest)
+    if searches:
+        from edgeship.quantize.accuracy_aware import report_searches
+
+        report_searches(manifest, req.out)  # prints; raises CheckFailed (exit 1) when a budget was missed
     return ExportResult(req.out, manifest, model)
 
 
@@ -163,8 +204,9 @@ def _calibration(req: ExportRequest, model: Model, recipes: list[Recipe]) -> Dat
     return ds.take(req.calib_samples)
 
 
-def _golden(req: ExportRequest, model: Model, calib: Dataset | None) -> Golden:
-    """A fixed sample of inputs with the float reference's outputs (and labels where known)."""
+def _golden(req: ExportRequest, model: Model, calib: Dataset | None, device: str = "cpu") -> tuple[Golden, dict]:
+    """A fixed sample of inputs with the float reference's outputs (and labels where known), and
+    how the reference ran ({device, batch, samples, seconds})."""
     if req.eval:
         ds = load_data(req.eval, model.io, req.image).take(req.golden_samples)
     elif calib is not None:
@@ -173,13 +215,16 @@ def _golden(req: ExportRequest, model: Model, calib: Dataset | None) -> Golden:
         rng = np.random.default_rng(0)
         arrays = [rng.standard_normal((req.golden_samples, *s.shape[1:])).astype(s.dtype) for s in model.io.inputs]
         ds = Dataset("random", arrays, model.io.inputs)
-    outputs = run_reference(model, ds)
-    return Golden(ds.arrays, outputs, ds.labels)
+    from edgeship import reference
+
+    outputs, record = reference.run(model, ds, device)
+    return Golden(ds.arrays, outputs, ds.labels), record
 
 
-def run_reference(model: Model, ds: Dataset, batch: int = 256) -> list[np.ndarray]:
-    parts = [model.run(ds.batch(i, i + batch)) for i in range(0, len(ds), batch)]
-    return [np.concatenate(p).astype(np.float32) for p in zip(*parts)]
+def run_reference(model: Model, ds: Dataset, batch: int = 256, device: str = "cpu") -> list[np.ndarray]:
+    from edgeship import reference
+
+    return reference.run(model, ds, device, batch)[0]
 
 
 def _artifact_record(path: Path, route, recipe: Recipe, model: Model, result, seconds: float, int8_io: bool) -> dict:

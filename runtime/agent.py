@@ -27,7 +27,7 @@ import numpy as np
 
 from . import timing
 
-RUNNERS = {".tflite": "tflite", ".pte": "executorch"}
+RUNNERS = {".tflite": "tflite", ".pte": "executorch", ".onnx": "onnx"}
 
 
 def _peak_rss_mb() -> float:
@@ -37,7 +37,7 @@ def _peak_rss_mb() -> float:
 def _load_runner_class(path: str):
     ext = os.path.splitext(path)[1]
     if ext not in RUNNERS:
-        raise ValueError(f"unknown artifact type '{ext}' (expected .tflite or .pte)")
+        raise ValueError(f"unknown artifact type '{ext}' (expected .tflite, .pte or .onnx)")
     import importlib
 
     return importlib.import_module(f"{__package__}.{RUNNERS[ext]}").Runner
@@ -80,6 +80,9 @@ def run(args) -> dict:
             result["latency"] = timing.measure(runner.run, samples, args.warmup, args.runs, args.max_seconds)
         result["peak_rss_mb"] = _peak_rss_mb()
         result["rss_before_load_mb"] = rss_before
+        # What loading and running this artifact added on top of the interpreter and runtime import:
+        # the figure that differs between artifacts (the peak alone is dominated by the imports).
+        result["model_rss_mb"] = max(0.0, result["peak_rss_mb"] - rss_before)
         stage = "write"
         with open(args.out, "wb") as f:
             np.savez(f, **{f"output_{i}": np.concatenate(o) for i, o in enumerate(outputs)})
@@ -95,7 +98,7 @@ def inspect(args) -> dict:
     ext = os.path.splitext(args.artifact)[1]
     try:
         if ext not in RUNNERS:
-            raise ValueError(f"unknown artifact type '{ext}' (expected .tflite or .pte)")
+            raise ValueError(f"unknown artifact type '{ext}' (expected .tflite, .pte or .onnx)")
         import importlib
 
         module = importlib.import_module(f"{__package__}.{RUNNERS[ext]}")

@@ -33,7 +33,9 @@ BARE_PTE = """
 import sys, numpy as np, torch
 from executorch.extension.pybindings import _C
 z = np.load(sys.argv[2]); x = z["input_0"]; n = int(sys.argv[3])
-m = _C._load_program_from_buffer(open(sys.argv[1], "rb").read()).load_method("forward")
+data = open(sys.argv[1], "rb").read()  # the runtime reads from this buffer: keep it alive
+program = _C._load_program_from_buffer(data)
+m = program.load_method("forward")
 outs = [m.call([torch.from_numpy(x[k : k + 1].copy())])[0].numpy() for k in range(n)]
 """
 
@@ -41,7 +43,8 @@ BARE_PTE_PUBLIC = """
 import sys, numpy as np, torch
 from executorch.runtime import Runtime
 z = np.load(sys.argv[2]); x = z["input_0"]; n = int(sys.argv[3])
-m = Runtime.get().load_program(sys.argv[1]).load_method("forward")
+program = Runtime.get().load_program(sys.argv[1])
+m = program.load_method("forward")
 outs = [m.execute([torch.from_numpy(x[k : k + 1].copy())])[0].numpy() for k in range(n)]
 """
 
@@ -145,9 +148,11 @@ def bench_harness(bundle: Path, py: str, edgeship: list[str], env, cwd, repeats:
                 from executorch.extension.pybindings import _C
 
                 runner = et_runner.Runner(str(art), threads=1)
-                method = _C._load_program_from_buffer(art.read_bytes()).load_method("forward")
+                data = art.read_bytes()
+                program = _C._load_program_from_buffer(data)
+                method = program.load_method("forward")
 
-                def bare_call(s, method=method):
+                def bare_call(s, method=method, keep=(data, program)):
                     return method.call([torch.from_numpy(s.copy())])[0].numpy()
             loop_bare = _loop_seconds(bare_call, samples, repeats)
             loop_edge = _loop_seconds(lambda s: runner.run([s]), samples, repeats)

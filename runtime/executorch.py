@@ -50,6 +50,7 @@ class Runner:
         if threads and threads > 0 and _C._threadpool_get_thread_count() != threads:
             _C._unsafe_reset_threadpool(int(threads))  # the process-wide pool XNNPACK runs on
         self.threads = int(_C._threadpool_get_thread_count())
+        self._shapes = None  # input shapes as tuples, filled on the first run
         self._program_bytes = data  # the runtime reads from this buffer without copying it: keep it alive
         try:
             self._program = _C._load_program_from_buffer(
@@ -85,13 +86,17 @@ class Runner:
     def run(self, feeds: list) -> list[np.ndarray]:
         if len(feeds) != len(self.inputs):
             raise ValueError(f"the program takes {len(self.inputs)} inputs, got {len(feeds)}")
+        if self._shapes is None:
+            self._shapes = [tuple(spec["shape"]) for spec in self.inputs]
         tensors = []
-        for x, spec in zip(feeds, self.inputs):
-            x = np.asarray(x)
-            if tuple(x.shape) != tuple(spec["shape"]):
+        for x, spec, shape in zip(feeds, self.inputs, self._shapes):
+            if type(x) is not np.ndarray:
+                x = np.asarray(x)
+            if x.shape != shape:
                 raise ValueError(f"input '{spec['name']}' has shape {list(spec['shape'])}, got {list(x.shape)}")
             x = _to_stored(x, spec)
-            tensors.append(self._torch.from_numpy(np.array(x, order="C", copy=True)))
+            # the method reads its inputs during the call only: a contiguous view is enough
+            tensors.append(self._torch.from_numpy(np.ascontiguousarray(x)))
         results = self._method.call(tensors)
         return [_from_stored(t.numpy(), spec) for t, spec in zip(results, self.outputs)]
 

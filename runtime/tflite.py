@@ -77,17 +77,25 @@ class Runner:
         self.inputs = [_describe(d, q) for d, q in zip(self._in, self._in_q)]
         self.outputs = [_describe(d, q) for d, q in zip(self._out, self._out_q)]
         self.delegate = _delegate_status(self._it)
+        # Per-call work decided once: the harness loop stays close to a bare interpreter loop.
+        self._in_plan = [(d["index"], tuple(int(n) for n in d["shape"]), np.dtype(d["dtype"]), q, d["name"])
+                         for d, q in zip(self._in, self._in_q)]
+        self._out_plan = [(d["index"], q) for d, q in zip(self._out, self._out_q)]
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
-        if len(feeds) != len(self._in):
-            raise ValueError(f"the model takes {len(self._in)} inputs, got {len(feeds)}")
-        for d, q, x in zip(self._in, self._in_q, feeds):
-            x = np.asarray(x)
-            if tuple(x.shape) != tuple(d["shape"]):
-                raise ValueError(f"input '{d['name']}' takes shape {[int(n) for n in d['shape']]}, got {list(x.shape)}")
-            self._it.set_tensor(d["index"], _to_tensor(x, np.dtype(d["dtype"]), q))
-        self._it.invoke()
-        return [_from_tensor(self._it.get_tensor(d["index"]), q) for d, q in zip(self._out, self._out_q)]
+        if len(feeds) != len(self._in_plan):
+            raise ValueError(f"the model takes {len(self._in_plan)} inputs, got {len(feeds)}")
+        it = self._it
+        for (index, shape, dtype, q, name), x in zip(self._in_plan, feeds):
+            if type(x) is not np.ndarray:
+                x = np.asarray(x)
+            if x.shape != shape:
+                raise ValueError(f"input '{name}' takes shape {list(shape)}, got {list(x.shape)}")
+            if x.dtype != dtype or not x.flags.c_contiguous:
+                x = _to_tensor(x, dtype, q)
+            it.set_tensor(index, x)
+        it.invoke()
+        return [_from_tensor(it.get_tensor(index), q) for index, q in self._out_plan]
 
 
 def _ordered(it, details: list[dict], wanted: list[dict] | None, kind: str) -> list[dict]:
@@ -159,7 +167,7 @@ def _to_tensor(x: np.ndarray, dtype: np.dtype, q: dict | None) -> np.ndarray:
 def _from_tensor(y: np.ndarray, q: dict | None) -> np.ndarray:
     if q is not None and y.dtype.kind in "iu":
         return ((y.astype(np.float32) - q["zero_point"]) * q["scale"]).astype(np.float32)
-    return y.astype(np.float32)
+    return y.astype(np.float32, copy=False)  # get_tensor already returned a copy
 
 
 # ---------------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ def accuracy_gates(project: Project, target: Target, r: dict) -> list[dict]:
 
 def latency_gates(project: Project, r: dict) -> list[dict]:
     budget = project.gates.latency.for_device(r["device"])
+    own_budget = r["device"] in project.gates.latency.device
     lat = r.get("latency") or {}
     samples = lat.get("samples_ms")
     out = []
@@ -84,7 +85,11 @@ def latency_gates(project: Project, r: dict) -> list[dict]:
             continue
         name = f"latency.p{q}"
         point = lat.get(f"p{q}_ms")
-        if point is None:
+        if r.get("emulated") and not own_budget:  # the host's budget says nothing about an emulated board
+            out.append(gate(name, r, "skipped", point, limit, "<=", "ms",
+                            "emulated device: its latency is not device latency (give it its own budget in "
+                            f'[gates.latency.device."{r["device"]}"] to gate it anyway)'))
+        elif point is None:
             out.append(gate(name, r, "not_measured", None, limit, "<=", "ms", r.get("error") or "no latency measured"))
         elif samples and len(samples) >= 3:
             est, lo, hi = quantile_bounds(samples, q, BUDGET_CONFIDENCE)

@@ -43,6 +43,11 @@ def test_example_project_loads():
     assert p.targets[1].max_drop == {"top1": 1.0, "agreement": 2.0}
 
 
+def test_example_pi_project_loads():
+    p = load_config(REPO / "examples" / "edgeship-pi.toml").project
+    assert p.devices == ["local", "emu:rpi4"] and {t.format for t in p.targets} == {"tflite"}
+
+
 def test_defaults_and_relative_paths(tmp_path):
     cfg = load_config(write(tmp_path, GOOD))
     p = cfg.project

@@ -192,3 +192,11 @@ def test_bootstrap_bound_is_below_the_shift_and_seeded():
     a, b = jitter(seed=1, median=1.5), jitter(seed=2)
     shift, lo = median_shift_lower_bound(a, b, 0.999)
     assert 0 < lo < shift and (shift, lo) == median_shift_lower_bound(a, b, 0.999)
+
+
+def test_emulated_latency_is_not_gated_by_the_host_budget():
+    slow = record(device="emu:rpi4", emulated=True, samples=jitter(median=20.0))
+    g = by_gate(evaluate(project(latency={"p50_ms": 2.0}), [slow]))
+    assert g["latency.p50"]["status"] == "skipped" and "emulated" in g["latency.p50"]["detail"]
+    own = project(latency={"p50_ms": 2.0, "device": {"emu:rpi4": {"p50_ms": 10.0}}})
+    assert by_gate(evaluate(own, [slow]))["latency.p50"]["status"] == "fail"  # its own budget: gated

@@ -15,6 +15,7 @@ def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri, 
     With several devices, one that cannot be reached is reported and the others still run; a
     DeviceError naming the unreachable ones is raised at the end (exit 3)."""
     from edgeship.console import err_console
+    from rich.markup import escape
     from edgeship.errors import DeviceError
     from edgeship.report import write_json
 
@@ -29,7 +30,7 @@ def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri, 
         try:
             f, results, context = _bench_one(artifact, threads, warmup, runs, uri, verbose)
         except DeviceError as e:
-            err_console().print(f"[bold red]error:[/] {e.message}", soft_wrap=True)
+            err_console().print(f"[bold red]error:[/] {escape(e.message)}", soft_wrap=True)
             unreachable.append(uri)
             continue
         failed |= f

@@ -47,6 +47,7 @@ class SuggestingGroup(click.Group):
 def handle_errors(verbose: bool):
     """Turn a user error into one red line with a hint and an exit code; keep tracebacks for bugs."""
     from edgeship.console import err_console
+    from rich.markup import escape
 
     def on_term(signum, frame):  # a kill during export: unwind so staging folders are removed
         raise KeyboardInterrupt
@@ -57,9 +58,9 @@ def handle_errors(verbose: bool):
     except EdgeshipError as e:
         if verbose:
             err_console().print_exception()
-        err_console().print(f"[bold red]error:[/] {e.message}", soft_wrap=True)
+        err_console().print(f"[bold red]error:[/] {escape(e.message)}", soft_wrap=True)
         if e.hint:
-            err_console().print(f"[dim]hint:[/] {e.hint}", soft_wrap=True)
+            err_console().print(f"[dim]hint:[/] {escape(e.hint)}", soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console().print("[red]interrupted[/]: nothing was written")

@@ -32,4 +32,6 @@ def info(msg: str) -> None:
 
 
 def warn(msg: str) -> None:
-    err_console().print(f"[yellow]warning:[/] {msg}")
+    from rich.markup import escape
+
+    err_console().print(f"[yellow]warning:[/] {escape(msg)}")

@@ -15,6 +15,7 @@ from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, Device
 
 def validate_on_devices(req, uris: list[str], json_path=None) -> int:
     from edgeship.console import err_console
+    from rich.markup import escape
     from edgeship.report import print_validate, write_json
     from edgeship.validate import validate
 
@@ -30,9 +31,9 @@ def validate_on_devices(req, uris: list[str], json_path=None) -> int:
         try:
             results, context = validate(replace(req, device=uri))
         except DeviceError as e:
-            err_console().print(f"[bold red]error:[/] {e.message}", soft_wrap=True)
+            err_console().print(f"[bold red]error:[/] {escape(e.message)}", soft_wrap=True)
             if e.hint:
-                err_console().print(f"[dim]hint:[/] {e.hint}", soft_wrap=True)
+                err_console().print(f"[dim]hint:[/] {escape(e.hint)}", soft_wrap=True)
             unreachable.append({"device": uri, "error": e.message, "hint": e.hint})
             continue
         print_validate(results, context)

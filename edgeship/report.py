@@ -90,6 +90,8 @@ def _mem(r: dict) -> str:
 
 
 def print_validate(results: list[dict], context: dict) -> None:
+    from rich.markup import escape
+
     from edgeship.console import console
 
     c = console()
@@ -104,30 +106,32 @@ def print_validate(results: list[dict], context: dict) -> None:
         c.print("runtimes: " + ", ".join(runtimes))
     for r in results:
         if r["status"] == "error":
-            c.print(f"[red]error[/] {r['artifact']}: {r['error']}")
+            c.print(f"[red]error[/] {r['artifact']}: {escape(str(r['error']))}")
         for ch in r.get("checks", []):
             if not ch["passed"] and ch.get("detail"):
-                c.print(f"[red]failed[/] {r['artifact']}: {ch['name']}: {ch['detail']}")
+                c.print(f"[red]failed[/] {r['artifact']}: {ch['name']}: {escape(ch['detail'])}")
             elif not ch["passed"]:
                 c.print(f"[red]failed[/] {r['artifact']}: {ch['name']} = {ch['value']:.4g}, "
                         f"limit {ch['op']} {ch['limit']:.4g}")
         d = r.get("delegation") or {}
         if d.get("fallback"):
-            c.print(f"[yellow]warning[/] {r['artifact']}: delegation fell back ({d['fallback']})")
+            c.print(f"[yellow]warning[/] {r['artifact']}: delegation fell back ({escape(str(d['fallback']))})")
     if any(r.get("emulated") for r in results):
         c.print("[yellow]latency on an emulated device is not device latency[/]")
 
 
 def export_table(manifest: dict):
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"[bold]{manifest['model']['name']}[/] ({manifest['model']['framework']})", title_justify="left")
+    t = Table(title=f"[bold]{escape(manifest['model']['name'])}[/] ({manifest['model']['framework']})",
+              title_justify="left")
     for col in ("artifact", "format", "recipe", "size", "delegated", "export s"):
         t.add_column(col, justify="right" if col in ("size", "export s", "delegated") else "left", no_wrap=True)
     t.add_column("route", overflow="fold")
     for a in manifest["artifacts"]:
         t.add_row(a["path"], a["format"], a["recipe"], size_str(a["size_bytes"]), coverage_str(a.get("delegation")),
-                  f"{a['export_seconds']:.1f}", a["route"])
+                  f"{a['export_seconds']:.1f}", escape(a["route"]))  # routes say "[kept float: ...]"
     return t
 
 

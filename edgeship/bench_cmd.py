@@ -88,6 +88,7 @@ def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri:
             continue
         lat = r["latency"]
         table.add_row(str(n), *(f"{lat[k]:.3f}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")),
-                      f"{r['init_ms']:.0f}", f"{r['first_ms']:.2f}", f"{r['peak_rss_mb']:.0f}", r["runtime"])
+                      f"{r['init_ms']:.0f}", f"{r['first_ms']:.2f}",
+                      "—" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:.0f}", r["runtime"])  # adb: none
     console().print(table)
     return failed, results, {"device": device.uri, "emulated": device.emulated, "warmup": warmup, "runs": runs}

@@ -159,11 +159,25 @@ def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_so
         console().print(f"bundle: {result.bundle}")
 
 
+def _adb_runner(devices, runner) -> None:
+    """--runner is for adb devices, which need it; the adb device reads it from the environment."""
+    import os
+
+    from edgeship.errors import InputError
+
+    adb = [d for d in devices if d == "adb" or d.startswith("adb:")]
+    if adb and runner is None:
+        raise InputError(f"--device {adb[0]} needs --runner PATH: the native runner to push (LiteRT's "
+                         "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)")
+    if runner is not None:
+        os.environ["EDGESHIP_ADB_RUNNER"] = str(Path(runner).resolve())
+
+
 @cli.command()
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option("--data", metavar="DATA", help="Re-run the source model over DATA instead of the golden vectors.")
 @click.option("--device", multiple=True, default=["local"], show_default=True,
-              help="Where to run: local, emu:rpi4, emu:rpi5, ssh://user@host[:port]. Repeat to run on each.")
+              help="Where to run: local, emu:rpi4, emu:rpi5, ssh://user@host[:port], adb[:SERIAL]. Repeat to run on each.")
 @click.option("--threads", default=1, show_default=True, help="Runtime threads.")
 @click.option("--warmup", default=5, show_default=True, help="Untimed runs before timing.")
 @click.option("--runs", default=50, show_default=True, help="Timed runs (latency percentiles).")
@@ -171,8 +185,10 @@ def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_so
 @click.option("--max-drop", type=float, help="Allowed top-1 drop vs the float model, points (default: per recipe).")
 @click.option("--min-cosine", type=float, help="Minimum cosine similarity (default: per recipe).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON.")
+@click.option("--runner", type=click.Path(path_type=Path), help="adb devices: the native runner to push "
+              "(LiteRT's benchmark_model for .tflite, ExecuTorch's executor_runner for .pte).")
 @click.pass_context
-def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop, min_cosine, json_path):
+def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop, min_cosine, json_path, runner):
     """Compare every artifact of a bundle (or one artifact) with the float reference.
 
     Prints accuracy (top-1, agreement, cosine, SNR, max error), latency (p50/p90/p99 after
@@ -180,6 +196,7 @@ def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop
     cannot be run.
     """
     with handle_errors(ctx.obj["verbose"]):
+        _adb_runner(device, runner)
         from edgeship.fanout import validate_on_devices
         from edgeship.validate import ValidateRequest
 
@@ -196,12 +213,15 @@ def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop
 @click.option("--warmup", default=10, show_default=True)
 @click.option("--runs", default=100, show_default=True)
 @click.option("--device", multiple=True, default=["local"], show_default=True,
-              help="Where to run: local, emu:rpi4, emu:rpi5, ssh://user@host[:port]. Repeat to run on each.")
+              help="Where to run: local, emu:rpi4, emu:rpi5, ssh://user@host[:port], adb[:SERIAL]. Repeat to run on each.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path))
+@click.option("--runner", type=click.Path(path_type=Path), help="adb devices: the native runner to push "
+              "(LiteRT's benchmark_model for .tflite, ExecuTorch's executor_runner for .pte).")
 @click.pass_context
-def bench(ctx, artifact, threads, warmup, runs, device, json_path):
+def bench(ctx, artifact, threads, warmup, runs, device, json_path, runner):
     """Time one artifact: warm-up, then p50/p90/p99 latency per thread count."""
     with handle_errors(ctx.obj["verbose"]):
+        _adb_runner(device, runner)
         from edgeship.bench_cmd import run_bench
 
         if run_bench(artifact, threads, warmup, runs, device, json_path, ctx.obj["verbose"]):

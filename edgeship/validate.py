@@ -141,6 +141,9 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
                                       "model_rss_mb", "threads", "platform")})
     if not run.ok:
         return {**out, "status": "error", "error": run.error}
+    if golden is not None and run.outputs is None:  # e.g. adb with benchmark_model: timings only
+        return {**out, "status": "error", "error": "accuracy " + (r.get("accuracy_error") or
+                                                                  "not measured: the device returned no outputs")}
     if golden is not None:
         names = [t["name"] for t in (record.get("io") or {}).get("outputs", [])] or [
             f"output_{i}" for i in range(len(golden.outputs))]

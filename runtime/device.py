@@ -34,7 +34,7 @@ class Device(Protocol):
                      warmup: int = 5, runs: int = 50, timeout: float = 300.0) -> AgentRun: ...
 
 
-DEVICE_SCHEMES = ("local", "emu:rpi4", "emu:rpi5", "ssh://user@host[:port]")
+DEVICE_SCHEMES = ("local", "emu:rpi4", "emu:rpi5", "ssh://user@host[:port]", "adb", "adb:SERIAL")
 
 
 def open_device(uri: str) -> Device:
@@ -50,4 +50,8 @@ def open_device(uri: str) -> Device:
         from edgeship.runtime.ssh import SSHDevice
 
         return SSHDevice(uri)
+    if uri == "adb" or uri.startswith("adb:"):
+        from edgeship.runtime.adb import AdbDevice
+
+        return AdbDevice(uri)
     raise InputError(suggest(uri, DEVICE_SCHEMES, "device"))

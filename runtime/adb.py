@@ -1,0 +1,262 @@
+"""`adb` and `adb:SERIAL`: an Android device through Debian's `adb` client and a native runner.
+
+Android has no Python for the agent, so the user supplies the runtime's own native runner
+(`--runner PATH`): LiteRT's `benchmark_model` for .tflite, ExecuTorch's `executor_runner` for
+.pte. Both are pushed with the artifact to /data/local/tmp/edgeship/, made executable and run
+under a timeout; their output is parsed into the agent's result keys (latency in ms, init_ms,
+runtime, delegate). `executor_runner` also writes outputs (`--inputs a.bin,b.bin
+--output_file out` -> out-0.bin, ...), which are pulled back for accuracy. `benchmark_model`
+writes none: accuracy is then not measured, and the record says so.
+
+The adb server's port follows ANDROID_ADB_SERVER_PORT, as the client itself does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.errors import DeviceError, DeviceUnreachable, InputError
+from edgeship.runtime.device import AgentRun
+
+REMOTE_DIR = "/data/local/tmp/edgeship"
+RUNNER_ENV = "EDGESHIP_ADB_RUNNER"
+NO_OUTPUTS = "not measured: benchmark_model prints timings only, no outputs (use executor_runner or another device for accuracy)"
+
+# LiteRT tensorflow/lite/tools/benchmark/benchmark_model.cc, BenchmarkLoggingListener::OnBenchmarkEnd
+_TIMINGS = re.compile(r"Inference timings in us: Init: ([\d.eE+-]+), First inference: ([\d.eE+-]+), "
+                      r"Warmup \(avg\): ([\d.eE+-]+), Inference \(avg\): ([\d.eE+-]+)")
+# tensorflow/core/util/stats_calculator.h Stat::OutputToStream (benchmark_model's per-phase line)
+_STATS = re.compile(r"count=(\d+)((?: \w+=[\d.eE+-]+)*)")
+# executorch examples/portable/executor_runner/executor_runner.cpp ET_LOG lines
+_ET_ITER = re.compile(r"Iteration (\d+) of (\d+): ([\d.eE+-]+) ms")
+_ET_LOAD = re.compile(r"Model loaded in ([\d.eE+-]+) ms")
+_ET_DONE = re.compile(r"Model executed successfully (\d+) time\(s\) in ([\d.eE+-]+) ms")
+
+
+def parse_benchmark_model(text: str) -> dict:
+    """LiteRT benchmark_model's stdout/stderr -> agent result keys (ms). Raises ValueError when
+    the final timings line is missing (the run failed)."""
+    m = _TIMINGS.search(text)
+    if not m:
+        raise ValueError("benchmark_model printed no 'Inference timings in us' line")
+    init_us, first_us, warm_us, avg_us = (float(v) for v in m.groups())
+    stats = [dict(kv.split("=") for kv in rest.split()) | {"count": n} for n, rest in _STATS.findall(text)]
+    run = stats[-1] if stats else {}  # the last stats line is the timed runs' (the first, warm-up's)
+    ms = lambda key: float(run[key]) / 1000.0 if key in run else None  # noqa: E731
+    # benchmark_model prints median, p5, p95, max but no p90/p99: p90_ms and p99_ms carry their
+    # upper bounds (p95, max), so a latency gate can only err on the strict side; `bounds` says so
+    mean = avg_us / 1000.0
+    p95, mx = ms("p95"), ms("max")
+    latency = {"runs": int(run["count"]) if run else None, "p50_ms": ms("median") or mean,
+               "p90_ms": p95 or mx or mean, "p95_ms": p95, "p99_ms": mx or mean, "p5_ms": ms("p5"),
+               "mean_ms": mean, "min_ms": ms("min"), "max_ms": mx, "std_ms": ms("std"),
+               "warmup": int(stats[0]["count"]) if len(stats) > 1 else None,
+               "bounds": "p90_ms is benchmark_model's p95 and p99_ms its max (it prints no p90/p99)"
+               if p95 is not None else "benchmark_model printed an average only: percentiles are that average"}
+    return {"init_ms": init_us / 1000.0, "first_ms": first_us / 1000.0, "warmup_avg_ms": warm_us / 1000.0,
+            "latency": latency}
+
+
+def parse_executor_runner(text: str) -> dict:
+    """ExecuTorch executor_runner's log -> agent result keys (ms). Raises ValueError when it did
+    not report a successful execution."""
+    from edgeship.runtime.timing import summarize
+
+    done = _ET_DONE.search(text)
+    if not done:
+        raise ValueError("executor_runner did not report 'Model executed successfully'")
+    samples = [float(ms) for _, _, ms in _ET_ITER.findall(text)]
+    if not samples:  # older runners log only the total
+        n = int(done.group(1))
+        samples = [float(done.group(2)) / max(n, 1)] * n
+    load = _ET_LOAD.search(text)
+    out = {"latency": summarize(samples) | {"source": "executor_runner"}}
+    if load:
+        out["init_ms"] = float(load.group(1))
+    return out
+
+
+class AdbDevice:
+    emulated = False
+
+    def __init__(self, uri: str, runner: str | Path | None = None):
+        self.uri = uri
+        self.serial = uri.split(":", 1)[1] if ":" in uri else None
+        if self.serial == "":
+            raise InputError("adb:SERIAL needs a serial (see `adb devices`), or use plain `adb`")
+        runner = runner or os.environ.get(RUNNER_ENV)
+        if not runner:
+            raise InputError(f"--device {uri} needs --runner PATH: the native runner to push (LiteRT's "
+                             "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)")
+        self.runner = Path(runner)
+        if not self.runner.is_file():
+            raise DeviceError(f"runner not found: {self.runner}")
+        if not os.access(self.runner, os.X_OK):
+            raise DeviceError(f"runner is not executable: {self.runner} (chmod +x it)")
+        self.adb = shutil.which("adb")
+        if not self.adb:
+            raise DeviceError("adb is not installed", hint="apt-get install adb (Debian) or Android's platform-tools")
+        self.serial = self._pick_serial()
+        self.emulated = os.environ.get("EDGESHIP_ADB_EMULATED") == "1"  # the tests' loopback adb server says so
+
+    # -- adb plumbing -------------------------------------------------------------------------
+
+    def _cmd(self, *args: str) -> list[str]:
+        return [self.adb, *(["-s", self.serial] if self.serial else []), *args]
+
+    def _adb(self, *args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess:
+        try:
+            p = subprocess.run(self._cmd(*args), capture_output=True, text=True, timeout=timeout,
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            raise DeviceUnreachable(f"adb {args[0]} timed out after {timeout:.0f} s on {self.uri}") from e
+        if check and p.returncode != 0:
+            msg = (p.stderr or p.stdout).strip().splitlines()
+            raise DeviceUnreachable(f"adb {args[0]} failed on {self.uri}: {msg[-1] if msg else p.returncode}")
+        return p
+
+    def _pick_serial(self) -> str:
+        try:
+            p = subprocess.run([self.adb, "devices"], capture_output=True, text=True, timeout=30,
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            raise DeviceUnreachable("adb devices timed out (is the adb server stuck?)") from e
+        if p.returncode != 0:
+            raise DeviceUnreachable(f"adb devices failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+        devices = {}
+        for line in p.stdout.splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 2:
+                devices[parts[0]] = parts[1]
+        if not devices:
+            raise DeviceUnreachable("no adb device found", hint="connect a phone with USB debugging on, then `adb devices`")
+        if self.serial is None:
+            if len(devices) > 1:
+                raise DeviceError(f"several adb devices ({', '.join(sorted(devices))}): name one with --device adb:SERIAL")
+            self.serial = next(iter(devices))
+        state = devices.get(self.serial)
+        if state is None:
+            raise DeviceUnreachable(f"adb device {self.serial!r} not found (attached: {', '.join(sorted(devices))})")
+        if state != "device":
+            hint = "accept the USB debugging prompt on the phone" if state == "unauthorized" else "reconnect it; `adb devices`"
+            raise DeviceUnreachable(f"adb device {self.serial} is {state}", hint=hint)
+        return self.serial
+
+    def shell(self, command: str, timeout: float = 120.0) -> tuple[int, str]:
+        """Run COMMAND in the device's shell; (exit status, stdout+stderr). The status comes back
+        through an echoed marker, which old adb shells (no shell v2) would otherwise lose."""
+        p = self._adb("shell", f"{command} 2>&1; echo __EDGESHIP_RC=$?", timeout=timeout, check=False)
+        out = p.stdout
+        m = re.search(r"__EDGESHIP_RC=(\d+)\s*$", out)
+        if p.returncode != 0 and not m:
+            raise DeviceUnreachable(f"adb shell failed on {self.uri}: {(p.stderr or out).strip()[-300:]}")
+        return (int(m.group(1)) if m else p.returncode), out[: m.start()] if m else out
+
+    def push(self, local: Path, remote: str) -> None:
+        self._adb("push", str(local), remote, timeout=300)
+
+    def pull(self, remote: str, local: Path) -> None:
+        self._adb("pull", remote, str(local), timeout=300)
+
+    def getprop(self, name: str) -> str:
+        return self.shell(f"getprop {name}", timeout=30)[1].strip()
+
+    # -- Device protocol ----------------------------------------------------------------------
+
+    def run_artifact(self, artifact, inputs: list[np.ndarray], signature: dict | None, *, threads: int = 1,
+                     warmup: int = 5, runs: int = 50, timeout: float = 300.0, verbose: bool = False) -> AgentRun:
+        artifact = Path(artifact)
+        kind = {".tflite": "benchmark_model", ".pte": "executor_runner"}.get(artifact.suffix)
+        if kind is None:
+            return AgentRun(False, {}, None, f"adb runs .tflite and .pte only, not {artifact.suffix}")
+        rdir = f"{REMOTE_DIR}/{artifact.stem}"
+        rc, out = self.shell(f"rm -rf {shlex.quote(rdir)} && mkdir -p {shlex.quote(rdir)}")
+        if rc:
+            return AgentRun(False, {}, None, f"mkdir {rdir}: {out.strip()[-200:]}")
+        rmodel, rrunner = f"{rdir}/{artifact.name}", f"{rdir}/{self.runner.name}"
+        self.push(artifact, rmodel)
+        self.push(self.runner, rrunner)
+        rc, out = self.shell(f"chmod +x {shlex.quote(rrunner)}")
+        if rc:
+            return AgentRun(False, {}, None, f"chmod +x {rrunner}: {out.strip()[-200:]}")
+        base = {"device": self.uri, "runner": self.runner.name, "emulated": self.emulated, "threads": threads}
+        if kind == "benchmark_model":
+            return self._benchmark_model(rrunner, rmodel, threads, warmup, runs, timeout, base)
+        return self._executor_runner(rrunner, rmodel, rdir, inputs, threads, warmup, runs, timeout, base)
+
+    def _run_runner(self, cmd: str, timeout: float) -> tuple[int, str] | AgentRun:
+        # the device enforces the timeout too, so a hung runner does not outlive the call
+        wrapped = f"timeout {int(timeout)} {cmd}" if timeout else cmd
+        try:
+            return self.shell(wrapped, timeout=timeout + 60)
+        except DeviceUnreachable as e:
+            return AgentRun(False, {}, None, e.message)
+
+    def _benchmark_model(self, rrunner, rmodel, threads, warmup, runs, timeout, base) -> AgentRun:
+        cmd = (f"{shlex.quote(rrunner)} --graph={shlex.quote(rmodel)} --num_threads={threads} "
+               f"--num_runs={runs} --warmup_runs={warmup} --min_secs=0 --warmup_min_secs=0")
+        got = self._run_runner(cmd, timeout)
+        if isinstance(got, AgentRun):
+            return got
+        rc, out = got
+        try:
+            parsed = parse_benchmark_model(out)
+        except ValueError as e:
+            return AgentRun(False, base, None, f"benchmark_model exit {rc}: {_last_line(out) or e}")
+        delegate = "XNNPACK" if re.search(r"XNNPACK delegate", out) else None
+        result = {**base, **parsed, "ok": rc == 0, "runtime": "litert (benchmark_model)", "delegate": delegate,
+                  "accuracy_error": NO_OUTPUTS, "log_tail": out.strip().splitlines()[-3:]}
+        return AgentRun(rc == 0, result, None, None if rc == 0 else f"benchmark_model exit {rc}: {_last_line(out)}")
+
+    def _executor_runner(self, rrunner, rmodel, rdir, inputs, threads, warmup, runs, timeout, base) -> AgentRun:
+        outputs: list[list[np.ndarray]] = []
+        result = {**base, "runtime": "executorch (executor_runner)", "delegate": None}
+        with tempfile.TemporaryDirectory(prefix="edgeship-adb-") as tmp:
+            tmp = Path(tmp)
+            n = len(inputs[0]) if inputs else 0
+            for i in range(n):  # one run per sample: the runner reads one set of input files
+                names = []
+                for j, x in enumerate(inputs):
+                    f = tmp / f"in{j}.bin"
+                    np.ascontiguousarray(x[i:i + 1]).tofile(f)
+                    self.push(f, f"{rdir}/in{j}.bin")
+                    names.append(f"{rdir}/in{j}.bin")
+                execs = runs if i == 0 else 1
+                cmd = (f"{shlex.quote(rrunner)} --model_path={shlex.quote(rmodel)} --inputs={','.join(names)} "
+                       f"--output_file={rdir}/out --num_executions={execs} --cpu_threads={threads} --print_output=none")
+                got = self._run_runner(cmd, timeout)
+                if isinstance(got, AgentRun):
+                    return got
+                rc, out = got
+                try:
+                    parsed = parse_executor_runner(out)
+                except ValueError as e:
+                    return AgentRun(False, result, None, f"executor_runner exit {rc}: {_last_line(out) or e}")
+                if i == 0:
+                    result.update(parsed)
+                rc, listing = self.shell(f"ls {rdir}/out-*.bin")
+                sample = []
+                for k, remote in enumerate(sorted(listing.split(), key=lambda s: int(s.rsplit("-", 1)[1][:-4]))):
+                    local = tmp / f"out{i}-{k}.bin"
+                    self.pull(remote, local)
+                    sample.append(np.fromfile(local, dtype=np.float32))
+                outputs.append(sample)
+        if not outputs:
+            return AgentRun(True, {**result, "ok": True, "accuracy_error": "not measured: no inputs"}, None, None)
+        stacked = [np.stack([s[k] for s in outputs]) for k in range(len(outputs[0]))]
+        result["samples"] = len(outputs)
+        result["outputs_dtype_note"] = "executor_runner writes raw tensor bytes; read as float32"
+        return AgentRun(True, {**result, "ok": True}, stacked, None)
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][-300:] if lines else ""

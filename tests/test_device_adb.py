@@ -1,0 +1,182 @@
+"""adb and adb:SERIAL for real: Debian's `adb` client talks to an adb server on loopback written
+for the tests (tests/adb_test_server.py), whose device is the emulated Pi's arm64 root filesystem.
+The runner pushed is a stand-in for LiteRT's benchmark_model (tests/runner_standins/), run by the
+rootfs's arm64 Python with the real LiteRT runtime, so its timings are real emulated timings.
+The parsers are also checked on output in the real runners' formats (sources cited per test).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from adb_test_server import AdbTestServer
+from click.testing import CliRunner
+from device_support import digits_bundle, emu_rootfs  # noqa: F401  (fixtures)
+
+from edgeship.cli import cli
+from edgeship.runtime.adb import NO_OUTPUTS, parse_benchmark_model, parse_executor_runner
+
+STANDINS = Path(__file__).resolve().parent / "runner_standins"
+
+pytestmark = pytest.mark.skipif(shutil.which("adb") is None, reason="Debian's adb client is not installed")
+
+
+def run_cli(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+# -- parsers on the real formats -------------------------------------------------------------
+
+# LiteRT tensorflow/lite/tools/benchmark/benchmark_model.cc (BenchmarkLoggingListener::OnBenchmarkEnd)
+# prints the last line; tensorflow/core/util/stats_calculator.h (Stat::OutputToStream) the count= lines.
+# Verbatim from a benchmark_model run on an Android phone (quoted in LiteRT/TensorFlow issue reports).
+BENCHMARK_MODEL_OUT = """\
+INFO: Initialized session in 119.515ms.
+INFO: Running benchmark for at least 5 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
+INFO: count=9 first=87112 curr=51629 min=51629 max=87112 avg=58147.4 std=11478 p5=51629 median=51962 p95=87112
+
+INFO: Running benchmark for at least 1000 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
+INFO: count=1000 first=52162 curr=49785 min=49088 max=686105 avg=63743.2 std=60716 p5=49620 median=51891 p95=68628
+
+INFO: Inference timings in us: Init: 119515, First inference: 87112, Warmup (avg): 58147.4, Inference (avg): 63743.2
+INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual memory footprint of the model at runtime. Take the information at your discretion.
+INFO: Memory footprint delta from the start of the tool (MB): init=55.4961 overall=55.4961
+"""
+
+# ExecuTorch examples/portable/executor_runner/executor_runner.cpp: its ET_LOG format strings
+# ("Model loaded in %f ms.", "Iteration %u of %u: %f ms", "Model executed successfully %u time(s)
+# in %f ms.", "Writing output to file: %s") behind ET_LOG's "I <time> executorch:<file>:<line>] ".
+EXECUTOR_RUNNER_OUT = """\
+I 00:00:00.000518 executorch:executor_runner.cpp:186] Model file model.pte is loaded.
+I 00:00:00.000536 executorch:executor_runner.cpp:195] Using method forward
+I 00:00:00.004201 executorch:executor_runner.cpp:368] Model loaded in 3.612000 ms.
+I 00:00:00.005102 executorch:executor_runner.cpp:527] Iteration 1 of 3: 0.871000 ms
+I 00:00:00.005899 executorch:executor_runner.cpp:527] Iteration 2 of 3: 0.774000 ms
+I 00:00:00.006688 executorch:executor_runner.cpp:527] Iteration 3 of 3: 0.769000 ms
+I 00:00:00.006702 executorch:executor_runner.cpp:536] Model executed successfully 3 time(s) in 2.414000 ms.
+I 00:00:00.006710 executorch:executor_runner.cpp:545] 1 outputs: 
+I 00:00:00.006731 executorch:executor_runner.cpp:557] Writing output to file: /data/local/tmp/edgeship/m/out-0.bin
+"""
+
+
+def test_parse_benchmark_model():
+    r = parse_benchmark_model(BENCHMARK_MODEL_OUT)
+    assert r["init_ms"] == pytest.approx(119.515) and r["first_ms"] == pytest.approx(87.112)
+    lat = r["latency"]
+    assert lat["runs"] == 1000 and lat["warmup"] == 9
+    assert lat["p50_ms"] == pytest.approx(51.891) and lat["p95_ms"] == pytest.approx(68.628)
+    assert lat["mean_ms"] == pytest.approx(63.7432) and lat["max_ms"] == pytest.approx(686.105)
+    # benchmark_model prints no p90/p99: their upper bounds (p95, max) stand in, and say so
+    assert lat["p90_ms"] == pytest.approx(68.628) and lat["p99_ms"] == pytest.approx(686.105)
+    assert "no p90/p99" in lat["bounds"]
+    with pytest.raises(ValueError):
+        parse_benchmark_model("ERROR: Could not build model from the provided pre-loaded flatbuffer\n")
+
+
+def test_parse_executor_runner():
+    r = parse_executor_runner(EXECUTOR_RUNNER_OUT)
+    assert r["init_ms"] == pytest.approx(3.612)
+    assert r["latency"]["runs"] == 3 and r["latency"]["p50_ms"] == pytest.approx(0.774)
+    assert r["latency"]["max_ms"] == pytest.approx(0.871)
+    with pytest.raises(ValueError):
+        parse_executor_runner("E 00:00:00.000100 executorch:executor_runner.cpp:150] Failed to open model\n")
+
+
+# -- the real adb client against the loopback adb test server ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def standin(emu_rootfs, tmp_path_factory) -> Path:
+    """The benchmark_model stand-in as an executable whose #! is the rootfs's arm64 python3."""
+    from edgeship.runtime.rootfs import ensure_binfmt
+
+    ensure_binfmt()  # the server's shell execs arm64 programs through binfmt_misc
+    path = tmp_path_factory.mktemp("runner") / "benchmark_model"
+    path.write_text(f"#!{emu_rootfs}/usr/bin/python3\n" + (STANDINS / "benchmark_model.py").read_text())
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture
+def adb_server(emu_rootfs, tmp_path):
+    servers = []
+
+    def start(devices=None) -> AdbTestServer:
+        s = AdbTestServer(emu_rootfs, tmp_path / f"data{len(servers)}", devices).start()
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def env_for(server: AdbTestServer) -> dict:
+    return {"ANDROID_ADB_SERVER_PORT": str(server.port), "EDGESHIP_ADB_RUNNER": None}
+
+
+def test_bench_through_adb(adb_server, standin, digits_bundle, tmp_path):
+    server = adb_server()
+    out = tmp_path / "bench.json"
+    r = run_cli("bench", digits_bundle / "digits.int8.tflite", "--device", "adb", "--runner", standin,
+                "--warmup", "3", "--runs", "20", "--json", out, env=env_for(server))
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output
+    assert any(q.startswith("shell:") and "benchmark_model --graph=/data/local/tmp/edgeship/" in q
+               for q in server.requests), server.requests
+    assert "sync:" in server.requests
+    text = out.read_text()
+    assert "litert (benchmark_model)" in text and "XNNPACK" in text, text[:2000]
+    print(text[:1500])
+
+
+def test_validate_through_adb_says_accuracy_not_measured(adb_server, standin, digits_bundle, tmp_path):
+    server = adb_server({"R5CT1234567": "device"})
+    out = tmp_path / "v.json"
+    r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", "adb:R5CT1234567",
+                "--runner", standin, "--runs", "10", "--json", out, env=env_for(server))
+    assert r.exit_code == 1, r.output  # timings only: never a pass
+    rec = json.loads(out.read_text())
+    arts = rec["artifacts"] if "artifacts" in rec else rec["results"]
+    a = arts[0]
+    assert a["status"] == "error" and NO_OUTPUTS in a["error"]
+    assert a["latency"]["p50_ms"] > 0 and a["init_ms"] > 0 and a["runtime"] == "litert (benchmark_model)"
+    assert "host:tport:serial:R5CT1234567" in server.requests
+
+
+@pytest.mark.parametrize("devices,uri,words", [
+    ({}, "adb", "no adb device found"),
+    ({"emulator-5554": "device", "R5CT1234567": "device"}, "adb", "several adb devices"),
+    ({"emulator-5554": "device"}, "adb:0123456789ABCDEF", "'0123456789ABCDEF' not found"),
+    ({"R5CT1234567": "unauthorized"}, "adb", "is unauthorized"),
+    ({"R5CT1234567": "offline"}, "adb:R5CT1234567", "is offline"),
+])
+def test_device_errors(adb_server, standin, digits_bundle, devices, uri, words):
+    server = adb_server(devices)
+    r = run_cli("bench", digits_bundle / "digits.int8.tflite", "--device", uri, "--runner", standin,
+                env=env_for(server))
+    assert r.exit_code == 3, r.output
+    assert words in r.output and "Traceback" not in r.output
+
+
+def test_runner_missing_or_not_executable(adb_server, digits_bundle, tmp_path):
+    server = adb_server()
+    art = digits_bundle / "digits.int8.tflite"
+    r = run_cli("bench", art, "--device", "adb", env=env_for(server))
+    assert r.exit_code == 2 and "needs --runner PATH" in r.output, r.output
+    r = run_cli("bench", art, "--device", "adb", "--runner", tmp_path / "benchmark_model", env=env_for(server))
+    assert r.exit_code == 3 and "runner not found" in r.output, r.output
+    (tmp_path / "plain").write_text("not a program\n")
+    r = run_cli("bench", art, "--device", "adb", "--runner", tmp_path / "plain", env=env_for(server))
+    assert r.exit_code == 3 and "not executable" in r.output, r.output
+    assert "Traceback" not in r.output
+
+
+def test_adb_not_installed(digits_bundle, standin, tmp_path):
+    r = run_cli("bench", digits_bundle / "digits.int8.tflite", "--device", "adb", "--runner", standin,
+                env={"PATH": str(tmp_path)})
+    assert r.exit_code == 3 and "adb is not installed" in r.output, r.output

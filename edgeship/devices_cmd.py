@@ -16,9 +16,11 @@ from edgeship.errors import InputError
 def _scheme(uri: str) -> str:
     from edgeship.runtime.device import DEVICE_SCHEMES
 
-    for scheme in ("emu", "ssh"):
+    for scheme in ("emu", "ssh", "adb"):
         if uri.startswith(scheme + ":"):
             return scheme
+    if uri == "adb":
+        return "adb"
     if uri in ("local", "host"):
         return "local"
     from edgeship.errors import suggest
@@ -86,6 +88,10 @@ def doctor_report(uri: str) -> dict:
         from edgeship.runtime.ssh import SSHDevice
 
         return SSHDevice(uri, require_runtime=False).probe()
+    if scheme == "adb":
+        from edgeship.runtime.adb import AdbDevice
+
+        return AdbDevice(uri, require_runner=False).probe()
     import json
     import subprocess
     import sys
@@ -116,8 +122,9 @@ def print_doctor(uri: str, r: dict) -> bool:
     tfl = r.get("tflite") or {}
     if tfl.get("available"):
         x = tfl.get("xnnpack") or {}
-        t.add_row("TFLite", f"{tfl['runtime']} (numpy {tfl.get('numpy')})")
-        t.add_row("XNNPACK", ("[green]active[/]" if x.get("active") else "[red]not active[/]") +
+        t.add_row("TFLite", f"{tfl['runtime']}" + (f" (numpy {tfl['numpy']})" if tfl.get("numpy") else ""))
+        t.add_row("XNNPACK", ("[green]active[/]" if x.get("active") else "unknown" if x.get("active") is None
+                              else "[red]not active[/]") +
                   f": {x.get('detail', '')}")
     else:
         t.add_row("TFLite", f"[red]unavailable[/]: {tfl.get('reason')}")

@@ -87,19 +87,23 @@ def parse_executor_runner(text: str) -> dict:
 class AdbDevice:
     emulated = False
 
-    def __init__(self, uri: str, runner: str | Path | None = None):
+    def __init__(self, uri: str, runner: str | Path | None = None, require_runner: bool = True):
         self.uri = uri
         self.serial = uri.split(":", 1)[1] if ":" in uri else None
         if self.serial == "":
             raise InputError("adb:SERIAL needs a serial (see `adb devices`), or use plain `adb`")
         runner = runner or os.environ.get(RUNNER_ENV)
-        if not runner:
+        if not runner and not require_runner:
+            runner = None
+        elif not runner:
             raise InputError(f"--device {uri} needs --runner PATH: the native runner to push (LiteRT's "
                              "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)")
-        self.runner = Path(runner)
-        if not self.runner.is_file():
+        self.runner = Path(runner) if runner else None
+        if self.runner is None:
+            pass
+        elif not self.runner.is_file():
             raise DeviceError(f"runner not found: {self.runner}")
-        if not os.access(self.runner, os.X_OK):
+        elif not os.access(self.runner, os.X_OK):
             raise DeviceError(f"runner is not executable: {self.runner} (chmod +x it)")
         self.adb = shutil.which("adb")
         if not self.adb:
@@ -168,6 +172,35 @@ class AdbDevice:
 
     def getprop(self, name: str) -> str:
         return self.shell(f"getprop {name}", timeout=30)[1].strip()
+
+    def probe(self) -> dict:
+        """`devices doctor adb`: the phone's model, Android release, ABI, cores, free disk and memory."""
+        rc, out = self.shell("getprop ro.product.model; getprop ro.build.version.release; "
+                             "getprop ro.product.cpu.abi; echo ==; cat /proc/cpuinfo; echo ==; "
+                             "cat /proc/meminfo; echo ==; df -k /data/local/tmp", timeout=60)
+        parts = out.split("==\n")
+        props = (parts[0].splitlines() + ["", "", ""])[:3] if parts else ["", "", ""]
+        cpuinfo = parts[1] if len(parts) > 1 else ""
+        meminfo = dict(ln.split(":", 1) for ln in (parts[2] if len(parts) > 2 else "").splitlines() if ":" in ln)
+        kb = lambda k: int(meminfo[k].split()[0]) / 1024 if k in meminfo else None  # noqa: E731
+        df = (parts[3] if len(parts) > 3 else "").strip().splitlines()
+        try:
+            disk = int(df[-1].split()[3]) / 1024
+        except (IndexError, ValueError):
+            disk = None
+        cpu = re.search(r"^(?:Hardware|model name)\s*:\s*(.+)$", cpuinfo, re.M)
+        parts_ = sorted(set(re.findall(r"^CPU part\s*:\s*(\S+)", cpuinfo, re.M)))
+        runner = f"pushed per run ({self.runner.name})" if self.runner else "pushed per run (--runner PATH)"
+        return {"ok": True, "device": self.uri, "serial": self.serial, "model": props[0].strip(),
+                "android": props[1].strip(), "machine": props[2].strip(),
+                "cpu_model": f"{props[0].strip()}, Android {props[1].strip()}: " + (cpu.group(1).strip() if cpu else "?")
+                + (f" (CPU part {', '.join(parts_)})" if parts_ else ""),
+                "cores": len(re.findall(r"^processor\s*:", cpuinfo, re.M)) or None,
+                "python": "none (Android)", "python_executable": "native runners only",
+                "tflite": {"available": True, "runtime": f"native benchmark_model, {runner}",
+                           "xnnpack": {"active": None, "detail": "the runner's choice (benchmark_model: --use_xnnpack)"}},
+                "executorch": {"available": True, "runtime": "ExecuTorch's native executor_runner, pushed per run"},
+                "mem_total_mb": kb("MemTotal"), "mem_available_mb": kb("MemAvailable"), "disk_free_mb": disk}
 
     # -- Device protocol ----------------------------------------------------------------------
 

@@ -183,8 +183,8 @@ class AdbTestServer:
         # `getprop` is Android's: answer the few properties edgeship asks for
         props = {"ro.product.model": "Emulated arm64 (QEMU cortex-a72)", "ro.build.version.release": "14",
                  "ro.product.cpu.abi": "arm64-v8a"}
-        if cmd.startswith("getprop ") and cmd.split()[1] in props:
-            cmd = f"echo {props[cmd.split()[1]]!r}" + cmd[len("getprop ") + len(cmd.split()[1]):]
+        cases = " ".join(f"{k}) echo '{v}';;" for k, v in props.items())
+        cmd = f'getprop() {{ case "$1" in {cases} *) echo;; esac; }}; ' + cmd
         p = subprocess.Popen(["qemu-aarch64-static", "-L", r, "-cpu", "cortex-a72", f"{r}/bin/sh", "-c",
                               self._rewrite(cmd)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, env=env, cwd=str(self.data))

@@ -180,3 +180,13 @@ def test_adb_not_installed(digits_bundle, standin, tmp_path):
     r = run_cli("bench", digits_bundle / "digits.int8.tflite", "--device", "adb", "--runner", standin,
                 env={"PATH": str(tmp_path)})
     assert r.exit_code == 3 and "adb is not installed" in r.output, r.output
+
+
+def test_doctor_through_adb(adb_server):
+    server = adb_server()
+    r = run_cli("devices", "doctor", "adb", env=env_for(server))
+    assert r.exit_code == 0, r.output
+    assert "arm64-v8a" in r.output and "Emulated arm64" in r.output and "benchmark_model" in r.output
+    r = run_cli("devices", "doctor", "adb", "--json", env=env_for(server))
+    rep = json.loads(r.output)
+    assert rep["cores"] and rep["mem_total_mb"] > 0 and rep["disk_free_mb"] > 0 and rep["android"] == "14"

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from edgeship.errors import ConversionError, EdgeshipError, InputError, Unsuppor
 
 KERAS_SUFFIXES = (".keras", ".h5")
 SOURCE_STEP = "Keras (torch backend) -> torch.export -> graph passes"
+LAYER_PREFIX = "layers."  # where the per-layer wrappers sit in the exported module tree
 
 
 def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
@@ -43,37 +44,58 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
     with tempfile.TemporaryDirectory(prefix="edgeship-keras-pte-") as tmp:
         job_dir = Path(tmp)
         _write_job(job_dir, model, recipe, calib, Path(out_path), options)
-        env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
-        cmd = [sys.executable, "-m", "edgeship.convert.keras_pte", str(job_dir)]
-        with open(job_dir / "child.log", "w") as log:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        log_text = (job_dir / "child.log").read_text(errors="replace")
-        if options.verbose:
-            sys.stderr.write(log_text)
-        return _read_result(job_dir / "result.json", proc.returncode, log_text)
+        return ConvertResult(**_run_child(job_dir, options.verbose)["result"])
+
+
+def layer_errors(model, calib, feeds: list[list[np.ndarray]], float_layers=(), verbose: bool = False):
+    """Per-layer error (quantize/layer_error.py) of this route's int8 graph, simulated on the host
+    in the torch-backend child: [LayerError], worst first. Layers are Keras layer names."""
+    from edgeship.quantize import get_recipe
+    from edgeship.quantize.layer_error import LayerError
+
+    with tempfile.TemporaryDirectory(prefix="edgeship-keras-pte-") as tmp:
+        job_dir = Path(tmp)
+        options = ConvertOptions(float_layers=tuple(float_layers), verbose=verbose)
+        _write_job(job_dir, model, get_recipe("int8"), calib, job_dir / "unused.pte", options, mode="layer_errors")
+        np.savez(job_dir / "feeds.npz", **{f"input_{i}": np.concatenate(a) for i, a in enumerate(zip(*feeds))})
+        return [LayerError(**row) for row in _run_child(job_dir, verbose)["rows"]]
+
+
+def _run_child(job_dir: Path, verbose: bool) -> dict:
+    env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [sys.executable, "-m", "edgeship.convert.keras_pte", str(job_dir)]
+    with open(job_dir / "child.log", "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log_text = (job_dir / "child.log").read_text(errors="replace")
+    if verbose:
+        sys.stderr.write(log_text)
+    return _read_answer(job_dir / "result.json", proc.returncode, log_text)
 
 
 # ---------------------------------------------------------------------------------------------
 # Parent side: job folder and answer
 
 
-def _write_job(job_dir: Path, model, recipe, calib, out_path: Path, options: ConvertOptions) -> None:
+def _write_job(job_dir: Path, model, recipe, calib, out_path: Path, options: ConvertOptions,
+               mode: str = "convert") -> None:
     examples = model.example_inputs or [np.zeros(s.shape, s.dtype) for s in model.io.inputs]
     np.savez(job_dir / "examples.npz", **{f"input_{i}": a for i, a in enumerate(examples)})
     if calib is not None:
         np.savez(job_dir / "calib.npz", **{f"input_{i}": a for i, a in enumerate(calib.arrays)})
     job = {
+        "mode": mode,
         "model_path": str(Path(model.source_path).resolve()),
         "io": model.io.to_dict(),
         "recipe": recipe.name,
         "out_path": str(Path(out_path).resolve()),
         "int8_io": options.int8_io,
+        "float_layers": list(options.float_layers),
         "calib_name": None if calib is None else calib.name,
     }
     (job_dir / "job.json").write_text(json.dumps(job))
 
 
-def _read_result(result_path: Path, returncode: int, log_text: str) -> ConvertResult:
+def _read_answer(result_path: Path, returncode: int, log_text: str) -> dict:
     if not result_path.exists():
         lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
         how = f"died with signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
@@ -85,7 +107,7 @@ def _read_result(result_path: Path, returncode: int, log_text: str) -> ConvertRe
     if not answer["ok"]:
         cls = {"UnsupportedError": UnsupportedError, "InputError": InputError}.get(answer["type"], ConversionError)
         raise cls(answer["message"], hint=answer.get("hint"))
-    return ConvertResult(**answer["result"])
+    return answer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +126,8 @@ def clean_keras_graph(gm) -> dict[str, int]:
     }
 
 
-def _convert_in_child(job_dir: Path) -> ConvertResult:
+def _in_child(job_dir: Path) -> dict:
+    """The child's work for job.json's mode: 'convert' (write the .pte) or 'layer_errors'."""
     if os.environ.get("KERAS_BACKEND") != "torch":
         raise ConversionError("internal: the Keras -> pte child must run with KERAS_BACKEND=torch")
     import keras
@@ -128,9 +151,17 @@ def _convert_in_child(job_dir: Path) -> ConvertResult:
         keras_model = keras.models.load_model(job["model_path"], compile=False)
     except Exception as e:
         raise ConversionError(f"Keras (torch backend) cannot load '{job['model_path']}': {error_line(e)}") from None
+    module, named = _as_torch_module(keras_model, len(examples))
+    float_layers = tuple(job.get("float_layers") or ())
+    unknown = [n for n in float_layers if n not in named]
+    if unknown:
+        weighted = [layer.name for layer in keras_model.layers if layer.name in named and layer.weights]
+        raise InputError(f"layer(s) {', '.join(unknown)} cannot be kept in float on the Keras -> pte route",
+                         hint=f"layers with weights it can keep in float: "
+                              f"{', '.join(weighted) or 'none (not a Functional or Sequential model)'}")
     try:
         with _quiet():
-            exported = torch.export.export(_as_torch_module(keras_model, len(examples)), tuple(examples))
+            exported = torch.export.export(module, tuple(examples))
             graph = exported.module()
             changes = clean_keras_graph(graph)
             program = torch.export.export(graph, tuple(examples))
@@ -138,24 +169,84 @@ def _convert_in_child(job_dir: Path) -> ConvertResult:
         raise ConversionError(f"torch.export of the Keras model failed: {error_line(e)}") from None
     done = ", ".join(f"{k}: {v}" for k, v in changes.items() if v)
     print(f"graph passes: {done or 'nothing to change'}", flush=True)
-    return export_pte(program, get_recipe(job["recipe"]), examples, calib, Path(job["out_path"]),
-                      Options(int8_io=job["int8_io"]), source=SOURCE_STEP, tools={"keras": keras.__version__})
+    if job["mode"] == "layer_errors":
+        from edgeship.quantize.layer_error import pte_layer_errors
+
+        with np.load(job_dir / "feeds.npz") as z:
+            stacked = [z[f"input_{i}"] for i in range(len(io.inputs))]
+        feeds = [[a[i : i + 1] for a in stacked] for i in range(len(stacked[0]))]
+        rows = pte_layer_errors(program, examples, calib, feeds, float_layers, "pte", LAYER_PREFIX)
+        return {"rows": [asdict(replace(r, kind=named.get(r.name, r.kind))) for r in rows]}
+    result = export_pte(program, get_recipe(job["recipe"]), examples, calib, Path(job["out_path"]),
+                        Options(int8_io=job["int8_io"], float_layers=float_layers), source=SOURCE_STEP,
+                        tools={"keras": keras.__version__}, layer_prefix=LAYER_PREFIX)
+    return {"result": asdict(result)}
 
 
 def _as_torch_module(keras_model, n_inputs: int):
-    """Keras models are torch modules under the torch backend; this fixes the calling convention
-    (one tensor, or a list for several inputs) and inference mode."""
+    """(torch module, {layer name: class name}). Keras models are torch modules under the torch
+    backend; the wrapper fixes the calling convention (one tensor, or a list for several inputs)
+    and inference mode. For Functional and Sequential models it also runs each top-level layer
+    through a torch module of its own, held under `layers.<name>`: Keras layers do not go through
+    nn.Module.__call__, so without this torch.export's nn_module_stack names no Keras layer, and
+    neither the quantizer's per-layer filter nor the per-layer error report could find one."""
+    import keras
     import torch
 
-    class KerasInference(torch.nn.Module):
-        def __init__(self):
+    whole_model, layer_call, by_layer = _torch_module_classes()
+    graph = keras_model._functional if isinstance(keras_model, keras.Sequential) else keras_model
+    if not isinstance(graph, keras.Model) or not hasattr(graph, "_run_through_graph"):
+        return whole_model(keras_model, n_inputs).eval(), {}
+    wrappers = torch.nn.ModuleDict()
+    for layer in keras_model.layers:
+        try:
+            wrappers[layer.name] = layer_call()
+        except (KeyError, TypeError):  # a name a torch module cannot be registered under ('a.b', 'keys')
+            continue
+    named = {layer.name: type(layer).__name__ for layer in keras_model.layers if layer.name in wrappers}
+    return by_layer(keras_model, graph, wrappers, n_inputs).eval(), named
+
+
+def _torch_module_classes():
+    import torch
+
+    class WholeModel(torch.nn.Module):
+        def __init__(self, keras_model, n_inputs: int):
             super().__init__()
-            self.keras_model = keras_model
+            self.keras_model, self.n_inputs = keras_model, n_inputs
 
         def forward(self, *inputs):
-            return self.keras_model(inputs[0] if n_inputs == 1 else list(inputs), training=False)
+            return self.keras_model(inputs[0] if self.n_inputs == 1 else list(inputs), training=False)
 
-    return KerasInference().eval()
+    class LayerCall(torch.nn.Module):
+        """One Keras layer's call, so that torch.export records it under this module's name."""
+
+        def forward(self, call, *args, **kwargs):
+            return call(*args, **kwargs)
+
+    class ByLayer(torch.nn.Module):
+        def __init__(self, keras_model, graph, layers, n_inputs: int):
+            super().__init__()
+            self.keras_model, self.layers, self.n_inputs = keras_model, layers, n_inputs
+            self._graph = [graph]  # a list: not registered twice as a submodule
+
+        def forward(self, *inputs):
+            from keras.src.models.functional import operation_fn
+
+            graph = self._graph[0]
+
+            def call_of(operation):
+                call = operation_fn(operation, training=False)
+                wrapper = self.layers[operation.name] if operation.name in self.layers else None
+                if wrapper is None:
+                    return call
+                return lambda *args, **kwargs: wrapper(call, *args, **kwargs)
+
+            x = graph._standardize_inputs(inputs[0] if self.n_inputs == 1 else list(inputs))
+            outputs = graph._run_through_graph(x, operation_fn=call_of)
+            return outputs[0] if isinstance(outputs, (list, tuple)) and len(outputs) == 1 else outputs
+
+    return WholeModel, LayerCall, ByLayer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
     job_dir = Path((argv or sys.argv[1:])[0])
     try:
-        answer = {"ok": True, "result": asdict(_convert_in_child(job_dir))}
+        answer = {"ok": True, **_in_child(job_dir)}
     except EdgeshipError as e:
         answer = {"ok": False, "type": type(e).__name__, "message": e.message, "hint": e.hint}
     except Exception as e:  # a bug or a converter's surprise: one line back, the traceback in the log

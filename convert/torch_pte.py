@@ -58,14 +58,16 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
 
 
 def export_pte(program, recipe, examples, calib, out_path: Path, options: ConvertOptions, source: str,
-               tools: dict | None = None) -> ConvertResult:
-    """Quantize or convert a float32 ExportedProgram per `recipe`, lower it, write the .pte."""
+               tools: dict | None = None, layer_prefix: str = "") -> ConvertResult:
+    """Quantize or convert a float32 ExportedProgram per `recipe`, lower it, write the .pte.
+    `layer_prefix`: where options.float_layers sit in the program's module tree ('layers.' for
+    the Keras route's per-layer wrappers)."""
     if recipe.name not in SUPPORTED_RECIPES:
         raise UnsupportedError(f"recipe '{recipe.name}' has no pte route. Supported: {', '.join(SUPPORTED_RECIPES)}")
     seed_everything()
     notes: list[str] = []
     with _quiet():
-        program, steps = prepare_program(program, recipe, examples, calib, options.float_layers)
+        program, steps = prepare_program(program, recipe, examples, calib, options.float_layers, layer_prefix)
         io_quant = None
         if options.int8_io and recipe.name == "int8":
             io_quant, io_notes = make_integer_io(program)
@@ -95,9 +97,9 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
 # Recipes
 
 
-def prepare_program(program, recipe, examples, calib, float_layers=()):
+def prepare_program(program, recipe, examples, calib, float_layers=(), layer_prefix: str = ""):
     """Float32 ExportedProgram -> (ExportedProgram for `recipe`, route steps). `float_layers`
-    (module names) stay out of int8 quantization."""
+    (module names, under `layer_prefix`) stay out of int8 quantization."""
     if recipe.name == "fp32":
         return program, []
     if recipe.name == "fp16":
@@ -107,7 +109,8 @@ def prepare_program(program, recipe, examples, calib, float_layers=()):
         convert_to_half(module)
         return _reexport(module, examples, "float16 graph"), ["float16 graph"]
     dynamic = recipe.name == "dynamic-int8"
-    quantized = pt2e_quantize(program, examples, calib, dynamic, float_layers if not dynamic else ())
+    quantized = pt2e_quantize(program, examples, calib, dynamic, float_layers if not dynamic else (),
+                              layer_prefix=layer_prefix)
     if dynamic:
         step = "PT2E dynamic int8 (XNNPACKQuantizer, per-channel weights)"
     else:
@@ -117,9 +120,11 @@ def prepare_program(program, recipe, examples, calib, float_layers=()):
     return _reexport(quantized, examples, "re-export after quantization"), [step]
 
 
-def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=(), quantizer=None):
+def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=(), quantizer=None,
+                  layer_prefix: str = ""):
     """The PT2E-quantized (q/dq, host-runnable) GraphModule of a float ExportedProgram, with the
-    modules named in `float_layers` left unquantized (the quantizer's node filter skips them).
+    modules named in `float_layers` (under `layer_prefix`) left unquantized (the quantizer's node
+    filter skips them).
     `quantizer`: another route's PT2E quantizer instead of XNNPACK's (float_layers then unused)."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -138,7 +143,7 @@ def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=
     if float_layers:  # set_module_name(name, None) is refused ("not supported yet"); a filter does it
         from torchao.quantization.pt2e.quantizer import get_module_name_filter
 
-        in_float = [get_module_name_filter(name) for name in float_layers]
+        in_float = [get_module_name_filter(layer_prefix + name) for name in float_layers]
         quantizer.set_filter_function(lambda node: not any(f(node) for f in in_float))
     what = "dynamic-int8" if dynamic else "int8"
     try:

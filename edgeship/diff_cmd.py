@@ -127,10 +127,16 @@ def _pte(req: DiffRequest, bundle, model, feeds, kept, target: str = "pte"):
     from edgeship.convert.torch_pte import _quiet, example_tensors
     from edgeship.quantize.layer_error import PTE_NOTE, TORCH_TFLITE_NOTE, pte_layer_errors
 
-    if model.framework != "torch":
-        raise UnsupportedError("diff on a .pte exported from Keras is not supported yet",
-                               hint="diff the bundle's .tflite, or a .pte exported from PyTorch")
     calib = _calibration(req, bundle, model)
+    if model.framework != "torch":
+        from edgeship.convert.keras_pte import layer_errors
+
+        if model.kind != "keras":
+            raise UnsupportedError("diff on a .pte needs the .keras (or .h5) file it was exported from",
+                                   hint="pass --source model.keras")
+        info(f"simulating the int8 graph on the host (PT2E under Keras' torch backend, {len(calib)} calibration "
+             "samples)")
+        return layer_errors(model, calib, feeds, kept, req.verbose), PTE_NOTE
     examples = example_tensors(model)
     program = model.obj
     if model.kind != "torch-exported":

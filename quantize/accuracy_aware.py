@@ -11,8 +11,9 @@ keep and the budget is still missed, the best artifact found is written and the 
 
 Routes: torch -> .pte and torch -> .tflite (the route's PT2E quantizer, XNNPACKQuantizer or
 litert-torch's, with the float layers skipped by a node filter; ranked on the PT2E graph simulated
-on the host) and Keras -> .tflite (TF's quantization debugger with
-denylisted nodes; ranked on the int8 vs fp32 .tflite's intermediate tensors).
+on the host), Keras -> .pte (the same, in the route's torch-backend child process, where each Keras
+layer runs under a torch module of its own name) and Keras -> .tflite (TF's quantization debugger
+with denylisted nodes; ranked on the int8 vs fp32 .tflite's intermediate tensors).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from edgeship.errors import InputError, UnsupportedError, suggest
 
 METRICS = ("top1", "cosine", "snr")
-SUPPORTED = {("torch", "pte"), ("torch", "tflite"), ("keras", "tflite")}
+SUPPORTED = {("torch", "pte"), ("torch", "tflite"), ("keras", "tflite"), ("keras", "pte")}
 RANK_SAMPLES = 64  # samples the per-layer ranking runs over
 LATENCY_RUNS = 50
 
@@ -39,7 +40,7 @@ def check_supported(framework: str, target: str, kind: str, metric: str) -> None
         raise UnsupportedError(
             f"accuracy-aware int8 (--max-drop) is not available on {framework} -> {target}"
             + (" from a SavedModel" if kind == "savedmodel" else ""),
-            hint="it runs on torch -> pte|tflite and Keras (.keras/.h5) -> tflite; pass --to accordingly",
+            hint="it runs on torch and Keras (.keras/.h5) models, to pte and tflite; pass --to accordingly",
         )
 
 
@@ -96,6 +97,8 @@ def search(route, convert, model, recipe, calib, golden, out_path: Path, options
     feeds = inputs[:RANK_SAMPLES]
     if route.source == "torch":
         ranker = _TorchRanker(model, calib, feeds, route.target)
+    elif route.target == "pte":
+        ranker = _KerasPteRanker(model, calib, feeds, options.verbose)
     else:
         ranker = _TfliteRanker(model, convert, feeds, options)
     s = Search(metric, budget)
@@ -195,6 +198,30 @@ class _TorchRanker:
         from edgeship.quantize.layer_error import pte_layer_errors
 
         return pte_layer_errors(self.program, self.examples, self.calib, self.feeds, current.kept, self.target)
+
+
+class _KerasPteRanker:
+    """Keras -> pte: the route's PT2E graph with the kept layers in float, simulated on the host in
+    the route's torch-backend child process (convert/keras_pte.py)."""
+
+    def __init__(self, model, calib, feeds, verbose: bool):
+        self.model, self.calib, self.feeds, self.verbose = model, calib, feeds, verbose
+        self.named: list[str] | None = None
+
+    def layers(self) -> list[str]:
+        if self.named is None:
+            from edgeship.quantize.layer_error import keras_layers
+
+            return [n for n, _ in keras_layers(self.model.obj)]
+        return self.named
+
+    def rank(self, current: Attempt):
+        from edgeship.convert.keras_pte import layer_errors
+
+        rows = layer_errors(self.model, self.calib, self.feeds, current.kept, self.verbose)
+        if self.named is None:
+            self.named = [r.name for r in sorted(rows, key=lambda r: r.order)]
+        return rows
 
 
 class _TfliteRanker:

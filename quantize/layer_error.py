@@ -173,10 +173,11 @@ def capture(graph_module, inputs: list, names: set[str]) -> dict:
 
 
 def pte_layer_errors(program, examples, calib, inputs: list[list[np.ndarray]], float_layers=(),
-                     target: str = "pte") -> list[LayerError]:
+                     target: str = "pte", layer_prefix: str = "") -> list[LayerError]:
     """Per-layer error of the route's PT2E int8 graph against the float graph (torch programs).
     `inputs`: samples, each a list of batch-1 arrays in model input order. target 'pte' uses
-    ExecuTorch's XNNPACKQuantizer, 'tflite' litert-torch's PT2EQuantizer (torch -> .tflite)."""
+    ExecuTorch's XNNPACKQuantizer, 'tflite' litert-torch's PT2EQuantizer (torch -> .tflite).
+    `layer_prefix`: layers are the modules under it (the Keras route's 'layers.' wrappers)."""
     from edgeship.convert.torch_pte import _quiet, pt2e_quantize, to_tensors
 
     with _quiet():
@@ -186,8 +187,9 @@ def pte_layer_errors(program, examples, calib, inputs: list[list[np.ndarray]], f
 
             quant_gm = pt2e_quantize(program, examples, calib, quantizer=pt2e_quantizer(tuple(float_layers)))
         else:
-            quant_gm = pt2e_quantize(program, examples, calib, False, tuple(float_layers))
-    layers = torch_graph_layers(program.graph_module)
+            quant_gm = pt2e_quantize(program, examples, calib, False, tuple(float_layers),
+                                     layer_prefix=layer_prefix)
+    layers = torch_graph_layers(program.graph_module, strip=layer_prefix)
     float_names = {name: node for name, _, node in layers}
     quant_names = {name: _dequantized_view(quant_gm, node) for name, _, node in layers}
     reference: dict[str, list] = {n: [] for n in float_names}

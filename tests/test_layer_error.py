@@ -112,7 +112,9 @@ def test_routes_without_accuracy_aware_mode_are_refused():
     from edgeship.errors import UnsupportedError
     from edgeship.quantize.accuracy_aware import check_supported
 
-    for framework, target, kind in (("keras", "pte", "keras"), ("keras", "tflite", "savedmodel")):
-        with pytest.raises(UnsupportedError, match=f"not available on {framework} -> {target}"):
-            check_supported(framework, target, kind, "top1")
-    check_supported("torch", "tflite", "torch-module", "cosine")  # supported: no error
+    for framework, target in (("keras", "tflite"), ("keras", "pte")):
+        with pytest.raises(UnsupportedError, match=f"not available on {framework} -> {target} from a SavedModel"):
+            check_supported(framework, target, "savedmodel", "top1")
+    for framework, target, kind in (("torch", "tflite", "torch-module"), ("torch", "pte", "torch-exported"),
+                                    ("keras", "pte", "keras"), ("keras", "tflite", "keras")):
+        check_supported(framework, target, kind, "cosine")  # supported: no error

@@ -4,7 +4,8 @@
   wrong normalization at deployment     validate fails the int8 artifact's accuracy (fp32 passes)
   swapped channel order (RGB vs BGR)    validate fails accuracy and cosine, fp32 included
   one fragile layer (activation outlier) accuracy-aware int8 keeps just that layer in float and
-                                        meets the budget, on .pte and .tflite; `diff` names it worst
+                                        meets the budget, on .pte and .tflite from torch and from
+                                        Keras; `diff` names it worst
 
 Real models trained on scikit-learn's digits, real converters and runtimes.
 """
@@ -153,6 +154,17 @@ def test_accuracy_aware_tflite_keeps_only_the_fragile_layer(fragile_keras, tmp_p
     assert _failed(bundle) == {"int8": set()}
 
 
+def test_accuracy_aware_pte_from_keras_keeps_only_the_fragile_layer(fragile_keras, tmp_path):
+    """Keras -> .pte: each Keras layer exported under a torch module of its name, so XNNPACK's
+    PT2E quantizer can leave `fragile` out of int8."""
+    bundle = tmp_path / "b"
+    manifest = _export(bundle, fragile_keras, targets=["pte"], recipes="int8", calib="digits:train",
+                       eval="digits:test", max_drop=1.0)
+    _check_search(manifest)
+    assert "kept float: fragile" in manifest["artifacts"][0]["route"]
+    assert _failed(bundle) == {"int8": set()}
+
+
 def _diff(artifact: Path, tmp_path: Path) -> dict:
     png, out = tmp_path / "layers.png", tmp_path / "layers.json"
     r = CliRunner().invoke(cli, ["diff", str(artifact), "--png", str(png), "--json", str(out)])
@@ -183,6 +195,18 @@ def test_diff_names_the_fragile_layer_tflite(fragile_keras, tmp_path):
     assert worst["name"] == "fragile" and worst["snr_db"] < 10 and worst["cosine"] < 0.5
     assert all(r["added_db"] < worst["added_db"] / 2 for r in rest)
     assert {r["name"] for r in report["layers"]} == {"conv1", "fragile", "fc1", "fc2"}
+
+
+def test_diff_names_the_fragile_layer_pte_from_keras(fragile_keras, tmp_path):
+    bundle = tmp_path / "b"
+    _export(bundle, fragile_keras, targets=["pte"], recipes="int8", calib="digits:train", eval="digits:test")
+    report = _diff(bundle / "fragile.int8.pte", tmp_path)
+    worst, *rest = report["layers"]
+    assert worst["name"] == "fragile" and worst["snr_db"] < 10 and worst["cosine"] < 0.5
+    assert all(r["added_db"] < worst["added_db"] / 2 for r in rest)
+    assert {r["name"]: r["kind"] for r in report["layers"]} == {
+        "conv1": "Conv2D", "fragile": "Sequential", "fc1": "Dense", "fc2": "Dense"}
+    assert "simulated on the host" in report["reference"]
 
 
 def test_accuracy_aware_tflite_from_torch_keeps_only_the_fragile_layer(tmp_path):

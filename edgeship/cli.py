@@ -166,11 +166,11 @@ def _adb_runner(devices, runner) -> None:
     from edgeship.errors import InputError
 
     adb = [d for d in devices if d == "adb" or d.startswith("adb:")]
-    if adb and runner is None:
+    if adb and not runner:
         raise InputError(f"--device {adb[0]} needs --runner PATH: the native runner to push (LiteRT's "
                          "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)")
-    if runner is not None:
-        os.environ["EDGESHIP_ADB_RUNNER"] = str(Path(runner).resolve())
+    if runner:
+        os.environ["EDGESHIP_ADB_RUNNER"] = os.pathsep.join(str(Path(r).resolve()) for r in runner)
 
 
 @cli.command()
@@ -185,8 +185,9 @@ def _adb_runner(devices, runner) -> None:
 @click.option("--max-drop", type=float, help="Allowed top-1 drop vs the float model, points (default: per recipe).")
 @click.option("--min-cosine", type=float, help="Minimum cosine similarity (default: per recipe).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON.")
-@click.option("--runner", type=click.Path(path_type=Path), help="adb devices: the native runner to push "
-              "(LiteRT's benchmark_model for .tflite, ExecuTorch's executor_runner for .pte).")
+@click.option("--runner", type=click.Path(path_type=Path), multiple=True, help="adb devices: the native runner "
+              "to push: LiteRT's benchmark_model for .tflite, ExecuTorch's executor_runner for .pte (a name "
+              "holding 'executor_runner' runs .pte). Repeat for both.")
 @click.pass_context
 def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop, min_cosine, json_path, runner):
     """Compare every artifact of a bundle (or one artifact) with the float reference.
@@ -215,8 +216,9 @@ def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop
 @click.option("--device", multiple=True, default=["local"], show_default=True,
               help="Where to run: local, emu:rpi4, emu:rpi5, ssh://user@host[:port], adb[:SERIAL]. Repeat to run on each.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path))
-@click.option("--runner", type=click.Path(path_type=Path), help="adb devices: the native runner to push "
-              "(LiteRT's benchmark_model for .tflite, ExecuTorch's executor_runner for .pte).")
+@click.option("--runner", type=click.Path(path_type=Path), multiple=True, help="adb devices: the native runner "
+              "to push: LiteRT's benchmark_model for .tflite, ExecuTorch's executor_runner for .pte (a name "
+              "holding 'executor_runner' runs .pte). Repeat for both.")
 @click.pass_context
 def bench(ctx, artifact, threads, warmup, runs, device, json_path, runner):
     """Time one artifact: warm-up, then p50/p90/p99 latency per thread count."""
@@ -313,15 +315,18 @@ def devices():
 @devices.command("setup")
 @click.argument("uri")
 @click.option("--rebuild", is_flag=True, help="Rebuild even when a prepared runtime is cached.")
+@click.option("--with-executorch", is_flag=True, help="ssh:// devices: also install ExecuTorch's runtime (torch "
+              "from PyTorch's CPU index, executorch from PyPI), fetched by this host.")
 @click.option("--json", "as_json", is_flag=True, help="Print the device report as JSON.")
 @click.pass_context
-def devices_setup(ctx, uri, rebuild, as_json):
+def devices_setup(ctx, uri, rebuild, with_executorch, as_json):
     """Prepare URI: emu:* builds and caches the arm64 root filesystem with the runtimes (once);
-    ssh:// installs numpy and ai-edge-litert into a virtual environment on the device."""
+    ssh:// installs numpy and ai-edge-litert into a virtual environment on the device (and with
+    --with-executorch, torch and executorch, so .pte artifacts run there too)."""
     with handle_errors(ctx.obj["verbose"]):
         from edgeship.devices_cmd import print_doctor, setup
 
-        report = setup(uri, rebuild=rebuild)
+        report = setup(uri, rebuild=rebuild, with_executorch=with_executorch)
         if as_json:
             import json
 

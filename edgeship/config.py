@@ -7,7 +7,7 @@ says what was received, and every error names the file and the key (e.g. `gates.
     [data]     calib, eval, calib_samples, golden_samples
     targets    = [{format = "tflite", recipe = "int8", max_drop = {top1 = 1.0}}, ...]
     devices    = ["local"]
-    [measure]  threads, warmup, runs, timeout
+    [measure]  threads, warmup, runs, timeout, adb_runners
     [gates]    accuracy, latency (+ per device), size, memory, regression (the baseline floors)
     [report]   dir, formats
 """
@@ -67,6 +67,8 @@ class Measure(_Strict):
     warmup: int = Field(10, ge=0)
     runs: int = Field(100, ge=3)  # enough samples for the regression test to tell a shift from noise
     timeout: float = Field(600.0, gt=0)
+    # adb devices: the native runners to push (benchmark_model, executor_runner), relative to this file
+    adb_runners: list[str] = Field(default_factory=list)
 
 
 class LatencyBudget(_Strict):
@@ -142,7 +144,7 @@ class Project(_Strict):
                 close = difflib.get_close_matches(scheme, DEVICE_SCHEMES, n=1, cutoff=0.5)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
                 raise ValueError(f"unknown device '{uri}'.{hint} Devices: local, emu:rpi4, emu:rpi5, "
-                                 "ssh://user@host[:port]")
+                                 "ssh://user@host[:port], adb[:SERIAL]")
         return list(dict.fromkeys(v))
 
     @field_validator("targets")

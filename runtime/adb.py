@@ -65,9 +65,10 @@ def parse_benchmark_model(text: str) -> dict:
             "latency": latency}
 
 
-def parse_executor_runner(text: str) -> dict:
-    """ExecuTorch executor_runner's log -> agent result keys (ms). Raises ValueError when it did
-    not report a successful execution."""
+def parse_executor_runner(text: str, warmup: int = 0) -> dict:
+    """ExecuTorch executor_runner's log -> agent result keys (ms). executor_runner has no warm-up
+    option: the first `warmup` iterations are dropped from the timings. Raises ValueError when it
+    did not report a successful execution."""
     from edgeship.runtime.timing import summarize
 
     done = _ET_DONE.search(text)
@@ -77,11 +78,18 @@ def parse_executor_runner(text: str) -> dict:
     if not samples:  # older runners log only the total
         n = int(done.group(1))
         samples = [float(done.group(2)) / max(n, 1)] * n
+    dropped = min(warmup, max(len(samples) - 1, 0))
     load = _ET_LOAD.search(text)
-    out = {"latency": summarize(samples) | {"source": "executor_runner"}}
+    out = {"latency": summarize(samples[dropped:]) | {"source": "executor_runner", "warmup": dropped}}
     if load:
         out["init_ms"] = float(load.group(1))
     return out
+
+
+def runner_kind(path: Path) -> str:
+    """Which runner a file is, by its name: 'executor_runner' (.pte; also xnn_executor_runner)
+    or 'benchmark_model' (.tflite; any other name)."""
+    return "executor_runner" if "executor_runner" in Path(path).name else "benchmark_model"
 
 
 class AdbDevice:
@@ -92,24 +100,23 @@ class AdbDevice:
         self.serial = uri.split(":", 1)[1] if ":" in uri else None
         if self.serial == "":
             raise InputError("adb:SERIAL needs a serial (see `adb devices`), or use plain `adb`")
-        runner = runner or os.environ.get(RUNNER_ENV)
-        if not runner and not require_runner:
-            runner = None
-        elif not runner:
+        given = [runner] if runner else [p for p in os.environ.get(RUNNER_ENV, "").split(os.pathsep) if p]
+        if not given and require_runner:
             raise InputError(f"--device {uri} needs --runner PATH: the native runner to push (LiteRT's "
-                             "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)")
-        self.runner = Path(runner) if runner else None
-        if self.runner is None:
-            pass
-        elif not self.runner.is_file():
-            raise DeviceError(f"runner not found: {self.runner}")
-        elif not os.access(self.runner, os.X_OK):
-            raise DeviceError(f"runner is not executable: {self.runner} (chmod +x it)")
+                             "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)",
+                             hint="in a project file: [measure] adb_runners = [\"path/to/benchmark_model\", ...]")
+        self.runners: dict[str, Path] = {}
+        for path in map(Path, given):
+            if not path.is_file():
+                raise DeviceError(f"runner not found: {path}")
+            if not os.access(path, os.X_OK):
+                raise DeviceError(f"runner is not executable: {path} (chmod +x it)")
+            self.runners[runner_kind(path)] = path
         self.adb = shutil.which("adb")
         if not self.adb:
             raise DeviceError("adb is not installed", hint="apt-get install adb (Debian) or Android's platform-tools")
         self.serial = self._pick_serial()
-        self.emulated = os.environ.get("EDGESHIP_ADB_EMULATED") == "1"  # the tests' loopback adb server says so
+        self.emulated = self._is_emulator()
 
     # -- adb plumbing -------------------------------------------------------------------------
 
@@ -154,6 +161,12 @@ class AdbDevice:
             raise DeviceUnreachable(f"adb device {self.serial} is {state}", hint=hint)
         return self.serial
 
+    def _is_emulator(self) -> bool:
+        """Android's emulators (QEMU-based) set ro.kernel.qemu=1 (ro.boot.qemu=1 on newer images);
+        a phone sets neither. Latency measured on one is labelled emulated."""
+        rc, out = self.shell("getprop ro.kernel.qemu; getprop ro.boot.qemu", timeout=30)
+        return rc == 0 and "1" in out.split()
+
     def shell(self, command: str, timeout: float = 120.0) -> tuple[int, str]:
         """Run COMMAND in the device's shell; (exit status, stdout+stderr). The status comes back
         through an echoed marker, which old adb shells (no shell v2) would otherwise lose."""
@@ -190,8 +203,11 @@ class AdbDevice:
             disk = None
         cpu = re.search(r"^(?:Hardware|model name)\s*:\s*(.+)$", cpuinfo, re.M)
         parts_ = sorted(set(re.findall(r"^CPU part\s*:\s*(\S+)", cpuinfo, re.M)))
-        runner = f"pushed per run ({self.runner.name})" if self.runner else "pushed per run (--runner PATH)"
-        return {"ok": True, "device": self.uri, "serial": self.serial, "model": props[0].strip(),
+        bm, et = self.runners.get("benchmark_model"), self.runners.get("executor_runner")
+        runner = f"pushed per run ({bm.name})" if bm else "pushed per run (--runner PATH)"
+        et_runner = f"pushed per run ({et.name})" if et else "pushed per run (--runner PATH/executor_runner)"
+        return {"ok": True, "device": self.uri, "serial": self.serial, "emulated": self.emulated,
+                "model": props[0].strip(),
                 "android": props[1].strip(), "machine": props[2].strip(),
                 "cpu_model": f"{props[0].strip()}, Android {props[1].strip()}: " + (cpu.group(1).strip() if cpu else "?")
                 + (f" (CPU part {', '.join(parts_)})" if parts_ else ""),
@@ -199,7 +215,7 @@ class AdbDevice:
                 "python": "none (Android)", "python_executable": "native runners only",
                 "tflite": {"available": True, "runtime": f"native benchmark_model, {runner}",
                            "xnnpack": {"active": None, "detail": "the runner's choice (benchmark_model: --use_xnnpack)"}},
-                "executorch": {"available": True, "runtime": "ExecuTorch's native executor_runner, pushed per run"},
+                "executorch": {"available": True, "runtime": f"native executor_runner, {et_runner}"},
                 "mem_total_mb": kb("MemTotal"), "mem_available_mb": kb("MemAvailable"), "disk_free_mb": disk}
 
     # -- Device protocol ----------------------------------------------------------------------
@@ -210,20 +226,26 @@ class AdbDevice:
         kind = {".tflite": "benchmark_model", ".pte": "executor_runner"}.get(artifact.suffix)
         if kind is None:
             return AgentRun(False, {}, None, f"adb runs .tflite and .pte only, not {artifact.suffix}")
+        runner = self.runners.get(kind)
+        if runner is None:
+            given = ", ".join(p.name for p in self.runners.values()) or "none"
+            return AgentRun(False, {}, None, f"{artifact.suffix} on adb needs {kind} (runners given: {given}); "
+                                             f"pass --runner PATH/{kind} too")
         rdir = f"{REMOTE_DIR}/{artifact.stem}"
         rc, out = self.shell(f"rm -rf {shlex.quote(rdir)} && mkdir -p {shlex.quote(rdir)}")
         if rc:
             return AgentRun(False, {}, None, f"mkdir {rdir}: {out.strip()[-200:]}")
-        rmodel, rrunner = f"{rdir}/{artifact.name}", f"{rdir}/{self.runner.name}"
+        rmodel, rrunner = f"{rdir}/{artifact.name}", f"{rdir}/{runner.name}"
         self.push(artifact, rmodel)
-        self.push(self.runner, rrunner)
+        self.push(runner, rrunner)
         rc, out = self.shell(f"chmod +x {shlex.quote(rrunner)}")
         if rc:
             return AgentRun(False, {}, None, f"chmod +x {rrunner}: {out.strip()[-200:]}")
-        base = {"device": self.uri, "runner": self.runner.name, "emulated": self.emulated, "threads": threads}
+        base = {"device": self.uri, "runner": runner.name, "emulated": self.emulated, "threads": threads}
         if kind == "benchmark_model":
             return self._benchmark_model(rrunner, rmodel, threads, warmup, runs, timeout, base)
-        return self._executor_runner(rrunner, rmodel, rdir, inputs, threads, warmup, runs, timeout, base)
+        base["delegate"] = "XNNPACK" if b"XnnpackBackend" in artifact.read_bytes() else None
+        return self._executor_runner(rrunner, rmodel, rdir, inputs, signature, threads, warmup, runs, timeout, base)
 
     def _run_runner(self, cmd: str, timeout: float) -> tuple[int, str] | AgentRun:
         # the device enforces the timeout too, so a hung runner does not outlive the call
@@ -249,20 +271,25 @@ class AdbDevice:
                   "accuracy_error": NO_OUTPUTS, "log_tail": out.strip().splitlines()[-3:]}
         return AgentRun(rc == 0, result, None, None if rc == 0 else f"benchmark_model exit {rc}: {_last_line(out)}")
 
-    def _executor_runner(self, rrunner, rmodel, rdir, inputs, threads, warmup, runs, timeout, base) -> AgentRun:
+    def _executor_runner(self, rrunner, rmodel, rdir, inputs, signature, threads, warmup, runs, timeout,
+                         base) -> AgentRun:
+        """One executor_runner call per sample (it reads one set of input files): the first runs
+        warmup + runs times for the timings (the warm-up iterations dropped), the rest once. Inputs are written, and outputs read, as the
+        raw bytes of the tensors the program holds: (de)quantized per the manifest's signature."""
+        in_specs, out_specs = _tensor_specs(signature, "inputs"), _tensor_specs(signature, "outputs")
         outputs: list[list[np.ndarray]] = []
-        result = {**base, "runtime": "executorch (executor_runner)", "delegate": None}
+        result = {**base, "runtime": "executorch (executor_runner)"}
         with tempfile.TemporaryDirectory(prefix="edgeship-adb-") as tmp:
             tmp = Path(tmp)
             n = len(inputs[0]) if inputs else 0
-            for i in range(n):  # one run per sample: the runner reads one set of input files
+            for i in range(n):
                 names = []
                 for j, x in enumerate(inputs):
                     f = tmp / f"in{j}.bin"
-                    np.ascontiguousarray(x[i:i + 1]).tofile(f)
+                    _stored(np.ascontiguousarray(x[i:i + 1]), in_specs[j] if j < len(in_specs) else None).tofile(f)
                     self.push(f, f"{rdir}/in{j}.bin")
                     names.append(f"{rdir}/in{j}.bin")
-                execs = runs if i == 0 else 1
+                execs = warmup + runs if i == 0 else 1
                 cmd = (f"{shlex.quote(rrunner)} --model_path={shlex.quote(rmodel)} --inputs={','.join(names)} "
                        f"--output_file={rdir}/out --num_executions={execs} --cpu_threads={threads} --print_output=none")
                 got = self._run_runner(cmd, timeout)
@@ -270,24 +297,53 @@ class AdbDevice:
                     return got
                 rc, out = got
                 try:
-                    parsed = parse_executor_runner(out)
+                    parsed = parse_executor_runner(out, warmup if i == 0 else 0)
                 except ValueError as e:
                     return AgentRun(False, result, None, f"executor_runner exit {rc}: {_last_line(out) or e}")
                 if i == 0:
                     result.update(parsed)
                 rc, listing = self.shell(f"ls {rdir}/out-*.bin")
+                remotes = sorted(listing.split(), key=lambda s: int(s.rsplit("-", 1)[1][:-4])) if rc == 0 else []
+                if not remotes:
+                    return AgentRun(False, result, None, f"executor_runner wrote no output files ({rdir}/out-*.bin)")
                 sample = []
-                for k, remote in enumerate(sorted(listing.split(), key=lambda s: int(s.rsplit("-", 1)[1][:-4]))):
+                for k, remote in enumerate(remotes):
                     local = tmp / f"out{i}-{k}.bin"
                     self.pull(remote, local)
-                    sample.append(np.fromfile(local, dtype=np.float32))
+                    sample.append(_loaded(local, out_specs[k] if k < len(out_specs) else None))
                 outputs.append(sample)
         if not outputs:
             return AgentRun(True, {**result, "ok": True, "accuracy_error": "not measured: no inputs"}, None, None)
         stacked = [np.stack([s[k] for s in outputs]) for k in range(len(outputs[0]))]
         result["samples"] = len(outputs)
-        result["outputs_dtype_note"] = "executor_runner writes raw tensor bytes; read as float32"
         return AgentRun(True, {**result, "ok": True}, stacked, None)
+
+
+def _tensor_specs(signature: dict | None, side: str) -> list[dict]:
+    """The manifest's I/O entries as the runners' specs: {"dtype", "quantization", "shape"}."""
+    specs = []
+    for entry in (signature or {}).get(side) or []:
+        dtype = str(entry.get("dtype") or "float32")
+        quant = entry.get("quantization") if dtype in ("int8", "uint8", "int16") else None
+        specs.append({"dtype": dtype, "quantization": quant, "shape": entry.get("shape")})
+    return specs
+
+
+def _stored(x: np.ndarray, spec: dict | None) -> np.ndarray:
+    """A float sample as the program stores it: quantized for integer inputs."""
+    from edgeship.runtime.executorch import _to_stored
+
+    return _to_stored(x, spec) if spec else x.astype(np.float32)
+
+
+def _loaded(path: Path, spec: dict | None) -> np.ndarray:
+    """An output file's raw bytes as float32: dequantized for integer outputs."""
+    from edgeship.runtime.executorch import _from_stored
+
+    if not spec:
+        return np.fromfile(path, dtype=np.float32)
+    y = np.fromfile(path, dtype=spec["dtype"])
+    return _from_stored(y, spec).astype(np.float32)
 
 
 def _last_line(text: str) -> str:

@@ -181,8 +181,9 @@ class AdbTestServer:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "QEMU_LD_PREFIX": r, "QEMU_CPU": "cortex-a72",
                "HOME": str(self.data), "TMPDIR": str(self.data)}
         # `getprop` is Android's: answer the few properties edgeship asks for
+        # ro.kernel.qemu=1: what Android's own (QEMU-based) emulators set, and this device is QEMU too
         props = {"ro.product.model": "Emulated arm64 (QEMU cortex-a72)", "ro.build.version.release": "14",
-                 "ro.product.cpu.abi": "arm64-v8a"}
+                 "ro.product.cpu.abi": "arm64-v8a", "ro.kernel.qemu": "1"}
         cases = " ".join(f"{k}) echo '{v}';;" for k, v in props.items())
         cmd = f'getprop() {{ case "$1" in {cases} *) echo;; esac; }}; ' + cmd
         p = subprocess.Popen(["qemu-aarch64-static", "-L", r, "-cpu", "cortex-a72", f"{r}/bin/sh", "-c",

@@ -1,7 +1,9 @@
 """adb and adb:SERIAL for real: Debian's `adb` client talks to an adb server on loopback written
 for the tests (tests/adb_test_server.py), whose device is the emulated Pi's arm64 root filesystem.
-The runner pushed is a stand-in for LiteRT's benchmark_model (tests/runner_standins/), run by the
-rootfs's arm64 Python with the real LiteRT runtime, so its timings are real emulated timings.
+The runners pushed are stand-ins (tests/runner_standins/): for LiteRT's benchmark_model, run by the
+rootfs's arm64 Python with the real LiteRT runtime, so its timings are real emulated timings; for
+ExecuTorch's executor_runner, run by the host's Python with the real ExecuTorch runtime (there is
+no arm64 ExecuTorch here), so its outputs are real ExecuTorch outputs read back through adb.
 The parsers are also checked on output in the real runners' formats (sources cited per test).
 """
 
@@ -101,6 +103,31 @@ def standin(emu_rootfs, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def et_standin(tmp_path_factory) -> Path:
+    """The executor_runner stand-in as an executable whose #! is the host's Python (x86 ExecuTorch)."""
+    import sys
+
+    path = tmp_path_factory.mktemp("runner") / "executor_runner"
+    path.write_text(f"#!{sys.executable}\n" + (STANDINS / "executor_runner.py").read_text())
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_pte_bundle(tmp_path_factory) -> Path:
+    """torch digits CNN -> .pte, fp32 and int8 with integer I/O, 12 golden samples: executor_runner
+    runs once per sample, and each run here starts the host's ExecuTorch anew."""
+    from device_support import REPO
+
+    out = tmp_path_factory.mktemp("adbpte") / "digits"
+    r = run_cli("-q", "export", f"{REPO / 'examples' / 'torch_digits.py'}:build", "--to", "pte", "--quant",
+                "fp32,int8", "--int8-io", "--calib", "digits:train", "--calib-samples", "100", "--eval", "digits:test",
+                "--golden-samples", "12", "--out", out, "--name", "digits")
+    assert r.exit_code == 0, r.output
+    return out
+
+
 @pytest.fixture
 def adb_server(emu_rootfs, tmp_path):
     servers = []
@@ -190,3 +217,58 @@ def test_doctor_through_adb(adb_server):
     r = run_cli("devices", "doctor", "adb", "--json", env=env_for(server))
     rep = json.loads(r.output)
     assert rep["cores"] and rep["mem_total_mb"] > 0 and rep["disk_free_mb"] > 0 and rep["android"] == "14"
+
+
+def test_validate_pte_through_adb_with_executor_runner(adb_server, et_standin, standin, small_pte_bundle, tmp_path):
+    """.pte over adb end to end: inputs pushed as the program's raw tensors (int8 I/O quantized with
+    the manifest's parameters), executor_runner run per sample, out-N.bin pulled and compared with
+    the golden vectors on the host. Both runners given: each artifact gets its own."""
+    server = adb_server()
+    out = tmp_path / "v.json"
+    r = run_cli("validate", small_pte_bundle, "--device", "adb", "--runner", standin, "--runner", et_standin,
+                "--warmup", "2", "--runs", "5", "--json", out, env=env_for(server))
+    assert r.exit_code == 0, r.output
+    print(r.output)
+    assert "Traceback" not in r.output and "emulated" in r.output
+    rec = json.loads(out.read_text())
+    arts = rec["artifacts"] if "artifacts" in rec else rec["results"]
+    assert {a["recipe"] for a in arts} == {"fp32", "int8"}
+    for a in arts:
+        assert a["status"] == "pass", a
+        assert a["runtime"] == "executorch (executor_runner)" and a["emulated"] is True
+        assert a["latency"]["runs"] == 5 and a["latency"]["warmup"] == 2
+    runs = [q for q in server.requests if q.startswith("shell:") and "executor_runner --model_path=" in q]
+    assert len(runs) == 2 * 12, len(runs)  # once per golden sample, per artifact
+    assert all("--inputs=/data/local/tmp/edgeship/" in q and "--output_file=" in q for q in runs)
+    assert not any("benchmark_model --graph" in q for q in server.requests)
+
+
+def test_a_pte_without_executor_runner_is_a_clear_error(adb_server, standin, small_pte_bundle, tmp_path):
+    server = adb_server()
+    r = run_cli("validate", small_pte_bundle / "digits.int8.pte", "--device", "adb", "--runner", standin,
+                env=env_for(server))
+    assert r.exit_code == 1, r.output
+    said = " ".join(r.output.split())
+    assert ".pte on adb needs executor_runner (runners given: benchmark_model)" in said, r.output
+    assert "Traceback" not in r.output
+
+
+def test_check_reads_the_adb_runners_from_the_project_file(adb_server, et_standin, small_pte_bundle, tmp_path):
+    """`check` on an adb device: the runners come from [measure] adb_runners (relative to the file)."""
+    from device_support import REPO
+
+    server = adb_server()
+    shutil.copy(et_standin, tmp_path / "executor_runner")
+    cfg = tmp_path / "edgeship.toml"
+    cfg.write_text(f'devices = ["adb"]\nout = "{small_pte_bundle}"\n'
+                   'targets = [{ format = "pte", recipe = "int8" }]\n'
+                   f'[model]\nsource = "{REPO / "examples" / "torch_digits.py"}:build"\n'
+                   '[measure]\nwarmup = 1\nruns = 3\nadb_runners = ["executor_runner"]\n')
+    r = run_cli("check", cfg, "--skip-export", "--report-dir", tmp_path / "report", env=env_for(server))
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert "Traceback" not in r.output and json.dumps(report).count("executor_runner") >= 1
+    assert any("executor_runner --model_path=" in q for q in server.requests)
+    cfg.write_text(cfg.read_text().replace('adb_runners = ["executor_runner"]\n', ""))
+    r = run_cli("check", cfg, "--skip-export", "--report-dir", tmp_path / "report2", env=env_for(server))
+    assert r.exit_code == 3 and "adb_runners" in r.output, r.output

@@ -51,11 +51,16 @@ def _step_printer():
     return show
 
 
-def setup(uri: str, rebuild: bool = False) -> dict:
+def setup(uri: str, rebuild: bool = False, with_executorch: bool = False) -> dict:
     """Prepare the device; returns its doctor report (with 'setup_seconds' and 'setup' added)."""
     from edgeship.console import info
+    from edgeship.errors import InputError
 
     scheme = _scheme(uri)
+    if with_executorch and scheme != "ssh":
+        raise InputError(f"--with-executorch installs onto ssh:// devices, not {uri}",
+                         hint="emu:* has no CPU torch for arm64 (PyPI's is a CUDA build); adb runs .pte with "
+                              "--runner executor_runner")
     t0 = time.monotonic()
     if scheme == "emu":
         from edgeship.runtime.emulated import EmulatedDevice, parse_board
@@ -70,7 +75,7 @@ def setup(uri: str, rebuild: bool = False) -> dict:
         from edgeship.runtime.ssh import SSHDevice
 
         device = SSHDevice(uri, require_runtime=False)
-        report = device.setup(progress=_step_printer(), rebuild=rebuild)
+        report = device.setup(progress=_step_printer(), rebuild=rebuild, with_executorch=with_executorch)
     else:  # the host: nothing to prepare
         report = doctor_report(uri)
         report["setup"] = "nothing to do"

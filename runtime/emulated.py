@@ -26,8 +26,8 @@ from edgeship.runtime.local import LocalDevice, parse_agent_stdout
 AGENT_MODULES = ("agent", "timing", "tflite", "executorch", "probe")
 OPTIONAL_AGENT_MODULES = ("onnx",)  # runners the agent may name (RUNNERS) when this tree has them
 EXECUTORCH_ON_AARCH64 = ("ExecuTorch cannot run on this emulated arm64 device: its Python runtime links libtorch, "
-                         "and PyPI serves no CPU torch for aarch64 (on a real Pi, install torch from PyTorch's "
-                         "CPU index)")
+                         "and PyPI serves no CPU torch for aarch64 (on a real Pi, `edgeship devices setup "
+                         "ssh://... --with-executorch` installs one from PyTorch's CPU index)")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ from edgeship.runtime.local import describe_exit, load_outputs, parse_agent_stdo
 
 HOME = ".edgeship"  # relative to the login directory: the same path for ssh and scp
 VENV_PYTHON = f"{HOME}/venv/bin/python"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TORCH_INDEX_ENV = "EDGESHIP_TORCH_INDEX_URL"
 WHEELS = ("numpy", "ai-edge-litert")
 DROPPED = ("connection closed", "closed by remote host", "connection reset", "broken pipe", "timeout, server",
            "not responding", "connection to .* closed", "lost connection", "client_loop: send disconnect")
@@ -298,9 +300,10 @@ class SSHDevice:
             result["tflite"] = {"available": False, "reason": f"no edgeship runtime on the device; {self.setup_hint()}"}
         return result
 
-    def setup(self, progress=None, rebuild: bool = False) -> dict:
+    def setup(self, progress=None, rebuild: bool = False, with_executorch: bool = False) -> dict:
         steps = ["connect", "download aarch64 wheels on this host", "create ~/.edgeship/venv",
-                 "install numpy and ai-edge-litert", "check"]
+                 "install numpy and ai-edge-litert" + (", torch (CPU) and executorch" if with_executorch else ""),
+                 "check"]
 
         def step(i):
             if progress:
@@ -308,11 +311,11 @@ class SSHDevice:
 
         step(0)
         try:
-            return self._setup(step, rebuild)
+            return self._setup(step, rebuild, with_executorch)
         except SSHFailure as e:
             raise self.connection_error(e) from None
 
-    def _setup(self, step, rebuild: bool) -> dict:
+    def _setup(self, step, rebuild: bool, with_executorch: bool = False) -> dict:
         state = self._connect()
         if state.get("python3") != "yes":
             raise DeviceError(f"{self.uri}: python3 is not installed on the device",
@@ -322,6 +325,7 @@ class SSHDevice:
         arch = state.get("arch", "")
         step(1)
         wheel_dir = download_wheels(arch, info["py"], info["libc"])
+        et_dir = download_executorch_wheels(info["py"], info["libc"]) if with_executorch else None
         step(2)
         if rebuild:
             self.ssh(f"rm -rf {HOME}/venv")
@@ -333,7 +337,7 @@ class SSHDevice:
                               hint="install venv there: `sudo apt install python3-venv`")
         step(3)
         self.ssh(f"rm -rf {HOME}/wheels && mkdir -p {HOME}/wheels")
-        wheels = sorted(wheel_dir.glob("*.whl"))
+        wheels = sorted(wheel_dir.glob("*.whl")) + (sorted(et_dir.glob("*.whl")) if et_dir else [])
         self.scp([str(w) for w in wheels], self.remote(f"{HOME}/wheels/"), timeout=900)
         self._verify({f"{HOME}/wheels/{w.name}": sha256_file(w) for w in wheels})
         install = f"install -q --no-compile --no-index --find-links {HOME}/wheels " + " ".join(_pins())
@@ -343,6 +347,16 @@ class SSHDevice:
                          check=False)
         if r.returncode != 0:
             raise DeviceError(f"{self.uri}: installing the runtime failed: {_last(r.stderr or r.stdout)}")
+        if et_dir is not None:  # executorch without its exporter's dependencies: the runtime needs torch only
+            local = f"install -q --no-compile --no-index --find-links {HOME}/wheels"
+            r = self.ssh(f"{VENV_PYTHON} -m pip {local} {_torch_pin()} || python3 -m pip --python {VENV_PYTHON} "
+                         f"{local} {_torch_pin()}", timeout=1800, check=False)
+            if r.returncode == 0:
+                r = self.ssh(f"{VENV_PYTHON} -m pip {local} --no-deps {_executorch_pin()} || python3 -m pip "
+                             f"--python {VENV_PYTHON} {local} --no-deps {_executorch_pin()}", timeout=1800, check=False)
+            if r.returncode != 0:
+                raise DeviceError(f"{self.uri}: installing torch and executorch failed: {_last(r.stderr or r.stdout)}",
+                                  hint="the LiteRT runtime is installed; .tflite artifacts run")
         self.ssh(f"rm -rf {HOME}/wheels", check=False)
         step(4)
         self._ready = False
@@ -356,6 +370,54 @@ def _pins() -> list[str]:
     from edgeship.runtime.rootfs import _host_version
 
     return [f"numpy=={_host_version('numpy', '2.2.6')}", f"ai-edge-litert=={_host_version('ai-edge-litert', '2.3.0')}"]
+
+
+def _torch_pin() -> str:
+    from edgeship.runtime.rootfs import _host_version
+
+    return f"torch=={_host_version('torch', '2.13.0').split('+')[0]}"
+
+
+def _executorch_pin() -> str:
+    from edgeship.runtime.rootfs import _host_version
+
+    return f"executorch=={_host_version('executorch', '1.5.1').split('+')[0]}"
+
+
+def download_executorch_wheels(py: str, libc: str) -> Path:
+    """aarch64 wheels for ExecuTorch's Python runtime, fetched by this host's pip: torch from
+    PyTorch's CPU index (PyPI's aarch64 torch is a CUDA build that does not import without the
+    CUDA libraries) with its dependencies, and executorch from PyPI. Fetched before the device is
+    touched, so a host without access to the index loses nothing on the device."""
+    import sys
+
+    from edgeship.runtime.rootfs import cache_root, pip_platform_args
+
+    index = os.environ.get(TORCH_INDEX_ENV) or TORCH_CPU_INDEX
+    try:
+        minor = int(libc.split(".")[1])
+    except (IndexError, ValueError):
+        minor = 28
+    pins = [_torch_pin(), _executorch_pin()]
+    dest = cache_root() / "wheels" / f"aarch64-cp{py.replace('.', '')}-glibc2.{minor}-executorch"
+    stamp = dest / ("ok-" + hashlib.sha256(" ".join([index, *pins]).encode()).hexdigest()[:12])
+    if stamp.exists():
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    platform = pip_platform_args(py, minor)
+    for args, where in (([f"--index-url={index}", pins[0]], f"PyTorch's CPU index ({index})"),
+                        (["--no-deps", pins[1]], "the package index")):
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--retries", "1", "-d", str(dest),
+                               *platform, *args], capture_output=True, text=True)
+        if proc.returncode != 0:
+            unreachable = re.search(r"NewConnectionError|Name or service not known|Could not resolve|timed out",
+                                    proc.stderr)
+            why = "it cannot be reached from this host" if unreachable else _last(proc.stderr)
+            raise DeviceError(f"cannot download {args[-1]} for aarch64 from {where}: {why}",
+                              hint=f"this host needs access to it (a mirror: set {TORCH_INDEX_ENV}); without "
+                                   "--with-executorch, setup installs the LiteRT runtime only")
+    stamp.touch()
+    return dest
 
 
 def download_wheels(arch: str, py: str, libc: str) -> Path:

@@ -105,6 +105,24 @@ def test_setup_installs_the_runtime_in_a_venv(sshd, good_env):
     assert (sshd.rootfs / "root/.edgeship/venv/bin/python").exists()
 
 
+def test_setup_with_executorch_needs_the_torch_index_and_loses_nothing(sshd, good_env, monkeypatch):
+    """--with-executorch fetches torch from PyTorch's CPU index on this host before touching the
+    device. An index that cannot be reached (a closed port on loopback stands for it) is one clear
+    line, exit 3, and the LiteRT runtime installed before still runs."""
+    from device_support import free_port
+
+    monkeypatch.setenv("EDGESHIP_TORCH_INDEX_URL", f"http://127.0.0.1:{free_port()}/whl/cpu")
+    r = run_cli("devices", "setup", sshd.uri, "--with-executorch", env=good_env)
+    assert r.exit_code == 3, r.output
+    said = " ".join(r.output.split())
+    assert "cannot download torch==" in said and "it cannot be reached from this host" in said, r.output
+    assert "Traceback" not in r.output
+    r = run_cli("devices", "doctor", sshd.uri, env=good_env)
+    assert r.exit_code == 0, r.output
+    r = run_cli("devices", "setup", "emu:rpi4", "--with-executorch")
+    assert r.exit_code == 2 and "installs onto ssh:// devices" in r.output
+
+
 def test_validate_over_ssh(sshd, good_env, digits_bundle, tmp_path):
     out = tmp_path / "r.json"
     r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", sshd.uri, "--runs", "10",

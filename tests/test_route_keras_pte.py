@@ -119,3 +119,45 @@ def test_child_failure_is_one_line(tmp_path):
     message = str(err.value)
     assert message.startswith("Keras (torch backend) cannot load") and "model.keras" in message
     assert "\n" not in message and "Traceback" not in message
+
+
+@pytest.mark.slow
+def test_functional_model_with_two_inputs_and_a_skip_connection(tmp_path):
+    """Functional models go through the same per-layer wrapping as Sequential ones: two inputs, a
+    shared branch, a residual Add; fp32 matches Keras, and int8 can keep one layer in float."""
+    import keras
+
+    from edgeship.data import Dataset
+    from edgeship.sources import load_model
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((8, 8, 1), name="image")
+    extra = keras.Input((4,), name="extra")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a")(image)
+    y = keras.layers.Conv2D(8, 3, padding="same", name="conv_b")(x)
+    x = keras.layers.Add(name="residual")([x, y])
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Concatenate(name="join")([x, keras.layers.Dense(4, name="side")(extra)])
+    out = keras.layers.Dense(10, name="head")(x)
+    path = tmp_path / "two_inputs.keras"
+    keras.Model([image, extra], out, name="two_inputs").save(path)
+    model = load_model(str(path))
+    rng = np.random.default_rng(0)
+    arrays = [rng.random((64, 8, 8, 1), np.float32), rng.random((64, 4), np.float32)]
+    feeds = [[a[i:i + 1] for a in arrays] for i in range(8)]
+    reference = np.concatenate([np.asarray(model.obj([f[0], f[1]])) for f in feeds])
+
+    from edgeship.convert.keras_pte import convert as keras_pte_convert, layer_errors
+
+    fp32 = tmp_path / "fp32.pte"
+    keras_pte_convert(model, RECIPES["fp32"], None, fp32, ConvertOptions())
+    got = np.concatenate([Runner(str(fp32)).run(f)[0] for f in feeds])
+    assert np.abs(got - reference).max() < FP32_MAX_ABS
+
+    calib = Dataset("random", arrays, model.io.inputs)
+    int8 = tmp_path / "int8.pte"
+    result = keras_pte_convert(model, RECIPES["int8"], calib, int8, ConvertOptions(float_layers=("head",)))
+    assert "kept float: head" in result.route
+    rows = layer_errors(model, calib, feeds, ("head",))
+    assert {r.name for r in rows} == {"conv_a", "conv_b", "side", "head"}
+    assert next(r for r in rows if r.name == "head").kind == "Dense"

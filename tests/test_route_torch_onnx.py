@@ -97,7 +97,7 @@ def test_int8_qdq_per_channel_keeps_accuracy(artifacts, reference, torch_digits)
                          if t["dtype"] == "int8" and t["quantization"] and isinstance(t["quantization"]["scale"], list))
     assert 16 in per_channel and 32 in per_channel  # the two conv layers' filters
     assert path.stat().st_size < 0.4 * artifacts["fp32"][0].stat().st_size
-    assert "quantize_static QDQ (per-channel int8 weights, float I/O)" in result.route
+    assert "quantize_static QDQ (per-channel 7-bit weights, reduce_range; float I/O)" in result.route
     assert cosine(logits, reference) > 0.98
     assert abs(top1(logits, torch_digits.test.labels) - torch_digits.float_accuracy) <= 1.0
 

@@ -261,8 +261,10 @@ def diff(ctx, artifact, data, source, calib, samples, png, json_path):
     """Per-layer error of an int8 artifact against the float model: SNR, cosine and max error of
     each layer's output, worst first (by SNR lost at the layer), and a bar chart PNG.
 
-    .tflite: the int8 artifact's intermediate tensors vs the fp32 .tflite of the same route.
-    .pte: the int8 graph simulated on the host (PT2E q/dq graph vs the float graph).
+    .tflite from Keras: the int8 artifact's intermediate tensors vs the fp32 .tflite of the same
+    route. .pte (from PyTorch or Keras) and .tflite from PyTorch: the route's int8 graph simulated
+    on the host (PT2E q/dq graph vs the float graph): ExecuTorch exposes no intermediate tensors,
+    and litert-torch renames them.
     """
     with handle_errors(ctx.obj["verbose"]):
         from edgeship.diff_cmd import DiffRequest, run_diff

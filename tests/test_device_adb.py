@@ -97,8 +97,13 @@ def standin(emu_rootfs, tmp_path_factory) -> Path:
     from edgeship.runtime.rootfs import ensure_binfmt
 
     ensure_binfmt()  # the server's shell execs arm64 programs through binfmt_misc
-    path = tmp_path_factory.mktemp("runner") / "benchmark_model"
-    path.write_text(f"#!{emu_rootfs}/usr/bin/python3\n" + (STANDINS / "benchmark_model.py").read_text())
+    return install_standin(tmp_path_factory.mktemp("runner"), "benchmark_model", f"{emu_rootfs}/usr/bin/python3")
+
+
+def install_standin(folder: Path, name: str, python: str) -> Path:
+    """tests/runner_standins/NAME.py as an executable NAME run by `python` (its #! line)."""
+    path = folder / name
+    path.write_text(f"#!{python}\n" + (STANDINS / f"{name}.py").read_text())
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
 
@@ -108,10 +113,7 @@ def et_standin(tmp_path_factory) -> Path:
     """The executor_runner stand-in as an executable whose #! is the host's Python (x86 ExecuTorch)."""
     import sys
 
-    path = tmp_path_factory.mktemp("runner") / "executor_runner"
-    path.write_text(f"#!{sys.executable}\n" + (STANDINS / "executor_runner.py").read_text())
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
+    return install_standin(tmp_path_factory.mktemp("runner"), "executor_runner", sys.executable)
 
 
 @pytest.fixture(scope="module")

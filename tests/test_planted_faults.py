@@ -172,6 +172,10 @@ def _diff(artifact: Path, tmp_path: Path) -> dict:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads(out.read_text())
     assert "worst layer: fragile" in r.output
+    worst, *rest = report["layers"]
+    assert worst["name"] == "fragile" and worst["snr_db"] < 10 and worst["cosine"] < 0.5
+    assert all(row["added_db"] < worst["added_db"] / 2 for row in rest)  # far ahead of every other layer
+    assert {r["name"] for r in report["layers"]} == {"conv1", "fragile", "fc1", "fc2"}
     return report
 
 
@@ -179,10 +183,6 @@ def test_diff_names_the_fragile_layer_pte(tmp_path):
     bundle = tmp_path / "b"
     _export(bundle, FRAGILE_TORCH, targets=["pte"], recipes="int8", calib="digits:train", eval="digits:test")
     report = _diff(bundle / "fragile_torch.int8.pte", tmp_path)
-    worst, *rest = report["layers"]
-    assert worst["name"] == "fragile" and worst["snr_db"] < 10 and worst["cosine"] < 0.5
-    assert all(r["added_db"] < worst["added_db"] / 2 for r in rest)
-    assert {r["name"] for r in report["layers"]} == {"conv1", "fragile", "fc1", "fc2"}
     assert "simulated on the host" in report["reference"]
 
 
@@ -190,22 +190,15 @@ def test_diff_names_the_fragile_layer_tflite(fragile_keras, tmp_path):
     bundle = tmp_path / "b"
     _export(bundle, fragile_keras, targets=["tflite"], recipes="fp32,int8", calib="digits:train",
             eval="digits:test")
-    report = _diff(bundle / "fragile.int8.tflite", tmp_path)
-    worst, *rest = report["layers"]
-    assert worst["name"] == "fragile" and worst["snr_db"] < 10 and worst["cosine"] < 0.5
-    assert all(r["added_db"] < worst["added_db"] / 2 for r in rest)
-    assert {r["name"] for r in report["layers"]} == {"conv1", "fragile", "fc1", "fc2"}
+    _diff(bundle / "fragile.int8.tflite", tmp_path)
 
 
 def test_diff_names_the_fragile_layer_pte_from_keras(fragile_keras, tmp_path):
     bundle = tmp_path / "b"
     _export(bundle, fragile_keras, targets=["pte"], recipes="int8", calib="digits:train", eval="digits:test")
     report = _diff(bundle / "fragile.int8.pte", tmp_path)
-    worst, *rest = report["layers"]
-    assert worst["name"] == "fragile" and worst["snr_db"] < 10 and worst["cosine"] < 0.5
-    assert all(r["added_db"] < worst["added_db"] / 2 for r in rest)
     assert {r["name"]: r["kind"] for r in report["layers"]} == {
-        "conv1": "Conv2D", "fragile": "Sequential", "fc1": "Dense", "fc2": "Dense"}
+        "conv1": "Conv2D", "fragile": "Sequential", "fc1": "Dense", "fc2": "Dense"}  # Keras' own class names
     assert "simulated on the host" in report["reference"]
 
 

@@ -195,6 +195,10 @@ def _as_torch_module(keras_model, n_inputs: int):
 
     whole_model, layer_call, by_layer = _torch_module_classes()
     graph = keras_model._functional if isinstance(keras_model, keras.Sequential) else keras_model
+    try:  # Keras' own per-node call wrapper (training flag and the other call-context arguments)
+        from keras.src.models.functional import operation_fn  # noqa: F401
+    except ImportError:  # another Keras: the model converts whole, without per-layer names
+        graph = None
     if not isinstance(graph, keras.Model) or not hasattr(graph, "_run_through_graph"):
         return whole_model(keras_model, n_inputs).eval(), {}
     wrappers = torch.nn.ModuleDict()

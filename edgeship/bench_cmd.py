@@ -47,6 +47,7 @@ def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri, 
 
 def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri: str, verbose):
     """(failed, results, context) for one device, after printing its table."""
+    from rich.markup import escape
     from rich.table import Table
 
     from edgeship.console import console
@@ -84,11 +85,16 @@ def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri:
                                                  "delegate")}})
         if not run.ok:
             failed = True
-            table.add_row(str(n), *["—"] * 7, f"[red]{run.error}[/]")
+            table.add_row(str(n), *["—"] * 7, f"[red]{escape(str(run.error))}[/]")
             continue
         lat = r["latency"]
+        # native runners (adb) report no peak memory, and executor_runner's init is whole milliseconds
         table.add_row(str(n), *(f"{lat[k]:.3f}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")),
-                      f"{r['init_ms']:.0f}", f"{r['first_ms']:.2f}",
-                      "—" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:.0f}", r["runtime"])  # adb: none
+                      _ms(r.get("init_ms"), "{:.0f}"), _ms(r.get("first_ms"), "{:.2f}"),
+                      _ms(r.get("peak_rss_mb"), "{:.0f}"), escape(str(r.get("runtime"))))
     console().print(table)
     return failed, results, {"device": device.uri, "emulated": device.emulated, "warmup": warmup, "runs": runs}
+
+
+def _ms(value, fmt: str) -> str:
+    return "—" if value is None else fmt.format(value)

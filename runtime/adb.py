@@ -80,7 +80,8 @@ def parse_executor_runner(text: str, warmup: int = 0) -> dict:
         samples = [float(done.group(2)) / max(n, 1)] * n
     dropped = min(warmup, max(len(samples) - 1, 0))
     load = _ET_LOAD.search(text)
-    out = {"latency": summarize(samples[dropped:]) | {"source": "executor_runner", "warmup": dropped}}
+    out = {"latency": summarize(samples[dropped:]) | {"source": "executor_runner", "warmup": dropped},
+           "first_ms": samples[0]}
     if load:
         out["init_ms"] = float(load.group(1))
     return out
@@ -274,8 +275,9 @@ class AdbDevice:
     def _executor_runner(self, rrunner, rmodel, rdir, inputs, signature, threads, warmup, runs, timeout,
                          base) -> AgentRun:
         """One executor_runner call per sample (it reads one set of input files): the first runs
-        warmup + runs times for the timings (the warm-up iterations dropped), the rest once. Inputs are written, and outputs read, as the
-        raw bytes of the tensors the program holds: (de)quantized per the manifest's signature."""
+        warmup + runs times for the timings (the warm-up iterations dropped), the rest once.
+        Inputs are written, and outputs read, as the raw bytes of the tensors the program holds:
+        (de)quantized per the manifest's signature."""
         in_specs, out_specs = _tensor_specs(signature, "inputs"), _tensor_specs(signature, "outputs")
         outputs: list[list[np.ndarray]] = []
         result = {**base, "runtime": "executorch (executor_runner)"}
@@ -290,6 +292,7 @@ class AdbDevice:
                     self.push(f, f"{rdir}/in{j}.bin")
                     names.append(f"{rdir}/in{j}.bin")
                 execs = warmup + runs if i == 0 else 1
+                self.shell(f"rm -f {rdir}/out-*.bin")  # a failed run must not leave the last sample's outputs
                 cmd = (f"{shlex.quote(rrunner)} --model_path={shlex.quote(rmodel)} --inputs={','.join(names)} "
                        f"--output_file={rdir}/out --num_executions={execs} --cpu_threads={threads} --print_output=none")
                 got = self._run_runner(cmd, timeout)
@@ -298,6 +301,8 @@ class AdbDevice:
                 rc, out = got
                 try:
                     parsed = parse_executor_runner(out, warmup if i == 0 else 0)
+                    if rc != 0:
+                        raise ValueError(f"it exited with status {rc}")
                 except ValueError as e:
                     return AgentRun(False, result, None, f"executor_runner exit {rc}: {_last_line(out) or e}")
                 if i == 0:

@@ -274,3 +274,19 @@ def test_check_reads_the_adb_runners_from_the_project_file(adb_server, et_standi
     cfg.write_text(cfg.read_text().replace('adb_runners = ["executor_runner"]\n', ""))
     r = run_cli("check", cfg, "--skip-export", "--report-dir", tmp_path / "report2", env=env_for(server))
     assert r.exit_code == 3 and "adb_runners" in r.output, r.output
+
+
+def test_a_failing_executor_runner_is_one_clear_line(adb_server, small_pte_bundle, tmp_path):
+    """A runner that fails on the device (here a script standing in for one built for another
+    ABI, say) fails that artifact with the runner's last words, markup-safe, and exit 1."""
+    server = adb_server()
+    runner = tmp_path / "executor_runner"
+    runner.write_text("#!/bin/sh\necho 'E 00:00:00.000120 executorch:executor_runner.cpp:156] "
+                      "Loading of method forward failed with status 0x20'\nexit 1\n")
+    runner.chmod(0o755)
+    r = run_cli("bench", small_pte_bundle / "digits.int8.pte", "--device", "adb", "--runner", runner, "--runs", "3",
+                env=env_for(server))
+    assert r.exit_code == 1, (r.output, r.exception)
+    said = " ".join(r.output.split())
+    assert "executor_runner exit 1" in said and "executor_runner.cpp:156] Loading of method" in said, r.output
+    assert "Traceback" not in r.output

@@ -27,11 +27,11 @@ def err_console():
 def info(msg: str) -> None:
     from edgeship import progress
 
-    if not progress._quiet:
-        err_console().print(msg)
+    if not progress._quiet:  # soft_wrap: a line wider than the console is never cut off (logs, live progress)
+        err_console().print(msg, soft_wrap=True)
 
 
 def warn(msg: str) -> None:
     from rich.markup import escape
 
-    err_console().print(f"[yellow]warning:[/] {escape(msg)}")
+    err_console().print(f"[yellow]warning:[/] {escape(msg)}", soft_wrap=True)

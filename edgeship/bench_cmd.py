@@ -51,6 +51,7 @@ def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri:
     from rich.table import Table
 
     from edgeship.console import console
+    from edgeship.report import _f
     from edgeship.runtime.device import open_device
     from edgeship.validate import resolve
 
@@ -88,13 +89,9 @@ def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri:
             table.add_row(str(n), *["—"] * 7, f"[red]{escape(str(run.error))}[/]")
             continue
         lat = r["latency"]
-        # native runners (adb) report no peak memory, and executor_runner's init is whole milliseconds
+        # native runners (adb) report no peak memory, and not always an init or first-run time
         table.add_row(str(n), *(f"{lat[k]:.3f}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")),
-                      _ms(r.get("init_ms"), "{:.0f}"), _ms(r.get("first_ms"), "{:.2f}"),
-                      _ms(r.get("peak_rss_mb"), "{:.0f}"), escape(str(r.get("runtime"))))
+                      _f(r.get("init_ms"), "{:.0f}"), _f(r.get("first_ms"), "{:.2f}"),
+                      _f(r.get("peak_rss_mb"), "{:.0f}"), escape(str(r.get("runtime"))))
     console().print(table)
     return failed, results, {"device": device.uri, "emulated": device.emulated, "warmup": warmup, "runs": runs}
-
-
-def _ms(value, fmt: str) -> str:
-    return "—" if value is None else fmt.format(value)

@@ -5,7 +5,6 @@ configuration or input; 3 a device could not be reached.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,9 +124,10 @@ def run_check(opts: CheckOptions) -> CheckOutcome:
     project: Project = cfg.project
     baseline_path = opts.baseline or cfg.resolve(project.baseline)
     baseline = load_baseline(baseline_path) if baseline_path else None
-    if project.measure.adb_runners:  # the adb device reads its runners from the environment, like --runner
-        os.environ["EDGESHIP_ADB_RUNNER"] = os.pathsep.join(str(cfg.resolve(r).resolve())
-                                                            for r in project.measure.adb_runners)
+    if project.measure.adb_runners:  # like --runner
+        from edgeship.runtime.adb import use_runners
+
+        use_runners(cfg.resolve(r) for r in project.measure.adb_runners)
     devices = open_devices(project.devices)
     if not opts.skip_export:
         export_all(cfg, opts.verbose)

@@ -161,8 +161,6 @@ def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_so
 
 def _adb_runner(devices, runner) -> None:
     """--runner is for adb devices, which need it; the adb device reads it from the environment."""
-    import os
-
     from edgeship.errors import InputError
 
     adb = [d for d in devices if d == "adb" or d.startswith("adb:")]
@@ -170,7 +168,9 @@ def _adb_runner(devices, runner) -> None:
         raise InputError(f"--device {adb[0]} needs --runner PATH: the native runner to push (LiteRT's "
                          "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)")
     if runner:
-        os.environ["EDGESHIP_ADB_RUNNER"] = os.pathsep.join(str(Path(r).resolve()) for r in runner)
+        from edgeship.runtime.adb import use_runners
+
+        use_runners(runner)
 
 
 @cli.command()

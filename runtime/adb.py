@@ -87,6 +87,11 @@ def parse_executor_runner(text: str, warmup: int = 0) -> dict:
     return out
 
 
+def use_runners(paths) -> None:
+    """Hand the runners to the adb devices opened later in this process (--runner, adb_runners)."""
+    os.environ[RUNNER_ENV] = os.pathsep.join(str(Path(p).resolve()) for p in paths)
+
+
 def runner_kind(path: Path) -> str:
     """Which runner a file is, by its name: 'executor_runner' (.pte; also xnn_executor_runner)
     or 'benchmark_model' (.tflite; any other name)."""
@@ -248,9 +253,9 @@ class AdbDevice:
         base["delegate"] = "XNNPACK" if b"XnnpackBackend" in artifact.read_bytes() else None
         return self._executor_runner(rrunner, rmodel, rdir, inputs, signature, threads, warmup, runs, timeout, base)
 
-    def _run_runner(self, cmd: str, timeout: float) -> tuple[int, str] | AgentRun:
+    def _run_runner(self, cmd: str, timeout: float, before: str = "") -> tuple[int, str] | AgentRun:
         # the device enforces the timeout too, so a hung runner does not outlive the call
-        wrapped = f"timeout {int(timeout)} {cmd}" if timeout else cmd
+        wrapped = before + (f"timeout {int(timeout)} {cmd}" if timeout else cmd)
         try:
             return self.shell(wrapped, timeout=timeout + 60)
         except DeviceUnreachable as e:
@@ -292,10 +297,10 @@ class AdbDevice:
                     self.push(f, f"{rdir}/in{j}.bin")
                     names.append(f"{rdir}/in{j}.bin")
                 execs = warmup + runs if i == 0 else 1
-                self.shell(f"rm -f {rdir}/out-*.bin")  # a failed run must not leave the last sample's outputs
                 cmd = (f"{shlex.quote(rrunner)} --model_path={shlex.quote(rmodel)} --inputs={','.join(names)} "
                        f"--output_file={rdir}/out --num_executions={execs} --cpu_threads={threads} --print_output=none")
-                got = self._run_runner(cmd, timeout)
+                # in the same shell call: a failed run must not leave the last sample's outputs behind
+                got = self._run_runner(cmd, timeout, before=f"rm -f {rdir}/out-*.bin; ")
                 if isinstance(got, AgentRun):
                     return got
                 rc, out = got

@@ -340,20 +340,18 @@ class SSHDevice:
         wheels = sorted(wheel_dir.glob("*.whl")) + (sorted(et_dir.glob("*.whl")) if et_dir else [])
         self.scp([str(w) for w in wheels], self.remote(f"{HOME}/wheels/"), timeout=900)
         self._verify({f"{HOME}/wheels/{w.name}": sha256_file(w) for w in wheels})
-        install = f"install -q --no-compile --no-index --find-links {HOME}/wheels " + " ".join(_pins())
-        r = self.ssh(f"python3 -m pip --python {VENV_PYTHON} {install}", timeout=1200, check=False)
+        install = f"install -q --no-compile --no-index --find-links {HOME}/wheels"
+        pip = f"python3 -m pip --python {VENV_PYTHON}"
+        r = self.ssh(f"{pip} {install} {' '.join(_pins())}", timeout=1200, check=False)
         if r.returncode != 0:  # an older or absent system pip: give the venv its own
-            r = self.ssh(f"{VENV_PYTHON} -m ensurepip -q && {VENV_PYTHON} -m pip {install}", timeout=1200,
+            pip = f"{VENV_PYTHON} -m pip"
+            r = self.ssh(f"{VENV_PYTHON} -m ensurepip -q && {pip} {install} {' '.join(_pins())}", timeout=1200,
                          check=False)
         if r.returncode != 0:
             raise DeviceError(f"{self.uri}: installing the runtime failed: {_last(r.stderr or r.stdout)}")
         if et_dir is not None:  # executorch without its exporter's dependencies: the runtime needs torch only
-            local = f"install -q --no-compile --no-index --find-links {HOME}/wheels"
-            r = self.ssh(f"{VENV_PYTHON} -m pip {local} {_torch_pin()} || python3 -m pip --python {VENV_PYTHON} "
-                         f"{local} {_torch_pin()}", timeout=1800, check=False)
-            if r.returncode == 0:
-                r = self.ssh(f"{VENV_PYTHON} -m pip {local} --no-deps {_executorch_pin()} || python3 -m pip "
-                             f"--python {VENV_PYTHON} {local} --no-deps {_executorch_pin()}", timeout=1800, check=False)
+            r = self.ssh(f"{pip} {install} {_pin('torch', '2.13.0')} && {pip} {install} --no-deps "
+                         f"{_pin('executorch', '1.5.1')}", timeout=1800, check=False)
             if r.returncode != 0:
                 raise DeviceError(f"{self.uri}: installing torch and executorch failed: {_last(r.stderr or r.stdout)}",
                                   hint="the LiteRT runtime is installed; .tflite artifacts run")
@@ -366,22 +364,28 @@ class SSHDevice:
         return report
 
 
+def _pin(dist: str, fallback: str) -> str:
+    """dist==the version this host runs (without a local label such as +cpu)."""
+    from edgeship.runtime.rootfs import _host_version
+
+    return f"{dist}=={_host_version(dist, fallback).split('+')[0]}"
+
+
 def _pins() -> list[str]:
-    from edgeship.runtime.rootfs import _host_version
-
-    return [f"numpy=={_host_version('numpy', '2.2.6')}", f"ai-edge-litert=={_host_version('ai-edge-litert', '2.3.0')}"]
+    return [_pin("numpy", "2.2.6"), _pin("ai-edge-litert", "2.3.0")]
 
 
-def _torch_pin() -> str:
-    from edgeship.runtime.rootfs import _host_version
+def _wheel_cache(py: str, libc: str, key: list[str], suffix: str = "") -> tuple[Path, Path, int]:
+    """(folder, the stamp that says it is complete, glibc minor) for the device's aarch64 wheels,
+    cached on this host and keyed by what was asked for."""
+    from edgeship.runtime.rootfs import cache_root
 
-    return f"torch=={_host_version('torch', '2.13.0').split('+')[0]}"
-
-
-def _executorch_pin() -> str:
-    from edgeship.runtime.rootfs import _host_version
-
-    return f"executorch=={_host_version('executorch', '1.5.1').split('+')[0]}"
+    try:
+        minor = int(libc.split(".")[1])
+    except (IndexError, ValueError):
+        minor = 28
+    dest = cache_root() / "wheels" / f"aarch64-cp{py.replace('.', '')}-glibc2.{minor}{suffix}"
+    return dest, dest / ("ok-" + hashlib.sha256(" ".join(key).encode()).hexdigest()[:12]), minor
 
 
 def download_executorch_wheels(py: str, libc: str) -> Path:
@@ -391,16 +395,11 @@ def download_executorch_wheels(py: str, libc: str) -> Path:
     touched, so a host without access to the index loses nothing on the device."""
     import sys
 
-    from edgeship.runtime.rootfs import cache_root, pip_platform_args
+    from edgeship.runtime.rootfs import pip_platform_args
 
     index = os.environ.get(TORCH_INDEX_ENV) or TORCH_CPU_INDEX
-    try:
-        minor = int(libc.split(".")[1])
-    except (IndexError, ValueError):
-        minor = 28
-    pins = [_torch_pin(), _executorch_pin()]
-    dest = cache_root() / "wheels" / f"aarch64-cp{py.replace('.', '')}-glibc2.{minor}-executorch"
-    stamp = dest / ("ok-" + hashlib.sha256(" ".join([index, *pins]).encode()).hexdigest()[:12])
+    pins = [_pin("torch", "2.13.0"), _pin("executorch", "1.5.1")]
+    dest, stamp, minor = _wheel_cache(py, libc, [index, *pins], "-executorch")
     if stamp.exists():
         return dest
     dest.mkdir(parents=True, exist_ok=True)
@@ -424,18 +423,13 @@ def download_wheels(arch: str, py: str, libc: str) -> Path:
     """The device's wheels, fetched by this host's pip (the device needs no index access), cached."""
     import sys
 
-    from edgeship.runtime.rootfs import cache_root, pip_platform_args
+    from edgeship.runtime.rootfs import pip_platform_args
 
     if arch not in ("aarch64", "arm64"):
         raise DeviceError(f"the device is {arch or 'of unknown architecture'}; edgeship sets up aarch64 (arm64) "
                           "devices", hint="install numpy and ai-edge-litert into ~/.edgeship/venv by hand")
-    try:
-        minor = int(libc.split(".")[1])
-    except (IndexError, ValueError):
-        minor = 28
-    dest = cache_root() / "wheels" / f"aarch64-cp{py.replace('.', '')}-glibc2.{minor}"
     pins = _pins()
-    stamp = dest / ("ok-" + hashlib.sha256(" ".join(pins).encode()).hexdigest()[:12])
+    dest, stamp, minor = _wheel_cache(py, libc, pins)
     if stamp.exists():
         return dest
     dest.mkdir(parents=True, exist_ok=True)

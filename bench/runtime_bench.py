@@ -115,8 +115,8 @@ def _loop_seconds(fn, xs, repeats: int) -> float:
 def bench_harness(bundle: Path, py: str, edgeship: list[str], env, cwd, repeats: int) -> list[str]:
     import numpy as np
 
-    from edgeship.runtime import executorch as et_runner
-    from edgeship.runtime import tflite as tfl_runner
+    from edgeship.runtime.standalone import executorch as et_runner
+    from edgeship.runtime.standalone import tflite as tfl_runner
 
     with np.load(bundle / "golden.npz") as z:
         x = z["input_0"]

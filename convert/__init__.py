@@ -1,15 +1,16 @@
 """Routes from a source framework to a target format, one module each, and their registry.
 
 The ROUTES table is the single source of truth: the CLI's help, the unsupported-route error and
-the docs are generated from it. Route modules import their frameworks lazily.
+the docs are generated from it; each route's `recipes` are the recipes it takes (from quantize/recipes.py). Route modules import their frameworks lazily.
 """
 
 from __future__ import annotations
 
 from edgeship.convert.base import ConvertOptions, ConvertResult, Route
 from edgeship.errors import UnsupportedError, suggest
+from edgeship.quantize.recipes import RECIPE_NAMES
 
-ALL_RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
+ALL_RECIPES = RECIPE_NAMES
 TARGETS = ("tflite", "pte", "onnx")
 
 ROUTES: dict[tuple[str, str], Route] = {

@@ -18,14 +18,13 @@ from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.errors import ConversionError, InputError
 
 ROUTE = "tf2onnx -> onnxruntime .onnx"
-RECIPES = common.RECIPES
 OPSET = 17
 
 
 def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
     if model.kind not in ("keras", "savedmodel"):
         raise InputError(f"the Keras -> .onnx route takes a Keras model or a SavedModel, not '{model.kind}'")
-    common.check_recipe(recipe, calib, ROUTE)
+    common.check_recipe(recipe, calib, "keras")
     proto, versions = export_float(model, options.verbose)
     step, notes = common.apply_recipe(proto, recipe, calib, Path(out_path), options.int8_io, options.verbose)
     return ConvertResult(route=f"tf2onnx (opset {OPSET}) -> {step} -> .onnx",

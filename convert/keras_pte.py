@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.convert.base import ConvertOptions, ConvertResult
-from edgeship.errors import ConversionError, EdgeshipError, InputError, UnsupportedError
+from edgeship.convert.base import ConvertOptions as Options
+from edgeship.convert.torch_common import exported_program, quiet, to_tensors
+from edgeship.convert.torch_pte import export_pte
+from edgeship.data import Dataset
+from edgeship.errors import ConversionError, EdgeshipError, InputError, UnsupportedError, error_line
+from edgeship.model import IOSpec
+from edgeship.quantize.layer_error import LayerError, pte_layer_errors
+from edgeship.quantize.recipes import get_recipe
 
 KERAS_SUFFIXES = (".keras", ".h5")
 SOURCE_STEP = "Keras (torch backend) -> torch.export -> graph passes"
@@ -50,9 +57,6 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
 def layer_errors(model, calib, feeds: list[list[np.ndarray]], float_layers=(), verbose: bool = False):
     """Per-layer error (quantize/layer_error.py) of this route's int8 graph, simulated on the host
     in the torch-backend child: [LayerError], worst first. Layers are Keras layer names."""
-    from edgeship.quantize import get_recipe
-    from edgeship.quantize.layer_error import LayerError
-
     with tempfile.TemporaryDirectory(prefix="edgeship-keras-pte-") as tmp:
         job_dir = Path(tmp)
         options = ConvertOptions(float_layers=tuple(float_layers), verbose=verbose)
@@ -116,7 +120,7 @@ def _read_answer(result_path: Path, returncode: int, log_text: str) -> dict:
 
 def clean_keras_graph(gm) -> dict[str, int]:
     """The passes that make a Keras (torch backend) graph lower like a native PyTorch one."""
-    from edgeship.convert import torch_passes as p
+    from edgeship.convert import torch_passes as p  # imports torch: a heavy module, loaded where it is used
 
     return {
         "identity conversions removed": p.remove_identity_conversions(gm),
@@ -131,13 +135,7 @@ def _in_child(job_dir: Path) -> dict:
     if os.environ.get("KERAS_BACKEND") != "torch":
         raise ConversionError("internal: the Keras -> pte child must run with KERAS_BACKEND=torch")
     import keras
-    import torch
 
-    from edgeship.convert.base import ConvertOptions as Options
-    from edgeship.convert.torch_pte import _quiet, error_line, export_pte, to_tensors
-    from edgeship.data import Dataset
-    from edgeship.model import IOSpec
-    from edgeship.quantize.recipes import get_recipe
 
     job = json.loads((job_dir / "job.json").read_text())
     io = IOSpec.from_dict(job["io"])
@@ -159,18 +157,13 @@ def _in_child(job_dir: Path) -> dict:
         raise InputError(f"layer(s) {', '.join(unknown)} cannot be kept in float on the Keras -> pte route",
                          hint=f"layers with weights it can keep in float: "
                               f"{', '.join(weighted) or 'none (not a Functional or Sequential model)'}")
-    try:
-        with _quiet():
-            exported = torch.export.export(module, tuple(examples))
-            graph = exported.module()
-            changes = clean_keras_graph(graph)
-            program = torch.export.export(graph, tuple(examples))
-    except Exception as e:
-        raise ConversionError(f"torch.export of the Keras model failed: {error_line(e)}") from None
+    graph = exported_program(module, examples, "of the Keras model", hint=None).module()
+    with quiet():
+        changes = clean_keras_graph(graph)
+    program = exported_program(graph, examples, "of the Keras model after the graph passes", hint=None)
     done = ", ".join(f"{k}: {v}" for k, v in changes.items() if v)
     print(f"graph passes: {done or 'nothing to change'}", flush=True)
     if job["mode"] == "layer_errors":
-        from edgeship.quantize.layer_error import pte_layer_errors
 
         with np.load(job_dir / "feeds.npz") as z:
             stacked = [z[f"input_{i}"] for i in range(len(io.inputs))]
@@ -262,7 +255,6 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeshipError as e:
         answer = {"ok": False, "type": type(e).__name__, "message": e.message, "hint": e.hint}
     except Exception as e:  # a bug or a converter's surprise: one line back, the traceback in the log
-        from edgeship.convert.torch_pte import error_line
 
         traceback.print_exc()
         answer = {"ok": False, "type": "ConversionError", "message": f"{type(e).__name__}: {error_line(e)}"}

@@ -17,22 +17,20 @@ import os
 import tempfile
 from pathlib import Path
 
+from edgeship.convert import ROUTES
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert import tflite_common as common
 from edgeship.errors import InputError, UnsupportedError
-from edgeship.progress import track
+from edgeship.console import track
+from edgeship.convert.layers import denylisted_nodes, keras_layers
 
 ROUTE = "TFLiteConverter -> LiteRT .tflite"
-RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
 
 
 def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
-    if recipe.name not in RECIPES:
-        raise UnsupportedError(f"recipe '{recipe.name}' is not available on {ROUTE}; it has {', '.join(RECIPES)}")
     if model.kind not in ("keras", "savedmodel"):
         raise InputError(f"the Keras -> .tflite route takes a Keras model or a SavedModel, not '{model.kind}'")
-    if recipe.needs_calibration and (calib is None or len(calib) == 0):
-        raise InputError(f"recipe '{recipe.name}' needs calibration data", hint="pass --calib DATA")
+    ROUTES[("keras", "tflite")].require(recipe, calib)
     common.check_static(model)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -98,8 +96,6 @@ def _apply_recipe(converter, recipe: str, calib, input_keys: list[str], int_io: 
 def _selective_int8(converter, saved_model: str, model, float_layers, int_io: bool, tf) -> bytes:
     """int8 with the ops of `float_layers` (Keras layer names) left in float: TF's quantization
     debugger with those ops denylisted by name (their output tensors, read off an fp32 conversion)."""
-    from edgeship.quantize.layer_error import denylisted_nodes, keras_layers
-
     if int_io:
         raise UnsupportedError("layers kept in float (accuracy-aware int8) and --int8-io cannot be combined on "
                                "the Keras -> .tflite route", hint="drop --int8-io")

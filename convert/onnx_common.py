@@ -26,10 +26,10 @@ import tempfile
 import warnings as pywarnings
 from pathlib import Path
 
+from edgeship.convert import ROUTES
 from edgeship.errors import ConversionError, InputError, UnsupportedError
-from edgeship.progress import track
+from edgeship.console import track
 
-RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
 STEPS = {
     "fp32": "float32",
     "fp16": "float16 (float32 I/O)",
@@ -38,11 +38,8 @@ STEPS = {
 }
 
 
-def check_recipe(recipe, calib, route: str) -> None:
-    if recipe.name not in RECIPES:
-        raise UnsupportedError(f"recipe '{recipe.name}' is not available on {route}; it has {', '.join(RECIPES)}")
-    if recipe.needs_calibration and (calib is None or len(calib) == 0):
-        raise InputError(f"recipe '{recipe.name}' needs calibration data", hint="pass --calib DATA")
+def check_recipe(recipe, calib, source: str) -> None:
+    ROUTES[(source, "onnx")].require(recipe, calib)
 
 
 def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: bool = False) -> tuple[str, list[str]]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.errors import ConversionError, EdgeshipError, InputError
+from edgeship.runtime.standalone.tflite import inspect_bytes
 
 # The message after the last "error:" on a line (MLIR prefixes it with locations), and the last
 # line of a Python exception; converter summaries like "Custom ops: Svd" are kept as extra detail.
@@ -275,8 +276,6 @@ def _opcode(model, builtin: int, version: int) -> int:
 
 def check_io(data: bytes, model, int_io: bool) -> dict:
     """Load the artifact once: I/O count, shapes and types must be what the model says."""
-    from edgeship.runtime.tflite import inspect_bytes
-
     details = inspect_bytes(data)
     for kind in ("inputs", "outputs"):
         specs, found = getattr(model.io, kind), details[kind]

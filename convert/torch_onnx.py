@@ -13,16 +13,16 @@ from pathlib import Path
 
 from edgeship.convert import onnx_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
+from edgeship.convert.torch_common import example_tensors
 from edgeship.errors import ConversionError, UnsupportedError
 
 ROUTE = "torch.onnx.export -> onnxruntime .onnx"
-RECIPES = common.RECIPES
 
 
 def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
     if model.kind not in ("torch-module", "torch-exported"):
         raise UnsupportedError(f"the torch -> onnx route takes a PyTorch module or .pt2, not a '{model.kind}' model")
-    common.check_recipe(recipe, calib, ROUTE)
+    common.check_recipe(recipe, calib, "torch")
     proto, exporter, notes = export_float(model, options.verbose)
     step, more = common.apply_recipe(proto, recipe, calib, Path(out_path), options.int8_io, options.verbose)
     import torch
@@ -35,7 +35,6 @@ def export_float(model, verbose: bool = False):
     """(float32 ModelProto, which exporter made it, warnings)."""
     import torch
 
-    from edgeship.convert.torch_pte import example_tensors
 
     examples = tuple(example_tensors(model))
     input_names = [s.name for s in model.io.inputs]

@@ -20,16 +20,16 @@ import contextlib
 import copy
 import os
 import tempfile
-import warnings as pywarnings
 from pathlib import Path
 
-import numpy as np
 
+from edgeship.convert import ROUTES
 from edgeship.convert.base import ConvertOptions, ConvertResult
-from edgeship.errors import ConversionError, InputError, UnsupportedError
-from edgeship.progress import track
+from edgeship.convert.torch_common import (example_tensors, exported_program, quiet, seed_everything, to_tensors,
+                                           tool_versions)
+from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
+from edgeship.console import track
 
-SEED = 0
 BACKEND = "XnnpackBackend"
 # (mode, what the warning calls it); tried in this order until one lowers and runs
 LOWERING_MODES = (
@@ -37,23 +37,13 @@ LOWERING_MODES = (
     ("xnnpack-per-op", "XNNPACK with one op per delegate"),
     ("portable", "no delegation (portable kernels)"),
 )
-SUPPORTED_RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
 
 
 def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
     if model.kind not in ("torch-module", "torch-exported"):
         raise UnsupportedError(f"the torch -> pte route takes a PyTorch module or .pt2, not a '{model.kind}' model")
-    import torch
-
     examples = example_tensors(model)
-    if model.kind == "torch-exported":
-        program = model.obj
-    else:
-        try:
-            with _quiet():
-                program = torch.export.export(model.obj.eval(), tuple(examples))
-        except Exception as e:
-            raise ConversionError(f"torch.export failed: {error_line(e)}", hint=_EXPORT_HINT) from None
+    program = model.obj if model.kind == "torch-exported" else exported_program(model.obj.eval(), examples)
     return export_pte(program, recipe, examples, calib, Path(out_path), options, source="torch.export")
 
 
@@ -62,11 +52,10 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
     """Quantize or convert a float32 ExportedProgram per `recipe`, lower it, write the .pte.
     `layer_prefix`: where options.float_layers sit in the program's module tree ('layers.' for
     the Keras route's per-layer wrappers)."""
-    if recipe.name not in SUPPORTED_RECIPES:
-        raise UnsupportedError(f"recipe '{recipe.name}' has no pte route. Supported: {', '.join(SUPPORTED_RECIPES)}")
+    ROUTES[("torch", "pte")].require(recipe)
     seed_everything()
     notes: list[str] = []
-    with _quiet():
+    with quiet():
         program, steps = prepare_program(program, recipe, examples, calib, options.float_layers, layer_prefix)
         io_quant = None
         if options.int8_io and recipe.name == "int8":
@@ -103,11 +92,11 @@ def prepare_program(program, recipe, examples, calib, float_layers=(), layer_pre
     if recipe.name == "fp32":
         return program, []
     if recipe.name == "fp16":
-        from edgeship.convert.torch_passes import convert_to_half
+        from edgeship.convert import torch_passes  # imports torch: a heavy module, loaded where it is used
 
         module = program.module()
-        convert_to_half(module)
-        return _reexport(module, examples, "float16 graph"), ["float16 graph"]
+        torch_passes.convert_to_half(module)
+        return exported_program(module, examples, hint=None, what="float16 graph"), ["float16 graph"]
     dynamic = recipe.name == "dynamic-int8"
     quantized = pt2e_quantize(program, examples, calib, dynamic, float_layers if not dynamic else (),
                               layer_prefix=layer_prefix)
@@ -117,7 +106,7 @@ def prepare_program(program, recipe, examples, calib, float_layers=(), layer_pre
         step = f"PT2E static int8 (XNNPACKQuantizer, per-channel weights, {len(calib)} calibration samples)"
         if float_layers:
             step += f", kept float: {', '.join(float_layers)}"
-    return _reexport(quantized, examples, "re-export after quantization"), [step]
+    return exported_program(quantized, examples, hint=None, what="re-export after quantization"), [step]
 
 
 def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=(), quantizer=None,
@@ -336,66 +325,6 @@ def trial_run(buffer: bytes, examples, io_quant=None) -> None:
 # Small helpers
 
 
-def example_tensors(model) -> list:
-    if model.example_inputs is not None:
-        return to_tensors(model.example_inputs)
-    return to_tensors([np.zeros(s.shape, s.dtype) for s in model.io.inputs])
-
-
-def to_tensors(arrays) -> list:
-    """numpy -> torch, always copied: numpy gives size-1 axes of views a stride of 0, and
-    ExecuTorch rejects zero strides."""
-    import torch
-
-    return [torch.from_numpy(np.array(a, order="C", copy=True)) for a in arrays]
-
-
-def seed_everything(seed: int = SEED) -> None:
-    import random
-
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def tool_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("torch", "executorch", "torchao"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
-def error_line(exc: BaseException) -> str:
-    """The converter's own last words: the root cause's last line, after the outer message."""
-    chain = [exc]
-    while chain[-1].__cause__ is not None and len(chain) < 10:
-        chain.append(chain[-1].__cause__)
-
-    def last(e):
-        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-        return lines[-1] if lines else type(e).__name__
-
-    outer, root = last(chain[0]), last(chain[-1])
-    text = root if len(chain) == 1 or outer == root else f"{outer}: {root}"
-    return text if len(text) <= 400 else text[:397] + "..."
-
-
-def _reexport(module, examples, what: str):
-    import torch
-
-    try:
-        return torch.export.export(module, tuple(examples))
-    except Exception as e:
-        raise ConversionError(f"torch.export ({what}) failed: {error_line(e)}") from None
-
-
 def _runtime_error_line(log: str) -> str:
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
     for word in ("Error", "failed", "Check failed"):
@@ -428,11 +357,3 @@ def _native_stderr():
             captured["text"] = python_side.getvalue() + tmp.read().decode("utf-8", "replace")
 
 
-@contextlib.contextmanager
-def _quiet():
-    with pywarnings.catch_warnings():
-        pywarnings.simplefilter("ignore")
-        yield
-
-
-_EXPORT_HINT = "torch.export needs a traceable forward(); see https://pytorch.org/docs/stable/export.html"

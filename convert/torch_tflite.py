@@ -21,21 +21,19 @@ import os
 from pathlib import Path
 
 from edgeship.convert import tflite_common as common
+from edgeship.convert import ROUTES
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.errors import InputError, UnsupportedError
-from edgeship.progress import track
+from edgeship.console import track
+from edgeship.runtime.standalone.tflite import inspect_bytes
 
 ROUTE = "litert-torch -> LiteRT .tflite"
-RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
 
 
 def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
-    if recipe.name not in RECIPES:
-        raise UnsupportedError(f"recipe '{recipe.name}' is not available on {ROUTE}; it has {', '.join(RECIPES)}")
     if model.kind not in ("torch-module", "torch-exported"):
         raise InputError(f"the PyTorch -> .tflite route takes an nn.Module or a .pt2, not '{model.kind}'")
-    if recipe.needs_calibration and (calib is None or len(calib) == 0):
-        raise InputError(f"recipe '{recipe.name}' needs calibration data", hint="pass --calib DATA")
+    ROUTES[("torch", "tflite")].require(recipe, calib)
     common.check_static(model)
     if not model.example_inputs:
         raise InputError(f"'{model.name}' has no example inputs", hint="pass --input-shape NAME=1x3x224x224")
@@ -174,8 +172,6 @@ def _output_keys(module, sample: dict) -> list[str]:
 
 
 def _require_int8_io(data: bytes) -> None:
-    from edgeship.runtime.tflite import inspect_bytes
-
     with common.quiet_native_output():
         details = inspect_bytes(data)
     floats = [t["name"] for t in details["inputs"] + details["outputs"] if t["dtype"] != "int8"]

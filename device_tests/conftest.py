@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from edgeship.bundle import read_bundle
+from edgeship.validate import ValidateRequest, validate
 
 
 def pytest_addoption(parser):
@@ -26,7 +28,6 @@ def _artifact_names(config) -> list[str]:
     bundle = config.getoption("--bundle")
     if not bundle:
         return []
-    from edgeship.bundle import read_bundle
 
     return [a["path"] for a in read_bundle(Path(bundle)).artifacts]
 
@@ -51,7 +52,6 @@ def device_results(request):
     bundle = request.config.getoption("--bundle")
     if not bundle:
         pytest.skip("no --bundle given: pytest device_tests --bundle DIR [--device URI]")
-    from edgeship.validate import ValidateRequest, validate
 
     cache = {}
 

@@ -22,9 +22,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeship.errors import InputError
+from edgeship.runtime.base import DEVICE_SCHEMES, SCHEME_NAMES
 
 ACCURACY_METRICS = ("top1", "agreement", "cosine")  # drop vs the float reference: points, points, 1-cos
-DEVICE_SCHEMES = ("local", "host", "emu", "ssh", "adb")
 REPORT_FORMATS = ("json", "junit", "markdown", "html")
 
 
@@ -140,11 +140,10 @@ class Project(_Strict):
     def _device_uris(cls, v):
         for uri in v:
             scheme = uri.split(":", 1)[0]  # local, emu:rpi4, ssh://user@host
-            if scheme not in DEVICE_SCHEMES:
-                close = difflib.get_close_matches(scheme, DEVICE_SCHEMES, n=1, cutoff=0.5)
+            if scheme not in SCHEME_NAMES:
+                close = difflib.get_close_matches(scheme, SCHEME_NAMES, n=1, cutoff=0.5)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise ValueError(f"unknown device '{uri}'.{hint} Devices: local, emu:rpi4, emu:rpi5, "
-                                 "ssh://user@host[:port], adb[:SERIAL]")
+                raise ValueError(f"unknown device '{uri}'.{hint} Devices: {', '.join(DEVICE_SCHEMES)}")
         return list(dict.fromkeys(v))
 
     @field_validator("targets")

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from edgeship.data import DIGITS_SEED, DIGITS_TEST_FRACTION
 
 TORCH_INPUT = (1, 1, 8, 8)  # NCHW
 KERAS_INPUT = (8, 8, 1)  # NHWC, batch left to Keras
@@ -16,7 +17,6 @@ KERAS_INPUT = (8, 8, 1)  # NHWC, batch left to Keras
 
 def digits_split():
     """(x_train, y_train, x_test, y_test) as float32 images in [0, 1], shape (N, 8, 8)."""
-    from edgeship.data import DIGITS_SEED, DIGITS_TEST_FRACTION
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

@@ -59,6 +59,29 @@ class DeviceUnreachable(DeviceError):
     exit_code = EXIT_UNREACHABLE
 
 
+def last_line(text: str, limit: int = 300) -> str:
+    """The last non-empty line of a tool's output, at most LIMIT characters (from its end)."""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[-1][-limit:] if lines else ""
+
+
+def error_line(exc: BaseException, with_type: bool = False) -> str:
+    """A converter's or runtime's own last words: the root cause's last line, after the outer
+    message's (`with_type`: prefixed by the exception's class, for errors whose text is bare)."""
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 10:
+        chain.append(chain[-1].__cause__)
+
+    def last(e):
+        return last_line(str(e), limit=10_000) or type(e).__name__
+
+    outer, root = last(chain[0]), last(chain[-1])
+    text = root if len(chain) == 1 or outer == root else f"{outer}: {root}"
+    if with_type and text != type(exc).__name__:
+        text = f"{type(chain[-1]).__name__}: {text}"
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
 def suggest(word: str, choices, what: str) -> str:
     """'Unknown recipe 'int9'. Did you mean 'int8'? Supported: ...' ."""
     import difflib

@@ -8,6 +8,9 @@ from pathlib import Path
 from edgeship.errors import ArtifactError, InputError
 from edgeship.model import IOSpec
 from edgeship.runtime.base import RUNNER_MODULES, format_of
+from edgeship.console import console
+from edgeship.reports.tables import size_str
+from edgeship.runtime.local import describe_exit, parse_agent_stdout
 
 
 def inspect_file(path: Path, isolated: bool = True, timeout: float = 300.0) -> dict:
@@ -29,9 +32,8 @@ def inspect_file(path: Path, isolated: bool = True, timeout: float = 300.0) -> d
     import subprocess
     import sys
 
-    from edgeship.runtime.local import describe_exit, parse_agent_stdout
 
-    cmd = [sys.executable, "-m", "edgeship.runtime.agent", "inspect", str(path)]
+    cmd = [sys.executable, "-m", "edgeship.runtime.standalone.agent", "inspect", str(path)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -73,8 +75,6 @@ def artifact_io(path: Path, model_io: IOSpec, io_quantization: dict | None = Non
 def print_inspect(path: Path, d: dict) -> None:
     from rich.table import Table
 
-    from edgeship.console import console
-    from edgeship.report import size_str
 
     c = console()
     parts = ", ".join(f"{k} {size_str(v)}" for k, v in (d.get("parts") or {}).items())

@@ -23,6 +23,12 @@ from edgeship.errors import ConversionError, EdgeshipError, InputError
 from edgeship.model import Model, TensorSpec
 from edgeship.quantize import Recipe, parse_recipes
 from edgeship.sources import load_model, source_sha256
+from edgeship import reference
+from edgeship.convert import TARGETS
+from edgeship.errors import UnsupportedError, suggest
+from edgeship.inspect import artifact_io
+from edgeship.quantize.accuracy_aware import check_request, report_searches, search
+from edgeship.uptodate import inputs_sha256, up_to_date
 
 DEFAULT_CALIB_SAMPLES = 200
 DEFAULT_CALIB_MIN = 16
@@ -63,9 +69,6 @@ class ExportResult:
 
 
 def parse_targets(text: str) -> list[str]:
-    from edgeship.convert import TARGETS
-    from edgeship.errors import UnsupportedError, suggest
-
     names = [t.strip().lstrip(".") for t in text.split(",") if t.strip()]
     for t in names:
         if t not in TARGETS:
@@ -76,7 +79,6 @@ def parse_targets(text: str) -> list[str]:
 
 def export(req: ExportRequest) -> ExportResult:
     recipes = parse_recipes(req.recipes)
-    from edgeship.uptodate import inputs_sha256, up_to_date
 
     inputs_key = inputs_sha256(req)
     if not req.force or req.reuse_up_to_date:
@@ -85,7 +87,6 @@ def export(req: ExportRequest) -> ExportResult:
             info(f"[bold]up to date[/]: {req.out} was exported from the same source, data, options and tool "
                  "versions (manifest.json's inputs_sha256); nothing to do. --force exports again.")
             if any("accuracy_aware" in a for a in done.get("artifacts", [])):
-                from edgeship.quantize.accuracy_aware import report_searches
 
                 report_searches(done, req.out)  # a budget that was missed is still missed: exit 1 again
             return ExportResult(req.out, done, None)
@@ -96,12 +97,10 @@ def export(req: ExportRequest) -> ExportResult:
         for r in recipes:
             if r.name not in route.recipes:
                 raise InputError(f"recipe '{r.name}' is not available on {route.summary}; it has {route.recipes}")
-    from edgeship import reference
 
     device = reference.resolve(req.reference_device, model)
     calib = _calibration(req, model, recipes)
     if req.max_drop is not None:
-        from edgeship.quantize.accuracy_aware import check_request
 
         check_request(req, model, routes, recipes)
     golden, reference_record = _golden(req, model, calib, device)
@@ -120,7 +119,6 @@ def export(req: ExportRequest) -> ExportResult:
                 t0 = time.perf_counter()
                 try:
                     if req.max_drop is not None and recipe.name == "int8":
-                        from edgeship.quantize.accuracy_aware import search
 
                         result, searches[filename], _ = search(route, convert, model, recipe, calib, golden,
                                                                writer.path(filename), options, req.metric,
@@ -174,7 +172,6 @@ def export(req: ExportRequest) -> ExportResult:
         }
         writer.commit(manifest)
     if searches:
-        from edgeship.quantize.accuracy_aware import report_searches
 
         report_searches(manifest, req.out)  # prints; raises CheckFailed (exit 1) when a budget was missed
     return ExportResult(req.out, manifest, model)
@@ -215,21 +212,16 @@ def _golden(req: ExportRequest, model: Model, calib: Dataset | None, device: str
         rng = np.random.default_rng(0)
         arrays = [rng.standard_normal((req.golden_samples, *s.shape[1:])).astype(s.dtype) for s in model.io.inputs]
         ds = Dataset("random", arrays, model.io.inputs)
-    from edgeship import reference
 
     outputs, record = reference.run(model, ds, device)
     return Golden(ds.arrays, outputs, ds.labels), record
 
 
 def run_reference(model: Model, ds: Dataset, batch: int = 256, device: str = "cpu") -> list[np.ndarray]:
-    from edgeship import reference
-
     return reference.run(model, ds, device, batch)[0]
 
 
 def _artifact_record(path: Path, route, recipe: Recipe, model: Model, result, seconds: float, int8_io: bool) -> dict:
-    from edgeship.inspect import artifact_io
-
     io = artifact_io(path, model.io, result.io_quantization)
     return {
         "path": path.name,

@@ -19,6 +19,8 @@ import numpy as np
 
 from edgeship.console import info
 from edgeship.errors import InputError, UnsupportedError, suggest
+from edgeship import reference_keras
+from edgeship.sources import _batch_one, _flatten_outputs
 
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_BATCH = 256
@@ -61,7 +63,6 @@ def resolve(requested: str, model) -> str:
 def run(model, ds, device: str = "cpu", batch: int = DEFAULT_BATCH) -> tuple[list[np.ndarray], dict]:
     """The model's outputs over `ds` on `device`, in batches; and the manifest's `reference` record."""
     if device == "cuda" and model.framework == "keras":
-        from edgeship import reference_keras
 
         outputs, child = reference_keras.run(model, ds, batch, device)
         record = {"device": device, "batch": batch, "samples": len(ds), "seconds": round(child["seconds"], 4),
@@ -90,7 +91,6 @@ def run(model, ds, device: str = "cpu", batch: int = DEFAULT_BATCH) -> tuple[lis
 def _cuda_runner(model):
     import torch
 
-    from edgeship.sources import _batch_one, _flatten_outputs
 
     module = model.obj.module() if model.kind == "torch-exported" else model.obj
     module = copy.deepcopy(module).to("cuda").eval()  # the CPU module stays as it is for the converters

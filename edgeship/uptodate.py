@@ -15,6 +15,8 @@ import json
 from dataclasses import asdict, is_dataclass
 from importlib import metadata
 from pathlib import Path
+from edgeship import __version__
+from edgeship.bundle import sha256_file
 
 # Packages whose version changes what an export writes.
 TOOL_PACKAGES = ("torch", "executorch", "torchao", "litert-torch", "tensorflow", "tensorflow-cpu", "keras",
@@ -48,8 +50,6 @@ def _plain(value):
 
 
 def inputs_sha256(req) -> str:
-    from edgeship import __version__
-
     h = hashlib.sha256()
     fields = {k: _plain(v) for k, v in vars(req).items() if k not in IGNORED_FIELDS}
     h.update(json.dumps(fields, sort_keys=True, default=str).encode())
@@ -77,7 +77,6 @@ def up_to_date(out: Path, key: str) -> dict | None:
         return None
     if not isinstance(manifest, dict) or manifest.get("inputs_sha256") != key:
         return None
-    from edgeship.bundle import sha256_file
 
     golden = manifest.get("golden") or {}
     for rec in [*manifest.get("artifacts", []), golden]:

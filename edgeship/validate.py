@@ -18,6 +18,13 @@ from edgeship.errors import InputError
 from edgeship.metrics import compare, top1_accuracy
 from edgeship.quantize import get_recipe
 from edgeship.runtime.base import format_of
+from edgeship.bundle import sha256_file
+from edgeship.data import load_data
+from edgeship.errors import ArtifactError
+from edgeship.inspect import inspect_file
+from edgeship.pipeline import run_reference
+from edgeship.runtime.device import open_device
+from edgeship.sources import load_model, source_sha256
 
 
 @dataclass
@@ -63,9 +70,6 @@ def reference_for(req: ValidateRequest, bundle: Bundle | None) -> tuple[Golden |
                 "--data needs the float model to compute the reference, and this artifact is not in a bundle",
                 hint="validate the bundle folder instead",
             )
-        from edgeship.data import load_data
-        from edgeship.pipeline import run_reference
-        from edgeship.sources import load_model, source_sha256
 
         m = bundle.manifest["model"]
         if not Path(m["source_path"]).exists():
@@ -85,8 +89,6 @@ def reference_for(req: ValidateRequest, bundle: Bundle | None) -> tuple[Golden |
 
 
 def validate(req: ValidateRequest, device=None) -> tuple[list[dict], dict]:
-    from edgeship.runtime.device import open_device
-
     bundle, records, paths = resolve(req.target)
     golden, ref_note = reference_for(req, bundle)
     device = device or open_device(req.device)
@@ -125,8 +127,6 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
     if integrity:
         out["checks"].append(integrity)
     if inputs is None:  # no reference: time the artifact on random inputs of its own shapes
-        from edgeship.errors import ArtifactError
-        from edgeship.inspect import inspect_file
 
         try:
             shapes = [t["shape"] for t in inspect_file(path)["inputs"]]
@@ -164,7 +164,6 @@ def _integrity_check(record: dict, path: Path) -> dict | None:
     it is still run (its numbers are shown) but it fails, since the manifest no longer describes it."""
     if not record.get("sha256"):
         return None
-    from edgeship.bundle import sha256_file
 
     if sha256_file(path) == record["sha256"]:
         return None

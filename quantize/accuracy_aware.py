@@ -26,6 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.errors import InputError, UnsupportedError, suggest
+from edgeship.console import console
+from edgeship.convert.keras_pte import layer_errors
+from edgeship.convert.layers import keras_layers, torch_graph_layers
+from edgeship.convert.tflite_common import quiet_native_output
+from edgeship.errors import CheckFailed
+from edgeship.metrics import cosine, snr_db
+from edgeship.quantize import get_recipe
+from edgeship.quantize.layer_error import pte_layer_errors, tflite_layer_errors
+from edgeship.convert.torch_common import program_of
+from edgeship.runtime.standalone import executorch as pte_runner, tflite as tflite_runner
+from edgeship.runtime.standalone.timing import measure
 
 METRICS = ("top1", "cosine", "snr")
 SUPPORTED = {("torch", "pte"), ("torch", "tflite"), ("keras", "tflite"), ("keras", "pte")}
@@ -45,8 +56,6 @@ def check_supported(framework: str, target: str, kind: str, metric: str) -> None
 
 
 def drop(metric: str, reference: np.ndarray, outputs: np.ndarray, labels) -> float:
-    from edgeship.metrics import cosine, snr_db
-
     outputs = outputs.reshape(reference.shape)
     if metric == "top1":
         if labels is not None:
@@ -157,19 +166,12 @@ def _run(path: Path, target: str, inputs: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def _runner(path: Path, target: str):
-    from edgeship.convert.tflite_common import quiet_native_output
-
+    module = tflite_runner if target == "tflite" else pte_runner
     with quiet_native_output():
-        if target == "tflite":
-            from edgeship.runtime.tflite import Runner
-        else:
-            from edgeship.runtime.executorch import Runner
-        return Runner(str(path), None, threads=1)
+        return module.Runner(str(path), None, threads=1)
 
 
 def _latency(path: Path, target: str, inputs) -> float:
-    from edgeship.runtime.timing import measure
-
     runner = _runner(path, target)
     return float(measure(runner.run, inputs[:8], warmup=5, runs=LATENCY_RUNS)["p50_ms"])
 
@@ -178,25 +180,13 @@ class _TorchRanker:
     """torch -> pte|tflite: the route's PT2E graph with the kept layers in float, simulated on the host."""
 
     def __init__(self, model, calib, feeds, target: str):
-        import torch
-
-        from edgeship.convert.torch_pte import _quiet, example_tensors
-
-        self.examples = example_tensors(model)
-        program = model.obj
-        if model.kind != "torch-exported":
-            with _quiet():
-                program = torch.export.export(model.obj.eval(), tuple(self.examples))
+        program, self.examples = program_of(model)
         self.program, self.calib, self.feeds, self.target = program, calib, feeds, target
 
     def layers(self) -> list[str]:
-        from edgeship.quantize.layer_error import torch_graph_layers
-
         return [n for n, _, _ in torch_graph_layers(self.program.graph_module)]
 
     def rank(self, current: Attempt):
-        from edgeship.quantize.layer_error import pte_layer_errors
-
         return pte_layer_errors(self.program, self.examples, self.calib, self.feeds, current.kept, self.target)
 
 
@@ -210,14 +200,11 @@ class _KerasPteRanker:
 
     def layers(self) -> list[str]:
         if self.named is None:
-            from edgeship.quantize.layer_error import keras_layers
 
             return [n for n, _ in keras_layers(self.model.obj)]
         return self.named
 
     def rank(self, current: Attempt):
-        from edgeship.convert.keras_pte import layer_errors
-
         rows = layer_errors(self.model, self.calib, self.feeds, current.kept, self.verbose)
         if self.named is None:
             self.named = [r.name for r in sorted(rows, key=lambda r: r.order)]
@@ -228,9 +215,6 @@ class _TfliteRanker:
     """Keras -> tflite: the int8 artifact's tensors against the fp32 artifact of the same route."""
 
     def __init__(self, model, convert, feeds, options):
-        from edgeship.quantize import get_recipe
-        from edgeship.quantize.layer_error import keras_layers
-
         self.feeds = feeds
         self.named = keras_layers(model.obj)
         self._tmp = tempfile.TemporaryDirectory(prefix="edgeship-aa-fp32-")
@@ -242,8 +226,6 @@ class _TfliteRanker:
         return [n for n, _ in self.named]
 
     def rank(self, current: Attempt):
-        from edgeship.quantize.layer_error import tflite_layer_errors
-
         return tflite_layer_errors(current.path.read_bytes(), self.fp32, self.named, self.feeds)
 
 
@@ -280,9 +262,6 @@ def summary_lines(manifest: dict) -> list[str]:
 
 def report_searches(manifest: dict, bundle) -> None:
     """Print what the accuracy-aware searches did; raise CheckFailed when a budget was missed."""
-    from edgeship.console import console
-    from edgeship.errors import CheckFailed
-
     for line in summary_lines(manifest):
         console().print(f"[bold]accuracy-aware[/] {line}", soft_wrap=True)
     missed = [a for a in manifest["artifacts"] if a.get("accuracy_aware") and not a["accuracy_aware"]["met"]]

@@ -1,11 +1,7 @@
 """Per-layer error of an int8 model against its float reference: what `edgeship diff` prints and
 what accuracy-aware mode ranks layers by.
 
-What a layer is (the same names accuracy-aware mode keeps in float, ConvertOptions.float_layers):
-  torch  a named child module of the model that holds a conv or linear op; nn.Sequential,
-         nn.ModuleList and nn.ModuleDict are opened ('0', '2', 'features.3'), any other module
-         is one layer however much it holds inside ('fragile' for a custom block)
-  keras  a top-level layer of the model that holds weights (a nested model is one layer)
+What a layer is: convert/layers.py (the same names accuracy-aware mode keeps in float).
 
 Per layer, the layer's output as the quantized model computes it (dequantized) is compared with
 the float model's over the same inputs: SNR (dB), cosine and max abs error. Errors accumulate
@@ -21,16 +17,19 @@ output (execution order) minus the SNR of its own, in dB; the layer that adds th
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from edgeship.convert.layers import keras_op_layers, tflite_ops, torch_graph_layers
+from edgeship.convert.torch_common import program_of, quiet, to_tensors
+from edgeship.convert.torch_pte import pt2e_quantize
 from edgeship.metrics import cosine, snr_db
+from edgeship.convert.tflite_common import quiet_native_output
+from edgeship.convert.torch_tflite import pt2e_quantizer
+from edgeship.errors import ArtifactError
 
 SNR_CAP_DB = 60.0  # a clean signal: above int8's best case, so an exact layer adds nothing
-CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
-COMPUTE_OPS = ("conv", "linear", "addmm", "matmul", "mm", "bmm")
 TORCH_TFLITE_NOTE = ("the .tflite's int8 graph simulated on the host: litert-torch's PT2E fake-quant (q/dq) graph "
                      "vs the float graph in torch (the converter renames its tensors, so they are not matched)")
 PTE_NOTE = ("the .pte's int8 graph simulated on the host: PT2E fake-quant (q/dq) graph vs the float graph in "
@@ -77,68 +76,9 @@ def worst_first(rows: list[LayerError]) -> list[LayerError]:
 # torch: layers by module, PT2E host simulation
 
 
-def _normalize(fqn: str) -> str:
-    return fqn[len("L['self'].") :] if fqn.startswith("L['self'].") else fqn
-
-
-def _type_name(t) -> str:
-    return t.__name__ if isinstance(t, type) else str(t).rsplit(".", 1)[-1].strip("'>")
-
-
-def node_layer(node, strip: str = "") -> tuple[str, str] | None:
-    """(layer name, module type) of a graph node: its outermost non-container module."""
-    stack = node.meta.get("nn_module_stack") or {}
-    for fqn, kind in stack.values():
-        name = _normalize(fqn)
-        if strip and name.startswith(strip):
-            name = name[len(strip):]
-        elif strip:
-            continue
-        if name and _type_name(kind) not in CONTAINERS:
-            return name, _type_name(kind)
-    return None
-
-
-def _is_compute(node) -> bool:
-    target = str(getattr(node.target, "__name__", node.target)).lower()
-    return node.op == "call_function" and any(op in target.split(".")[0] for op in COMPUTE_OPS)
-
-
-def torch_graph_layers(graph_module, strip: str = "") -> list[tuple[str, str, str]]:
-    """[(layer name, module type, output node name)] in execution order, for layers that hold a
-    conv or linear op. The output node is the layer's last node with a user outside the layer."""
-    members: dict[str, list] = {}
-    kinds: dict[str, str] = {}
-    compute: set[str] = set()
-    for node in graph_module.graph.nodes:
-        found = node_layer(node, strip) if node.op == "call_function" else None
-        if not found:
-            continue
-        members.setdefault(found[0], []).append(node)
-        kinds[found[0]] = found[1]
-        if _is_compute(node):
-            compute.add(found[0])
-    out = []
-    for name, nodes in members.items():
-        if name not in compute:
-            continue
-        inside = set(nodes)
-        leaving = [n for n in nodes if any(u not in inside for u in n.users)]
-        out.append((name, kinds[name], (leaving or nodes)[-1].name))
-    order = {n.name: i for i, n in enumerate(graph_module.graph.nodes)}
-    return sorted(out, key=lambda t: order[t[2]])
-
-
 def torch_layer_names(model) -> list[str]:
     """Layer names of a loaded torch Model (edgeship.model.Model), in execution order."""
-    import torch
-
-    from edgeship.convert.torch_pte import _quiet, example_tensors
-
-    program = model.obj
-    if model.kind != "torch-exported":
-        with _quiet():
-            program = torch.export.export(model.obj.eval(), tuple(example_tensors(model)))
+    program, _ = program_of(model)
     return [name for name, _, _ in torch_graph_layers(program.graph_module)]
 
 
@@ -178,12 +118,9 @@ def pte_layer_errors(program, examples, calib, inputs: list[list[np.ndarray]], f
     `inputs`: samples, each a list of batch-1 arrays in model input order. target 'pte' uses
     ExecuTorch's XNNPACKQuantizer, 'tflite' litert-torch's PT2EQuantizer (torch -> .tflite).
     `layer_prefix`: layers are the modules under it (the Keras route's 'layers.' wrappers)."""
-    from edgeship.convert.torch_pte import _quiet, pt2e_quantize, to_tensors
-
-    with _quiet():
+    with quiet():
         float_gm = program.module()
         if target == "tflite":
-            from edgeship.convert.torch_tflite import pt2e_quantizer
 
             quant_gm = pt2e_quantize(program, examples, calib, quantizer=pt2e_quantizer(tuple(float_layers)))
         else:
@@ -194,7 +131,7 @@ def pte_layer_errors(program, examples, calib, inputs: list[list[np.ndarray]], f
     quant_names = {name: _dequantized_view(quant_gm, node) for name, _, node in layers}
     reference: dict[str, list] = {n: [] for n in float_names}
     quantized: dict[str, list] = {n: [] for n in float_names}
-    with _quiet():
+    with quiet():
         for sample in inputs:
             tensors = to_tensors(sample)
             ref = capture(float_gm, tensors, set(float_names.values()))
@@ -209,76 +146,10 @@ def pte_layer_errors(program, examples, calib, inputs: list[list[np.ndarray]], f
 # tflite: ops matched by position, layers by tensor name
 
 
-_SKIP_OPS = ("QUANTIZE", "DEQUANTIZE", "DELEGATE")
-
-
-def tflite_ops(data: bytes, keep_tensors: bool = False):
-    """(interpreter, [(op name, output tensor index, output tensor name)]) for the compute ops."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(model_content=bytes(data), experimental_preserve_all_tensors=keep_tensors,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    names = {t["index"]: t["name"] for t in it.get_tensor_details()}
-    ops = [(op["op_name"], op["outputs"][0], names[op["outputs"][0]]) for op in it._get_ops_details()
-           if op["op_name"] not in _SKIP_OPS and len(op["outputs"])]
-    return it, ops
-
-
-def _layer_of(tensor_name: str, layers: list[str]) -> str | None:
-    """The Keras layer a TFLite tensor name belongs to: a '/'-separated part of the name equal to
-    the layer name, or to the name with the '_N' suffix Keras adds when it rebuilds a model."""
-    parts = {p for piece in tensor_name.split(";") for p in piece.split("/")}
-    for layer in layers:
-        if layer in parts:
-            return layer
-    for layer in layers:
-        pattern = re.compile(re.escape(layer) + r"_\d+")
-        if any(pattern.fullmatch(p) for p in parts):
-            return layer
-    return None
-
-
-def keras_op_layers(ops: list[tuple[str, int, str]], layers: list[str]) -> dict[str, list[int]]:
-    """{layer: positions of its ops}. The op that writes the model output often carries only the
-    signature's name: it goes to the last layer that matched no op."""
-    found: dict[str, list[int]] = {}
-    for pos, (_, _, name) in enumerate(ops):
-        layer = _layer_of(name, layers)
-        if layer:
-            found.setdefault(layer, []).append(pos)
-    missing = [layer for layer in layers if layer not in found]
-    if missing and ops and _layer_of(ops[-1][2], layers) is None:
-        found[missing[-1]] = [len(ops) - 1]
-    return found
-
-
-def keras_layers(keras_model) -> list[tuple[str, str]]:
-    """Top-level layers of a Keras model that hold weights: (name, class name)."""
-    return [(layer.name, type(layer).__name__) for layer in keras_model.layers if layer.weights]
-
-
-def denylisted_nodes(fp32_data: bytes, layers: list[str], keep: list[str]) -> list[str]:
-    """Output tensor names of the ops of the `keep` layers: the TF quantization debugger's
-    denylisted_nodes (the converter names ops by their output tensors, same names at fp32)."""
-    _, ops = tflite_ops(fp32_data)
-    by_layer = keras_op_layers(ops, layers)
-    unknown = [k for k in keep if k not in by_layer]
-    if unknown:
-        from edgeship.errors import InputError
-
-        raise InputError(f"no ops found for layer(s) {', '.join(unknown)} in the converted model",
-                         hint=f"layers with ops: {', '.join(by_layer)}")
-    return [ops[pos][2] for k in keep for pos in by_layer[k]]
-
-
 def tflite_layer_errors(int8_data: bytes, fp32_data: bytes, layers: list[tuple[str, str]], feeds) -> list[LayerError]:
     """Per-layer error of an int8 .tflite against the fp32 .tflite of the same route. `feeds`:
     samples, each a list of batch-1 float arrays in model input order. Ops are matched by position
     among compute ops; a layer's output is its last op's output."""
-    from edgeship.convert.tflite_common import quiet_native_output
-    from edgeship.errors import ArtifactError
-
     with quiet_native_output():
         q_it, q_ops = tflite_ops(int8_data, keep_tensors=True)
         f_it, f_ops = tflite_ops(fp32_data, keep_tensors=True)

@@ -1,4 +1,8 @@
-"""The recipes: one table, the single source of truth for names, descriptions and tolerances."""
+"""The recipes: one table, the single source of truth for names, descriptions and tolerances.
+
+Routes say which of these they take (convert/__init__.py's ROUTES, `Route.recipes`); the CLI's
+help, the project file's validation and every "unsupported recipe" error read this table.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ RECIPES: dict[str, Recipe] = {
         Recipe("int8", "full-integer int8, per-channel weights, calibrated activations", True, 0.98, 1.0),
     )
 }
+
+
+RECIPE_NAMES: tuple[str, ...] = tuple(RECIPES)
 
 
 def get_recipe(name: str) -> Recipe:

@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.errors import DeviceError, DeviceUnreachable, InputError
-from edgeship.runtime.device import AgentRun
+from edgeship.runtime.base import AgentRun
+from edgeship.runtime.standalone.executorch import _from_stored, _to_stored
+from edgeship.runtime.standalone.timing import summarize
 
 REMOTE_DIR = "/data/local/tmp/edgeship"
 RUNNER_ENV = "EDGESHIP_ADB_RUNNER"
@@ -69,8 +71,6 @@ def parse_executor_runner(text: str, warmup: int = 0) -> dict:
     """ExecuTorch executor_runner's log -> agent result keys (ms). executor_runner has no warm-up
     option: the first `warmup` iterations are dropped from the timings. Raises ValueError when it
     did not report a successful execution."""
-    from edgeship.runtime.timing import summarize
-
     done = _ET_DONE.search(text)
     if not done:
         raise ValueError("executor_runner did not report 'Model executed successfully'")
@@ -341,15 +341,11 @@ def _tensor_specs(signature: dict | None, side: str) -> list[dict]:
 
 def _stored(x: np.ndarray, spec: dict | None) -> np.ndarray:
     """A float sample as the program stores it: quantized for integer inputs."""
-    from edgeship.runtime.executorch import _to_stored
-
     return _to_stored(x, spec) if spec else x.astype(np.float32)
 
 
 def _loaded(path: Path, spec: dict | None) -> np.ndarray:
     """An output file's raw bytes as float32: dequantized for integer outputs."""
-    from edgeship.runtime.executorch import _from_stored
-
     if not spec:
         return np.fromfile(path, dtype=np.float32)
     y = np.fromfile(path, dtype=spec["dtype"])

@@ -1,9 +1,12 @@
-"""The Runner protocol every format's runner follows (documentation; runners duck-type it).
+"""The contract of runtime/: the Runner and Device protocols, the agent's result, the device schemes.
 
-Runner modules (tflite.py, executorch.py, onnx.py) and timing.py/agent.py are standalone: standard
-library, numpy and their own runtime only, no `edgeship` imports. The same files are pushed to
-a Raspberry Pi or run in a child process on the host, so a device needs neither PyTorch nor
-TensorFlow, and a runtime that crashes takes down only its child.
+Device modules (local.py, emulated.py, ssh.py, adb.py) import this file, never each other's
+registry (device.py). The runners themselves (standalone/tflite.py, executorch.py, onnx.py) and
+the agent are standalone: standard library, numpy and their own runtime only, no `edgeship`
+imports, because the same files are pushed to a Raspberry Pi or run in a child process on the
+host; they duck-type `Runner`.
+
+Runner:
 
     runner = Runner(path, signature=None, threads=1)   # loads; raises ValueError on a bad file
     runner.runtime   -> "ai-edge-litert 2.3.0"
@@ -20,6 +23,7 @@ each entry {"name", "shape", "dtype", "layout", "quantization"}.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -32,6 +36,53 @@ class Runner(Protocol):
     outputs: list[dict]
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]: ...
+
+
+@dataclass
+class AgentRun:
+    """What one run of an artifact on a device gave."""
+
+    ok: bool
+    result: dict = field(default_factory=dict)
+    outputs: list[np.ndarray] | None = None
+    error: str | None = None  # one line: what went wrong, e.g. "load: ValueError: ..." or "killed by SIGSEGV"
+
+
+class Device(Protocol):
+    """Somewhere an artifact runs through the agent (or a native runner).
+
+        device.run_artifact(artifact, inputs, signature, threads=1, warmup=5, runs=50, timeout=300)
+            -> AgentRun(ok, result: dict (the agent's JSON), outputs: list[np.ndarray] | None, error)
+
+    Every run happens in a separate process with a timeout, so a runtime that aborts, segfaults or
+    hangs on a broken artifact fails that artifact only.
+    """
+
+    uri: str
+    emulated: bool
+
+    def run_artifact(self, artifact, inputs: list[np.ndarray], signature: dict | None, *, threads: int = 1,
+                     warmup: int = 5, runs: int = 50, timeout: float = 300.0) -> AgentRun: ...
+
+
+# The device URIs edgeship knows, as users write them (help texts, typo suggestions) and by scheme
+# (the project file's [devices] check).
+DEVICE_SCHEMES = ("local", "emu:rpi4", "emu:rpi5", "ssh://user@host[:port]", "adb", "adb:SERIAL")
+SCHEME_NAMES = ("local", "host", "emu", "ssh", "adb")
+
+
+def scheme_of(uri: str) -> str | None:
+    """'emu' for emu:rpi4, 'ssh' for ssh://pi@host, 'local' for local/host, 'adb' for adb[:SERIAL]; else None."""
+    if uri in ("local", "host"):
+        return "local"
+    if uri == "adb":
+        return "adb"
+    if uri.startswith("ssh://"):
+        return "ssh"
+    for scheme in ("emu", "adb"):
+        if uri.startswith(scheme + ":"):
+            return scheme
+    return None
 
 
 RUNNER_MODULES = {"tflite": "tflite", "pte": "executorch", "onnx": "onnx"}

@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeship.errors import DeviceUnreachable, InputError, suggest
-from edgeship.runtime.device import AgentRun
+from edgeship.runtime.base import AgentRun
 from edgeship.runtime.local import LocalDevice, parse_agent_stdout
+from edgeship.runtime import rootfs as rootfs_mod
+from edgeship.runtime.local import describe_exit
+from edgeship.runtime.rootfs import MARKER, write_cpu_files
 
 AGENT_MODULES = ("agent", "timing", "tflite", "executorch", "probe")
 OPTIONAL_AGENT_MODULES = ("onnx",)  # runners the agent may name (RUNNERS) when this tree has them
@@ -49,7 +52,6 @@ def board_root(rootfs: Path, board_id: str) -> Path:
     hard-linked copy of it with the board's own /proc/cpuinfo (made once, in a second or two)."""
     import fcntl
 
-    from edgeship.runtime.rootfs import MARKER, write_cpu_files
 
     board = BOARDS[board_id]
     if board.part == "0xd08":
@@ -71,10 +73,10 @@ def board_root(rootfs: Path, board_id: str) -> Path:
 
 def agent_package(dest: Path) -> Path:
     """Copy the agent's standalone modules into DEST/edgeship_agent; returns DEST (for sys.path)."""
-    src = Path(__file__).resolve().parent
+    src = Path(__file__).resolve().parent / "standalone"
     pkg = dest / "edgeship_agent"
     pkg.mkdir(parents=True, exist_ok=True)
-    (pkg / "__init__.py").write_text('"""edgeship\'s device agent (copied from edgeship.runtime)."""\n')
+    (pkg / "__init__.py").write_text('"""edgeship\'s device agent (copied from edgeship.runtime.standalone)."""\n')
     for name in AGENT_MODULES + OPTIONAL_AGENT_MODULES:
         if (src / f"{name}.py").is_file() or name in AGENT_MODULES:
             shutil.copyfile(src / f"{name}.py", pkg / f"{name}.py")
@@ -92,8 +94,6 @@ class EmulatedDevice(LocalDevice):
     emulated = True
 
     def __init__(self, uri: str, rootfs: Path | None = None):
-        from edgeship.runtime import rootfs as rootfs_mod
-
         self.board_id = parse_board(uri)
         self.board = BOARDS[self.board_id]
         self.uri = f"emu:{self.board_id}"
@@ -125,7 +125,6 @@ class EmulatedDevice(LocalDevice):
             raise DeviceUnreachable(f"{self.uri}: the probe did not finish in {timeout:.0f} s") from None
         result = parse_agent_stdout(proc.stdout)
         if result is None:
-            from edgeship.runtime.local import describe_exit
 
             raise DeviceUnreachable(f"{self.uri}: the probe failed: {describe_exit(proc.returncode, proc.stderr)}")
         result["board"] = self.board.name

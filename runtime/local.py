@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.runtime.device import AgentRun
+from edgeship.runtime.base import AgentRun
 
 
 def parse_agent_stdout(stdout: str) -> dict | None:
@@ -55,7 +55,7 @@ class LocalDevice:
     emulated = False
 
     def agent_command(self) -> list[str]:
-        return [sys.executable, "-m", "edgeship.runtime.agent"]
+        return [sys.executable, "-m", "edgeship.runtime.standalone.agent"]
 
     def run_artifact(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
                      verbose=False) -> AgentRun:

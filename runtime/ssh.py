@@ -30,8 +30,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edgeship.errors import DeviceError, InputError
-from edgeship.runtime.device import AgentRun
+from edgeship.runtime.base import AgentRun
 from edgeship.runtime.local import describe_exit, load_outputs, parse_agent_stdout, save_inputs
+from edgeship.runtime.emulated import agent_package
+from edgeship.runtime.rootfs import _host_version, cache_root, pip_platform_args
 
 HOME = ".edgeship"  # relative to the login directory: the same path for ssh and scp
 VENV_PYTHON = f"{HOME}/venv/bin/python"
@@ -87,8 +89,6 @@ class SSHDevice:
     emulated = False
 
     def __init__(self, uri: str, require_runtime: bool = True):
-        from edgeship.runtime.emulated import agent_package
-
         self.user, self.host, self.port = parse_uri(uri)
         self.uri = uri.rstrip("/")
         self.dest = f"{self.user}@{self.host}" if self.user else self.host
@@ -366,8 +366,6 @@ class SSHDevice:
 
 def _pin(dist: str, fallback: str) -> str:
     """dist==the version this host runs (without a local label such as +cpu)."""
-    from edgeship.runtime.rootfs import _host_version
-
     return f"{dist}=={_host_version(dist, fallback).split('+')[0]}"
 
 
@@ -378,8 +376,6 @@ def _pins() -> list[str]:
 def _wheel_cache(py: str, libc: str, key: list[str], suffix: str = "") -> tuple[Path, Path, int]:
     """(folder, the stamp that says it is complete, glibc minor) for the device's aarch64 wheels,
     cached on this host and keyed by what was asked for."""
-    from edgeship.runtime.rootfs import cache_root
-
     try:
         minor = int(libc.split(".")[1])
     except (IndexError, ValueError):
@@ -395,7 +391,6 @@ def download_executorch_wheels(py: str, libc: str) -> Path:
     touched, so a host without access to the index loses nothing on the device."""
     import sys
 
-    from edgeship.runtime.rootfs import pip_platform_args
 
     index = os.environ.get(TORCH_INDEX_ENV) or TORCH_CPU_INDEX
     pins = [_pin("torch", "2.13.0"), _pin("executorch", "1.5.1")]
@@ -423,7 +418,6 @@ def download_wheels(arch: str, py: str, libc: str) -> Path:
     """The device's wheels, fetched by this host's pip (the device needs no index access), cached."""
     import sys
 
-    from edgeship.runtime.rootfs import pip_platform_args
 
     if arch not in ("aarch64", "arm64"):
         raise DeviceError(f"the device is {arch or 'of unknown architecture'}; edgeship sets up aarch64 (arm64) "

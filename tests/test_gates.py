@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeship.config import parse_project
-from edgeship.gates import evaluate
+from edgeship.gates.budgets import evaluate
 from edgeship.stats import mann_whitney_greater, median_shift_lower_bound
 
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 
 from edgeship.metrics import compare, cosine, snr_db
-from edgeship.runtime.timing import measure, percentile
+from edgeship.runtime.standalone.timing import measure, percentile
 
 
 def test_identical_outputs():

@@ -14,7 +14,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from edgeship.config import parse_project
-from edgeship.gates import evaluate
+from edgeship.gates.budgets import evaluate
 from edgeship.reports import FILES, build_report, write_reports
 from test_gates import baseline, jitter, record
 

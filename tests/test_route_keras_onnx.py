@@ -10,7 +10,7 @@ from conftest import top1
 from edgeship.convert import ConvertOptions
 from edgeship.errors import UnsupportedError
 from edgeship.quantize import get_recipe
-from edgeship.runtime.onnx import Runner, inspect_artifact
+from edgeship.runtime.standalone.onnx import Runner, inspect_artifact
 
 
 def convert(model, recipe: str, out, calib=None):

@@ -10,7 +10,7 @@ from edgeship.convert.base import ConvertOptions
 from edgeship.errors import ConversionError, UnsupportedError
 from edgeship.model import IOSpec, Model, TensorSpec
 from edgeship.quantize.recipes import RECIPES
-from edgeship.runtime.executorch import Runner
+from edgeship.runtime.standalone.executorch import Runner
 
 FP32_MAX_ABS = 1e-4
 

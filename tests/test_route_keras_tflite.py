@@ -10,7 +10,7 @@ from conftest import top1
 from edgeship.convert import ConvertOptions
 from edgeship.errors import ConversionError, InputError
 from edgeship.quantize import get_recipe
-from edgeship.runtime.tflite import Runner, inspect_artifact
+from edgeship.runtime.standalone.tflite import Runner, inspect_artifact
 
 CASES = {  # name: (recipe, int8_io)
     "fp32": ("fp32", False),

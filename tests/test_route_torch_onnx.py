@@ -11,7 +11,7 @@ from conftest import top1
 from edgeship.convert import ConvertOptions
 from edgeship.errors import InputError
 from edgeship.quantize import get_recipe
-from edgeship.runtime.onnx import Runner, inspect_artifact
+from edgeship.runtime.standalone.onnx import Runner, inspect_artifact
 
 RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
 

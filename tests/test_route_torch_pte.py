@@ -13,7 +13,7 @@ from edgeship.convert.base import ConvertOptions
 from edgeship.errors import ConversionError, UnsupportedError
 from edgeship.model import IOSpec, Model, TensorSpec
 from edgeship.quantize.recipes import RECIPES
-from edgeship.runtime.executorch import Runner, inspect_artifact
+from edgeship.runtime.standalone.executorch import Runner, inspect_artifact
 
 FP32_MAX_ABS = 1e-4
 
@@ -155,7 +155,7 @@ def test_runner_checks_feeds(artifacts):
 
 def test_runner_imports_neither_the_exporter_nor_executorch_runtime(artifacts):
     code = (
-        "import sys, numpy as np\nfrom edgeship.runtime.executorch import Runner\n"
+        "import sys, numpy as np\nfrom edgeship.runtime.standalone.executorch import Runner\n"
         f"r = Runner({str(artifacts('fp32')[0])!r})\nr.run([np.zeros((1, 1, 8, 8), np.float32)])\n"
         "print('heavy', sorted(m for m in ('executorch.exir', 'executorch.runtime', 'edgeship.convert') "
         "if m in sys.modules))"
@@ -197,7 +197,7 @@ def test_corrupted_bytes_inside_raise_value_error(region, artifacts, tmp_path):
     path = tmp_path / f"flipped_{region}.pte"
     path.write_bytes(bytes(data))
     code = (
-        "import sys, numpy as np\nfrom edgeship.runtime.executorch import Runner\n"
+        "import sys, numpy as np\nfrom edgeship.runtime.standalone.executorch import Runner\n"
         f"try:\n    Runner({str(path)!r}).run([np.zeros((1, 1, 8, 8), np.float32)])\n    print('ran')\n"
         "except ValueError as e:\n    print('ValueError:', e)\n"
     )

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgeship.cli import cli
-from edgeship.runtime import onnx as onnx_runtime
-from edgeship.runtime.onnx import Runner, inspect_artifact
+from edgeship.runtime.standalone import onnx as onnx_runtime
+from edgeship.runtime.standalone.onnx import Runner, inspect_artifact
 
 
 def run_cli(*args):
@@ -86,7 +86,7 @@ def test_import_and_load_start_fast_without_frameworks(bundle):
     code = (
         "import sys, time, json\n"
         "t0 = time.perf_counter()\n"
-        "from edgeship.runtime.onnx import Runner\n"
+        "from edgeship.runtime.standalone.onnx import Runner\n"
         f"r = Runner({str(out / 'digits_cnn.int8.onnx')!r})\n"
         "print(json.dumps({'s': time.perf_counter() - t0, 'runtime': r.runtime,\n"
         "    'heavy': sorted(m for m in ('tensorflow', 'torch', 'keras', 'onnx') if m in sys.modules)}))\n"

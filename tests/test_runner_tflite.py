@@ -15,8 +15,8 @@ import pytest
 from conftest import REPO, top1
 from edgeship.convert import ConvertOptions
 from edgeship.quantize import get_recipe
-from edgeship.runtime import tflite
-from edgeship.runtime.tflite import Runner, inspect_artifact
+from edgeship.runtime.standalone import tflite
+from edgeship.runtime.standalone.tflite import Runner, inspect_artifact
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_import_and_load_start_in_well_under_a_second(models):
     code = (
         "import sys, time, json\n"
         "t0 = time.perf_counter()\n"
-        "from edgeship.runtime.tflite import Runner\n"
+        "from edgeship.runtime.standalone.tflite import Runner\n"
         "t1 = time.perf_counter()\n"
         f"r = Runner({str(models['int8'])!r})\n"
         "t2 = time.perf_counter()\n"
@@ -67,7 +67,7 @@ def test_falls_back_to_tf_lite_without_ai_edge_litert(models, keras_digits):
         "import sys, json\n"
         "sys.modules['ai_edge_litert'] = None; sys.modules['tflite_runtime'] = None  # not installed\n"
         "import numpy as np\n"
-        "from edgeship.runtime.tflite import Runner, inspect_artifact\n"
+        "from edgeship.runtime.standalone.tflite import Runner, inspect_artifact\n"
         f"r = Runner({str(models['int8'])!r})\n"
         f"x = np.load({str(models['int8'].with_suffix('.npy'))!r})\n"
         f"d = inspect_artifact({str(models['int8'])!r})\n"
@@ -249,7 +249,7 @@ def test_agent_reports_a_broken_file_as_json(models, tmp_path):
     path = tmp_path / "broken.tflite"
     path.write_bytes(models["fp32"].read_bytes()[:5000])
     np.savez(tmp_path / "in.npz", input_0=np.zeros((1, 1, 8, 8, 1), np.float32)[:, 0])
-    proc = subprocess.run([sys.executable, "-m", "edgeship.runtime.agent", "run", str(path), "--inputs",
+    proc = subprocess.run([sys.executable, "-m", "edgeship.runtime.standalone.agent", "run", str(path), "--inputs",
                            str(tmp_path / "in.npz"), "--out", str(tmp_path / "out.npz")],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -5,13 +5,24 @@ configuration or input; 3 a device could not be reached.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
+
 from edgeship.config import LoadedConfig, Project, load_config
 from edgeship.console import info
 from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, DeviceError, DeviceUnreachable, InputError
+from edgeship.bundle import read_bundle
+from edgeship.gates.budgets import evaluate
+from edgeship.gates.regression import load_baseline
+from edgeship.pipeline import ExportRequest, export
+from edgeship.reports import build_report, print_report, write_reports
+from edgeship.runtime.adb import use_runners
+from edgeship.runtime.device import open_device
+from edgeship.validate import ValidateRequest, validate
 
 
 @dataclass
@@ -33,8 +44,6 @@ class CheckOutcome:
 
 def open_devices(uris: list[str]) -> dict:
     """Every configured device, opened before the long export starts."""
-    from edgeship.runtime.device import open_device
-
     devices = {}
     for uri in uris:
         try:
@@ -65,8 +74,6 @@ def bundle_groups(cfg: LoadedConfig) -> dict[Path, tuple[list[str], list[str]]]:
 
 
 def export_all(cfg: LoadedConfig, verbose: bool) -> None:
-    from edgeship.pipeline import ExportRequest, export
-
     p = cfg.project
     for bundle, (formats, recipes) in bundle_groups(cfg).items():
         export(ExportRequest(
@@ -79,9 +86,6 @@ def export_all(cfg: LoadedConfig, verbose: bool) -> None:
 
 def measure_all(cfg: LoadedConfig, devices: dict, verbose: bool) -> tuple[list[dict], list[dict]]:
     """(results, contexts): one validate record per configured target x device."""
-    from edgeship.bundle import read_bundle
-    from edgeship.validate import ValidateRequest, validate
-
     m = cfg.project.measure
     wanted = {t.key for t in cfg.project.targets}
     results, contexts = [], []
@@ -115,17 +119,12 @@ def report_dir_for(cfg: LoadedConfig, opts: CheckOptions) -> Path:
 
 
 def run_check(opts: CheckOptions) -> CheckOutcome:
-    from edgeship.baseline import load_baseline
-    from edgeship.gates import evaluate
-    from edgeship.reports import build_report, print_report, write_reports
-
     t0 = time.perf_counter()
     cfg = load_config(opts.config)
     project: Project = cfg.project
     baseline_path = opts.baseline or cfg.resolve(project.baseline)
     baseline = load_baseline(baseline_path) if baseline_path else None
     if project.measure.adb_runners:  # like --runner
-        from edgeship.runtime.adb import use_runners
 
         use_runners(cfg.resolve(r) for r in project.measure.adb_runners)
     devices = open_devices(project.devices)
@@ -140,3 +139,21 @@ def run_check(opts: CheckOptions) -> CheckOutcome:
     info(f"check finished in {time.perf_counter() - t0:.0f} s")
     code = EXIT_OK if report["status"] == "pass" else EXIT_CHECK_FAILED
     return CheckOutcome(report, code, out_dir, written)
+
+
+@click.command("check")
+@click.argument("config", required=False, type=click.Path(path_type=Path))
+@click.option("--baseline", type=click.Path(path_type=Path), help="A previous check's report.json to compare with.")
+@click.option("--report-dir", type=click.Path(path_type=Path), help="Report folder (default: beside the bundle).")
+@click.option("--skip-export", is_flag=True, help="Validate the bundles an earlier check wrote instead of exporting.")
+@click.pass_context
+def command(ctx, config, baseline, report_dir, skip_export):
+    """Export every target of CONFIG (edgeship.toml or pyproject.toml; default: found from here),
+    validate each on every device, evaluate the gates, write JSON, JUnit, Markdown and HTML reports.
+
+    Exits 0 when every gate passes, 1 when a gate fails or could not be measured, 2 on a bad
+    configuration, 3 when a device cannot be reached.
+    """
+    outcome = run_check(CheckOptions(config, baseline, report_dir, skip_export, ctx.obj["verbose"]))
+    if outcome.exit_code:
+        sys.exit(outcome.exit_code)

@@ -6,11 +6,19 @@ recipe, validates every artifact on the host against the held-out digits, prints
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
+import click
+
 from edgeship.console import console, info
+from edgeship.errors import EXIT_CHECK_FAILED
 from edgeship.errors import InputError
+from edgeship import demo_models
+from edgeship.pipeline import ExportRequest, export, parse_targets
+from edgeship.reports.tables import export_table, print_validate, write_json
+from edgeship.validate import ValidateRequest, validate
 
 DEMO_MARKER = ".edgeship-demo"
 HELD_OUT = 450  # the whole digits test split: accuracy to 0.2 points
@@ -24,8 +32,6 @@ def _prepare(out: Path) -> None:
 
 
 def _train(framework: str, models: Path) -> tuple[str, float]:
-    from edgeship import demo_models
-
     if framework == "torch":
         module, acc = demo_models.train_torch_cnn()
         return str(demo_models.save_torch_pt2(module, models / "digits_torch.pt2")), acc
@@ -36,10 +42,6 @@ def _train(framework: str, models: Path) -> tuple[str, float]:
 
 
 def run_demo(out: Path, targets: str, recipes: str, frameworks: str, verbose: bool = False) -> bool:
-    from edgeship.pipeline import ExportRequest, export, parse_targets
-    from edgeship.report import export_table, print_validate, write_json
-    from edgeship.validate import ValidateRequest, validate
-
     wanted = [f.strip() for f in frameworks.split(",") if f.strip()]
     for f in wanted:
         if f not in ("torch", "keras"):
@@ -65,3 +67,18 @@ def run_demo(out: Path, targets: str, recipes: str, frameworks: str, verbose: bo
         all_ok &= all(r["status"] == "pass" for r in results)
     console().print(f"demo finished in {time.perf_counter() - t_start:.0f} s; bundles and reports in {out}/")
     return all_ok
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("edgeship-demo"), show_default=True,
+              help="Folder for the trained models and the bundles.")
+@click.option("--to", "targets", default="tflite,pte", show_default=True, help="Formats, comma-separated.")
+@click.option("--quant", "recipes", default="fp32,int8", show_default=True, help="Recipes, comma-separated.")
+@click.option("--framework", "frameworks", default="torch,keras", show_default=True,
+              help="Frameworks to train in, comma-separated.")
+@click.pass_context
+def command(ctx, out, targets, recipes, frameworks):
+    """Train small CNNs on scikit-learn's digits in PyTorch and Keras, export both to both
+    formats, validate everything on the host, and print the table. No files needed."""
+    if not run_demo(out, targets, recipes, frameworks, ctx.obj["verbose"]):
+        sys.exit(EXIT_CHECK_FAILED)

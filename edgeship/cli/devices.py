@@ -8,36 +8,39 @@ whether ExecuTorch is available (and why not), free disk and memory.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 
-from edgeship.errors import InputError
+import click
+
+from edgeship.cli.groups import SuggestingGroup
+
+from edgeship.console import console, err_console, info, progress_enabled
+from edgeship.errors import InputError, suggest
+from edgeship.errors import EXIT_CHECK_FAILED
+from edgeship.runtime.adb import AdbDevice
+from edgeship.runtime.base import DEVICE_SCHEMES, scheme_of
+from edgeship.runtime.emulated import EmulatedDevice, parse_board
+from edgeship.runtime.local import parse_agent_stdout
+from edgeship.runtime.rootfs import ensure_rootfs
+from edgeship.runtime.ssh import SSHDevice
 
 
 def _scheme(uri: str) -> str:
-    from edgeship.runtime.device import DEVICE_SCHEMES
-
-    for scheme in ("emu", "ssh", "adb"):
-        if uri.startswith(scheme + ":"):
-            return scheme
-    if uri == "adb":
-        return "adb"
-    if uri in ("local", "host"):
-        return "local"
-    from edgeship.errors import suggest
-
+    scheme = scheme_of(uri)
+    if scheme:
+        return scheme
     raise InputError(suggest(uri, DEVICE_SCHEMES, "device"), hint="e.g. emu:rpi4, ssh://pi@raspberrypi.local")
 
 
 def _step_printer():
     """A progress callback: a rich status line on a terminal, one plain line per step elsewhere."""
-    from edgeship import progress
-    from edgeship.console import err_console, info
-
     state = {"status": None, "t0": time.monotonic()}
 
     def show(i: int, n: int, what: str) -> None:
         elapsed = time.monotonic() - state["t0"]
-        if progress.enabled():
+        if progress_enabled():
             if state["status"] is None:
                 state["status"] = err_console().status("")
                 state["status"].start()
@@ -53,9 +56,6 @@ def _step_printer():
 
 def setup(uri: str, rebuild: bool = False, with_executorch: bool = False) -> dict:
     """Prepare the device; returns its doctor report (with 'setup_seconds' and 'setup' added)."""
-    from edgeship.console import info
-    from edgeship.errors import InputError
-
     scheme = _scheme(uri)
     if with_executorch and scheme != "ssh":
         raise InputError(f"--with-executorch installs onto ssh:// devices, not {uri}",
@@ -63,8 +63,6 @@ def setup(uri: str, rebuild: bool = False, with_executorch: bool = False) -> dic
                               "--runner executor_runner")
     t0 = time.monotonic()
     if scheme == "emu":
-        from edgeship.runtime.emulated import EmulatedDevice, parse_board
-        from edgeship.runtime.rootfs import ensure_rootfs
 
         parse_board(uri)
         path, built = ensure_rootfs(progress=_step_printer(), rebuild=rebuild)
@@ -72,7 +70,6 @@ def setup(uri: str, rebuild: bool = False, with_executorch: bool = False) -> dic
         report = EmulatedDevice(uri, rootfs=path).probe()
         report["setup"] = "built" if built else "cached"
     elif scheme == "ssh":
-        from edgeship.runtime.ssh import SSHDevice
 
         device = SSHDevice(uri, require_runtime=False)
         report = device.setup(progress=_step_printer(), rebuild=rebuild, with_executorch=with_executorch)
@@ -86,24 +83,20 @@ def setup(uri: str, rebuild: bool = False, with_executorch: bool = False) -> dic
 def doctor_report(uri: str) -> dict:
     scheme = _scheme(uri)
     if scheme == "emu":
-        from edgeship.runtime.emulated import EmulatedDevice
 
         return EmulatedDevice(uri).probe()
     if scheme == "ssh":
-        from edgeship.runtime.ssh import SSHDevice
 
         return SSHDevice(uri, require_runtime=False).probe()
     if scheme == "adb":
-        from edgeship.runtime.adb import AdbDevice
 
         return AdbDevice(uri, require_runner=False).probe()
     import json
     import subprocess
     import sys
 
-    from edgeship.runtime.local import parse_agent_stdout
 
-    proc = subprocess.run([sys.executable, "-m", "edgeship.runtime.probe"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "edgeship.runtime.standalone.probe"], capture_output=True, text=True,
                           timeout=300)
     return json.loads(json.dumps(parse_agent_stdout(proc.stdout) or {"ok": False}))
 
@@ -112,7 +105,6 @@ def print_doctor(uri: str, r: dict) -> bool:
     """The report as a two-column table; returns True when the device can run .tflite artifacts."""
     from rich.table import Table
 
-    from edgeship.console import console
 
     t = Table(title=f"[bold]{uri}[/]", title_justify="left", show_header=False)
     t.add_column("what", style="bold")
@@ -145,3 +137,41 @@ def print_doctor(uri: str, r: dict) -> bool:
         t.add_row("setup", f"{r['setup']} in {r.get('setup_seconds', 0):.0f} s")
     console().print(t)
     return bool(tfl.get("available"))
+
+
+@click.group("devices", cls=SuggestingGroup)
+def group():
+    """Prepare and inspect devices: local, emu:rpi4, emu:rpi5, ssh://user@host[:port], adb[:SERIAL]."""
+
+
+@group.command("setup")
+@click.argument("uri")
+@click.option("--rebuild", is_flag=True, help="Rebuild even when a prepared runtime is cached.")
+@click.option("--with-executorch", is_flag=True, help="ssh:// devices: also install ExecuTorch's runtime (torch "
+              "from PyTorch's CPU index, executorch from PyPI), fetched by this host.")
+@click.option("--json", "as_json", is_flag=True, help="Print the device report as JSON.")
+def setup_command(uri, rebuild, with_executorch, as_json):
+    """Prepare URI: emu:* builds and caches the arm64 root filesystem with the runtimes (once);
+    ssh:// installs numpy and ai-edge-litert into a virtual environment on the device (and with
+    --with-executorch, torch and executorch, so .pte artifacts run there too)."""
+    report = setup(uri, rebuild=rebuild, with_executorch=with_executorch)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    elif not print_doctor(uri, report):
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@group.command("doctor")
+@click.argument("uri")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def doctor_command(uri, as_json):
+    """Show what URI can run: architecture, CPU, cores, Python, LiteRT and XNNPACK, ExecuTorch
+    (and why not), free disk and memory. Exits 1 when it cannot run .tflite artifacts."""
+    report = doctor_report(uri)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        ok = bool((report.get("tflite") or {}).get("available"))
+    else:
+        ok = print_doctor(uri, report)
+    if not ok:
+        sys.exit(EXIT_CHECK_FAILED)

@@ -13,8 +13,27 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
+
 from edgeship.console import info, warn
 from edgeship.errors import InputError, UnsupportedError
+from edgeship.bundle import find_bundle_of, write_json_atomic
+from edgeship.console import console
+from edgeship.convert import ConvertOptions, get_route
+from edgeship.convert.keras_pte import layer_errors
+from edgeship.convert.layers import keras_layers
+from edgeship.convert.torch_common import program_of
+from edgeship.data import load_data
+from edgeship.quantize import get_recipe
+from edgeship.quantize.layer_error import (
+    PTE_NOTE,
+    TFLITE_NOTE,
+    TORCH_TFLITE_NOTE,
+    pte_layer_errors,
+    tflite_layer_errors,
+)
+from edgeship.runtime.base import format_of
+from edgeship.sources import load_model, source_sha256
 
 DEFAULT_SAMPLES = 64
 
@@ -33,9 +52,6 @@ class DiffRequest:
 
 def run_diff(req: DiffRequest) -> dict:
     """Measure, print, write the PNG (and JSON). Returns the report."""
-    from edgeship.bundle import find_bundle_of
-    from edgeship.runtime.base import format_of
-
     artifact = Path(req.artifact)
     if not artifact.is_file():
         raise InputError(f"not found: '{artifact}'", hint="pass an int8 .tflite or .pte artifact")
@@ -68,15 +84,12 @@ def run_diff(req: DiffRequest) -> dict:
     write_png(report, png)
     info(f"chart: {png}")
     if req.json_path:
-        from edgeship.bundle import write_json_atomic
 
         write_json_atomic(Path(req.json_path), report)
     return report
 
 
 def _model(req: DiffRequest, bundle):
-    from edgeship.sources import load_model, source_sha256
-
     if req.source:
         return load_model(req.source)
     if bundle is None:
@@ -94,7 +107,6 @@ def _inputs(req: DiffRequest, bundle, model) -> tuple[list, str]:
     import numpy as np
 
     if req.data:
-        from edgeship.data import load_data
 
         arrays, note = load_data(req.data, model.io).take(req.samples).arrays, req.data
     elif bundle is not None:
@@ -106,8 +118,6 @@ def _inputs(req: DiffRequest, bundle, model) -> tuple[list, str]:
 
 
 def _calibration(req: DiffRequest, bundle, model):
-    from edgeship.data import load_data
-
     cal = (bundle.manifest.get("calibration") if bundle else None) or {}
     name = req.calib or cal.get("data")
     if not name:
@@ -122,14 +132,8 @@ def _calibration(req: DiffRequest, bundle, model):
 
 
 def _pte(req: DiffRequest, bundle, model, feeds, kept, target: str = "pte"):
-    import torch
-
-    from edgeship.convert.torch_pte import _quiet, example_tensors
-    from edgeship.quantize.layer_error import PTE_NOTE, TORCH_TFLITE_NOTE, pte_layer_errors
-
     calib = _calibration(req, bundle, model)
     if model.framework != "torch":
-        from edgeship.convert.keras_pte import layer_errors
 
         if model.kind != "keras":
             raise UnsupportedError("diff on a .pte needs the .keras (or .h5) file it was exported from",
@@ -137,21 +141,13 @@ def _pte(req: DiffRequest, bundle, model, feeds, kept, target: str = "pte"):
         info(f"simulating the int8 graph on the host (PT2E under Keras' torch backend, {len(calib)} calibration "
              "samples)")
         return layer_errors(model, calib, feeds, kept, req.verbose), PTE_NOTE
-    examples = example_tensors(model)
-    program = model.obj
-    if model.kind != "torch-exported":
-        with _quiet():
-            program = torch.export.export(model.obj.eval(), tuple(examples))
+    program, examples = program_of(model)
     info(f"simulating the int8 graph on the host (PT2E, {len(calib)} calibration samples)")
     note = PTE_NOTE if target == "pte" else TORCH_TFLITE_NOTE
     return pte_layer_errors(program, examples, calib, feeds, kept, target), note
 
 
 def _tflite(req: DiffRequest, bundle, record, model, artifact: Path, feeds, kept):
-    from edgeship.convert import get_route
-    from edgeship.quantize import get_recipe
-    from edgeship.quantize.layer_error import TFLITE_NOTE, keras_layers, tflite_layer_errors
-
     if model.framework == "torch":
         return _pte(req, bundle, model, feeds, kept, target="tflite")
     if model.kind != "keras":
@@ -163,7 +159,6 @@ def _tflite(req: DiffRequest, bundle, record, model, artifact: Path, feeds, kept
         if twin is not None and bundle.artifact_path(twin).exists():
             fp32 = bundle.artifact_path(twin).read_bytes()
     if fp32 is None:
-        from edgeship.convert import ConvertOptions
 
         info("converting the fp32 counterpart (same route) to compare with")
         with tempfile.TemporaryDirectory(prefix="edgeship-diff-") as tmp:
@@ -178,7 +173,6 @@ def print_report(report: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from edgeship.console import console
 
     t = Table(title=f"[bold]{escape(Path(report['artifact']).name)}[/]: per-layer error, worst first "
                     f"({report['samples']} samples of {escape(report['data'])})", title_justify="left")
@@ -222,3 +216,24 @@ def write_png(report: dict, path: Path) -> None:
 
 def dumps(report: dict) -> str:
     return json.dumps(report, indent=2)
+
+
+@click.command("diff")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--data", metavar="DATA", help="Inputs to compare on (default: the bundle's golden vectors).")
+@click.option("--source", help="The float model (default: the bundle's source).")
+@click.option("--calib", metavar="DATA", help=".pte: the calibration data (default: the bundle's).")
+@click.option("--samples", default=DEFAULT_SAMPLES, show_default=True, help="Samples to compare on.")
+@click.option("--png", type=click.Path(path_type=Path), help="Bar chart to write (default: ARTIFACT-stem.diff.png here).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the per-layer numbers as JSON.")
+@click.pass_context
+def command(ctx, artifact, data, source, calib, samples, png, json_path):
+    """Per-layer error of an int8 artifact against the float model: SNR, cosine and max error of
+    each layer's output, worst first (by SNR lost at the layer), and a bar chart PNG.
+
+    .tflite from Keras: the int8 artifact's intermediate tensors vs the fp32 .tflite of the same
+    route. .pte (from PyTorch or Keras) and .tflite from PyTorch: the route's int8 graph simulated
+    on the host (PT2E q/dq graph vs the float graph): ExecuTorch exposes no intermediate tensors,
+    and litert-torch renames them.
+    """
+    run_diff(DiffRequest(artifact, data, source, calib, samples, png, json_path, ctx.obj["verbose"]))

@@ -1,49 +1,103 @@
-"""Several `--device` options: validate on each device in turn, one pair of tables per device.
+"""Several `--device` options: run on each device in turn, one table per device.
 
-A device that cannot be reached (or used) is reported in one red line and the others still run;
-the exit code is then 3. Otherwise 1 when any artifact on any device did not pass, else 0. The
-JSON report of one device keeps its usual shape; with several, `context.devices` lists each
-device's context and every artifact record names its device.
+One behaviour for every command that loops (validate, bench): a device that cannot be reached
+(or used) is reported in one red line with its hint, the others still run, and the command
+exits 3. With one device, its errors are the command's errors (exit 3 through the CLI). The JSON
+report of one device keeps its usual shape; with several, `context.devices` lists each device's
+context, `context.unreachable` the ones that could not be used, and every record names its device.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
-from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, DeviceError
+import click
+
+from edgeship.console import error_line
+from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, DeviceError, InputError
+from edgeship.reports.tables import print_validate, write_json
+from edgeship.runtime.adb import use_runners
+from edgeship.status import Status
+from edgeship.validate import validate
+
+DEVICE_HELP = "Where to run: local, emu:rpi4, emu:rpi5, ssh://user@host[:port], adb[:SERIAL]. Repeat to run on each."
+RUNNER_HELP = ("adb devices: the native runner to push: LiteRT's benchmark_model for .tflite, ExecuTorch's "
+               "executor_runner for .pte (a name holding 'executor_runner' runs .pte). Repeat for both.")
+
+
+def device_options(f):
+    """--device (repeatable) and --runner, shared by validate and bench."""
+    f = click.option("--runner", type=click.Path(path_type=__import__("pathlib").Path), multiple=True,
+                     help=RUNNER_HELP)(f)
+    return click.option("--device", multiple=True, default=["local"], show_default=True, help=DEVICE_HELP)(f)
+
+
+def use_adb_runner(devices, runner) -> None:
+    """--runner is for adb devices, which need it; the adb device reads it from the environment."""
+    adb = [d for d in devices if d == "adb" or d.startswith("adb:")]
+    if adb and not runner:
+        raise InputError(f"--device {adb[0]} needs --runner PATH: the native runner to push (LiteRT's "
+                         "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)")
+    if runner:
+        use_runners(runner)
+
+
+@dataclass
+class Fanout:
+    """What running on several devices gave: every record, each device's context, the unreachable ones."""
+
+    results: list[dict] = field(default_factory=list)
+    contexts: list[dict] = field(default_factory=list)
+    unreachable: list[dict] = field(default_factory=list)
+
+
+def each_device(uris: list[str], run_one: Callable[[str], tuple[list[dict], dict]]) -> Fanout:
+    """run_one(uri) -> (records, context) on each device; a DeviceError is printed with its hint and
+    recorded, and the loop goes on. With one device the error propagates (the command's error)."""
+    out = Fanout()
+    for uri in uris:
+        try:
+            results, context = run_one(uri)
+        except DeviceError as e:
+            if len(uris) == 1:
+                raise
+            error_line(e.message, e.hint)
+            out.unreachable.append({"device": uri, "error": e.message, "hint": e.hint})
+            continue
+        out.results += results
+        out.contexts.append(context)
+    return out
+
+
+def merged_context(uris: list[str], fan: Fanout, **extra) -> dict:
+    if len(uris) == 1 and fan.contexts:
+        return fan.contexts[0]
+    return {**(fan.contexts[0] if fan.contexts else {}), **extra, "device": ", ".join(uris),
+            "emulated": any(c.get("emulated") for c in fan.contexts), "devices": fan.contexts,
+            "unreachable": fan.unreachable}
+
+
+def exit_code(fan: Fanout, failed: Callable[[dict], bool]) -> int:
+    if fan.unreachable:
+        return EXIT_UNREACHABLE
+    return EXIT_CHECK_FAILED if any(failed(r) for r in fan.results) else EXIT_OK
+
+
+def unique(uris) -> list[str]:
+    return list(dict.fromkeys(uris)) or ["local"]
 
 
 def validate_on_devices(req, uris: list[str], json_path=None) -> int:
-    from edgeship.console import err_console
-    from rich.markup import escape
-    from edgeship.report import print_validate, write_json
-    from edgeship.validate import validate
+    """`edgeship validate --device A --device B`: tables per device; 0 all passed, 1 one did not, 3 unreachable."""
+    uris = unique(uris)
 
-    uris = list(dict.fromkeys(uris)) or ["local"]
-    if len(uris) == 1:  # one device: its errors are the command's errors (exit 3 through the CLI)
-        results, context = validate(replace(req, device=uris[0]))
+    def run_one(uri):
+        results, context = validate(replace(req, device=uri))
         print_validate(results, context)
-        if json_path:
-            write_json(json_path, results, context)
-        return EXIT_OK if all(r["status"] == "pass" for r in results) else EXIT_CHECK_FAILED
-    all_results, contexts, unreachable = [], [], []
-    for uri in uris:
-        try:
-            results, context = validate(replace(req, device=uri))
-        except DeviceError as e:
-            err_console().print(f"[bold red]error:[/] {escape(e.message)}", soft_wrap=True)
-            if e.hint:
-                err_console().print(f"[dim]hint:[/] {escape(e.hint)}", soft_wrap=True)
-            unreachable.append({"device": uri, "error": e.message, "hint": e.hint})
-            continue
-        print_validate(results, context)
-        all_results += results
-        contexts.append(context)
+        return results, context
+
+    fan = each_device(uris, run_one)
     if json_path:
-        context = {**(contexts[0] if contexts else {}), "device": ", ".join(uris),
-                   "emulated": any(c.get("emulated") for c in contexts), "devices": contexts,
-                   "unreachable": unreachable}
-        write_json(json_path, all_results, context)
-    if unreachable:
-        return EXIT_UNREACHABLE
-    return EXIT_OK if all(r["status"] == "pass" for r in all_results) else EXIT_CHECK_FAILED
+        write_json(json_path, fan.results, merged_context(uris, fan))
+    return exit_code(fan, lambda r: r["status"] not in (Status.PASS, Status.RAN))

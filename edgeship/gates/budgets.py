@@ -1,10 +1,5 @@
-"""Gates: turn measured results (validate records) into pass / fail / not measured verdicts.
-
-One gate record per gate x target x device:
-    {"gate", "target", "artifact", "device", "status", "value", "limit", "op", "unit", "detail",
-     "confidence", "p_value"}
-status: "pass", "fail", "not_measured" (the measurement could not be taken: never a pass) or
-"skipped" (nothing to compare with, e.g. no baseline record for a new target).
+"""Budget gates: turn measured results (validate records) into pass / fail / not measured verdicts
+(the gate record is record.py's; regressions against a baseline are regression.py's).
 
 Latency verdicts rest on the raw per-run samples (`latency.samples_ms`) where the runner reports
 them: a budget fails only when the percentile's bootstrap lower bound is over it, and a baseline
@@ -16,26 +11,16 @@ Without samples the verdict falls back to the point estimate, and says so.
 from __future__ import annotations
 
 from edgeship.config import Project, Target
-from edgeship.stats import mann_whitney_greater, median_shift_lower_bound, quantile_bounds
+from edgeship.gates.record import Status, gate, verdict
+from edgeship.gates.regression import regression_gates
+from edgeship.quantize import get_recipe
+from edgeship.stats import quantile_bounds
 
-FAILING = ("fail", "not_measured")
 BUDGET_CONFIDENCE = 0.95
-
-
-def gate(name, result, status, value=None, limit=None, op=None, unit="", detail="", **extra) -> dict:
-    return {"gate": name, "target": result["target"], "artifact": result["artifact"], "device": result["device"],
-            "status": status, "value": value, "limit": limit, "op": op, "unit": unit, "detail": detail,
-            "confidence": extra.get("confidence"), "p_value": extra.get("p_value")}
-
-
-def _verdict(ok: bool) -> str:
-    return "pass" if ok else "fail"
 
 
 def max_drops(project: Project, target: Target) -> dict[str, float]:
     """Recipe defaults < [gates.accuracy].max_drop < the target's own max_drop."""
-    from edgeship.quantize import get_recipe
-
     recipe = get_recipe(target.recipe)
     drops = {"top1": recipe.max_top1_drop, "cosine": round(1 - recipe.min_cosine, 10)}
     drops.update(project.gates.accuracy.max_drop)
@@ -59,17 +44,17 @@ def accuracy_gates(project: Project, target: Target, r: dict) -> list[dict]:
         name = f"accuracy.{metric}_drop"
         if value is None:
             detail = why if not acc else f"no {metric} metric"
-            out.append(gate(name, r, "not_measured", None, limit, "<=", unit, detail))
+            out.append(gate(name, r, Status.NOT_MEASURED, None, limit, "<=", unit, detail))
         else:
-            out.append(gate(name, r, _verdict(value <= limit + 1e-9), value, limit, "<=", unit, what))
+            out.append(gate(name, r, verdict(value <= limit + 1e-9), value, limit, "<=", unit, what))
     floor = project.gates.accuracy.min_top1
     if floor is not None:
         value = acc.get("accuracy")
         if value is None:
-            out.append(gate("accuracy.min_top1", r, "not_measured", None, floor, ">=", "%",
+            out.append(gate("accuracy.min_top1", r, Status.NOT_MEASURED, None, floor, ">=", "%",
                             why if not acc else "no labels in the evaluation data"))
         else:
-            out.append(gate("accuracy.min_top1", r, _verdict(value >= floor), value, floor, ">=", "%",
+            out.append(gate("accuracy.min_top1", r, verdict(value >= floor), value, floor, ">=", "%",
                             "top-1 vs labels"))
     return out
 
@@ -86,19 +71,19 @@ def latency_gates(project: Project, r: dict) -> list[dict]:
         name = f"latency.p{q}"
         point = lat.get(f"p{q}_ms")
         if r.get("emulated") and not own_budget:  # the host's budget says nothing about an emulated board
-            out.append(gate(name, r, "skipped", point, limit, "<=", "ms",
+            out.append(gate(name, r, Status.SKIPPED, point, limit, "<=", "ms",
                             "emulated device: its latency is not device latency (give it its own budget in "
                             f'[gates.latency.device."{r["device"]}"] to gate it anyway)'))
         elif point is None:
-            out.append(gate(name, r, "not_measured", None, limit, "<=", "ms", r.get("error") or "no latency measured"))
+            out.append(gate(name, r, Status.NOT_MEASURED, None, limit, "<=", "ms", r.get("error") or "no latency measured"))
         elif samples and len(samples) >= 3:
             est, lo, hi = quantile_bounds(samples, q, BUDGET_CONFIDENCE)
             detail = (f"p{q} {est:.3f} ms, {BUDGET_CONFIDENCE:.0%} bounds {lo:.3f}..{hi:.3f} ms over {len(samples)} "
                       "runs; fails only when the lower bound is over budget")
-            out.append(gate(name, r, _verdict(lo <= limit), est, limit, "<=", "ms", detail,
+            out.append(gate(name, r, verdict(lo <= limit), est, limit, "<=", "ms", detail,
                             confidence=BUDGET_CONFIDENCE))
         else:
-            out.append(gate(name, r, _verdict(point <= limit), point, limit, "<=", "ms",
+            out.append(gate(name, r, verdict(point <= limit), point, limit, "<=", "ms",
                             "point estimate (the runner reported no raw samples)"))
     return out
 
@@ -109,30 +94,28 @@ def budget_gates(project: Project, r: dict) -> list[dict]:
     if max_kb is not None:
         size = r.get("size_bytes")
         if size is None:
-            out.append(gate("size", r, "not_measured", None, max_kb, "<=", "KB", "artifact missing"))
+            out.append(gate("size", r, Status.NOT_MEASURED, None, max_kb, "<=", "KB", "artifact missing"))
         else:
-            out.append(gate("size", r, _verdict(size / 1024 <= max_kb), size / 1024, max_kb, "<=", "KB",
+            out.append(gate("size", r, verdict(size / 1024 <= max_kb), size / 1024, max_kb, "<=", "KB",
                             f"artifact file {size / 1024:.1f} KB, budget {max_kb:g} KB"))
     max_mb = project.gates.memory.max_peak_mb
     if max_mb is not None:
         peak = r.get("peak_rss_mb")
         if peak is None:
-            out.append(gate("memory", r, "not_measured", None, max_mb, "<=", "MB", r.get("error") or "not reported"))
+            out.append(gate("memory", r, Status.NOT_MEASURED, None, max_mb, "<=", "MB", r.get("error") or "not reported"))
         else:
-            out.append(gate("memory", r, _verdict(peak <= max_mb), peak, max_mb, "<=", "MB",
+            out.append(gate("memory", r, verdict(peak <= max_mb), peak, max_mb, "<=", "MB",
                             "peak resident memory of the process running the artifact"))
     return out
 
 
 def evaluate(project: Project, results: list[dict], baseline: dict | None = None) -> list[dict]:
     """Every configured gate for every result; results carry "target" ("tflite:int8") and "device"."""
-    from edgeship.baseline import regression_gates
-
     by_key = {t.key: t for t in project.targets}
     gates = []
     for r in results:
         target = by_key[r["target"]]
-        if r.get("status") == "error":
+        if r.get("status") == Status.ERROR:
             r = {**r, "accuracy": None, "latency": None, "peak_rss_mb": None}
         gates += accuracy_gates(project, target, r)
         gates += latency_gates(project, r)
@@ -140,28 +123,3 @@ def evaluate(project: Project, results: list[dict], baseline: dict | None = None
         if baseline is not None:
             gates += regression_gates(project.gates.regression, r, baseline)
     return gates
-
-
-def latency_regression(current: dict, base: dict, floors) -> tuple[str, dict]:
-    """(status, fields) comparing two latency records; see the module docstring."""
-    cur_s, base_s = current.get("samples_ms"), base.get("samples_ms")
-    b50 = base.get("p50_ms")
-    c50 = current.get("p50_ms")
-    if c50 is None or b50 is None:
-        return "not_measured", {"detail": "no latency in the current run or the baseline"}
-    abs_floor = floors.latency_abs_ms
-    rel_floor = floors.latency_rel
-    if cur_s and base_s and len(cur_s) >= 8 and len(base_s) >= 8:
-        p = mann_whitney_greater(cur_s, base_s)
-        shift, lo = median_shift_lower_bound(cur_s, base_s, floors.confidence)
-        slower = p < 1 - floors.confidence and lo > abs_floor and lo > rel_floor * b50
-        detail = (f"p50 {b50:.3f} -> {c50:.3f} ms ({shift / b50:+.0%}); median shift lower bound {lo:+.3f} ms at "
-                  f"{floors.confidence:.1%}; Mann-Whitney p={p:.2g}; counts when over {rel_floor:.0%} and "
-                  f"{abs_floor} ms, n={len(cur_s)}/{len(base_s)}")
-        return _verdict(not slower), {"value": c50, "limit": b50, "detail": detail, "p_value": p,
-                                      "confidence": 1 - p}
-    shift = c50 - b50
-    slower = shift > abs_floor and shift > rel_floor * b50
-    detail = (f"p50 {b50:.3f} -> {c50:.3f} ms ({shift / b50:+.0%}); no raw samples on one side: floors only "
-              f"({rel_floor:.0%} and {abs_floor} ms), no confidence")
-    return _verdict(not slower), {"value": c50, "limit": b50, "detail": detail}

@@ -1,4 +1,5 @@
-"""Baselines: a previous `edgeship check` report.json, matched per target x device.
+"""Regression gates: the current run against a baseline, a previous `edgeship check` report.json,
+matched per target x device.
 
 A baseline record taken on another device, with another runtime version or another recipe is
 flagged (gate `baseline.match` fails) and not compared: its numbers say nothing about this run.
@@ -10,6 +11,8 @@ import json
 from pathlib import Path
 
 from edgeship.errors import InputError
+from edgeship.gates.record import Status, gate, verdict
+from edgeship.stats import mann_whitney_greater, median_shift_lower_bound
 
 CHECK_SCHEMA_PREFIX = "edgeship.check/"
 REGRESSION_GATES = ("regression.accuracy", "regression.latency", "regression.size", "regression.memory")
@@ -55,27 +58,25 @@ def find_record(r: dict, records: list[dict]) -> dict | None:
 
 
 def regression_gates(floors, r: dict, baseline: dict) -> list[dict]:
-    from edgeship.gates import gate, latency_regression
-
     b = find_record(r, baseline["results"])
     if b is None:
-        return [gate("baseline.match", r, "skipped", detail=f"no record for {r['target']} in the baseline")]
+        return [gate("baseline.match", r, Status.SKIPPED, detail=f"no record for {r['target']} in the baseline")]
     diffs = _mismatch(r, b)
     if diffs:
         note = "baseline taken with " + "; ".join(diffs) + ": not compared"
-        return [gate("baseline.match", r, "fail", detail=note)] + [
-            gate(g, r, "skipped", detail="not compared (baseline.match failed)") for g in REGRESSION_GATES]
-    out = [gate("baseline.match", r, "pass", detail=f"same device, recipe and runtime ({r.get('runtime')})")]
-    if b.get("status") == "error" or r.get("status") == "error":
+        return [gate("baseline.match", r, Status.FAIL, detail=note)] + [
+            gate(g, r, Status.SKIPPED, detail="not compared (baseline.match failed)") for g in REGRESSION_GATES]
+    out = [gate("baseline.match", r, Status.PASS, detail=f"same device, recipe and runtime ({r.get('runtime')})")]
+    if Status.ERROR in (b.get("status"), r.get("status")):
         why = r.get("error") or "the baseline holds no measurement for this target"
-        return out + [gate(g, r, "not_measured", detail=why) for g in REGRESSION_GATES]
+        return out + [gate(g, r, Status.NOT_MEASURED, detail=why) for g in REGRESSION_GATES]
 
     ca, ba = (r.get("accuracy") or {}).get("accuracy"), (b.get("accuracy") or {}).get("accuracy")
     if ca is None or ba is None:
-        out.append(gate("regression.accuracy", r, "skipped", detail="no top-1 vs labels on one side"))
+        out.append(gate("regression.accuracy", r, Status.SKIPPED, detail="no top-1 vs labels on one side"))
     else:
         drop = ba - ca
-        out.append(gate("regression.accuracy", r, "fail" if drop > floors.accuracy_abs else "pass", ca, ba, ">=", "%",
+        out.append(gate("regression.accuracy", r, verdict(drop <= floors.accuracy_abs), ca, ba, ">=", "%",
                         f"top-1 {ba:.2f} -> {ca:.2f}% ({-drop:+.2f} pts); counts over {floors.accuracy_abs} pts"))
 
     status, fields = latency_regression(r.get("latency") or {}, b.get("latency") or {}, floors)
@@ -94,11 +95,34 @@ def _split(fields: dict) -> dict:
 
 
 def _growth(name, r, cur, base, rel, abs_floor, unit) -> dict:
-    from edgeship.gates import gate
-
     if cur is None or base is None:
-        return gate(name, r, "not_measured", cur, base, "~", unit, "no measurement in the current run or baseline")
+        return gate(name, r, Status.NOT_MEASURED, cur, base, "~", unit, "no measurement in the current run or baseline")
     grew = cur - base
     worse = grew > abs_floor and grew > rel * base
     detail = f"{base:.1f} -> {cur:.1f} {unit} ({grew / base:+.1%}); counts over {rel:.0%} and {abs_floor} {unit}"
-    return gate(name, r, "fail" if worse else "pass", cur, base, "~", unit, detail)
+    return gate(name, r, verdict(not worse), cur, base, "~", unit, detail)
+
+
+def latency_regression(current: dict, base: dict, floors) -> tuple[str, dict]:
+    """(status, fields) comparing two latency records; see the module docstring."""
+    cur_s, base_s = current.get("samples_ms"), base.get("samples_ms")
+    b50 = base.get("p50_ms")
+    c50 = current.get("p50_ms")
+    if c50 is None or b50 is None:
+        return Status.NOT_MEASURED, {"detail": "no latency in the current run or the baseline"}
+    abs_floor = floors.latency_abs_ms
+    rel_floor = floors.latency_rel
+    if cur_s and base_s and len(cur_s) >= 8 and len(base_s) >= 8:
+        p = mann_whitney_greater(cur_s, base_s)
+        shift, lo = median_shift_lower_bound(cur_s, base_s, floors.confidence)
+        slower = p < 1 - floors.confidence and lo > abs_floor and lo > rel_floor * b50
+        detail = (f"p50 {b50:.3f} -> {c50:.3f} ms ({shift / b50:+.0%}); median shift lower bound {lo:+.3f} ms at "
+                  f"{floors.confidence:.1%}; Mann-Whitney p={p:.2g}; counts when over {rel_floor:.0%} and "
+                  f"{abs_floor} ms, n={len(cur_s)}/{len(base_s)}")
+        return verdict(not slower), {"value": c50, "limit": b50, "detail": detail, "p_value": p,
+                                      "confidence": 1 - p}
+    shift = c50 - b50
+    slower = shift > abs_floor and shift > rel_floor * b50
+    detail = (f"p50 {b50:.3f} -> {c50:.3f} ms ({shift / b50:+.0%}); no raw samples on one side: floors only "
+              f"({rel_floor:.0%} and {abs_floor} ms), no confidence")
+    return verdict(not slower), {"value": c50, "limit": b50, "detail": detail}

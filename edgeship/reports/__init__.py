@@ -6,16 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeship.reports.schema import SCHEMA, build_report
+from edgeship.bundle import write_json_atomic
+from edgeship.reports import html, junit, markdown
+from edgeship.reports.schema import to_json
+from edgeship.reports.terminal import print_check
 
 FILES = {"json": "report.json", "junit": "junit.xml", "markdown": "report.md", "html": "report.html"}
 
 
 def write_reports(report: dict, out_dir: Path, formats=("json", "junit", "markdown", "html")) -> dict[str, Path]:
     """Write each requested format into out_dir; returns {format: path}."""
-    from edgeship.bundle import write_json_atomic
-    from edgeship.reports import html, junit, markdown
-    from edgeship.reports.schema import to_json
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -33,8 +33,6 @@ def write_reports(report: dict, out_dir: Path, formats=("json", "junit", "markdo
 
 
 def print_report(report: dict, written: dict[str, Path]) -> None:
-    from edgeship.reports.terminal import print_check
-
     print_check(report, written)
 
 

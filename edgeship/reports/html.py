@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime
 from html import escape
+from edgeship.reports import plots
+from edgeship.reports.tables import coverage_str, size_str
+from edgeship.reports.terminal import fmt_value
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1100px;color:#222;
@@ -33,8 +36,6 @@ def _table(headers: list[str], rows: list[list], numeric: set[int] = frozenset()
 
 
 def _gates(gates: list[dict]) -> str:
-    from edgeship.reports.terminal import fmt_value
-
     rows = []
     for g in gates:
         limit = "" if g["limit"] is None else f"{g['op'] or ''} {fmt_value(g['limit'], g['unit'])}"
@@ -46,8 +47,6 @@ def _gates(gates: list[dict]) -> str:
 
 
 def _results(results: list[dict]) -> str:
-    from edgeship.report import coverage_str, size_str
-
     rows = []
     for r in results:
         a = r.get("accuracy") or {}
@@ -73,8 +72,6 @@ def _per_layer(results: list[dict]) -> str:
 
 
 def render(report: dict) -> str:
-    from edgeship.reports import plots
-
     s = report["summary"]
     name = escape(report["project"]["name"] or "model")
     when = datetime.datetime.fromtimestamp(report["created_unix"], datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 from xml.etree import ElementTree as ET
+from edgeship.reports.terminal import fmt_value
 
 
 def _message(g: dict) -> str:
-    from edgeship.reports.terminal import fmt_value
-
     if g["value"] is None and g["limit"] is None:
         return g["detail"] or g["status"]
     core = f"{g['gate']}: {fmt_value(g['value'], g['unit'])} (limit {g['op'] or ''} {fmt_value(g['limit'], g['unit'])})"

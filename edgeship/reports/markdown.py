@@ -1,6 +1,8 @@
 """Markdown for pull-request comments and CI step summaries: verdict, failing gates, results."""
 
 from __future__ import annotations
+from edgeship.reports.tables import size_str
+from edgeship.reports.terminal import fmt_value
 
 ICON = {"pass": "✅ pass", "fail": "❌ **FAIL**", "not_measured": "⚠️ **not measured**", "skipped": "➖ skipped"}
 
@@ -10,8 +12,6 @@ def _cell(text) -> str:
 
 
 def _gate_rows(gates: list[dict]) -> list[str]:
-    from edgeship.reports.terminal import fmt_value
-
     rows = ["| target | device | gate | value | limit | status | detail |", "|---|---|---|---:|---:|---|---|"]
     for g in gates:
         limit = "" if g["limit"] is None else f"{g['op'] or ''} {fmt_value(g['limit'], g['unit'])}"
@@ -21,8 +21,6 @@ def _gate_rows(gates: list[dict]) -> list[str]:
 
 
 def _result_rows(results: list[dict]) -> list[str]:
-    from edgeship.report import size_str
-
     rows = ["| artifact | device | top-1 % | Δ pts | p50 / p90 ms | size | peak MB |",
             "|---|---|---:|---:|---:|---:|---:|"]
     for r in results:

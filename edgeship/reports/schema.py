@@ -36,6 +36,10 @@ from __future__ import annotations
 
 import json
 import time
+from edgeship import __version__
+from edgeship.bundle import read_bundle
+from edgeship.errors import ArtifactError
+from edgeship.reports.tables import finite, json_default
 
 SCHEMA = "edgeship.check/1"
 STATUSES = ("pass", "fail", "not_measured", "skipped")
@@ -49,9 +53,6 @@ def summarize(gates: list[dict]) -> dict:
 
 def build_report(cfg, results: list[dict], contexts: list[dict], gates: list[dict], baseline: dict | None,
                  duration_s: float) -> dict:
-    from edgeship import __version__
-    from edgeship.bundle import read_bundle
-    from edgeship.errors import ArtifactError
 
     p = cfg.project
     bundles = list(dict.fromkeys(c["bundle"] for c in contexts))
@@ -84,6 +85,4 @@ def build_report(cfg, results: list[dict], contexts: list[dict], gates: list[dic
 
 def to_json(report: dict) -> dict:
     """The report as plain JSON data (numpy scalars, paths and non-finite floats made standard)."""
-    from edgeship.report import _finite, _json_default
-
-    return _finite(json.loads(json.dumps(report, default=_json_default)))
+    return finite(json.loads(json.dumps(report, default=json_default)))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from edgeship.bundle import write_json_atomic
+from edgeship.console import console
 
 REPORT_SCHEMA = "edgeship.validate/1"
 
 
-def _f(v, fmt="{:.2f}", none="—") -> str:
+def fmt(v, fmt="{:.2f}", none="—") -> str:
     if v is None:
         return none
     if isinstance(v, float) and math.isinf(v):
@@ -69,15 +71,15 @@ def validate_tables(results: list[dict], context: dict):
         a = r.get("accuracy") or {}
         lat = r.get("latency") or {}
         acc.add_row(
-            r["artifact"], r.get("recipe") or "—", _f(a.get("accuracy"), "{:.1f}"),
-            _f(0.0 - a["accuracy_drop"] if "accuracy_drop" in a else None, "{:+.1f}"),
-            _f(a.get("top1_agreement"), "{:.1f}"), _f(a.get("cosine"), "{:.5f}"), _f(a.get("snr_db"), "{:.1f}"),
-            _f(a.get("max_abs_error"), "{:.2g}"), _status(r),
+            r["artifact"], r.get("recipe") or "—", fmt(a.get("accuracy"), "{:.1f}"),
+            fmt(0.0 - a["accuracy_drop"] if "accuracy_drop" in a else None, "{:+.1f}"),
+            fmt(a.get("top1_agreement"), "{:.1f}"), fmt(a.get("cosine"), "{:.5f}"), fmt(a.get("snr_db"), "{:.1f}"),
+            fmt(a.get("max_abs_error"), "{:.2g}"), _status(r),
         )
         perf.add_row(
             r["artifact"], size_str(r.get("size_bytes")), coverage_str(r.get("delegation")),
             *(_ms(lat[k]) if k in lat else "—" for k in ("p50_ms", "p90_ms", "p99_ms")),
-            _f(r.get("init_ms"), "{:.0f}"), _f(r.get("first_ms"), "{:.3g}"), _mem(r),
+            fmt(r.get("init_ms"), "{:.0f}"), fmt(r.get("first_ms"), "{:.3g}"), _mem(r),
         )
     return acc, perf
 
@@ -92,7 +94,6 @@ def _mem(r: dict) -> str:
 def print_validate(results: list[dict], context: dict) -> None:
     from rich.markup import escape
 
-    from edgeship.console import console
 
     c = console()
     for table in validate_tables(results, context):
@@ -136,24 +137,22 @@ def export_table(manifest: dict):
 
 
 def write_json(path: Path, results: list[dict], context: dict) -> None:
-    from edgeship.bundle import write_json_atomic
-
     data = {"schema": REPORT_SCHEMA, "context": context, "artifacts": results}
-    write_json_atomic(Path(path), _finite(json.loads(json.dumps(data, default=_json_default))))
+    write_json_atomic(Path(path), finite(json.loads(json.dumps(data, default=json_default))))
 
 
-def _finite(o):
+def finite(o):
     """Standard JSON has no Infinity/NaN: an SNR of a bit-exact output (inf) is written as null."""
     if isinstance(o, float) and not math.isfinite(o):
         return None
     if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
+        return {k: finite(v) for k, v in o.items()}
     if isinstance(o, list):
-        return [_finite(v) for v in o]
+        return [finite(v) for v in o]
     return o
 
 
-def _json_default(o):
+def json_default(o):
     import numpy as np
 
     if isinstance(o, (np.floating, np.integer)):

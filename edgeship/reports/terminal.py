@@ -1,6 +1,8 @@
 """The terminal view of a check: the validate tables, then the gates, failing gates named."""
 
 from __future__ import annotations
+from edgeship.console import console
+from edgeship.reports.tables import validate_tables
 
 STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "not_measured": "[red]NOT MEASURED[/]",
          "skipped": "[dim]skipped[/]"}
@@ -32,9 +34,6 @@ def gates_table(report: dict, only_failing: bool = False):
 
 
 def print_check(report: dict, written: dict) -> None:
-    from edgeship.console import console
-    from edgeship.report import validate_tables
-
     c = console()
     for ctx in report["contexts"]:
         rows = [r for r in report["results"] if r["device"] == ctx["device"]

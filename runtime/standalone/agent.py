@@ -1,6 +1,6 @@
 """The agent: load one artifact, run inputs through it, time it, report JSON. Standalone.
 
-Runs in a child process on the host (`python -m edgeship.runtime.agent`), or pushed with its
+Runs in a child process on the host (`python -m edgeship.runtime.standalone.agent`), or pushed with its
 sibling modules to a device as a package (`python3 -m edgeship_agent.agent`). It needs the
 standard library, numpy and the artifact's runtime; never PyTorch or TensorFlow.
 

@@ -1,0 +1,76 @@
+"""`edgeship export SOURCE`: one artifact per (format, recipe), with manifest.json and golden.npz."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeship.console import console
+from edgeship.convert import TARGETS
+from edgeship.data import ImageOptions
+from edgeship.pipeline import ExportRequest, export as run_export, parse_targets
+from edgeship.quantize.recipes import RECIPE_NAMES
+from edgeship.reports.tables import export_table
+from edgeship.sources import parse_input_shape
+
+
+def floats(text: str | None):
+    return tuple(float(x) for x in text.split(",")) if text else None
+
+
+@click.command("export", epilog="\b\nRoutes: torch -> tflite|pte|onnx, keras -> tflite|pte|onnx (SavedModel -> "
+                                "tflite|onnx).\nRecipes: " + ", ".join(RECIPE_NAMES) + " (int8 needs --calib).")
+@click.argument("source")
+@click.option("--to", "targets", default="tflite,pte", show_default=True,
+              help=f"Formats, comma-separated: {', '.join(TARGETS)}.")
+@click.option("--quant", "recipes", default="fp32,int8", show_default=True,
+              help=f"Recipes, comma-separated: {', '.join(RECIPE_NAMES)}.")
+@click.option("--calib", metavar="DATA", help="Calibration data: .npz, folder, image folder, module.py:fn, digits.")
+@click.option("--eval", "eval_data", metavar="DATA", help="Data for the golden vectors (default: --calib's).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle.")
+@click.option("--trust-source", is_flag=True, help="Allow a .pt2 that stores pickled objects (runs their code).")
+@click.option("--framework", type=click.Choice(["torch", "keras"]), help="Override detection from SOURCE.")
+@click.option("--input-shape", "input_shape", multiple=True, metavar="NAME=1x3x224x224[:dtype]",
+              help="Input spec where the model has none (repeatable).")
+@click.option("--int8-io", is_flag=True, help="Integer inputs/outputs for the int8 recipe (default: float I/O).")
+@click.option("--calib-samples", default=200, show_default=True, help="Calibration samples to use.")
+@click.option("--calib-min", default=16, show_default=True, help="Fewer calibration samples than this is an error.")
+@click.option("--golden-samples", default=100, show_default=True, help="Samples kept as golden vectors.")
+@click.option("--name", help="Artifact base name (default: from SOURCE).")
+@click.option("--image-size", metavar="HxW", help="Image folders: resize to HxW (default: the model's input).")
+@click.option("--mean", metavar="M[,M,M]", help="Image folders: subtract per channel (after scaling to 0..1).")
+@click.option("--std", metavar="S[,S,S]", help="Image folders: divide per channel.")
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="Image folders: layout of the model input.")
+@click.option("--bgr", is_flag=True, help="Image folders: feed BGR instead of RGB.")
+@click.option("--reference-device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the float reference (golden outputs) runs: cuda for PyTorch models on a GPU; "
+                   "auto uses CUDA when present, else the CPU.")
+@click.option("--max-drop", type=float, metavar="PCT",
+              help="Accuracy-aware int8: keep the layers that hurt most in float until the drop on --eval is "
+                   "at most PCT (see --metric); exit 1 with the best artifact when it cannot be met.")
+@click.option("--metric", type=click.Choice(["top1", "cosine", "snr"]), default="top1", show_default=True,
+              help="--max-drop's measure: top-1 points lost, (1-cosine)x100, or noise power as % of signal.")
+@click.pass_context
+def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape,
+            int8_io, calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr,
+            reference_device, max_drop, metric):
+    """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
+
+    SOURCE is file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder.
+    """
+    image = ImageOptions(
+        size=tuple(int(v) for v in image_size.lower().split("x")) if image_size else None,
+        mean=floats(mean) or (0.0,), std=floats(std) or (1.0,), layout=layout, bgr=bgr,
+    )
+    req = ExportRequest(
+        source=source, out=out, targets=parse_targets(targets), recipes=recipes, calib=calib, eval=eval_data,
+        calib_samples=calib_samples, calib_min=calib_min, golden_samples=golden_samples, framework=framework,
+        input_shapes=[parse_input_shape(v) for v in input_shape], image=image, int8_io=int8_io, force=force,
+        trust_source=trust_source, name=name, verbose=ctx.obj["verbose"], reference_device=reference_device,
+        max_drop=max_drop, metric=metric,
+    )
+    result = run_export(req)
+    console().print(export_table(result.manifest))
+    console().print(f"bundle: {result.bundle}")

@@ -1,0 +1,38 @@
+"""`edgeship validate TARGET`: every artifact of a bundle (or one artifact) against the float reference."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edgeship.cli.each_device import device_options, use_adb_runner, validate_on_devices
+from edgeship.validate import ValidateRequest
+
+
+@click.command("validate")
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--data", metavar="DATA", help="Re-run the source model over DATA instead of the golden vectors.")
+@click.option("--threads", default=1, show_default=True, help="Runtime threads.")
+@click.option("--warmup", default=5, show_default=True, help="Untimed runs before timing.")
+@click.option("--runs", default=50, show_default=True, help="Timed runs (latency percentiles).")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds per artifact before it counts as hung.")
+@click.option("--max-drop", type=float, help="Allowed top-1 drop vs the float model, points (default: per recipe).")
+@click.option("--min-cosine", type=float, help="Minimum cosine similarity (default: per recipe).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON.")
+@device_options
+@click.pass_context
+def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cosine, json_path, device, runner):
+    """Compare every artifact of a bundle (or one artifact) with the float reference.
+
+    Prints accuracy (top-1, agreement, cosine, SNR, max error), latency (p50/p90/p99 after
+    warm-up), init time, size and peak memory. Exits 1 when an artifact fails a check or
+    cannot be run, 3 when a device cannot be reached.
+    """
+    use_adb_runner(device, runner)
+    req = ValidateRequest(target, data, device[0], threads, warmup, runs, timeout, max_drop, min_cosine,
+                          ctx.obj["verbose"])
+    code = validate_on_devices(req, list(device), json_path)
+    if code:
+        sys.exit(code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
+
 from edgeship.errors import InputError, UnsupportedError
 
 
@@ -42,12 +43,13 @@ class Route:
     module: str  # module under edgeship.convert holding `convert`
     summary: str
 
-    def require(self, recipe, calib=None) -> None:
-        """Refuse a recipe this route does not take, or one that needs calibration data without it."""
+    def require(self, recipe, calib=...) -> None:
+        """Refuse a recipe this route does not take, or (when CALIB is given) one that needs
+        calibration data without it."""
         if recipe.name not in self.recipes:
             raise UnsupportedError(f"recipe '{recipe.name}' is not available on {self.summary}; it has "
                                    f"{', '.join(self.recipes)}")
-        if recipe.needs_calibration and (calib is None or len(calib) == 0):
+        if calib is not ... and recipe.needs_calibration and (calib is None or len(calib) == 0):
             raise InputError(f"recipe '{recipe.name}' needs calibration data", hint="pass --calib DATA")
 
     def load(self) -> Callable:

@@ -10,6 +10,7 @@ torch.export, cleans the graph (convert/torch_passes.py) and lowers it with the 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -22,17 +23,19 @@ import numpy as np
 
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.base import ConvertOptions as Options
+from edgeship.convert.layers import LayerError
 from edgeship.convert.torch_common import exported_program, quiet, to_tensors
 from edgeship.convert.torch_pte import export_pte
 from edgeship.data import Dataset
 from edgeship.errors import ConversionError, EdgeshipError, InputError, UnsupportedError, error_line
 from edgeship.model import IOSpec
-from edgeship.quantize.layer_error import LayerError, pte_layer_errors
 from edgeship.quantize.recipes import get_recipe
 
 KERAS_SUFFIXES = (".keras", ".h5")
 SOURCE_STEP = "Keras (torch backend) -> torch.export -> graph passes"
 LAYER_PREFIX = "layers."  # where the per-layer wrappers sit in the exported module tree
+# What the child runs to rank layers: named, not imported (quantize/ stands above convert/).
+RANKER = "edgeship.quantize.layer_error:pte_layer_errors"
 
 
 def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
@@ -54,13 +57,17 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
         return ConvertResult(**_run_child(job_dir, options.verbose)["result"])
 
 
-def layer_errors(model, calib, feeds: list[list[np.ndarray]], float_layers=(), verbose: bool = False):
-    """Per-layer error (quantize/layer_error.py) of this route's int8 graph, simulated on the host
-    in the torch-backend child: [LayerError], worst first. Layers are Keras layer names."""
+def layer_errors(model, calib, feeds: list[list[np.ndarray]], float_layers=(), verbose: bool = False,
+                 ranker: str = RANKER):
+    """Per-layer error of this route's int8 graph, simulated on the host in the torch-backend child
+    by RANKER ('module:function', called with the program, as quantize/layer_error.py's
+    pte_layer_errors is): [LayerError], worst first. Layers are Keras layer names."""
     with tempfile.TemporaryDirectory(prefix="edgeship-keras-pte-") as tmp:
         job_dir = Path(tmp)
         options = ConvertOptions(float_layers=tuple(float_layers), verbose=verbose)
         _write_job(job_dir, model, get_recipe("int8"), calib, job_dir / "unused.pte", options, mode="layer_errors")
+        job = json.loads((job_dir / "job.json").read_text())
+        (job_dir / "job.json").write_text(json.dumps({**job, "ranker": ranker}))
         np.savez(job_dir / "feeds.npz", **{f"input_{i}": np.concatenate(a) for i, a in enumerate(zip(*feeds))})
         return [LayerError(**row) for row in _run_child(job_dir, verbose)["rows"]]
 
@@ -164,11 +171,12 @@ def _in_child(job_dir: Path) -> dict:
     done = ", ".join(f"{k}: {v}" for k, v in changes.items() if v)
     print(f"graph passes: {done or 'nothing to change'}", flush=True)
     if job["mode"] == "layer_errors":
-
         with np.load(job_dir / "feeds.npz") as z:
             stacked = [z[f"input_{i}"] for i in range(len(io.inputs))]
         feeds = [[a[i : i + 1] for a in stacked] for i in range(len(stacked[0]))]
-        rows = pte_layer_errors(program, examples, calib, feeds, float_layers, "pte", LAYER_PREFIX)
+        module_name, _, fn = job["ranker"].partition(":")
+        rank = getattr(importlib.import_module(module_name), fn)
+        rows = rank(program, examples, calib, feeds, float_layers, "pte", LAYER_PREFIX)
         return {"rows": [asdict(replace(r, kind=named.get(r.name, r.kind))) for r in rows]}
     result = export_pte(program, get_recipe(job["recipe"]), examples, calib, Path(job["out_path"]),
                         Options(int8_io=job["int8_io"], float_layers=float_layers), source=SOURCE_STEP,

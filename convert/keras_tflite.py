@@ -17,12 +17,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from edgeship.convert import ROUTES
-from edgeship.convert.base import ConvertOptions, ConvertResult
-from edgeship.convert import tflite_common as common
-from edgeship.errors import InputError, UnsupportedError
 from edgeship.console import track
+from edgeship.convert import ROUTES
+from edgeship.convert import tflite_common as common
+from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.layers import denylisted_nodes, keras_layers
+from edgeship.errors import InputError, UnsupportedError
 
 ROUTE = "TFLiteConverter -> LiteRT .tflite"
 

@@ -13,6 +13,10 @@ graphs, tensor names for .tflite. Frameworks are imported inside the functions.
 from __future__ import annotations
 
 import re
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
 from edgeship.errors import InputError
 
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
@@ -129,7 +133,21 @@ def denylisted_nodes(fp32_data: bytes, layers: list[str], keep: list[str]) -> li
     by_layer = keras_op_layers(ops, layers)
     unknown = [k for k in keep if k not in by_layer]
     if unknown:
-
         raise InputError(f"no ops found for layer(s) {', '.join(unknown)} in the converted model",
                          hint=f"layers with ops: {', '.join(by_layer)}")
     return [ops[pos][2] for k in keep for pos in by_layer[k]]
+
+
+@dataclass
+class LayerError:
+    name: str
+    kind: str
+    order: int  # execution order
+    snr_db: float
+    cosine: float
+    max_abs_error: float
+    added_db: float  # SNR lost at this layer (previous layer's SNR minus this one's)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}

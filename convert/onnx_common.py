@@ -26,9 +26,9 @@ import tempfile
 import warnings as pywarnings
 from pathlib import Path
 
+from edgeship.console import track
 from edgeship.convert import ROUTES
 from edgeship.errors import ConversionError, InputError, UnsupportedError
-from edgeship.console import track
 
 STEPS = {
     "fp32": "float32",
@@ -88,8 +88,13 @@ def _dynamic(proto, tmp: Path, onnx):
 
 def _static(fp32: Path, calib, tmp: Path, onnx):
     import onnxruntime
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     names = [i.name for i in onnxruntime.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()]
 

@@ -22,13 +22,18 @@ import os
 import tempfile
 from pathlib import Path
 
-
+from edgeship.console import track
 from edgeship.convert import ROUTES
 from edgeship.convert.base import ConvertOptions, ConvertResult
-from edgeship.convert.torch_common import (example_tensors, exported_program, quiet, seed_everything, to_tensors,
-                                           tool_versions)
+from edgeship.convert.torch_common import (
+    example_tensors,
+    exported_program,
+    quiet,
+    seed_everything,
+    to_tensors,
+    tool_versions,
+)
 from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
-from edgeship.console import track
 
 BACKEND = "XnnpackBackend"
 # (mode, what the warning calls it); tried in this order until one lowers and runs

@@ -20,11 +20,11 @@ import contextlib
 import os
 from pathlib import Path
 
-from edgeship.convert import tflite_common as common
+from edgeship.console import track
 from edgeship.convert import ROUTES
+from edgeship.convert import tflite_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.errors import InputError, UnsupportedError
-from edgeship.console import track
 from edgeship.runtime.standalone.tflite import inspect_bytes
 
 ROUTE = "litert-torch -> LiteRT .tflite"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from edgeship.bundle import read_bundle
 from edgeship.validate import ValidateRequest, validate
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from edgeship.status import Status
+
 
 def _ran(result):
-    if result["status"] == "error":
+    if result["status"] == Status.ERROR:
         pytest.fail(f"{result['artifact']} could not be run on {result['device']}: {result['error']}")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -23,14 +22,6 @@ from edgeship.errors import ArtifactError, InputError
 MANIFEST = "manifest.json"
 GOLDEN = "golden.npz"
 SCHEMA = "edgeship.manifest/1"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

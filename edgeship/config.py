@@ -15,10 +15,10 @@ says what was received, and every error names the file and the key (e.g. `gates.
 from __future__ import annotations
 
 import difflib
-import tomllib
 from pathlib import Path
 from typing import Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeship.errors import InputError

@@ -151,6 +151,9 @@ def _from_npz(path: Path, io: IOSpec):
         return [arrays[n] for n in names], labels
     if len(arrays) == len(names) == 1:
         return list(arrays.values()), labels
+    positional = [f"input_{i}" for i in range(len(names))]
+    if sorted(arrays) == sorted(positional):  # arrays in model input order (the Python API's lists)
+        return [arrays[k] for k in positional], labels
     raise InputError(
         f"'{path}' holds arrays {sorted(arrays)} but the model's inputs are {names}",
         hint="name each array after a model input (numpy.savez(f, **{name: array}))",

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from edgeship.data import DIGITS_SEED, DIGITS_TEST_FRACTION
 
 TORCH_INPUT = (1, 1, 8, 8)  # NCHW

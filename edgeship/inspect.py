@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from edgeship.console import console
 from edgeship.errors import ArtifactError, InputError
 from edgeship.model import IOSpec
-from edgeship.runtime.base import RUNNER_MODULES, format_of
-from edgeship.console import console
 from edgeship.reports.tables import size_str
+from edgeship.runtime.base import RUNNER_MODULES, format_of
 from edgeship.runtime.local import describe_exit, parse_agent_stdout
 
 
@@ -24,7 +24,7 @@ def inspect_file(path: Path, isolated: bool = True, timeout: float = 300.0) -> d
         raise InputError(f"'{path}' is not a .tflite, .pte or .onnx artifact")
     hint = f"the file is corrupt or not a .{fmt} artifact"
     if not isolated:
-        module = importlib.import_module(f"edgeship.runtime.{RUNNER_MODULES[fmt]}")
+        module = importlib.import_module(f"edgeship.runtime.standalone.{RUNNER_MODULES[fmt]}")
         try:
             return module.inspect_artifact(str(path))
         except ValueError as e:

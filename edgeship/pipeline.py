@@ -14,21 +14,21 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship import __version__
-from edgeship.bundle import GOLDEN, SCHEMA, BundleWriter, Golden, sha256_file
+from edgeship import reference
+from edgeship.bundle import GOLDEN, SCHEMA, BundleWriter, Golden
 from edgeship.console import info, warn
-from edgeship.convert import ConvertOptions, get_route
+from edgeship.convert import TARGETS, ConvertOptions, get_route
 from edgeship.data import Dataset, ImageOptions, check_calibration, load_data
-from edgeship.errors import ConversionError, EdgeshipError, InputError
+from edgeship.errors import ConversionError, EdgeshipError, InputError, UnsupportedError, suggest
+from edgeship.hashing import sha256_file
+from edgeship.inspect import artifact_io
 from edgeship.model import Model, TensorSpec
 from edgeship.quantize import Recipe, parse_recipes
-from edgeship.sources import load_model, source_sha256
-from edgeship import reference
-from edgeship.convert import TARGETS
-from edgeship.errors import UnsupportedError, suggest
-from edgeship.inspect import artifact_io
 from edgeship.quantize.accuracy_aware import check_request, report_searches, search
+from edgeship.records import artifact_record, manifest_record
+from edgeship.sources import load_model, source_sha256
 from edgeship.uptodate import inputs_sha256, up_to_date
+from edgeship.version import __version__
 
 DEFAULT_CALIB_SAMPLES = 200
 DEFAULT_CALIB_MIN = 16
@@ -59,6 +59,8 @@ class ExportRequest:
     reference_device: str = "cpu"  # auto | cpu | cuda (edgeship/reference.py)
     max_drop: float | None = None  # accuracy-aware int8: budget on --metric's drop (quantize/accuracy_aware.py)
     metric: str = "top1"
+    model: Model | None = None  # an in-memory model (the Python API); source then only labels it
+    model_sha256: str | None = None  # its weights' hash, in place of the source file's
 
 
 @dataclass
@@ -87,11 +89,10 @@ def export(req: ExportRequest) -> ExportResult:
             info(f"[bold]up to date[/]: {req.out} was exported from the same source, data, options and tool "
                  "versions (manifest.json's inputs_sha256); nothing to do. --force exports again.")
             if any("accuracy_aware" in a for a in done.get("artifacts", [])):
-
                 report_searches(done, req.out)  # a budget that was missed is still missed: exit 1 again
             return ExportResult(req.out, done, None)
     BundleWriter(req.out, req.force).check_destination()  # fail before loading anything heavy
-    model = load_model(req.source, req.framework, req.input_shapes or None, req.trust_source)
+    model = req.model or load_model(req.source, req.framework, req.input_shapes or None, req.trust_source)
     routes = [get_route(model.framework, t) for t in req.targets]
     for route in routes:
         for r in recipes:
@@ -101,7 +102,6 @@ def export(req: ExportRequest) -> ExportResult:
     device = reference.resolve(req.reference_device, model)
     calib = _calibration(req, model, recipes)
     if req.max_drop is not None:
-
         check_request(req, model, routes, recipes)
     golden, reference_record = _golden(req, model, calib, device)
     options = ConvertOptions(int8_io=req.int8_io, verbose=req.verbose)
@@ -119,7 +119,6 @@ def export(req: ExportRequest) -> ExportResult:
                 t0 = time.perf_counter()
                 try:
                     if req.max_drop is not None and recipe.name == "int8":
-
                         result, searches[filename], _ = search(route, convert, model, recipe, calib, golden,
                                                                writer.path(filename), options, req.metric,
                                                                req.max_drop, log=info)
@@ -145,7 +144,7 @@ def export(req: ExportRequest) -> ExportResult:
                 if filename in searches:
                     artifacts[-1]["accuracy_aware"] = searches[filename]
         golden.save(writer.path(GOLDEN))
-        manifest = {
+        manifest = manifest_record(**{
             "schema": SCHEMA,
             "edgeship_version": __version__,
             "created_unix": int(time.time()),
@@ -155,8 +154,8 @@ def export(req: ExportRequest) -> ExportResult:
                 "framework": model.framework,
                 "kind": model.kind,
                 "source": model.source,
-                "source_path": str(Path(model.source_path).resolve()),
-                "source_sha256": source_sha256(model.source_path),
+                "source_path": str(Path(model.source_path).resolve()) if model.source_path else None,
+                "source_sha256": source_sha256(model.source_path) if model.source_path else req.model_sha256,
                 "io": model.io.to_dict(),
             },
             "calibration": None if calib is None else {
@@ -169,10 +168,9 @@ def export(req: ExportRequest) -> ExportResult:
             "reference": reference_record,
             "tools": {"edgeship": __version__, "python": platform.python_version(), **_versions(tools)},
             "artifacts": artifacts,
-        }
+        })
         writer.commit(manifest)
     if searches:
-
         report_searches(manifest, req.out)  # prints; raises CheckFailed (exit 1) when a budget was missed
     return ExportResult(req.out, manifest, model)
 
@@ -223,7 +221,7 @@ def run_reference(model: Model, ds: Dataset, batch: int = 256, device: str = "cp
 
 def _artifact_record(path: Path, route, recipe: Recipe, model: Model, result, seconds: float, int8_io: bool) -> dict:
     io = artifact_io(path, model.io, result.io_quantization)
-    return {
+    return artifact_record(**{
         "path": path.name,
         "sha256": sha256_file(path),
         "format": route.target,
@@ -236,7 +234,7 @@ def _artifact_record(path: Path, route, recipe: Recipe, model: Model, result, se
         "warnings": list(result.warnings),
         "export_seconds": round(seconds, 3),
         "tools": result.tools,
-    }
+    })
 
 
 def _versions(tools: dict[str, str]) -> dict[str, str]:

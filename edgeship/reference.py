@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 
+from edgeship import reference_keras
 from edgeship.console import info
 from edgeship.errors import InputError, UnsupportedError, suggest
-from edgeship import reference_keras
-from edgeship.sources import _batch_one, _flatten_outputs
+from edgeship.sources import batch_one, flatten_outputs
 
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_BATCH = 256
@@ -63,7 +63,6 @@ def resolve(requested: str, model) -> str:
 def run(model, ds, device: str = "cpu", batch: int = DEFAULT_BATCH) -> tuple[list[np.ndarray], dict]:
     """The model's outputs over `ds` on `device`, in batches; and the manifest's `reference` record."""
     if device == "cuda" and model.framework == "keras":
-
         outputs, child = reference_keras.run(model, ds, batch, device)
         record = {"device": device, "batch": batch, "samples": len(ds), "seconds": round(child["seconds"], 4),
                   "name": child.get("name"), "via": child["backend"]}
@@ -98,9 +97,9 @@ def _cuda_runner(model):
     def run_batch(inputs: list[np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
             out = module(*[torch.from_numpy(np.ascontiguousarray(x)).to("cuda") for x in inputs])
-        return [t.detach().float().cpu().numpy() for t in _flatten_outputs(out)]
+        return [t.detach().float().cpu().numpy() for t in flatten_outputs(out)]
 
-    return _batch_one(run_batch) if model.kind == "torch-exported" else run_batch
+    return batch_one(run_batch) if model.kind == "torch-exported" else run_batch
 
 
 @contextlib.contextmanager

@@ -123,16 +123,16 @@ def _torch_runner(module):
     def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
             out = module(*[torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
-        return [t.detach().cpu().numpy() for t in _flatten_outputs(out)]
+        return [t.detach().cpu().numpy() for t in flatten_outputs(out)]
 
     return run
 
 
-def _flatten_outputs(out) -> list:
+def flatten_outputs(out) -> list:
     if isinstance(out, (tuple, list)):
-        return [t for o in out for t in _flatten_outputs(o)]
+        return [t for o in out for t in flatten_outputs(o)]
     if isinstance(out, dict):
-        return [t for k in out for t in _flatten_outputs(out[k])]
+        return [t for k in out for t in flatten_outputs(out[k])]
     return [out]
 
 
@@ -159,9 +159,19 @@ def _load_torch_factory(source, path: Path, factory: str, input_shapes) -> Model
     example = None
     if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module):
         built, example = built
-        example = [example] if isinstance(example, torch.Tensor) else list(example)
     if not isinstance(built, torch.nn.Module):
         raise InputError(f"'{source}' returned {type(built).__name__}, not an nn.Module or (module, example_inputs)")
+    return model_from_torch(built, example, _model_name(path), source, str(path), input_shapes)
+
+
+def model_from_torch(built, example, name: str, source: str, source_path: str | None, input_shapes=None) -> Model:
+    """A Model for an nn.Module (from a factory file, or in memory through the Python API) and its
+    example inputs (a tensor, a sequence of them, or None with input_shapes)."""
+    import torch
+
+    if example is not None:
+        example = [example] if isinstance(example, torch.Tensor) else list(example)
+        example = [t if isinstance(t, torch.Tensor) else torch.as_tensor(np.asarray(t)) for t in example]
     built.eval()
     names = [
         p.name for p in inspect.signature(built.forward).parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD,)
@@ -188,8 +198,7 @@ def _load_torch_factory(source, path: Path, factory: str, input_shapes) -> Model
             f"'{source}' failed on inputs of shape {[list(s.shape) for s in specs]}: {type(e).__name__}: {e}",
             hint="check --input-shape",
         ) from None
-    return Model(_model_name(path), "torch", "torch-module", source, str(path), built, IOSpec(specs, outputs), run,
-                 examples)
+    return Model(name, "torch", "torch-module", source, source_path, built, IOSpec(specs, outputs), run, examples)
 
 
 @contextlib.contextmanager
@@ -241,12 +250,12 @@ def _load_pt2(source, path: Path, trust_source: bool = False) -> Model:
         for n, t in zip(names, example_args)
     ]
     examples = [t.numpy() for t in example_args]
-    run = _batch_one(_torch_runner(module))
+    run = batch_one(_torch_runner(module))
     return Model(_model_name(path), "torch", "torch-exported", source, str(path), ep,
                  IOSpec(specs, _output_specs(run, examples)), run, examples)
 
 
-def _batch_one(run):
+def batch_one(run):
     """Exported programs have static shapes: run a batch one sample at a time."""
 
     def run_per_sample(inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -286,7 +295,7 @@ def _load_keras(source, path: Path, input_shapes) -> Model:
 
     def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
         out = model(inputs if len(inputs) > 1 else inputs[0], training=False)
-        return [np.asarray(o) for o in _flatten_outputs(out)]
+        return [np.asarray(o) for o in flatten_outputs(out)]
 
     outputs = _output_specs(run, examples)
     out_names = [_keras_output_name(t) for t in model.outputs]
@@ -330,7 +339,7 @@ def _load_savedmodel(source, path: Path, input_shapes) -> Model:
         return [res[k].numpy() for k in out_names]
 
     if any(t.shape[0] is not None for t in in_specs.values()):
-        run = _batch_one(run)
+        run = batch_one(run)
     examples = [np.zeros(s.shape, s.dtype) for s in specs]
     outputs = _output_specs(run, examples)
     for spec, name in zip(outputs, out_names):

@@ -15,14 +15,15 @@ import json
 from dataclasses import asdict, is_dataclass
 from importlib import metadata
 from pathlib import Path
-from edgeship import __version__
-from edgeship.bundle import sha256_file
+
+from edgeship.hashing import sha256_file
+from edgeship.version import __version__
 
 # Packages whose version changes what an export writes.
 TOOL_PACKAGES = ("torch", "executorch", "torchao", "litert-torch", "tensorflow", "tensorflow-cpu", "keras",
                  "ai-edge-litert", "onnx", "onnxruntime", "onnxscript", "tf2onnx", "numpy")
 # Request fields that do not change the bundle's content.
-IGNORED_FIELDS = {"out", "force", "verbose", "trust_source", "reuse_up_to_date"}
+IGNORED_FIELDS = {"out", "force", "verbose", "trust_source", "reuse_up_to_date", "model"}  # model: model_sha256
 
 
 def _hash_path(h, path: Path) -> None:

@@ -1,8 +1,8 @@
 """validate: run every artifact of a bundle on a device and compare it with the float reference.
 
 The reference is the bundle's golden vectors (no framework needed), or the source model re-run
-over --data. One record per artifact; a record's status is "pass", "fail" (a check missed its
-limit) or "error" (no measurement could be taken: never counted as a pass).
+over --data. One record per artifact (records.py's ValidateRecord); its status is pass, fail (a
+check missed its limit) or error (no measurement could be taken: never counted as a pass).
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ import numpy as np
 
 from edgeship.bundle import Bundle, Golden, find_bundle_of, read_bundle
 from edgeship.console import info
-from edgeship.errors import InputError
-from edgeship.metrics import compare, top1_accuracy
-from edgeship.quantize import get_recipe
-from edgeship.runtime.base import format_of
-from edgeship.bundle import sha256_file
 from edgeship.data import load_data
-from edgeship.errors import ArtifactError
+from edgeship.errors import ArtifactError, InputError
+from edgeship.hashing import sha256_file
 from edgeship.inspect import inspect_file
+from edgeship.metrics import compare, top1_accuracy
 from edgeship.pipeline import run_reference
+from edgeship.quantize import get_recipe
+from edgeship.records import validate_record
+from edgeship.runtime.base import format_of
 from edgeship.runtime.device import open_device
 from edgeship.sources import load_model, source_sha256
+from edgeship.status import Status, verdict
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ValidateRequest:
     max_drop: float | None = None  # accuracy points vs the float reference; default: the recipe's
     min_cosine: float | None = None  # default: the recipe's
     verbose: bool = False
+    model: object | None = None  # edgeship.model.Model held in memory (Python API): the reference for --data
 
 
 def resolve(target: Path) -> tuple[Bundle | None, list[dict], list[Path]]:
@@ -72,6 +74,12 @@ def reference_for(req: ValidateRequest, bundle: Bundle | None) -> tuple[Golden |
             )
 
         m = bundle.manifest["model"]
+        if req.model is not None:  # the Python API's in-memory model
+            ds = load_data(req.data, req.model.io)
+            return Golden(ds.arrays, run_reference(req.model, ds), ds.labels), f"model re-run over {req.data}"
+        if not m.get("source_path"):
+            raise InputError("--data needs the float model, and this bundle was exported from a model in memory",
+                             hint="validate it through the Python API (bundle.validate(data=...)), or drop --data")
         if not Path(m["source_path"]).exists():
             raise InputError(f"--data needs the source model, and '{m['source_path']}' is gone",
                              hint="validate against the golden vectors (drop --data)")
@@ -122,7 +130,7 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
         "checks": [],
     }
     if not path.exists():
-        return {**out, "status": "error", "error": f"artifact file missing: {path}"}
+        return validate_record(**out, status=Status.ERROR, error=f"artifact file missing: {path}")
     integrity = _integrity_check(record, path)
     if integrity:
         out["checks"].append(integrity)
@@ -131,7 +139,7 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
         try:
             shapes = [t["shape"] for t in inspect_file(path)["inputs"]]
         except ArtifactError as e:
-            return {**out, "status": "error", "error": e.message}
+            return validate_record(**out, status=Status.ERROR, error=e.message)
         rng = np.random.default_rng(0)
         inputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     run = device.run_artifact(path, inputs, record.get("io"), threads=req.threads, warmup=req.warmup,
@@ -140,23 +148,22 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
     out.update({k: r.get(k) for k in ("runtime", "delegate", "init_ms", "first_ms", "latency", "peak_rss_mb",
                                       "model_rss_mb", "threads", "platform")})
     if not run.ok:
-        return {**out, "status": "error", "error": run.error}
+        return validate_record(**out, status=Status.ERROR, error=run.error)
     if golden is not None and run.outputs is None:  # e.g. adb with benchmark_model: timings only
-        return {**out, "status": "error", "error": "accuracy " + (r.get("accuracy_error") or
-                                                                  "not measured: the device returned no outputs")}
+        return validate_record(**out, status=Status.ERROR, error="accuracy " + (r.get("accuracy_error") or
+                                                                  "not measured: the device returned no outputs"))
     if golden is not None:
         names = [t["name"] for t in (record.get("io") or {}).get("outputs", [])] or [
             f"output_{i}" for i in range(len(golden.outputs))]
         if len(run.outputs) != len(golden.outputs):
-            return {**out, "status": "error",
-                    "error": f"artifact has {len(run.outputs)} outputs, the reference {len(golden.outputs)}"}
+            return validate_record(**out, status=Status.ERROR,
+                                   error=f"artifact has {len(run.outputs)} outputs, the reference {len(golden.outputs)}")
         try:
             out["accuracy"] = compare(golden.outputs, run.outputs, names, golden.labels)
         except ValueError as e:
-            return {**out, "status": "error", "error": f"outputs do not match the reference's shapes: {e}"}
+            return validate_record(**out, status=Status.ERROR, error=f"outputs do not match the reference's shapes: {e}")
         out["checks"] += _checks(req, record, out["accuracy"])
-    status = "pass" if all(c["passed"] for c in out["checks"]) else "fail"
-    return {**out, "status": status}
+    return validate_record(**out, status=verdict(all(c["passed"] for c in out["checks"])))
 
 
 def _integrity_check(record: dict, path: Path) -> dict | None:

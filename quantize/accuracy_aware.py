@@ -25,17 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.errors import InputError, UnsupportedError, suggest
 from edgeship.console import console
 from edgeship.convert.keras_pte import layer_errors
 from edgeship.convert.layers import keras_layers, torch_graph_layers
 from edgeship.convert.tflite_common import quiet_native_output
-from edgeship.errors import CheckFailed
+from edgeship.convert.torch_common import program_of
+from edgeship.errors import CheckFailed, InputError, UnsupportedError, suggest
 from edgeship.metrics import cosine, snr_db
 from edgeship.quantize import get_recipe
 from edgeship.quantize.layer_error import pte_layer_errors, tflite_layer_errors
-from edgeship.convert.torch_common import program_of
-from edgeship.runtime.standalone import executorch as pte_runner, tflite as tflite_runner
+from edgeship.runtime.standalone import executorch as pte_runner
+from edgeship.runtime.standalone import tflite as tflite_runner
 from edgeship.runtime.standalone.timing import measure
 
 METRICS = ("top1", "cosine", "snr")
@@ -200,7 +200,6 @@ class _KerasPteRanker:
 
     def layers(self) -> list[str]:
         if self.named is None:
-
             return [n for n, _ in keras_layers(self.model.obj)]
         return self.named
 

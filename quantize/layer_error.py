@@ -17,17 +17,15 @@ output (execution order) minus the SNR of its own, in dB; the layer that adds th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
-from edgeship.convert.layers import keras_op_layers, tflite_ops, torch_graph_layers
+from edgeship.convert.layers import LayerError, keras_op_layers, tflite_ops, torch_graph_layers
+from edgeship.convert.tflite_common import quiet_native_output
 from edgeship.convert.torch_common import program_of, quiet, to_tensors
 from edgeship.convert.torch_pte import pt2e_quantize
-from edgeship.metrics import cosine, snr_db
-from edgeship.convert.tflite_common import quiet_native_output
 from edgeship.convert.torch_tflite import pt2e_quantizer
 from edgeship.errors import ArtifactError
+from edgeship.metrics import cosine, snr_db
 
 SNR_CAP_DB = 60.0  # a clean signal: above int8's best case, so an exact layer adds nothing
 TORCH_TFLITE_NOTE = ("the .tflite's int8 graph simulated on the host: litert-torch's PT2E fake-quant (q/dq) graph "
@@ -35,21 +33,6 @@ TORCH_TFLITE_NOTE = ("the .tflite's int8 graph simulated on the host: litert-tor
 PTE_NOTE = ("the .pte's int8 graph simulated on the host: PT2E fake-quant (q/dq) graph vs the float graph in "
             "torch; the ExecuTorch runtime exposes no intermediate tensors")
 TFLITE_NOTE = "int8 .tflite intermediate tensors vs the fp32 .tflite of the same route (LiteRT, dequantized)"
-
-
-@dataclass
-class LayerError:
-    name: str
-    kind: str
-    order: int  # execution order
-    snr_db: float
-    cosine: float
-    max_abs_error: float
-    added_db: float  # SNR lost at this layer (previous layer's SNR minus this one's)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
 
 
 def finish(layers: list[tuple[str, str]], reference: dict[str, list], quantized: dict[str, list]) -> list[LayerError]:
@@ -121,7 +104,6 @@ def pte_layer_errors(program, examples, calib, inputs: list[list[np.ndarray]], f
     with quiet():
         float_gm = program.module()
         if target == "tflite":
-
             quant_gm = pt2e_quantize(program, examples, calib, quantizer=pt2e_quantizer(tuple(float_layers)))
         else:
             quant_gm = pt2e_quantize(program, examples, calib, False, tuple(float_layers),

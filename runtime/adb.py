@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeship.errors import DeviceError, DeviceUnreachable, InputError
 from edgeship.runtime.base import AgentRun
-from edgeship.runtime.standalone.executorch import _from_stored, _to_stored
+from edgeship.runtime.standalone.executorch import from_stored, to_stored
 from edgeship.runtime.standalone.timing import summarize
 
 REMOTE_DIR = "/data/local/tmp/edgeship"
@@ -341,7 +341,7 @@ def _tensor_specs(signature: dict | None, side: str) -> list[dict]:
 
 def _stored(x: np.ndarray, spec: dict | None) -> np.ndarray:
     """A float sample as the program stores it: quantized for integer inputs."""
-    return _to_stored(x, spec) if spec else x.astype(np.float32)
+    return to_stored(x, spec) if spec else x.astype(np.float32)
 
 
 def _loaded(path: Path, spec: dict | None) -> np.ndarray:
@@ -349,7 +349,7 @@ def _loaded(path: Path, spec: dict | None) -> np.ndarray:
     if not spec:
         return np.fromfile(path, dtype=np.float32)
     y = np.fromfile(path, dtype=spec["dtype"])
-    return _from_stored(y, spec).astype(np.float32)
+    return from_stored(y, spec).astype(np.float32)
 
 
 def _last_line(text: str) -> str:

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeship.errors import DeviceUnreachable, InputError, suggest
-from edgeship.runtime.base import AgentRun
-from edgeship.runtime.local import LocalDevice, parse_agent_stdout
 from edgeship.runtime import rootfs as rootfs_mod
-from edgeship.runtime.local import describe_exit
+from edgeship.runtime.base import AgentRun
+from edgeship.runtime.local import LocalDevice, describe_exit, parse_agent_stdout
 from edgeship.runtime.rootfs import MARKER, write_cpu_files
 
 AGENT_MODULES = ("agent", "timing", "tflite", "executorch", "probe")
@@ -125,7 +124,6 @@ class EmulatedDevice(LocalDevice):
             raise DeviceUnreachable(f"{self.uri}: the probe did not finish in {timeout:.0f} s") from None
         result = parse_agent_stdout(proc.stdout)
         if result is None:
-
             raise DeviceUnreachable(f"{self.uri}: the probe failed: {describe_exit(proc.returncode, proc.stderr)}")
         result["board"] = self.board.name
         result["qemu_cpu"] = self.board.cpu

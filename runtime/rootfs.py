@@ -48,7 +48,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("EDGESHIP_CACHE") or Path.home() / ".cache" / "edgeship")
 
 
-def _host_version(dist: str, fallback: str) -> str:
+def host_version(dist: str, fallback: str) -> str:
     try:
         return version(dist)
     except PackageNotFoundError:
@@ -59,8 +59,8 @@ def recipe() -> dict:
     return {
         "suite": SUITE, "arch": "arm64", "variant": "minbase", "packages": list(PACKAGES),
         "python": GUEST_PYTHON, "builder": BUILDER_VERSION,
-        "wheels": [f"numpy=={_host_version('numpy', '2.2.6')}",
-                   f"ai-edge-litert=={_host_version('ai-edge-litert', '2.3.0')}"],
+        "wheels": [f"numpy=={host_version('numpy', '2.2.6')}",
+                   f"ai-edge-litert=={host_version('ai-edge-litert', '2.3.0')}"],
     }
 
 

@@ -30,10 +30,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edgeship.errors import DeviceError, InputError
+from edgeship.hashing import sha256_file
 from edgeship.runtime.base import AgentRun
-from edgeship.runtime.local import describe_exit, load_outputs, parse_agent_stdout, save_inputs
 from edgeship.runtime.emulated import agent_package
-from edgeship.runtime.rootfs import _host_version, cache_root, pip_platform_args
+from edgeship.runtime.local import describe_exit, load_outputs, parse_agent_stdout, save_inputs
+from edgeship.runtime.rootfs import cache_root, host_version, pip_platform_args
 
 HOME = ".edgeship"  # relative to the login directory: the same path for ssh and scp
 VENV_PYTHON = f"{HOME}/venv/bin/python"
@@ -62,14 +63,6 @@ def agent_hash(agent_dir: Path) -> str:
     for f in sorted((agent_dir / "edgeship_agent").glob("*.py")):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class SSHFailure(Exception):
@@ -366,7 +359,7 @@ class SSHDevice:
 
 def _pin(dist: str, fallback: str) -> str:
     """dist==the version this host runs (without a local label such as +cpu)."""
-    return f"{dist}=={_host_version(dist, fallback).split('+')[0]}"
+    return f"{dist}=={host_version(dist, fallback).split('+')[0]}"
 
 
 def _pins() -> list[str]:

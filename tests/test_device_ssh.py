@@ -135,7 +135,7 @@ def test_validate_over_ssh(sshd, good_env, digits_bundle, tmp_path):
     assert rec["delegate"]["active"] is True and rec["accuracy"]["top1_agreement"] >= 97.0
     # the artifact was pushed once, under its sha256, and the run folder was removed
     pushed = list((sshd.rootfs / "root/.edgeship/artifacts").glob("*/digits.int8.tflite"))
-    from edgeship.runtime.ssh import sha256_file
+    from edgeship.hashing import sha256_file
 
     assert len(pushed) == 1 and pushed[0].parent.name == sha256_file(digits_bundle / "digits.int8.tflite")
     assert list((sshd.rootfs / "root/.edgeship/runs").iterdir()) == []

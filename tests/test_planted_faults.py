@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeship.bundle import MANIFEST, sha256_file
+from edgeship.bundle import MANIFEST
+from edgeship.hashing import sha256_file
 from edgeship.cli import cli
 from edgeship.pipeline import ExportRequest, export
 from edgeship.validate import ValidateRequest, validate

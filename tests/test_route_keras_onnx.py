@@ -3,26 +3,19 @@ Keras in the model's own NHWC layout, int8 keeps the held-out accuracy, bytes ar
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
-from conftest import top1
 from edgeship.convert import ConvertOptions
 from edgeship.errors import UnsupportedError
 from edgeship.quantize import get_recipe
 from edgeship.runtime.standalone.onnx import Runner, inspect_artifact
 
+from roundtrip import convert_to, run_all, top1
 
-def convert(model, recipe: str, out, calib=None):
-    from edgeship.convert.keras_onnx import convert as keras_to_onnx
-
-    r = get_recipe(recipe)
-    return keras_to_onnx(model, r, calib if r.needs_calibration else None, out, ConvertOptions())
-
-
-def run_all(path, ds) -> np.ndarray:
-    runner = Runner(str(path))
-    return np.concatenate([runner.run(s)[0] for s in ds.samples()])
+convert = partial(convert_to, "keras", "onnx")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@ Keras' torch backend and run with the ExecuTorch runner on the held-out split.""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -12,22 +14,11 @@ from edgeship.model import IOSpec, Model, TensorSpec
 from edgeship.quantize.recipes import RECIPES
 from edgeship.runtime.standalone.executorch import Runner
 
+from roundtrip import convert_into, run_all, top1
+
+convert = partial(convert_into, "keras", "pte")
+
 FP32_MAX_ABS = 1e-4
-
-
-def convert(model, recipe: str, out_dir, calib=None, int8_io=False):
-    from edgeship.convert.keras_pte import convert as keras_pte_convert
-
-    path = out_dir / f"{model.name}.{recipe}{'.io' if int8_io else ''}.pte"
-    return path, keras_pte_convert(model, RECIPES[recipe], calib, path, ConvertOptions(int8_io=int8_io))
-
-
-def run_all(runner, ds) -> np.ndarray:
-    return np.concatenate([runner.run(sample)[0] for sample in ds.samples()])
-
-
-def top1(logits, labels) -> float:
-    return float((logits.argmax(1) == labels).mean() * 100)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +138,8 @@ def test_functional_model_with_two_inputs_and_a_skip_connection(tmp_path):
     feeds = [[a[i:i + 1] for a in arrays] for i in range(8)]
     reference = np.concatenate([np.asarray(model.obj([f[0], f[1]])) for f in feeds])
 
-    from edgeship.convert.keras_pte import convert as keras_pte_convert, layer_errors
+    from edgeship.convert.keras_pte import convert as keras_pte_convert
+    from edgeship.convert.keras_pte import layer_errors
 
     fp32 = tmp_path / "fp32.pte"
     keras_pte_convert(model, RECIPES["fp32"], None, fp32, ConvertOptions())

@@ -3,14 +3,17 @@ test split, and stays close to the Keras model (logits) and to its held-out accu
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
-from conftest import top1
-from edgeship.convert import ConvertOptions
 from edgeship.errors import ConversionError, InputError
-from edgeship.quantize import get_recipe
 from edgeship.runtime.standalone.tflite import Runner, inspect_artifact
+
+from roundtrip import convert_to, cosine, run_all, top1
+
+convert = partial(convert_to, "keras", "tflite")
 
 CASES = {  # name: (recipe, int8_io)
     "fp32": ("fp32", False),
@@ -19,23 +22,6 @@ CASES = {  # name: (recipe, int8_io)
     "int8": ("int8", False),
     "int8-io": ("int8", True),
 }
-
-
-def convert(model, recipe: str, out, calib=None, int8_io=False):
-    from edgeship.convert.keras_tflite import convert as keras_to_tflite
-
-    r = get_recipe(recipe)
-    return keras_to_tflite(model, r, calib if r.needs_calibration else None, out, ConvertOptions(int8_io=int8_io))
-
-
-def run_all(path, ds, signature=None) -> np.ndarray:
-    runner = Runner(str(path), signature=signature)
-    return np.concatenate([runner.run(s)[0] for s in ds.samples()])
-
-
-def cosine(a, b) -> float:
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 @pytest.fixture(scope="module")

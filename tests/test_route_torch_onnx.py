@@ -4,33 +4,21 @@ model takes it) and stays close to the torch model."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
-from conftest import top1
 from edgeship.convert import ConvertOptions
 from edgeship.errors import InputError
 from edgeship.quantize import get_recipe
 from edgeship.runtime.standalone.onnx import Runner, inspect_artifact
 
+from roundtrip import convert_to, cosine, run_all, top1
+
+convert = partial(convert_to, "torch", "onnx")
+
 RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
-
-
-def convert(model, recipe: str, out, calib=None, int8_io=False):
-    from edgeship.convert.torch_onnx import convert as torch_to_onnx
-
-    r = get_recipe(recipe)
-    return torch_to_onnx(model, r, calib if r.needs_calibration else None, out, ConvertOptions(int8_io=int8_io))
-
-
-def run_all(path, ds) -> np.ndarray:
-    runner = Runner(str(path))
-    return np.concatenate([runner.run(s)[0] for s in ds.samples()])
-
-
-def cosine(a, b) -> float:
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def ops(info: dict) -> dict[str, int]:

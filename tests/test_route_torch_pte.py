@@ -5,37 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
 
-from edgeship.convert.base import ConvertOptions
 from edgeship.errors import ConversionError, UnsupportedError
 from edgeship.model import IOSpec, Model, TensorSpec
 from edgeship.quantize.recipes import RECIPES
 from edgeship.runtime.standalone.executorch import Runner, inspect_artifact
 
+from roundtrip import convert_into, row_cosines, run_all, top1
+
+convert = partial(convert_into, "torch", "pte")
+
 FP32_MAX_ABS = 1e-4
-
-
-def convert(model, recipe: str, out_dir, calib=None, int8_io=False):
-    from edgeship.convert.torch_pte import convert as torch_pte_convert
-
-    path = out_dir / f"{model.name}.{recipe}{'.io' if int8_io else ''}.pte"
-    result = torch_pte_convert(model, RECIPES[recipe], calib, path, ConvertOptions(int8_io=int8_io))
-    return path, result
-
-
-def run_all(runner: Runner, ds) -> np.ndarray:
-    return np.concatenate([runner.run(sample)[0] for sample in ds.samples()])
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
-def top1(logits, labels) -> float:
-    return float((logits.argmax(1) == labels).mean() * 100)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +49,7 @@ def test_recipe_matches_the_float_model(recipe, artifacts, reference, torch_digi
     logits = run_all(runner, torch_digits.test)
     floor = RECIPES[recipe]
     assert logits.shape == reference.shape and logits.dtype == np.float32
-    assert cosines(logits, reference).min() > floor.min_cosine
+    assert row_cosines(logits, reference).min() > floor.min_cosine
     assert torch_digits.float_accuracy - top1(logits, torch_digits.test.labels) <= floor.max_top1_drop
     if recipe == "fp32":
         assert np.abs(logits - reference).max() < FP32_MAX_ABS
@@ -260,7 +244,7 @@ def test_fallback_when_the_xnnpack_program_fails(tmp_path):
     assert any("fell back" in w and "per delegate" in w for w in result.warnings)
     assert "per-op" in result.route
     y = Runner(path).run([x])[0]
-    assert cosines(y, model.run([x])[0]).min() > 0.99
+    assert row_cosines(y, model.run([x])[0]).min() > 0.99
 
 
 def test_model_executorch_cannot_run_is_one_line_conversion_error(tmp_path):

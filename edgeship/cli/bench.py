@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import click
+import numpy as np
 
 from edgeship.cli.each_device import device_options, each_device, exit_code, merged_context, unique, use_adb_runner
 from edgeship.console import console, escape
@@ -44,7 +43,6 @@ def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri:
     if bundle is not None:
         inputs = [a[:1] for a in bundle.golden().inputs]
     else:
-
         inputs = [np.random.default_rng(0).standard_normal(t["shape"]).astype(np.float32)
                   for t in inspect_file(path)["inputs"]]
     device = open_device(device_uri)

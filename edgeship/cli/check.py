@@ -12,16 +12,17 @@ from pathlib import Path
 
 import click
 
+from edgeship.bundle import read_bundle
 from edgeship.config import LoadedConfig, Project, load_config
 from edgeship.console import info
 from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, DeviceError, DeviceUnreachable, InputError
-from edgeship.bundle import read_bundle
 from edgeship.gates.budgets import evaluate
 from edgeship.gates.regression import load_baseline
 from edgeship.pipeline import ExportRequest, export
 from edgeship.reports import build_report, print_report, write_reports
 from edgeship.runtime.adb import use_runners
 from edgeship.runtime.device import open_device
+from edgeship.status import Status
 from edgeship.validate import ValidateRequest, validate
 
 
@@ -137,7 +138,7 @@ def run_check(opts: CheckOptions) -> CheckOutcome:
     written = write_reports(report, out_dir, project.report.formats)
     print_report(report, written)
     info(f"check finished in {time.perf_counter() - t0:.0f} s")
-    code = EXIT_OK if report["status"] == "pass" else EXIT_CHECK_FAILED
+    code = EXIT_OK if report["status"] == Status.PASS else EXIT_CHECK_FAILED
     return CheckOutcome(report, code, out_dir, written)
 
 

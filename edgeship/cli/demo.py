@@ -12,12 +12,12 @@ from pathlib import Path
 
 import click
 
-from edgeship.console import console, info
-from edgeship.errors import EXIT_CHECK_FAILED
-from edgeship.errors import InputError
 from edgeship import demo_models
+from edgeship.console import console, info
+from edgeship.errors import EXIT_CHECK_FAILED, InputError
 from edgeship.pipeline import ExportRequest, export, parse_targets
 from edgeship.reports.tables import export_table, print_validate, write_json
+from edgeship.status import Status
 from edgeship.validate import ValidateRequest, validate
 
 DEMO_MARKER = ".edgeship-demo"
@@ -64,7 +64,7 @@ def run_demo(out: Path, targets: str, recipes: str, frameworks: str, verbose: bo
         results, context = validate(ValidateRequest(bundle, verbose=verbose))
         print_validate(results, context)
         write_json(bundle / "validate.json", results, context)
-        all_ok &= all(r["status"] == "pass" for r in results)
+        all_ok &= all(r["status"] == Status.PASS for r in results)
     console().print(f"demo finished in {time.perf_counter() - t_start:.0f} s; bundles and reports in {out}/")
     return all_ok
 

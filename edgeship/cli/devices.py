@@ -15,10 +15,8 @@ import time
 import click
 
 from edgeship.cli.groups import SuggestingGroup
-
 from edgeship.console import console, err_console, info, progress_enabled
-from edgeship.errors import InputError, suggest
-from edgeship.errors import EXIT_CHECK_FAILED
+from edgeship.errors import EXIT_CHECK_FAILED, InputError, suggest
 from edgeship.runtime.adb import AdbDevice
 from edgeship.runtime.base import DEVICE_SCHEMES, scheme_of
 from edgeship.runtime.emulated import EmulatedDevice, parse_board
@@ -63,14 +61,12 @@ def setup(uri: str, rebuild: bool = False, with_executorch: bool = False) -> dic
                               "--runner executor_runner")
     t0 = time.monotonic()
     if scheme == "emu":
-
         parse_board(uri)
         path, built = ensure_rootfs(progress=_step_printer(), rebuild=rebuild)
         info(f"{'built' if built else 'cached'} arm64 root filesystem: {path} ({time.monotonic() - t0:.0f} s)")
         report = EmulatedDevice(uri, rootfs=path).probe()
         report["setup"] = "built" if built else "cached"
     elif scheme == "ssh":
-
         device = SSHDevice(uri, require_runtime=False)
         report = device.setup(progress=_step_printer(), rebuild=rebuild, with_executorch=with_executorch)
     else:  # the host: nothing to prepare
@@ -83,13 +79,10 @@ def setup(uri: str, rebuild: bool = False, with_executorch: bool = False) -> dic
 def doctor_report(uri: str) -> dict:
     scheme = _scheme(uri)
     if scheme == "emu":
-
         return EmulatedDevice(uri).probe()
     if scheme == "ssh":
-
         return SSHDevice(uri, require_runtime=False).probe()
     if scheme == "adb":
-
         return AdbDevice(uri, require_runner=False).probe()
     import json
     import subprocess

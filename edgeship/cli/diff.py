@@ -15,15 +15,14 @@ from pathlib import Path
 
 import click
 
-from edgeship.console import info, warn
-from edgeship.errors import InputError, UnsupportedError
 from edgeship.bundle import find_bundle_of, write_json_atomic
-from edgeship.console import console
+from edgeship.console import console, info, warn
 from edgeship.convert import ConvertOptions, get_route
 from edgeship.convert.keras_pte import layer_errors
 from edgeship.convert.layers import keras_layers
 from edgeship.convert.torch_common import program_of
 from edgeship.data import load_data
+from edgeship.errors import InputError, UnsupportedError
 from edgeship.quantize import get_recipe
 from edgeship.quantize.layer_error import (
     PTE_NOTE,
@@ -84,7 +83,6 @@ def run_diff(req: DiffRequest) -> dict:
     write_png(report, png)
     info(f"chart: {png}")
     if req.json_path:
-
         write_json_atomic(Path(req.json_path), report)
     return report
 
@@ -107,7 +105,6 @@ def _inputs(req: DiffRequest, bundle, model) -> tuple[list, str]:
     import numpy as np
 
     if req.data:
-
         arrays, note = load_data(req.data, model.io).take(req.samples).arrays, req.data
     elif bundle is not None:
         arrays, note = bundle.golden().inputs, "the bundle's golden vectors"
@@ -134,7 +131,6 @@ def _calibration(req: DiffRequest, bundle, model):
 def _pte(req: DiffRequest, bundle, model, feeds, kept, target: str = "pte"):
     calib = _calibration(req, bundle, model)
     if model.framework != "torch":
-
         if model.kind != "keras":
             raise UnsupportedError("diff on a .pte needs the .keras (or .h5) file it was exported from",
                                    hint="pass --source model.keras")
@@ -159,7 +155,6 @@ def _tflite(req: DiffRequest, bundle, record, model, artifact: Path, feeds, kept
         if twin is not None and bundle.artifact_path(twin).exists():
             fp32 = bundle.artifact_path(twin).read_bytes()
     if fp32 is None:
-
         info("converting the fp32 counterpart (same route) to compare with")
         with tempfile.TemporaryDirectory(prefix="edgeship-diff-") as tmp:
             path = Path(tmp) / "fp32.tflite"

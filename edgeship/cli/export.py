@@ -9,7 +9,8 @@ import click
 from edgeship.console import console
 from edgeship.convert import TARGETS
 from edgeship.data import ImageOptions
-from edgeship.pipeline import ExportRequest, export as run_export, parse_targets
+from edgeship.pipeline import ExportRequest, parse_targets
+from edgeship.pipeline import export as run_export
 from edgeship.quantize.recipes import RECIPE_NAMES
 from edgeship.reports.tables import export_table
 from edgeship.sources import parse_input_shape

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeship.reports.schema import SCHEMA, build_report
 from edgeship.bundle import write_json_atomic
 from edgeship.reports import html, junit, markdown
-from edgeship.reports.schema import to_json
+from edgeship.reports.schema import SCHEMA, build_report, to_json
 from edgeship.reports.terminal import print_check
 
 FILES = {"json": "report.json", "junit": "junit.xml", "markdown": "report.md", "html": "report.html"}

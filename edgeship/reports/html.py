@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime
 from html import escape
+
 from edgeship.reports import plots
 from edgeship.reports.tables import coverage_str, size_str
 from edgeship.reports.terminal import fmt_value
+from edgeship.status import FAILING, Status
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1100px;color:#222;
@@ -58,7 +60,7 @@ def _results(results: list[dict]) -> str:
                      f(a.get("top1_agreement"), ".1f"), f(a.get("cosine"), ".5f"),
                      f(lat.get("p50_ms"), ".3f"), f(lat.get("p90_ms"), ".3f"), f(r.get("peak_rss_mb"), ".0f"),
                      escape(r.get("runtime") or "—"),
-                     f'<span class="s-{"pass" if r["status"] != "error" else "fail"}">{escape(r["status"])}</span>'])
+                     f'<span class="s-{"pass" if r["status"] != Status.ERROR else "fail"}">{escape(r["status"])}</span>'])
     return _table(["artifact", "device", "recipe", "size", "deleg.", "top-1 %", "agree %", "cosine", "p50 ms",
                    "p90 ms", "peak MB", "runtime", "run"], rows, set(range(3, 11)))
 
@@ -75,7 +77,7 @@ def render(report: dict) -> str:
     s = report["summary"]
     name = escape(report["project"]["name"] or "model")
     when = datetime.datetime.fromtimestamp(report["created_unix"], datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    failing = [g for g in report["gates"] if g["status"] in ("fail", "not_measured")]
+    failing = [g for g in report["gates"] if g["status"] in FAILING]
     figures = []
     for title, png in (("Latency", plots.latency_distributions(report["results"])),
                        ("Accuracy, size and latency", plots.tradeoffs(report["results"]))):

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from xml.etree import ElementTree as ET
+
 from edgeship.reports.terminal import fmt_value
+from edgeship.status import Status
 
 
 def _message(g: dict) -> str:
@@ -24,17 +26,17 @@ def render(report: dict) -> str:
     for (target, device), gates in suites.items():
         suite = ET.SubElement(
             root, "testsuite", name=f"{target}@{device}", tests=str(len(gates)),
-            failures=str(sum(g["status"] == "fail" for g in gates)),
-            errors=str(sum(g["status"] == "not_measured" for g in gates)),
-            skipped=str(sum(g["status"] == "skipped" for g in gates)))
+            failures=str(sum(g["status"] == Status.FAIL for g in gates)),
+            errors=str(sum(g["status"] == Status.NOT_MEASURED for g in gates)),
+            skipped=str(sum(g["status"] == Status.SKIPPED for g in gates)))
         for g in gates:
             case = ET.SubElement(suite, "testcase", name=g["gate"], classname=f"edgeship.{target}.{device}",
                                  time="0")
-            if g["status"] == "fail":
+            if g["status"] == Status.FAIL:
                 ET.SubElement(case, "failure", message=_message(g), type=g["gate"]).text = _message(g)
-            elif g["status"] == "not_measured":
+            elif g["status"] == Status.NOT_MEASURED:
                 ET.SubElement(case, "error", message=f"not measured: {g['detail']}", type="not_measured")
-            elif g["status"] == "skipped":
+            elif g["status"] == Status.SKIPPED:
                 ET.SubElement(case, "skipped", message=g["detail"] or "skipped")
             elif g["detail"]:
                 ET.SubElement(case, "system-out").text = _message(g)

@@ -1,8 +1,10 @@
 """Markdown for pull-request comments and CI step summaries: verdict, failing gates, results."""
 
 from __future__ import annotations
+
 from edgeship.reports.tables import size_str
 from edgeship.reports.terminal import fmt_value
+from edgeship.status import FAILING, Status
 
 ICON = {"pass": "✅ pass", "fail": "❌ **FAIL**", "not_measured": "⚠️ **not measured**", "skipped": "➖ skipped"}
 
@@ -38,14 +40,14 @@ def _result_rows(results: list[dict]) -> list[str]:
 def render(report: dict) -> str:
     s = report["summary"]
     name = report["project"]["name"] or "model"
-    verdict = "✅ passed" if report["status"] == "pass" else "❌ failed"
+    verdict = "✅ passed" if report["status"] == Status.PASS else "❌ failed"
     lines = [f"## edgeship check: {name} {verdict}", "",
              f"{s['pass']} pass · {s['fail']} failed · {s['not_measured']} not measured · {s['skipped']} skipped "
              f"— {len(report['results'])} artifact runs on {', '.join(report['settings']['devices'])}, "
              f"{report['settings']['runs']} timed runs each"]
     if report.get("baseline"):
         lines.append(f"\nBaseline: `{report['baseline']['path']}`")
-    failing = [g for g in report["gates"] if g["status"] in ("fail", "not_measured")]
+    failing = [g for g in report["gates"] if g["status"] in FAILING]
     if failing:
         lines += ["", "### Failing gates", ""] + _gate_rows(failing)
     lines += ["", "### Results", ""] + _result_rows(report["results"])

@@ -36,18 +36,20 @@ from __future__ import annotations
 
 import json
 import time
-from edgeship import __version__
+
 from edgeship.bundle import read_bundle
 from edgeship.errors import ArtifactError
 from edgeship.reports.tables import finite, json_default
+from edgeship.status import FAILING, Status
+from edgeship.version import __version__
 
 SCHEMA = "edgeship.check/1"
-STATUSES = ("pass", "fail", "not_measured", "skipped")
+STATUSES = (Status.PASS, Status.FAIL, Status.NOT_MEASURED, Status.SKIPPED)
 
 
 def summarize(gates: list[dict]) -> dict:
     counts = {s: sum(g["status"] == s for g in gates) for s in STATUSES}
-    failing = [f"{g['gate']} {g['target']}@{g['device']}" for g in gates if g["status"] in ("fail", "not_measured")]
+    failing = [f"{g['gate']} {g['target']}@{g['device']}" for g in gates if g["status"] in FAILING]
     return {"total": len(gates), **counts, "failing": failing}
 
 
@@ -67,7 +69,7 @@ def build_report(cfg, results: list[dict], contexts: list[dict], gates: list[dic
         "edgeship_version": __version__,
         "created_unix": int(time.time()),
         "duration_s": round(duration_s, 2),
-        "status": "fail" if failed else "pass",
+        "status": Status.FAIL if failed else "pass",
         "exit_code": 1 if failed else 0,
         "project": {"name": p.model.name or next((c.get("model") for c in contexts if c.get("model")), None),
                     "config": str(cfg.path), "source": p.model.source, "calib": p.data.calib, "eval": p.data.eval},

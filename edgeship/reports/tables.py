@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+
 from edgeship.bundle import write_json_atomic
 from edgeship.console import console
+from edgeship.status import Status
 
 REPORT_SCHEMA = "edgeship.validate/1"
 
@@ -43,7 +45,7 @@ def coverage_str(delegation: dict | None) -> str:
 
 def _status(r: dict) -> str:
     status = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "error": "[red]ERROR[/]"}[r["status"]]
-    if r["status"] == "fail":
+    if r["status"] == Status.FAIL:
         status += " " + ", ".join(c["name"] for c in r["checks"] if not c["passed"])
     return status
 
@@ -106,7 +108,7 @@ def print_validate(results: list[dict], context: dict) -> None:
     if runtimes:
         c.print("runtimes: " + ", ".join(runtimes))
     for r in results:
-        if r["status"] == "error":
+        if r["status"] == Status.ERROR:
             c.print(f"[red]error[/] {r['artifact']}: {escape(str(r['error']))}")
         for ch in r.get("checks", []):
             if not ch["passed"] and ch.get("detail"):

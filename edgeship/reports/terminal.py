@@ -1,8 +1,10 @@
 """The terminal view of a check: the validate tables, then the gates, failing gates named."""
 
 from __future__ import annotations
+
 from edgeship.console import console
 from edgeship.reports.tables import validate_tables
+from edgeship.status import FAILING, Status
 
 STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "not_measured": "[red]NOT MEASURED[/]",
          "skipped": "[dim]skipped[/]"}
@@ -26,7 +28,7 @@ def gates_table(report: dict, only_failing: bool = False):
         t.add_column(col, overflow="fold", no_wrap=col in ("target", "gate", "status"),
                      justify="right" if col in ("value", "limit") else "left")
     for g in report["gates"]:
-        if only_failing and g["status"] not in ("fail", "not_measured"):
+        if only_failing and g["status"] not in FAILING:
             continue
         limit = "" if g["limit"] is None else f"{g['op'] or ''} {fmt_value(g['limit'], g['unit'])}".strip()
         t.add_row(g["target"], g["device"], g["gate"], fmt_value(g["value"], g["unit"]), limit, STYLE[g["status"]])
@@ -43,14 +45,14 @@ def print_check(report: dict, written: dict) -> None:
                 c.print(table)
     c.print(gates_table(report))
     s = report["summary"]
-    if report["status"] == "pass":
+    if report["status"] == Status.PASS:
         c.print(f"[bold green]check passed[/]: {s['pass']} gates pass, {s['skipped']} skipped")
     else:
         c.print(f"[bold red]check failed[/]: {s['fail']} failed, {s['not_measured']} not measured, "
                 f"{s['pass']} pass")
         for g in report["gates"]:
-            if g["status"] in ("fail", "not_measured"):
-                what = "not measured" if g["status"] == "not_measured" else "failed"
+            if g["status"] in FAILING:
+                what = "not measured" if g["status"] == Status.NOT_MEASURED else "failed"
                 line = f"  [red]✗[/] {g['gate']} {g['target']}@{g['device']} {what}: {g['detail'] or ''}"
                 c.print(line.rstrip(": "), soft_wrap=True)
     for fmt, path in written.items():

@@ -94,11 +94,11 @@ class Runner:
                 x = np.asarray(x)
             if x.shape != shape:
                 raise ValueError(f"input '{spec['name']}' has shape {list(spec['shape'])}, got {list(x.shape)}")
-            x = _to_stored(x, spec)
+            x = to_stored(x, spec)
             # the method reads its inputs during the call only: a contiguous view is enough
             tensors.append(self._torch.from_numpy(np.ascontiguousarray(x)))
         results = self._method.call(tensors)
-        return [_from_stored(t.numpy(), spec) for t, spec in zip(results, self.outputs)]
+        return [from_stored(t.numpy(), spec) for t, spec in zip(results, self.outputs)]
 
     def _embedded_quantization(self, names: list[str]) -> dict:
         """Scale/zero point the converter stored as constant methods ('forward_input0_scale', ...)."""
@@ -153,7 +153,7 @@ def _describe(info, i: int, side: str, sig_entries, embedded: dict) -> dict:
     }
 
 
-def _to_stored(x: np.ndarray, spec: dict) -> np.ndarray:
+def to_stored(x: np.ndarray, spec: dict) -> np.ndarray:
     q = spec["quantization"]
     if q and x.dtype.kind == "f":
         info = np.iinfo(spec["dtype"])
@@ -162,7 +162,7 @@ def _to_stored(x: np.ndarray, spec: dict) -> np.ndarray:
     return x.astype(spec["dtype"], copy=False)
 
 
-def _from_stored(y: np.ndarray, spec: dict) -> np.ndarray:
+def from_stored(y: np.ndarray, spec: dict) -> np.ndarray:
     q = spec["quantization"]
     if q:
         return ((y.astype(np.float32) - q["zero_point"]) * q["scale"]).astype(np.float32)

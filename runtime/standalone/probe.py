@@ -103,8 +103,9 @@ def _executorch() -> dict:
         return {"available": False, "reason": f"torch does not import ({type(e).__name__}: {e}); ExecuTorch's "
                 f"Python runtime links libtorch, and PyPI serves no CPU torch for {platform.machine()}"}
     try:
-        from .executorch import runtime_version
         from executorch.extension.pybindings import _C  # noqa: F401
+
+        from .executorch import runtime_version
     except Exception as e:
         return {"available": False, "reason": f"executorch does not import ({type(e).__name__}: {e})"}
     return {"available": True, "runtime": runtime_version()}

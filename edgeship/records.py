@@ -1,0 +1,126 @@
+"""The records that cross stages, typed: the bundle manifest (export -> validate, check, diff, a
+device) and the validate record (validate -> check's gates, reports, --json, the Python API).
+
+They are pydantic models, and every producer builds its record through them, so a misspelt key
+or a wrong type is an error where the record is made, not a KeyError three stages later. On disk
+and in JSON they stay what they were: `dump()` writes exactly the keys that were set (a record of
+an artifact that could not run has no `accuracy` key, as before), with statuses as plain strings.
+Readers of older bundles keep reading dicts; these models describe what edgeship writes now.
+
+manifest.json (schema "edgeship.manifest/1"):
+    schema, edgeship_version, created_unix, inputs_sha256 (what the bytes depend on)
+    model        {name, framework, kind, source, source_path (null: a model held in memory),
+                  source_sha256 (of the file, or of an in-memory model's weights), io}
+    calibration  null | {data, samples, sha256}
+    golden       {path, samples, sha256, data, has_labels}
+    reference    {device, batch, samples, seconds}: how the float reference ran
+    tools        {package: version}
+    artifacts    [ArtifactRecord]: path, sha256, format, recipe, int8_io, route, size_bytes,
+                 io {inputs, outputs: [{name, shape, dtype, layout, quantization}]}, delegation,
+                 warnings, export_seconds, tools, accuracy_aware (accuracy-aware int8 only)
+
+validate record (`edgeship validate --json`'s "artifacts", report.json's "results"):
+    artifact, format, recipe, size_bytes, delegation, device, emulated, checks [{name, value,
+    limit, op, passed, detail}], status (Status: pass | fail | error | ran), error,
+    runtime, delegate, init_ms, first_ms, latency {runs, p50_ms, p90_ms, p99_ms, mean_ms, min_ms,
+    max_ms, warmup, samples_ms}, peak_rss_mb, model_rss_mb, threads, platform,
+    accuracy {accuracy, reference_accuracy, accuracy_drop, top1_agreement, cosine, snr_db,
+    max_abs_error, outputs}; check adds target (format:recipe).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from edgeship.status import Status
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    def dump(self) -> dict:
+        """The record as edgeship writes it: the keys that were set, nothing added."""
+        return self.model_dump(exclude_unset=True)
+
+
+class ArtifactRecord(Record):
+    path: str
+    sha256: str
+    format: str
+    recipe: str
+    int8_io: bool
+    route: str
+    size_bytes: int
+    io: dict
+    delegation: dict | None = None
+    warnings: list[str] = []
+    export_seconds: float
+    tools: dict = {}
+    accuracy_aware: dict | None = None
+
+
+class ModelInfo(Record):
+    name: str
+    framework: str
+    kind: str
+    source: str
+    source_path: str | None
+    source_sha256: str | None
+    io: dict
+
+
+class Manifest(Record):
+    schema_: str
+    edgeship_version: str
+    created_unix: int
+    inputs_sha256: str
+    model: ModelInfo
+    calibration: dict | None
+    golden: dict
+    reference: dict
+    tools: dict[str, str]
+    artifacts: list[ArtifactRecord]
+
+    def dump(self) -> dict:
+        d = super().dump()
+        return {"schema": d.pop("schema_"), **d}
+
+
+class ValidateRecord(Record):
+    artifact: str
+    format: str | None
+    recipe: str | None
+    size_bytes: int | None
+    delegation: dict | None
+    device: str
+    emulated: bool
+    checks: list[dict]
+    status: Status
+    error: str | None = None
+    runtime: str | None = None
+    delegate: Any = None
+    init_ms: float | None = None
+    first_ms: float | None = None
+    latency: dict | None = None
+    peak_rss_mb: float | None = None
+    model_rss_mb: float | None = None
+    threads: int | None = None
+    platform: Any = None
+    accuracy: dict | None = None
+
+
+def validate_record(**fields) -> dict:
+    """A validate record, checked against ValidateRecord, as the dict every later stage reads."""
+    return ValidateRecord(**fields).dump()
+
+
+def manifest_record(**fields) -> dict:
+    """manifest.json's content, checked against Manifest."""
+    schema = fields.pop("schema")
+    return Manifest(schema_=schema, **fields).dump()
+
+
+def artifact_record(**fields) -> dict:
+    return ArtifactRecord(**fields).dump()

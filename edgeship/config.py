@@ -21,7 +21,9 @@ from typing import Literal
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from edgeship.convert import TARGETS
 from edgeship.errors import InputError
+from edgeship.quantize.recipes import RECIPE_NAMES
 from edgeship.runtime.base import DEVICE_SCHEMES, SCHEME_NAMES
 
 ACCURACY_METRICS = ("top1", "agreement", "cosine")  # drop vs the float reference: points, points, 1-cos
@@ -48,8 +50,8 @@ class DataSection(_Strict):
 
 
 class Target(_Strict):
-    format: Literal["tflite", "pte", "onnx"]
-    recipe: Literal["fp32", "fp16", "dynamic-int8", "int8"]
+    format: Literal[TARGETS]  # convert/__init__.py's and quantize/recipes.py's tables, not copies
+    recipe: Literal[RECIPE_NAMES]
     max_drop: dict[Literal["top1", "agreement", "cosine"], float] | None = None
 
     @field_validator("max_drop", mode="before")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgeship.convert import onnx_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
-from edgeship.errors import ConversionError, InputError
+from edgeship.errors import ConversionError, InputError, error_line
 
 ROUTE = "tf2onnx -> onnxruntime .onnx"
 OPSET = 17
@@ -50,7 +50,7 @@ def export_float(model, verbose: bool = False):
             proto.graph.name = model.name
             renumber(proto)
     except Exception as e:
-        raise ConversionError(f"tf2onnx could not convert '{model.name}': {common.error_line(e)}",
+        raise ConversionError(f"tf2onnx could not convert '{model.name}': {error_line(e, with_type=True)}",
                               hint="run with --verbose for tf2onnx's log, or try --to tflite") from None
     versions = {"tensorflow": tf.__version__}
     if model.kind == "keras":

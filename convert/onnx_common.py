@@ -28,7 +28,7 @@ from pathlib import Path
 
 from edgeship.console import track
 from edgeship.convert import ROUTES
-from edgeship.errors import ConversionError, InputError, UnsupportedError
+from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
 
 STEPS = {
     "fp32": "float32",
@@ -68,7 +68,7 @@ def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: b
         except (ConversionError, InputError):
             raise
         except Exception as e:
-            raise ConversionError(f"onnxruntime {recipe.name} quantization failed: {error_line(e)}") from None
+            raise ConversionError(f"onnxruntime {recipe.name} quantization failed: {error_line(e, with_type=True)}") from None
         write(result, out_path)
     trial_load(out_path)
     return STEPS[recipe.name], notes
@@ -132,7 +132,7 @@ def trial_load(path: Path) -> None:
         onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:
         path.unlink(missing_ok=True)
-        raise ConversionError(f"onnxruntime cannot load the exported model: {error_line(e)}") from None
+        raise ConversionError(f"onnxruntime cannot load the exported model: {error_line(e, with_type=True)}") from None
 
 
 def versions(*names: str) -> dict[str, str]:
@@ -145,12 +145,6 @@ def versions(*names: str) -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
-
-
-def error_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    text = f"{type(e).__name__}: {lines[-1]}" if lines else type(e).__name__
-    return text if len(text) <= 400 else text[:397] + "..."
 
 
 @contextlib.contextmanager

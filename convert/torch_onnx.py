@@ -14,7 +14,7 @@ from pathlib import Path
 from edgeship.convert import onnx_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.torch_common import example_tensors
-from edgeship.errors import ConversionError, UnsupportedError
+from edgeship.errors import ConversionError, UnsupportedError, error_line
 
 ROUTE = "torch.onnx.export -> onnxruntime .onnx"
 
@@ -46,7 +46,7 @@ def export_float(model, verbose: bool = False):
                                         output_names=output_names, optimize=True, verbose=False)
         return program.model_proto, "torch.onnx.export (dynamo)", []
     except Exception as e:
-        first = common.error_line(e)
+        first = error_line(e, with_type=True)
     if model.kind == "torch-exported":
         raise ConversionError(f"torch.onnx.export failed on the exported program: {first}",
                               hint="run with --verbose for the exporter's log, or try --to pte or tflite")
@@ -61,6 +61,6 @@ def export_float(model, verbose: bool = False):
                               output_names=output_names, do_constant_folding=True)
     except Exception as e:
         raise ConversionError(f"torch.onnx.export failed: {first}; the TorchScript exporter too: "
-                              f"{common.error_line(e)}", hint="run with --verbose for the exporter's log") from None
+                              f"{error_line(e, with_type=True)}", hint="run with --verbose for the exporter's log") from None
     return onnx.load_from_string(buffer.getvalue()), "torch.onnx.export (TorchScript)", [
         f"the dynamo exporter failed ({first}); exported with the deprecated TorchScript exporter"]

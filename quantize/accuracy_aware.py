@@ -26,14 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.console import console
-from edgeship.convert.keras_pte import layer_errors
-from edgeship.convert.layers import keras_layers, torch_graph_layers
 from edgeship.convert.tflite_common import quiet_native_output
-from edgeship.convert.torch_common import program_of
 from edgeship.errors import CheckFailed, InputError, UnsupportedError, suggest
 from edgeship.metrics import cosine, snr_db
-from edgeship.quantize import get_recipe
-from edgeship.quantize.layer_error import pte_layer_errors, tflite_layer_errors
+from edgeship.quantize.rankers import fp32_twin, ranker_for
 from edgeship.runtime.standalone import executorch as pte_runner
 from edgeship.runtime.standalone import tflite as tflite_runner
 from edgeship.runtime.standalone.timing import measure
@@ -104,12 +100,8 @@ def search(route, convert, model, recipe, calib, golden, out_path: Path, options
     check_supported(route.source, route.target, model.kind, metric)
     inputs = [list(s) for s in zip(*[np.split(a, len(a)) for a in golden.inputs])]
     feeds = inputs[:RANK_SAMPLES]
-    if route.source == "torch":
-        ranker = _TorchRanker(model, calib, feeds, route.target)
-    elif route.target == "pte":
-        ranker = _KerasPteRanker(model, calib, feeds, options.verbose)
-    else:
-        ranker = _TfliteRanker(model, convert, feeds, options)
+    ranker = ranker_for(model, route.target, calib, feeds, options.verbose,
+                        fp32=lambda: fp32_twin(model, convert, options))
     s = Search(metric, budget)
     with tempfile.TemporaryDirectory(prefix="edgeship-aa-") as tmp:
         tmp = Path(tmp)
@@ -127,7 +119,7 @@ def search(route, convert, model, recipe, calib, golden, out_path: Path, options
         current = attempt(())
         candidates = ranker.layers()
         while current.drop > budget + 1e-9:
-            rows = ranker.rank(current)
+            rows = ranker.rank(current.kept, current.path)
             if not s.ranking:
                 s.ranking = [r.to_dict() for r in rows]
             left = [r.name for r in rows if r.name not in current.kept]
@@ -174,58 +166,6 @@ def _runner(path: Path, target: str):
 def _latency(path: Path, target: str, inputs) -> float:
     runner = _runner(path, target)
     return float(measure(runner.run, inputs[:8], warmup=5, runs=LATENCY_RUNS)["p50_ms"])
-
-
-class _TorchRanker:
-    """torch -> pte|tflite: the route's PT2E graph with the kept layers in float, simulated on the host."""
-
-    def __init__(self, model, calib, feeds, target: str):
-        program, self.examples = program_of(model)
-        self.program, self.calib, self.feeds, self.target = program, calib, feeds, target
-
-    def layers(self) -> list[str]:
-        return [n for n, _, _ in torch_graph_layers(self.program.graph_module)]
-
-    def rank(self, current: Attempt):
-        return pte_layer_errors(self.program, self.examples, self.calib, self.feeds, current.kept, self.target)
-
-
-class _KerasPteRanker:
-    """Keras -> pte: the route's PT2E graph with the kept layers in float, simulated on the host in
-    the route's torch-backend child process (convert/keras_pte.py)."""
-
-    def __init__(self, model, calib, feeds, verbose: bool):
-        self.model, self.calib, self.feeds, self.verbose = model, calib, feeds, verbose
-        self.named: list[str] | None = None
-
-    def layers(self) -> list[str]:
-        if self.named is None:
-            return [n for n, _ in keras_layers(self.model.obj)]
-        return self.named
-
-    def rank(self, current: Attempt):
-        rows = layer_errors(self.model, self.calib, self.feeds, current.kept, self.verbose)
-        if self.named is None:
-            self.named = [r.name for r in sorted(rows, key=lambda r: r.order)]
-        return rows
-
-
-class _TfliteRanker:
-    """Keras -> tflite: the int8 artifact's tensors against the fp32 artifact of the same route."""
-
-    def __init__(self, model, convert, feeds, options):
-        self.feeds = feeds
-        self.named = keras_layers(model.obj)
-        self._tmp = tempfile.TemporaryDirectory(prefix="edgeship-aa-fp32-")
-        fp32 = Path(self._tmp.name) / "fp32.tflite"
-        convert(model, get_recipe("fp32"), None, fp32, replace(options, float_layers=()))
-        self.fp32 = fp32.read_bytes()
-
-    def layers(self) -> list[str]:
-        return [n for n, _ in self.named]
-
-    def rank(self, current: Attempt):
-        return tflite_layer_errors(current.path.read_bytes(), self.fp32, self.named, self.feeds)
 
 
 def check_request(req, model, routes, recipes) -> None:

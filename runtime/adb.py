@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.errors import DeviceError, DeviceUnreachable, InputError
+from edgeship.errors import DeviceError, DeviceUnreachable, InputError, last_line
 from edgeship.runtime.base import AgentRun
 from edgeship.runtime.standalone.executorch import from_stored, to_stored
 from edgeship.runtime.standalone.timing import summarize
@@ -271,11 +271,11 @@ class AdbDevice:
         try:
             parsed = parse_benchmark_model(out)
         except ValueError as e:
-            return AgentRun(False, base, None, f"benchmark_model exit {rc}: {_last_line(out) or e}")
+            return AgentRun(False, base, None, f"benchmark_model exit {rc}: {last_line(out) or e}")
         delegate = "XNNPACK" if re.search(r"XNNPACK delegate", out) else None
         result = {**base, **parsed, "ok": rc == 0, "runtime": "litert (benchmark_model)", "delegate": delegate,
                   "accuracy_error": NO_OUTPUTS, "log_tail": out.strip().splitlines()[-3:]}
-        return AgentRun(rc == 0, result, None, None if rc == 0 else f"benchmark_model exit {rc}: {_last_line(out)}")
+        return AgentRun(rc == 0, result, None, None if rc == 0 else f"benchmark_model exit {rc}: {last_line(out)}")
 
     def _executor_runner(self, rrunner, rmodel, rdir, inputs, signature, threads, warmup, runs, timeout,
                          base) -> AgentRun:
@@ -309,7 +309,7 @@ class AdbDevice:
                     if rc != 0:
                         raise ValueError(f"it exited with status {rc}")
                 except ValueError as e:
-                    return AgentRun(False, result, None, f"executor_runner exit {rc}: {_last_line(out) or e}")
+                    return AgentRun(False, result, None, f"executor_runner exit {rc}: {last_line(out) or e}")
                 if i == 0:
                     result.update(parsed)
                 rc, listing = self.shell(f"ls {rdir}/out-*.bin")
@@ -352,6 +352,3 @@ def _loaded(path: Path, spec: dict | None) -> np.ndarray:
     return from_stored(y, spec).astype(np.float32)
 
 
-def _last_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][-300:] if lines else ""

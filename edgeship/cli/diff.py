@@ -9,7 +9,6 @@ the bundle's golden vectors unless --data is given.
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,19 +17,9 @@ import click
 from edgeship.bundle import find_bundle_of, write_json_atomic
 from edgeship.console import console, info, warn
 from edgeship.convert import ConvertOptions, get_route
-from edgeship.convert.keras_pte import layer_errors
-from edgeship.convert.layers import keras_layers
-from edgeship.convert.torch_common import program_of
 from edgeship.data import load_data
-from edgeship.errors import InputError, UnsupportedError
-from edgeship.quantize import get_recipe
-from edgeship.quantize.layer_error import (
-    PTE_NOTE,
-    TFLITE_NOTE,
-    TORCH_TFLITE_NOTE,
-    pte_layer_errors,
-    tflite_layer_errors,
-)
+from edgeship.errors import InputError
+from edgeship.quantize.rankers import fp32_twin, ranker_for
 from edgeship.runtime.base import format_of
 from edgeship.sources import load_model, source_sha256
 
@@ -65,10 +54,7 @@ def run_diff(req: DiffRequest) -> dict:
     model = _model(req, bundle)
     feeds, data_note = _inputs(req, bundle, model)
     kept = list((record.get("accuracy_aware") or {}).get("kept_float", []))
-    if fmt == "pte":
-        rows, note = _pte(req, bundle, model, feeds, kept)
-    else:
-        rows, note = _tflite(req, bundle, record, model, artifact, feeds, kept)
+    rows, note = _rank(req, bundle, record, model, artifact, feeds, kept)
     report = {
         "artifact": str(artifact),
         "format": fmt,
@@ -128,40 +114,26 @@ def _calibration(req: DiffRequest, bundle, model):
     return ds
 
 
-def _pte(req: DiffRequest, bundle, model, feeds, kept, target: str = "pte"):
+def _rank(req: DiffRequest, bundle, record, model, artifact: Path, feeds, kept):
+    """[LayerError] and the note of what was compared, through the route's ranker (quantize/rankers.py)."""
+    target = format_of(str(artifact))
+    if target == "tflite" and model.framework != "torch":
+        ranker = ranker_for(model, target, None, feeds, req.verbose, fp32=lambda: _fp32_twin(bundle, model))
+        return ranker.rank(kept, artifact), ranker.note
     calib = _calibration(req, bundle, model)
-    if model.framework != "torch":
-        if model.kind != "keras":
-            raise UnsupportedError("diff on a .pte needs the .keras (or .h5) file it was exported from",
-                                   hint="pass --source model.keras")
-        info(f"simulating the int8 graph on the host (PT2E under Keras' torch backend, {len(calib)} calibration "
-             "samples)")
-        return layer_errors(model, calib, feeds, kept, req.verbose), PTE_NOTE
-    program, examples = program_of(model)
-    info(f"simulating the int8 graph on the host (PT2E, {len(calib)} calibration samples)")
-    note = PTE_NOTE if target == "pte" else TORCH_TFLITE_NOTE
-    return pte_layer_errors(program, examples, calib, feeds, kept, target), note
+    where = "PT2E under Keras' torch backend" if model.framework != "torch" else "PT2E"
+    ranker = ranker_for(model, target, calib, feeds, req.verbose)
+    info(f"simulating the int8 graph on the host ({where}, {len(calib)} calibration samples)")
+    return ranker.rank(kept), ranker.note
 
 
-def _tflite(req: DiffRequest, bundle, record, model, artifact: Path, feeds, kept):
-    if model.framework == "torch":
-        return _pte(req, bundle, model, feeds, kept, target="tflite")
-    if model.kind != "keras":
-        raise UnsupportedError("diff on a .tflite from a SavedModel is not supported: layers are Keras layers",
-                               hint="export from the .keras (or .h5) file")
-    fp32 = None
+def _fp32_twin(bundle, model) -> bytes:
     if bundle is not None:
         twin = next((r for r in bundle.artifacts if r.get("format") == "tflite" and r.get("recipe") == "fp32"), None)
         if twin is not None and bundle.artifact_path(twin).exists():
-            fp32 = bundle.artifact_path(twin).read_bytes()
-    if fp32 is None:
-        info("converting the fp32 counterpart (same route) to compare with")
-        with tempfile.TemporaryDirectory(prefix="edgeship-diff-") as tmp:
-            path = Path(tmp) / "fp32.tflite"
-            get_route(model.framework, "tflite").load()(model, get_recipe("fp32"), None, path, ConvertOptions())
-            fp32 = path.read_bytes()
-    rows = tflite_layer_errors(artifact.read_bytes(), fp32, keras_layers(model.obj), feeds)
-    return rows, TFLITE_NOTE
+            return bundle.artifact_path(twin).read_bytes()
+    info("converting the fp32 counterpart (same route) to compare with")
+    return fp32_twin(model, get_route(model.framework, "tflite").load(), ConvertOptions())
 
 
 def print_report(report: dict) -> None:

@@ -1,0 +1,109 @@
+"""Which layers lose the most in int8, by route: the one place that picks how to measure it, for
+accuracy-aware mode (which keeps the worst in float) and `edgeship diff` (which prints them).
+
+    ranker = ranker_for(model, "pte", calib, feeds, verbose)
+    ranker.layers()                       # the layers it can name, in execution order
+    ranker.rank(kept, artifact)           # [LayerError], worst first, with KEPT left in float
+    ranker.note                           # what was compared, in words
+
+torch -> .pte / .tflite: the route's PT2E int8 graph simulated on the host; Keras -> .pte: the
+same under Keras' torch backend, in the route's child process; Keras -> .tflite: the int8
+artifact's intermediate tensors against the fp32 artifact of the same route.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from edgeship.convert.keras_pte import layer_errors
+from edgeship.convert.layers import keras_layers, torch_graph_layers
+from edgeship.convert.torch_common import program_of
+from edgeship.errors import UnsupportedError
+from edgeship.quantize.layer_error import (
+    PTE_NOTE,
+    TFLITE_NOTE,
+    TORCH_TFLITE_NOTE,
+    pte_layer_errors,
+    tflite_layer_errors,
+)
+from edgeship.quantize.recipes import get_recipe
+
+
+class TorchRanker:
+    """torch -> pte|tflite: the route's PT2E graph with the kept layers in float, simulated on the host."""
+
+    def __init__(self, model, calib, feeds, target: str):
+        self.program, self.examples = program_of(model)
+        self.calib, self.feeds, self.target = calib, feeds, target
+        self.note = PTE_NOTE if target == "pte" else TORCH_TFLITE_NOTE
+
+    def layers(self) -> list[str]:
+        return [n for n, _, _ in torch_graph_layers(self.program.graph_module)]
+
+    def rank(self, kept=(), artifact: Path | None = None):
+        return pte_layer_errors(self.program, self.examples, self.calib, self.feeds, kept, self.target)
+
+
+class KerasPteRanker:
+    """Keras -> pte: the route's PT2E graph with the kept layers in float, simulated on the host in
+    the route's torch-backend child process (convert/keras_pte.py)."""
+
+    note = PTE_NOTE
+
+    def __init__(self, model, calib, feeds, verbose: bool):
+        self.model, self.calib, self.feeds, self.verbose = model, calib, feeds, verbose
+        self.named: list[str] | None = None
+
+    def layers(self) -> list[str]:
+        if self.named is None:
+            return [n for n, _ in keras_layers(self.model.obj)]
+        return self.named
+
+    def rank(self, kept=(), artifact: Path | None = None):
+        rows = layer_errors(self.model, self.calib, self.feeds, kept, self.verbose)
+        if self.named is None:
+            self.named = [r.name for r in sorted(rows, key=lambda r: r.order)]
+        return rows
+
+
+class TfliteRanker:
+    """Keras -> tflite: the int8 artifact's tensors against the fp32 artifact of the same route."""
+
+    note = TFLITE_NOTE
+
+    def __init__(self, model, feeds, fp32: bytes):
+        self.feeds, self.fp32 = feeds, fp32
+        self.named = keras_layers(model.obj)
+
+    def layers(self) -> list[str]:
+        return [n for n, _ in self.named]
+
+    def rank(self, kept=(), artifact: Path | None = None):
+        if artifact is None:
+            raise UnsupportedError("the .tflite ranking reads an int8 artifact's tensors: give the artifact")
+        return tflite_layer_errors(Path(artifact).read_bytes(), self.fp32, self.named, self.feeds)
+
+
+def fp32_twin(model, convert, options) -> bytes:
+    """The fp32 .tflite of the same route, converted now, for TfliteRanker to compare with."""
+    with tempfile.TemporaryDirectory(prefix="edgeship-fp32-twin-") as tmp:
+        path = Path(tmp) / "fp32.tflite"
+        convert(model, get_recipe("fp32"), None, path, replace(options, float_layers=()))
+        return path.read_bytes()
+
+
+def ranker_for(model, target: str, calib, feeds, verbose: bool = False, fp32: Callable[[], bytes] | None = None):
+    """The ranker for MODEL's route to TARGET. FP32 gives the fp32 .tflite's bytes (Keras -> .tflite)."""
+    if model.framework == "torch":
+        return TorchRanker(model, calib, feeds, target)
+    if model.kind != "keras":
+        raise UnsupportedError(f"per-layer error on {target} needs the .keras (or .h5) file it was exported from: "
+                               "its layers are Keras layers", hint="pass --source model.keras")
+    if target == "pte":
+        return KerasPteRanker(model, calib, feeds, verbose)
+    if fp32 is None:
+        raise UnsupportedError("internal: the Keras -> .tflite ranking needs the fp32 artifact")
+    return TfliteRanker(model, feeds, fp32())

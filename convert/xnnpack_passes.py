@@ -48,7 +48,39 @@ def prelu_to_4d(gm) -> int:
     return changed
 
 
-XNNPACK_PASSES = {"PReLU fed a 4-D view": prelu_to_4d}
+def spatial_mean_keepdim(gm) -> int:
+    """mean(x, [2, 3]) of a 4-D x without keepdim (global average pooling as Keras writes it)
+    -> view(mean(x, [2, 3], keepdim=True), (N, C)): XNNPACK takes a spatial mean only with
+    keepdim. Returns the number of means rewritten."""
+    import torch
+
+    _aten = torch.ops.aten
+    changed = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target != _aten.mean.dim or node.kwargs.get("dtype") is not None:
+            continue
+        x = node.args[0]
+        val = x.meta.get("val") if isinstance(x, torch.fx.Node) else None
+        keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        if not isinstance(val, torch.Tensor) or val.dim() != 4 or keep or len(node.args) < 2:
+            continue
+        if sorted(d % 4 for d in node.args[1]) != [2, 3]:
+            continue
+        graph = gm.graph
+        with graph.inserting_before(node):
+            mean = graph.call_function(_aten.mean.dim, (x, [2, 3], True))
+            mean.meta["val"] = val.mean(dim=(2, 3), keepdim=True)
+            flat = graph.call_function(_aten.view.default, (mean, list(val.shape[:2])))
+            flat.meta = dict(node.meta)
+        node.replace_all_uses_with(flat)
+        graph.erase_node(node)
+        changed += 1
+    if changed:
+        gm.recompile()
+    return changed
+
+
+XNNPACK_PASSES = {"PReLU fed a 4-D view": prelu_to_4d, "spatial mean with keepdim": spatial_mean_keepdim}
 
 
 def prepare_for_xnnpack(program, examples):

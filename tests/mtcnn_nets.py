@@ -16,6 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    import torch
+except ImportError:  # the Keras nets need no torch
+    torch = None
+
 WHEELS = Path.home() / ".cache" / "edgeship" / "wheels"
 INPUT_SIZE = {"pnet": 12, "rnet": 24, "onet": 48}
 

@@ -127,13 +127,15 @@ def _read_answer(result_path: Path, returncode: int, log_text: str) -> dict:
 
 def clean_keras_graph(gm) -> dict[str, int]:
     """The passes that make a Keras (torch backend) graph lower like a native PyTorch one."""
-    from edgeship.convert import torch_passes as p  # imports torch: a heavy module, loaded where it is used
+    from edgeship.convert import torch_passes as p  # these import torch: heavy modules, loaded where used
+    from edgeship.convert.keras_graph_passes import clean_layout_and_batchnorm
 
     return {
         "identity conversions removed": p.remove_identity_conversions(gm),
         "channels_last hints stripped": p.strip_channels_last_hints(gm),
         "constant layout ops folded": p.fold_constant_layout_ops(gm),
         "matmul+add -> linear": p.matmul_add_to_linear(gm),
+        **clean_layout_and_batchnorm(gm),
     }
 
 

@@ -33,7 +33,9 @@ from edgeship.convert.torch_common import (
     to_tensors,
     tool_versions,
 )
+from edgeship.convert.xnnpack_passes import guarded_partitioner, lower_guarded, prepare_for_xnnpack
 from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
+from edgeship.runtime.standalone.executorch import load_kernel_libraries
 
 BACKEND = "XnnpackBackend"
 # (mode, what the warning calls it); tried in this order until one lowers and runs
@@ -61,7 +63,9 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
     seed_everything()
     notes: list[str] = []
     with quiet():
+        program, rewrites = prepare_for_xnnpack(program, examples)
         program, steps = prepare_program(program, recipe, examples, calib, options.float_layers, layer_prefix)
+        steps = [f"XNNPACK graph passes ({', '.join(f'{k}: {v}' for k, v in rewrites.items())})"] * bool(rewrites) + steps
         io_quant = None
         if options.int8_io and recipe.name == "int8":
             io_quant, io_notes = make_integer_io(program)
@@ -69,6 +73,9 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
         elif options.int8_io:
             notes.append(f"int8 I/O applies to the int8 recipe only; the {recipe.name} artifact keeps float I/O")
         buffer, delegation = lower_with_fallback(program, examples, io_quant)
+    if delegation.get("kept_out_of_xnnpack"):
+        notes.append(f"XNNPACK could not lower {', '.join(delegation['kept_out_of_xnnpack'])}: kept out of its "
+                     f"partitions, {delegation['delegated_ops']}/{delegation['total_ops']} ops delegated")
     if delegation["fallback"]:
         notes.append(
             f"XNNPACK delegation failed ({delegation['fallback']}); fell back to "
@@ -242,8 +249,12 @@ def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
     for mode, _ in LOWERING_MODES:
         attempt = copy.deepcopy(program)  # lowering edits programs in place; the caller's stays intact
         stage = "lowering"
+        excluded = []
         try:
-            edge = _lower(attempt, mode, io_quant)
+            if mode == "xnnpack":  # nodes XNNPACK fails on stay out of its partitions, the rest goes in
+                edge, excluded = lower_guarded(attempt, lambda p, names: _lower(p, mode, io_quant, names))
+            else:
+                edge = _lower(attempt, mode, io_quant)
             delegation = count_delegation(edge.exported_program())
             stage = "serializing"
             buffer = edge.to_executorch().buffer
@@ -253,7 +264,7 @@ def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
             if first_error is None:
                 first_error = f"{stage}: {error_line(e)}"
             continue
-        delegation.update(mode=mode, fallback=first_error)
+        delegation.update(mode=mode, fallback=first_error, kept_out_of_xnnpack=excluded)
         return bytes(buffer), delegation
     raise ConversionError(
         f"ExecuTorch lowering failed: {first_error}",
@@ -262,14 +273,12 @@ def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
     )
 
 
-def _lower(program, mode: str, io_quant):
+def _lower(program, mode: str, io_quant, excluded=frozenset()):
     from executorch.exir import to_edge_transform_and_lower
 
     partitioner = []
     if mode != "portable":
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-
-        partitioner = [XnnpackPartitioner(per_op_mode=mode == "xnnpack-per-op")]
+        partitioner = [guarded_partitioner(excluded, per_op_mode=mode == "xnnpack-per-op")]
     methods = io_constant_methods(io_quant) or None
     return to_edge_transform_and_lower(program, partitioner=partitioner, constant_methods=methods)
 
@@ -309,6 +318,7 @@ def trial_run(buffer: bytes, examples, io_quant=None) -> None:
     import torch
     from executorch.extension.pybindings import _C
 
+    load_kernel_libraries(_C)  # the same kernels edgeship's runner registers (portable int8 ops)
     feeds = []
     for i, x in enumerate(examples):
         q = (io_quant or {}).get("inputs", [None] * (i + 1))[i]

@@ -27,7 +27,29 @@ def _runtime():
     import torch  # the extension exchanges torch tensors and links libtorch: load it first
     from executorch.extension.pybindings import _C
 
+    load_kernel_libraries(_C)
     return torch, _C
+
+
+# Kernel libraries of the wheel that the Python extension does not link: without the quantized
+# one, a program with portable int8 ops (quantize/dequantize out-variants) fails to load (0x14).
+KERNEL_LIBRARIES = ("libexecutorch_kernels_quantized.so",)
+
+
+def load_kernel_libraries(_C) -> list[str]:
+    """Register the wheel's extra kernel libraries with the runtime the extension `_C` uses (they
+    link the same libexecutorch.so, so their kernels land in its registry). Loading one twice is a
+    no-op (dlopen returns the same handle). Returns the operator names they added."""
+    import ctypes
+    import os
+
+    before = set(_C._get_operator_names())
+    lib_dir = os.path.join(os.path.dirname(os.path.abspath(_C.__file__)), "..", "..", "lib")
+    for name in KERNEL_LIBRARIES:
+        path = os.path.normpath(os.path.join(lib_dir, name))
+        if os.path.exists(path):
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    return sorted(set(_C._get_operator_names()) - before)
 
 
 def runtime_version() -> str:

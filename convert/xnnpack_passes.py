@@ -1,0 +1,178 @@
+"""Graph passes and a guarded partitioner that let XNNPACK take real graphs whole.
+
+XNNPACK's `ChannelsLastTaggedReshapePass` runs PReLU in NHWC and refuses any PReLU whose input is
+not 4-D ("Attempting to convert non-NHWC compatible node to NHWC"): the PReLU behind a Linear in
+MTCNN-style nets. `prelu_to_4d` feeds such a PReLU a (N, C, 1, 1) view of its input, which
+changes no value (PReLU's weight is per channel, dim 1).
+
+When a node still fails to lower, `lower_guarded` finds the node the XNNPACK backend choked on
+(from the failing pass' own frame), keeps that node out of the partition and tries again, so that
+one bad node costs one op of delegation rather than the whole graph.
+"""
+
+from __future__ import annotations
+
+MAX_EXCLUDED = 12  # nodes kept out of XNNPACK before giving up on a graph
+
+
+def prelu_to_4d(gm) -> int:
+    """prelu(x) on a 2-D or 3-D x  ->  view(prelu(view(x, (*x.shape, 1, ...))), x.shape).
+
+    Returns the number of PReLUs rewritten."""
+    import torch
+
+    _aten = torch.ops.aten
+    changed = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target != _aten.prelu.default:
+            continue
+        x = node.args[0]
+        val = x.meta.get("val") if isinstance(x, torch.fx.Node) else None
+        if not isinstance(val, torch.Tensor) or val.dim() not in (2, 3):
+            continue
+        shape = list(val.shape)
+        shape4 = shape + [1] * (4 - len(shape))
+        graph = gm.graph
+        with graph.inserting_before(node):
+            x4 = graph.call_function(_aten.view.default, (x, shape4))
+            x4.meta["val"] = val.reshape(shape4)
+            prelu = graph.call_function(_aten.prelu.default, (x4, *node.args[1:]))
+            prelu.meta = {**node.meta, "val": x4.meta["val"]}
+            back = graph.call_function(_aten.view.default, (prelu, shape))
+            back.meta = dict(node.meta)
+        node.replace_all_uses_with(back)
+        graph.erase_node(node)
+        changed += 1
+    if changed:
+        gm.recompile()
+    return changed
+
+
+def spatial_mean_keepdim(gm) -> int:
+    """mean(x, [2, 3]) of a 4-D x without keepdim (global average pooling as Keras writes it)
+    -> view(mean(x, [2, 3], keepdim=True), (N, C)): XNNPACK takes a spatial mean only with
+    keepdim. Returns the number of means rewritten."""
+    import torch
+
+    _aten = torch.ops.aten
+    changed = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target != _aten.mean.dim or node.kwargs.get("dtype") is not None:
+            continue
+        x = node.args[0]
+        val = x.meta.get("val") if isinstance(x, torch.fx.Node) else None
+        keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        if not isinstance(val, torch.Tensor) or val.dim() != 4 or keep or len(node.args) < 2:
+            continue
+        if sorted(d % 4 for d in node.args[1]) != [2, 3]:
+            continue
+        graph = gm.graph
+        with graph.inserting_before(node):
+            mean = graph.call_function(_aten.mean.dim, (x, [2, 3], True))
+            mean.meta["val"] = val.mean(dim=(2, 3), keepdim=True)
+            flat = graph.call_function(_aten.view.default, (mean, list(val.shape[:2])))
+            flat.meta = dict(node.meta)
+        node.replace_all_uses_with(flat)
+        graph.erase_node(node)
+        changed += 1
+    if changed:
+        gm.recompile()
+    return changed
+
+
+XNNPACK_PASSES = {"PReLU fed a 4-D view": prelu_to_4d, "spatial mean with keepdim": spatial_mean_keepdim}
+
+
+def prepare_for_xnnpack(program, examples):
+    """Apply XNNPACK_PASSES to a float ExportedProgram; re-export only if one changed something.
+    Returns (program, {pass description: nodes changed}) with the unchanged ones left out."""
+    import torch
+
+    graph = program.module()
+    done = {what: n for what, fn in XNNPACK_PASSES.items() if (n := fn(graph))}
+    if not done:
+        return program, {}
+    return torch.export.export(graph, tuple(examples)), done
+
+
+# ---------------------------------------------------------------------------------------------
+# Partitioning around nodes XNNPACK cannot lower
+
+
+def guarded_partitioner(excluded: frozenset = frozenset(), per_op_mode: bool = False):
+    """An XnnpackPartitioner that keeps the nodes named in `excluded` (edge-graph node names)
+    out of every partition; the rest partitions as usual."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    class GuardedXnnpackPartitioner(XnnpackPartitioner):
+        def ops_to_not_decompose(self, ep):
+            ops, keep = super().ops_to_not_decompose(ep)
+            if not excluded:
+                return ops, keep
+            # an excluded op is decomposed as usual: ExecuTorch insists that ops kept whole for a
+            # partitioner end up inside its partitions
+            return ops, lambda node: keep(node) and edge_name(node) not in excluded
+
+        def get_matched_nodes_from_configs(self, ep):
+            groups = super().get_matched_nodes_from_configs(ep)
+            if not excluded:
+                return groups
+            # a group is one op with its q/dq and constants: drop the whole group of an excluded op
+            return [g for g in groups if not any(n.name in excluded for n in g)]
+
+    return GuardedXnnpackPartitioner(per_op_mode=per_op_mode)
+
+
+def edge_name(node) -> str:
+    """The name a node of an ATen graph gets in the edge graph ('prelu_3' -> 'aten_prelu_default_3'),
+    which is also its name inside XNNPACK's preprocessing."""
+    op, overload = getattr(node.target, "_opname", None), getattr(node.target, "_overloadname", None)
+    if node.name.startswith("aten_") or not op or not node.name.startswith(op):
+        return node.name
+    return f"aten_{op}_{overload}{node.name[len(op):]}"
+
+
+def failing_node_name(exc: BaseException) -> str | None:
+    """The name of the graph node XNNPACK's preprocessing was handling when it raised: the
+    innermost traceback frame of executorch's XNNPACK backend holding an fx.Node in `target_node`
+    or `node`."""
+    import torch.fx
+
+    found = None
+    for e in _chain(exc):
+        tb = e.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if "backends/xnnpack" in frame.f_code.co_filename.replace("\\", "/"):
+                for key in ("target_node", "node"):
+                    value = frame.f_locals.get(key)
+                    if isinstance(value, torch.fx.Node) and value.op == "call_function":
+                        found = value.name
+                        break
+            tb = tb.tb_next
+    return found
+
+
+def lower_guarded(program, lower, max_excluded: int = MAX_EXCLUDED):
+    """`lower(program, excluded)` until it succeeds, each failure adding the node it failed on to
+    `excluded`. `program` is deep-copied for each try. Returns (lowered, excluded names); raises
+    the last error when the failing node cannot be named or too many nodes fail."""
+    import copy
+
+    excluded: set[str] = set()
+    while True:
+        try:
+            return lower(copy.deepcopy(program), frozenset(excluded)), sorted(excluded)
+        except Exception as e:
+            name = failing_node_name(e)
+            if name is None or name in excluded or len(excluded) >= max_excluded:
+                raise
+            excluded.add(name)
+
+
+def _chain(exc: BaseException):
+    seen = []
+    while exc is not None and len(seen) < 10:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen

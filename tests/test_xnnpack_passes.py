@@ -1,0 +1,149 @@
+"""XNNPACK on real graphs (convert/xnnpack_passes.py): MTCNN's RNet/ONet with their trained
+weights (from the mtcnn wheel) delegate whole, a node XNNPACK cannot lower costs only that node,
+and portable int8 programs load in edgeship's own runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("executorch")
+pytest.importorskip("lz4")
+
+import mtcnn_nets  # noqa: E402
+
+from edgeship.convert import torch_pte, xnnpack_passes  # noqa: E402
+from edgeship.data import Dataset  # noqa: E402
+from edgeship.errors import error_line  # noqa: E402
+from edgeship.model import TensorSpec  # noqa: E402
+
+aten = torch.ops.aten
+
+
+def _exported(name):
+    net = mtcnn_nets.torch_net(name)
+    x = torch.from_numpy(mtcnn_nets.example(name))
+    return net, x, torch.export.export(net, (x,))
+
+
+def _calib(name, n=16):
+    arr = np.concatenate([mtcnn_nets.example(name, seed=i + 1) for i in range(n)])
+    return Dataset("mtcnn-crops", [arr], [TensorSpec("x", arr.shape[:1] + arr.shape[1:], "float32")])
+
+
+def _run_pte(buffer, x):
+    from executorch.extension.pybindings import _C
+
+    from edgeship.runtime.standalone.executorch import load_kernel_libraries
+
+    load_kernel_libraries(_C)
+    return [o.numpy() for o in _C._load_program_from_buffer(buffer).load_method("forward").call([x])]
+
+
+def test_prelu_to_4d_keeps_values_and_only_touches_low_rank_prelus():
+    net, x, program = _exported("onet")
+    gm = program.module()
+    prelus = [n for n in gm.graph.nodes if n.target == aten.prelu.default]
+    assert len(prelus) == 5  # four after convs (4-D), one after the first Linear (2-D)
+    assert xnnpack_passes.prelu_to_4d(gm) == 1
+    prelus = [n for n in gm.graph.nodes if n.target == aten.prelu.default]
+    assert all(n.args[0].meta["val"].dim() == 4 for n in prelus)
+    with torch.no_grad():
+        for a, b in zip(net(x), gm(x)):
+            assert torch.allclose(a, b, rtol=1e-5, atol=0)
+    assert xnnpack_passes.prelu_to_4d(gm) == 0  # idempotent
+
+
+@pytest.mark.parametrize("name", ["rnet", "onet"])
+def test_stock_lowering_fails_on_mtcnn(name):
+    """The failure the pass exists for: XNNPACK's own partitioner on the unmodified graph."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    _, _, program = _exported(name)
+    with pytest.raises(Exception) as info:
+        to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    assert "non-NHWC compatible node" in error_line(info.value)
+
+
+@pytest.mark.parametrize("name", ["rnet", "onet"])
+@pytest.mark.parametrize("recipe", ["fp32", "int8"])
+def test_mtcnn_delegates_whole(name, recipe, tmp_path):
+    from edgeship.convert.base import ConvertOptions
+    from edgeship.quantize.recipes import get_recipe
+
+    net, x, program = _exported(name)
+    calib = _calib(name) if recipe == "int8" else None
+    out = tmp_path / f"{name}.pte"
+    result = torch_pte.export_pte(program, get_recipe(recipe), [x], calib, out, ConvertOptions(),
+                                  source="torch.export")
+    d = result.delegation
+    assert d["mode"] == "xnnpack" and d["fallback"] is None and not d["kept_out_of_xnnpack"]
+    assert d["coverage"] == 1.0 and d["partitions"] == 1, d
+    assert "PReLU fed a 4-D view: 1" in result.route
+    with torch.no_grad():
+        want = [o.numpy() for o in net(x)]
+    got = _run_pte(out.read_bytes(), x)
+    for a, b in zip(want, got):
+        if recipe == "fp32":
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+        else:  # int8 on trained weights: the box regression within a few quantization steps
+            assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95 or np.abs(a - b).max() < 0.05
+
+
+def test_a_node_xnnpack_cannot_lower_costs_only_that_node():
+    """Without the PReLU pass XNNPACK fails on the Linear's PReLU: the guarded lowering keeps
+    that one node out and delegates the rest, instead of dropping the graph to portable kernels."""
+    net, x, program = _exported("rnet")
+    edge, excluded = xnnpack_passes.lower_guarded(
+        program, lambda p, names: torch_pte._lower(p, "xnnpack", None, names))
+    assert excluded == ["aten_prelu_default_3"]
+    d = torch_pte.count_delegation(edge.exported_program())
+    assert d["partitions"] == 2 and d["total_ops"] - d["delegated_ops"] <= 3, d
+    assert d["coverage"] >= 0.85
+    buffer = edge.to_executorch().buffer
+    with torch.no_grad():
+        want = [o.numpy() for o in net(x)]
+    for a, b in zip(want, _run_pte(buffer, x)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_failing_node_name_reads_the_xnnpack_frame():
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    _, _, program = _exported("rnet")
+    with pytest.raises(Exception) as info:
+        to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    assert xnnpack_passes.failing_node_name(info.value) == "aten_prelu_default_3"
+    assert xnnpack_passes.failing_node_name(ValueError("unrelated")) is None
+
+
+def test_portable_int8_program_loads_in_edgeship_runtime(tmp_path):
+    """Portable int8 needs quantized_decomposed out-variants, which ExecuTorch's Python extension
+    does not link: bare, it refuses the program (error 0x14); edgeship's runner registers the
+    wheel's quantized kernel library and runs it."""
+    import subprocess
+    import sys
+
+    import executorch.kernels.quantized  # noqa: F401  (AOT out-variants, for serializing)
+
+    from edgeship.runtime.standalone.executorch import Runner
+
+    net, x, program = _exported("rnet")
+    quantized = torch_pte.pt2e_quantize(program, [x], _calib("rnet", 4))
+    buffer = torch_pte._lower(torch.export.export(quantized, (x,)), "portable", None).to_executorch().buffer
+    path = tmp_path / "portable_int8.pte"
+    path.write_bytes(buffer)
+    bare = subprocess.run(  # a fresh process: nothing registered yet
+        [sys.executable, "-c", "import sys, torch\nfrom executorch.extension.pybindings import _C\n"
+         "_C._load_program_from_buffer(open(sys.argv[1], 'rb').read()).load_method('forward')", str(path)],
+        capture_output=True, text=True)
+    assert bare.returncode != 0 and "Failed to load method forward" in bare.stderr
+    runner = Runner(path)
+    assert not runner.delegate["active"]
+    with torch.no_grad():
+        want = net(x)[1].numpy()
+    got = _run_pte(buffer, x)[1]
+    assert np.abs(got - want).max() < 0.1  # face probability, int8

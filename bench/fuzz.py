@@ -24,6 +24,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def run_outcome(run) -> tuple[str, bool]:
+    """(outcome, is_finding) of one agent run: a run error of more than one line is a finding, as
+    an inspect error of more than one line is (tests/test_fuzz.py checks this)."""
+    if run.ok:
+        return "run: ok", False
+    if "\n" in (run.error or "") or not run.error:
+        return "run: FINDING (multi-line or empty error)", True
+    if "crashed" in run.error:
+        return "run: runtime crashed (contained)", False
+    if "timed out" in run.error:
+        return "run: hung (timed out, contained)", False
+    return "run: clear error", False
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=1000, help="cases per format")
@@ -74,18 +88,13 @@ def main() -> int:
                     outcomes[f"inspect: FINDING {type(e).__name__}"] += 1
                     findings += 1
                 run = device.run_artifact(path, inputs, rec["io"], warmup=0, runs=1, timeout=args.timeout)
-                if run.ok:
-                    outcome = "run: ok"
-                elif "crashed" in (run.error or ""):
-                    outcome = "run: runtime crashed (contained)"
+                outcome, finding = run_outcome(run)
+                findings += finding
+                if outcome == "run: runtime crashed (contained)":
                     crashes.append((case, kind, rec["recipe"], run.error.split(";")[0]))
                     if args.keep:
                         args.keep.mkdir(parents=True, exist_ok=True)
                         (args.keep / f"{fmt}-seed{args.seed}-case{case}.{fmt}").write_bytes(data)
-                elif "timed out" in (run.error or ""):
-                    outcome = "run: hung (timed out, contained)"
-                else:
-                    outcome = "run: clear error"
                 outcomes[outcome] += 1
                 by_kind[(kind, outcome)] += 1
                 if (case + 1) % 25 == 0:

@@ -4,8 +4,10 @@
 
 Times edgeship's own reference run (edgeship/reference.py, the code `export --reference-device`
 uses) over N random 224x224 inputs of MobileNetV2 (bench/mobilenet_v2_torch.py, randomly
-initialised, 3.5 M parameters), batched. Prints the median of --repeats runs per device and the
-CPU/GPU ratio, and how far the GPU's outputs are from the CPU's. Inputs are made in chunks, so
+initialised, 3.5 M parameters), batched. Prints one table with a CPU and a GPU column: the median of
+--repeats runs per device, inputs/s, the CPU/GPU ratio and how far the GPU's outputs are from the
+CPU's. Without a usable GPU the GPU column says what is missing (the GPU, or torch's CUDA build:
+README, "GPU set-up"). Inputs are made in chunks, so
 N=10,000 needs about 6 GB of host memory (the inputs) rather than a copy per device.
 """
 
@@ -33,6 +35,7 @@ def main(argv=None) -> int:
     import torch
 
     from edgeship import reference
+    from edgeship.cuda_setup import cuda_missing
     from edgeship.data import Dataset
     from edgeship.sources import load_model
 
@@ -45,26 +48,40 @@ def main(argv=None) -> int:
     for i in range(0, args.n, 1000):
         inputs[i : i + 1000] = rng.standard_normal(inputs[i : i + 1000].shape, dtype=np.float32)
     ds = Dataset("random", [inputs], model.io.inputs)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    missing = cuda_missing()
+    devices = ["cpu"] + ([] if missing else ["cuda"])
     print(f"MobileNetV2 (torch), {args.n} inputs of {'x'.join(map(str, spec.shape[1:]))}, batch {args.batch}, "
-          f"median of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    medians, outputs = {}, {}
+          f"median of {args.repeats}; torch {torch.__version__} (CUDA build: {torch.version.cuda or 'no'}), "
+          f"{torch.get_num_threads()} CPU threads")
+    medians, outputs, runs, names = {}, {}, {}, {}
     for device in devices:
         times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             outs, record = reference.run(model, ds, device, args.batch)
             times.append(time.perf_counter() - t0)
-        outputs[device] = outs[0]
-        medians[device] = statistics.median(times)
-        name = f" ({record['name']})" if "name" in record else ""
-        print(f"  {device}{name}: {medians[device]:.2f} s median, {args.n / medians[device]:.0f} inputs/s "
-              f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
+        outputs[device], medians[device], runs[device] = outs[0], statistics.median(times), times
+        names[device] = record.get("name", "")
+    gpu_missing = f"not measured: {missing}" if missing else None
+
+    def col(device, label, fmt):
+        if device in medians:
+            return fmt(device)
+        return gpu_missing if label == "median s" else "—"
+
+    rows = [
+        ("device", lambda d: d + (f" ({names[d]})" if names[d] else "")),
+        ("median s", lambda d: f"{medians[d]:.2f}"),
+        ("inputs/s", lambda d: f"{args.n / medians[d]:.0f}"),
+        ("runs s", lambda d: ", ".join(f"{t:.2f}" for t in runs[d])),
+    ]
+    print("\n| | CPU | GPU |\n| --- | --- | --- |")
+    for label, fmt in rows:
+        print(f"| {label} | {col('cpu', label, fmt)} | {col('cuda', label, fmt)} |")
     if "cuda" in medians:
         diff = float(np.abs(outputs["cuda"] - outputs["cpu"]).max())
-        print(f"  CPU/GPU: {medians['cpu'] / medians['cuda']:.1f}x; max |GPU - CPU| over the outputs: {diff:.2e}")
-    else:
-        print("  no CUDA device here: GPU not measured")
+        print(f"| CPU/GPU | | {medians['cpu'] / medians['cuda']:.1f}x |")
+        print(f"| max abs(GPU - CPU) | | {diff:.2e} |")
     return 0
 
 

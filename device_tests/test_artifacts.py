@@ -14,8 +14,14 @@ def _ran(result):
 
 def test_loads_with_delegate(result):
     _ran(result)
-    delegate = result.get("delegate") or {}
-    if delegate.get("active") is False:
+    delegate = result.get("delegate")
+    if not delegate:  # a run that says nothing about its delegate proves nothing about it
+        pytest.fail(f"{result['artifact']}: {result['device']} reported no delegate record for this run")
+    if isinstance(delegate, str):  # a native runner (adb) names the delegate its log reports
+        assert delegate == "XNNPACK", f"{result['artifact']}: delegate {delegate!r}"
+    elif result["artifact"].endswith(".onnx"):  # onnxruntime has no delegate to fall back from
+        assert delegate.get("name") and delegate.get("active") is None, delegate
+    elif delegate.get("active") is not True:
         pytest.fail(f"{result['artifact']}: {delegate.get('name', 'delegate')} is not active "
                     f"({delegate.get('detail', 'no detail')})")
 

@@ -8,7 +8,7 @@
     result = bundle.validate(device="local")   # the records `edgeship validate --json` writes
     result.ok, result.records, result.context
     edgeship.validate("bundles/net/net.int8.tflite", device="emu:rpi4")
-    edgeship.check("edgeship.toml").exit_code
+    edgeship.cli.check("edgeship.toml").exit_code
 
 A model is an in-memory `torch.nn.Module` (give `example_inputs`), a `keras.Model`, or any source
 string the CLI takes (`file.py:factory`, `.pt2`, `.keras`, `.h5`, a SavedModel folder). Data

@@ -159,8 +159,28 @@ class BundleWriter:
             raise
         self._lock_fd = fd
         self._remove_stale_staging()
+        if self._recover_interrupted_commit():
+            try:
+                self.check_destination()  # the restored bundle is a destination that exists
+            except InputError:
+                self.__exit__(None, None, None)
+                raise
         self.staging.mkdir()
         return self
+
+    def _recover_interrupted_commit(self) -> bool:
+        """A `--force` commit killed between its renames leaves the previous bundle as
+        `.NAME.old-PID`: put it back when the destination is missing, else remove it (the new
+        bundle was already in place). Called with the lock held. True when a bundle was restored."""
+        restored = False
+        for old in sorted(self.dest.parent.glob(f".{self.dest.name}.old-*"), key=lambda p: p.stat().st_mtime,
+                          reverse=True):
+            if not self.dest.exists() and (old / MANIFEST).exists():
+                os.replace(old, self.dest)
+                restored = True
+            else:
+                shutil.rmtree(old, ignore_errors=True)
+        return restored
 
     def _remove_stale_staging(self) -> None:
         """Staging folders left by an export that was killed outright (SIGKILL, power loss).

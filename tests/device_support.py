@@ -19,10 +19,22 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def require_tool(name: str, package: str) -> str:
+    """The path of system tool NAME. The test suite's one policy for device tools: a missing one
+    fails the test that needs it, loudly, naming the package; it never skips (.ci/run installs them)."""
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)),
+                                      None)
+    if path is None:
+        pytest.fail(f"{name} is not installed; this test needs it: apt-get install {package} (.ci/run installs it)",
+                    pytrace=False)
+    return path
+
+
 @pytest.fixture(scope="session")
 def emu_rootfs() -> Path:
     from edgeship.runtime.rootfs import ensure_rootfs
 
+    require_tool("qemu-aarch64-static", "qemu-user-static")
     t0 = time.monotonic()
     path, built = ensure_rootfs()
     print(f"\narm64 root filesystem {'built' if built else 'cached'} in {time.monotonic() - t0:.0f} s: {path}")
@@ -67,6 +79,9 @@ class SSHTestServer:
     a Raspberry Pi over SSH, minus the board. Test scaffolding, named as such."""
 
     def __init__(self, rootfs: Path, workdir: Path):
+        for tool, package in (("sshd", "openssh-server"), ("ssh", "openssh-client"), ("scp", "openssh-client"),
+                              ("ssh-keygen", "openssh-client")):
+            require_tool(tool, package)
         self.rootfs, self.dir = rootfs, workdir
         self.port = free_port()
         self.host_key_pub = keygen(workdir / "host_key")

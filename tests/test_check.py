@@ -3,13 +3,15 @@
 A good model passes; each planted regression fails with the right gate named in the terminal,
 report.json, junit.xml and report.md: an int8 artifact calibrated on the wrong data (accuracy),
 the same network with 16 identity convolutions added (latency and size, the function unchanged),
-and a baseline taken on another device. The good model checked 10 times never fails a latency gate.
+and a baseline taken on another device. No verdict here rests on how fast this machine is: the
+latency gates are fed signals the test controls (a budget no real run can meet, a planted model
+with 30 times the arithmetic); how often the real latency gates flake is measured in
+bench/timings.py, and the no-flake property on stated distributions in test_gates.py.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -29,10 +31,6 @@ runs = 100
 
 [gates.accuracy]
 min_top1 = 90.0
-
-[gates.latency]
-p50_ms = 5.0
-p90_ms = 10.0
 
 [gates.size]
 max_kb = 256
@@ -121,27 +119,42 @@ def test_good_model_passes(good):
     assert sorted(r["target"] for r in data["results"]) == sorted(ALL)
     gates = {(g["gate"], g["target"]) for g in data["gates"]}
     for t in ALL:
-        for name in ("accuracy.top1_drop", "accuracy.cosine_drop", "accuracy.min_top1", "latency.p50",
-                     "latency.p90", "size", "memory"):
+        for name in ("accuracy.top1_drop", "accuracy.cosine_drop", "accuracy.min_top1", "size", "memory"):
             assert (name, t) in gates
+        assert ("latency.p50", t) not in gates  # no latency budget in this config: the host's speed decides nothing
+    for rec in data["results"]:  # latency is still measured and reported, with its raw samples
+        assert rec["latency"]["runs"] == 100 and len(rec["latency"]["samples_ms"]) == 100
     for name in ("report.json", "junit.xml", "report.md", "report.html"):
         assert (reports(cfg) / name).stat().st_size > 0
     assert "check passed" in r.output
     assert ET.parse(reports(cfg) / "junit.xml").getroot().get("failures") == "0"
 
 
-def test_good_model_checked_ten_times_never_fails_a_latency_gate(good, tmp_path):
+LATENCY_NO_RUN_CAN_MEET = """
+[gates.latency]
+p50_ms = 1e-6
+p90_ms = 1e-6
+"""  # one nanosecond: every real run is slower, whatever the machine
+
+
+def test_a_latency_budget_no_run_can_meet_fails_named_everywhere(good, tmp_path):
+    """The latency gates end to end, on a signal the test controls: the good bundle, re-checked with
+    a budget of one nanosecond, fails latency.p50 and latency.p90 for every target (and nothing else)."""
     cfg, r = good
     assert r.exit_code == 0
-    baseline = tmp_path / "baseline.json"
-    shutil.copy(reports(cfg) / "report.json", baseline)
-    for i in range(10):
-        run = check(cfg, "--skip-export", "--baseline", baseline, "--report-dir", tmp_path / f"run{i}")
-        data = json.loads((tmp_path / f"run{i}" / "report.json").read_text())
-        latency = [g for g in data["gates"] if "latency" in g["gate"]]
-        assert len(latency) == 12 and all(g["status"] == "pass" for g in latency), [
-            (g["gate"], g["target"], g["detail"]) for g in latency if g["status"] != "pass"]
-        assert run.exit_code == 0, run.output
+    tight = cfg.with_name("edgeship-tight.toml")
+    tight.write_text(cfg.read_text() + LATENCY_NO_RUN_CAN_MEET)
+    out = tmp_path / "reports"
+    r = check(tight, "--skip-export", "--report-dir", out)
+    assert r.exit_code == 1, r.output + r.stderr
+    for target in ALL:
+        for gate in ("latency.p50", "latency.p90"):
+            assert_named(out, r.output, gate, target)
+    assert failing(out) == {(g, t) for g in ("latency.p50", "latency.p90") for t in ALL}
+    data = json.loads((out / "report.json").read_text())
+    for g in data["gates"]:
+        if g["gate"].startswith("latency."):  # the verdict rests on the raw samples, said so
+            assert g["limit"] == 1e-6 and g["value"] > 1e-6 and "over 100 runs" in g["detail"], g
 
 
 def test_planted_accuracy_drop_int8_calibrated_on_dim_images(tmp_path_factory, torch_digits):
@@ -152,7 +165,6 @@ def test_planted_accuracy_drop_int8_calibrated_on_dim_images(tmp_path_factory, t
     r = check(cfg)
     assert r.exit_code == 1, r.output + r.stderr
     assert_named(reports(cfg), r.output, "accuracy.top1_drop", "pte:int8")
-    assert ("latency.p50", "pte:int8") not in failing(reports(cfg))
     assert ("size", "pte:int8") not in failing(reports(cfg))
 
 
@@ -169,10 +181,10 @@ def test_planted_slowdown_and_growth_heavier_model(good, tmp_path_factory):
     data = json.loads((reports(cfg) / "report.json").read_text())
     by = {g["gate"]: g for g in data["gates"]}
     assert by["baseline.match"]["status"] == "pass"
-    if data["results"][0]["latency"].get("samples_ms"):  # the statistical verdict, with its confidence
-        assert by["regression.latency"]["confidence"] > 0.999 and "Mann-Whitney" in by["regression.latency"]["detail"]
-    else:  # a runner without raw samples: the floors alone, said so
-        assert "no raw samples" in by["regression.latency"]["detail"]
+    # the local runner reports its raw samples, so the verdict is the statistical one, with its confidence
+    assert len(data["results"][0]["latency"]["samples_ms"]) == 100
+    assert by["regression.latency"]["confidence"] > 0.999 and "Mann-Whitney" in by["regression.latency"]["detail"]
+    assert "no raw samples" not in by["regression.latency"]["detail"]
     for name in ("accuracy.top1_drop", "accuracy.cosine_drop", "regression.accuracy"):
         assert by[name]["status"] == "pass"  # the same function: only the cost changed
 

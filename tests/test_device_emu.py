@@ -25,7 +25,7 @@ def test_setup_again_is_cached_and_doctor_reports_the_board(emu_rootfs):
     r = run_cli("devices", "setup", "emu:rpi4", "--json")
     assert r.exit_code == 0, r.output
     report = json.loads(r.output[r.output.index("{"):])
-    assert report["setup"] == "cached" and report["setup_seconds"] < 60
+    assert report["setup"] == "cached" and isinstance(report["setup_seconds"], (int, float))
     assert report["machine"] == "aarch64"
     assert report["cpu_model"].startswith("Cortex-A72")
     assert report["tflite"]["available"] and report["tflite"]["runtime"].startswith("ai-edge-litert")
@@ -111,15 +111,24 @@ def test_bench_on_emulated_pi_is_labelled(emu_rootfs, digits_bundle, tmp_path):
 def test_device_tests_suite_on_two_devices_in_parallel(emu_rootfs, digits_bundle, tmp_path):
     """`pytest device_tests --bundle DIR --device local --device emu:rpi4 -n 2 --dist loadgroup`:
     the .tflite artifacts pass on both; the latency budget is checked on the host and skipped, with
-    the reason, on the emulated Pi; JUnit through pytest's own option."""
+    the reason, on the emulated Pi; JUnit through pytest's own option. The budget is 0 ms, which no
+    real run meets: the host's latency tests fail, whatever the machine's speed, and say so."""
     junit = tmp_path / "junit.xml"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "device_tests",
                            "--bundle", str(digits_bundle), "--device", "local", "--device", "emu:rpi4",
-                           "--latency-p90-ms", "1000", "-k", "tflite", "-n", "2", "--dist", "loadgroup",
+                           "--latency-p90-ms", "0", "-k", "tflite", "-n", "2", "--dist", "loadgroup",
                            f"--junitxml={junit}"], capture_output=True, text=True, timeout=900, cwd=str(REPO))
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proc.returncode == 1, proc.stdout[-3000:]
     assert "latency on an emulated device is not device latency" in proc.stdout
-    assert "14 passed, 2 skipped" in proc.stdout  # 2 artifacts x 2 devices x 4 checks; emulated latency skipped
+    # 2 artifacts x 2 devices x 4 checks; the host's latency over the 0 ms budget, the emulated one skipped
+    assert "2 failed, 12 passed, 2 skipped" in proc.stdout, proc.stdout[-3000:]
+    from xml.etree import ElementTree as ET
+
+    cases = ET.parse(junit).getroot().iter("testcase")
+    failed = sorted((c.get("name"), c.find("failure").get("message", "")) for c in cases if c.find("failure") is not None)
+    assert [name for name, _ in failed] == ["test_latency_within_budget[local::digits.fp32.tflite]",
+                                            "test_latency_within_budget[local::digits.int8.tflite]"], failed
+    assert all("> budget 0.0 ms" in message for _, message in failed), failed
     xml = junit.read_text()
     assert "emu:rpi4::digits.int8.tflite" in xml and "local::digits.int8.tflite" in xml
     assert "2 workers" in proc.stdout

@@ -2,13 +2,15 @@
 arm64 root filesystem (chroot + qemu-aarch64 through binfmt_misc): a Raspberry Pi over SSH, minus
 the board. The client is the system's ssh/scp, driven by edgeship with a test ssh_config.
 
-Order matters within this module (it walks one device from bare to set up): the runtime is
-missing first, then `devices setup` installs it, then runs succeed.
+Each test sets up the device state it needs through a fixture, in any order: `bare_device` hides
+the installed runtime for the test (and puts it back), `ready_device` installs it when it is
+missing. `pytest -p randomly` (the default, shuffled) and `-p no:randomly` both pass.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -39,6 +41,30 @@ def sshd(emu_rootfs, tmp_path_factory):
 @pytest.fixture(scope="module")
 def good_env(sshd):
     return {"EDGESHIP_SSH_CONFIG": str(sshd.client_config("good"))}
+
+
+@pytest.fixture
+def bare_device(sshd):
+    """The device as it is before `devices setup`: ~/.edgeship moved aside for the test. Afterwards a
+    runtime the test installed stays; otherwise the one moved aside comes back."""
+    home, aside = sshd.rootfs / "root" / ".edgeship", sshd.rootfs / "root" / ".edgeship.aside-by-test"
+    shutil.rmtree(aside, ignore_errors=True)
+    if home.exists():
+        home.rename(aside)
+    yield sshd
+    if home.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+    elif aside.exists():
+        aside.rename(home)
+
+
+@pytest.fixture
+def ready_device(sshd, good_env):
+    """The device with edgeship's runtime installed: `devices setup` runs when it is missing."""
+    if not (sshd.rootfs / "root/.edgeship/venv/bin/python").exists():
+        r = run_cli("devices", "setup", sshd.uri, env=good_env)
+        assert r.exit_code == 0, r.output
+    return sshd
 
 
 def test_unknown_host_key_is_never_accepted(sshd):
@@ -75,7 +101,7 @@ def test_unreachable_port(sshd, good_env):
     assert "cannot connect" in r.output and "Connection refused" in r.output
 
 
-def test_missing_runtime_names_the_fix(sshd, good_env, digits_bundle):
+def test_missing_runtime_names_the_fix(bare_device, sshd, good_env, digits_bundle):
     r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", sshd.uri, env=good_env)
     assert r.exit_code == 3, r.output
     assert "runtime is not installed" in r.output
@@ -93,19 +119,19 @@ def test_missing_runtime_names_the_fix(sshd, good_env, digits_bundle):
     assert "aarch64" in r.output and f"edgeship devices setup {sshd.uri}" in r.output
 
 
-def test_setup_installs_the_runtime_in_a_venv(sshd, good_env):
-    t0 = time.monotonic()
+def test_setup_installs_the_runtime_in_a_venv(bare_device, sshd, good_env):
+    assert not (sshd.rootfs / "root/.edgeship").exists()
     r = run_cli("devices", "setup", sshd.uri, "--json", env=good_env)
     assert r.exit_code == 0, r.output
     report = json.loads(r.output[r.output.index("{"):])
-    print(f"\nssh setup on the emulated arm64 board: {time.monotonic() - t0:.0f} s")
+    print(f"\nssh setup on the emulated arm64 board: {report['setup_seconds']:.0f} s")
     assert report["machine"] == "aarch64" and report["venv"] is True
     assert report["python_executable"].endswith(".edgeship/venv/bin/python")
     assert report["tflite"]["available"] and report["tflite"]["xnnpack"]["active"] is True
     assert (sshd.rootfs / "root/.edgeship/venv/bin/python").exists()
 
 
-def test_setup_with_executorch_needs_the_torch_index_and_loses_nothing(sshd, good_env, monkeypatch):
+def test_setup_with_executorch_needs_the_torch_index_and_loses_nothing(ready_device, sshd, good_env, monkeypatch):
     """--with-executorch fetches torch from PyTorch's CPU index on this host before touching the
     device. An index that cannot be reached (a closed port on loopback stands for it) is one clear
     line, exit 3, and the LiteRT runtime installed before still runs."""
@@ -123,7 +149,9 @@ def test_setup_with_executorch_needs_the_torch_index_and_loses_nothing(sshd, goo
     assert r.exit_code == 2 and "installs onto ssh:// devices" in r.output
 
 
-def test_validate_over_ssh(sshd, good_env, digits_bundle, tmp_path):
+def test_validate_over_ssh(ready_device, sshd, good_env, digits_bundle, tmp_path):
+    runs_dir = sshd.rootfs / "root/.edgeship/runs"
+    before = set(runs_dir.iterdir()) if runs_dir.exists() else set()  # a dropped run of another test may leave one
     out = tmp_path / "r.json"
     r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", sshd.uri, "--runs", "10",
                 "--json", out, env=good_env)
@@ -137,33 +165,62 @@ def test_validate_over_ssh(sshd, good_env, digits_bundle, tmp_path):
     pushed = list((sshd.rootfs / "root/.edgeship/artifacts").glob("*/digits.int8.tflite"))
     from edgeship.hashing import sha256_file
 
-    assert len(pushed) == 1 and pushed[0].parent.name == sha256_file(digits_bundle / "digits.int8.tflite")
-    assert list((sshd.rootfs / "root/.edgeship/runs").iterdir()) == []
+    assert [p.parent.name for p in pushed] == [sha256_file(digits_bundle / "digits.int8.tflite")]
+    assert set(runs_dir.iterdir()) == before  # this run's folder was removed
 
 
-def test_pte_over_ssh_says_why(sshd, good_env, digits_bundle):
+def test_pte_over_ssh_says_why(ready_device, sshd, good_env, digits_bundle):
     r = run_cli("validate", digits_bundle / "digits.int8.pte", "--device", sshd.uri, "--runs", "2", env=good_env)
     assert r.exit_code == 1, r.output
     assert "ExecuTorch's Python runtime needs torch" in r.output and "Traceback" not in r.output
 
 
-def _drop_when_running(sshd, artifact: str, times: int) -> threading.Thread:
-    """Drop the server's connections as soon as the agent runs ARTIFACT on the device, `times` times."""
+@pytest.fixture
+def drop_runs(sshd, monkeypatch):
+    """drop(artifact, times): the next `times` agent runs of ARTIFACT lose their connection mid-run.
 
-    def watch():
-        done, deadline = 0, time.monotonic() + 300
-        while done < times and time.monotonic() < deadline:
-            if sshd.running(f"edgeship_agent.agent run") and sshd.running(artifact):
-                sshd.drop_connections()
-                done += 1
-            time.sleep(0.05)
+    Test scaffolding: those runs are held on the device (their --runs and --max-seconds stretched,
+    so the agent keeps timing until the drop), and a watcher SIGKILLs the server's sessions once it
+    sees one running. No race with the run's length: a held run ends only by the drop (or, if the
+    drop never comes, by the run's own timeout, which fails the test)."""
+    from edgeship.runtime.ssh import SSHDevice
 
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-    return t
+    real_ssh = SSHDevice.ssh
+    held = {"name": None, "left": 0}
+
+    def ssh(self, command, timeout=120.0, check=True):
+        if held["left"] and "edgeship_agent.agent run" in command and held["name"] in command:
+            held["left"] -= 1
+            command = re.sub(r"--runs \d+", "--runs 1000000000", command)
+            command = re.sub(r"--max-seconds \S+", "--max-seconds 1000000", command)
+        return real_ssh(self, command, timeout=timeout, check=check)
+
+    monkeypatch.setattr(SSHDevice, "ssh", ssh)
+    threads = []
+
+    def drop(artifact: str, times: int) -> None:
+        held.update(name=artifact, left=times)
+
+        def watch():
+            done, deadline = 0, time.monotonic() + 600  # a guard for the thread, not a verdict
+            while done < times and time.monotonic() < deadline:
+                if sshd.running("edgeship_agent.agent run") and sshd.running("--runs 1000000000"):
+                    sshd.drop_connections()
+                    done += 1
+                    while sshd.running("--runs 1000000000"):
+                        time.sleep(0.05)
+                time.sleep(0.05)
+
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        threads.append(t)
+
+    yield drop
+    for t in threads:
+        t.join(10)
 
 
-def test_dropped_connection_is_retried_once(sshd, good_env, digits_bundle, monkeypatch):
+def test_dropped_connection_is_retried_once(ready_device, sshd, good_env, digits_bundle, drop_runs, monkeypatch):
     import numpy as np
 
     from edgeship.runtime.ssh import SSHDevice
@@ -172,24 +229,23 @@ def test_dropped_connection_is_retried_once(sshd, good_env, digits_bundle, monke
         monkeypatch.setenv(k, v)
     device = SSHDevice(sshd.uri)
     artifact = digits_bundle / "digits.fp32.tflite"
-    watcher = _drop_when_running(sshd, artifact.name, times=1)
-    run = device.run_artifact(artifact, [np.zeros((3, 1, 8, 8), np.float32)], None, warmup=0, runs=50, timeout=60)
-    watcher.join(5)
+    drop_runs(artifact.name, times=1)
+    run = device.run_artifact(artifact, [np.zeros((3, 1, 8, 8), np.float32)], None, warmup=0, runs=50, timeout=120)
     assert run.ok, run.error
-    assert device.retries == 1
+    assert device.retries == 1 and run.result["latency"]["runs"] == 50  # the retry is the run asked for
     assert run.outputs[0].shape == (3, 10)
 
 
-def test_dropped_twice_fails_that_artifact_and_keeps_the_others(sshd, good_env, digits_bundle, monkeypatch):
+def test_dropped_twice_fails_that_artifact_and_keeps_the_others(ready_device, sshd, good_env, digits_bundle,
+                                                                 drop_runs, monkeypatch):
     """validate over a bundle whose int8 run loses its connection twice: that artifact is an error
     naming the dropped connection; the results of the others are kept."""
     for k, v in good_env.items():
         monkeypatch.setenv(k, v)
     from edgeship.validate import ValidateRequest, validate
 
-    watcher = _drop_when_running(sshd, "digits.int8.tflite", times=2)
-    results, context = validate(ValidateRequest(digits_bundle, device=sshd.uri, runs=20))
-    watcher.join(5)
+    drop_runs("digits.int8.tflite", times=2)
+    results, context = validate(ValidateRequest(digits_bundle, device=sshd.uri, runs=20, timeout=120))
     by_name = {r["artifact"]: r for r in results}
     assert by_name["digits.fp32.tflite"]["status"] == "pass"
     assert by_name["digits.fp32.tflite"]["accuracy"]["top1_agreement"] >= 97.0

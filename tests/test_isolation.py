@@ -79,15 +79,13 @@ def test_crash_fails_only_its_artifact(crashing_pte, bundle, tmp_path):
 
 def test_hang_is_cut_by_the_timeout(bundle, tmp_path):
     """An artifact whose read never returns (a FIFO nobody writes, like a stalled network mount):
-    the child is killed at the timeout, the artifact fails, edgeship returns."""
+    the child is killed at the timeout, the artifact fails, edgeship returns. Only the timeout path
+    writes "timed out after 5 s"; how long the return takes is measured in bench/timings.py."""
     import os
-    import time
 
     rec = next(a for a in bundle.artifacts if a["format"] == "tflite")
     path = tmp_path / "stalled.tflite"
     os.mkfifo(path)
-    t0 = time.monotonic()
     run = LocalDevice().run_artifact(path, [a[:1] for a in bundle.golden().inputs], rec["io"], warmup=0, runs=1,
                                      timeout=5)
     assert not run.ok and run.error.startswith("timed out after 5 s"), run.error
-    assert time.monotonic() - t0 < 60

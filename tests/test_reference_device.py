@@ -3,13 +3,19 @@ recorded in manifest.json; clear errors where the device cannot be had."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from edgeship import reference
 from edgeship.cli import cli
+from edgeship.cuda_setup import cuda_missing
 from edgeship.errors import UnsupportedError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args):
@@ -20,6 +26,56 @@ def cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+@pytest.fixture(scope="session")  # session scope: decided before the session's trained models are built
+def gpu():
+    """The CUDA tests run when torch is a CUDA build and sees a GPU; otherwise they skip, naming the
+    missing part (the GPU, or the CUDA build). EDGESHIP_REQUIRE_CUDA=1 (a GPU runner) makes a skip a failure."""
+    why = cuda_missing()
+    if why and os.environ.get("EDGESHIP_REQUIRE_CUDA") == "1":
+        pytest.fail(f"EDGESHIP_REQUIRE_CUDA=1 but {why}", pytrace=False)
+    if why:
+        pytest.skip(why)
+
+
+def test_the_cuda_skip_names_what_is_missing(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", None)
+    why = cuda_missing()
+    assert "CPU-only build" in why and "torch.version.cuda is None" in why and "constraints-cuda.txt" in why, why
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    why = cuda_missing()
+    assert "no CUDA GPU is visible" in why and "CUDA 13.0 build" in why and "CPU-only" not in why, why
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cuda_missing() is None
+
+
+def test_the_cuda_constraints_pin_the_cuda_build_of_the_same_torch():
+    """constraints-cuda.txt: the torch version of constraints.txt with a CUDA local label, which
+    constraints.txt's pin admits; nothing else changes. The README's GPU set-up uses it."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    def pins(name):
+        lines = (REPO / name).read_text().splitlines()
+        reqs = [Requirement(ln.split("#")[0]) for ln in lines if ln.split("#")[0].strip()]
+        return {r.name: r for r in reqs}
+
+    cpu, gpu = pins("constraints.txt"), pins("constraints-cuda.txt")
+    assert set(gpu) == {"torch"}
+    (spec,) = gpu["torch"].specifier
+    cuda_build = Version(spec.version)
+    assert spec.operator == "==" and cuda_build.local.startswith("cu"), spec
+    assert cpu["torch"].specifier.contains(cuda_build)  # the same torch, 2.13.0 admits 2.13.0+cuXYZ
+    (cpu_spec,) = cpu["torch"].specifier
+    assert Version(cpu_spec.version).public == cuda_build.public
+    readme = (REPO / "README.md").read_text()
+    index = f"https://download.pytorch.org/whl/{cuda_build.local}"
+    assert "-c constraints-cuda.txt" in readme and index in readme
+    assert index in (REPO / "constraints-cuda.txt").read_text()
 
 
 def test_cpu_reference_is_the_models_own_run_batched(torch_digits):
@@ -79,8 +135,7 @@ def test_unknown_device_is_refused_by_the_cli(torch_digits_pt2, tmp_path):
     assert r.exit_code == 2 and "'gpu' is not one of 'auto', 'cpu', 'cuda'" in r.output + r.stderr
 
 
-@pytest.mark.skipif("not cuda()", reason="needs a CUDA GPU (torch.cuda.is_available() is False here)")
-def test_cuda_reference_matches_the_cpu(torch_digits, torch_digits_pt2):
+def test_cuda_reference_matches_the_cpu(gpu, torch_digits, torch_digits_pt2):
     for trained in (torch_digits, torch_digits_pt2):
         ds = trained.test.take(300)
         on_gpu, record = reference.run(trained.model, ds, "cuda")
@@ -90,8 +145,7 @@ def test_cuda_reference_matches_the_cpu(torch_digits, torch_digits_pt2):
     assert reference.resolve("auto", torch_digits.model) == "cuda"
 
 
-@pytest.mark.skipif("not cuda()", reason="needs a CUDA GPU (torch.cuda.is_available() is False here)")
-def test_cuda_keras_reference_through_the_torch_backend(keras_digits):
+def test_cuda_keras_reference_through_the_torch_backend(gpu, keras_digits):
     ds = keras_digits.test.take(300)
     on_gpu, record = reference.run(keras_digits.model, ds, "cuda")
     assert record["device"] == "cuda" and "torch" in record["via"]

@@ -104,9 +104,11 @@ def test_html_is_self_contained(report, tmp_path):
     assert "Per-layer error was not computed" in html
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed (Debian: apt-get install chromium)")
 def test_html_renders_in_headless_chromium(report, tmp_path):
+    from device_support import require_tool
     from PIL import Image
+
+    require_tool(CHROMIUM.name, "chromium")  # a missing tool fails loudly, never skips (README: Tests)
 
     html = write_reports(report, tmp_path, ["html"])["html"]
     shot = tmp_path / "shot.png"

@@ -81,20 +81,19 @@ def test_threads_are_honoured(bundle, torch_digits_pt2):
                        torch_digits_pt2.model.run(x)[0], atol=1e-5)
 
 
-def test_import_and_load_start_fast_without_frameworks(bundle):
+def test_import_and_load_pull_in_no_framework(bundle):
+    """What keeps start-up fast: no framework is imported. The seconds are measured in bench/timings.py."""
     out, _ = bundle
     code = (
-        "import sys, time, json\n"
-        "t0 = time.perf_counter()\n"
+        "import sys, json\n"
         "from edgeship.runtime.standalone.onnx import Runner\n"
         f"r = Runner({str(out / 'digits_cnn.int8.onnx')!r})\n"
-        "print(json.dumps({'s': time.perf_counter() - t0, 'runtime': r.runtime,\n"
+        "print(json.dumps({'runtime': r.runtime,\n"
         "    'heavy': sorted(m for m in ('tensorflow', 'torch', 'keras', 'onnx') if m in sys.modules)}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["heavy"] == [] and got["runtime"].startswith("onnxruntime ")
-    assert got["s"] < 3.0, got
+    assert got["heavy"] == [] and got["runtime"].startswith("onnxruntime "), got
 
 
 def test_wrong_input_shape_is_one_line(bundle):

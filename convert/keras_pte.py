@@ -23,7 +23,7 @@ import numpy as np
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.errors import ConversionError, EdgeshipError, InputError, UnsupportedError
 
-KERAS_SUFFIXES = (".keras", ".h5")
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 SOURCE_STEP = "Keras (torch backend) -> torch.export -> graph passes"
 LAYER_PREFIX = "layers."  # where the per-layer wrappers sit in the exported module tree
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.children import die_with_parent
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.errors import ConversionError, EdgeshipError, InputError, UnsupportedError
 
@@ -65,7 +66,7 @@ def _run_child(job_dir: Path, verbose: bool) -> dict:
     env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
     cmd = [sys.executable, "-m", "edgeship.convert.keras_pte", str(job_dir)]
     with open(job_dir / "child.log", "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent())
     log_text = (job_dir / "child.log").read_text(errors="replace")
     if verbose:
         sys.stderr.write(log_text)

@@ -77,6 +77,8 @@ def up_to_date(out: Path, key: str) -> dict | None:
         return None
     if not isinstance(manifest, dict) or manifest.get("inputs_sha256") != key:
         return None
+    if manifest.get("failed_artifacts"):
+        return None  # an artifact failed its smoke run: try again
     from edgeship.bundle import sha256_file
 
     golden = manifest.get("golden") or {}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.children import die_with_parent
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.base import ConvertOptions as Options
 from edgeship.convert.layers import LayerError
@@ -31,7 +32,7 @@ from edgeship.errors import ConversionError, EdgeshipError, InputError, Unsuppor
 from edgeship.model import IOSpec
 from edgeship.quantize.recipes import get_recipe
 
-KERAS_SUFFIXES = (".keras", ".h5")
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 SOURCE_STEP = "Keras (torch backend) -> torch.export -> graph passes"
 LAYER_PREFIX = "layers."  # where the per-layer wrappers sit in the exported module tree
 # What the child runs to rank layers: named, not imported (quantize/ stands above convert/).
@@ -76,7 +77,7 @@ def _run_child(job_dir: Path, verbose: bool) -> dict:
     env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
     cmd = [sys.executable, "-m", "edgeship.convert.keras_pte", str(job_dir)]
     with open(job_dir / "child.log", "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent())
     log_text = (job_dir / "child.log").read_text(errors="replace")
     if verbose:
         sys.stderr.write(log_text)

@@ -104,6 +104,7 @@ def prepare_program(program, recipe, examples, calib, float_layers=(), layer_pre
     if recipe.name == "fp32":
         return program, []
     if recipe.name == "fp16":
+
         from edgeship.convert import torch_passes  # imports torch: a heavy module, loaded where it is used
 
         module = program.module()

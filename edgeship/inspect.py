@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from edgeship.children import die_with_parent
 from edgeship.console import console
 from edgeship.errors import ArtifactError, InputError
 from edgeship.model import IOSpec
@@ -35,7 +36,7 @@ def inspect_file(path: Path, isolated: bool = True, timeout: float = 300.0) -> d
 
     cmd = [sys.executable, "-m", "edgeship.runtime.standalone.agent", "inspect", str(path)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=die_with_parent())
     except subprocess.TimeoutExpired:
         raise ArtifactError(f"reading '{path}' hung for {timeout:.0f} s", hint=hint) from None
     result = parse_agent_stdout(proc.stdout)

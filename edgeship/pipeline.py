@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship import reference
+from edgeship import quiet, reference, smoke
 from edgeship.bundle import GOLDEN, SCHEMA, BundleWriter, Golden
 from edgeship.console import info, warn
 from edgeship.convert import TARGETS, ConvertOptions, get_route
 from edgeship.data import Dataset, ImageOptions, check_calibration, load_data
-from edgeship.errors import ConversionError, EdgeshipError, InputError, UnsupportedError, suggest
+from edgeship.errors import ArtifactError, ConversionError, EdgeshipError, InputError, UnsupportedError, suggest
 from edgeship.hashing import sha256_file
 from edgeship.inspect import artifact_io
 from edgeship.model import Model, TensorSpec
@@ -109,8 +109,10 @@ def export(req: ExportRequest) -> ExportResult:
     name = req.name or model.name
 
     artifacts = []
+    failed: list[dict] = []  # artifacts that failed their smoke run (edgeship/smoke.py), kept under failed/
     tools: dict[str, str] = {}
-    with BundleWriter(req.out, req.force) as writer:
+    with BundleWriter(req.out, req.force) as writer, quiet.converter_output_to_log(writer.staging, req.out,
+                                                                                 req.verbose):
         for route in routes:
             convert = route.load()
             for recipe in recipes:
@@ -140,9 +142,15 @@ def export(req: ExportRequest) -> ExportResult:
                 for w in result.warnings:
                     warn(f"{filename}: {w}")
                 tools.update(result.tools)
-                artifacts.append(_artifact_record(path, route, recipe, model, result, seconds, req.int8_io))
+                try:
+                    artifacts.append(_artifact_record(path, route, recipe, model, result, seconds, req.int8_io))
+                except ArtifactError as e:  # it cannot even be read: a dead artifact, like one that cannot run
+                    failed.append(smoke.unreadable(writer.staging, path, route.target, recipe.name, e.message))
+                    continue
                 if filename in searches:
                     artifacts[-1]["accuracy_aware"] = searches[filename]
+                if not smoke.check(writer.staging, artifacts[-1], golden):
+                    failed.append(artifacts.pop())
         golden.save(writer.path(GOLDEN))
         manifest = manifest_record(**{
             "schema": SCHEMA,
@@ -168,8 +176,10 @@ def export(req: ExportRequest) -> ExportResult:
             "reference": reference_record,
             "tools": {"edgeship": __version__, "python": platform.python_version(), **_versions(tools)},
             "artifacts": artifacts,
+            **({"failed_artifacts": failed} if failed else {}),
         })
         writer.commit(manifest)
+    smoke.raise_if_failed(failed, req.out)
     if searches:
         report_searches(manifest, req.out)  # prints; raises CheckFailed (exit 1) when a budget was missed
     return ExportResult(req.out, manifest, model)

@@ -17,7 +17,9 @@ manifest.json (schema "edgeship.manifest/1"):
     tools        {package: version}
     artifacts    [ArtifactRecord]: path, sha256, format, recipe, int8_io, route, size_bytes,
                  io {inputs, outputs: [{name, shape, dtype, layout, quantization}]}, delegation,
-                 warnings, export_seconds, tools, accuracy_aware (accuracy-aware int8 only)
+                 warnings, export_seconds, tools, accuracy_aware (accuracy-aware int8 only), smoke
+                 {status, sample, runtime, cosine, max_abs_error | error}
+    failed_artifacts  artifacts that failed their smoke run: {path (under failed/), format, recipe, smoke}
 
 validate record (`edgeship validate --json`'s "artifacts", report.json's "results"):
     artifact, format, recipe, size_bytes, delegation, device, emulated, checks [{name, value,
@@ -59,6 +61,7 @@ class ArtifactRecord(Record):
     export_seconds: float
     tools: dict = {}
     accuracy_aware: dict | None = None
+    smoke: dict | None = None  # the smoke run before commit (edgeship/smoke.py): status, cosine, error
 
 
 class ModelInfo(Record):
@@ -82,6 +85,7 @@ class Manifest(Record):
     reference: dict
     tools: dict[str, str]
     artifacts: list[ArtifactRecord]
+    failed_artifacts: list[dict] | None = None  # artifacts that failed their smoke run, kept under failed/
 
     def dump(self) -> dict:
         d = super().dump()

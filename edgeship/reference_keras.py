@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.children import die_with_parent
 from edgeship.errors import ConversionError
 
 
@@ -32,7 +33,7 @@ def run(model, ds, batch: int, device: str) -> tuple[list[np.ndarray], dict]:
         if device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""
         proc = subprocess.run([sys.executable, "-m", "edgeship.reference_keras", str(job)], env=env,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, preexec_fn=die_with_parent())
         result_path = job / "result.json"
         if not result_path.exists():
             lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]

@@ -48,7 +48,7 @@ def detect_framework(source: str) -> str:
     p = Path(path_part)
     if p.suffix == ".py" or p.suffix in (".pt2",):
         return "torch"
-    if p.suffix in (".keras", ".h5"):
+    if p.suffix in (".keras", ".h5", ".hdf5"):
         return "keras"
     if p.is_dir() and (p / "saved_model.pb").exists():
         return "keras"
@@ -75,17 +75,20 @@ def load_model(
         raise InputError(f"model source not found: '{path_part}'")
     if framework is not None and framework not in FRAMEWORKS:
         raise InputError(suggest(framework, FRAMEWORKS, "framework"))
+    if factory:
+        built = _call_factory(Path(path_part), factory)
+        if isinstance(built, (str, os.PathLike)):  # a factory that writes or unpacks a model file
+            return load_model(str(built), None if framework == "torch" else framework, input_shapes, trust_source)
+        return _load_torch_factory(source, Path(path_part), factory, input_shapes, built)
     framework = framework or detect_framework(source)
     if framework == "torch":
-        if factory:
-            return _load_torch_factory(source, Path(path_part), factory, input_shapes)
         if path_part.endswith(".pt2"):
             return _load_pt2(source, Path(path_part), trust_source)
         raise InputError(f"'{source}' is not a PyTorch source", hint="pass file.py:factory or a .pt2 file")
     p = Path(path_part)
     if p.is_dir():
         return _load_savedmodel(source, p, input_shapes)
-    if p.suffix in (".keras", ".h5"):
+    if p.suffix in (".keras", ".h5", ".hdf5"):
         return _load_keras(source, p, input_shapes)
     raise InputError(f"'{source}' is not a Keras/TensorFlow source", hint="pass a .keras/.h5 file or a SavedModel")
 
@@ -142,9 +145,9 @@ def _output_specs(run, example_inputs) -> list[TensorSpec]:
     return [TensorSpec(n, tuple(o.shape), str(o.dtype), guess_layout(o.shape)) for n, o in zip(names, outs)]
 
 
-def _load_torch_factory(source, path: Path, factory: str, input_shapes) -> Model:
-    import torch
-
+def _call_factory(path: Path, factory: str):
+    """Import file.py and call its factory: an nn.Module, (module, example_inputs), or the path of
+    a model file it wrote (.keras, .h5, a SavedModel folder, .pt2), which is then loaded as such."""
     spec = importlib.util.spec_from_file_location(f"edgeship_model_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -155,7 +158,15 @@ def _load_torch_factory(source, path: Path, factory: str, input_shapes) -> Model
     if not callable(fn):
         have = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
         raise InputError(f"'{path}' has no callable '{factory}'" + (f"; it has {', '.join(have[:8])}" if have else ""))
-    built = fn()
+    try:
+        return fn()
+    except Exception as e:
+        raise InputError(f"'{path}:{factory}' failed: {type(e).__name__}: {e}") from None
+
+
+def _load_torch_factory(source, path: Path, factory: str, input_shapes, built) -> Model:
+    import torch
+
     example = None
     if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module):
         built, example = built

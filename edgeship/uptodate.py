@@ -78,6 +78,8 @@ def up_to_date(out: Path, key: str) -> dict | None:
         return None
     if not isinstance(manifest, dict) or manifest.get("inputs_sha256") != key:
         return None
+    if manifest.get("failed_artifacts"):
+        return None  # an artifact failed its smoke run: try again
 
     golden = manifest.get("golden") or {}
     for rec in [*manifest.get("artifacts", []), golden]:

@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeship.children import die_with_parent
 from edgeship.errors import DeviceUnreachable, InputError, suggest
 from edgeship.runtime import rootfs as rootfs_mod
 from edgeship.runtime.base import AgentRun
@@ -119,7 +120,8 @@ class EmulatedDevice(LocalDevice):
 
     def probe(self, timeout: float = 300.0) -> dict:
         try:
-            proc = subprocess.run(self.guest_command("probe"), capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(self.guest_command("probe"), capture_output=True, text=True, timeout=timeout,
+                                  preexec_fn=die_with_parent())
         except subprocess.TimeoutExpired:
             raise DeviceUnreachable(f"{self.uri}: the probe did not finish in {timeout:.0f} s") from None
         result = parse_agent_stdout(proc.stdout)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.children import die_with_parent
 from edgeship.runtime.base import AgentRun
 
 
@@ -74,7 +75,8 @@ class LocalDevice:
                 cmd.append("--verbose")
             env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                                      preexec_fn=die_with_parent())
             except subprocess.TimeoutExpired:
                 return AgentRun(False, error=f"timed out after {timeout:.0f} s (the runtime hung or is too slow)")
             result = parse_agent_stdout(proc.stdout)

@@ -1,0 +1,133 @@
+"""The real-model zoo through every route, in one go: delegation, speed against the same model's
+.tflite, int8 accuracy, the export's smoke result and size, per model x format x recipe.
+
+    .venv/bin/python bench/zoo.py [--only onet,fer_xception] [--runs 30] [--out bench/ZOO.md]
+
+Each model (examples/zoo/__init__.py ZOO) is exported once per format with the CLI a user runs
+(`edgeship export SOURCE --to FMT --quant fp32,int8 --calib ZOO_DATA --golden-samples 8`), then
+`edgeship validate BUNDLE --json` times it on this host (1 thread, 5 warm-up runs, --runs timed)
+and compares it with the float reference on the golden samples. A format whose export fails is
+a row with the export's own last line. Targets (not asserted): every .pte >= 95% delegated;
+.pte p50 within 1.3x of the .tflite p50 for the same model and recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples"))
+from zoo import FORMATS, RECIPES, ZOO  # noqa: E402
+
+EDGESHIP = [sys.executable, "-m", "edgeship"]
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def run_model(m, fmt: str, work: Path, runs: int) -> list[dict]:
+    out = work / f"{m.name}-{fmt}"
+    env = {**os.environ, "COLUMNS": "200"}
+    cmd = [*EDGESHIP, "-q", "export", m.source, "--to", fmt, "--quant", ",".join(RECIPES), "--calib", m.calib,
+           "--golden-samples", "8", "--out", str(out), "--force"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    export_s = time.perf_counter() - t0
+    rows = []
+    manifest = {}
+    if (out / "manifest.json").exists():
+        manifest = {a["path"]: a for a in json.loads((out / "manifest.json").read_text())["artifacts"]}
+    if proc.returncode != 0 and not manifest:
+        err = _last_line(proc.stderr) or _last_line(proc.stdout)
+        return [{"model": m.name, "format": fmt, "recipe": r, "export": f"exit {proc.returncode}: {err}",
+                 "export_s": export_s} for r in RECIPES]
+    report = out / "validate.json"
+    vproc = subprocess.run([*EDGESHIP, "-q", "validate", str(out), "--runs", str(runs), "--warmup", "5",
+                            "--json", str(report)], capture_output=True, text=True, env=env)
+    results = {r["artifact"]: r for r in json.loads(report.read_text())["artifacts"]} if report.exists() else {}
+    for recipe in RECIPES:
+        name = next((p for p in manifest if f".{recipe}." in p), None)
+        rec, res = manifest.get(name, {}), results.get(name, {})
+        acc = res.get("accuracy") or {}
+        deleg = res.get("delegate") or rec.get("delegation") or {}
+        errors = [c.get("message") for c in res.get("errors", [])] if isinstance(res.get("errors"), list) else []
+        rows.append({
+            "model": m.name, "format": fmt, "recipe": recipe, "export": "ok" if name else
+            f"exit {proc.returncode}: {_last_line(proc.stderr)}", "export_s": export_s,
+            "delegated": deleg.get("delegated_ops"), "total": deleg.get("total_ops"),
+            "p50_ms": (res.get("latency") or {}).get("p50_ms"), "snr_db": acc.get("snr_db"),
+            "cosine": acc.get("cosine"), "size": rec.get("size_bytes"),
+            "smoke": (rec.get("smoke") or {}).get("status", "not run (no smoke in this export)"),
+            "validate": res.get("status", "—") + (f": {res['error']}" if res.get("error") else ""),
+            "validate_rc": vproc.returncode,
+        })
+        if res.get("status") == "error" and not res.get("error"):
+            rows[-1]["validate"] += ": " + (_last_line(vproc.stdout + vproc.stderr)[:160])
+        del errors
+    return rows
+
+
+def _f(v, fmt="{:.3g}") -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def table(rows: list[dict]) -> str:
+    tfl = {(r["model"], r["recipe"]): r.get("p50_ms") for r in rows if r["format"] == "tflite"}
+    head = ("| model | format | recipe | delegated | p50 ms | x .tflite p50 | int8 SNR dB | int8 cosine | smoke "
+            "| validate | size |")
+    out = [head, "|" + "---|" * 11]
+    for r in rows:
+        if r["export"] != "ok":
+            out.append(f"| {r['model']} | {r['format']} | {r['recipe']} | export failed: {r['export'][:200]} "
+                       "| | | | | | | |")
+            continue
+        d = "—" if r["delegated"] is None or not r["total"] else \
+            f"{100 * r['delegated'] / r['total']:.0f}% ({r['delegated']}/{r['total']})"
+        base = tfl.get((r["model"], r["recipe"]))
+        ratio = "—" if not (base and r["p50_ms"]) else f"{r['p50_ms'] / base:.2f}x"
+        q = r["recipe"] == "int8"
+        out.append(f"| {r['model']} | {r['format']} | {r['recipe']} | {d} | {_f(r['p50_ms'])} | {ratio} | "
+                   f"{_f(r['snr_db'], '{:.1f}') if q else ''} | {_f(r['cosine'], '{:.4f}') if q else ''} | "
+                   f"{r['smoke']} | {r['validate'][:120]} | {_f(r['size'] and r['size'] / 1024, '{:.0f}')} KB |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="comma-separated zoo model names")
+    ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--out", type=Path, help="also write the table here (Markdown)")
+    ap.add_argument("--json", type=Path, help="write the rows as JSON")
+    args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else None
+    rows = []
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgeship-zoo-") as tmp:
+        for m in ZOO:
+            if only and m.name not in only:
+                continue
+            for fmt in args.formats.split(","):
+                print(f"{m.name} -> {fmt} ...", file=sys.stderr, flush=True)
+                rows.extend(run_model(m, fmt, Path(tmp), args.runs))
+    text = table(rows)
+    print(text)
+    print(f"\n{len(rows)} rows in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if args.out:
+        args.out.write_text(text + "\n")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

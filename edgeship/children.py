@@ -1,0 +1,34 @@
+"""Children die with their parent: every process edgeship starts (converter children such as the
+Keras -> pte torch-backend child, the agent, inspect and probe children, emulated guests) gets
+PR_SET_PDEATHSIG, so a SIGKILLed export leaves nothing running that could write after it.
+
+    subprocess.run(cmd, preexec_fn=die_with_parent())
+
+Linux only (prctl through ctypes); elsewhere the hook does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL):
+    """A preexec_fn for subprocess: the child gets `sig` when the process that started it dies
+    (checked once more after the prctl, for a parent that died in between)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent is already gone
+            os.kill(os.getpid(), sig)
+
+    return preexec

@@ -1,0 +1,86 @@
+"""Quiet by default: while export converts, everything the converters and frameworks print (C++
+logs on fds 1 and 2, Python warnings, logging records, tracebacks they print and swallow) goes to
+`export.log` in the bundle's staging folder, and only edgeship's own lines reach the terminal.
+
+The log ships inside the bundle. When the export fails it is kept beside the destination
+(`<out>.export.log`) and named in the error's hint. With --verbose nothing is redirected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+from edgeship.console import err_console
+from edgeship.errors import EdgeshipError
+
+LOG_NAME = "export.log"
+
+
+def kept_log_path(dest: Path) -> Path:
+    dest = Path(dest)
+    return dest.with_name(f"{dest.name}.export.log")
+
+
+@contextlib.contextmanager
+def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
+    if verbose:
+        yield None
+        return
+
+    log_path = Path(staging) / LOG_NAME
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved_err), "w", buffering=1, errors="replace")
+    console = err_console()
+    console_file = console.file
+    log = open(log_path, "a", buffering=1, errors="replace")
+    handler = logging.StreamHandler(log)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    failed = False
+    try:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        console.file = terminal  # edgeship's own lines still reach the terminal
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = lambda msg, cat, fname, lineno, file=None, line=None: log.write(
+                warnings.formatwarning(msg, cat, fname, lineno, line))
+            yield log_path
+    except BaseException as e:
+        failed = True
+        _keep(log, log_path, dest, e)
+        raise
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        os.close(saved_out)
+        os.close(saved_err)
+        console.file = console_file
+        root.removeHandler(handler)
+        terminal.close()
+        if not failed:
+            log.close()
+
+
+def _keep(log, log_path: Path, dest: Path, error: BaseException) -> None:
+    """Copy the log out of the staging folder (removed on failure) and name it in the error."""
+    log.flush()
+    log.close()
+    kept = kept_log_path(dest)
+    try:
+        shutil.copyfile(log_path, kept)
+    except OSError:
+        return
+    if isinstance(error, EdgeshipError):
+        note = f"the converters' output is in {kept}"
+        error.hint = f"{error.hint}; {note}" if error.hint else note

@@ -54,11 +54,41 @@ class LocalDevice:
     uri = "local"
     emulated = False
 
+    pte_runtime: str | None = None  # 'native' | 'python'; None: $EDGESHIP_PTE_RUNTIME, else native
+    native_target = "host"
+
     def agent_command(self) -> list[str]:
         return [sys.executable, "-m", "edgeship.runtime.agent"]
 
-    def run_artifact(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
-                     verbose=False) -> AgentRun:
+    def native_command(self, runner) -> list[str]:
+        return [str(runner.binary)]
+
+    def run_artifact(self, artifact, inputs, signature, **kw) -> AgentRun:
+        """A .pte through the native runner (native_build.py) unless the Python one was asked
+        for or no runner can be built here; everything else through the Python agent."""
+        if Path(artifact).suffix == ".pte":
+            run = self.run_native_pte(artifact, inputs, signature, **kw)
+            if run is not None:
+                return run
+        return self.run_agent(artifact, inputs, signature, **kw)
+
+    def run_native_pte(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
+                       verbose=False, etdump=None) -> AgentRun | None:
+        """None when the Python runtime is to run it (chosen, or no native runner here)."""
+        # imported here: native.py builds on this module's helpers
+        from edgeship.runtime import native, native_build
+
+        if native_build.pte_runtime(self.pte_runtime) != "native":
+            return None
+        runner = native_build.runner_or_none(self.native_target)
+        if runner is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="edgeship-native-") as tmp:
+            return native.run_native(self.native_command(runner), artifact, inputs, signature, Path(tmp),
+                                     threads=threads, warmup=warmup, runs=runs, timeout=timeout, etdump=etdump)
+
+    def run_agent(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
+                  verbose=False) -> AgentRun:
         with tempfile.TemporaryDirectory(prefix="edgeship-run-") as tmp:
             tmp = Path(tmp)
             save_inputs(tmp / "in.npz", inputs)

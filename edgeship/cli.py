@@ -17,6 +17,7 @@ import click
 
 from edgeship import __version__
 from edgeship.errors import EXIT_CHECK_FAILED, EdgeshipError
+from edgeship.runtime.native_build import use_pte_runtime
 
 EPILOG = """\b
 Examples:
@@ -188,8 +189,11 @@ def _adb_runner(devices, runner) -> None:
 @click.option("--runner", type=click.Path(path_type=Path), multiple=True, help="adb devices: the native runner "
               "to push: LiteRT's benchmark_model for .tflite, ExecuTorch's executor_runner for .pte (a name "
               "holding 'executor_runner' runs .pte). Repeat for both.")
+@click.option("--pte-runtime", type=click.Choice(["native", "python"]), help=".pte: edgeship's native ExecuTorch "
+              "runner (default; built at first use) or ExecuTorch's Python runtime (needs torch). Env: EDGESHIP_PTE_RUNTIME.")
 @click.pass_context
-def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop, min_cosine, json_path, runner):
+def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop, min_cosine, json_path, runner,
+             pte_runtime):
     """Compare every artifact of a bundle (or one artifact) with the float reference.
 
     Prints accuracy (top-1, agreement, cosine, SNR, max error), latency (p50/p90/p99 after
@@ -198,6 +202,7 @@ def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop
     """
     with handle_errors(ctx.obj["verbose"]):
         _adb_runner(device, runner)
+        use_pte_runtime(pte_runtime)
         from edgeship.fanout import validate_on_devices
         from edgeship.validate import ValidateRequest
 
@@ -219,11 +224,14 @@ def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop
 @click.option("--runner", type=click.Path(path_type=Path), multiple=True, help="adb devices: the native runner "
               "to push: LiteRT's benchmark_model for .tflite, ExecuTorch's executor_runner for .pte (a name "
               "holding 'executor_runner' runs .pte). Repeat for both.")
+@click.option("--pte-runtime", type=click.Choice(["native", "python"]), help=".pte: edgeship's native ExecuTorch "
+              "runner (default; built at first use) or ExecuTorch's Python runtime (needs torch). Env: EDGESHIP_PTE_RUNTIME.")
 @click.pass_context
-def bench(ctx, artifact, threads, warmup, runs, device, json_path, runner):
+def bench(ctx, artifact, threads, warmup, runs, device, json_path, runner, pte_runtime):
     """Time one artifact: warm-up, then p50/p90/p99 latency per thread count."""
     with handle_errors(ctx.obj["verbose"]):
         _adb_runner(device, runner)
+        use_pte_runtime(pte_runtime)
         from edgeship.bench_cmd import run_bench
 
         if run_bench(artifact, threads, warmup, runs, device, json_path, ctx.obj["verbose"]):

@@ -27,7 +27,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeship.errors import EdgeshipError
+from edgeship.errors import EdgeshipError, InputError
+from edgeship.runtime.rootfs import cache_root
 
 SOURCE = Path(__file__).resolve().parent / "native" / "pte_runner.cpp"
 TARGETS = ("host", "aarch64")
@@ -58,10 +59,6 @@ class NativeRunner:
     def files(self) -> list[Path]:
         """The runner and its libraries: what a device needs."""
         return [self.binary] + [self.lib_dir / f"lib{name}.so" for name in LIBS]
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("EDGESHIP_CACHE", Path.home() / ".cache" / "edgeship"))
 
 
 def executorch_version() -> str:
@@ -174,8 +171,6 @@ def pte_runtime(choice: str | None = None) -> str:
     """'native' or 'python': the option given, else $EDGESHIP_PTE_RUNTIME, else native."""
     value = (choice or os.environ.get(ENV_RUNTIME) or "native").strip().lower()
     if value not in PTE_RUNTIMES:
-        from edgeship.errors import InputError
-
         raise InputError(f"unknown .pte runtime '{value}' (from --pte-runtime or ${ENV_RUNTIME}); "
                          f"choose {' or '.join(PTE_RUNTIMES)}")
     return value
@@ -214,3 +209,9 @@ class _lock:
     def __exit__(self, *exc):
         fcntl.flock(self.f, fcntl.LOCK_UN)
         self.f.close()
+
+
+def use_pte_runtime(choice: str | None) -> None:
+    """--pte-runtime for the devices opened later in this process and its children."""
+    if choice:
+        os.environ[ENV_RUNTIME] = pte_runtime(choice)

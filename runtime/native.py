@@ -129,3 +129,46 @@ def run_native(runner_cmd: list[str], artifact, inputs: list[np.ndarray], signat
         return AgentRun(False, {"platform": {"runner": "native"}},
                         error=f"timed out after {timeout:.0f} s (the native runner hung or is too slow)")
     return finish(proc.returncode, proc.stdout, proc.stderr, artifact, out_dir, signature)
+
+
+def probe_native(runner_cmd: list[str] | None, reason: str | None = None, timeout: float = 120.0) -> dict:
+    """What `devices doctor` shows for the native runner: {available, runtime, backends, xnnpack} or
+    {available: False, reason}. `runner_cmd` None: it cannot be built (`reason` says why)."""
+    if runner_cmd is None:
+        return {"available": False, "reason": reason or "not built"}
+    try:
+        proc = subprocess.run(runner_cmd + ["--probe"], capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, errors="replace")
+    except subprocess.TimeoutExpired:
+        return {"available": False, "reason": f"the native runner did not answer in {timeout:.0f} s"}
+    report = parse_agent_stdout(proc.stdout)
+    if not report or not report.get("ok"):
+        return {"available": False, "reason": describe_exit(proc.returncode, proc.stderr)}
+    backends = report.get("backends") or []
+    return {"available": True, "runtime": report.get("runtime"), "backends": backends,
+            "machine": (report.get("platform") or {}).get("machine"),
+            "xnnpack": {"active": "XnnpackBackend" in backends,
+                        "detail": "XnnpackBackend registered" if "XnnpackBackend" in backends
+                        else "XnnpackBackend not registered"}}
+
+
+def native_probe_for(device) -> dict:
+    """probe_native for a LocalDevice-like device (its native_target and native_command)."""
+    from edgeship.runtime.native_build import NativeUnavailable, ensure_runner
+
+    try:
+        runner = ensure_runner(device.native_target)
+    except NativeUnavailable as e:
+        return probe_native(None, e.message)
+    return probe_native(device.native_command(runner))
+
+
+def native_row(n: dict) -> str:
+    """The doctor table's 'ExecuTorch (native)' cell (rich markup)."""
+    from rich.markup import escape
+
+    if not n.get("available"):
+        return f"[red]unavailable[/]: {escape(str(n.get('reason')))}"
+    x = n.get("xnnpack") or {}
+    return (f"[green]{escape(str(n.get('runtime')))}[/] ({n.get('machine')}; no torch); XNNPACK "
+            + ("[green]active[/]" if x.get("active") else "[red]not active[/]") + f": {escape(x.get('detail', ''))}")

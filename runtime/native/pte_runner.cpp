@@ -4,6 +4,7 @@
 //
 //   pte_runner MODEL.pte --samples N --out-dir DIR [--input FILE:DTYPE]... [--quant SIDE:I:SCALE:ZP]...
 //              [--threads 1] [--warmup 5] [--runs 50] [--max-seconds 30] [--etdump FILE]
+//   pte_runner --probe      (the runtime, the machine and the backends registered)
 //
 // Each --input file holds N samples of one input, back to back, raw, in DTYPE (float32 unless
 // said). A float32 file feeding an int8/uint8/int16 input is quantized with the program's own
@@ -15,6 +16,7 @@
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
+#include <executorch/runtime/backend/interface.h>
 #ifdef EDGESHIP_ETDUMP
 #include <executorch/devtools/etdump/etdump_flatcc.h>
 #endif
@@ -471,8 +473,32 @@ std::string run(int argc, char** argv, std::string* partial) {
 
 }  // namespace
 
+std::string probe() {
+  struct utsname u;
+  uname(&u);
+  std::ostringstream js;
+  js << "\"platform\":{\"machine\":" << json_str(u.machine) << ",\"cpus\":" << sysconf(_SC_NPROCESSORS_ONLN) << "}";
+  js << ",\"runtime\":" << json_str(std::string("executorch-native ") + EDGESHIP_ET_VERSION) << ",\"backends\":[";
+  for (size_t i = 0; i < executorch::runtime::get_num_registered_backends(); ++i) {
+    auto name = executorch::runtime::get_backend_name(i);
+    js << (i ? "," : "") << json_str(name.ok() ? *name : "?");
+  }
+  auto* pool = executorch::extension::threadpool::get_threadpool();
+  js << "],\"threads\":" << (pool ? pool->get_thread_count() : 0) << ",\"etdump\":"
+#ifdef EDGESHIP_ETDUMP
+     << "true";
+#else
+     << "false";
+#endif
+  return js.str();
+}
+
 int main(int argc, char** argv) {
   std::string partial;
+  if (argc == 2 && std::strcmp(argv[1], "--probe") == 0) {
+    std::printf("\n{\"ok\":true,%s}\n", probe().c_str());
+    return 0;
+  }
   try {
     std::string body = run(argc, argv, &partial);
     std::printf("\n{\"ok\":true,%s}\n", body.c_str());

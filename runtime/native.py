@@ -22,6 +22,7 @@ import numpy as np
 
 from edgeship.runtime import timing
 from edgeship.runtime.device import AgentRun
+from edgeship.runtime.executorch import check_pte_bytes
 from edgeship.runtime.local import describe_exit, parse_agent_stdout
 
 QUANTIZED = ("int8", "uint8", "int16")
@@ -116,6 +117,11 @@ def run_native(runner_cmd: list[str], artifact, inputs: list[np.ndarray], signat
                threads=1, warmup=5, runs=50, timeout=300.0, env: dict | None = None,
                etdump: str | None = None) -> AgentRun:
     workdir = Path(workdir)
+    try:  # a FIFO or device file is left to the child (and its timeout): reading it here could block
+        if Path(artifact).is_file():
+            check_pte_bytes(Path(artifact).read_bytes(), str(artifact))
+    except (OSError, ValueError) as e:
+        return AgentRun(False, {"platform": {"runner": "native"}}, error=f"load: {type(e).__name__}: {e}")
     files = write_inputs(workdir, inputs)
     out_dir = workdir / "out"
     out_dir.mkdir(exist_ok=True)

@@ -313,7 +313,9 @@ std::string run(int argc, char** argv, std::string* partial) {
   if (!a.etdump.empty()) fail("arguments", "--etdump: this runner was built without ETDump");
   Module module(a.model, Module::LoadMode::File);
 #endif
-  Error err = module.load();
+  // the program's internal consistency is checked, as the Python runtime does: a damaged file
+  // fails here with an error instead of reaching the kernels
+  Error err = module.load(executorch::runtime::Program::Verification::InternalConsistency);
   if (err != Error::Ok) fail("load", "cannot load '" + a.model + "' as an ExecuTorch program: " + error_text(err));
   auto names = module.method_names();
   if (!names.ok()) fail("load", "cannot list the program's methods: " + error_text(names.error()));

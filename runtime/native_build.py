@@ -39,6 +39,7 @@ CROSS_APT = "apt-get install g++-aarch64-linux-gnu"
 ENV_RUNTIME = "EDGESHIP_PTE_RUNTIME"  # native (default) | python
 PTE_RUNTIMES = ("native", "python")
 _said: set[str] = set()
+_chosen: str | None = None  # --pte-runtime of the command running in this process
 
 
 class NativeUnavailable(EdgeshipError):
@@ -123,6 +124,14 @@ def build_key(target: str, version: str, et_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def compile_command(cxx: str, source: Path, out: Path, et: Path, rpath: str, version: str) -> list[str]:
+    """g++ against the executorch package at ET (include/, lib/), every runtime library linked."""
+    return [cxx, "-O2", "-std=c++17", str(source), "-o", str(out), f'-DEDGESHIP_ET_VERSION="{version}"',
+            "-DEDGESHIP_ETDUMP", "-Wno-deprecated-declarations", f"-I{et / 'include'}",
+            f"-I{et / 'include/executorch/runtime/core/portable_type/c10'}", "-DC10_USING_CUSTOM_GENERATED_MACROS",
+            f"-L{et / 'lib'}", f"-Wl,-rpath,{rpath}", "-Wl,--no-as-needed", *(f"-l{name}" for name in LIBS)]
+
+
 def ensure_runner(target: str = "host") -> NativeRunner:
     """The cached runner for TARGET, compiled now if missing. Raises NativeUnavailable."""
     if target not in TARGETS:
@@ -146,11 +155,7 @@ def ensure_runner(target: str = "host") -> NativeRunner:
         stage = Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))
         try:
             rpath = str(et / "lib") if target == "host" else "$ORIGIN/lib"
-            cmd = [cxx, "-O2", "-std=c++17", str(SOURCE), "-o", str(stage / "pte_runner"),
-                   f'-DEDGESHIP_ET_VERSION="{version}"', "-DEDGESHIP_ETDUMP", "-Wno-deprecated-declarations",
-                   f"-I{et / 'include'}", f"-I{et / 'include/executorch/runtime/core/portable_type/c10'}",
-                   "-DC10_USING_CUSTOM_GENERATED_MACROS", f"-L{et / 'lib'}", f"-Wl,-rpath,{rpath}",
-                   "-Wl,--no-as-needed", *(f"-l{name}" for name in LIBS)]
+            cmd = compile_command(cxx, SOURCE, stage / "pte_runner", et, rpath, version)
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
             if p.returncode != 0:
                 errors = [ln for ln in p.stderr.splitlines() if "error" in ln] or p.stderr.strip().splitlines()
@@ -168,8 +173,9 @@ def ensure_runner(target: str = "host") -> NativeRunner:
 
 
 def pte_runtime(choice: str | None = None) -> str:
-    """'native' or 'python': the option given, else $EDGESHIP_PTE_RUNTIME, else native."""
-    value = (choice or os.environ.get(ENV_RUNTIME) or "native").strip().lower()
+    """'native' or 'python': the choice given, else the command's --pte-runtime, else
+    $EDGESHIP_PTE_RUNTIME, else native."""
+    value = (choice or _chosen or os.environ.get(ENV_RUNTIME) or "native").strip().lower()
     if value not in PTE_RUNTIMES:
         raise InputError(f"unknown .pte runtime '{value}' (from --pte-runtime or ${ENV_RUNTIME}); "
                          f"choose {' or '.join(PTE_RUNTIMES)}")
@@ -212,6 +218,6 @@ class _lock:
 
 
 def use_pte_runtime(choice: str | None) -> None:
-    """--pte-runtime for the devices opened later in this process and its children."""
-    if choice:
-        os.environ[ENV_RUNTIME] = pte_runtime(choice)
+    """--pte-runtime for the devices this command opens (None: back to $EDGESHIP_PTE_RUNTIME, else native)."""
+    global _chosen
+    _chosen = pte_runtime(choice) if choice else None

@@ -142,7 +142,8 @@ def test_validate_over_ssh(sshd, good_env, digits_bundle, tmp_path):
 
 
 def test_pte_over_ssh_says_why(sshd, good_env, digits_bundle):
-    r = run_cli("validate", digits_bundle / "digits.int8.pte", "--device", sshd.uri, "--runs", "2", env=good_env)
+    r = run_cli("validate", digits_bundle / "digits.int8.pte", "--device", sshd.uri, "--runs", "2",
+                "--pte-runtime", "python", env=good_env)
     assert r.exit_code == 1, r.output
     assert "ExecuTorch's Python runtime needs torch" in r.output and "Traceback" not in r.output
 

@@ -226,15 +226,21 @@ def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop
               "holding 'executor_runner' runs .pte). Repeat for both.")
 @click.option("--pte-runtime", type=click.Choice(["native", "python"]), help=".pte: edgeship's native ExecuTorch "
               "runner (default; built at first use) or ExecuTorch's Python runtime (needs torch). Env: EDGESHIP_PTE_RUNTIME.")
+@click.option("--profile", is_flag=True, help=".pte: time per op and per delegate call (ETDump), slowest first.")
 @click.pass_context
-def bench(ctx, artifact, threads, warmup, runs, device, json_path, runner, pte_runtime):
+def bench(ctx, artifact, threads, warmup, runs, device, json_path, runner, pte_runtime, profile):
     """Time one artifact: warm-up, then p50/p90/p99 latency per thread count."""
     with handle_errors(ctx.obj["verbose"]):
         _adb_runner(device, runner)
         use_pte_runtime(pte_runtime)
         from edgeship.bench_cmd import run_bench
 
-        if run_bench(artifact, threads, warmup, runs, device, json_path, ctx.obj["verbose"]):
+        failed = run_bench(artifact, threads, warmup, runs, device, json_path, ctx.obj["verbose"])
+        if profile:
+            from edgeship.runtime.native_profile import profile_command
+
+            profile_command(artifact, device, warmup, runs, threads)
+        if failed:
             sys.exit(EXIT_CHECK_FAILED)
 
 

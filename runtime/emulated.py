@@ -30,7 +30,8 @@ AGENT_MODULES = ("agent", "timing", "tflite", "executorch", "probe")
 OPTIONAL_AGENT_MODULES = ("onnx",)  # runners the agent may name (RUNNERS) when this tree has them
 EXECUTORCH_ON_AARCH64 = ("ExecuTorch cannot run on this emulated arm64 device: its Python runtime links libtorch, "
                          "and PyPI serves no CPU torch for aarch64 (on a real Pi, `edgeship devices setup "
-                         "ssh://... --with-executorch` installs one from PyTorch's CPU index)")
+                         "ssh://... --with-executorch` installs one from PyTorch's CPU index); edgeship's native "
+                         "runner needs no torch: --pte-runtime native, with g++-aarch64-linux-gnu installed")
 
 
 @dataclass(frozen=True)

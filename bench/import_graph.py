@@ -3,7 +3,11 @@ circles (strongly connected components), over every import and over top-level im
 
     python3 bench/import_graph.py        # from the repository root; reads the files, imports nothing
 """
-import ast, sys, pathlib, collections
+import ast
+import collections
+import pathlib
+import sys
+
 roots = {"edgeship": "edgeship", "edgeship.convert": "convert", "edgeship.quantize": "quantize", "edgeship.runtime": "runtime", "edgeship.device_tests": "device_tests"}
 def modname(p):
     p = pathlib.Path(p)

@@ -10,8 +10,7 @@ from edgeship.console import console
 from edgeship.errors import ArtifactError, InputError
 from edgeship.model import IOSpec
 from edgeship.reports.tables import size_str
-from edgeship.runtime.base import RUNNER_MODULES, format_of
-from edgeship.runtime.local import describe_exit, parse_agent_stdout
+from edgeship.runtime.base import RUNNER_MODULES, describe_exit, format_of, parse_agent_stdout
 
 
 def inspect_file(path: Path, isolated: bool = True, timeout: float = 300.0) -> dict:

@@ -23,6 +23,8 @@ each entry {"name", "shape", "dtype", "layout", "quantization"}.
 
 from __future__ import annotations
 
+import json
+import signal
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -93,3 +95,31 @@ def format_of(path: str) -> str | None:
         if str(path).endswith("." + fmt):
             return fmt
     return None
+
+
+# The agent's protocol, as every device reads it
+
+
+def parse_agent_stdout(stdout: str) -> dict | None:
+    """The agent's report is the last line of stdout that parses as a JSON object."""
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def describe_exit(returncode: int, stderr: str) -> str:
+    """'killed by SIGSEGV; last words: ...' for a child that died, else the stderr's last line."""
+    last = [ln for ln in stderr.strip().splitlines() if ln.strip()][-3:]
+    words = " | ".join(last)[-300:]
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"runtime crashed (killed by {name})" + (f"; last words: {words}" if words else "")
+    return f"agent exited with status {returncode}" + (f": {words}" if words else "")

@@ -7,8 +7,10 @@ are needed to run it, nor root: `-L` makes QEMU look paths up in the root filesy
 libraries, its /sys stub for XNNPACK), then on the host (the run's own files).
 
 Latency measured here is the emulator's, not the board's: `emulated = True` labels it everywhere.
-ExecuTorch's Python runtime needs a CPU torch, which PyPI does not serve for aarch64: .pte
-artifacts get a per-artifact error saying so instead of a run.
+.pte artifacts run through edgeship's native runner built for aarch64 (native_build.py) under the
+same QEMU, -L and -cpu: no torch. ExecuTorch's Python runtime needs a CPU torch, which PyPI does
+not serve for aarch64: without the cross compiler (or with --pte-runtime python) .pte artifacts
+get a per-artifact error saying so instead of a run.
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ from pathlib import Path
 from edgeship.children import die_with_parent
 from edgeship.errors import DeviceUnreachable, InputError, suggest
 from edgeship.runtime import rootfs as rootfs_mod
-from edgeship.runtime.base import AgentRun
-from edgeship.runtime.local import LocalDevice, describe_exit, parse_agent_stdout
+from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
+from edgeship.runtime.local import LocalDevice
+from edgeship.runtime.native import native_probe_for
 from edgeship.runtime.rootfs import MARKER, write_cpu_files
 
 AGENT_MODULES = ("agent", "timing", "tflite", "executorch", "probe")
 OPTIONAL_AGENT_MODULES = ("onnx",)  # runners the agent may name (RUNNERS) when this tree has them
 EXECUTORCH_ON_AARCH64 = ("ExecuTorch cannot run on this emulated arm64 device: its Python runtime links libtorch, "
                          "and PyPI serves no CPU torch for aarch64 (on a real Pi, `edgeship devices setup "
-                         "ssh://... --with-executorch` installs one from PyTorch's CPU index)")
+                         "ssh://... --with-executorch` installs one from PyTorch's CPU index); edgeship's native "
+                         "runner needs no torch: --pte-runtime native, with g++-aarch64-linux-gnu installed")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ def parse_board(uri: str) -> str:
 
 class EmulatedDevice(LocalDevice):
     emulated = True
+    native_target = "aarch64"
 
     def __init__(self, uri: str, rootfs: Path | None = None):
         self.board_id = parse_board(uri)
@@ -118,6 +123,9 @@ class EmulatedDevice(LocalDevice):
     def agent_command(self) -> list[str]:
         return self.guest_command("agent")
 
+    def native_command(self, runner) -> list[str]:
+        return [self.qemu, "-L", str(self.rootfs), "-cpu", self.board.cpu, str(runner.binary)]
+
     def probe(self, timeout: float = 300.0) -> dict:
         try:
             proc = subprocess.run(self.guest_command("probe"), capture_output=True, text=True, timeout=timeout,
@@ -132,15 +140,19 @@ class EmulatedDevice(LocalDevice):
         result["board_cores"] = self.board.cores
         result["rootfs"] = str(self.rootfs)
         self._executorch = bool(result.get("executorch", {}).get("available"))
+        result["executorch_native"] = native_probe_for(self)
         return result
 
     def run_artifact(self, artifact, inputs, signature, **kw) -> AgentRun:
         if Path(artifact).suffix == ".pte":
+            run = self.run_native_pte(artifact, inputs, signature, **kw)
+            if run is not None:
+                return run
             if self._executorch is None:
                 self._executorch = self._guest_imports("torch")
             if not self._executorch:
                 return AgentRun(False, {"platform": {"machine": "aarch64"}}, error=EXECUTORCH_ON_AARCH64)
-        return super().run_artifact(artifact, inputs, signature, **kw)
+        return self.run_agent(artifact, inputs, signature, **kw)
 
     def _guest_imports(self, module: str) -> bool:
         cmd = self.guest_command("probe")[:-2] + ["-c", f"import {module}"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -13,32 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.children import die_with_parent
-from edgeship.runtime.base import AgentRun
-
-
-def parse_agent_stdout(stdout: str) -> dict | None:
-    """The agent's report is the last line of stdout that parses as a JSON object."""
-    for line in reversed(stdout.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError:
-                continue
-    return None
-
-
-def describe_exit(returncode: int, stderr: str) -> str:
-    """'killed by SIGSEGV; last words: ...' for a child that died, else the stderr's last line."""
-    last = [ln for ln in stderr.strip().splitlines() if ln.strip()][-3:]
-    words = " | ".join(last)[-300:]
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"runtime crashed (killed by {name})" + (f"; last words: {words}" if words else "")
-    return f"agent exited with status {returncode}" + (f": {words}" if words else "")
+from edgeship.runtime import native, native_build
+from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
 
 
 def save_inputs(path: Path, inputs: list[np.ndarray]) -> None:
@@ -55,11 +30,40 @@ class LocalDevice:
     uri = "local"
     emulated = False
 
+    pte_runtime: str | None = None  # 'native' | 'python'; None: $EDGESHIP_PTE_RUNTIME, else native
+    native_target = "host"
+
     def agent_command(self) -> list[str]:
         return [sys.executable, "-m", "edgeship.runtime.standalone.agent"]
 
-    def run_artifact(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
-                     verbose=False) -> AgentRun:
+    def native_command(self, runner) -> list[str]:
+        return [str(runner.binary)]
+
+    def run_artifact(self, artifact, inputs, signature, **kw) -> AgentRun:
+        """A .pte through the native runner (native_build.py) unless the Python one was asked
+        for or no runner can be built here; everything else through the Python agent."""
+        if Path(artifact).suffix == ".pte":
+            run = self.run_native_pte(artifact, inputs, signature, **kw)
+            if run is not None:
+                return run
+        return self.run_agent(artifact, inputs, signature, **kw)
+
+    def run_native_pte(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
+                       verbose=False, etdump=None) -> AgentRun | None:
+        """None when the Python runtime is to run it (chosen, or no native runner here)."""
+        # imported here: native.py builds on this module's helpers
+
+        if native_build.pte_runtime(self.pte_runtime) != "native":
+            return None
+        runner = native_build.runner_or_none(self.native_target)
+        if runner is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="edgeship-native-") as tmp:
+            return native.run_native(self.native_command(runner), artifact, inputs, signature, Path(tmp),
+                                     threads=threads, warmup=warmup, runs=runs, timeout=timeout, etdump=etdump)
+
+    def run_agent(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
+                  verbose=False) -> AgentRun:
         with tempfile.TemporaryDirectory(prefix="edgeship-run-") as tmp:
             tmp = Path(tmp)
             save_inputs(tmp / "in.npz", inputs)

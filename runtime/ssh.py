@@ -9,6 +9,7 @@ never turned off here. Everything lives under ~/.edgeship on the device:
     ~/.edgeship/agent-<hash>/edgeship_agent/   the agent, pushed once per version
     ~/.edgeship/artifacts/<sha256>/NAME        artifacts, pushed once, checked by sha256
     ~/.edgeship/runs/<id>/                     one run's inputs and outputs, removed afterwards
+    ~/.edgeship/native-<key>/                  the native .pte runner + executorch libraries (ssh_native.py)
 
 A run has a timeout on both ends (`timeout` on the device, the subprocess's here). A connection
 that drops during a run is retried once; a second drop fails that artifact only, so the results
@@ -31,9 +32,10 @@ from urllib.parse import urlsplit
 
 from edgeship.errors import DeviceError, InputError
 from edgeship.hashing import sha256_file
-from edgeship.runtime.base import AgentRun
+from edgeship.runtime import ssh_native
+from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
 from edgeship.runtime.emulated import agent_package
-from edgeship.runtime.local import describe_exit, load_outputs, parse_agent_stdout, save_inputs
+from edgeship.runtime.local import load_outputs, save_inputs
 from edgeship.runtime.rootfs import cache_root, host_version, pip_platform_args
 
 HOME = ".edgeship"  # relative to the login directory: the same path for ssh and scp
@@ -227,6 +229,11 @@ class SSHDevice:
         return AgentRun(False, error=f"connection to {self.host} dropped during the run, twice (retried once): {error}")
 
     def _run_once(self, artifact, inputs, signature, threads, warmup, runs, timeout, verbose) -> AgentRun:
+        if artifact.suffix == ".pte":  # edgeship's native runner unless --pte-runtime python (no torch needed)
+            run = ssh_native.run_pte(self, artifact, inputs, signature, threads=threads, warmup=warmup, runs=runs,
+                                     timeout=timeout)
+            if run is not None:
+                return run
         remote_artifact = self.push_artifact(artifact)
         run_dir = f"{HOME}/runs/{uuid.uuid4().hex[:12]}"
         with tempfile.TemporaryDirectory(prefix="edgeship-ssh-run-") as tmp:
@@ -289,6 +296,7 @@ class SSHDevice:
         if result is None:
             raise DeviceError(f"{self.uri}: the probe failed: {describe_exit(proc.returncode, proc.stderr)}")
         result["venv"] = state.get("venv") == "yes"
+        result["executorch_native"] = ssh_native.probe(self)
         if not result["venv"]:
             result["tflite"] = {"available": False, "reason": f"no edgeship runtime on the device; {self.setup_hint()}"}
         return result

@@ -18,12 +18,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from adb_test_server import AdbTestServer
 from click.testing import CliRunner
-from device_support import digits_bundle, emu_rootfs, require_tool  # noqa: F401  (fixtures)
 
 from edgeship.cli import cli
 from edgeship.runtime.adb import NO_OUTPUTS, parse_benchmark_model, parse_executor_runner
+
+from adb_test_server import AdbTestServer
+from device_support import digits_bundle, emu_rootfs, require_tool  # noqa: F401  (fixtures)
 
 STANDINS = Path(__file__).resolve().parent / "runner_standins"
 

@@ -12,9 +12,10 @@ import sys
 
 import numpy as np
 from click.testing import CliRunner
-from device_support import REPO, digits_bundle, emu_rootfs  # noqa: F401  (fixtures)
 
 from edgeship.cli import cli
+
+from device_support import REPO, digits_bundle, emu_rootfs  # noqa: F401  (fixtures)
 
 
 def run_cli(*args, env=None):
@@ -90,7 +91,8 @@ def test_int8_outputs_host_vs_emulated_arm64(emu_rootfs, digits_bundle):
 
 
 def test_pte_on_emulated_pi_says_why_it_cannot_run(emu_rootfs, digits_bundle):
-    r = run_cli("validate", digits_bundle / "digits.int8.pte", "--device", "emu:rpi4", "--runs", "3")
+    r = run_cli("validate", digits_bundle / "digits.int8.pte", "--device", "emu:rpi4", "--runs", "3",
+                "--pte-runtime", "python")
     assert r.exit_code == 1
     text = " ".join(r.output.split())  # the table may wrap the line
     assert "ExecuTorch cannot run on this emulated arm64 device" in text

@@ -17,9 +17,10 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from device_support import SSHTestServer, digits_bundle, emu_rootfs, keygen  # noqa: F401  (fixtures)
 
 from edgeship.cli import cli
+
+from device_support import SSHTestServer, digits_bundle, emu_rootfs, keygen  # noqa: F401  (fixtures)
 
 
 def run_cli(*args, env=None):
@@ -170,7 +171,8 @@ def test_validate_over_ssh(ready_device, sshd, good_env, digits_bundle, tmp_path
 
 
 def test_pte_over_ssh_says_why(ready_device, sshd, good_env, digits_bundle):
-    r = run_cli("validate", digits_bundle / "digits.int8.pte", "--device", sshd.uri, "--runs", "2", env=good_env)
+    r = run_cli("validate", digits_bundle / "digits.int8.pte", "--device", sshd.uri, "--runs", "2",
+                "--pte-runtime", "python", env=good_env)
     assert r.exit_code == 1, r.output
     assert "ExecuTorch's Python runtime needs torch" in r.output and "Traceback" not in r.output
 

@@ -22,6 +22,14 @@ SEARCH_SEED = 7  # the search is deterministic: the same export and seed give th
 SEARCH_CASES = 80
 
 
+def python_runtime() -> LocalDevice:
+    """The host with ExecuTorch's Python runtime for .pte: the runtime these mutants crash (the
+    native runner's own containment is in test_native_runner.py)."""
+    device = LocalDevice()
+    device.pte_runtime = "python"
+    return device
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, torch_digits):
     from edgeship.pipeline import ExportRequest, export
@@ -38,7 +46,7 @@ def crashing_pte(bundle, tmp_path_factory):
     rec = next(a for a in bundle.artifacts if a["format"] == "pte")
     data = bundle.artifact_path(rec).read_bytes()
     rng = random.Random(SEARCH_SEED)
-    device = LocalDevice()
+    device = python_runtime()
     inputs = [a[:1] for a in bundle.golden().inputs]
     path = tmp_path_factory.mktemp("crash") / "mutant.pte"
     for _ in range(SEARCH_CASES):
@@ -54,7 +62,7 @@ def test_crash_is_reported_with_its_signal(crashing_pte, bundle, tmp_path):
     rec = next(a for a in bundle.artifacts if a["format"] == "pte")
     path = tmp_path / "crash.pte"
     path.write_bytes(crashing_pte)
-    run = LocalDevice().run_artifact(path, [a[:1] for a in bundle.golden().inputs], rec["io"], warmup=0, runs=1)
+    run = python_runtime().run_artifact(path, [a[:1] for a in bundle.golden().inputs], rec["io"], warmup=0, runs=1)
     assert not run.ok
     assert run.error.startswith("runtime crashed (killed by SIG"), run.error
     assert "\n" not in run.error
@@ -66,7 +74,7 @@ def test_crash_fails_only_its_artifact(crashing_pte, bundle, tmp_path):
     pte = next(a for a in bundle.artifacts if a["format"] == "pte")
     (copy / pte["path"]).write_bytes(crashing_pte)
     proc = subprocess.run([sys.executable, "-m", "edgeship", "validate", str(copy), "--runs", "3",
-                           "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
+                           "--pte-runtime", "python", "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     import json

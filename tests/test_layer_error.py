@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from edgeship.cli import cli
 from edgeship.errors import CheckFailed
 from edgeship.quantize.accuracy_aware import drop, report_searches
-from edgeship.quantize.layer_error import SNR_CAP_DB, finish, keras_op_layers
+from edgeship.quantize.layer_error import finish, keras_op_layers
 
 
 def run_cli(*args):

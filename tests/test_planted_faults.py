@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgeship.bundle import MANIFEST
-from edgeship.hashing import sha256_file
 from edgeship.cli import cli
+from edgeship.hashing import sha256_file
 from edgeship.pipeline import ExportRequest, export
 from edgeship.validate import ValidateRequest, validate
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+from test_gates import baseline, jitter, record
 
 from edgeship.config import parse_project
 from edgeship.gates.budgets import evaluate
 from edgeship.reports import FILES, build_report, write_reports
-from test_gates import baseline, jitter, record
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -105,8 +105,9 @@ def test_html_is_self_contained(report, tmp_path):
 
 
 def test_html_renders_in_headless_chromium(report, tmp_path):
-    from device_support import require_tool
     from PIL import Image
+
+    from device_support import require_tool
 
     require_tool(CHROMIUM.name, "chromium")  # a missing tool fails loudly, never skips (README: Tests)
 

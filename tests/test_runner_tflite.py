@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, top1
 from edgeship.convert import ConvertOptions
 from edgeship.quantize import get_recipe
 from edgeship.runtime.standalone import tflite
 from edgeship.runtime.standalone.tflite import Runner, inspect_artifact
+
+from conftest import REPO, top1
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ from edgeship.errors import InputError
 from edgeship.inspect import inspect_file
 from edgeship.reports.tables import fmt, write_json
 from edgeship.runtime.device import open_device
+from edgeship.runtime.native_build import use_pte_runtime
+from edgeship.runtime.native_profile import profile_command
 from edgeship.validate import resolve
 
 
@@ -77,13 +79,17 @@ def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri:
 @click.option("--warmup", default=10, show_default=True, help="Untimed runs before timing.")
 @click.option("--runs", default=100, show_default=True, help="Timed runs (latency percentiles).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON.")
+@click.option("--profile", is_flag=True, help=".pte: time per op and per delegate call (ETDump), slowest first.")
 @device_options
 @click.pass_context
-def command(ctx, artifact, threads, warmup, runs, json_path, device, runner):
+def command(ctx, artifact, threads, warmup, runs, json_path, profile, device, runner, pte_runtime):
     """Time one artifact: warm-up, then p50/p90/p99 latency per thread count.
 
     Exits 1 when a run failed, 3 when a device cannot be reached (the other devices still run)."""
     use_adb_runner(device, runner)
+    use_pte_runtime(pte_runtime)
     code = run_bench(artifact, threads, warmup, runs, device, json_path, ctx.obj["verbose"])
+    if profile:
+        profile_command(artifact, device, warmup, runs, threads)
     if code:
         sys.exit(code)

@@ -18,9 +18,10 @@ from edgeship.cli.groups import SuggestingGroup
 from edgeship.console import console, err_console, info, progress_enabled
 from edgeship.errors import EXIT_CHECK_FAILED, InputError, suggest
 from edgeship.runtime.adb import AdbDevice
-from edgeship.runtime.base import DEVICE_SCHEMES, scheme_of
+from edgeship.runtime.base import DEVICE_SCHEMES, parse_agent_stdout, scheme_of
 from edgeship.runtime.emulated import EmulatedDevice, parse_board
-from edgeship.runtime.local import parse_agent_stdout
+from edgeship.runtime.local import LocalDevice
+from edgeship.runtime.native import native_probe_for, native_row
 from edgeship.runtime.rootfs import ensure_rootfs
 from edgeship.runtime.ssh import SSHDevice
 
@@ -91,7 +92,9 @@ def doctor_report(uri: str) -> dict:
 
     proc = subprocess.run([sys.executable, "-m", "edgeship.runtime.standalone.probe"], capture_output=True, text=True,
                           timeout=300)
-    return json.loads(json.dumps(parse_agent_stdout(proc.stdout) or {"ok": False}))
+    report = json.loads(json.dumps(parse_agent_stdout(proc.stdout) or {"ok": False}))
+    report["executorch_native"] = native_probe_for(LocalDevice())
+    return report
 
 
 def print_doctor(uri: str, r: dict) -> bool:
@@ -121,6 +124,8 @@ def print_doctor(uri: str, r: dict) -> bool:
     et = r.get("executorch") or {}
     t.add_row("ExecuTorch", f"[green]{et['runtime']}[/]" if et.get("available")
               else f"[red]unavailable[/]: {et.get('reason')}")
+    if "executorch_native" in r:
+        t.add_row("ExecuTorch (native)", native_row(r["executorch_native"]))
     disk, mem, avail = r.get("disk_free_mb"), r.get("mem_total_mb"), r.get("mem_available_mb")
     t.add_row("free disk", f"{disk / 1024:.1f} GB" if disk is not None else "unknown")
     t.add_row("memory", f"{avail / 1024:.1f} GB available of {mem / 1024:.1f} GB" if mem and avail else "unknown")

@@ -27,7 +27,10 @@ RUNNER_HELP = ("adb devices: the native runner to push: LiteRT's benchmark_model
 
 
 def device_options(f):
-    """--device (repeatable) and --runner, shared by validate and bench."""
+    """--device (repeatable), --runner and --pte-runtime, shared by validate and bench."""
+    f = click.option("--pte-runtime", type=click.Choice(["native", "python"]), help=".pte: edgeship's native "
+                     "ExecuTorch runner (default; built at first use) or ExecuTorch's Python runtime (needs torch). "
+                     "Env: EDGESHIP_PTE_RUNTIME.")(f)
     f = click.option("--runner", type=click.Path(path_type=__import__("pathlib").Path), multiple=True,
                      help=RUNNER_HELP)(f)
     return click.option("--device", multiple=True, default=["local"], show_default=True, help=DEVICE_HELP)(f)

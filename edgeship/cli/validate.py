@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgeship.cli.each_device import device_options, use_adb_runner, validate_on_devices
+from edgeship.runtime.native_build import use_pte_runtime
 from edgeship.validate import ValidateRequest
 
 
@@ -23,7 +24,8 @@ from edgeship.validate import ValidateRequest
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON.")
 @device_options
 @click.pass_context
-def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cosine, json_path, device, runner):
+def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cosine, json_path, device, runner,
+            pte_runtime):
     """Compare every artifact of a bundle (or one artifact) with the float reference.
 
     Prints accuracy (top-1, agreement, cosine, SNR, max error), latency (p50/p90/p99 after
@@ -31,6 +33,7 @@ def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cos
     cannot be run, 3 when a device cannot be reached.
     """
     use_adb_runner(device, runner)
+    use_pte_runtime(pte_runtime)
     req = ValidateRequest(target, data, device[0], threads, warmup, runs, timeout, max_drop, min_cosine,
                           ctx.obj["verbose"])
     code = validate_on_devices(req, list(device), json_path)

@@ -1,0 +1,157 @@
+"""The native .pte runner against ExecuTorch's Python runtime and the .tflite of the same model,
+and its timed loop against a bare C++ loop, in one run.
+
+    .venv/bin/python bench/native_runner.py [--repeats 5] [--mobilenet] [--out bench/NATIVE.md]
+
+1. start: each artifact through edgeship's device path on the host (LocalDevice.run_artifact: a
+   child process, one sample, no timed runs), medians over --repeats interleaved runs of
+   - first result: wall time from starting the child to having its outputs back in edgeship,
+   - init: the runtime's load (native: Module + load_method; Python: program + method load;
+     LiteRT: interpreter + allocate),
+   - peak: the child's VmHWM.
+   .pte native, .pte Python runtime, .tflite (ai-edge-litert), for fp32 and int8.
+2. loop: the native runner's timed loop (p50 over --loop-runs runs cycling through the samples)
+   against bench/native_bare.cpp, the Module API's forward() over the same samples, built with the
+   same compiler and libraries; runs interleaved, medians of the p50s.
+Targets (not asserted): init <= 50 ms, peak <= 1.2x the .tflite's, first result <= 1.3x the
+.tflite's, loop overhead <= 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgeship.bundle import read_bundle  # noqa: E402
+from edgeship.runtime import native_build  # noqa: E402
+from edgeship.runtime.local import LocalDevice  # noqa: E402
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="true")
+
+
+def export(source: str, out: Path, calib: str, name: str) -> Path:
+    cmd = [sys.executable, "-m", "edgeship", "-q", "export", source, "--to", "pte,tflite", "--quant", "fp32,int8",
+           "--calib", calib, "--golden-samples", "100", "--out", str(out), "--name", name]
+    subprocess.run(cmd, check=True, env=ENV, capture_output=True)
+    return out
+
+
+def device(runtime: str) -> LocalDevice:
+    d = LocalDevice()
+    d.pte_runtime = runtime
+    return d
+
+
+def bench_start(bundle_dir: Path, label: str, repeats: int) -> list[str]:
+    bundle = read_bundle(bundle_dir)
+    x = [a[:1] for a in bundle.golden().inputs]
+    cases = []
+    for recipe in ("fp32", "int8"):
+        for fmt, runtime in (("pte", "native"), ("pte", "python"), ("tflite", "native")):
+            rec = next(a for a in bundle.artifacts if a["format"] == fmt and a["recipe"] == recipe)
+            cases.append((recipe, fmt, runtime, bundle.artifact_path(rec), rec["io"]))
+    got = {c[:3]: {"first": [], "init": [], "peak": [], "runtime": None} for c in cases}
+    for _ in range(repeats):
+        for recipe, fmt, runtime, path, io in cases:  # interleaved
+            t0 = time.perf_counter()
+            run = device(runtime).run_artifact(path, x, io, warmup=0, runs=0)
+            wall = (time.perf_counter() - t0) * 1000
+            if not run.ok:
+                raise SystemExit(f"{path.name} ({runtime}): {run.error}")
+            g = got[(recipe, fmt, runtime)]
+            g["first"].append(wall)
+            g["init"].append(run.result["init_ms"])
+            g["peak"].append(run.result["peak_rss_mb"])
+            g["runtime"] = run.result["runtime"]
+    med = {k: {m: statistics.median(v[m]) for m in ("first", "init", "peak")} | {"runtime": v["runtime"]}
+           for k, v in got.items()}
+    lines = [f"### {label}: start-up, host ({repeats} interleaved runs, medians)", "",
+             "| recipe | artifact | runtime | first result ms | init ms | peak MB | first vs .tflite | peak vs .tflite |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for recipe, fmt, runtime in got:
+        m, t = med[(recipe, fmt, runtime)], med[(recipe, "tflite", "native")]
+        lines.append(f"| {recipe} | .{fmt} | {m['runtime']} | {m['first']:.1f} | {m['init']:.2f} | {m['peak']:.1f} | "
+                     f"{m['first'] / t['first']:.2f}x | {m['peak'] / t['peak']:.2f}x |")
+    return lines + [""]
+
+
+def build_bare(tmp: Path) -> Path:
+    runner = native_build.ensure_runner("host")
+    et = runner.lib_dir.parent
+    out = tmp / "native_bare"
+    cmd = native_build.compile_command(native_build.compiler("host"), REPO / "bench" / "native_bare.cpp", out, et,
+                                       str(et / "lib"), runner.version)
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+def bench_loop(bundle_dir: Path, label: str, repeats: int, runs: int, tmp: Path) -> list[str]:
+    bundle = read_bundle(bundle_dir)
+    bare = build_bare(tmp)
+    x = bundle.golden().inputs[0].astype(np.float32)
+    n = len(x)
+    x.tofile(tmp / "samples.bin")
+    lines = [f"### {label}: native runner loop vs bare C++ loop, host ({runs} timed runs over {n} samples, "
+             f"50 warm-up, {repeats} interleaved repeats, medians of p50)", "",
+             "| recipe | bare forward() p50 ms | native runner p50 ms | overhead | bare mean-run ms | runner mean ms |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for recipe in ("fp32", "int8"):
+        rec = next(a for a in bundle.artifacts if a["format"] == "pte" and a["recipe"] == recipe)
+        path = bundle.artifact_path(rec)
+        b50, bmean, r50, rmean = [], [], [], []
+        for _ in range(repeats):
+            out = subprocess.run([str(bare), str(path), str(tmp / "samples.bin"), str(n), "50", str(runs)],
+                                 capture_output=True, text=True, check=True).stdout.split()
+            b50.append(float(out[0]))
+            bmean.append(float(out[1]) / runs)
+            run = device("native").run_artifact(path, [x], rec["io"], warmup=50, runs=runs)
+            r50.append(run.result["latency"]["p50_ms"])
+            rmean.append(run.result["latency"]["mean_ms"])
+        b, r = statistics.median(b50), statistics.median(r50)
+        lines.append(f"| {recipe} | {b:.5f} | {r:.5f} | {(r / b - 1) * 100:+.1f}% | {statistics.median(bmean):.5f} | "
+                     f"{statistics.median(rmean):.5f} |")
+    return lines + [""]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--loop-runs", type=int, default=2000)
+    p.add_argument("--mobilenet", action="store_true", help="also torch MobileNetV2 (random weights, 224x224)")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    lines = [f"command: `.venv/bin/python bench/native_runner.py --repeats {args.repeats}"
+             + (" --mobilenet" if args.mobilenet else "") + "`", ""]
+    with tempfile.TemporaryDirectory(prefix="edgeship-bench-native-") as tmp:
+        tmp = Path(tmp)
+        models = [("digits CNN (torch, 8x8)", export(f"{REPO / 'examples' / 'torch_digits.py'}:build", tmp / "digits",
+                                                    "digits:train", "digits"))]
+        if args.mobilenet:
+            from bench import calibration_images  # bench/bench.py: 200 crops of scikit-learn's sample photos
+
+            calib = calibration_images(200, "NCHW", tmp / "calib.npz")
+            models.append(("MobileNetV2 (torch, 224x224, random weights)",
+                           export(f"{REPO / 'bench' / 'mobilenet_v2_torch.py'}:build", tmp / "mnv2", str(calib),
+                                  "mnv2")))
+        for label, bundle in models:
+            for part in (bench_start(bundle, label, args.repeats),
+                         bench_loop(bundle, label, args.repeats, args.loop_runs, tmp)):
+                print("\n".join(part), flush=True)
+                lines += part
+    if args.out:
+        args.out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,517 @@
+// edgeship's native ExecuTorch runner: runs a .pte through the executorch wheel's own shared
+// libraries (no torch, no Python) with the agent's protocol. Built at first use by
+// runtime/native_build.py; small on purpose.
+//
+//   pte_runner MODEL.pte --samples N --out-dir DIR [--input FILE:DTYPE]... [--quant SIDE:I:SCALE:ZP]...
+//              [--threads 1] [--warmup 5] [--runs 50] [--max-seconds 30] [--etdump FILE]
+//   pte_runner --probe      (the runtime, the machine and the backends registered)
+//
+// Each --input file holds N samples of one input, back to back, raw, in DTYPE (float32 unless
+// said). A float32 file feeding an int8/uint8/int16 input is quantized with the program's own
+// constants (forward_input0_scale/_zp methods) or --quant input:0:SCALE:ZP; float32 feeding
+// float16 is cast. DIR/output_K.bin gets N samples of output K raw, in the program's dtype.
+// The last line on stdout is one JSON object: {"ok": true, ...} or {"ok": false, "stage", "error"}.
+// Timings: init (Module + load_method), the first run, then warm-up runs untimed and timed runs
+// over the samples in turn (i % N), stopping after --max-seconds once 3 runs are timed.
+
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+#include <executorch/runtime/backend/interface.h>
+#ifdef EDGESHIP_ETDUMP
+#include <executorch/devtools/etdump/etdump_flatcc.h>
+#endif
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef EDGESHIP_ET_VERSION
+#define EDGESHIP_ET_VERSION "unknown"
+#endif
+
+namespace executorch::extension::threadpool {
+// libexecutorch_threadpool.so exports these; the wheel ships no threadpool.h
+class ThreadPool {
+ public:
+  size_t get_thread_count() const;
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
+
+using executorch::aten::ScalarType;
+using executorch::extension::Module;
+using executorch::runtime::Error;
+using executorch::runtime::EValue;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string json_str(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+std::string num(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double peak_rss_mb() {  // VmHWM: this process's own peak resident memory
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+  return -1;
+}
+
+const char* error_name(Error e) {
+  switch (e) {
+    case Error::Ok: return "Ok";
+    case Error::Internal: return "Internal";
+    case Error::InvalidState: return "InvalidState";
+    case Error::EndOfMethod: return "EndOfMethod";
+    case Error::NotSupported: return "NotSupported";
+    case Error::NotImplemented: return "NotImplemented";
+    case Error::InvalidArgument: return "InvalidArgument";
+    case Error::InvalidType: return "InvalidType";
+    case Error::OperatorMissing: return "OperatorMissing (a kernel the program needs is not linked)";
+    case Error::NotFound: return "NotFound";
+    case Error::MemoryAllocationFailed: return "MemoryAllocationFailed";
+    case Error::AccessFailed: return "AccessFailed";
+    case Error::InvalidProgram: return "InvalidProgram";
+    case Error::InvalidExternalData: return "InvalidExternalData";
+    case Error::OutOfResources: return "OutOfResources";
+    case Error::DelegateInvalidCompatibility: return "DelegateInvalidCompatibility";
+    case Error::DelegateMemoryAllocationFailed: return "DelegateMemoryAllocationFailed";
+    case Error::DelegateInvalidHandle: return "DelegateInvalidHandle";
+    default: return "Error";
+  }
+}
+
+std::string error_text(Error e) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%x", static_cast<unsigned>(e));
+  return std::string("error ") + buf + " " + error_name(e);
+}
+
+struct Fail {
+  std::string stage, error;
+};
+
+[[noreturn]] void fail(const std::string& stage, const std::string& error) { throw Fail{stage, error}; }
+
+struct DType {
+  const char* name;
+  ScalarType type;
+  size_t size;
+};
+const DType kDTypes[] = {
+    {"uint8", ScalarType::Byte, 1},   {"int8", ScalarType::Char, 1},     {"int16", ScalarType::Short, 2},
+    {"int32", ScalarType::Int, 4},    {"int64", ScalarType::Long, 8},    {"float16", ScalarType::Half, 2},
+    {"float32", ScalarType::Float, 4}, {"float64", ScalarType::Double, 8}, {"bool", ScalarType::Bool, 1},
+};
+
+const DType* dtype_of(ScalarType t) {
+  for (const auto& d : kDTypes)
+    if (d.type == t) return &d;
+  return nullptr;
+}
+const DType* dtype_named(const std::string& n) {
+  for (const auto& d : kDTypes)
+    if (n == d.name) return &d;
+  return nullptr;
+}
+
+struct Quant {
+  bool set = false;
+  double scale = 1.0;
+  long zero_point = 0;
+};
+
+struct Spec {
+  const DType* dtype;
+  std::vector<executorch::aten::SizesType> sizes;
+  size_t nbytes;
+  Quant quant;
+};
+
+std::string shape_text(const std::vector<executorch::aten::SizesType>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+template <typename T>
+void quantize(const float* src, size_t n, const Quant& q, T lo, T hi, uint8_t* dst) {
+  T* out = reinterpret_cast<T*>(dst);
+  for (size_t i = 0; i < n; ++i) {
+    double v = std::nearbyint(static_cast<double>(src[i]) / q.scale) + q.zero_point;  // half to even, as numpy
+    out[i] = static_cast<T>(v < lo ? lo : (v > hi ? hi : v));
+  }
+}
+
+// One sample of a file of FROM dtype as the program's tensor bytes.
+void convert_sample(const uint8_t* src, const DType* from, const Spec& to, uint8_t* dst, int index) {
+  size_t count = to.nbytes / to.dtype->size;
+  if (from == to.dtype) {
+    std::memcpy(dst, src, to.nbytes);
+    return;
+  }
+  const float* f = reinterpret_cast<const float*>(src);
+  if (from->type == ScalarType::Float && to.dtype->type == ScalarType::Half) {
+    auto* out = reinterpret_cast<executorch::aten::Half*>(dst);
+    for (size_t i = 0; i < count; ++i) out[i] = executorch::aten::Half(f[i]);
+    return;
+  }
+  if (from->type == ScalarType::Float && to.quant.set) {
+    if (to.dtype->type == ScalarType::Char) return quantize<int8_t>(f, count, to.quant, -128, 127, dst);
+    if (to.dtype->type == ScalarType::Byte) return quantize<uint8_t>(f, count, to.quant, 0, 255, dst);
+    if (to.dtype->type == ScalarType::Short) return quantize<int16_t>(f, count, to.quant, -32768, 32767, dst);
+  }
+  fail("run", "input " + std::to_string(index) + ": a " + from->name + " file cannot feed the program's " +
+                  to.dtype->name + " input" + (to.quant.set ? "" : " (no quantization parameters: pass --quant)"));
+}
+
+Spec spec_of(const executorch::runtime::TensorInfo& info, const char* side, int i) {
+  Spec s;
+  s.dtype = dtype_of(info.scalar_type());
+  if (!s.dtype)
+    fail("load", std::string(side) + " " + std::to_string(i) + " has scalar type " +
+                     std::to_string(static_cast<int>(info.scalar_type())) + ", which this runner does not handle");
+  for (auto d : info.sizes()) s.sizes.push_back(d);
+  s.nbytes = info.nbytes();
+  return s;
+}
+
+// A zero-input constant method's value ('forward_input0_scale' and friends), if it has one.
+bool constant_value(Module& m, const std::string& name, double* value) {
+  auto r = m.execute(name);
+  if (!r.ok() || r->empty()) return false;
+  const EValue& v = (*r)[0];
+  if (v.isDouble()) *value = v.toDouble();
+  else if (v.isInt()) *value = static_cast<double>(v.toInt());
+  else if (v.isTensor() && v.toTensor().numel() == 1 && v.toTensor().scalar_type() == ScalarType::Float)
+    *value = v.toTensor().const_data_ptr<float>()[0];
+  else if (v.isTensor() && v.toTensor().numel() == 1 && v.toTensor().scalar_type() == ScalarType::Double)
+    *value = v.toTensor().const_data_ptr<double>()[0];
+  else if (v.isTensor() && v.toTensor().numel() == 1 && v.toTensor().scalar_type() == ScalarType::Long)
+    *value = static_cast<double>(v.toTensor().const_data_ptr<int64_t>()[0]);
+  else return false;
+  return true;
+}
+
+std::vector<char> read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail("read", "cannot read input file " + path);
+  return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+struct Args {
+  std::string model, out_dir, etdump;
+  std::vector<std::pair<std::string, const DType*>> inputs;
+  std::map<std::string, Quant> quant;  // "input0" -> scale/zp
+  long samples = 1, threads = 1, warmup = 5, runs = 50;
+  double max_seconds = 30.0;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  auto need = [&](int& i) -> std::string {
+    if (i + 1 >= argc) fail("arguments", std::string(argv[i]) + " needs a value");
+    return argv[++i];
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    if (k == "--samples") a.samples = std::atol(need(i).c_str());
+    else if (k == "--threads") a.threads = std::atol(need(i).c_str());
+    else if (k == "--warmup") a.warmup = std::atol(need(i).c_str());
+    else if (k == "--runs") a.runs = std::atol(need(i).c_str());
+    else if (k == "--max-seconds") a.max_seconds = std::atof(need(i).c_str());
+    else if (k == "--out-dir") a.out_dir = need(i);
+    else if (k == "--etdump") a.etdump = need(i);
+    else if (k == "--input") {
+      std::string v = need(i);
+      auto colon = v.rfind(':');
+      const DType* d = colon == std::string::npos ? nullptr : dtype_named(v.substr(colon + 1));
+      if (d) a.inputs.emplace_back(v.substr(0, colon), d);
+      else a.inputs.emplace_back(v, dtype_named("float32"));
+    } else if (k == "--quant") {  // SIDE:I:SCALE:ZP, e.g. input:0:0.0123:-128
+      std::string v = need(i);
+      std::replace(v.begin(), v.end(), ':', ' ');
+      std::istringstream in(v);
+      std::string side;
+      int idx;
+      Quant q;
+      if (!(in >> side >> idx >> q.scale >> q.zero_point)) fail("arguments", "--quant takes SIDE:I:SCALE:ZP");
+      q.set = true;
+      a.quant[side + std::to_string(idx)] = q;
+    } else if (!k.empty() && k[0] == '-') fail("arguments", "unknown option " + k);
+    else if (a.model.empty()) a.model = k;
+    else fail("arguments", "unexpected argument " + k);
+  }
+  if (a.model.empty()) fail("arguments", "usage: pte_runner MODEL.pte --samples N --out-dir DIR --input FILE[:DTYPE]...");
+  if (a.samples < 1) fail("arguments", "--samples must be at least 1");
+  return a;
+}
+
+std::string run(int argc, char** argv, std::string* partial) {
+  Args a = parse(argc, argv);
+  std::ostringstream js;
+  struct utsname u;
+  uname(&u);
+  js << "\"platform\":{\"machine\":" << json_str(u.machine) << ",\"cpus\":" << sysconf(_SC_NPROCESSORS_ONLN) << "}";
+  js << ",\"runtime\":" << json_str(std::string("executorch-native ") + EDGESHIP_ET_VERSION);
+  *partial = js.str();
+
+  auto* pool = executorch::extension::threadpool::get_threadpool();
+  if (pool && a.threads > 0 && pool->get_thread_count() != static_cast<size_t>(a.threads))
+    pool->_unsafe_reset_threadpool(static_cast<uint32_t>(a.threads));
+  long threads = pool ? static_cast<long>(pool->get_thread_count()) : 1;
+
+  double rss_before = peak_rss_mb();
+  auto t0 = Clock::now();
+#ifdef EDGESHIP_ETDUMP
+  std::unique_ptr<executorch::runtime::EventTracer> tracer;
+  executorch::etdump::ETDumpGen* etdump = nullptr;
+  if (!a.etdump.empty()) {
+    auto gen = std::make_unique<executorch::etdump::ETDumpGen>();
+    etdump = gen.get();
+    tracer = std::move(gen);
+  }
+  Module module(a.model, Module::LoadMode::File, std::move(tracer));
+#else
+  if (!a.etdump.empty()) fail("arguments", "--etdump: this runner was built without ETDump");
+  Module module(a.model, Module::LoadMode::File);
+#endif
+  // the program's internal consistency is checked, as the Python runtime does: a damaged file
+  // fails here with an error instead of reaching the kernels
+  Error err = module.load(executorch::runtime::Program::Verification::InternalConsistency);
+  if (err != Error::Ok) fail("load", "cannot load '" + a.model + "' as an ExecuTorch program: " + error_text(err));
+  auto names = module.method_names();
+  if (!names.ok()) fail("load", "cannot list the program's methods: " + error_text(names.error()));
+  if (!names->count("forward")) fail("load", "the program has no 'forward' method");
+  err = module.load_method("forward");
+  if (err != Error::Ok) fail("load", "cannot load method 'forward': " + error_text(err));
+  auto meta = module.method_meta("forward");
+  if (!meta.ok()) fail("load", "no method meta for 'forward': " + error_text(meta.error()));
+  std::vector<Spec> ins, outs;
+  for (size_t i = 0; i < meta->num_inputs(); ++i) {
+    auto tag = meta->input_tag(i);
+    if (!tag.ok() || *tag != executorch::runtime::Tag::Tensor) fail("load", "input " + std::to_string(i) + " is not a tensor");
+    ins.push_back(spec_of(*meta->input_tensor_meta(i), "input", static_cast<int>(i)));
+  }
+  for (size_t i = 0; i < meta->num_outputs(); ++i) {
+    auto tag = meta->output_tag(i);
+    if (!tag.ok() || *tag != executorch::runtime::Tag::Tensor) fail("load", "output " + std::to_string(i) + " is not a tensor");
+    outs.push_back(spec_of(*meta->output_tensor_meta(i), "output", static_cast<int>(i)));
+  }
+  // quantization: the program's own constants first, then --quant
+  auto set_quant = [&](Spec& s, const std::string& key) {
+    double scale, zp;
+    if (names->count("forward_" + key + "_scale") && constant_value(module, "forward_" + key + "_scale", &scale)) {
+      s.quant.set = true;
+      s.quant.scale = scale;
+      s.quant.zero_point = names->count("forward_" + key + "_zp") && constant_value(module, "forward_" + key + "_zp", &zp)
+                               ? static_cast<long>(zp) : 0;
+    } else if (a.quant.count(key)) {
+      s.quant = a.quant[key];
+    }
+    if (s.dtype->type != ScalarType::Char && s.dtype->type != ScalarType::Byte && s.dtype->type != ScalarType::Short)
+      s.quant.set = false;
+  };
+  for (size_t i = 0; i < ins.size(); ++i) set_quant(ins[i], "input" + std::to_string(i));
+  for (size_t i = 0; i < outs.size(); ++i) set_quant(outs[i], "output" + std::to_string(i));
+  double init_ms = ms_since(t0);
+
+  std::ostringstream backends;
+  bool xnnpack = false;
+  for (size_t i = 0; i < meta->num_backends(); ++i) {
+    auto name = meta->get_backend_name(i);
+    if (!name.ok()) continue;
+    backends << (i ? ", " : "") << *name;
+    if (std::strcmp(*name, "XnnpackBackend") == 0) xnnpack = true;
+  }
+  std::string used = backends.str();
+  std::string detail = (used.empty() ? std::string("no delegate: portable kernels only") : "program delegates to " + used) +
+                       "; " + std::to_string(meta->num_instructions()) + " instructions; " + std::to_string(threads) +
+                       " threads";
+  js << ",\"init_ms\":" << num(init_ms) << ",\"threads\":" << threads;
+  js << ",\"delegate\":{\"name\":\"XNNPACK\",\"active\":" << (xnnpack ? "true" : "false")
+     << ",\"detail\":" << json_str(detail) << ",\"backends\":[";
+  for (size_t i = 0; i < meta->num_backends(); ++i) {
+    auto name = meta->get_backend_name(i);
+    js << (i ? "," : "") << json_str(name.ok() ? *name : "?");
+  }
+  js << "],\"instructions\":" << meta->num_instructions() << "}";
+  auto describe = [&](const std::vector<Spec>& specs) {
+    std::string out = "[";
+    for (size_t i = 0; i < specs.size(); ++i) {
+      out += std::string(i ? "," : "") + "{\"dtype\":" + json_str(specs[i].dtype->name) + ",\"shape\":" +
+             shape_text(specs[i].sizes) + ",\"quantization\":";
+      out += specs[i].quant.set ? "{\"scale\":" + num(specs[i].quant.scale) + ",\"zero_point\":" +
+                                      std::to_string(specs[i].quant.zero_point) + "}"
+                                : "null";
+      out += "}";
+    }
+    return out + "]";
+  };
+  js << ",\"inputs\":" << describe(ins) << ",\"outputs\":" << describe(outs);
+  *partial = js.str();
+
+  // inputs: every sample converted once to the program's bytes
+  if (a.inputs.size() != ins.size())
+    fail("read", "the program takes " + std::to_string(ins.size()) + " inputs, got " + std::to_string(a.inputs.size()) +
+                     " --input files");
+  const size_t n = static_cast<size_t>(a.samples);
+  std::vector<std::vector<std::vector<uint8_t>>> samples(n, std::vector<std::vector<uint8_t>>(ins.size()));
+  for (size_t j = 0; j < ins.size(); ++j) {
+    std::vector<char> data = read_file(a.inputs[j].first);
+    const DType* from = a.inputs[j].second;
+    size_t per = ins[j].nbytes / ins[j].dtype->size * from->size;
+    if (data.size() != per * n)
+      fail("read", "input " + std::to_string(j) + " (" + a.inputs[j].first + "): expected " + std::to_string(n) +
+                       " samples of shape " + shape_text(ins[j].sizes) + " " + from->name + " (" + std::to_string(per * n) +
+                       " bytes), got " + std::to_string(data.size()) + " bytes");
+    for (size_t s = 0; s < n; ++s) {
+      samples[s][j].resize(ins[j].nbytes);
+      convert_sample(reinterpret_cast<uint8_t*>(data.data()) + s * per, from, ins[j], samples[s][j].data(),
+                     static_cast<int>(j));
+    }
+  }
+  std::vector<std::vector<executorch::extension::TensorPtr>> tensors(n);
+  for (size_t s = 0; s < n; ++s)
+    for (size_t j = 0; j < ins.size(); ++j)
+      tensors[s].push_back(executorch::extension::from_blob(samples[s][j].data(), ins[j].sizes, ins[j].dtype->type));
+
+  std::vector<std::vector<uint8_t>> results(outs.size());
+  auto run_once = [&](size_t s, bool keep) {
+    for (size_t j = 0; j < ins.size(); ++j) {
+      Error e = module.set_input("forward", tensors[s][j], j);
+      if (e != Error::Ok) fail("run", "set input " + std::to_string(j) + ": " + error_text(e));
+    }
+    auto r = module.execute("forward");
+    if (!r.ok()) fail("run", "forward failed on sample " + std::to_string(s) + ": " + error_text(r.error()));
+    if (!keep) return;
+    if (r->size() != outs.size()) fail("run", "forward returned " + std::to_string(r->size()) + " values");
+    for (size_t k = 0; k < outs.size(); ++k) {
+      const auto& t = (*r)[k].toTensor();
+      if (t.nbytes() != outs[k].nbytes) fail("run", "output " + std::to_string(k) + " has an unexpected size");
+      const uint8_t* p = t.const_data_ptr<uint8_t>();
+      results[k].insert(results[k].end(), p, p + t.nbytes());
+    }
+  };
+  t0 = Clock::now();
+  run_once(0, true);
+  double first_ms = ms_since(t0);
+  for (size_t s = 1; s < n; ++s) run_once(s, true);
+  if (!a.out_dir.empty()) {
+    for (size_t k = 0; k < outs.size(); ++k) {
+      std::string path = a.out_dir + "/output_" + std::to_string(k) + ".bin";
+      std::ofstream f(path, std::ios::binary);
+      f.write(reinterpret_cast<const char*>(results[k].data()), static_cast<std::streamsize>(results[k].size()));
+      if (!f) fail("write", "cannot write " + path);
+    }
+  }
+  js << ",\"first_ms\":" << num(first_ms) << ",\"samples\":" << n;
+
+  for (long i = 0; i < a.warmup; ++i) run_once(static_cast<size_t>(i) % n, false);
+  std::vector<double> timed;
+  auto start = Clock::now();
+  for (long i = 0; i < a.runs; ++i) {
+    auto t = Clock::now();
+    run_once(static_cast<size_t>(i) % n, false);
+    timed.push_back(ms_since(t));
+    if (ms_since(start) > a.max_seconds * 1000.0 && timed.size() >= 3) break;
+  }
+  js << ",\"warmup\":" << a.warmup << ",\"requested_runs\":" << a.runs << ",\"samples_ms\":[";
+  for (size_t i = 0; i < timed.size(); ++i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.5f", timed[i]);
+    js << (i ? "," : "") << buf;
+  }
+  js << "]";
+#ifdef EDGESHIP_ETDUMP
+  if (etdump) {
+    auto dump = etdump->get_etdump_data();
+    std::ofstream f(a.etdump, std::ios::binary);
+    f.write(static_cast<const char*>(dump.buf), static_cast<std::streamsize>(dump.size));
+    if (!f) fail("write", "cannot write " + a.etdump);
+    js << ",\"etdump\":" << json_str(a.etdump);
+  }
+#endif
+  js << ",\"peak_rss_mb\":" << num(peak_rss_mb()) << ",\"rss_before_load_mb\":" << num(rss_before);
+  return js.str();
+}
+
+}  // namespace
+
+std::string probe() {
+  struct utsname u;
+  uname(&u);
+  std::ostringstream js;
+  js << "\"platform\":{\"machine\":" << json_str(u.machine) << ",\"cpus\":" << sysconf(_SC_NPROCESSORS_ONLN) << "}";
+  js << ",\"runtime\":" << json_str(std::string("executorch-native ") + EDGESHIP_ET_VERSION) << ",\"backends\":[";
+  for (size_t i = 0; i < executorch::runtime::get_num_registered_backends(); ++i) {
+    auto name = executorch::runtime::get_backend_name(i);
+    js << (i ? "," : "") << json_str(name.ok() ? *name : "?");
+  }
+  auto* pool = executorch::extension::threadpool::get_threadpool();
+  js << "],\"threads\":" << (pool ? pool->get_thread_count() : 0) << ",\"etdump\":"
+#ifdef EDGESHIP_ETDUMP
+     << "true";
+#else
+     << "false";
+#endif
+  return js.str();
+}
+
+int main(int argc, char** argv) {
+  std::string partial;
+  if (argc == 2 && std::strcmp(argv[1], "--probe") == 0) {
+    std::printf("\n{\"ok\":true,%s}\n", probe().c_str());
+    return 0;
+  }
+  try {
+    std::string body = run(argc, argv, &partial);
+    std::printf("\n{\"ok\":true,%s}\n", body.c_str());
+    return 0;
+  } catch (const Fail& f) {
+    std::printf("\n{\"ok\":false,%s%s\"stage\":%s,\"error\":%s}\n", partial.c_str(), partial.empty() ? "" : ",",
+                json_str(f.stage).c_str(), json_str(f.error).c_str());
+  } catch (const std::exception& e) {
+    std::printf("\n{\"ok\":false,%s%s\"stage\":\"run\",\"error\":%s}\n", partial.c_str(), partial.empty() ? "" : ",",
+                json_str(std::string("std::exception: ") + e.what()).c_str());
+  }
+  std::fflush(stdout);
+  return 1;
+}

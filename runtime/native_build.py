@@ -1,0 +1,223 @@
+"""Build edgeship's native ExecuTorch runner (runtime/native/pte_runner.cpp) at first use.
+
+The runner links the executorch wheel's own shared libraries (runtime core + Module extension,
+XNNPACK, optimized and quantized kernels, threadpool, ETDump), none of which needs torch:
+
+- host: the system C++ compiler (`g++`, or $CXX) against the installed executorch package;
+- aarch64 (emulated and real Pis): `aarch64-linux-gnu-g++` against the manylinux_2_28 aarch64
+  wheel of the same executorch version, fetched once by pip into ~/.cache/edgeship/wheels/.
+
+Builds are cached under ~/.cache/edgeship/native/<hash of source, executorch version, target>/:
+`pte_runner` and, for aarch64, `lib/` with the wheel's libraries (the runner's rpath is
+$ORIGIN/lib, so the folder can be pushed to a device as it is). A host without a compiler keeps
+the Python runner for .pte and says so once (NativeUnavailable carries the reason).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeship.console import info
+from edgeship.errors import EdgeshipError, InputError
+from edgeship.runtime.rootfs import cache_root
+
+SOURCE = Path(__file__).resolve().parent / "native" / "pte_runner.cpp"
+TARGETS = ("host", "aarch64")
+LIBS = ("executorch", "executorch_backend_xnnpack", "executorch_kernels_optimized", "executorch_kernels_quantized",
+        "executorch_threadpool", "executorch_etdump")
+CROSS_CXX = "aarch64-linux-gnu-g++"
+CROSS_APT = "apt-get install g++-aarch64-linux-gnu"
+ENV_RUNTIME = "EDGESHIP_PTE_RUNTIME"  # native (default) | python
+PTE_RUNTIMES = ("native", "python")
+_said: set[str] = set()
+_chosen: str | None = None  # --pte-runtime of the command running in this process
+
+
+class NativeUnavailable(EdgeshipError):
+    """The native runner cannot be built here (no compiler, no executorch libraries)."""
+
+
+@dataclass(frozen=True)
+class NativeRunner:
+    binary: Path
+    lib_dir: Path  # the executorch libraries it runs against
+    target: str
+    version: str  # executorch version it was built against
+
+    @property
+    def runtime(self) -> str:
+        return f"executorch-native {self.version}"
+
+    def files(self) -> list[Path]:
+        """The runner and its libraries: what a device needs."""
+        return [self.binary] + [self.lib_dir / f"lib{name}.so" for name in LIBS]
+
+
+def executorch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("executorch").split("+")[0]
+    except PackageNotFoundError:
+        raise NativeUnavailable("executorch is not installed on this host: no libraries to build the native "
+                                "runner against") from None
+
+
+def host_executorch_dir() -> Path:
+    spec = importlib.util.find_spec("executorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise NativeUnavailable("executorch is not installed on this host")
+    et = Path(list(spec.submodule_search_locations)[0])
+    if not (et / "lib" / "libexecutorch.so").is_file() or not (et / "include").is_dir():
+        raise NativeUnavailable(f"the executorch package at {et} has no lib/libexecutorch.so or include/")
+    return et
+
+
+def aarch64_executorch_dir(version: str) -> Path:
+    """The aarch64 wheel's executorch/{lib,include}, fetched once by pip and unpacked."""
+    wheels = cache_root() / "wheels"
+    dest = wheels / f"executorch-{version}-aarch64"
+    if (dest / "executorch" / "lib" / "libexecutorch.so").is_file():
+        return dest / "executorch"
+    wheels.mkdir(parents=True, exist_ok=True)
+    with _lock(wheels / ".executorch-aarch64.lock"):
+        found = sorted(wheels.glob(f"executorch-{version}-*manylinux*aarch64.whl"))
+        if not found:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--platform",
+                   "manylinux_2_28_aarch64", "--python-version", "3.11", f"executorch=={version}", "-d", str(wheels)]
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            found = sorted(wheels.glob(f"executorch-{version}-*manylinux*aarch64.whl"))
+            if p.returncode != 0 or not found:
+                last = (p.stderr or p.stdout).strip().splitlines()
+                raise NativeUnavailable(f"could not fetch the aarch64 executorch {version} wheel: "
+                                        f"{last[-1] if last else p.returncode}")
+        stage = Path(tempfile.mkdtemp(prefix=".unpack-", dir=wheels))
+        with zipfile.ZipFile(found[-1]) as z:
+            for name in z.namelist():
+                if name.startswith(("executorch/lib/", "executorch/include/")):
+                    z.extract(name, stage)
+        shutil.rmtree(dest, ignore_errors=True)
+        stage.rename(dest)
+    return dest / "executorch"
+
+
+def compiler(target: str) -> str | None:
+    if target == "host":
+        return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    return shutil.which(CROSS_CXX)
+
+
+def build_key(target: str, version: str, et_dir: Path) -> str:
+    h = hashlib.sha256(SOURCE.read_bytes())
+    h.update(f"\0{version}\0{target}\0".encode())
+    if target == "host":  # the binary's rpath points into this installation
+        h.update(str(et_dir).encode())
+    return h.hexdigest()[:16]
+
+
+def compile_command(cxx: str, source: Path, out: Path, et: Path, rpath: str, version: str) -> list[str]:
+    """g++ against the executorch package at ET (include/, lib/), every runtime library linked."""
+    return [cxx, "-O2", "-std=c++17", str(source), "-o", str(out), f'-DEDGESHIP_ET_VERSION="{version}"',
+            "-DEDGESHIP_ETDUMP", "-Wno-deprecated-declarations", f"-I{et / 'include'}",
+            f"-I{et / 'include/executorch/runtime/core/portable_type/c10'}", "-DC10_USING_CUSTOM_GENERATED_MACROS",
+            f"-L{et / 'lib'}", f"-Wl,-rpath,{rpath}", "-Wl,--no-as-needed", *(f"-l{name}" for name in LIBS)]
+
+
+def ensure_runner(target: str = "host") -> NativeRunner:
+    """The cached runner for TARGET, compiled now if missing. Raises NativeUnavailable."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}")
+    version = executorch_version()
+    cxx = compiler(target)
+    if cxx is None:
+        hint = CROSS_APT if target == "aarch64" else "apt-get install g++"
+        raise NativeUnavailable(f"no C++ compiler for the native ExecuTorch runner ({target}): "
+                                f"{CROSS_CXX if target == 'aarch64' else 'g++'} not found ({hint})")
+    et = host_executorch_dir() if target == "host" else aarch64_executorch_dir(version)
+    out = cache_root() / "native" / build_key(target, version, et)
+    lib_dir = et / "lib" if target == "host" else out / "lib"
+    runner = NativeRunner(out / "pte_runner", lib_dir, target, version)
+    if runner.binary.is_file():
+        return runner
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(out.parent / ".lock"):
+        if runner.binary.is_file():
+            return runner
+        stage = Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))
+        try:
+            rpath = str(et / "lib") if target == "host" else "$ORIGIN/lib"
+            cmd = compile_command(cxx, SOURCE, stage / "pte_runner", et, rpath, version)
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            if p.returncode != 0:
+                errors = [ln for ln in p.stderr.splitlines() if "error" in ln] or p.stderr.strip().splitlines()
+                raise NativeUnavailable(f"building the native runner ({target}) failed: "
+                                        f"{errors[0] if errors else p.returncode}")
+            if target != "host":
+                (stage / "lib").mkdir()
+                for name in LIBS:
+                    shutil.copy2(et / "lib" / f"lib{name}.so", stage / "lib" / f"lib{name}.so")
+            shutil.rmtree(out, ignore_errors=True)
+            stage.rename(out)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    return runner
+
+
+def pte_runtime(choice: str | None = None) -> str:
+    """'native' or 'python': the choice given, else the command's --pte-runtime, else
+    $EDGESHIP_PTE_RUNTIME, else native."""
+    value = (choice or _chosen or os.environ.get(ENV_RUNTIME) or "native").strip().lower()
+    if value not in PTE_RUNTIMES:
+        raise InputError(f"unknown .pte runtime '{value}' (from --pte-runtime or ${ENV_RUNTIME}); "
+                         f"choose {' or '.join(PTE_RUNTIMES)}")
+    return value
+
+
+def runner_or_none(target: str = "host") -> NativeRunner | None:
+    """The native runner, or None after saying once why the Python runner is used instead."""
+    try:
+        return ensure_runner(target)
+    except NativeUnavailable as e:
+        if target not in _said:
+            _said.add(target)
+
+            info(f"{e.message}; .pte runs with ExecuTorch's Python runtime instead")
+        return None
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _lock:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.f = open(self.path, "w")
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.f, fcntl.LOCK_UN)
+        self.f.close()
+
+
+def use_pte_runtime(choice: str | None) -> None:
+    """--pte-runtime for the devices this command opens (None: back to $EDGESHIP_PTE_RUNTIME, else native)."""
+    global _chosen
+    _chosen = pte_runtime(choice) if choice else None

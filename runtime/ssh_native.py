@@ -1,0 +1,121 @@
+""".pte on an ssh:// device through edgeship's native runner: no torch on the board.
+
+The aarch64 runner and the executorch wheel's libraries it links (native_build.py) are pushed
+once into ~/.edgeship/native-<build key>/ (pte_runner + lib/), each file checked by sha256 on the
+device, then each run sends its inputs as raw tensor files, runs the runner under `timeout -s KILL`
+and fetches the raw outputs, like the Python agent's runs (ssh.py) but with no interpreter.
+
+    run_pte(device, artifact, inputs, signature, ...) -> AgentRun | None   (None: use the Python agent)
+"""
+
+from __future__ import annotations
+
+import shlex
+import tempfile
+import uuid
+from pathlib import Path
+
+from edgeship.errors import DeviceError
+from edgeship.runtime import native, native_build
+from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
+
+HOME = ".edgeship"  # the same folder as ssh.HOME, relative to the login directory
+
+
+def remote_dir(runner: native_build.NativeRunner) -> str:
+    return f"{HOME}/native-{runner.binary.parent.name}"
+
+
+def checksums(device, paths: list[str]) -> dict[str, str]:
+    out = device.ssh("sha256sum " + " ".join(shlex.quote(p) for p in paths) + " 2>/dev/null || true").stdout
+    return {line.split(None, 1)[1].strip().lstrip("*"): line.split(None, 1)[0] for line in out.splitlines()
+            if len(line.split(None, 1)) == 2}
+
+
+def push_runner(device, runner: native_build.NativeRunner) -> str:
+    """The runner folder on the device (pushed when missing or different); returns its path."""
+    rdir = remote_dir(runner)
+    local = {f"{rdir}/{'pte_runner' if f == runner.binary else 'lib/' + f.name}": f for f in runner.files()}
+    expected = {p: native_build.sha256(f) for p, f in local.items()}
+    if checksums(device, list(expected)) == expected:
+        return rdir
+    tmp = f"{rdir}.tmp-{uuid.uuid4().hex[:8]}"
+    device.ssh(f"mkdir -p {tmp}/lib")
+    device.scp([str(runner.binary)], device.remote(f"{tmp}/pte_runner"))
+    device.scp([str(f) for f in runner.files()[1:]], device.remote(f"{tmp}/lib/"))
+    staged = {p.replace(rdir, tmp, 1): h for p, h in expected.items()}
+    got = checksums(device, list(staged))
+    bad = [p for p, h in staged.items() if got.get(p) != h]
+    if bad:
+        device.ssh(f"rm -rf {tmp}", check=False)
+        raise DeviceError(f"{device.uri}: checksum mismatch after copying {', '.join(bad)} to the device",
+                          hint="the copy was corrupted or the device's disk is full (edgeship devices doctor)")
+    device.ssh(f"chmod +x {tmp}/pte_runner && rm -rf {rdir} && mv {tmp} {rdir}")
+    return rdir
+
+
+def ready_runner(device) -> native_build.NativeRunner | None:
+    """The aarch64 runner when the .pte runtime is native and this host can build it."""
+    if native_build.pte_runtime() != "native":
+        return None
+    return native_build.runner_or_none("aarch64")
+
+
+def run_pte(device, artifact: Path, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0) -> AgentRun | None:
+    runner = ready_runner(device)
+    if runner is None:
+        return None
+    rdir = push_runner(device, runner)
+    remote_artifact = device.push_artifact(Path(artifact))
+    run_dir = f"{HOME}/runs/{uuid.uuid4().hex[:12]}"
+    with tempfile.TemporaryDirectory(prefix="edgeship-ssh-native-") as tmp:
+        tmp = Path(tmp)
+        files = native.write_inputs(tmp, inputs)
+        device.ssh(f"mkdir -p {run_dir}/out")
+        device.scp([str(p) for p, _ in files], device.remote(run_dir + "/"))
+        expected = {f"{run_dir}/{p.name}": native_build.sha256(p) for p, _ in files}
+        if checksums(device, list(expected)) != expected:
+            return AgentRun(False, {"platform": {"runner": "native"}}, error="inputs were corrupted on the way to the device")
+        n = int(inputs[0].shape[0])
+        args = native.native_args(f"$HOME/{remote_artifact}", [(p.name, d) for p, d in files], "out", n, signature,
+                                  threads=threads, warmup=warmup, runs=runs, max_seconds=max(1.0, timeout / 4))
+        cmd = (f"cd {run_dir} && timeout -s KILL {int(timeout)} $HOME/{rdir}/pte_runner "
+               + " ".join(a if a.startswith("$HOME/") else shlex.quote(a) for a in args))
+        try:
+            proc = device.ssh(cmd, timeout=timeout + 60, check=False)
+            report = parse_agent_stdout(proc.stdout)
+            if report is None:
+                if proc.returncode in (124, 137):
+                    return AgentRun(False, {"platform": {"runner": "native"}}, error=f"timed out after {timeout:.0f} s "
+                                    f"on {device.host} (the native runner hung or is too slow)")
+                code = proc.returncode
+                code = -(code - 128) if 128 < code < 160 else code  # the remote shell reports 128 + signal
+                return AgentRun(False, {"platform": {"runner": "native"}}, error=describe_exit(code, proc.stderr))
+            if report.get("ok"):
+                outs = [f"{run_dir}/out/output_{k}.bin" for k in range(len(report.get("outputs", [])))]
+                (tmp / "out").mkdir()
+                if outs:
+                    device.scp([device.remote(p) for p in outs], str(tmp / "out") + "/")
+            return native.finish(0 if report.get("ok") else 1, proc.stdout, proc.stderr, artifact, tmp / "out",
+                                 signature)
+        finally:
+            device.ssh(f"rm -rf {run_dir}", timeout=60, check=False)
+
+
+def probe(device) -> dict:
+    """The native runner on the device as doctor shows it (pushed first when this host can build it)."""
+    try:
+        runner = native_build.ensure_runner("aarch64")
+    except native_build.NativeUnavailable as e:
+        return native.probe_native(None, e.message)
+    rdir = push_runner(device, runner)
+    proc = device.ssh(f"$HOME/{rdir}/pte_runner --probe", timeout=120, check=False)
+    report = parse_agent_stdout(proc.stdout)
+    if not report or not report.get("ok"):
+        return {"available": False, "reason": describe_exit(proc.returncode, proc.stderr)}
+    backends = report.get("backends") or []
+    return {"available": True, "runtime": report.get("runtime"), "backends": backends, "location": f"~/{rdir}",
+            "machine": (report.get("platform") or {}).get("machine"),
+            "xnnpack": {"active": "XnnpackBackend" in backends,
+                        "detail": "XnnpackBackend registered" if "XnnpackBackend" in backends
+                        else "XnnpackBackend not registered"}}

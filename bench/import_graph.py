@@ -49,7 +49,7 @@ for m, f in mods.items():
             for t in tgts:
                 all_edges[m].add(t)
                 if is_top: top_edges[m].add(t)
-            if not is_top: inner += len(tgts)
+            if not is_top: inner += 1
 print("imports of edgeship modules inside functions:", inner)
 def cycles(edges):
     # SCCs

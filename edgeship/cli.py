@@ -124,8 +124,10 @@ def _floats(text: str | None):
 @click.option("--max-drop", type=float, metavar="PCT",
               help="Accuracy-aware int8: keep the layers that hurt most in float until the drop on --eval is "
                    "at most PCT (see --metric); exit 1 with the best artifact when it cannot be met.")
-@click.option("--metric", type=click.Choice(["top1", "cosine", "snr"]), default="top1", show_default=True,
-              help="--max-drop's measure: top-1 points lost, (1-cosine)x100, or noise power as % of signal.")
+@click.option("--metric", default="top1", show_default=True, metavar="NAME|module.py:fn",
+              help="--max-drop's measure: top1 (points lost), cosine ((1-cosine)x100), snr (noise power as % of "
+                   "signal), or a task metric (top5, map50, map50_95, miou, psnr) or your own module.py:fn, "
+                   "whose drop from the float model's score is the measure.")
 @click.pass_context
 def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape, int8_io,
            calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr, reference_device,
@@ -184,12 +186,19 @@ def _adb_runner(devices, runner) -> None:
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds per artifact before it counts as hung.")
 @click.option("--max-drop", type=float, help="Allowed top-1 drop vs the float model, points (default: per recipe).")
 @click.option("--min-cosine", type=float, help="Minimum cosine similarity (default: per recipe).")
+@click.option("--reference", type=click.Path(path_type=Path), metavar="B",
+              help="Compare with artifact B (.tflite/.pte/.onnx, run on the same inputs) or bundle B's golden vectors.")
+@click.option("--metric", metavar="NAME|module.py:fn", help="Task metric: top1, top5, map50, map50_95, miou[@T], "
+              "psnr, cosine, or your own fn(outputs, labels) -> float (higher is better).")
+@click.option("--metric-drop", type=float, help="Most the --metric may fall below the reference's.")
+@click.option("--min-metric", type=float, help="The --metric's floor.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON.")
 @click.option("--runner", type=click.Path(path_type=Path), multiple=True, help="adb devices: the native runner "
               "to push: LiteRT's benchmark_model for .tflite, ExecuTorch's executor_runner for .pte (a name "
               "holding 'executor_runner' runs .pte). Repeat for both.")
 @click.pass_context
-def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop, min_cosine, json_path, runner):
+def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop, min_cosine, reference, metric,
+             metric_drop, min_metric, json_path, runner):
     """Compare every artifact of a bundle (or one artifact) with the float reference.
 
     Prints accuracy (top-1, agreement, cosine, SNR, max error), latency (p50/p90/p99 after
@@ -202,7 +211,7 @@ def validate(ctx, target, data, device, threads, warmup, runs, timeout, max_drop
         from edgeship.validate import ValidateRequest
 
         req = ValidateRequest(target, data, device[0], threads, warmup, runs, timeout, max_drop, min_cosine,
-                              ctx.obj["verbose"])
+                              ctx.obj["verbose"], reference, metric, metric_drop, min_metric)
         code = validate_on_devices(req, list(device), json_path)
         if code:
             sys.exit(code)

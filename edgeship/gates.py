@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from edgeship.config import Project, Target
 from edgeship.stats import mann_whitney_greater, median_shift_lower_bound, quantile_bounds
+from edgeship.task_gates import metric_gates
 
 FAILING = ("fail", "not_measured")
 BUDGET_CONFIDENCE = 0.95
@@ -71,7 +72,7 @@ def accuracy_gates(project: Project, target: Target, r: dict) -> list[dict]:
         else:
             out.append(gate("accuracy.min_top1", r, _verdict(value >= floor), value, floor, ">=", "%",
                             "top-1 vs labels"))
-    return out
+    return out + metric_gates(project.gates.accuracy, r, acc, why, gate)
 
 
 def latency_gates(project: Project, r: dict) -> list[dict]:
@@ -134,6 +135,8 @@ def evaluate(project: Project, results: list[dict], baseline: dict | None = None
         target = by_key[r["target"]]
         if r.get("status") == "error":
             r = {**r, "accuracy": None, "latency": None, "peak_rss_mb": None}
+        if r.get("status") == "ran":  # measured, accuracy not checked: never a pass
+            r = {**r, "accuracy": None, "error": "ran: " + (r.get("note") or "accuracy not checked")}
         gates += accuracy_gates(project, target, r)
         gates += latency_gates(project, r)
         gates += budget_gates(project, r)

@@ -2,7 +2,12 @@
 
 The reference is the bundle's golden vectors (no framework needed), or the source model re-run
 over --data. One record per artifact; a record's status is "pass", "fail" (a check missed its
-limit) or "error" (no measurement could be taken: never counted as a pass).
+limit), "error" (no measurement could be taken: never counted as a pass) or "ran" (latency and
+size measured, accuracy not checked: no reference and no labels, or no limit to check it against;
+exit 0, never counted as a pass by `check`).
+
+--reference B compares with another artifact or bundle (reference_artifact.py); --metric adds a
+task metric or the user's own (task_metrics.py), gated by --metric-drop and --min-metric.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from edgeship.console import info
 from edgeship.errors import InputError
 from edgeship.metrics import compare, top1_accuracy
 from edgeship.quantize import get_recipe
+from edgeship import task_metrics
 from edgeship.runtime.base import format_of
 
 
@@ -32,6 +38,10 @@ class ValidateRequest:
     max_drop: float | None = None  # accuracy points vs the float reference; default: the recipe's
     min_cosine: float | None = None  # default: the recipe's
     verbose: bool = False
+    reference: Path | None = None  # another artifact or a bundle to compare with (reference_artifact.py)
+    metric: str | None = None  # a task metric name or module.py:fn (task_metrics.py)
+    metric_drop: float | None = None  # most the task metric may fall below the reference's
+    min_metric: float | None = None  # the task metric's floor
 
 
 def resolve(target: Path) -> tuple[Bundle | None, list[dict], list[Path]]:
@@ -87,14 +97,22 @@ def reference_for(req: ValidateRequest, bundle: Bundle | None) -> tuple[Golden |
 def validate(req: ValidateRequest, device=None) -> tuple[list[dict], dict]:
     from edgeship.runtime.device import open_device
 
+    from edgeship import reference_artifact
+
     bundle, records, paths = resolve(req.target)
-    golden, ref_note = reference_for(req, bundle)
+    metric = task_metrics.resolve(req.metric) if req.metric else None
+    side_by_side = req.reference is not None or (req.data and bundle is None)
+    golden, ref_note = (None, "") if side_by_side else reference_for(req, bundle)
     device = device or open_device(req.device)
+    if req.reference is not None:
+        golden, ref_note = reference_artifact.golden_from_reference(req, device, bundle, paths[0])
+    elif side_by_side:
+        golden, ref_note = reference_artifact.labels_only(req, paths[0])
     inputs = None if golden is None else golden.inputs
     results = []
     for record, path in zip(records, paths):
         info(f"[bold]validate[/] {path.name} on {device.uri}")
-        results.append(_validate_one(req, device, record, path, golden, inputs))
+        results.append(_validate_one(req, device, record, path, golden, inputs, metric))
     context = {
         "reference": ref_note,
         "device": device.uri,
@@ -104,11 +122,12 @@ def validate(req: ValidateRequest, device=None) -> tuple[list[dict], dict]:
         "runs": req.runs,
         "bundle": str(bundle.root) if bundle else None,
         "model": bundle.manifest["model"]["name"] if bundle else None,
+        "metric": req.metric,
     }
     return results, context
 
 
-def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, inputs) -> dict:
+def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, inputs, metric=None) -> dict:
     out = {
         "artifact": record["path"],
         "format": record.get("format"),
@@ -144,7 +163,12 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
     if golden is not None and run.outputs is None:  # e.g. adb with benchmark_model: timings only
         return {**out, "status": "error", "error": "accuracy " + (r.get("accuracy_error") or
                                                                   "not measured: the device returned no outputs")}
-    if golden is not None:
+    if golden is not None and golden.outputs is None:  # labels only (reference_artifact.labels_only)
+        from edgeship.metrics import top1_accuracy
+
+        acc = top1_accuracy(run.outputs[0], golden.labels)
+        out["accuracy"] = {} if acc is None else {"accuracy": acc}
+    elif golden is not None:
         names = [t["name"] for t in (record.get("io") or {}).get("outputs", [])] or [
             f"output_{i}" for i in range(len(golden.outputs))]
         if len(run.outputs) != len(golden.outputs):
@@ -155,8 +179,20 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
         except ValueError as e:
             return {**out, "status": "error", "error": f"outputs do not match the reference's shapes: {e}"}
         out["checks"] += _checks(req, record, out["accuracy"])
-    status = "pass" if all(c["passed"] for c in out["checks"]) else "fail"
-    return {**out, "status": status}
+    if golden is not None and metric is not None:
+        from edgeship.task_checks import metric_checks, task_record
+
+        names = [t["name"] for t in (record.get("io") or {}).get("outputs", [])]
+        out["accuracy"]["task"] = task_record(metric, run.outputs, golden, names)
+        out["checks"] += metric_checks(req, out["accuracy"]["task"])
+    if not all(c["passed"] for c in out["checks"]):
+        return {**out, "status": "fail"}
+    checked = any(c["name"] != "sha256" for c in out["checks"])
+    if not checked:  # nothing said whether the outputs are right: measured, not passed
+        out["note"] = ("accuracy not checked: no reference and no labels (pass --reference B, or --data with "
+                       "labels)" if golden is None else "accuracy measured, not checked: no limit given "
+                       "(--min-metric, --min-cosine, --max-drop)")
+    return {**out, "status": "pass" if checked else "ran"}
 
 
 def _integrity_check(record: dict, path: Path) -> dict | None:
@@ -175,8 +211,10 @@ def _integrity_check(record: dict, path: Path) -> dict | None:
 def _checks(req: ValidateRequest, record: dict, acc: dict) -> list[dict]:
     checks = []
     recipe = get_recipe(record["recipe"]) if record.get("recipe") else None
+    if recipe is None and req.reference is not None:  # a third-party artifact vs its reference: the loosest floors
+        recipe = get_recipe("int8")
     min_cos = req.min_cosine if req.min_cosine is not None else (recipe.min_cosine if recipe else None)
-    if min_cos is not None:
+    if min_cos is not None and "cosine" in acc:
         checks.append({"name": "cosine", "value": acc["cosine"], "limit": min_cos, "op": ">=",
                        "passed": bool(acc["cosine"] >= min_cos)})
     max_drop = req.max_drop if req.max_drop is not None else (recipe.max_top1_drop if recipe else None)

@@ -1,0 +1,164 @@
+"""Task metrics, the user's own metric and honest statuses, end to end on real data.
+
+The models are trained in the test (tests/task_models.py): shapes drawn on crops of
+scikit-learn's two sample photos (`sklearn.datasets.load_sample_images`), china.jpg for training
+and calibration, flower.jpg for evaluation. A detector (4x4-grid one-stage net, boxes + class
+scores, the built-in layout) is scored with map50 against ragged box labels; a segmenter (small
+fully convolutional net, 2-class logits) with miou against its masks. Artifacts are real: ONNX
+(onnxruntime) and ExecuTorch .pte from the real converters and quantizers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeship.cli import cli
+
+sys.path.insert(0, str(Path(__file__).parent))
+import task_models  # noqa: E402
+
+from edgeship import task_metrics  # noqa: E402
+
+
+def run_cli(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def results_of(path: Path) -> dict:
+    return {a["artifact"]: a for a in json.loads(Path(path).read_text())["artifacts"]}
+
+
+# -- the segmenter: miou ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory):
+    import torch
+
+    tmp = tmp_path_factory.mktemp("seg")
+    model = task_models.train_segmenter()
+    source = task_models.write_source(model, "segmenter", tmp)
+    calib_x, _, calib_m = task_models.shapes(200, 0, 11, max_objects=1)
+    eval_x, _, eval_m = task_models.shapes(120, 1, 12, max_objects=1)
+    calib = task_models.save_npz(tmp / "calib.npz", calib_x, calib_m)
+    evaluation = task_models.save_npz(tmp / "eval.npz", eval_x, eval_m)
+    with torch.no_grad():
+        float_logits = model(torch.from_numpy(eval_x)).numpy()
+    out = tmp / "bundle"
+    r = run_cli("-q", "export", source, "--to", "onnx", "--quant", "fp32,int8", "--calib", calib, "--eval",
+                evaluation, "--golden-samples", "120", "--out", out)
+    assert r.exit_code == 0, r.output + r.stderr
+    return {"tmp": tmp, "bundle": out, "source": source, "eval": evaluation, "masks": eval_m,
+            "float_logits": float_logits, "model": model}
+
+
+def test_segmenter_miou_per_artifact(segmenter):
+    """miou of every artifact against the masks, beside the tensor metrics; the float reference's
+    miou is the float torch model's own, recomputed here."""
+    js = segmenter["tmp"] / "miou.json"
+    r = run_cli("validate", segmenter["bundle"], "--metric", "miou", "--metric-drop", "5", "--runs", "3",
+                "--json", js)
+    assert r.exit_code == 0, r.output
+    assert "miou %" in r.output
+    expected = task_metrics.mean_iou([segmenter["float_logits"]], segmenter["masks"], [])
+    assert expected > 80  # the segmenter learnt its task
+    for name, a in results_of(js).items():
+        t = a["accuracy"]["task"]
+        assert t["metric"] == "miou" and t["against"] == "labels" and t["unit"] == "%"
+        assert t["reference"] == pytest.approx(expected, abs=1e-6)
+        assert t["drop"] == pytest.approx(t["reference"] - t["value"])
+        assert 0 <= t["value"] <= 100
+        assert any(c["name"] == "miou drop" and c["passed"] for c in a["checks"])
+        assert a["status"] == "pass"
+    fp32 = results_of(js)["segmenter_source.fp32.onnx"]["accuracy"]["task"]
+    assert abs(fp32["drop"]) < 0.5  # fp32 computes what torch computes
+
+
+def test_miou_floor_fails_when_out_of_reach(segmenter):
+    r = run_cli("validate", segmenter["bundle"], "--metric", "miou", "--min-metric", "99.99", "--runs", "3")
+    assert r.exit_code == 1
+    assert "FAIL miou" in r.output.replace("\n", " ") or "FAIL" in r.output
+
+
+# -- honest statuses -------------------------------------------------------------------------
+
+
+def test_artifact_outside_a_bundle_is_ran_not_pass(segmenter, tmp_path):
+    loose = tmp_path / "third_party.int8.onnx"
+    shutil.copy(segmenter["bundle"] / "segmenter_source.int8.onnx", loose)
+    js = tmp_path / "ran.json"
+    r = run_cli("validate", loose, "--runs", "3", "--json", js)
+    assert r.exit_code == 0, r.output  # ran is not a failure ...
+    assert "ran, accuracy not checked" in r.output  # ... and the table says what it is
+    assert "no reference and no labels" in r.output
+    rec = results_of(js)["third_party.int8.onnx"]
+    assert rec["status"] == "ran" and rec["latency"]["p50_ms"] > 0 and rec["size_bytes"] > 0
+    assert not rec.get("accuracy")
+
+
+def test_check_never_counts_ran_as_passed(segmenter, tmp_path):
+    """A ran record (real, from validate) goes through the check's gates: every accuracy gate is
+    not measured, so the check fails, whatever the latency and size gates say."""
+    from edgeship.config import parse_project
+    from edgeship.gates import evaluate
+    from edgeship.reports.schema import summarize
+    from edgeship.validate import ValidateRequest, validate
+
+    loose = tmp_path / "a.int8.onnx"
+    shutil.copy(segmenter["bundle"] / "segmenter_source.int8.onnx", loose)
+    results, _ = validate(ValidateRequest(loose, runs=3, warmup=1))
+    assert results[0]["status"] == "ran"
+    cfg = parse_project({"model": {"source": "x.py:build"}, "targets": [{"format": "onnx", "recipe": "int8"}],
+                         "gates": {"accuracy": {"metric": "miou", "min_metric": 50}, "size": {"max_kb": 10000}}},
+                        tmp_path / "edgeship.toml")
+    gates = evaluate(cfg.project, [{**results[0], "target": "onnx:int8"}])
+    accuracy = [g for g in gates if g["gate"].startswith("accuracy.")]
+    assert accuracy and all(g["status"] == "not_measured" for g in accuracy)
+    assert any("accuracy not checked" in g["detail"] for g in accuracy)
+    assert any(g["gate"] == "size" and g["status"] == "pass" for g in gates)
+    s = summarize(gates)
+    assert s["not_measured"] >= 3 and s["failing"]
+
+
+def test_reference_between_two_artifacts(segmenter, tmp_path):
+    """A loose int8 artifact against a loose fp32 one: the fp32 one runs on the same inputs, and
+    the int8 one is checked against its outputs (and against --data's labels)."""
+    a, b = tmp_path / "shipped.int8.onnx", tmp_path / "float.fp32.onnx"
+    shutil.copy(segmenter["bundle"] / "segmenter_source.int8.onnx", a)
+    shutil.copy(segmenter["bundle"] / "segmenter_source.fp32.onnx", b)
+    js = tmp_path / "ref.json"
+    r = run_cli("validate", a, "--reference", b, "--data", segmenter["eval"], "--metric", "miou", "--runs", "3",
+                "--json", js)
+    assert r.exit_code == 0, r.output
+    rec = results_of(js)["shipped.int8.onnx"]
+    assert rec["status"] == "pass"
+    assert json.loads(js.read_text())["context"]["reference"].startswith("float.fp32.onnx")
+    acc = rec["accuracy"]
+    assert 0.98 <= acc["cosine"] <= 1.0 and acc["snr_db"] > 10
+    assert any(c["name"] == "cosine" for c in rec["checks"])
+    # the reference's miou is the fp32 artifact's own: the float torch model's within rounding
+    expected = task_metrics.mean_iou([segmenter["float_logits"]], segmenter["masks"], [])
+    assert acc["task"]["reference"] == pytest.approx(expected, abs=0.5)
+    # the same artifact against itself is bit-exact
+    r = run_cli("validate", a, "--reference", a, "--runs", "3", "--json", js)
+    assert r.exit_code == 0, r.output
+    assert results_of(js)["shipped.int8.onnx"]["accuracy"]["max_abs_error"] == 0.0
+
+
+def test_reference_a_bundle(segmenter, tmp_path):
+    a = tmp_path / "shipped.onnx"
+    shutil.copy(segmenter["bundle"] / "segmenter_source.int8.onnx", a)
+    js = tmp_path / "b.json"
+    r = run_cli("validate", a, "--reference", segmenter["bundle"], "--metric", "miou", "--runs", "3", "--json", js)
+    assert r.exit_code == 0, r.output
+    rec = results_of(js)["shipped.onnx"]
+    assert rec["status"] == "pass" and rec["accuracy"]["task"]["against"] == "labels"
+    r = run_cli("validate", a, "--reference", tmp_path / "nope.onnx")
+    assert r.exit_code == 2 and "--reference not found" in r.output

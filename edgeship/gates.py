@@ -39,6 +39,8 @@ def max_drops(project: Project, target: Target) -> dict[str, float]:
 
     recipe = get_recipe(target.recipe)
     drops = {"top1": recipe.max_top1_drop, "cosine": round(1 - recipe.min_cosine, 10)}
+    if project.gates.accuracy.metric:  # the task metric replaces the recipe's top-1 default (a detector has none)
+        drops.pop("top1")
     drops.update(project.gates.accuracy.max_drop)
     drops.update(target.max_drop or {})
     return drops

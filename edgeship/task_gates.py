@@ -5,7 +5,8 @@
 
 Each gate record also carries `metric` (its name: "map50", "score.py:fn"). A result with no task
 score (an error, a `ran` record, or a metric with no reference score for a drop) is not measured,
-never a pass.
+never a pass. With a task metric set, the recipe's default top-1 drop gate is not added (a
+detector or a segmenter has no top-1); `max_drop = {top1 = ...}` still adds it.
 """
 
 from __future__ import annotations

@@ -162,3 +162,172 @@ def test_reference_a_bundle(segmenter, tmp_path):
     assert rec["status"] == "pass" and rec["accuracy"]["task"]["against"] == "labels"
     r = run_cli("validate", a, "--reference", tmp_path / "nope.onnx")
     assert r.exit_code == 2 and "--reference not found" in r.output
+
+
+# -- the user's own metric -------------------------------------------------------------------
+
+DICE = '''"""The user's own metric: Dice of the foreground (class 1) over all samples, percent."""
+import numpy as np
+
+
+def dice(outputs, labels):
+    pred = np.asarray(outputs[0]).argmax(1) == 1
+    truth = np.asarray(labels) == 1
+    return 200.0 * np.logical_and(pred, truth).sum() / (pred.sum() + truth.sum())
+'''
+
+
+def _dice(logits, masks) -> float:
+    pred, truth = logits.argmax(1) == 1, masks == 1
+    return 200.0 * np.logical_and(pred, truth).sum() / (pred.sum() + truth.sum())
+
+
+@pytest.fixture(scope="module")
+def dice_metric(segmenter):
+    path = segmenter["tmp"] / "my_metrics.py"
+    path.write_text(DICE)
+    return path
+
+
+def test_user_metric_through_validate(segmenter, dice_metric, tmp_path):
+    js = tmp_path / "dice.json"
+    spec = f"{dice_metric}:dice"
+    r = run_cli("validate", segmenter["bundle"], "--metric", spec, "--metric-drop", "5", "--min-metric", "50",
+                "--runs", "3", "--json", js)
+    assert r.exit_code == 0, r.output
+    assert "dice" in r.output  # named in the table's column
+    expected = _dice(segmenter["float_logits"], segmenter["masks"])
+    for a in results_of(js).values():
+        t = a["accuracy"]["task"]
+        assert t["metric"] == spec and t["user"] is True
+        assert t["reference"] == pytest.approx(expected, abs=1e-6)
+        assert {c["name"] for c in a["checks"]} >= {f"{spec} drop", spec}
+    # a floor the artifacts cannot reach fails, exit 1
+    r = run_cli("validate", segmenter["bundle"], "--metric", spec, "--min-metric", "100.5", "--runs", "3")
+    assert r.exit_code == 1, r.output
+    # a typo in the function name: one line, exit 2
+    r = run_cli("validate", segmenter["bundle"], "--metric", f"{dice_metric}:dise")
+    assert r.exit_code == 2 and "Did you mean 'dice'" in r.output
+
+
+def test_user_metric_through_check(segmenter, dice_metric, tmp_path):
+    """[gates.accuracy] metric = "my_metrics.py:dice" with its own budget and floor; every report
+    names it."""
+    import shutil as sh
+
+    sh.copy(dice_metric, tmp_path / "my_metrics.py")
+    sh.copy(segmenter["tmp"] / "calib.npz", tmp_path / "calib.npz")
+    sh.copy(segmenter["eval"], tmp_path / "eval.npz")
+    (tmp_path / "edgeship.toml").write_text(f'''
+targets = [{{format = "onnx", recipe = "int8"}}]
+out = "bundle"
+[model]
+source = "{segmenter['source']}"
+[data]
+calib = "calib.npz"
+eval = "eval.npz"
+golden_samples = 120
+[measure]
+runs = 5
+warmup = 1
+[gates.accuracy]
+metric = "my_metrics.py:dice"
+metric_drop = 5.0
+min_metric = 50.0
+''')
+    r = run_cli("-q", "check", tmp_path / "edgeship.toml")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "bundle-report" / "report.json").read_text())
+    gates = {g["gate"]: g for g in rep["gates"]}
+    assert gates["accuracy.metric_drop"]["status"] == "pass" and gates["accuracy.min_metric"]["status"] == "pass"
+    assert gates["accuracy.min_metric"]["metric"].endswith("my_metrics.py:dice")
+    assert gates["accuracy.min_metric"]["value"] > 50
+    md = (tmp_path / "bundle-report" / "report.md").read_text()
+    html = (tmp_path / "bundle-report" / "report.html").read_text()
+    junit = (tmp_path / "bundle-report" / "junit.xml").read_text()
+    for text in (md, html, junit):
+        assert "my_metrics.py:dice" in text
+    assert "Task metric, size and latency" in html
+    # the same project with a floor out of reach fails the check
+    toml = (tmp_path / "edgeship.toml").read_text().replace("min_metric = 50.0", "min_metric = 100.5")
+    (tmp_path / "edgeship.toml").write_text(toml)
+    r = run_cli("-q", "check", tmp_path / "edgeship.toml", "--skip-export")
+    assert r.exit_code == 1
+    assert "accuracy.min_metric" in r.output
+
+
+def test_user_metric_drives_max_drop(segmenter, dice_metric, tmp_path):
+    """Accuracy-aware int8 measures the drop with the user's metric on all outputs."""
+    out = tmp_path / "aa"
+    r = run_cli("-q", "export", segmenter["source"], "--to", "pte", "--quant", "int8", "--calib",
+                segmenter["tmp"] / "calib.npz", "--eval", segmenter["eval"], "--golden-samples", "120",
+                "--max-drop", "3", "--metric", f"{dice_metric}:dice", "--out", out)
+    assert r.exit_code in (0, 1), r.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    aa = manifest["artifacts"][0]["accuracy_aware"]
+    assert aa["metric"] == f"{dice_metric}:dice"
+    assert aa["met"] == (aa["drop_after"] <= 3 + 1e-9) and (r.exit_code == 0) == aa["met"]
+    # the recorded drop is the dice drop validate measures on the same golden vectors
+    js = tmp_path / "v.json"
+    run_cli("validate", out, "--metric", f"{dice_metric}:dice", "--runs", "3", "--json", js)
+    task = next(iter(results_of(js).values()))["accuracy"]["task"]
+    assert task["drop"] == pytest.approx(aa["drop_after"], abs=1e-3)  # the manifest rounds it
+
+
+# -- the detector: map50 ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    import torch
+
+    tmp = tmp_path_factory.mktemp("det")
+    model = task_models.train_detector()
+    source = task_models.write_source(model, "detector", tmp)
+    calib_x, calib_b, _ = task_models.shapes(200, 0, 21)
+    eval_x, eval_b, _ = task_models.shapes(150, 1, 22)
+    calib = task_models.save_npz(tmp / "calib.npz", calib_x, calib_b)
+    evaluation = task_models.save_npz(tmp / "eval.npz", eval_x, eval_b)
+    with torch.no_grad():
+        float_outputs = [o.numpy() for o in model(torch.from_numpy(eval_x))]
+    out = tmp / "bundle"
+    r = run_cli("-q", "export", source, "--to", "onnx,pte", "--quant", "fp32,int8", "--calib", calib, "--eval",
+                evaluation, "--golden-samples", "150", "--out", out)
+    assert r.exit_code == 0, r.output + r.stderr
+    return {"tmp": tmp, "bundle": out, "eval": evaluation, "boxes": eval_b, "float_outputs": float_outputs}
+
+
+def test_ragged_box_labels_round_trip_pickle_free(detector):
+    with np.load(detector["eval"], allow_pickle=False) as z:
+        assert z["labels"].shape[1] == 5 and len(z["labels_index"]) == len(detector["boxes"]) + 1
+    from edgeship.bundle import read_bundle
+
+    golden = read_bundle(detector["bundle"]).golden()
+    assert isinstance(golden.labels, list) and len(golden.labels) == 150
+    for got, want in zip(golden.labels, detector["boxes"]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_detector_int8_artifacts_scored_with_map50(detector):
+    js = detector["tmp"] / "map.json"
+    r = run_cli("validate", detector["bundle"], "--metric", "map50", "--runs", "3", "--json", js)
+    assert r.exit_code == 0, r.output
+    assert "map50 %" in r.output
+    assert "accuracy per output" in r.output  # boxes and scores, each with its own metrics
+    expected = task_metrics.resolve("map50").score(detector["float_outputs"], detector["boxes"])
+    assert expected > 40  # the detector learnt its task
+    res = results_of(js)
+    int8 = [a for name, a in res.items() if ".int8." in name]
+    assert len(int8) == 2
+    for a in res.values():
+        t = a["accuracy"]["task"]
+        assert t["metric"] == "map50" and t["reference"] == pytest.approx(expected, abs=1e-6)
+        assert len(a["accuracy"]["outputs"]) == 2
+    for a in int8:
+        t = a["accuracy"]["task"]
+        assert 0 < t["value"] <= 100
+        assert t["drop"] == pytest.approx(t["reference"] - t["value"])
+    r = run_cli("validate", detector["bundle"], "--metric", "map50_95", "--runs", "3", "--json", js)
+    assert r.exit_code == 0, r.output
+    for a in results_of(js).values():
+        assert a["accuracy"]["task"]["value"] <= res[a["artifact"]]["accuracy"]["task"]["value"] + 1e-9

@@ -34,7 +34,8 @@ def cell(r: dict) -> str:
     v = t["value"]
     text = "∞" if math.isinf(v) else f"{v:.4g}" if abs(v) < 1 else f"{v:.1f}"
     if t.get("drop") is not None:
-        text += f" ({-t['drop']:+.2g})" if abs(t["drop"]) < 1 else f" ({-t['drop']:+.1f})"
+        change = 0.0 - t["drop"] + 0.0  # no "-0"
+        text += f" ({change:+.2g})" if abs(change) < 1 else f" ({change:+.1f})"
     return text
 
 

@@ -286,12 +286,16 @@ def _with_decode(fn_name: str, ious):
     return build
 
 
+def _miou(threshold: float | None):
+    return lambda outputs, labels, names: mean_iou(outputs, labels, names, threshold)
+
+
 BUILTIN = {
     "top1": (lambda p: lambda o, lab, n: topk(o[0], lab, 1), "%", False),
     "top5": (lambda p: lambda o, lab, n: topk(o[0], lab, 5), "%", False),
     "map50": (_with_decode("map50", (0.5,)), "%", False),
     "map50_95": (_with_decode("map50_95", tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))), "%", False),
-    "miou": (lambda p: lambda o, lab, n: mean_iou(o, lab, n, None if p is None else _float(p, "miou")), "%", False),
+    "miou": (lambda p: _miou(None if p is None else _float(p, "miou")), "%", False),
     "psnr": (lambda p: psnr, "dB", True),
     "cosine": (lambda p: cosine_to, "", True),
 }
@@ -307,7 +311,8 @@ def _float(text: str, metric: str) -> float:
 
 
 def is_user_metric(spec: str) -> bool:
-    return ".py:" in spec and "@" not in spec.split(".py:")[0].split("/")[-1]
+    name, at, _ = spec.partition("@")
+    return ".py:" in spec and not (at and name in BUILTIN)  # map50@decode.py:fn is a built-in
 
 
 def check_spec(spec: str) -> str:

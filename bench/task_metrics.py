@@ -4,7 +4,7 @@
 
 Trains the tests' detector and segmenter (tests/task_models.py: shapes drawn on scikit-learn's
 sample photos; china.jpg trains and calibrates, flower.jpg evaluates), exports each to
-onnx/tflite/pte x fp32/int8, validates every artifact with its task metric (map50 and map50_95
+onnx/tflite/pte x fp32/int8 (the detector: onnx/pte), validates every artifact with its task metric (map50 and map50_95
 for the detector, miou for the segmenter) and prints one row per artifact: task metric (float ->
 artifact), SNR and cosine of each output.
 """
@@ -30,21 +30,25 @@ def edgeship(*args) -> None:
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [("detector", task_models.train_detector, {}, ["map50", "map50_95"]),
-            ("segmenter", task_models.train_segmenter, {"max_objects": 1}, ["miou"])]
+    # litert-torch's int8 calibration fails on the detector's box decoding ("histogram_cpu" not
+    # implemented for 'Long'), so the detector goes to onnx and pte only
+    jobs = [("detector", task_models.train_detector, {}, ["map50", "map50_95"], "onnx,pte"),
+            ("segmenter", task_models.train_segmenter, {"max_objects": 1}, ["miou"], "onnx,tflite,pte")]
     rows = []
-    for kind, train, kw, metrics in jobs:
+    for kind, train, kw, metrics, formats in jobs:
         source = task_models.write_source(train(), kind, out)
         cx, cb, cm = task_models.shapes(200, 0, 31, **kw)
         ex, eb, em = task_models.shapes(150, 1, 32, **kw)
         calib = task_models.save_npz(out / f"{kind}-calib.npz", cx, cb if kind == "detector" else cm)
         evaluation = task_models.save_npz(out / f"{kind}-eval.npz", ex, eb if kind == "detector" else em)
         bundle = out / kind
-        edgeship("export", source, "--to", "onnx,tflite,pte", "--quant", "fp32,int8", "--calib", calib, "--eval",
+        edgeship("export", source, "--to", formats, "--quant", "fp32,int8", "--calib", calib, "--eval",
                  evaluation, "--golden-samples", "150", "--out", bundle, "--force")
         for metric in metrics:
             js = out / f"{kind}-{metric}.json"
             edgeship("validate", bundle, "--metric", metric, "--runs", "10", "--json", js)
+            if not js.exists():
+                continue
             for a in json.loads(js.read_text())["artifacts"]:
                 acc = a.get("accuracy") or {}
                 t = acc.get("task") or {}

@@ -124,7 +124,7 @@ def test_check_never_counts_ran_as_passed(segmenter, tmp_path):
     assert any("accuracy not checked" in g["detail"] for g in accuracy)
     assert any(g["gate"] == "size" and g["status"] == "pass" for g in gates)
     s = summarize(gates)
-    assert s["not_measured"] >= 3 and s["failing"]
+    assert s["not_measured"] == len(accuracy) >= 2 and s["failing"]  # cosine drop and the miou floor
 
 
 def test_reference_between_two_artifacts(segmenter, tmp_path):
@@ -331,3 +331,23 @@ def test_detector_int8_artifacts_scored_with_map50(detector):
     assert r.exit_code == 0, r.output
     for a in results_of(js).values():
         assert a["accuracy"]["task"]["value"] <= res[a["artifact"]]["accuracy"]["task"]["value"] + 1e-9
+
+
+def test_labels_only_for_an_artifact_outside_a_bundle(segmenter, tmp_path):
+    """--data with labels and no reference: the task metric against the labels is checked (a
+    floor), the tensor metrics are absent; without a floor it is ran; data without labels is an error."""
+    loose = tmp_path / "third_party.onnx"
+    shutil.copy(segmenter["bundle"] / "segmenter_source.int8.onnx", loose)
+    js = tmp_path / "l.json"
+    r = run_cli("validate", loose, "--data", segmenter["eval"], "--metric", "miou", "--min-metric", "50", "--runs", "3",
+                "--json", js)
+    assert r.exit_code == 0, r.output
+    rec = results_of(js)["third_party.onnx"]
+    assert rec["status"] == "pass" and rec["accuracy"]["task"]["value"] > 50
+    assert rec["accuracy"]["task"]["reference"] is None and "cosine" not in rec["accuracy"]
+    r = run_cli("validate", loose, "--data", segmenter["eval"], "--metric", "miou", "--runs", "3", "--json", js)
+    assert r.exit_code == 0 and results_of(js)["third_party.onnx"]["status"] == "ran"
+    assert "no limit given" in r.output
+    np.savez(tmp_path / "nolabels.npz", x=np.load(segmenter["eval"])["x"])
+    r = run_cli("validate", loose, "--data", tmp_path / "nolabels.npz")
+    assert r.exit_code == 2 and "has no labels" in r.output

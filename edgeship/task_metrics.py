@@ -41,6 +41,7 @@ import numpy as np
 
 from edgeship.errors import InputError
 from edgeship.labels import class_ids, is_ragged
+from edgeship.metrics import cosine
 
 NMS_IOU = 0.5
 MAX_DETECTIONS = 100
@@ -268,8 +269,6 @@ def psnr(outputs, labels, names) -> float:
 
 
 def cosine_to(outputs, labels, names) -> float:
-    from edgeship.metrics import cosine
-
     target = np.asarray(labels)
     return cosine(target, np.asarray(outputs[0]).reshape(target.shape))
 

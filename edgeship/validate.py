@@ -22,7 +22,8 @@ from edgeship.console import info
 from edgeship.errors import InputError
 from edgeship.metrics import compare, top1_accuracy
 from edgeship.quantize import get_recipe
-from edgeship import task_metrics
+from edgeship import reference_artifact, task_metrics
+from edgeship.task_checks import metric_checks, task_record
 from edgeship.runtime.base import format_of
 
 
@@ -97,8 +98,6 @@ def reference_for(req: ValidateRequest, bundle: Bundle | None) -> tuple[Golden |
 def validate(req: ValidateRequest, device=None) -> tuple[list[dict], dict]:
     from edgeship.runtime.device import open_device
 
-    from edgeship import reference_artifact
-
     bundle, records, paths = resolve(req.target)
     metric = task_metrics.resolve(req.metric) if req.metric else None
     side_by_side = req.reference is not None or (req.data and bundle is None)
@@ -164,8 +163,6 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
         return {**out, "status": "error", "error": "accuracy " + (r.get("accuracy_error") or
                                                                   "not measured: the device returned no outputs")}
     if golden is not None and golden.outputs is None:  # labels only (reference_artifact.labels_only)
-        from edgeship.metrics import top1_accuracy
-
         acc = top1_accuracy(run.outputs[0], golden.labels)
         out["accuracy"] = {} if acc is None else {"accuracy": acc}
     elif golden is not None:
@@ -180,8 +177,6 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
             return {**out, "status": "error", "error": f"outputs do not match the reference's shapes: {e}"}
         out["checks"] += _checks(req, record, out["accuracy"])
     if golden is not None and metric is not None:
-        from edgeship.task_checks import metric_checks, task_record
-
         names = [t["name"] for t in (record.get("io") or {}).get("outputs", [])]
         out["accuracy"]["task"] = task_record(metric, run.outputs, golden, names)
         out["checks"] += metric_checks(req, out["accuracy"]["task"])

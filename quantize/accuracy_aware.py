@@ -39,10 +39,8 @@ LATENCY_RUNS = 50
 
 def check_supported(framework: str, target: str, kind: str, metric: str) -> None:
     if metric not in METRICS:
-        from edgeship.task_metrics import check_spec
-
         try:
-            check_spec(metric)
+            task_metrics.check_spec(metric)
         except InputError:
             raise InputError(suggest(metric.partition("@")[0], METRICS + task_metrics.NAMES, "metric"),
                              hint="pass --metric top1, cosine, snr, a task metric or module.py:fn") from None

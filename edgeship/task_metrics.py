@@ -65,7 +65,8 @@ class TaskMetric:
         except Exception as e:
             what = f"your metric {self.name}" if self.user else f"metric {self.name}"
             raise InputError(f"{what} failed: {type(e).__name__}: {e}",
-                             hint="check that the labels and outputs are what it expects (see edgeship/task_metrics.py)")
+                             hint="check that the labels and outputs are what it expects "
+                                  "(see edgeship/task_metrics.py)")
         try:
             return float(value)
         except (TypeError, ValueError):
@@ -163,7 +164,8 @@ def average_precision(detections: list[tuple], truths: list[np.ndarray], iou: fl
     truths = [np.asarray(t, np.float64).reshape(-1, 5) for t in truths]
     gt_classes = sorted({int(c) for t in truths for c in t[:, 0]})
     if not gt_classes:
-        raise InputError("detection labels hold no boxes", hint="labels: per sample an (M, 5) array class, x1, y1, x2, y2")
+        raise InputError("detection labels hold no boxes",
+                         hint="labels: per sample an (M, 5) array class, x1, y1, x2, y2")
     aps = []
     for c in gt_classes:
         n_gt = sum(int((t[:, 0] == c).sum()) for t in truths)

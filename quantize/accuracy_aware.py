@@ -42,7 +42,8 @@ def check_supported(framework: str, target: str, kind: str, metric: str) -> None
         try:
             task_metrics.check_spec(metric)
         except InputError:
-            raise InputError(suggest(metric.partition("@")[0], tuple(dict.fromkeys(METRICS + task_metrics.NAMES)), "metric"),
+            known = tuple(dict.fromkeys(METRICS + task_metrics.NAMES))
+            raise InputError(suggest(metric.partition("@")[0], known, "metric"),
                              hint="pass --metric top1, cosine, snr, a task metric or module.py:fn") from None
     if (framework, target) not in SUPPORTED or kind == "savedmodel":
         raise UnsupportedError(

@@ -68,8 +68,8 @@ def _results(results: list[dict]) -> str:
                     "cosine", "p50 ms", "p90 ms", "peak MB", "runtime", "run"], rows, set(range(3, 11 + bool(head))))
     per_output = task.per_output_rows(results)
     if per_output:
-        table += "<h3>Per output</h3>" + _table(task.PER_OUTPUT_HEADERS, [[escape(c) for c in row] for row in per_output],
-                                                 {2, 3, 4, 5})
+        cells = [[escape(c) for c in row] for row in per_output]
+        table += "<h3>Per output</h3>" + _table(task.PER_OUTPUT_HEADERS, cells, {2, 3, 4, 5})
     return table
 
 

@@ -27,7 +27,8 @@ def _result_rows(results: list[dict]) -> list[str]:
     from edgeship.reports import task
 
     head = task.header(results)
-    rows = ["| artifact | device | top-1 % | Δ pts |" + (f" {head} |" if head else "") + " p50 / p90 ms | size | peak MB |",
+    task_head = f" {head} |" if head else ""
+    rows = ["| artifact | device | top-1 % | Δ pts |" + task_head + " p50 / p90 ms | size | peak MB |",
             "|---|---|---:|---:|" + ("---:|" if head else "") + "---:|---:|---:|"]
     for r in results:
         a = r.get("accuracy") or {}

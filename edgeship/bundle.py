@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship import labels as labels_mod
 from edgeship.errors import ArtifactError, InputError
 
 MANIFEST = "manifest.json"
@@ -46,8 +47,7 @@ class Golden:
     def save(self, path: Path) -> None:
         arrays = {f"input_{i}": a for i, a in enumerate(self.inputs)}
         arrays.update({f"output_{i}": a for i, a in enumerate(self.outputs)})
-        if self.labels is not None:
-            arrays["labels"] = self.labels
+        arrays.update(labels_mod.to_npz(self.labels))  # ragged labels: labels + labels_index (labels.py)
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
@@ -57,7 +57,8 @@ class Golden:
             with np.load(path, allow_pickle=False) as z:
                 inputs = [z[f"input_{i}"] for i in range(sum(k.startswith("input_") for k in z.files))]
                 outputs = [z[f"output_{i}"] for i in range(sum(k.startswith("output_") for k in z.files))]
-                labels = z["labels"] if "labels" in z.files else None
+                labels = labels_mod.from_npz({k: z[k] for k in ("labels", labels_mod.INDEX_KEY) if k in z.files},
+                                             str(path))
         except Exception as e:
             raise ArtifactError(f"cannot read golden vectors '{path}': {e}", hint="re-export the bundle") from None
         if not inputs or not outputs:

@@ -25,6 +25,7 @@ from edgeship.convert import TARGETS
 from edgeship.errors import InputError
 from edgeship.quantize.recipes import RECIPE_NAMES
 from edgeship.runtime.base import DEVICE_SCHEMES, SCHEME_NAMES
+from edgeship.task_metrics import check_spec
 
 ACCURACY_METRICS = ("top1", "agreement", "cosine")  # drop vs the float reference: points, points, 1-cos
 REPORT_FORMATS = ("json", "junit", "markdown", "html")
@@ -89,6 +90,21 @@ class LatencyGates(LatencyBudget):
 class AccuracyGates(_Strict):
     max_drop: dict[Literal["top1", "agreement", "cosine"], float] = Field(default_factory=dict)
     min_top1: float | None = Field(None, ge=0, le=100)  # absolute floor vs labels, percent
+    # a task metric (top1, top5, map50, map50_95, miou, psnr, cosine; edgeship/task_metrics.py) or the
+    # user's own module.py:fn (relative to this file), higher is better; its budget and floor:
+    metric: str | None = None
+    metric_drop: float | None = Field(None, ge=0)  # most it may fall below the float model's score
+    min_metric: float | None = None  # absolute floor, in the metric's unit
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v):
+        if v is not None:
+            try:
+                check_spec(v)
+            except InputError as e:
+                raise ValueError(e.message) from None
+        return v
 
 
 class SizeGates(_Strict):
@@ -181,6 +197,14 @@ class LoadedConfig:
         if spec is None or spec.split(":")[0] == "digits":
             return spec
         return self._path_spec(spec)
+
+    def metric(self) -> str | None:
+        """[gates.accuracy].metric with its module.py (or map50@decode.py:fn) relative to the config file."""
+        spec = self.project.gates.accuracy.metric
+        if spec is None or ".py:" not in spec:
+            return spec
+        name, at, param = spec.partition("@")
+        return f"{name}@{self._path_spec(param)}" if at and ".py:" in param else self._path_spec(spec)
 
     def _path_spec(self, spec: str) -> str:
         if ".py:" in spec:  # module.py:fn

@@ -18,6 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
+from edgeship import labels as labels_mod
 from edgeship.errors import InputError
 from edgeship.model import IOSpec, TensorSpec
 
@@ -55,7 +56,9 @@ class Dataset:
         for a in self.arrays:
             h.update(str(a.dtype).encode() + str(a.shape).encode())
             h.update(np.ascontiguousarray(a).tobytes())
-        if self.labels is not None:
+        if labels_mod.is_ragged(self.labels):
+            labels_mod.digest(self.labels, h)
+        elif self.labels is not None:
             h.update(np.ascontiguousarray(self.labels).tobytes())
         return h.hexdigest()
 
@@ -145,7 +148,7 @@ def _from_npz(path: Path, io: IOSpec):
             arrays = {k: z[k] for k in z.files}
     except Exception as e:  # zipfile.BadZipFile, ValueError for pickled objects, ...
         raise InputError(f"cannot read '{path}': {e}", hint="write it with numpy.savez") from None
-    labels = arrays.pop("labels", None)
+    labels = labels_mod.from_npz(arrays, str(path))  # any array, or ragged (labels + labels_index)
     names = [s.name for s in io.inputs]
     if all(n in arrays for n in names):
         return [arrays[n] for n in names], labels
@@ -174,9 +177,10 @@ def _from_folder(path: Path, io: IOSpec, image: ImageOptions):
                 raise InputError(f"sample '{f}' has {len(parts)} arrays, the model takes {len(io.inputs)}")
             for lst, a in zip(per_input, parts):
                 lst.append(a)
-            labels.append(None if label is None else int(np.asarray(label).reshape(-1)[0]))
+            labels.append(label)
         have_labels = all(lab is not None for lab in labels)
-        return [_stack(lst, path) for lst in per_input], (np.array(labels) if have_labels else None), path.name
+        labels = labels_mod.collect(labels, str(path)) if have_labels else None
+        return [_stack(lst, path) for lst in per_input], labels, path.name
     classes = sorted(p for p in path.iterdir() if p.is_dir())
     if classes:
         return _from_images(path, classes, io, image)
@@ -257,7 +261,7 @@ def _from_module(path: Path, fn: str, io: IOSpec, source: str):
         labels.append(label)
     if not per_input[0]:
         raise InputError(f"{source} yielded no samples")
-    lab = np.array(labels) if all(lab is not None for lab in labels) else None
+    lab = labels_mod.collect(labels, source) if all(lab is not None for lab in labels) else None
     return [_stack(lst, source) for lst in per_input], lab, source
 
 
@@ -296,10 +300,7 @@ def fit_to_spec(arrays: list[np.ndarray], labels, io: IOSpec, name: str) -> Data
     counts = {a.shape[0] for a in fitted}
     if len(counts) != 1:
         raise InputError(f"data '{name}': inputs have different sample counts {sorted(counts)}")
-    if labels is not None:
-        labels = np.asarray(labels).reshape(-1)
-        if len(labels) != fitted[0].shape[0]:
-            raise InputError(f"data '{name}' has {len(labels)} labels for {fitted[0].shape[0]} samples")
+    labels = labels_mod.normalize(labels, fitted[0].shape[0], name)  # class ids, masks, boxes (ragged), ...
     return Dataset(name, fitted, io.inputs, labels)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeship.labels import class_ids
+
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Mean per-sample cosine similarity (1.0 = same direction)."""
@@ -42,9 +44,10 @@ def compare_output(reference: np.ndarray, other: np.ndarray) -> dict:
 
 
 def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float | None:
-    if not is_classifier_output(logits) or labels is None:
+    ids = class_ids(labels, len(logits))  # None for masks, boxes, images: no top-1 for those
+    if not is_classifier_output(logits) or ids is None:
         return None
-    return float((logits.argmax(1) == labels.reshape(-1)).mean() * 100)
+    return float((logits.argmax(1) == ids).mean() * 100)
 
 
 def compare(reference: list[np.ndarray], outputs: list[np.ndarray], names: list[str], labels=None) -> dict:

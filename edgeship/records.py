@@ -27,7 +27,7 @@ validate record (`edgeship validate --json`'s "artifacts", report.json's "result
     runtime, delegate, init_ms, first_ms, latency {runs, p50_ms, p90_ms, p99_ms, mean_ms, min_ms,
     max_ms, warmup, samples_ms}, peak_rss_mb, model_rss_mb, threads, platform,
     accuracy {accuracy, reference_accuracy, accuracy_drop, top1_agreement, cosine, snr_db,
-    max_abs_error, outputs}; check adds target (format:recipe).
+    max_abs_error, outputs, task}, note (why the status is ran); check adds target (format:recipe).
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ class ValidateRecord(Record):
     model_rss_mb: float | None = None
     threads: int | None = None
     platform: Any = None
-    accuracy: dict | None = None
+    accuracy: dict | None = None  # with "task" when a task metric was asked for (task_metrics.py)
+    note: str | None = None  # why a record is "ran": what was not checked
 
 
 def validate_record(**fields) -> dict:

@@ -1,8 +1,13 @@
 """validate: run every artifact of a bundle on a device and compare it with the float reference.
 
 The reference is the bundle's golden vectors (no framework needed), or the source model re-run
-over --data. One record per artifact (records.py's ValidateRecord); its status is pass, fail (a
-check missed its limit) or error (no measurement could be taken: never counted as a pass).
+over --data. One record per artifact (records.py's ValidateRecord); its status is "pass", "fail" (a check missed its
+limit), "error" (no measurement could be taken: never counted as a pass) or "ran" (latency and
+size measured, accuracy not checked: no reference and no labels, or no limit to check it against;
+exit 0, never counted as a pass by `check`).
+
+--reference B compares with another artifact or bundle (reference_artifact.py); --metric adds a
+task metric or the user's own (task_metrics.py), gated by --metric-drop and --min-metric.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship import reference_artifact, task_metrics
 from edgeship.bundle import Bundle, Golden, find_bundle_of, read_bundle
 from edgeship.console import info
 from edgeship.data import load_data
@@ -25,7 +31,8 @@ from edgeship.records import validate_record
 from edgeship.runtime.base import format_of
 from edgeship.runtime.device import open_device
 from edgeship.sources import load_model, source_sha256
-from edgeship.status import Status, verdict
+from edgeship.status import Status
+from edgeship.task_checks import metric_checks, task_record
 
 
 @dataclass
@@ -41,6 +48,10 @@ class ValidateRequest:
     min_cosine: float | None = None  # default: the recipe's
     verbose: bool = False
     model: object | None = None  # edgeship.model.Model held in memory (Python API): the reference for --data
+    reference: Path | None = None  # another artifact or a bundle to compare with (reference_artifact.py)
+    metric: str | None = None  # a task metric name or module.py:fn (task_metrics.py)
+    metric_drop: float | None = None  # most the task metric may fall below the reference's
+    min_metric: float | None = None  # the task metric's floor
 
 
 def resolve(target: Path) -> tuple[Bundle | None, list[dict], list[Path]]:
@@ -98,13 +109,19 @@ def reference_for(req: ValidateRequest, bundle: Bundle | None) -> tuple[Golden |
 
 def validate(req: ValidateRequest, device=None) -> tuple[list[dict], dict]:
     bundle, records, paths = resolve(req.target)
-    golden, ref_note = reference_for(req, bundle)
+    metric = task_metrics.resolve(req.metric) if req.metric else None
+    side_by_side = req.reference is not None or (req.data and bundle is None)
+    golden, ref_note = (None, "") if side_by_side else reference_for(req, bundle)
     device = device or open_device(req.device)
+    if req.reference is not None:
+        golden, ref_note = reference_artifact.golden_from_reference(req, device, bundle, paths[0])
+    elif side_by_side:
+        golden, ref_note = reference_artifact.labels_only(req, paths[0])
     inputs = None if golden is None else golden.inputs
     results = []
     for record, path in zip(records, paths):
         info(f"[bold]validate[/] {path.name} on {device.uri}")
-        results.append(_validate_one(req, device, record, path, golden, inputs))
+        results.append(_validate_one(req, device, record, path, golden, inputs, metric))
     context = {
         "reference": ref_note,
         "device": device.uri,
@@ -114,11 +131,12 @@ def validate(req: ValidateRequest, device=None) -> tuple[list[dict], dict]:
         "runs": req.runs,
         "bundle": str(bundle.root) if bundle else None,
         "model": bundle.manifest["model"]["name"] if bundle else None,
+        "metric": req.metric,
     }
     return results, context
 
 
-def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, inputs) -> dict:
+def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, inputs, metric=None) -> dict:
     out = {
         "artifact": record["path"],
         "format": record.get("format"),
@@ -135,7 +153,6 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
     if integrity:
         out["checks"].append(integrity)
     if inputs is None:  # no reference: time the artifact on random inputs of its own shapes
-
         try:
             shapes = [t["shape"] for t in inspect_file(path)["inputs"]]
         except ArtifactError as e:
@@ -152,7 +169,10 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
     if golden is not None and run.outputs is None:  # e.g. adb with benchmark_model: timings only
         return validate_record(**out, status=Status.ERROR, error="accuracy " + (r.get("accuracy_error") or
                                                                   "not measured: the device returned no outputs"))
-    if golden is not None:
+    if golden is not None and golden.outputs is None:  # labels only (reference_artifact.labels_only)
+        acc = top1_accuracy(run.outputs[0], golden.labels)
+        out["accuracy"] = {} if acc is None else {"accuracy": acc}
+    elif golden is not None:
         names = [t["name"] for t in (record.get("io") or {}).get("outputs", [])] or [
             f"output_{i}" for i in range(len(golden.outputs))]
         if len(run.outputs) != len(golden.outputs):
@@ -163,7 +183,18 @@ def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, 
         except ValueError as e:
             return validate_record(**out, status=Status.ERROR, error=f"outputs do not match the reference's shapes: {e}")
         out["checks"] += _checks(req, record, out["accuracy"])
-    return validate_record(**out, status=verdict(all(c["passed"] for c in out["checks"])))
+    if golden is not None and metric is not None:
+        names = [t["name"] for t in (record.get("io") or {}).get("outputs", [])]
+        out["accuracy"]["task"] = task_record(metric, run.outputs, golden, names)
+        out["checks"] += metric_checks(req, out["accuracy"]["task"])
+    if not all(c["passed"] for c in out["checks"]):
+        return validate_record(**out, status=Status.FAIL)
+    checked = any(c["name"] != "sha256" for c in out["checks"])
+    if not checked:  # nothing said whether the outputs are right: measured, not passed
+        out["note"] = ("accuracy not checked: no reference and no labels (pass --reference B, or --data with "
+                       "labels)" if golden is None else "accuracy measured, not checked: no limit given "
+                       "(--min-metric, --min-cosine, --max-drop)")
+    return validate_record(**out, status=Status.PASS if checked else Status.RAN)
 
 
 def _integrity_check(record: dict, path: Path) -> dict | None:
@@ -181,8 +212,10 @@ def _integrity_check(record: dict, path: Path) -> dict | None:
 def _checks(req: ValidateRequest, record: dict, acc: dict) -> list[dict]:
     checks = []
     recipe = get_recipe(record["recipe"]) if record.get("recipe") else None
+    if recipe is None and req.reference is not None:  # a third-party artifact vs its reference: the loosest floors
+        recipe = get_recipe("int8")
     min_cos = req.min_cosine if req.min_cosine is not None else (recipe.min_cosine if recipe else None)
-    if min_cos is not None:
+    if min_cos is not None and "cosine" in acc:
         checks.append({"name": "cosine", "value": acc["cosine"], "limit": min_cos, "op": ">=",
                        "passed": bool(acc["cosine"] >= min_cos)})
     max_drop = req.max_drop if req.max_drop is not None else (recipe.max_top1_drop if recipe else None)

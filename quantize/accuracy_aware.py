@@ -5,7 +5,10 @@ The drop, per --metric, against the float reference's outputs on the evaluation 
   top1    accuracy points lost (labels); without labels, % of samples whose top-1 changed
   cosine  (1 - mean cosine) x 100
   snr     noise power as % of the output's signal power: 100 x 10^(-SNR/10)
-so `--max-drop 1.0` means "lose at most 1%" for each. When the budget is met, layers kept earlier
+so `--max-drop 1.0` means "lose at most 1%" for each. Any other --metric is a task metric or the
+user's own (edgeship/task_metrics.py: top5, map50, map50_95, miou, psnr, module.py:fn), scored on
+all of the artifact's outputs against the labels: the drop is the float model's score minus the
+artifact's, in the metric's unit. When the budget is met, layers kept earlier
 that are no longer needed are tried back in int8 (fewest layers kept). If nothing is left to
 keep and the budget is still missed, the best artifact found is written and the search says so.
 
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship import task_metrics
 from edgeship.console import console
 from edgeship.convert.tflite_common import quiet_native_output
 from edgeship.errors import CheckFailed, InputError, UnsupportedError, suggest
@@ -42,7 +46,12 @@ LATENCY_RUNS = 50
 
 def check_supported(framework: str, target: str, kind: str, metric: str) -> None:
     if metric not in METRICS:
-        raise InputError(suggest(metric, METRICS, "metric"), hint="pass --metric top1, cosine or snr")
+        try:
+            task_metrics.check_spec(metric)
+        except InputError:
+            known = tuple(dict.fromkeys(METRICS + task_metrics.NAMES))
+            raise InputError(suggest(metric.partition("@")[0], known, "metric"),
+                             hint="pass --metric top1, cosine, snr, a task metric or module.py:fn") from None
     if (framework, target) not in SUPPORTED or kind == "savedmodel":
         raise UnsupportedError(
             f"accuracy-aware int8 (--max-drop) is not available on {framework} -> {target}"
@@ -103,6 +112,7 @@ def search(route, convert, model, recipe, calib, golden, out_path: Path, options
     ranker = ranker_for(model, route.target, calib, feeds, options.verbose,
                         fp32=lambda: fp32_twin(model, convert, options))
     s = Search(metric, budget)
+    task = None if metric in METRICS else task_metrics.resolve(metric)
     with tempfile.TemporaryDirectory(prefix="edgeship-aa-") as tmp:
         tmp = Path(tmp)
 
@@ -110,7 +120,8 @@ def search(route, convert, model, recipe, calib, golden, out_path: Path, options
             path = tmp / f"{len(s.attempts)}{out_path.suffix}"
             result = convert(model, recipe, calib, path, replace(options, float_layers=kept))
             outputs = _run(path, route.target, inputs)
-            a = Attempt(kept, drop(metric, golden.outputs[0], outputs, golden.labels), path, result)
+            a = Attempt(kept, task_drop(task, golden, outputs) if task else
+                        drop(metric, golden.outputs[0], outputs[0], golden.labels), path, result)
             s.attempts.append(a)
             log(f"  accuracy-aware: float layers: {', '.join(kept) or 'none'} -> {metric} drop {a.drop:.3f} "
                 f"(budget {budget:g})")
@@ -152,9 +163,21 @@ def search(route, convert, model, recipe, calib, golden, out_path: Path, options
     return best.result, record, s.met
 
 
-def _run(path: Path, target: str, inputs: list[list[np.ndarray]]) -> np.ndarray:
+def _run(path: Path, target: str, inputs: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Every output of the artifact over the samples, batched."""
     runner = _runner(path, target)
-    return np.concatenate([runner.run(sample)[0] for sample in inputs])
+    runs = [runner.run(sample) for sample in inputs]
+    return [np.concatenate([r[k] for r in runs]) for k in range(len(runs[0]))]
+
+
+def task_drop(task, golden, outputs: list[np.ndarray]) -> float:
+    """The float model's task score minus the artifact's (drop in the metric's unit)."""
+    outputs = [o.reshape(r.shape) for o, r in zip(outputs, golden.outputs)]
+    rec = task_metrics.evaluate(task, outputs, golden.outputs, golden.labels)
+    if rec["drop"] is None:
+        raise InputError(f"--metric {task.name} has no float score to drop from without labels",
+                         hint="give --eval data with labels, or use --metric cosine or snr")
+    return float(rec["drop"])
 
 
 def _runner(path: Path, target: str):
@@ -182,6 +205,8 @@ def check_request(req, model, routes, recipes) -> None:
         raise UnsupportedError("--max-drop and --int8-io cannot be combined yet", hint="drop --int8-io")
     for route in routes:
         check_supported(route.source, route.target, model.kind, req.metric)
+    if req.metric not in METRICS:
+        task_metrics.resolve(req.metric)  # a user metric's module loads now, not after the first export
 
 
 def summary_lines(manifest: dict) -> list[str]:

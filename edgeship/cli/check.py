@@ -100,7 +100,8 @@ def measure_all(cfg: LoadedConfig, devices: dict, verbose: bool) -> tuple[list[d
             raise InputError(f"bundle '{bundle}' has no artifact for {', '.join(missing)}",
                              hint="run edgeship check without --skip-export")
         for uri, device in devices.items():
-            req = ValidateRequest(bundle, None, uri, m.threads, m.warmup, m.runs, m.timeout, verbose=verbose)
+            req = ValidateRequest(bundle, None, uri, m.threads, m.warmup, m.runs, m.timeout, verbose=verbose,
+                                  metric=cfg.metric())
             records, context = validate(req, device=device)
             contexts.append({**context, "bundle": str(bundle)})
             for r in records:

@@ -51,8 +51,10 @@ def floats(text: str | None):
 @click.option("--max-drop", type=float, metavar="PCT",
               help="Accuracy-aware int8: keep the layers that hurt most in float until the drop on --eval is "
                    "at most PCT (see --metric); exit 1 with the best artifact when it cannot be met.")
-@click.option("--metric", type=click.Choice(["top1", "cosine", "snr"]), default="top1", show_default=True,
-              help="--max-drop's measure: top-1 points lost, (1-cosine)x100, or noise power as % of signal.")
+@click.option("--metric", default="top1", show_default=True, metavar="NAME|module.py:fn",
+              help="--max-drop's measure: top1 (points lost), cosine ((1-cosine)x100), snr (noise power as % of "
+                   "signal), or a task metric (top5, map50, map50_95, miou, psnr) or your own module.py:fn, "
+                   "whose drop from the float model's score is the measure.")
 @click.pass_context
 def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape,
             int8_io, calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr,

@@ -21,11 +21,17 @@ from edgeship.validate import ValidateRequest
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds per artifact before it counts as hung.")
 @click.option("--max-drop", type=float, help="Allowed top-1 drop vs the float model, points (default: per recipe).")
 @click.option("--min-cosine", type=float, help="Minimum cosine similarity (default: per recipe).")
+@click.option("--reference", type=click.Path(path_type=Path), metavar="B",
+              help="Compare with artifact B (.tflite/.pte/.onnx, run on the same inputs) or bundle B's golden vectors.")
+@click.option("--metric", metavar="NAME|module.py:fn", help="Task metric: top1, top5, map50, map50_95, miou[@T], "
+              "psnr, cosine, or your own fn(outputs, labels) -> float (higher is better).")
+@click.option("--metric-drop", type=float, help="Most the --metric may fall below the reference's.")
+@click.option("--min-metric", type=float, help="The --metric's floor.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON.")
 @device_options
 @click.pass_context
-def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cosine, json_path, device, runner,
-            pte_runtime):
+def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cosine, reference, metric, metric_drop,
+            min_metric, json_path, device, runner, pte_runtime):
     """Compare every artifact of a bundle (or one artifact) with the float reference.
 
     Prints accuracy (top-1, agreement, cosine, SNR, max error), latency (p50/p90/p99 after
@@ -35,7 +41,8 @@ def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cos
     use_adb_runner(device, runner)
     use_pte_runtime(pte_runtime)
     req = ValidateRequest(target, data, device[0], threads, warmup, runs, timeout, max_drop, min_cosine,
-                          ctx.obj["verbose"])
+                          ctx.obj["verbose"], reference=reference, metric=metric, metric_drop=metric_drop,
+                          min_metric=min_metric)
     code = validate_on_devices(req, list(device), json_path)
     if code:
         sys.exit(code)

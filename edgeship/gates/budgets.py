@@ -15,6 +15,7 @@ from edgeship.gates.record import Status, gate, verdict
 from edgeship.gates.regression import regression_gates
 from edgeship.quantize import get_recipe
 from edgeship.stats import quantile_bounds
+from edgeship.task_gates import metric_gates
 
 BUDGET_CONFIDENCE = 0.95
 
@@ -23,6 +24,8 @@ def max_drops(project: Project, target: Target) -> dict[str, float]:
     """Recipe defaults < [gates.accuracy].max_drop < the target's own max_drop."""
     recipe = get_recipe(target.recipe)
     drops = {"top1": recipe.max_top1_drop, "cosine": round(1 - recipe.min_cosine, 10)}
+    if project.gates.accuracy.metric:  # the task metric replaces the recipe's top-1 default (a detector has none)
+        drops.pop("top1")
     drops.update(project.gates.accuracy.max_drop)
     drops.update(target.max_drop or {})
     return drops
@@ -56,7 +59,7 @@ def accuracy_gates(project: Project, target: Target, r: dict) -> list[dict]:
         else:
             out.append(gate("accuracy.min_top1", r, verdict(value >= floor), value, floor, ">=", "%",
                             "top-1 vs labels"))
-    return out
+    return out + metric_gates(project.gates.accuracy, r, acc, why, gate)
 
 
 def latency_gates(project: Project, r: dict) -> list[dict]:
@@ -117,6 +120,8 @@ def evaluate(project: Project, results: list[dict], baseline: dict | None = None
         target = by_key[r["target"]]
         if r.get("status") == Status.ERROR:
             r = {**r, "accuracy": None, "latency": None, "peak_rss_mb": None}
+        if r.get("status") == "ran":  # measured, accuracy not checked: never a pass
+            r = {**r, "accuracy": None, "error": "ran: " + (r.get("note") or "accuracy not checked")}
         gates += accuracy_gates(project, target, r)
         gates += latency_gates(project, r)
         gates += budget_gates(project, r)

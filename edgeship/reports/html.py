@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 from html import escape
 
-from edgeship.reports import plots
+from edgeship.reports import plots, task, task_plots
 from edgeship.reports.tables import coverage_str, size_str
 from edgeship.reports.terminal import fmt_value
 from edgeship.status import FAILING, Status
@@ -42,13 +42,16 @@ def _gates(gates: list[dict]) -> str:
     for g in gates:
         limit = "" if g["limit"] is None else f"{g['op'] or ''} {fmt_value(g['limit'], g['unit'])}"
         status = g["status"].replace("_", " ")
-        rows.append([f"<code>{escape(g['target'])}</code>", escape(g["device"]), f"<code>{escape(g['gate'])}</code>",
+        name = g["gate"] + (f" ({g['metric']})" if g.get("metric") else "")
+        rows.append([f"<code>{escape(g['target'])}</code>", escape(g["device"]), f"<code>{escape(name)}</code>",
                      escape(fmt_value(g["value"], g["unit"])), escape(limit),
                      f'<span class="s-{g["status"]}">{escape(status)}</span>', escape(g["detail"] or "")])
     return _table(["target", "device", "gate", "value", "limit", "status", "detail"], rows, {3, 4})
 
 
 def _results(results: list[dict]) -> str:
+    head = task.header(results)
+
     rows = []
     for r in results:
         a = r.get("accuracy") or {}
@@ -57,12 +60,18 @@ def _results(results: list[dict]) -> str:
         rows.append([escape(r["artifact"]), escape(r["device"] + (" (emulated)" if r.get("emulated") else "")),
                      escape(r.get("recipe") or "—"), size_str(r.get("size_bytes")),
                      coverage_str(r.get("delegation")), f(a.get("accuracy"), ".1f"),
-                     f(a.get("top1_agreement"), ".1f"), f(a.get("cosine"), ".5f"),
+                     *([escape(task.cell(r))] if head else []), f(a.get("top1_agreement"), ".1f"),
+                     f(a.get("cosine"), ".5f"),
                      f(lat.get("p50_ms"), ".3f"), f(lat.get("p90_ms"), ".3f"), f(r.get("peak_rss_mb"), ".0f"),
                      escape(r.get("runtime") or "—"),
                      f'<span class="s-{"pass" if r["status"] != Status.ERROR else "fail"}">{escape(r["status"])}</span>'])
-    return _table(["artifact", "device", "recipe", "size", "deleg.", "top-1 %", "agree %", "cosine", "p50 ms",
-                   "p90 ms", "peak MB", "runtime", "run"], rows, set(range(3, 11)))
+    table = _table(["artifact", "device", "recipe", "size", "deleg.", "top-1 %", *([head] if head else []), "agree %",
+                    "cosine", "p50 ms", "p90 ms", "peak MB", "runtime", "run"], rows, set(range(3, 11 + bool(head))))
+    per_output = task.per_output_rows(results)
+    if per_output:
+        cells = [[escape(c) for c in row] for row in per_output]
+        table += "<h3>Per output</h3>" + _table(task.PER_OUTPUT_HEADERS, cells, {2, 3, 4, 5})
+    return table
 
 
 def _per_layer(results: list[dict]) -> str:
@@ -80,7 +89,8 @@ def render(report: dict) -> str:
     failing = [g for g in report["gates"] if g["status"] in FAILING]
     figures = []
     for title, png in (("Latency", plots.latency_distributions(report["results"])),
-                       ("Accuracy, size and latency", plots.tradeoffs(report["results"]))):
+                       ("Accuracy, size and latency", plots.tradeoffs(report["results"])),
+                       ("Task metric, size and latency", task_plots.task_tradeoffs(report["results"]))):
         if png:
             figures.append(f'<h2>{title}</h2><img alt="{title}" src="data:image/png;base64,{png}">')
     baseline = report.get("baseline")

@@ -30,7 +30,8 @@ def render(report: dict) -> str:
             errors=str(sum(g["status"] == Status.NOT_MEASURED for g in gates)),
             skipped=str(sum(g["status"] == Status.SKIPPED for g in gates)))
         for g in gates:
-            case = ET.SubElement(suite, "testcase", name=g["gate"], classname=f"edgeship.{target}.{device}",
+            name = g["gate"] + (f" ({g['metric']})" if g.get("metric") else "")
+            case = ET.SubElement(suite, "testcase", name=name, classname=f"edgeship.{target}.{device}",
                                  time="0")
             if g["status"] == Status.FAIL:
                 ET.SubElement(case, "failure", message=_message(g), type=g["gate"]).text = _message(g)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgeship.reports import task
 from edgeship.reports.tables import size_str
 from edgeship.reports.terminal import fmt_value
 from edgeship.status import FAILING, Status
@@ -17,14 +18,17 @@ def _gate_rows(gates: list[dict]) -> list[str]:
     rows = ["| target | device | gate | value | limit | status | detail |", "|---|---|---|---:|---:|---|---|"]
     for g in gates:
         limit = "" if g["limit"] is None else f"{g['op'] or ''} {fmt_value(g['limit'], g['unit'])}"
-        rows.append(f"| `{g['target']}` | {_cell(g['device'])} | `{g['gate']}` | {fmt_value(g['value'], g['unit'])} "
+        name = g["gate"] + (f" ({g['metric']})" if g.get("metric") else "")
+        rows.append(f"| `{g['target']}` | {_cell(g['device'])} | `{_cell(name)}` | {fmt_value(g['value'], g['unit'])} "
                     f"| {_cell(limit)} | {ICON[g['status']]} | {_cell(g['detail'] or '')} |")
     return rows
 
 
 def _result_rows(results: list[dict]) -> list[str]:
-    rows = ["| artifact | device | top-1 % | Δ pts | p50 / p90 ms | size | peak MB |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    head = task.header(results)
+    task_head = f" {head} |" if head else ""
+    rows = ["| artifact | device | top-1 % | Δ pts |" + task_head + " p50 / p90 ms | size | peak MB |",
+            "|---|---|---:|---:|" + ("---:|" if head else "") + "---:|---:|---:|"]
     for r in results:
         a = r.get("accuracy") or {}
         lat = r.get("latency") or {}
@@ -33,7 +37,12 @@ def _result_rows(results: list[dict]) -> list[str]:
         p = f"{lat['p50_ms']:.3f} / {lat['p90_ms']:.3f}" if lat.get("p50_ms") is not None else "—"
         peak = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") is not None else "—"
         rows.append(f"| `{r['artifact']}` | {_cell(r['device'])}{' (emulated)' if r.get('emulated') else ''} | {top1} "
-                    f"| {drop} | {p} | {size_str(r.get('size_bytes'))} | {peak} |")
+                    f"| {drop} |" + (f" {task.cell(r)} |" if head else "") + f" {p} | {size_str(r.get('size_bytes'))} "
+                    f"| {peak} |")
+    per_output = task.per_output_rows(results)
+    if per_output:
+        rows += ["", "| " + " | ".join(task.PER_OUTPUT_HEADERS) + " |", "|---|---|---:|---:|---:|---:|"]
+        rows += ["| " + " | ".join([f"`{row[0]}`", _cell(row[1]), *row[2:]]) + " |" for row in per_output]
     return rows
 
 

@@ -13,7 +13,8 @@ added within /1; renaming or removing one makes /2. Readers should ignore keys t
     summary         {total, pass, fail, not_measured, skipped, failing: ["gate target@device", ...]}
     gates           one per gate x target x device:
                       gate         "accuracy.top1_drop" | "accuracy.agreement_drop" | "accuracy.cosine_drop" |
-                                   "accuracy.min_top1" | "latency.p50" | "latency.p90" | "size" | "memory" |
+                                   "accuracy.min_top1" | "accuracy.metric_drop" | "accuracy.min_metric" |
+                                   "latency.p50" | "latency.p90" | "size" | "memory" |
                                    "baseline.match" | "regression.accuracy" | "regression.latency" |
                                    "regression.size" | "regression.memory"
                       target       "tflite:int8" (format:recipe); artifact (file name); device (URI)
@@ -21,12 +22,15 @@ added within /1; renaming or removing one makes /2. Readers should ignore keys t
                       value, limit (numbers or null; for regression.* limit is the baseline's value)
                       op           "<=" | ">=" | "~" (compared with floors); unit "ms" | "KB" | "MB" | "%" | "pts" | ""
                       detail       one line a person reads; confidence, p_value (latency verdicts; else null)
+                      metric       accuracy.metric_drop / min_metric only: the task metric's name
     results         one per target x device: validate's record (artifact, format, recipe, size_bytes,
                     delegation, device, emulated, runtime, delegate, init_ms, first_ms, peak_rss_mb,
                     threads, platform, accuracy {accuracy, reference_accuracy, accuracy_drop, top1_agreement,
-                    cosine, snr_db, max_abs_error, outputs}, latency {runs, p50_ms, p90_ms, p99_ms, mean_ms,
+                    cosine, snr_db, max_abs_error, outputs, task {metric, unit, user, value, reference, drop,
+                    against}}, latency {runs, p50_ms, p90_ms, p99_ms, mean_ms,
                     min_ms, max_ms, warmup, samples_ms (raw per-run samples, where the runner gives them)},
-                    status "pass"|"fail"|"error", error) plus target (format:recipe)
+                    status "pass"|"fail"|"error"|"ran" (accuracy not checked: never a pass), error, note)
+                    plus target (format:recipe)
     contexts        one per bundle x device: validate's context (reference, device, emulated, runs, ...)
 
 Non-finite numbers (an SNR of a bit-exact artifact) are written as null.

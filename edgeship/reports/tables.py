@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgeship.bundle import write_json_atomic
 from edgeship.console import console
+from edgeship.reports import task as task_cols
 from edgeship.status import Status
 
 REPORT_SCHEMA = "edgeship.validate/1"
@@ -44,7 +45,8 @@ def coverage_str(delegation: dict | None) -> str:
 
 
 def _status(r: dict) -> str:
-    status = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "error": "[red]ERROR[/]"}[r["status"]]
+    status = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "error": "[red]ERROR[/]",
+              "ran": "[yellow]ran, accuracy not checked[/]"}[r["status"]]
     if r["status"] == Status.FAIL:
         status += " " + ", ".join(c["name"] for c in r["checks"] if not c["passed"])
     return status
@@ -65,7 +67,8 @@ def validate_tables(results: list[dict], context: dict):
     emulated = " [yellow](emulated: not device latency)[/]" if context.get("emulated") else ""
     acc = _table(f"[bold]{context.get('model') or 'artifacts'}[/] on {context['device']}: accuracy vs "
                  f"{context['reference']}",
-                 ["recipe", "top-1 %", "Δ pts", "agree %", "cosine", "SNR dB", "max err", "status"], results)
+                 ["recipe", "top-1 %", "Δ pts", *filter(None, [task_cols.header(results)]), "agree %", "cosine",
+                  "SNR dB", "max err", "status"], results)
     perf = _table(f"performance on {context['device']}{emulated}: {context['threads']} thread(s), "
                   f"{context['warmup']} warm-up, {context['runs']} timed runs",
                   ["size", "delegated", "p50 ms", "p90 ms", "p99 ms", "init ms", "first ms", "peak MB (+model)"], results)
@@ -75,6 +78,7 @@ def validate_tables(results: list[dict], context: dict):
         acc.add_row(
             r["artifact"], r.get("recipe") or "—", fmt(a.get("accuracy"), "{:.1f}"),
             fmt(0.0 - a["accuracy_drop"] if "accuracy_drop" in a else None, "{:+.1f}"),
+            *([task_cols.cell(r)] if task_cols.header(results) else []),
             fmt(a.get("top1_agreement"), "{:.1f}"), fmt(a.get("cosine"), "{:.5f}"), fmt(a.get("snr_db"), "{:.1f}"),
             fmt(a.get("max_abs_error"), "{:.2g}"), _status(r),
         )
@@ -83,7 +87,13 @@ def validate_tables(results: list[dict], context: dict):
             *(_ms(lat[k]) if k in lat else "—" for k in ("p50_ms", "p90_ms", "p99_ms")),
             fmt(r.get("init_ms"), "{:.0f}"), fmt(r.get("first_ms"), "{:.3g}"), _mem(r),
         )
-    return acc, perf
+    rows = task_cols.per_output_rows(results)
+    if not rows:
+        return acc, perf
+    outputs = _table("accuracy per output", task_cols.PER_OUTPUT_HEADERS[1:], results)
+    for row in rows:
+        outputs.add_row(*row)
+    return acc, perf, outputs
 
 
 def _mem(r: dict) -> str:
@@ -103,6 +113,8 @@ def print_validate(results: list[dict], context: dict) -> None:
     ref_acc = next((r["accuracy"].get("reference_accuracy") for r in results if r.get("accuracy")), None)
     if ref_acc is not None:
         c.print(f"float reference top-1: {ref_acc:.1f}%")
+    if task_cols.reference_line(results):
+        c.print(task_cols.reference_line(results))
     runtimes = dict.fromkeys(f"{r['runtime']} (.{r['format']})" for r in results
                              if r.get("runtime") and r.get("format"))
     if runtimes:
@@ -110,6 +122,9 @@ def print_validate(results: list[dict], context: dict) -> None:
     for r in results:
         if r["status"] == Status.ERROR:
             c.print(f"[red]error[/] {r['artifact']}: {escape(str(r['error']))}")
+        if r["status"] == "ran":
+            c.print(f"[yellow]ran[/] {r['artifact']}: latency and size measured; {escape(r.get('note') or '')}",
+                    soft_wrap=True)
         for ch in r.get("checks", []):
             if not ch["passed"] and ch.get("detail"):
                 c.print(f"[red]failed[/] {r['artifact']}: {ch['name']}: {escape(ch['detail'])}")

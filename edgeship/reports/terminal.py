@@ -31,7 +31,8 @@ def gates_table(report: dict, only_failing: bool = False):
         if only_failing and g["status"] not in FAILING:
             continue
         limit = "" if g["limit"] is None else f"{g['op'] or ''} {fmt_value(g['limit'], g['unit'])}".strip()
-        t.add_row(g["target"], g["device"], g["gate"], fmt_value(g["value"], g["unit"]), limit, STYLE[g["status"]])
+        name = g["gate"] + (f" ({g['metric']})" if g.get("metric") else "")
+        t.add_row(g["target"], g["device"], name, fmt_value(g["value"], g["unit"]), limit, STYLE[g["status"]])
     return t
 
 

@@ -7,15 +7,28 @@ The Python API (edgeship/api.py has the details):
     bundle = edgeship.export(module, example_inputs=(x,), to=("tflite", "pte"), quant=("fp32", "int8"),
                              calib="digits:train", out="bundles/net")
     result = bundle.validate(device="local")
-    edgeship.validate("bundles/net", device="emu:rpi4"); edgeship.cli.check("edgeship.toml")
+    edgeship.validate("bundles/net", device="emu:rpi4"); edgeship.check("edgeship.toml")
 
-Importing edgeship imports no framework (torch, TensorFlow, the runtimes): calls load what they need.
+Importing edgeship imports no framework (torch, TensorFlow, the runtimes), and not even the API
+until a name of it is used: the device agent runs as `python -m edgeship.runtime.standalone.agent`,
+and its start-up time and memory are what validate measures.
 """
 
-from edgeship.version import __version__  # noqa: I001  (first: the modules below read it)
-from edgeship.api import Bundle, ValidateResult, check, export, load, validate
-from edgeship.errors import (ArtifactError, CheckFailed, ConversionError, DeviceError, EdgeshipError, InputError,
-                             UnsupportedError)
+from edgeship.version import __version__
 
-__all__ = ["__version__", "export", "validate", "check", "load", "Bundle", "ValidateResult", "EdgeshipError",
-           "InputError", "UnsupportedError", "ConversionError", "ArtifactError", "CheckFailed", "DeviceError"]
+_API = ("export", "validate", "check", "load", "Bundle", "ValidateResult")
+_ERRORS = ("EdgeshipError", "InputError", "UnsupportedError", "ConversionError", "ArtifactError", "CheckFailed",
+           "DeviceError")
+__all__ = ["__version__", *_API, *_ERRORS]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from edgeship import api
+
+        return getattr(api, name)
+    if name in _ERRORS:
+        from edgeship import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module 'edgeship' has no attribute '{name}'")

@@ -24,6 +24,7 @@ from edgeship.console import track
 from edgeship.convert import ROUTES
 from edgeship.convert import tflite_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
+from edgeship.convert.tflite_int8_annotations import annotate_remaining, prelu_as_int8_ops
 from edgeship.errors import InputError, UnsupportedError
 from edgeship.runtime.standalone.tflite import inspect_bytes
 
@@ -122,10 +123,12 @@ def pt2e_quantizer(float_layers=()):
             def keep(node):
                 return (filter_fn is None or filter_fn(node)) and not any(f(node) for f in in_float)
 
-            return super()._annotate_all_static_patterns(model, quantization_config, keep)
+            model = super()._annotate_all_static_patterns(model, quantization_config, keep)
+            annotate_remaining(model, quantization_config, keep)  # adds, PReLUs, means the patterns miss
+            return model
 
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
-    return (KeepFloat() if in_float else PT2EQuantizer()).set_global(config)
+    return KeepFloat().set_global(config)
 
 
 def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool, float_layers=()):
@@ -136,7 +139,10 @@ def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool, f
 
     quantizer = pt2e_quantizer(float_layers)
     with common.converting("preparing the model for int8 calibration (PT2E) failed", verbose):
-        prepared = prepare_pt2e(torch.export.export(module, (), sample).module(), quantizer)
+        graph = torch.export.export(module, (), sample).module()
+        if prelu_as_int8_ops(graph):  # litert-torch would lower PReLU to float RELU/MUL/SUB
+            graph = torch.export.export(graph, (), sample).module()
+        prepared = prepare_pt2e(graph, quantizer)
     _eval(prepared)
     with torch.no_grad(), common.converting("int8 calibration (PT2E observers) failed", verbose):
         for batch in track(calib.samples(), total=len(calib), description="calibrating"):

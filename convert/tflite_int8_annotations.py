@@ -20,9 +20,8 @@ def annotate_remaining(gm, quantization_config, filter_fn=None) -> int:
     """Annotate the INT8_OPS nodes of `gm` that carry no quantization annotation yet. Returns
     how many it annotated."""
     import torch
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
-
     from litert_torch.quantize.pt2e_quantizer_utils import get_input_act_qspec, get_output_act_qspec
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
     act_in, act_out = get_input_act_qspec(quantization_config), get_output_act_qspec(quantization_config)
     done = 0

@@ -61,7 +61,7 @@ def test_rnet_int8_tflite_has_no_float_islands(tmp_path):
     assert not any("MUL" in w or "SUB" in w or "RELU" in w for w in result.warnings), result.warnings
     with torch.no_grad():
         want = net(torch.from_numpy(x))[0].numpy()
-    from edgeship.runtime.tflite import Runner
+    from edgeship.runtime.standalone.tflite import Runner
 
     got = Runner(out).run([x])
     box = next(g for g in got if g.shape == want.shape and not np.allclose(g.sum(), 1.0))

@@ -226,3 +226,21 @@ def test_bench_profile_lists_ops_and_delegate_calls_slowest_first(bundle, tmp_pa
     assert any(row["delegated"] for row in report["rows"])  # XNNPACK's own per-op events
     with pytest.raises(InputError, match="not available for .tflite"):
         native_profile.profile(LocalDevice(), tmp_path / "m.tflite", [], None)
+
+
+def test_int8_io_quantized_by_the_program_constants(torch_digits, tmp_path):
+    """--int8-io: the program takes and returns int8; the runner quantizes float inputs with the
+    program's own forward_input0_scale/_zp and reports the output's, which edgeship dequantizes:
+    the same floats as the Python runtime."""
+    from edgeship.pipeline import ExportRequest, export
+
+    out = tmp_path / "io8"
+    export(ExportRequest(source=torch_digits.source, out=out, targets=["pte"], recipes="int8", calib="digits:train",
+                         golden_samples=32, int8_io=True))
+    b = read_bundle(out)
+    rec = b.artifacts[0]
+    native = device("native").run_artifact(b.artifact_path(rec), b.golden().inputs, rec["io"], warmup=0, runs=1)
+    python = device("python").run_artifact(b.artifact_path(rec), b.golden().inputs, rec["io"], warmup=0, runs=1)
+    assert native.ok and python.ok, (native.error, python.error)
+    assert native.result["io"]["inputs"][0]["dtype"] == "int8" and native.result["io"]["inputs"][0]["quantization"]
+    np.testing.assert_array_equal(native.outputs[0], python.outputs[0])

@@ -78,7 +78,7 @@ std::string json_str(const std::string& s) {
 std::string num(double v) {
   if (!std::isfinite(v)) return "null";
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
+  std::snprintf(buf, sizeof buf, "%.9g", v);
   return buf;
 }
 

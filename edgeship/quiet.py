@@ -37,9 +37,10 @@ def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
     sys.stdout.flush()
     sys.stderr.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)
-    terminal = os.fdopen(os.dup(saved_err), "w", buffering=1, errors="replace")
+    # edgeship's own lines keep going where they went: the terminal behind fd 2, or a stream that
+    # stands in for it (a test runner's capture), which the fd redirection does not touch.
+    terminal = os.fdopen(os.dup(saved_err), "w", buffering=1, errors="replace") if _is_fd2(sys.stderr) else None
     console = err_console()
-    console_file = console.file
     log = open(log_path, "a", buffering=1, errors="replace")
     handler = logging.StreamHandler(log)
     root = logging.getLogger()
@@ -48,7 +49,7 @@ def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
     try:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        console.file = terminal  # edgeship's own lines still reach the terminal
+        console.file = terminal or sys.stderr
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = lambda msg, cat, fname, lineno, file=None, line=None: log.write(
@@ -65,11 +66,19 @@ def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
         os.dup2(saved_err, 2)
         os.close(saved_out)
         os.close(saved_err)
-        console.file = console_file
+        console.file = None  # back to following sys.stderr
         root.removeHandler(handler)
-        terminal.close()
+        if terminal is not None:
+            terminal.close()
         if not failed:
             log.close()
+
+
+def _is_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _keep(log, log_path: Path, dest: Path, error: BaseException) -> None:

@@ -101,7 +101,8 @@ def table(rows: list[dict]) -> str:
     out = [head, "|" + "---|" * 11]
     for r in rows:
         if r["export"] != "ok":
-            out.append(f"| {r['model']} | {r['format']} | {r['recipe']} | export failed: {r['export'][:200]} "
+            what = r["export"] if r["export"].startswith("not measured") else f"export failed: {r['export'][:200]}"
+            out.append(f"| {r['model']} | {r['format']} | {r['recipe']} | {what} "
                        "| | | | | | | |")
             continue
         d = "—" if r["delegated"] is None or not r["total"] else \
@@ -130,8 +131,14 @@ def main() -> int:
     if args.collect:
         for m in ZOO:
             for fmt in args.formats.split(","):
-                if (args.collect / f"{m.name}-{fmt}").is_dir() and (not only or m.name in only):
+                if only and m.name not in only:
+                    continue
+                if (args.collect / f"{m.name}-{fmt}" / "validate.json").is_file():
                     rows.extend(collect(m, fmt, args.collect / f"{m.name}-{fmt}"))
+                else:
+                    rows.extend({"model": m.name, "format": fmt, "recipe": r,
+                                 "export": "not measured: the run was cut short before this one finished"}
+                                for r in RECIPES)
         print(table(rows))
         return 0
     with tempfile.TemporaryDirectory(prefix="edgeship-zoo-") as tmp:

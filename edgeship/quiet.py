@@ -3,7 +3,8 @@ logs on fds 1 and 2, Python warnings, logging records, tracebacks they print and
 `export.log` in the bundle's staging folder, and only edgeship's own lines reach the terminal.
 
 The log ships inside the bundle. When the export fails it is kept beside the destination
-(`<out>.export.log`) and named in the error's hint. With --verbose nothing is redirected.
+(`<out>.export.log`) and named in the error's hint; an interrupt (Ctrl-C, SIGTERM) keeps nothing.
+With --verbose nothing is redirected.
 """
 
 from __future__ import annotations
@@ -55,9 +56,13 @@ def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
             warnings.showwarning = lambda msg, cat, fname, lineno, file=None, line=None: log.write(
                 warnings.formatwarning(msg, cat, fname, lineno, line))
             yield log_path
-    except BaseException as e:
+    except Exception as e:  # a failure: keep the log (an interrupt writes nothing, the log included)
         failed = True
         _keep(log, log_path, dest, e)
+        raise
+    except BaseException:
+        failed = True
+        log.close()
         raise
     finally:
         sys.stdout.flush()

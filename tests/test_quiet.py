@@ -69,3 +69,12 @@ def test_verbose_redirects_nothing(tmp_path):
     with quiet.converter_output_to_log(tmp_path, tmp_path / "out", verbose=True) as log:
         assert log is None
     assert not (tmp_path / quiet.LOG_NAME).exists()
+
+
+def test_an_interrupt_keeps_no_log(tmp_path):
+    staging, dest = tmp_path / ".out.partial-1", tmp_path / "out"
+    staging.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        with quiet.converter_output_to_log(staging, dest):
+            raise KeyboardInterrupt
+    assert not quiet.kept_log_path(dest).exists()

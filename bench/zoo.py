@@ -43,37 +43,51 @@ def run_model(m, fmt: str, work: Path, runs: int) -> list[dict]:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     export_s = time.perf_counter() - t0
     rows = []
-    manifest = {}
-    if (out / "manifest.json").exists():
-        manifest = {a["path"]: a for a in json.loads((out / "manifest.json").read_text())["artifacts"]}
-    if proc.returncode != 0 and not manifest:
+    if proc.returncode != 0 and not (out / "manifest.json").exists():
         err = _last_line(proc.stderr) or _last_line(proc.stdout)
         return [{"model": m.name, "format": fmt, "recipe": r, "export": f"exit {proc.returncode}: {err}",
                  "export_s": export_s} for r in RECIPES]
     report = out / "validate.json"
     vproc = subprocess.run([*EDGESHIP, "-q", "validate", str(out), "--runs", str(runs), "--warmup", "5",
                             "--json", str(report)], capture_output=True, text=True, env=env)
+    (out / "export.rc").write_text(f"{proc.returncode}\n{_last_line(proc.stderr)}\n{export_s}\n")
+    return collect(m, fmt, out, vproc.stdout + vproc.stderr)
+
+
+def collect(m, fmt: str, out: Path, validate_output: str = "") -> list[dict]:
+    """The rows of one exported and validated bundle folder (also for a run that was cut short)."""
+    rc, err, export_s = (out / "export.rc").read_text().split("\n")[:3] if (out / "export.rc").exists() else \
+        ("?", "", "nan")
+    export_s = float(export_s)
+    manifest, rows = {}, []
+    if (out / "manifest.json").exists():
+        doc = json.loads((out / "manifest.json").read_text())
+        manifest = {a["path"]: a for a in doc["artifacts"] + doc.get("failed_artifacts", [])}
+    report = out / "validate.json"
     results = {r["artifact"]: r for r in json.loads(report.read_text())["artifacts"]} if report.exists() else {}
     for recipe in RECIPES:
         name = next((p for p in manifest if f".{recipe}." in p), None)
         rec, res = manifest.get(name, {}), results.get(name, {})
         acc = res.get("accuracy") or {}
-        deleg = res.get("delegate") or rec.get("delegation") or {}
-        errors = [c.get("message") for c in res.get("errors", [])] if isinstance(res.get("errors"), list) else []
+        deleg = next((d for d in (res.get("delegate"), rec.get("delegation")) if d and d.get("total_ops")), {})
         rows.append({
             "model": m.name, "format": fmt, "recipe": recipe, "export": "ok" if name else
-            f"exit {proc.returncode}: {_last_line(proc.stderr)}", "export_s": export_s,
+            f"exit {rc}: {err}", "export_s": export_s,
             "delegated": deleg.get("delegated_ops"), "total": deleg.get("total_ops"),
             "p50_ms": (res.get("latency") or {}).get("p50_ms"), "snr_db": acc.get("snr_db"),
             "cosine": acc.get("cosine"), "size": rec.get("size_bytes"),
-            "smoke": (rec.get("smoke") or {}).get("status", "not run (no smoke in this export)"),
+            "smoke": _smoke(rec.get("smoke")),
             "validate": res.get("status", "—") + (f": {res['error']}" if res.get("error") else ""),
-            "validate_rc": vproc.returncode,
         })
         if res.get("status") == "error" and not res.get("error"):
-            rows[-1]["validate"] += ": " + (_last_line(vproc.stdout + vproc.stderr)[:160])
-        del errors
+            rows[-1]["validate"] += ": " + _last_line(validate_output)[:160]
     return rows
+
+
+def _smoke(smoke: dict | None) -> str:
+    if not smoke:
+        return "not run (export had no smoke run)"
+    return smoke["status"] + (f": {smoke['error'][:100]}" if smoke.get("error") else "")
 
 
 def _f(v, fmt="{:.3g}") -> str:
@@ -87,7 +101,8 @@ def table(rows: list[dict]) -> str:
     out = [head, "|" + "---|" * 11]
     for r in rows:
         if r["export"] != "ok":
-            out.append(f"| {r['model']} | {r['format']} | {r['recipe']} | export failed: {r['export'][:200]} "
+            what = r["export"] if r["export"].startswith("not measured") else f"export failed: {r['export'][:200]}"
+            out.append(f"| {r['model']} | {r['format']} | {r['recipe']} | {what} "
                        "| | | | | | | |")
             continue
         d = "—" if r["delegated"] is None or not r["total"] else \
@@ -108,10 +123,24 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--out", type=Path, help="also write the table here (Markdown)")
     ap.add_argument("--json", type=Path, help="write the rows as JSON")
+    ap.add_argument("--collect", type=Path, help="tabulate the bundle folders an earlier run left in DIR")
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
     rows = []
     t0 = time.perf_counter()
+    if args.collect:
+        for m in ZOO:
+            for fmt in args.formats.split(","):
+                if only and m.name not in only:
+                    continue
+                if (args.collect / f"{m.name}-{fmt}" / "validate.json").is_file():
+                    rows.extend(collect(m, fmt, args.collect / f"{m.name}-{fmt}"))
+                else:
+                    rows.extend({"model": m.name, "format": fmt, "recipe": r,
+                                 "export": "not measured: the run was cut short before this one finished"}
+                                for r in RECIPES)
+        print(table(rows))
+        return 0
     with tempfile.TemporaryDirectory(prefix="edgeship-zoo-") as tmp:
         for m in ZOO:
             if only and m.name not in only:
@@ -119,6 +148,8 @@ def main() -> int:
             for fmt in args.formats.split(","):
                 print(f"{m.name} -> {fmt} ...", file=sys.stderr, flush=True)
                 rows.extend(run_model(m, fmt, Path(tmp), args.runs))
+                if args.json:  # as it goes: a run cut short keeps what it measured
+                    args.json.write_text(json.dumps(rows, indent=1))
     text = table(rows)
     print(text)
     print(f"\n{len(rows)} rows in {time.perf_counter() - t0:.0f} s", file=sys.stderr)

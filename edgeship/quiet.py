@@ -3,7 +3,8 @@ logs on fds 1 and 2, Python warnings, logging records, tracebacks they print and
 `export.log` in the bundle's staging folder, and only edgeship's own lines reach the terminal.
 
 The log ships inside the bundle. When the export fails it is kept beside the destination
-(`<out>.export.log`) and named in the error's hint. With --verbose nothing is redirected.
+(`<out>.export.log`) and named in the error's hint; an interrupt (Ctrl-C, SIGTERM) keeps nothing.
+With --verbose nothing is redirected.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
     sys.stdout.flush()
     sys.stderr.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)
-    terminal = os.fdopen(os.dup(saved_err), "w", buffering=1, errors="replace")
+    # edgeship's own lines keep going where they went: the terminal behind fd 2, or a stream that
+    # stands in for it (a test runner's capture), which the fd redirection does not touch.
+    terminal = os.fdopen(os.dup(saved_err), "w", buffering=1, errors="replace") if _is_fd2(sys.stderr) else None
     console = err_console()
-    console_file = console.file
     log = open(log_path, "a", buffering=1, errors="replace")
     handler = logging.StreamHandler(log)
     root = logging.getLogger()
@@ -48,15 +50,19 @@ def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
     try:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        console.file = terminal  # edgeship's own lines still reach the terminal
+        console.file = terminal or sys.stderr
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = lambda msg, cat, fname, lineno, file=None, line=None: log.write(
                 warnings.formatwarning(msg, cat, fname, lineno, line))
             yield log_path
-    except BaseException as e:
+    except Exception as e:  # a failure: keep the log (an interrupt writes nothing, the log included)
         failed = True
         _keep(log, log_path, dest, e)
+        raise
+    except BaseException:
+        failed = True
+        log.close()
         raise
     finally:
         sys.stdout.flush()
@@ -65,11 +71,19 @@ def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
         os.dup2(saved_err, 2)
         os.close(saved_out)
         os.close(saved_err)
-        console.file = console_file
+        console.file = None  # back to following sys.stderr
         root.removeHandler(handler)
-        terminal.close()
+        if terminal is not None:
+            terminal.close()
         if not failed:
             log.close()
+
+
+def _is_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _keep(log, log_path: Path, dest: Path, error: BaseException) -> None:

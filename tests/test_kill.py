@@ -70,3 +70,26 @@ def test_sigkill_during_conversion_leaves_no_child_and_no_staging(keras_digits, 
     assert again.returncode == 0, again.stderr
     assert (out / "manifest.json").is_file()
     assert list(tmp_path.glob(".bundle.partial-*")) == [], "the next export left the stale staging folder"
+
+
+def test_a_child_started_with_die_with_parent_dies_when_its_parent_is_killed(tmp_path):
+    parent_src = """
+import subprocess, sys, time
+from edgeship.children import die_with_parent
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], preexec_fn=die_with_parent())
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", parent_src], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    gone_by = time.monotonic() + 20
+    while _alive(child) and time.monotonic() < gone_by:
+        time.sleep(0.05)
+    assert not _alive(child)

@@ -41,19 +41,19 @@ def speaker_lstm():
                 self.linear.bias.copy_(sd["linear.bias"])
 
         def forward(self, mels, h, c):
-            seq = mels[0]  # (frames, mels)
+            seq = mels  # (batch, frames, mels): the reference runs a batch of samples at once
             hs, cs = [], []
             for layer in range(LAYERS):
-                hl, cl = h[:, layer], c[:, layer]  # (1, hidden)
+                hl, cl = h[:, layer], c[:, layer]  # (batch, hidden)
                 xs = self.ih[layer](seq)  # every frame's input projection at once
                 outs = []
                 for t in range(FRAMES):
-                    gates = xs[t : t + 1] + self.hh[layer](hl)
+                    gates = xs[:, t] + self.hh[layer](hl)
                     i, f, g, o = gates.chunk(4, dim=1)
                     cl = torch.sigmoid(f) * cl + torch.sigmoid(i) * torch.tanh(g)
                     hl = torch.sigmoid(o) * torch.tanh(cl)
                     outs.append(hl)
-                seq = torch.cat(outs, 0)
+                seq = torch.stack(outs, 1)
                 hs.append(hl)
                 cs.append(cl)
             embed = torch.relu(self.linear(hs[-1]))

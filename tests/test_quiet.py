@@ -1,0 +1,80 @@
+"""Quiet by default: what converters print while export converts (C++ output on fds 1 and 2,
+Python warnings, logging records) goes to export.log in the staging folder; edgeship's own lines
+still reach the terminal; on failure the log is kept beside the destination and named."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from edgeship import quiet
+from edgeship.errors import ConversionError
+
+NOISY = ("C-level noise", "python print noise", "a framework warning", "a logging record")
+
+
+def _noise() -> None:
+    os.write(2, b"C-level noise\n")
+    print("python print noise")
+    warnings.warn("a framework warning")
+    logging.getLogger("some.framework").warning("a logging record")
+
+
+def test_converter_noise_goes_to_the_log_and_edgeship_lines_to_the_terminal(tmp_path):
+    script = f"""
+import sys; sys.path.insert(0, {str(tmp_path)!r})
+from pathlib import Path
+from edgeship import quiet
+from edgeship.console import warn
+import test_quiet_noise as t
+with quiet.converter_output_to_log(Path({str(tmp_path)!r}), Path({str(tmp_path / 'out')!r})):
+    t._noise()
+    warn("edgeship's own line")
+"""
+    (tmp_path / "test_quiet_noise.py").write_text(
+        "import logging, os, warnings\n" + "\n".join(_src_of_noise().splitlines()) + "\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    terminal = proc.stdout + proc.stderr
+    assert "edgeship's own line" in terminal
+    assert not any(n in terminal for n in NOISY), terminal
+    log = (tmp_path / quiet.LOG_NAME).read_text()
+    assert all(n in log for n in NOISY), log
+
+
+def _src_of_noise() -> str:
+    import inspect
+
+    return inspect.getsource(_noise)
+
+
+def test_a_failed_export_keeps_its_log_beside_the_destination_and_names_it(tmp_path):
+    staging, dest = tmp_path / ".out.partial-1", tmp_path / "out"
+    staging.mkdir()
+    with pytest.raises(ConversionError) as e:
+        with quiet.converter_output_to_log(staging, dest):
+            os.write(2, b"the converter's last words\n")
+            raise ConversionError("route failed", hint="run with --verbose")
+    kept = quiet.kept_log_path(dest)
+    assert "the converter's last words" in kept.read_text()
+    assert str(kept) in e.value.hint and "--verbose" in e.value.hint
+
+
+def test_verbose_redirects_nothing(tmp_path):
+    with quiet.converter_output_to_log(tmp_path, tmp_path / "out", verbose=True) as log:
+        assert log is None
+    assert not (tmp_path / quiet.LOG_NAME).exists()
+
+
+def test_an_interrupt_keeps_no_log(tmp_path):
+    staging, dest = tmp_path / ".out.partial-1", tmp_path / "out"
+    staging.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        with quiet.converter_output_to_log(staging, dest):
+            raise KeyboardInterrupt
+    assert not quiet.kept_log_path(dest).exists()

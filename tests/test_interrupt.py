@@ -21,17 +21,16 @@ def _start_export(out: Path, source: str) -> subprocess.Popen:
                             env=dict(os.environ, CI="true"))
 
 
-def _wait_for_first_artifact(out: Path, proc: subprocess.Popen, timeout: float = 240) -> Path:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def _wait_for_first_artifact(out: Path, proc: subprocess.Popen) -> Path:
+    """Until the export stages its first artifact, however slow the machine: no deadline, since the
+    export itself ends (and fails the test) if the moment is missed."""
+    while True:
         for staging in out.parent.glob(f".{out.name}.partial-*"):
             if any(p.suffix in (".tflite", ".pte") for p in staging.iterdir()):
                 return staging
         if proc.poll() is not None:
             pytest.fail(f"export ended before it was interrupted: {proc.stderr.read()[-500:]}")
         time.sleep(0.2)
-    proc.kill()
-    pytest.fail("no artifact was staged in time")
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert import tflite_common as common
 from edgeship.errors import InputError, UnsupportedError
 from edgeship.progress import track
+from edgeship.quantize.calibration import check_method
 
 ROUTE = "TFLiteConverter -> LiteRT .tflite"
 RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
@@ -33,6 +34,8 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
         raise InputError(f"the Keras -> .tflite route takes a Keras model or a SavedModel, not '{model.kind}'")
     if recipe.needs_calibration and (calib is None or len(calib) == 0):
         raise InputError(f"recipe '{recipe.name}' needs calibration data", hint="pass --calib DATA")
+    if options.calibration not in (None, "minmax"):
+        check_method(options.calibration, "keras", "tflite")
     common.check_static(model)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from edgeship.errors import ConversionError, InputError, UnsupportedError
 from edgeship.progress import track
+from edgeship.quantize.calibration import ort_calibration
 
 RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
 STEPS = {
@@ -45,7 +46,8 @@ def check_recipe(recipe, calib, route: str) -> None:
         raise InputError(f"recipe '{recipe.name}' needs calibration data", hint="pass --calib DATA")
 
 
-def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: bool = False) -> tuple[str, list[str]]:
+def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: bool = False,
+                 calibration: str | None = None) -> tuple[str, list[str]]:
     """Write `proto` (float32) quantized per `recipe` to out_path. Returns (route step, warnings)."""
     import onnx
 
@@ -67,7 +69,7 @@ def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: b
             elif recipe.name == "dynamic-int8":
                 result = _dynamic(proto, Path(tmp), onnx)
             else:
-                result = _static(fp32, calib, Path(tmp), onnx)
+                result = _static(fp32, calib, Path(tmp), onnx, calibration)
         except (ConversionError, InputError):
             raise
         except Exception as e:
@@ -89,9 +91,9 @@ def _dynamic(proto, tmp: Path, onnx):
     return onnx.load(str(dst))
 
 
-def _static(fp32: Path, calib, tmp: Path, onnx):
+def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None):
     import onnxruntime
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static
 
     names = [i.name for i in onnxruntime.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()]
@@ -105,9 +107,10 @@ def _static(fp32: Path, calib, tmp: Path, onnx):
             return next(self._it, None)
 
     dst = tmp / "int8.onnx"
+    method, extra = ort_calibration(calibration)
     quantize_static(str(fp32), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, reduce_range=True)
+                    calibrate_method=method, reduce_range=True, extra_options=extra)
     return onnx.load(str(dst))
 
 

@@ -126,10 +126,14 @@ def _floats(text: str | None):
                    "at most PCT (see --metric); exit 1 with the best artifact when it cannot be met.")
 @click.option("--metric", type=click.Choice(["top1", "cosine", "snr"]), default="top1", show_default=True,
               help="--max-drop's measure: top-1 points lost, (1-cosine)x100, or noise power as % of signal.")
+@click.option("--calibration", type=click.Choice(["minmax", "percentile", "mse", "entropy", "auto"]),
+              help="Activation ranges for int8, through each route's own quantizer (default: the route's: mse "
+                   "for PT2E routes, minmax for onnxruntime and TFLiteConverter); auto measures each on --eval "
+                   "(or a held-out half of --calib) and keeps the best. Recorded in the manifest with its score.")
 @click.pass_context
 def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape, int8_io,
            calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr, reference_device,
-           max_drop, metric):
+           max_drop, metric, calibration):
     """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
 
     SOURCE is file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder.
@@ -152,7 +156,7 @@ def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_so
             name=name,
             verbose=verbose,
             reference_device=reference_device,
-            max_drop=max_drop, metric=metric,
+            max_drop=max_drop, metric=metric, calibration=calibration,
         )
         result = run_export(req)
         console().print(export_table(result.manifest))

@@ -53,6 +53,7 @@ class ExportRequest:
     reference_device: str = "cpu"  # auto | cpu | cuda (edgeship/reference.py)
     max_drop: float | None = None  # accuracy-aware int8: budget on --metric's drop (quantize/accuracy_aware.py)
     metric: str = "top1"
+    calibration: str | None = None  # --calibration: minmax|percentile|mse|entropy|auto (quantize/calibration.py)
 
 
 @dataclass
@@ -106,6 +107,13 @@ def export(req: ExportRequest) -> ExportResult:
         check_request(req, model, routes, recipes)
     golden, reference_record = _golden(req, model, calib, device)
     options = ConvertOptions(int8_io=req.int8_io, verbose=req.verbose)
+    calibrating = None
+    if req.calibration:
+        from edgeship.quantize import calibration as calibrating
+
+        plan = calibrating.plan(req, model, routes, recipes, calib, golden, info)
+        if req.calibration != "auto":
+            options.calibration = req.calibration
     searches: dict[str, dict] = {}  # artifact file -> its accuracy-aware record
     name = req.name or model.name
 
@@ -125,6 +133,8 @@ def export(req: ExportRequest) -> ExportResult:
                         result, searches[filename], _ = search(route, convert, model, recipe, calib, golden,
                                                                writer.path(filename), options, req.metric,
                                                                req.max_drop, log=info)
+                    elif calibrating is not None and recipe.needs_calibration:
+                        result, choice = plan.convert(convert, route, model, recipe, writer.path(filename), options)
                     else:
                         result = convert(model, recipe, calib if recipe.needs_calibration else None,
                                          writer.path(filename), options)
@@ -146,6 +156,8 @@ def export(req: ExportRequest) -> ExportResult:
                 artifacts.append(_artifact_record(path, route, recipe, model, result, seconds, req.int8_io))
                 if filename in searches:
                     artifacts[-1]["accuracy_aware"] = searches[filename]
+                elif calibrating is not None and recipe.needs_calibration:
+                    artifacts[-1]["calibration"] = choice.record(req.calibration)
         golden.save(writer.path(GOLDEN))
         manifest = {
             "schema": SCHEMA,

@@ -10,6 +10,7 @@ from edgeship.convert.base import ConvertOptions, ConvertResult, Route
 from edgeship.errors import UnsupportedError, suggest
 
 ALL_RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
+WITH_INT16 = (*ALL_RECIPES, "int16x8")  # formats whose runtimes have int16 activations
 TARGETS = ("tflite", "pte", "onnx")
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -17,10 +18,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     for r in (
         Route("torch", "pte", ALL_RECIPES, "torch_pte", "torch.export -> XNNPACK partitioner -> ExecuTorch .pte"),
         Route("torch", "tflite", ALL_RECIPES, "torch_tflite", "litert-torch -> LiteRT .tflite"),
-        Route("keras", "tflite", ALL_RECIPES, "keras_tflite", "TFLiteConverter -> LiteRT .tflite"),
+        Route("keras", "tflite", WITH_INT16, "keras_tflite", "TFLiteConverter -> LiteRT .tflite"),
         Route("keras", "pte", ALL_RECIPES, "keras_pte", "Keras (torch backend) -> torch.export -> XNNPACK -> .pte"),
-        Route("torch", "onnx", ALL_RECIPES, "torch_onnx", "torch.onnx.export -> onnxruntime .onnx"),
-        Route("keras", "onnx", ALL_RECIPES, "keras_onnx", "tf2onnx -> onnxruntime .onnx"),
+        Route("torch", "onnx", WITH_INT16, "torch_onnx", "torch.onnx.export -> onnxruntime .onnx"),
+        Route("keras", "onnx", WITH_INT16, "keras_onnx", "tf2onnx -> onnxruntime .onnx"),
     )
 }
 

@@ -24,7 +24,7 @@ from edgeship.progress import track
 from edgeship.quantize.calibration import check_method
 
 ROUTE = "TFLiteConverter -> LiteRT .tflite"
-RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
+RECIPES = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8")
 
 
 def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
@@ -96,6 +96,13 @@ def _apply_recipe(converter, recipe: str, calib, input_keys: list[str], int_io: 
         if int_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+    elif recipe == "int16x8":  # float I/O; int16 activations, int8 weights
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.representative_dataset = lambda: (
+            dict(zip(input_keys, sample))
+            for sample in track(calib.samples(), total=len(calib), description="calibrating")
+        )
 
 
 def _selective_int8(converter, saved_model: str, model, float_layers, int_io: bool, tf) -> bytes:
@@ -123,6 +130,7 @@ def _describe(recipe: str, int_io: bool) -> str:
         "fp16": "float16 weights",
         "dynamic-int8": "dynamic-range int8 weights",
         "int8": "full-integer int8, per-channel weights" + (", int8 I/O" if int_io else ", float I/O"),
+        "int16x8": "int16 activations, int8 per-channel weights (16x8 ops set), float I/O",
     }[recipe]
 
 

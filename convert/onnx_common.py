@@ -30,12 +30,13 @@ from edgeship.errors import ConversionError, InputError, UnsupportedError
 from edgeship.progress import track
 from edgeship.quantize.calibration import ort_calibration
 
-RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
+RECIPES = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8")
 STEPS = {
     "fp32": "float32",
     "fp16": "float16 (float32 I/O)",
     "dynamic-int8": "quantize_dynamic (per-channel int8 weights)",
     "int8": "quantize_static QDQ (per-channel 7-bit weights, reduce_range; float I/O)",
+    "int16x8": "quantize_static QDQ (int16 activations, per-channel int8 weights; float I/O)",
 }
 
 
@@ -69,7 +70,7 @@ def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: b
             elif recipe.name == "dynamic-int8":
                 result = _dynamic(proto, Path(tmp), onnx)
             else:
-                result = _static(fp32, calib, Path(tmp), onnx, calibration)
+                result = _static(fp32, calib, Path(tmp), onnx, calibration, int16=recipe.name == "int16x8")
         except (ConversionError, InputError):
             raise
         except Exception as e:
@@ -91,7 +92,7 @@ def _dynamic(proto, tmp: Path, onnx):
     return onnx.load(str(dst))
 
 
-def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None):
+def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, int16: bool = False):
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static
@@ -108,9 +109,11 @@ def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None):
 
     dst = tmp / "int8.onnx"
     method, extra = ort_calibration(calibration)
+    if int16:  # int16 Q/DQ: onnxruntime's contrib ops (com.microsoft) below opset 21
+        extra = {**extra, "UseQDQContribOps": True}
     quantize_static(str(fp32), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=method, reduce_range=True, extra_options=extra)
+                    activation_type=QuantType.QInt16 if int16 else QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=method, reduce_range=not int16, extra_options=extra)
     return onnx.load(str(dst))
 
 

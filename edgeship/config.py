@@ -49,7 +49,7 @@ class DataSection(_Strict):
 
 class Target(_Strict):
     format: Literal["tflite", "pte", "onnx"]
-    recipe: Literal["fp32", "fp16", "dynamic-int8", "int8"]
+    recipe: Literal["fp32", "fp16", "dynamic-int8", "int8", "int16x8"]
     max_drop: dict[Literal["top1", "agreement", "cosine"], float] | None = None
 
     @field_validator("max_drop", mode="before")

@@ -22,6 +22,7 @@ from edgeship.data import Dataset, ImageOptions, check_calibration, load_data
 from edgeship.errors import ConversionError, EdgeshipError, InputError
 from edgeship.model import Model, TensorSpec
 from edgeship.quantize import Recipe, parse_recipes
+from edgeship.quantize.recipes import refusal
 from edgeship.sources import load_model, source_sha256
 
 DEFAULT_CALIB_SAMPLES = 200
@@ -96,7 +97,9 @@ def export(req: ExportRequest) -> ExportResult:
     for route in routes:
         for r in recipes:
             if r.name not in route.recipes:
-                raise InputError(f"recipe '{r.name}' is not available on {route.summary}; it has {route.recipes}")
+                why = refusal(r.name, route.target, route.source)
+                raise InputError(f"recipe '{r.name}' is not available on {route.summary}"
+                                 + (f": {why}" if why else "") + f"; it has {', '.join(route.recipes)}")
     from edgeship import reference
 
     device = reference.resolve(req.reference_device, model)

@@ -130,10 +130,13 @@ def _floats(text: str | None):
               help="Activation ranges for int8, through each route's own quantizer (default: the route's: mse "
                    "for PT2E routes, minmax for onnxruntime and TFLiteConverter); auto measures each on --eval "
                    "(or a held-out half of --calib) and keeps the best. Recorded in the manifest with its score.")
+@click.option("--cle", type=click.Choice(["off", "on", "auto"]), default="off", show_default=True,
+              help="Cross-layer equalization of a PyTorch model's conv -> ReLU/ReLU6 -> conv pairs before int8 "
+                   "(same float function); auto keeps it only where it raises the measured SNR.")
 @click.pass_context
 def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape, int8_io,
            calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr, reference_device,
-           max_drop, metric, calibration):
+           max_drop, metric, calibration, cle):
     """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
 
     SOURCE is file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder.
@@ -156,7 +159,7 @@ def export(ctx, source, targets, recipes, calib, eval_data, out, force, trust_so
             name=name,
             verbose=verbose,
             reference_device=reference_device,
-            max_drop=max_drop, metric=metric, calibration=calibration,
+            max_drop=max_drop, metric=metric, calibration=calibration, cle=cle,
         )
         result = run_export(req)
         console().print(export_table(result.manifest))

@@ -55,6 +55,7 @@ class ExportRequest:
     max_drop: float | None = None  # accuracy-aware int8: budget on --metric's drop (quantize/accuracy_aware.py)
     metric: str = "top1"
     calibration: str | None = None  # --calibration: minmax|percentile|mse|entropy|auto (quantize/calibration.py)
+    cle: str = "off"  # --cle off|on|auto: cross-layer equalization of a torch model (quantize/equalize.py)
 
 
 @dataclass
@@ -117,6 +118,11 @@ def export(req: ExportRequest) -> ExportResult:
         plan = calibrating.plan(req, model, routes, recipes, calib, golden, info)
         if req.calibration != "auto":
             options.calibration = req.calibration
+    cle = None
+    if req.cle != "off" and any(r.needs_calibration for r in recipes):
+        from edgeship.quantize.equalize import Plan as EqualizePlan
+
+        cle = EqualizePlan(req.cle, model, golden.inputs, golden.outputs, info)
     searches: dict[str, dict] = {}  # artifact file -> its accuracy-aware record
     name = req.name or model.name
 
@@ -124,8 +130,9 @@ def export(req: ExportRequest) -> ExportResult:
     tools: dict[str, str] = {}
     with BundleWriter(req.out, req.force) as writer:
         for route in routes:
-            convert = route.load()
+            plain_convert = route.load()
             for recipe in recipes:
+                convert = cle.wrap(plain_convert, route.target) if cle and recipe.needs_calibration else plain_convert
                 filename = f"{name}.{recipe.name}.{EXTENSIONS[route.target]}"
                 info(f"[bold]export[/] {filename}  ({route.summary})")
                 t0 = time.perf_counter()
@@ -161,6 +168,8 @@ def export(req: ExportRequest) -> ExportResult:
                     artifacts[-1]["accuracy_aware"] = searches[filename]
                 elif calibrating is not None and recipe.needs_calibration:
                     artifacts[-1]["calibration"] = choice.record(req.calibration)
+                if cle and recipe.needs_calibration:
+                    artifacts[-1]["cle"] = cle.records.get(filename) or next(reversed(cle.records.values()))
         golden.save(writer.path(GOLDEN))
         manifest = {
             "schema": SCHEMA,

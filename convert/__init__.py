@@ -10,7 +10,8 @@ from edgeship.convert.base import ConvertOptions, ConvertResult, Route
 from edgeship.errors import UnsupportedError, suggest
 from edgeship.quantize.recipes import RECIPE_NAMES
 
-ALL_RECIPES = RECIPE_NAMES
+WITH_INT16 = RECIPE_NAMES  # formats whose runtimes have int16 activations
+ALL_RECIPES = tuple(n for n in RECIPE_NAMES if n != "int16x8")  # every format runs these
 TARGETS = ("tflite", "pte", "onnx")
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -18,10 +19,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     for r in (
         Route("torch", "pte", ALL_RECIPES, "torch_pte", "torch.export -> XNNPACK partitioner -> ExecuTorch .pte"),
         Route("torch", "tflite", ALL_RECIPES, "torch_tflite", "litert-torch -> LiteRT .tflite"),
-        Route("keras", "tflite", ALL_RECIPES, "keras_tflite", "TFLiteConverter -> LiteRT .tflite"),
+        Route("keras", "tflite", WITH_INT16, "keras_tflite", "TFLiteConverter -> LiteRT .tflite"),
         Route("keras", "pte", ALL_RECIPES, "keras_pte", "Keras (torch backend) -> torch.export -> XNNPACK -> .pte"),
-        Route("torch", "onnx", ALL_RECIPES, "torch_onnx", "torch.onnx.export -> onnxruntime .onnx"),
-        Route("keras", "onnx", ALL_RECIPES, "keras_onnx", "tf2onnx -> onnxruntime .onnx"),
+        Route("torch", "onnx", WITH_INT16, "torch_onnx", "torch.onnx.export -> onnxruntime .onnx"),
+        Route("keras", "onnx", WITH_INT16, "keras_onnx", "tf2onnx -> onnxruntime .onnx"),
     )
 }
 

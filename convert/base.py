@@ -16,6 +16,9 @@ class ConvertOptions:
     # int8 recipe: layers left in float (accuracy-aware mode). Torch: module names ('fragile',
     # '0'); Keras: layer names. See edgeship.quantize.layer_error for what counts as a layer.
     float_layers: tuple[str, ...] = ()
+    # int8/int16x8: activation calibration method (edgeship.quantize.calibration.METHODS);
+    # None: the route's own default
+    calibration: str | None = None
 
 
 @dataclass

@@ -26,7 +26,8 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
         raise InputError(f"the Keras -> .onnx route takes a Keras model or a SavedModel, not '{model.kind}'")
     common.check_recipe(recipe, calib, "keras")
     proto, versions = export_float(model, options.verbose)
-    step, notes = common.apply_recipe(proto, recipe, calib, Path(out_path), options.int8_io, options.verbose)
+    step, notes = common.apply_recipe(proto, recipe, calib, Path(out_path), options.int8_io, options.verbose,
+                                       calibration=options.calibration)
     return ConvertResult(route=f"tf2onnx (opset {OPSET}) -> {step} -> .onnx",
                          tools={**versions, **common.versions("tf2onnx")}, delegation=None, warnings=notes)
 

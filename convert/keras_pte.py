@@ -102,6 +102,7 @@ def _write_job(job_dir: Path, model, recipe, calib, out_path: Path, options: Con
         "out_path": str(Path(out_path).resolve()),
         "int8_io": options.int8_io,
         "float_layers": list(options.float_layers),
+        "calibration": options.calibration,
         "calib_name": None if calib is None else calib.name,
     }
     (job_dir / "job.json").write_text(json.dumps(job))
@@ -182,7 +183,8 @@ def _in_child(job_dir: Path) -> dict:
         rows = rank(program, examples, calib, feeds, float_layers, "pte", LAYER_PREFIX)
         return {"rows": [asdict(replace(r, kind=named.get(r.name, r.kind))) for r in rows]}
     result = export_pte(program, get_recipe(job["recipe"]), examples, calib, Path(job["out_path"]),
-                        Options(int8_io=job["int8_io"], float_layers=float_layers), source=SOURCE_STEP,
+                        Options(int8_io=job["int8_io"], float_layers=float_layers,
+                                calibration=job.get("calibration")), source=SOURCE_STEP,
                         tools={"keras": keras.__version__}, layer_prefix=LAYER_PREFIX)
     return {"result": asdict(result)}
 

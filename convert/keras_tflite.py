@@ -23,6 +23,7 @@ from edgeship.convert import tflite_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.layers import denylisted_nodes, keras_layers
 from edgeship.errors import InputError, UnsupportedError
+from edgeship.quantize.calibration import check_method
 
 ROUTE = "TFLiteConverter -> LiteRT .tflite"
 
@@ -31,6 +32,8 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
     if model.kind not in ("keras", "savedmodel"):
         raise InputError(f"the Keras -> .tflite route takes a Keras model or a SavedModel, not '{model.kind}'")
     ROUTES[("keras", "tflite")].require(recipe, calib)
+    if options.calibration not in (None, "minmax"):
+        check_method(options.calibration, "keras", "tflite")
     common.check_static(model)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -91,6 +94,13 @@ def _apply_recipe(converter, recipe: str, calib, input_keys: list[str], int_io: 
         if int_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+    elif recipe == "int16x8":  # float I/O; int16 activations, int8 weights
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.representative_dataset = lambda: (
+            dict(zip(input_keys, sample))
+            for sample in track(calib.samples(), total=len(calib), description="calibrating")
+        )
 
 
 def _selective_int8(converter, saved_model: str, model, float_layers, int_io: bool, tf) -> bytes:
@@ -116,6 +126,7 @@ def _describe(recipe: str, int_io: bool) -> str:
         "fp16": "float16 weights",
         "dynamic-int8": "dynamic-range int8 weights",
         "int8": "full-integer int8, per-channel weights" + (", int8 I/O" if int_io else ", float I/O"),
+        "int16x8": "int16 activations, int8 per-channel weights (16x8 ops set), float I/O",
     }[recipe]
 
 

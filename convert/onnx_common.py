@@ -29,12 +29,14 @@ from pathlib import Path
 from edgeship.console import track
 from edgeship.convert import ROUTES
 from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
+from edgeship.quantize.calibration import ort_calibration
 
 STEPS = {
     "fp32": "float32",
     "fp16": "float16 (float32 I/O)",
     "dynamic-int8": "quantize_dynamic (per-channel int8 weights)",
     "int8": "quantize_static QDQ (per-channel 7-bit weights, reduce_range; float I/O)",
+    "int16x8": "quantize_static QDQ (int16 activations, per-channel int8 weights; float I/O)",
 }
 
 
@@ -42,7 +44,8 @@ def check_recipe(recipe, calib, source: str) -> None:
     ROUTES[(source, "onnx")].require(recipe, calib)
 
 
-def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: bool = False) -> tuple[str, list[str]]:
+def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: bool = False,
+                 calibration: str | None = None) -> tuple[str, list[str]]:
     """Write `proto` (float32) quantized per `recipe` to out_path. Returns (route step, warnings)."""
     import onnx
 
@@ -64,7 +67,7 @@ def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: b
             elif recipe.name == "dynamic-int8":
                 result = _dynamic(proto, Path(tmp), onnx)
             else:
-                result = _static(fp32, calib, Path(tmp), onnx)
+                result = _static(fp32, calib, Path(tmp), onnx, calibration, int16=recipe.name == "int16x8")
         except (ConversionError, InputError):
             raise
         except Exception as e:
@@ -86,15 +89,9 @@ def _dynamic(proto, tmp: Path, onnx):
     return onnx.load(str(dst))
 
 
-def _static(fp32: Path, calib, tmp: Path, onnx):
+def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, int16: bool = False):
     import onnxruntime
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     names = [i.name for i in onnxruntime.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()]
 
@@ -107,9 +104,12 @@ def _static(fp32: Path, calib, tmp: Path, onnx):
             return next(self._it, None)
 
     dst = tmp / "int8.onnx"
+    method, extra = ort_calibration(calibration)
+    if int16:  # int16 Q/DQ: onnxruntime's contrib ops (com.microsoft) below opset 21
+        extra = {**extra, "UseQDQContribOps": True}
     quantize_static(str(fp32), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, reduce_range=True)
+                    activation_type=QuantType.QInt16 if int16 else QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=method, reduce_range=not int16, extra_options=extra)
     return onnx.load(str(dst))
 
 

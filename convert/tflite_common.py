@@ -232,7 +232,8 @@ def float_io(data: bytes) -> bytes:
         for pos, idx in enumerate(indices):
             t = graph.tensors[idx]
             q = t.quantization
-            if t.type != fb.TensorType.INT8 or q is None or q.scale is None or len(q.scale) != 1:
+            if t.type not in (fb.TensorType.INT8, fb.TensorType.INT16) or q is None or q.scale is None \
+                    or len(q.scale) != 1:  # int16: the int16x8 recipe's I/O
                 continue
             float_t = fb.TensorT()
             float_t.shape, float_t.shapeSignature = t.shape, t.shapeSignature

@@ -24,7 +24,8 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
         raise UnsupportedError(f"the torch -> onnx route takes a PyTorch module or .pt2, not a '{model.kind}' model")
     common.check_recipe(recipe, calib, "torch")
     proto, exporter, notes = export_float(model, options.verbose)
-    step, more = common.apply_recipe(proto, recipe, calib, Path(out_path), options.int8_io, options.verbose)
+    step, more = common.apply_recipe(proto, recipe, calib, Path(out_path), options.int8_io, options.verbose,
+                                       calibration=options.calibration)
     import torch
 
     return ConvertResult(route=f"{exporter} -> {step} -> .onnx", tools={"torch": torch.__version__,

@@ -35,6 +35,7 @@ from edgeship.convert.torch_common import (
 )
 from edgeship.convert.xnnpack_passes import guarded_partitioner, lower_guarded, prepare_for_xnnpack
 from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
+from edgeship.quantize.calibration import pt2e_config as calibration_config
 from edgeship.runtime.standalone.executorch import load_kernel_libraries
 
 BACKEND = "XnnpackBackend"
@@ -64,7 +65,8 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
     notes: list[str] = []
     with quiet():
         program, rewrites = prepare_for_xnnpack(program, examples)
-        program, steps = prepare_program(program, recipe, examples, calib, options.float_layers, layer_prefix)
+        program, steps = prepare_program(program, recipe, examples, calib, options.float_layers, layer_prefix,
+                                         calibration=options.calibration)
         steps = [f"XNNPACK graph passes ({', '.join(f'{k}: {v}' for k, v in rewrites.items())})"] * bool(rewrites) + steps
         io_quant = None
         if options.int8_io and recipe.name == "int8":
@@ -98,7 +100,8 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
 # Recipes
 
 
-def prepare_program(program, recipe, examples, calib, float_layers=(), layer_prefix: str = ""):
+def prepare_program(program, recipe, examples, calib, float_layers=(), layer_prefix: str = "",
+                    calibration: str | None = None):
     """Float32 ExportedProgram -> (ExportedProgram for `recipe`, route steps). `float_layers`
     (module names, under `layer_prefix`) stay out of int8 quantization."""
     if recipe.name == "fp32":
@@ -112,18 +115,19 @@ def prepare_program(program, recipe, examples, calib, float_layers=(), layer_pre
         return exported_program(module, examples, hint=None, what="float16 graph"), ["float16 graph"]
     dynamic = recipe.name == "dynamic-int8"
     quantized = pt2e_quantize(program, examples, calib, dynamic, float_layers if not dynamic else (),
-                              layer_prefix=layer_prefix)
+                              layer_prefix=layer_prefix, calibration=None if dynamic else calibration)
     if dynamic:
         step = "PT2E dynamic int8 (XNNPACKQuantizer, per-channel weights)"
     else:
-        step = f"PT2E static int8 (XNNPACKQuantizer, per-channel weights, {len(calib)} calibration samples)"
+        step = f"PT2E static int8 (XNNPACKQuantizer, per-channel weights, {len(calib)} calibration samples"
+        step += f", {calibration} ranges)" if calibration else ")"
         if float_layers:
             step += f", kept float: {', '.join(float_layers)}"
     return exported_program(quantized, examples, hint=None, what="re-export after quantization"), [step]
 
 
 def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=(), quantizer=None,
-                  layer_prefix: str = ""):
+                  layer_prefix: str = "", calibration: str | None = None):
     """The PT2E-quantized (q/dq, host-runnable) GraphModule of a float ExportedProgram, with the
     modules named in `float_layers` (under `layer_prefix`) left unquantized (the quantizer's node
     filter skips them).
@@ -137,7 +141,8 @@ def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=
 
     if not dynamic and calib is None:
         raise InputError("the int8 recipe needs calibration data", hint="pass --calib DATA (e.g. --calib digits)")
-    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    config = calibration_config(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic),
+                                calibration)
     if quantizer is None:
         quantizer = XNNPACKQuantizer().set_global(config)
     elif float_layers:

@@ -26,6 +26,7 @@ from edgeship.convert import tflite_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.tflite_int8_annotations import annotate_remaining, prelu_as_int8_ops
 from edgeship.errors import InputError, UnsupportedError
+from edgeship.quantize.calibration import pt2e_config as calibration_config
 from edgeship.runtime.standalone.tflite import inspect_bytes
 
 ROUTE = "litert-torch -> LiteRT .tflite"
@@ -55,7 +56,7 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
         quant_config = recipes[recipe.name]()
     elif recipe.name == "int8":
         module, quant_config = _pt2e_static(module, sample, names, calib, options.verbose,
-                                            tuple(f"inner.{n}" for n in options.float_layers))
+                                            tuple(f"inner.{n}" for n in options.float_layers), options.calibration)
 
     what = f"litert-torch could not convert '{model.name}' ({recipe.name})"
     with common.converting(what, options.verbose), _litert_progress(options.verbose):
@@ -110,7 +111,7 @@ def _litert_progress(verbose: bool):
             os.environ[key] = before
 
 
-def pt2e_quantizer(float_layers=()):
+def pt2e_quantizer(float_layers=(), calibration: str | None = None):
     """litert-torch's PT2EQuantizer (symmetric, per-channel int8), leaving the modules named in
     `float_layers` unannotated: its set_module_name refuses None, so the pattern filter does it."""
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
@@ -127,17 +128,18 @@ def pt2e_quantizer(float_layers=()):
             annotate_remaining(model, quantization_config, keep)  # adds, PReLUs, means the patterns miss
             return model
 
-    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
-    return KeepFloat().set_global(config)
+    config = calibration_config(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False),
+                                calibration)
+    return KeepFloat().set_global(config)  # always: it also annotates what the stock patterns miss
 
 
-def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool, float_layers=()):
+def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool, float_layers=(), calibration=None):
     """Static int8 with per-channel weights: export, insert observers, calibrate, convert."""
     import torch
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = pt2e_quantizer(float_layers)
+    quantizer = pt2e_quantizer(float_layers, calibration)
     with common.converting("preparing the model for int8 calibration (PT2E) failed", verbose):
         graph = torch.export.export(module, (), sample).module()
         if prelu_as_int8_ops(graph):  # litert-torch would lower PReLU to float RELU/MUL/SUB

@@ -25,6 +25,8 @@ from edgeship.inspect import artifact_io
 from edgeship.model import Model, TensorSpec
 from edgeship.quantize import Recipe, parse_recipes
 from edgeship.quantize.accuracy_aware import check_request, report_searches, search
+from edgeship.quantize.equalize import Plan as EqualizePlan
+from edgeship.quantize.recipes import refusal
 from edgeship.records import artifact_record, manifest_record
 from edgeship.sources import load_model, source_sha256
 from edgeship.uptodate import inputs_sha256, up_to_date
@@ -61,6 +63,8 @@ class ExportRequest:
     metric: str = "top1"
     model: Model | None = None  # an in-memory model (the Python API); source then only labels it
     model_sha256: str | None = None  # its weights' hash, in place of the source file's
+    calibration: str | None = None  # --calibration: minmax|percentile|mse|entropy|auto (quantize/calibration.py)
+    cle: str = "off"  # --cle off|on|auto: cross-layer equalization of a torch model (quantize/equalize.py)
 
 
 @dataclass
@@ -97,7 +101,9 @@ def export(req: ExportRequest) -> ExportResult:
     for route in routes:
         for r in recipes:
             if r.name not in route.recipes:
-                raise InputError(f"recipe '{r.name}' is not available on {route.summary}; it has {route.recipes}")
+                why = refusal(r.name, route.target, route.source)
+                raise InputError(f"recipe '{r.name}' is not available on {route.summary}"
+                                 + (f": {why}" if why else "") + f"; it has {', '.join(route.recipes)}")
 
     device = reference.resolve(req.reference_device, model)
     calib = _calibration(req, model, recipes)
@@ -105,6 +111,16 @@ def export(req: ExportRequest) -> ExportResult:
         check_request(req, model, routes, recipes)
     golden, reference_record = _golden(req, model, calib, device)
     options = ConvertOptions(int8_io=req.int8_io, verbose=req.verbose)
+    calibrating = None
+    if req.calibration:
+
+        plan = calibrating.plan(req, model, routes, recipes, calib, golden, info)
+        if req.calibration != "auto":
+            options.calibration = req.calibration
+    cle = None
+    if req.cle != "off" and any(r.needs_calibration for r in recipes):
+
+        cle = EqualizePlan(req.cle, model, golden.inputs, golden.outputs, info)
     searches: dict[str, dict] = {}  # artifact file -> its accuracy-aware record
     name = req.name or model.name
 
@@ -114,8 +130,9 @@ def export(req: ExportRequest) -> ExportResult:
     with BundleWriter(req.out, req.force) as writer, quiet.converter_output_to_log(writer.staging, req.out,
                                                                                  req.verbose):
         for route in routes:
-            convert = route.load()
+            plain_convert = route.load()
             for recipe in recipes:
+                convert = cle.wrap(plain_convert, route.target) if cle and recipe.needs_calibration else plain_convert
                 filename = f"{name}.{recipe.name}.{EXTENSIONS[route.target]}"
                 info(f"[bold]export[/] {filename}  ({route.summary})")
                 t0 = time.perf_counter()
@@ -124,6 +141,8 @@ def export(req: ExportRequest) -> ExportResult:
                         result, searches[filename], _ = search(route, convert, model, recipe, calib, golden,
                                                                writer.path(filename), options, req.metric,
                                                                req.max_drop, log=info)
+                    elif calibrating is not None and recipe.needs_calibration:
+                        result, choice = plan.convert(convert, route, model, recipe, writer.path(filename), options)
                     else:
                         result = convert(model, recipe, calib if recipe.needs_calibration else None,
                                          writer.path(filename), options)
@@ -149,6 +168,10 @@ def export(req: ExportRequest) -> ExportResult:
                     continue
                 if filename in searches:
                     artifacts[-1]["accuracy_aware"] = searches[filename]
+                elif calibrating is not None and recipe.needs_calibration:
+                    artifacts[-1]["calibration"] = choice.record(req.calibration)
+                if cle and recipe.needs_calibration:
+                    artifacts[-1]["cle"] = cle.records.get(filename) or next(reversed(cle.records.values()))
                 if not smoke.check(writer.staging, artifacts[-1], golden):
                     failed.append(artifacts.pop())
         golden.save(writer.path(GOLDEN))

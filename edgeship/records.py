@@ -62,6 +62,8 @@ class ArtifactRecord(Record):
     tools: dict = {}
     accuracy_aware: dict | None = None
     smoke: dict | None = None  # the smoke run before commit (edgeship/smoke.py): status, cosine, error
+    calibration: dict | None = None  # --calibration: method, measured score, candidates (quantize/calibration.py)
+    cle: dict | None = None  # --cle: cross-layer equalization applied, and the SNRs it was chosen on
 
 
 class ModelInfo(Record):

@@ -28,8 +28,27 @@ RECIPES: dict[str, Recipe] = {
         Recipe("fp16", "float16 weights (and compute where the runtime does fp16)", False, 0.999, 0.5),
         Recipe("dynamic-int8", "int8 weights, activations quantized at run time", False, 0.99, 1.0),
         Recipe("int8", "full-integer int8, per-channel weights, calibrated activations", True, 0.98, 1.0),
+        Recipe("int16x8", "int16 activations (calibrated), int8 per-channel weights", True, 0.99, 0.5),
     )
 }
+
+# (recipe, target format) -> why that format cannot run it
+REFUSED: dict[tuple[str, str], str] = {
+    ("int16x8", "pte"): "XNNPACK has no int16 activations",
+    # litert-torch's PT2E quantizer is int8-only: an int16 activation spec converts, but its int32
+    # biases fail LiteRT's 16x8 kernels (they need int64); the LiteRT quantizer's own static_wi8_ai16
+    # on litert-torch's float .tflite reached 17.6 dB SNR on the digits CNN (its int8: 17.3 dB)
+    # where PT2E int8 reaches 39.6 dB
+    ("int16x8", "torch-tflite"): "litert-torch's quantizer has no int16 activations (its int16 spec leaves int32 "
+                                 "biases that LiteRT's 16x8 kernels refuse), and ai-edge-quantizer's 16x8 on its float "
+                                 ".tflite lost accuracy (17.6 dB SNR on the digits CNN against 39.6 dB for int8); "
+                                 "use --to onnx, or a Keras source for .tflite",
+}
+
+
+def refusal(recipe: str, target: str, source: str = "") -> str:
+    """The reason `target` (from `source`) cannot run `recipe`, or ''."""
+    return REFUSED.get((recipe, f"{source}-{target}"), "") or REFUSED.get((recipe, target), "")
 
 
 RECIPE_NAMES: tuple[str, ...] = tuple(RECIPES)

@@ -55,10 +55,17 @@ def floats(text: str | None):
               help="--max-drop's measure: top1 (points lost), cosine ((1-cosine)x100), snr (noise power as % of "
                    "signal), or a task metric (top5, map50, map50_95, miou, psnr) or your own module.py:fn, "
                    "whose drop from the float model's score is the measure.")
+@click.option("--calibration", type=click.Choice(["minmax", "percentile", "mse", "entropy", "auto"]),
+              help="Activation ranges for int8, through each route's own quantizer (default: the route's: mse "
+                   "for PT2E routes, minmax for onnxruntime and TFLiteConverter); auto measures each on --eval "
+                   "(or a held-out half of --calib) and keeps the best. Recorded in the manifest with its score.")
+@click.option("--cle", type=click.Choice(["off", "on", "auto"]), default="off", show_default=True,
+              help="Cross-layer equalization of a PyTorch model's conv -> ReLU/ReLU6 -> conv pairs before int8 "
+                   "(same float function); auto keeps it only where it raises the measured SNR.")
 @click.pass_context
 def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape,
             int8_io, calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr,
-            reference_device, max_drop, metric):
+            reference_device, max_drop, metric, calibration, cle):
     """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
 
     SOURCE is file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder.
@@ -72,7 +79,7 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
         calib_samples=calib_samples, calib_min=calib_min, golden_samples=golden_samples, framework=framework,
         input_shapes=[parse_input_shape(v) for v in input_shape], image=image, int8_io=int8_io, force=force,
         trust_source=trust_source, name=name, verbose=ctx.obj["verbose"], reference_device=reference_device,
-        max_drop=max_drop, metric=metric,
+        max_drop=max_drop, metric=metric, calibration=calibration, cle=cle,
     )
     result = run_export(req)
     console().print(export_table(result.manifest))

@@ -1,0 +1,193 @@
+"""Cross-layer equalization (Nagel et al., 2019, "Data-Free Quantization") of a float PyTorch model,
+before any converter sees it, so it helps every route.
+
+For two convolutions in a row, conv1 -> [ReLU | ReLU6] -> conv2 (conv2 plain or depthwise, conv1's
+output used by conv2 alone), output channel i of conv1 is divided by s_i and input channel i of
+conv2 multiplied by s_i, with s_i = sqrt(r1_i / r2_i) (r: the channel's largest |weight|). The
+channels' weight ranges become equal, which per-tensor activation quantization (and per-channel
+weights of depthwise convs) needs. ReLU commutes with a positive scale; ReLU6 does not (its cap
+would move), so a ReLU6 between the two becomes a per-channel cap 6 / s_i: the float function is
+the same up to rounding. BatchNorm is folded into the convolution before it first.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from edgeship.errors import InputError, UnsupportedError
+from edgeship.quantize.calibration import run_artifact, samples_of, score
+
+ITERATIONS = 4
+
+
+def equalize(module):
+    """A copy of `module` (eval mode) with BatchNorm folded and conv pairs equalized.
+    Returns (new module, number of pairs equalized)."""
+    import torch
+    import torch.fx as fx
+    from torch.fx.experimental.optimization import fuse
+
+    module = copy.deepcopy(module).eval()
+    gm = fuse(fx.symbolic_trace(module))  # folds conv -> BN
+    modules = dict(gm.named_modules())
+    pairs = []
+    for node in gm.graph.nodes:
+        conv1 = _conv(node, modules)
+        if conv1 is None or len(node.users) != 1:
+            continue
+        act = next(iter(node.users))
+        kind = _activation(act, modules)
+        if kind is None or len(act.users) != 1:
+            continue
+        conv2 = _conv(next(iter(act.users)), modules)
+        if conv2 is None or conv2.in_channels != conv1.out_channels:
+            continue
+        if conv2.groups not in (1, conv2.in_channels):
+            continue
+        pairs.append((conv1, act, kind, conv2))
+    caps = {}
+    with torch.no_grad():
+        for conv1, act, kind, conv2 in pairs:
+            total = torch.ones(conv1.out_channels)
+            for _ in range(ITERATIONS):
+                r1 = conv1.weight.abs().flatten(1).amax(1)
+                w2 = conv2.weight
+                if conv2.groups == conv2.in_channels and conv2.groups > 1:  # depthwise: (C, 1, k, k)
+                    r2 = w2.abs().flatten(1).amax(1)
+                else:
+                    r2 = w2.abs().transpose(0, 1).flatten(1).amax(1)
+                s = torch.sqrt(r1 / r2.clamp_min(1e-12)).clamp(1e-4, 1e4)
+                s = torch.where((r1 > 0) & (r2 > 0), s, torch.ones_like(s))
+                _scale_out(conv1, 1 / s)
+                _scale_in(conv2, s)
+                total = total / s
+            if kind == "relu6":
+                caps[act.name] = 6.0 * total  # ReLU6(x) scaled by `total` per channel == min(ReLU(x'), 6 * total)
+    for node in gm.graph.nodes:
+        if node.name in caps:
+            cap = caps[node.name].reshape(1, -1, 1, 1)
+            name = f"cle_cap_{node.name}"
+            gm.add_submodule(name, PerChannelCap(cap))
+            with gm.graph.inserting_after(node):
+                new = gm.graph.call_module(name, (node.args[0],))
+            node.replace_all_uses_with(new)
+            gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+    return gm, len(pairs)
+
+
+def _scale_out(conv, factor):
+    conv.weight.mul_(factor.reshape(-1, *([1] * (conv.weight.dim() - 1))))
+    if conv.bias is not None:
+        conv.bias.mul_(factor)
+
+
+def _scale_in(conv, factor):
+    if conv.groups == conv.in_channels and conv.groups > 1:
+        conv.weight.mul_(factor.reshape(-1, *([1] * (conv.weight.dim() - 1))))
+    else:
+        conv.weight.mul_(factor.reshape(1, -1, *([1] * (conv.weight.dim() - 2))))
+
+
+def _conv(node, modules):
+    import torch
+
+    if node is None or node.op != "call_module":
+        return None
+    m = modules.get(node.target)
+    return m if isinstance(m, torch.nn.Conv2d) else None
+
+
+def _activation(node, modules):
+    import torch
+    import torch.nn.functional as F
+
+    if node.op == "call_module":
+        m = modules.get(node.target)
+        if isinstance(m, torch.nn.ReLU6):
+            return "relu6"
+        if isinstance(m, torch.nn.ReLU):
+            return "relu"
+        if isinstance(m, torch.nn.Hardtanh) and m.min_val == 0.0 and m.max_val == 6.0:
+            return "relu6"
+    if node.op == "call_function":
+        if node.target in (torch.relu, F.relu):
+            return "relu"
+        if node.target is F.relu6:
+            return "relu6"
+    return None
+
+
+def _cap_class():
+    import torch
+
+    class PerChannelCap(torch.nn.Module):
+        """ReLU with a per-channel upper bound: min(max(x, 0), cap)."""
+
+        def __init__(self, cap):
+            super().__init__()
+            self.register_buffer("cap", cap.clone())
+
+        def forward(self, x):
+            return torch.minimum(torch.relu(x), self.cap)
+
+    return PerChannelCap
+
+
+def PerChannelCap(cap):  # noqa: N802 (a factory: torch is imported only when equalizing)
+    return _cap_class()(cap)
+
+
+MODES = ("off", "on", "auto")
+
+
+class Plan:
+    """--cle for one export: `wrap(convert)` gives a convert function that quantizes the equalized
+    model ('on'), or both models, measured on (inputs, reference), keeping the better weakest-output
+    SNR ('auto'). `records[path]` says what happened per artifact."""
+
+    def __init__(self, mode: str, model, inputs, reference, log=print):
+        from dataclasses import replace
+
+
+        if mode not in MODES:
+            raise InputError(f"--cle must be one of {', '.join(MODES)}, got '{mode}'")
+        if model.kind != "torch-module":
+            raise UnsupportedError(f"cross-layer equalization (--cle {mode}) rewrites a PyTorch nn.Module; "
+                                   f"'{model.name}' is a {model.kind} model", hint="pass --cle off")
+        eq, self.pairs = equalize(model.obj)
+        self.mode, self.model, self.inputs, self.reference, self.log = mode, model, inputs, reference, log
+        self.equalized = replace(model, obj=eq)
+        self.records: dict[str, dict] = {}
+        log(f"cross-layer equalization: {self.pairs} conv pair(s) equalized (--cle {mode})")
+
+    def wrap(self, convert, target: str):
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+
+        def converted(model, recipe, calib, out_path, options):
+            out_path = Path(out_path)
+            if self.mode == "on" or self.pairs == 0:
+                result = convert(self.equalized, recipe, calib, out_path, options)
+                self.records[out_path.name] = {"mode": self.mode, "applied": self.pairs > 0, "pairs": self.pairs}
+                return result
+            tried = {}
+            with tempfile.TemporaryDirectory(prefix="edgeship-cle-") as tmp:
+                for name, m in (("without", self.model), ("with", self.equalized)):
+                    path = Path(tmp) / f"{name}{out_path.suffix}"
+                    result = convert(m, recipe, calib, path, options)
+                    s = score(self.reference, run_artifact(path, target, samples_of(self.inputs)))
+                    tried[name] = (s, path, result)
+                best = max(tried, key=lambda k: (tried[k][0]["snr_db"], k == "without"))
+                shutil.copyfile(tried[best][1], out_path)
+            self.log(f"  cle auto: weakest-output SNR {tried['without'][0]['snr_db']:.2f} dB without, "
+                     f"{tried['with'][0]['snr_db']:.2f} dB with -> {'applied' if best == 'with' else 'not applied'}")
+            self.records[out_path.name] = {
+                "mode": "auto", "applied": best == "with", "pairs": self.pairs,
+                "snr_db_without": tried["without"][0]["snr_db"], "snr_db_with": tried["with"][0]["snr_db"]}
+            return tried[best][2]
+
+        return converted

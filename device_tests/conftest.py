@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgeship.bundle import read_bundle
-from edgeship.validate import ValidateRequest, validate
+from edgeship.validation import ValidateRequest, validate
 
 
 def pytest_addoption(parser):

@@ -7,7 +7,7 @@ The Python API (edgeship/api.py has the details):
     bundle = edgeship.export(module, example_inputs=(x,), to=("tflite", "pte"), quant=("fp32", "int8"),
                              calib="digits:train", out="bundles/net")
     result = bundle.validate(device="local")
-    edgeship.validate("bundles/net", device="emu:rpi4"); edgeship.cli.check("edgeship.toml")
+    edgeship.validate("bundles/net", device="emu:rpi4"); edgeship.check("edgeship.toml")
 
 Importing edgeship imports no framework (torch, TensorFlow, the runtimes), and not even the API
 until a name of it is used: the device agent runs as `python -m edgeship.runtime.standalone.agent`,

@@ -8,7 +8,7 @@
     result = bundle.validate(device="local")   # the records `edgeship validate --json` writes
     result.ok, result.records, result.context
     edgeship.validate("bundles/net/net.int8.tflite", device="emu:rpi4")
-    edgeship.cli.check("edgeship.toml").exit_code
+    edgeship.check("edgeship.toml").exit_code
 
 A model is an in-memory `torch.nn.Module` (give `example_inputs`), a `keras.Model`, or any source
 string the CLI takes (`file.py:factory`, `.pt2`, `.keras`, `.h5`, a SavedModel folder). Data
@@ -39,8 +39,8 @@ from edgeship.pipeline import export as run_export
 from edgeship.runtime.rootfs import cache_root
 from edgeship.sources import model_from_torch
 from edgeship.status import Status
-from edgeship.validate import ValidateRequest
-from edgeship.validate import validate as run_validate
+from edgeship.validation import ValidateRequest
+from edgeship.validation import validate as run_validate
 
 
 @dataclass

@@ -23,7 +23,7 @@ from edgeship.errors import ArtifactError, ConversionError, EdgeshipError, Input
 from edgeship.hashing import sha256_file
 from edgeship.inspect import artifact_io
 from edgeship.model import Model, TensorSpec
-from edgeship.quantize import Recipe, parse_recipes
+from edgeship.quantize import Recipe, calibration, parse_recipes
 from edgeship.quantize.accuracy_aware import check_request, report_searches, search
 from edgeship.quantize.equalize import Plan as EqualizePlan
 from edgeship.quantize.recipes import refusal
@@ -113,13 +113,12 @@ def export(req: ExportRequest) -> ExportResult:
     options = ConvertOptions(int8_io=req.int8_io, verbose=req.verbose)
     calibrating = None
     if req.calibration:
-
-        plan = calibrating.plan(req, model, routes, recipes, calib, golden, info)
+        calibrating = calibration
+        plan = calibration.plan(req, model, routes, recipes, calib, golden, info)
         if req.calibration != "auto":
             options.calibration = req.calibration
     cle = None
     if req.cle != "off" and any(r.needs_calibration for r in recipes):
-
         cle = EqualizePlan(req.cle, model, golden.inputs, golden.outputs, info)
     searches: dict[str, dict] = {}  # artifact file -> its accuracy-aware record
     name = req.name or model.name

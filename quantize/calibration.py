@@ -32,9 +32,9 @@ from edgeship.data import Dataset
 from edgeship.errors import InputError, UnsupportedError, suggest
 from edgeship.metrics import cosine, snr_db
 from edgeship.reference import run as run_reference
-from edgeship.runtime.standalone.executorch import Runner
-from edgeship.runtime.standalone.onnx import Runner
-from edgeship.runtime.standalone.tflite import Runner
+from edgeship.runtime.standalone import executorch as pte_runner
+from edgeship.runtime.standalone import onnx as onnx_runner
+from edgeship.runtime.standalone import tflite as tflite_runner
 
 METHODS = ("minmax", "percentile", "mse", "entropy")
 CHOICES = (*METHODS, "auto")
@@ -229,14 +229,9 @@ def split(ds: Dataset) -> tuple[Dataset, Dataset]:
 
 def run_artifact(path: Path, target: str, inputs: list[list[np.ndarray]]) -> list[np.ndarray]:
     """Every output of the artifact over `inputs` (samples of batch 1), concatenated per output."""
+    module = {"tflite": tflite_runner, "pte": pte_runner}.get(target, onnx_runner)
     with quiet_native_output():
-        if target == "tflite":
-            pass
-        elif target == "pte":
-            pass
-        else:
-            pass
-        runner = Runner(str(path), None, threads=1)
+        runner = module.Runner(str(path), None, threads=1)
         outs = [runner.run([np.ascontiguousarray(x) for x in sample]) for sample in inputs]
     return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
 

@@ -23,7 +23,7 @@ from edgeship.console import console, info
 from edgeship.errors import InputError
 from edgeship.inspect import inspect_file
 from edgeship.runtime.device import open_device
-from edgeship.validate import resolve
+from edgeship.validation import resolve
 
 TFLITE_UNAVAILABLE = ("per-op profile: not available for .tflite: ai-edge-litert's Python Interpreter exposes no op "
                       "profiler (LiteRT's native benchmark_model --enable_op_profiling has one)")

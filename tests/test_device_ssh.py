@@ -244,7 +244,7 @@ def test_dropped_twice_fails_that_artifact_and_keeps_the_others(ready_device, ss
     naming the dropped connection; the results of the others are kept."""
     for k, v in good_env.items():
         monkeypatch.setenv(k, v)
-    from edgeship.validate import ValidateRequest, validate
+    from edgeship.validation import ValidateRequest, validate
 
     drop_runs("digits.int8.tflite", times=2)
     results, context = validate(ValidateRequest(digits_bundle, device=sshd.uri, runs=20, timeout=120))

@@ -24,7 +24,7 @@ from edgeship.bundle import MANIFEST
 from edgeship.cli import cli
 from edgeship.hashing import sha256_file
 from edgeship.pipeline import ExportRequest, export
-from edgeship.validate import ValidateRequest, validate
+from edgeship.validation import ValidateRequest, validate
 
 pytestmark = pytest.mark.slow
 

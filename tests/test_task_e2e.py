@@ -109,7 +109,7 @@ def test_check_never_counts_ran_as_passed(segmenter, tmp_path):
     from edgeship.config import parse_project
     from edgeship.gates.budgets import evaluate
     from edgeship.reports.schema import summarize
-    from edgeship.validate import ValidateRequest, validate
+    from edgeship.validation import ValidateRequest, validate
 
     loose = tmp_path / "a.int8.onnx"
     shutil.copy(segmenter["bundle"] / "segmenter_source.int8.onnx", loose)

@@ -17,7 +17,7 @@ import pytest
 
 from edgeship.errors import EdgeshipError
 from edgeship.pipeline import ExportRequest, export
-from edgeship.validate import ValidateRequest, validate
+from edgeship.validation import ValidateRequest, validate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from zoo import FORMATS, RECIPES, ZOO  # noqa: E402

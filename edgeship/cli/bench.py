@@ -16,7 +16,7 @@ from edgeship.reports.tables import fmt, write_json
 from edgeship.runtime.device import open_device
 from edgeship.runtime.native_build import use_pte_runtime
 from edgeship.runtime.native_profile import profile_command
-from edgeship.validate import resolve
+from edgeship.validation import resolve
 
 
 def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri, json_path, verbose) -> int:

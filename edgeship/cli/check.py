@@ -23,7 +23,7 @@ from edgeship.reports import build_report, print_report, write_reports
 from edgeship.runtime.adb import use_runners
 from edgeship.runtime.device import open_device
 from edgeship.status import Status
-from edgeship.validate import ValidateRequest, validate
+from edgeship.validation import ValidateRequest, validate
 
 
 @dataclass

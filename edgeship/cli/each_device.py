@@ -10,6 +10,7 @@ context, `context.unreachable` the ones that could not be used, and every record
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 import click
@@ -31,7 +32,7 @@ def device_options(f):
     f = click.option("--pte-runtime", type=click.Choice(["native", "python"]), help=".pte: edgeship's native "
                      "ExecuTorch runner (default; built at first use) or ExecuTorch's Python runtime (needs torch). "
                      "Env: EDGESHIP_PTE_RUNTIME.")(f)
-    f = click.option("--runner", type=click.Path(path_type=__import__("pathlib").Path), multiple=True,
+    f = click.option("--runner", type=click.Path(path_type=Path), multiple=True,
                      help=RUNNER_HELP)(f)
     return click.option("--device", multiple=True, default=["local"], show_default=True, help=DEVICE_HELP)(f)
 

@@ -12,8 +12,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import warnings
 
 PR_SET_PDEATHSIG = 1
+
+# JAX (loaded by Keras and LiteRT's converter) warns at every fork that fork and its threads may
+# deadlock. edgeship's children exec right after the fork, and the only Python code between the two
+# is the prctl below, which takes no lock; so the warning is noise in the user's terminal. Only that
+# message is silenced, and only for RuntimeWarning.
+warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
 
 
 def die_with_parent(sig: int = signal.SIGKILL):

@@ -40,6 +40,14 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")  # a zombie has stopped running: only its exit status is left
 
 
+def _gone(pid: int, within_s: float) -> bool:
+    """Whether `pid` stops running within `within_s` seconds (the kernel delivers PDEATHSIG soon, not at once)."""
+    deadline = time.monotonic() + within_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
 def test_sigkill_during_conversion_leaves_no_child_and_no_staging(keras_digits, tmp_path):
     out = tmp_path / "bundle"
     edgeship = [sys.executable, "-m", "edgeship", "-q", "export", keras_digits.source, "--out", str(out)]
@@ -61,10 +69,7 @@ def test_sigkill_during_conversion_leaves_no_child_and_no_staging(keras_digits, 
     finally:
         if proc.poll() is None:
             proc.kill()
-    gone_by = time.monotonic() + 20
-    while _alive(child) and time.monotonic() < gone_by:
-        time.sleep(0.1)
-    assert not _alive(child), f"the Keras -> pte child {child} outlived its SIGKILLed parent"
+    assert _gone(child, within_s=20), f"the Keras -> pte child {child} outlived its SIGKILLed parent"
     assert list(tmp_path.glob(".bundle.partial-*")) == staging  # left by the kill: nothing could clean it
     again = subprocess.run([*edgeship, "--to", "tflite", "--quant", "fp32"], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
@@ -89,7 +94,4 @@ time.sleep(120)
     finally:
         if parent.poll() is None:
             parent.kill()
-    gone_by = time.monotonic() + 20
-    while _alive(child) and time.monotonic() < gone_by:
-        time.sleep(0.05)
-    assert not _alive(child)
+    assert _gone(child, within_s=20), f"the child {child} outlived its SIGKILLed parent"

@@ -44,7 +44,8 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
         raise UnsupportedError(
             "SavedModel -> pte is not supported: the Keras -> pte route re-loads the model with Keras' "
             "torch backend, which reads .keras (or .h5) files, not TensorFlow graphs",
-            hint="save the model with model.save('model.keras') and export that, or use --to tflite",
+            hint="a SavedModel exports to --to tflite,onnx (both convert its TensorFlow graph); for .pte, save the "
+            "Keras model with model.save('model.keras') and export that",
         )
     path = Path(model.source_path)
     if model.kind != "keras" or path.suffix not in KERAS_SUFFIXES:

@@ -18,13 +18,14 @@ fallback was used and why (`model.loader`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import tempfile
 import warnings
 from pathlib import Path
 
 from edgeship.console import warn
-from edgeship.errors import InputError, error_line
+from edgeship.errors import InputError
 
 SIGNATURE = "serving_default"
 TAGS = ["serve"]
@@ -44,7 +45,7 @@ def load_signature(path: Path, reason: str, tf):
     except Exception as e:
         raise InputError(
             f"cannot load SavedModel '{path}': {reason}; TF's v1 loader could not read it either: "
-            f"{error_line(e, with_type=True)}",
+            f"{_first_line(e)}",
             hint="re-save it with the TensorFlow that wrote it (tf.saved_model.save, or model.export for Keras), "
             "or export a .keras/.h5 file",
         ) from None
@@ -71,7 +72,40 @@ def _frozen_signature(path: Path, tf):
         outputs = {k: v.name for k, v in sig.outputs.items()}
         nodes = sorted({name.split(":")[0] for name in outputs.values()})
         frozen = tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), nodes)
-    return frozen, inputs, outputs
+    return _rename_functions(frozen), inputs, outputs
+
+
+def _rename_functions(graph_def):
+    """Give the frozen graph's functions names of their own. Freezing rewrites each function (its
+    variable inputs become constants) but keeps its name ('__inference_serve_41'), and TF refuses
+    a second, different definition under a name this process already holds. The new names are
+    derived from the library's bytes: the same model gets the same names, run after run."""
+    library = graph_def.library
+    if not library.function:
+        return graph_def
+    tag = hashlib.sha256(library.SerializeToString(deterministic=True)).hexdigest()[:12]
+    names = {f.signature.name: f"{f.signature.name}_frozen_{tag}" for f in library.function}
+
+    def fix(node) -> None:
+        if node.op in names:  # a function called as an op
+            node.op = names[node.op]
+        for attr in node.attr.values():
+            if attr.HasField("func") and attr.func.name in names:
+                attr.func.name = names[attr.func.name]
+            if attr.HasField("list"):
+                for f in attr.list.func:
+                    f.name = names.get(f.name, f.name)
+
+    for node in graph_def.node:
+        fix(node)
+    for function in library.function:
+        function.signature.name = names[function.signature.name]
+        for node in function.node_def:
+            fix(node)
+    for gradient in library.gradient:
+        gradient.function_name = names.get(gradient.function_name, gradient.function_name)
+        gradient.gradient_func = names.get(gradient.gradient_func, gradient.gradient_func)
+    return graph_def
 
 
 def _as_saved_model(graph_def, inputs: dict, outputs: dict, tf):
@@ -91,6 +125,18 @@ def _as_saved_model(graph_def, inputs: dict, outputs: dict, tf):
     with tempfile.TemporaryDirectory(prefix="edgeship-savedmodel-v1-") as tmp:
         tf.saved_model.save(holder, tmp, signatures={SIGNATURE: serve.get_concrete_function()})
         return tf.saved_model.load(tmp)  # frozen: no variables or assets are read from tmp later
+
+
+def _first_line(e: BaseException) -> str:
+    """TF's errors end in proto dumps ('}') or node names: their first line says what failed, or,
+    when it is a heading ('Graph execution error:'), the line after it."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("Detected at node", "File ", "[["))] or lines
+    head = lines[0] if lines else ""
+    if head.endswith(":") and len(lines) > 1:
+        head = f"{head} {lines[1]}"
+    text = f"{type(e).__name__}: {head}" if head else type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 @contextlib.contextmanager

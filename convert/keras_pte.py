@@ -43,8 +43,10 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
     if model.kind == "savedmodel":
         raise UnsupportedError(
             "SavedModel -> pte is not supported: the Keras -> pte route re-loads the model with Keras' "
-            "torch backend, which reads .keras (or .h5) files, not TensorFlow graphs",
-            hint="save the model with model.save('model.keras') and export that, or use --to tflite",
+            "torch backend, which reads .keras (or .h5) files, not TensorFlow graphs; a SavedModel exports to tflite "
+            "and onnx",
+            hint="pass --to tflite,onnx; for a .pte, save the Keras model with model.save('model.keras') and export "
+            "that",
         )
     path = Path(model.source_path)
     if model.kind != "keras" or path.suffix not in KERAS_SUFFIXES:

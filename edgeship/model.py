@@ -71,3 +71,4 @@ class Model:
     run: Callable[[list], list]
     example_inputs: list | None = None  # numpy arrays, batch 1
     reference_device: str = "cpu"
+    loader: dict | None = None  # how a SavedModel was read when TF's object loader refused it (savedmodel_fallback.py)

@@ -187,6 +187,7 @@ def export(req: ExportRequest) -> ExportResult:
                 "source_path": str(Path(model.source_path).resolve()) if model.source_path else None,
                 "source_sha256": source_sha256(model.source_path) if model.source_path else req.model_sha256,
                 "io": model.io.to_dict(),
+                **({"loader": model.loader} if model.loader else {}),
             },
             "calibration": None if calib is None else {
                 "data": calib.name, "samples": len(calib), "sha256": calib.sha256,

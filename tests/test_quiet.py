@@ -102,3 +102,18 @@ def test_jax_fork_warning_stays_out_of_the_terminal():
 
     assert "os.fork() was called" in stderr("plain")  # the noise is real here: JAX is multithreaded
     assert "os.fork() was called" not in stderr("edgeship")
+
+
+def test_tensorflows_load_time_lines_go_to_the_log_not_the_terminal(keras_digits, tmp_path):
+    """TensorFlow prints absl's "All log messages before absl::InitializeLog()" and oneDNN's notice on
+    fd 2 when it loads, before the bundle (and its log) exists; they are held and written into
+    export.log, and the terminal shows edgeship's lines only."""
+    out = tmp_path / "bundle"
+    proc = subprocess.run([sys.executable, "-m", "edgeship", "export", keras_digits.source, "--to", "tflite",
+                           "--quant", "fp32", "--golden-samples", "4", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    log = (out / "export.log").read_text()
+    assert "oneDNN custom operations" in log and "framework output while the model loaded" in log
+    assert "oneDNN" not in proc.stderr and "absl" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr

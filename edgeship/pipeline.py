@@ -18,7 +18,7 @@ from edgeship import quiet, reference, smoke
 from edgeship.bundle import GOLDEN, SCHEMA, BundleWriter, Golden
 from edgeship.console import info, warn
 from edgeship.convert import TARGETS, ConvertOptions, get_route
-from edgeship.data import Dataset, ImageOptions, check_calibration, load_data
+from edgeship.data import Dataset, ImageOptions, check_calibration, has_batch_axis, load_data
 from edgeship.errors import ArtifactError, ConversionError, EdgeshipError, InputError, UnsupportedError, suggest
 from edgeship.hashing import sha256_file
 from edgeship.inspect import artifact_io
@@ -240,11 +240,20 @@ def _golden(req: ExportRequest, model: Model, calib: Dataset | None, device: str
         ds = calib.take(req.golden_samples)
     else:
         rng = np.random.default_rng(0)
-        arrays = [rng.standard_normal((req.golden_samples, *s.shape[1:])).astype(s.dtype) for s in model.io.inputs]
+        arrays = [random_rows(rng, req.golden_samples, s) for s in model.io.inputs]
         ds = Dataset("random", arrays, model.io.inputs)
 
     outputs, record = reference.run(model, ds, device)
     return Golden(ds.arrays, outputs, ds.labels), record
+
+
+def random_rows(rng, n: int, spec) -> np.ndarray:
+    """n random samples for one input, as data arrays are laid out (has_batch_axis): normal floats,
+    or ids 0 and 1 for an integer input (valid for any embedding table)."""
+    shape = (n, *spec.shape[1:]) if has_batch_axis(spec.shape) else (n, *spec.shape)
+    if np.dtype(spec.dtype).kind in "iub":
+        return rng.integers(0, 2, shape).astype(spec.dtype)
+    return rng.standard_normal(shape).astype(spec.dtype)
 
 
 def run_reference(model: Model, ds: Dataset, batch: int = 256, device: str = "cpu") -> list[np.ndarray]:

@@ -261,16 +261,18 @@ def _load_pt2(source, path: Path, trust_source: bool = False) -> Model:
         for n, t in zip(names, example_args)
     ]
     examples = [t.numpy() for t in example_args]
-    run = batch_one(_torch_runner(module))
+    run = batch_one(_torch_runner(module), [s.shape for s in specs])
     return Model(_model_name(path), "torch", "torch-exported", source, str(path), ep,
                  IOSpec(specs, _output_specs(run, examples)), run, examples)
 
 
-def batch_one(run):
-    """Exported programs have static shapes: run a batch one sample at a time."""
+def batch_one(run, shapes=None):
+    """Exported programs have static shapes: run a batch one sample at a time. Inputs already in
+    the program's full `shapes` (one sample of an input taken whole, e.g. (6, 4)) run as they are."""
+    full = None if shapes is None else [tuple(int(d) for d in sh) for sh in shapes]
 
     def run_per_sample(inputs: list[np.ndarray]) -> list[np.ndarray]:
-        if inputs[0].shape[0] == 1:
+        if inputs[0].shape[0] == 1 or (full is not None and [tuple(x.shape) for x in inputs] == full):
             return run(inputs)
         outs = [run([x[i : i + 1] for x in inputs]) for i in range(inputs[0].shape[0])]
         return [np.concatenate(parts) for parts in zip(*outs)]
@@ -350,7 +352,7 @@ def _load_savedmodel(source, path: Path, input_shapes) -> Model:
         return [res[k].numpy() for k in out_names]
 
     if any(t.shape[0] is not None for t in in_specs.values()):
-        run = batch_one(run)
+        run = batch_one(run, [s.shape for s in specs])
     examples = [np.zeros(s.shape, s.dtype) for s in specs]
     outputs = _output_specs(run, examples)
     for spec, name in zip(outputs, out_names):

@@ -328,7 +328,7 @@ def _check_whole(a: np.ndarray, spec: TensorSpec, name: str) -> None:
         return
     form = _form(want)
     raise InputError(
-        f"data '{name}' input '{spec.name}' {_fmt(want)} is taken whole (its first dimension is not a batch 1): "
+        f"data '{name}' input '{spec.name}' {_fmt(want)} is taken whole (its first dimension, {want[0]}, is not a batch of 1): "
         f"expected an array of shape {form}, N samples, got {_fmt(a.shape)}"
         + (" (one sample without the N axis)" if a.shape == want else ""),
         hint=f"stack the samples on a new first axis: numpy.stack(samples) is {form}",

@@ -262,6 +262,9 @@ def run_reference(model: Model, ds: Dataset, batch: int = 256, device: str = "cp
 
 def _artifact_record(path: Path, route, recipe: Recipe, model: Model, result, seconds: float, int8_io: bool) -> dict:
     io = artifact_io(path, model.io, result.io_quantization)
+    notes = integer_dtype_notes(model.io, io)
+    for note in notes:
+        warn(f"{path.name}: {note}")
     return artifact_record(**{
         "path": path.name,
         "sha256": sha256_file(path),
@@ -272,10 +275,22 @@ def _artifact_record(path: Path, route, recipe: Recipe, model: Model, result, se
         "size_bytes": path.stat().st_size,
         "io": io,
         "delegation": result.delegation,
-        "warnings": list(result.warnings),
+        "warnings": list(result.warnings) + notes,
         "export_seconds": round(seconds, 3),
         "tools": result.tools,
     })
+
+
+def integer_dtype_notes(model_io, artifact_io_record: dict) -> list[str]:
+    """A note per integer input (token ids) the artifact declares with another dtype (litert-torch
+    writes int64 ids as int32): the runners cast the data to the artifact's dtype."""
+    notes = []
+    for spec, a in zip(model_io.inputs, artifact_io_record.get("inputs") or []):
+        have = a.get("dtype")
+        if np.dtype(spec.dtype).kind in "iu" and have and have != spec.dtype:
+            notes.append(f"input '{spec.name}' is {have} in the artifact (the model's is {spec.dtype}); "
+                         f"edgeship's runners cast the data to {have}, and so must the app")
+    return notes
 
 
 def _versions(tools: dict[str, str]) -> dict[str, str]:

@@ -180,3 +180,29 @@ def record_lstm_states(net, sequences: np.ndarray, path) -> int:
                 _, state = net(x, state)
     np.savez(path, x=np.stack(xs), state=np.stack(states))  # x (N, 1, 8), state (N, 2, 1, 16)
     return len(xs)
+
+
+def keras_time_first():
+    """`time_first` as a Keras model (the same trained weights, copied): input `rows` with a fixed
+    first dimension of 8 (keras.Input(batch_size=8)), so it is taken whole. Returns the .keras path."""
+    cache = Path(os.environ.get("EDGESHIP_CACHE", Path.home() / ".cache" / "edgeship")) / "test_weights"
+    path = cache / f"shape_models.v{VERSION}" / "keras_time_first.keras"
+    if path.exists():
+        return str(path)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    net, _ = time_first()
+    rows = keras.Input(shape=(8,), batch_size=ROWS, name="rows")
+    row = keras.layers.Dense(32, activation="tanh", name="row")
+    head = keras.layers.Dense(10, name="head")
+    h = keras.ops.mean(row(rows), axis=0, keepdims=True)  # (1, 32): the mean over time
+    model = keras.Model(rows, head(h))
+    row.set_weights([net.row.weight.detach().numpy().T, net.row.bias.detach().numpy()])
+    head.set_weights([net.head.weight.detach().numpy().T, net.head.bias.detach().numpy()])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"tmp{os.getpid()}.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+    return str(path)

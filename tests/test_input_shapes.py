@@ -30,7 +30,8 @@ sys.path.insert(0, str(HERE))
 import shape_models  # noqa: E402
 
 MODELS = HERE / "shape_models.py"
-EVAL = slice(600, 680)  # digits the shape models did not train on (they train on the first 600)
+EVAL = slice(600, 1000)  # 400 digits the shape models did not train on (they train on the first 600)
+GOLDEN = 200
 
 
 def run_cli(*args):
@@ -48,14 +49,15 @@ def export_validate(tmp: Path, source: str, data: Path, to: str, quant: str, cal
     """`edgeship export` then `edgeship validate --json`; both must exit 0. Returns
     {"manifest", "report" (artifact name -> record), "golden" (npz arrays)}."""
     out = tmp / "bundle"
-    args = ["-q", "export", source, "--to", to, "--quant", quant, "--eval", data, "--golden-samples", "80",
+    args = ["-q", "export", source, "--to", to, "--quant", quant, "--eval", data, "--golden-samples", GOLDEN,
             "--out", out]
     if calib is not None:
         args += ["--calib", calib, "--calib-min", "50"]
     r = run_cli(*args)
     assert r.exit_code == 0, r.output + r.stderr
     report = tmp / "report.json"
-    r = run_cli("validate", out, "--runs", "2", "--warmup", "1", "--json", report)
+    # the int8 top-1 budget (1 point by default) is not what these tests are about: 3 points here
+    r = run_cli("validate", out, "--runs", "2", "--warmup", "1", "--max-drop", "3", "--json", report)
     assert r.exit_code == 0, r.output + r.stderr
     with np.load(out / "golden.npz") as z:
         golden = {k: z[k] for k in z.files}
@@ -165,7 +167,7 @@ def test_time_first_torch_model_exports_and_validates_on_every_format(tmp_path, 
     # the issue's case: a torch model whose example input is time-first with no batch axis
     res = export_validate(tmp_path, f"{MODELS}:time_first", rows_npz, "onnx,tflite,pte", "fp32,int8", rows_npz)
     assert res["manifest"]["model"]["io"]["inputs"][0]["shape"] == [8, 8]
-    assert res["golden"]["input_0"].shape == (80, 8, 8)  # N whole tensors, not (N, 8)
+    assert res["golden"]["input_0"].shape == (GOLDEN, 8, 8)  # N whole tensors, not (N, 8)
     check_passes(res, 6)
     for a in res["report"].values():  # a real classifier: top-1 against the labels, as the float model
         assert a["accuracy"]["reference_accuracy"] > 60 and abs(a["accuracy"]["accuracy_drop"]) <= 3
@@ -175,7 +177,8 @@ def test_time_first_single_sample_file_is_refused_on_the_command_line(tmp_path):
     x, _ = digits()
     bad = tmp_path / "one.npz"
     np.savez(bad, rows=(x[0] / 16.0).reshape(8, 8).astype(np.float32))
-    r = run_cli("export", f"{MODELS}:time_first", "--to", "onnx", "--eval", bad, "--out", tmp_path / "b")
+    r = run_cli("export", f"{MODELS}:time_first", "--to", "onnx", "--quant", "fp32", "--eval", bad,
+                "--out", tmp_path / "b")
     assert r.exit_code == 2
     assert "input 'rows' 8x8 is taken whole" in r.stderr and "(N, 8, 8)" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "b").exists()
@@ -194,7 +197,7 @@ def test_int64_token_ids_on_every_format(tmp_path):
     np.savez(data, ids=x.astype(np.int64), labels=y)
     res = export_validate(tmp_path, f"{MODELS}:tokens", data, "onnx,tflite,pte", "fp32,int8", data)
     assert res["golden"]["input_0"].dtype == np.int64  # golden vectors keep the ids' dtype
-    np.testing.assert_array_equal(res["golden"]["input_0"], x.astype(np.int64))
+    np.testing.assert_array_equal(res["golden"]["input_0"], x[:GOLDEN].astype(np.int64))
     check_passes(res, 6)
     for a in res["manifest"]["artifacts"]:
         declared = a["io"]["inputs"][0]["dtype"]
@@ -212,7 +215,7 @@ def test_dict_outputs_are_named_and_compared_one_by_one(tmp_path):
     res = export_validate(tmp_path, f"{MODELS}:dict_out", data, "onnx,tflite,pte", "fp32")
     names = ["logits", "aux_0", "aux_1"]  # insertion order, nested tuple numbered under its key
     assert [o["name"] for o in res["manifest"]["model"]["io"]["outputs"]] == names
-    assert [res["golden"][f"output_{i}"].shape for i in range(3)] == [(80, 10), (80, 10), (80, 16)]
+    assert [res["golden"][f"output_{i}"].shape for i in range(3)] == [(GOLDEN, 10), (GOLDEN, 10), (GOLDEN, 16)]
     np.testing.assert_allclose(res["golden"]["output_1"].sum(1), 1.0, rtol=1e-5)  # aux_0 is the softmax
     for a in res["manifest"]["artifacts"]:
         assert [o["name"] for o in a["io"]["outputs"]] == names
@@ -226,7 +229,7 @@ def test_recorded_lstm_states_calibrate_and_validate(tmp_path):
     net, _ = shape_models.lstm_cell()
     x, _ = digits()
     states = tmp_path / "states.npz"
-    n = shape_models.record_lstm_states(net, (x / 16.0).reshape(-1, 8, 8), states)
+    n = shape_models.record_lstm_states(net, (x[:60] / 16.0).reshape(-1, 8, 8), states)  # 480 steps
     with np.load(states) as z:
         assert z["x"].shape == (n, 1, 8) and z["state"].shape == (n, 2, 1, 16)
         assert np.abs(z["state"][8:]).max() > 0.1  # states after the first step are the float run's, not zeros
@@ -234,7 +237,8 @@ def test_recorded_lstm_states_calibrate_and_validate(tmp_path):
     io_spec = res["manifest"]["model"]["io"]
     assert [i["shape"] for i in io_spec["inputs"]] == [[1, 8], [2, 1, 16]]
     assert io_spec["outputs"][1]["shape"] == [2, 1, 16]
-    assert res["golden"]["input_1"].shape == (80, 2, 1, 16) and res["golden"]["output_1"].shape == (80, 2, 1, 16)
+    assert res["golden"]["input_1"].shape == (GOLDEN, 2, 1, 16)
+    assert res["golden"]["output_1"].shape == (GOLDEN, 2, 1, 16)
     assert res["manifest"]["calibration"]["samples"] == min(n, 200)  # --calib-samples (200 by default)
     check_passes(res, 4)
     for name, a in res["report"].items():

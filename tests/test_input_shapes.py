@@ -225,7 +225,7 @@ def test_dict_outputs_are_named_and_compared_one_by_one(tmp_path):
         assert list(a["accuracy"]["outputs"]) == names
 
 
-def test_recorded_lstm_states_calibrate_and_validate(tmp_path):
+def test_recorded_lstm_states_calibrate_and_validate(tmp_path, monkeypatch):
     net, _ = shape_models.lstm_cell()
     x, _ = digits()
     states = tmp_path / "states.npz"
@@ -244,3 +244,10 @@ def test_recorded_lstm_states_calibrate_and_validate(tmp_path):
     for name, a in res["report"].items():
         if ".int8." in name:  # the state output too, within int8 error of the float run
             assert a["accuracy"]["outputs"]["output_1"]["snr_db"] > 20, (name, a["accuracy"]["outputs"])
+    # the same bundle through ExecuTorch's Python runtime (the agent), not the native runner
+    monkeypatch.setenv("EDGESHIP_PTE_RUNTIME", "python")
+    report = tmp_path / "python.json"
+    r = run_cli("validate", tmp_path / "bundle", "--runs", "1", "--warmup", "0", "--max-drop", "3", "--json", report)
+    assert r.exit_code == 0, r.output + r.stderr
+    ptes = [a for a in json.loads(report.read_text())["artifacts"] if a["format"] == "pte"]
+    assert len(ptes) == 2 and all(a["runtime"].startswith("executorch ") and a["status"] == "pass" for a in ptes)

@@ -44,6 +44,11 @@ def has_batch_axis(shape) -> bool:
     return len(shape) > 0 and int(shape[0]) == 1
 
 
+def _whole_rows(a: np.ndarray, spec: TensorSpec) -> bool:
+    """Rows of `a` are whole tensors of the input (its first dimension is not 1)."""
+    return not has_batch_axis(spec.shape) and tuple(a.shape[1:]) == tuple(int(d) for d in spec.shape)
+
+
 @dataclass
 class Dataset:
     """Samples fitted to a model's inputs: arrays[k] has shape (N, *spec.shape[1:]) for an input
@@ -73,7 +78,7 @@ class Dataset:
 
     def sample(self, i: int) -> list[np.ndarray]:
         """Sample i in each input's full shape (a batch of one, or the whole tensor), in model input order."""
-        return [a[i].reshape(s.shape) for a, s in zip(self.arrays, self.specs)]
+        return [a[i] if _whole_rows(a, s) else a[i : i + 1] for a, s in zip(self.arrays, self.specs)]
 
     @property
     def batchable(self) -> bool:

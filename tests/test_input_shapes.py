@@ -123,6 +123,16 @@ def test_batch_one_wrong_shape_names_the_expected_form():
     assert "'x'" in msg and "(N, 576)" in msg and "(N, 1, 576)" in msg and "got 10x3" in msg
 
 
+def test_random_golden_inputs_follow_the_rule():
+    from edgeship.pipeline import random_rows
+
+    rng = np.random.default_rng(0)
+    assert random_rows(rng, 3, TensorSpec("input", (6, 4))).shape == (3, 6, 4)
+    assert random_rows(rng, 3, TensorSpec("x", (1, 576))).shape == (3, 576)
+    ids = random_rows(rng, 50, TensorSpec("ids", (1, 64), "int64"))
+    assert ids.dtype == np.int64 and set(np.unique(ids)) <= {0, 1}  # valid rows of any embedding table
+
+
 def test_int64_ids_stay_integer(tmp_path):
     spec = io(("ids", (1, 64), "int64"))
     x, y = digits()

@@ -157,10 +157,12 @@ def converting(what: str, verbose: bool = False):
 
 
 def check_static(model) -> None:
+    """Static shapes only. The first dimension may be any size: a batch of 1, or an input taken
+    whole (an RNN state (2, 1, 128), a time-first (6, 4)), whose samples are fed as they are."""
     for s in model.io.inputs:
-        if not s.shape or s.shape[0] != 1 or any(int(d) < 1 for d in s.shape):
+        if any(int(d) < 1 for d in s.shape):
             raise InputError(
-                f"input '{s.name}' has shape {list(s.shape)}; .tflite export needs static shapes with batch 1",
+                f"input '{s.name}' has shape {list(s.shape)}; .tflite export needs static shapes",
                 hint="pass --input-shape NAME=1x...",
             )
 

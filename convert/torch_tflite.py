@@ -173,10 +173,26 @@ def _output_keys(module, sample: dict) -> list[str]:
 
     with torch.no_grad():
         out = module(**sample)
-    if isinstance(out, dict) and all(isinstance(v, torch.Tensor) for v in out.values()):
-        return [str(k) for k in out]
-    n = len(out) if isinstance(out, (tuple, list)) else 1
+    if isinstance(out, dict):  # nested values are keyed 'key_0', 'key_sub' (litert-torch's flattening)
+        return _dict_keys(out, "")
+    n = len(_leaves(out)) if isinstance(out, (tuple, list)) else 1
     return [f"output_{i}" for i in range(n)]
+
+
+def _dict_keys(out, prefix: str) -> list[str]:
+    if isinstance(out, dict):
+        return [n for k, v in out.items() for n in _dict_keys(v, f"{prefix}_{k}" if prefix else str(k))]
+    if isinstance(out, (tuple, list)):
+        return [n for i, v in enumerate(out) for n in _dict_keys(v, f"{prefix}_{i}")]
+    return [prefix]
+
+
+def _leaves(out) -> list:
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in _leaves(v)]
+    if isinstance(out, (tuple, list)):
+        return [t for v in out for t in _leaves(v)]
+    return [out]
 
 
 def _require_int8_io(data: bytes) -> None:

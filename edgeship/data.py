@@ -37,9 +37,23 @@ class ImageOptions:
     bgr: bool = False
 
 
+def has_batch_axis(shape) -> bool:
+    """The sample-axis rule: an input (or output) whose full shape starts with 1 has a batch axis,
+    and its data arrays are (N, *shape[1:]) (or (N, *shape)); any other tensor (an RNN state
+    (2, 1, 128), a time-first (6, 4)) is taken whole, and its data arrays are (N, *shape)."""
+    return len(shape) > 0 and int(shape[0]) == 1
+
+
+def _whole_rows(a: np.ndarray, spec: TensorSpec) -> bool:
+    """Rows of `a` are whole tensors of the input (its first dimension is not 1)."""
+    return not has_batch_axis(spec.shape) and tuple(a.shape[1:]) == tuple(int(d) for d in spec.shape)
+
+
 @dataclass
 class Dataset:
-    """Samples fitted to a model's inputs: arrays[i] has shape (N, *spec.shape[1:])."""
+    """Samples fitted to a model's inputs: arrays[k] has shape (N, *spec.shape[1:]) for an input
+    with a batch axis (first dimension 1), and (N, *spec.shape) for an input taken whole (see
+    `has_batch_axis`). Row i of every array is sample i; `sample(i)` gives it in the full shape."""
 
     name: str
     arrays: list[np.ndarray]
@@ -63,8 +77,13 @@ class Dataset:
         return h.hexdigest()
 
     def sample(self, i: int) -> list[np.ndarray]:
-        """Sample i as a batch of one, in model input order."""
-        return [a[i : i + 1] for a in self.arrays]
+        """Sample i in each input's full shape (a batch of one, or the whole tensor), in model input order."""
+        return [a[i] if _whole_rows(a, s) else a[i : i + 1] for a, s in zip(self.arrays, self.specs)]
+
+    @property
+    def batchable(self) -> bool:
+        """Whether rows can be fed to the model as one batch (every input has a batch axis)."""
+        return all(has_batch_axis(s.shape) for s in self.specs)
 
     def samples(self, limit: int | None = None) -> Iterator[list[np.ndarray]]:
         for i in range(len(self) if limit is None else min(limit, len(self))):
@@ -277,12 +296,17 @@ def _stack(arrays: list[np.ndarray], where) -> np.ndarray:
 
 
 def fit_to_spec(arrays: list[np.ndarray], labels, io: IOSpec, name: str) -> Dataset:
-    """Check each array against its input spec; accept (N, *shape[1:]) or (N, *shape) with batch 1."""
+    """Check each array against its input spec. An input with a batch axis (full shape (1, ...))
+    accepts (N, *shape[1:]) or (N, *shape); any other input accepts (N, *shape) only: N whole tensors."""
     if len(arrays) != len(io.inputs):
         raise InputError(f"data '{name}' has {len(arrays)} arrays; the model takes {len(io.inputs)} inputs")
     fitted = []
     for a, spec in zip(arrays, io.inputs):
         a = np.asarray(a)
+        if not has_batch_axis(spec.shape):
+            _check_whole(a, spec, name)
+            fitted.append(_fit_dtype(a, spec, name))
+            continue
         want = tuple(spec.shape[1:])
         if a.shape[1:] != want and a.ndim == len(spec.shape) + 1 and a.shape[1] == 1 and a.shape[2:] == want:
             a = a[:, 0]
@@ -290,18 +314,40 @@ def fit_to_spec(arrays: list[np.ndarray], labels, io: IOSpec, name: str) -> Data
             hint = "check the layout (NCHW vs NHWC)" if sorted(a.shape[1:]) == sorted(want) else None
             raise InputError(
                 f"data '{name}' input '{spec.name}': samples have shape {_fmt(a.shape[1:])}, "
-                f"the model takes {_fmt(want)} (full input shape {_fmt(spec.shape)})",
+                f"the model takes {_fmt(want)}: expected an array of shape {_form(want)} or "
+                f"{_form(spec.shape)}, got {_fmt(a.shape)}",
                 hint=hint or "reshape the data, or pass --input-shape to match it",
             )
-        want_float = np.dtype(spec.dtype).kind == "f"
-        if want_float and a.dtype.kind not in "fiu" or (not want_float and a.dtype.kind not in "iub"):
-            raise InputError(f"data '{name}' input '{spec.name}' has dtype {a.dtype}; the model takes {spec.dtype}")
-        fitted.append(a.astype(spec.dtype, copy=False))
+        fitted.append(_fit_dtype(a, spec, name))
     counts = {a.shape[0] for a in fitted}
     if len(counts) != 1:
         raise InputError(f"data '{name}': inputs have different sample counts {sorted(counts)}")
     labels = labels_mod.normalize(labels, fitted[0].shape[0], name)  # class ids, masks, boxes (ragged), ...
     return Dataset(name, fitted, io.inputs, labels)
+
+
+def _check_whole(a: np.ndarray, spec: TensorSpec, name: str) -> None:
+    """An input taken whole (first dimension not 1): the data must be (N, *shape), one row a sample."""
+    want = tuple(int(d) for d in spec.shape)
+    if a.shape[1:] == want:
+        return
+    form = _form(want)
+    raise InputError(
+        f"data '{name}' input '{spec.name}' {_fmt(want)} is taken whole (its first dimension, {want[0]}, is not a batch of 1): "
+        f"expected an array of shape {form}, N samples, got {_fmt(a.shape)}"
+        + (" (one sample without the N axis)" if a.shape == want else ""),
+        hint=f"stack the samples on a new first axis: numpy.stack(samples) is {form}",
+    )
+
+
+def _fit_dtype(a: np.ndarray, spec: TensorSpec, name: str) -> np.ndarray:
+    """Cast to the input's dtype: integer inputs (token ids, int64) take integer data and stay integer."""
+    want_float = np.dtype(spec.dtype).kind == "f"
+    if want_float and a.dtype.kind not in "fiu" or (not want_float and a.dtype.kind not in "iub"):
+        raise InputError(f"data '{name}' input '{spec.name}' has dtype {a.dtype}; the model takes {spec.dtype}",
+                         hint="pass integer arrays (e.g. int64 token ids) for an integer input" if not want_float
+                         else "pass float arrays")
+    return a.astype(spec.dtype, copy=False)
 
 
 def check_finite(ds: Dataset) -> None:
@@ -320,6 +366,10 @@ def check_calibration(ds: Dataset, minimum: int) -> None:
             f"calibration data '{ds.name}' has {len(ds)} samples; int8 calibration needs at least {minimum}",
             hint="pass more samples (about 200 is a good default), or lower --calib-min",
         )
+
+
+def _form(shape) -> str:
+    return "(" + ", ".join(["N", *map(str, shape)]) + ")"
 
 
 def _fmt(shape) -> str:

@@ -18,7 +18,7 @@ from edgeship import quiet, reference, smoke
 from edgeship.bundle import GOLDEN, SCHEMA, BundleWriter, Golden
 from edgeship.console import info, warn
 from edgeship.convert import TARGETS, ConvertOptions, get_route
-from edgeship.data import Dataset, ImageOptions, check_calibration, load_data
+from edgeship.data import Dataset, ImageOptions, check_calibration, has_batch_axis, load_data
 from edgeship.errors import ArtifactError, ConversionError, EdgeshipError, InputError, UnsupportedError, suggest
 from edgeship.hashing import sha256_file
 from edgeship.inspect import artifact_io
@@ -242,11 +242,20 @@ def _golden(req: ExportRequest, model: Model, calib: Dataset | None, device: str
         ds = calib.take(req.golden_samples)
     else:
         rng = np.random.default_rng(0)
-        arrays = [rng.standard_normal((req.golden_samples, *s.shape[1:])).astype(s.dtype) for s in model.io.inputs]
+        arrays = [random_rows(rng, req.golden_samples, s) for s in model.io.inputs]
         ds = Dataset("random", arrays, model.io.inputs)
 
     outputs, record = reference.run(model, ds, device)
     return Golden(ds.arrays, outputs, ds.labels), record
+
+
+def random_rows(rng, n: int, spec) -> np.ndarray:
+    """n random samples for one input, as data arrays are laid out (has_batch_axis): normal floats,
+    or ids 0 and 1 for an integer input (valid for any embedding table)."""
+    shape = (n, *spec.shape[1:]) if has_batch_axis(spec.shape) else (n, *spec.shape)
+    if np.dtype(spec.dtype).kind in "iub":
+        return rng.integers(0, 2, shape).astype(spec.dtype)
+    return rng.standard_normal(shape).astype(spec.dtype)
 
 
 def run_reference(model: Model, ds: Dataset, batch: int = 256, device: str = "cpu") -> list[np.ndarray]:
@@ -255,6 +264,9 @@ def run_reference(model: Model, ds: Dataset, batch: int = 256, device: str = "cp
 
 def _artifact_record(path: Path, route, recipe: Recipe, model: Model, result, seconds: float, int8_io: bool) -> dict:
     io = artifact_io(path, model.io, result.io_quantization)
+    notes = integer_dtype_notes(model.io, io)
+    for note in notes:
+        warn(f"{path.name}: {note}")
     return artifact_record(**{
         "path": path.name,
         "sha256": sha256_file(path),
@@ -265,10 +277,22 @@ def _artifact_record(path: Path, route, recipe: Recipe, model: Model, result, se
         "size_bytes": path.stat().st_size,
         "io": io,
         "delegation": result.delegation,
-        "warnings": list(result.warnings),
+        "warnings": list(result.warnings) + notes,
         "export_seconds": round(seconds, 3),
         "tools": result.tools,
     })
+
+
+def integer_dtype_notes(model_io, artifact_io_record: dict) -> list[str]:
+    """A note per integer input (token ids) the artifact declares with another dtype (litert-torch
+    writes int64 ids as int32): the runners cast the data to the artifact's dtype."""
+    notes = []
+    for spec, a in zip(model_io.inputs, artifact_io_record.get("inputs") or []):
+        have = a.get("dtype")
+        if np.dtype(spec.dtype).kind in "iu" and have and have != spec.dtype:
+            notes.append(f"input '{spec.name}' is {have} in the artifact (the model's is {spec.dtype}); "
+                         f"edgeship's runners cast the data to {have}, and so must the app")
+    return notes
 
 
 def _versions(tools: dict[str, str]) -> dict[str, str]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgeship import reference_keras
 from edgeship.console import info
+from edgeship.data import has_batch_axis
 from edgeship.errors import InputError, UnsupportedError, suggest
 from edgeship.sources import batch_one, flatten_outputs
 
@@ -70,21 +71,37 @@ def run(model, ds, device: str = "cpu", batch: int = DEFAULT_BATCH) -> tuple[lis
         return outputs, record
     fn = model.run if device == "cpu" else _cuda_runner(model)
     t0 = time.perf_counter()
+    whole = not batchable(model, ds)
     with _exact_float32() if device == "cuda" else contextlib.nullcontext():
-        parts = [fn(ds.batch(i, i + batch)) for i in range(0, len(ds), batch)]
+        if whole:  # a tensor taken whole (an RNN state, a time-first input): one sample a call
+            parts = [[_as_row(o) for o in fn(ds.sample(i))] for i in range(len(ds))]
+        else:
+            parts = [fn(ds.batch(i, i + batch)) for i in range(0, len(ds), batch)]
         if device == "cuda":
             import torch
 
             torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     outputs = [np.concatenate(p).astype(np.float32) for p in zip(*parts)]
-    record = {"device": device, "batch": batch, "samples": len(ds), "seconds": round(seconds, 4)}
+    record = {"device": device, "batch": 1 if whole else batch, "samples": len(ds), "seconds": round(seconds, 4)}
     if device == "cuda":
         import torch
 
         record["name"] = torch.cuda.get_device_name()
     model.reference_device = device
     return outputs, record
+
+
+def batchable(model, ds) -> bool:
+    """Rows can run as one batch only when every input and every output has a batch axis (first
+    dimension 1); otherwise (an LSTM state (2, 1, 128) in or out) the reference runs per sample."""
+    return ds.batchable and all(has_batch_axis(o.shape) for o in model.io.outputs)
+
+
+def _as_row(y: np.ndarray) -> np.ndarray:
+    """One sample's output as one row: (1, ...) stays, a whole tensor gets a new first axis."""
+    y = np.asarray(y)
+    return y if has_batch_axis(y.shape) else y[None]
 
 
 def _cuda_runner(model):
@@ -99,7 +116,7 @@ def _cuda_runner(model):
             out = module(*[torch.from_numpy(np.ascontiguousarray(x)).to("cuda") for x in inputs])
         return [t.detach().float().cpu().numpy() for t in flatten_outputs(out)]
 
-    return batch_one(run_batch) if model.kind == "torch-exported" else run_batch
+    return batch_one(run_batch, [s.shape for s in model.io.inputs]) if model.kind == "torch-exported" else run_batch
 
 
 @contextlib.contextmanager

@@ -133,6 +133,8 @@ def _torch_runner(module):
 
 
 def flatten_outputs(out) -> list:
+    """A forward's outputs as a flat list: tuples and lists in order, dicts in insertion order,
+    nested containers depth first (torch.export's pytree order, which every artifact keeps)."""
     if isinstance(out, (tuple, list)):
         return [t for o in out for t in flatten_outputs(o)]
     if isinstance(out, dict):
@@ -140,10 +142,33 @@ def flatten_outputs(out) -> list:
     return [out]
 
 
-def _output_specs(run, example_inputs) -> list[TensorSpec]:
+def output_names(out, prefix: str = "") -> list[str]:
+    """Names for flatten_outputs(out), in its order: a dict's keys (nested: 'key_0', 'key_sub'),
+    else output_0..output_M, or 'output' for a single tensor."""
+    if isinstance(out, dict):
+        return [n for k in out for n in output_names(out[k], f"{prefix}_{k}" if prefix else str(k))]
+    if isinstance(out, (tuple, list)):
+        if not prefix:
+            flat = flatten_outputs(out)
+            if not any(isinstance(o, dict) for o in out):
+                return ["output"] if len(flat) == 1 else [f"output_{i}" for i in range(len(flat))]
+        return [n for i, o in enumerate(out) for n in output_names(o, f"{prefix or 'output'}_{i}")]
+    return [prefix or "output"]
+
+
+def _output_specs(run, example_inputs, names: list[str] | None = None) -> list[TensorSpec]:
     outs = run(example_inputs)
-    names = ["output"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))]
+    if names is None or len(names) != len(outs) or len(set(names)) != len(names):
+        names = ["output"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))]
     return [TensorSpec(n, tuple(o.shape), str(o.dtype), guess_layout(o.shape)) for n, o in zip(names, outs)]
+
+
+def _torch_output_names(module, examples) -> list[str]:
+    import torch
+
+    with torch.no_grad():
+        out = module(*[torch.from_numpy(np.ascontiguousarray(x)) for x in examples])
+    return output_names(out)
 
 
 def _call_factory(path: Path, factory: str):
@@ -204,7 +229,7 @@ def model_from_torch(built, example, name: str, source: str, source_path: str | 
     examples = [np.zeros(s.shape, s.dtype) for s in specs] if example is None else [t.numpy() for t in example]
     run = _torch_runner(built)
     try:
-        outputs = _output_specs(run, examples)
+        outputs = _output_specs(run, examples, _torch_output_names(built, examples))
     except Exception as e:
         raise InputError(
             f"'{source}' failed on inputs of shape {[list(s.shape) for s in specs]}: {type(e).__name__}: {e}",
@@ -262,16 +287,18 @@ def _load_pt2(source, path: Path, trust_source: bool = False) -> Model:
         for n, t in zip(names, example_args)
     ]
     examples = [t.numpy() for t in example_args]
-    run = batch_one(_torch_runner(module))
+    run = batch_one(_torch_runner(module), [s.shape for s in specs])
     return Model(_model_name(path), "torch", "torch-exported", source, str(path), ep,
-                 IOSpec(specs, _output_specs(run, examples)), run, examples)
+                 IOSpec(specs, _output_specs(run, examples, _torch_output_names(module, examples))), run, examples)
 
 
-def batch_one(run):
-    """Exported programs have static shapes: run a batch one sample at a time."""
+def batch_one(run, shapes=None):
+    """Exported programs have static shapes: run a batch one sample at a time. Inputs already in
+    the program's full `shapes` (one sample of an input taken whole, e.g. (6, 4)) run as they are."""
+    full = None if shapes is None else [tuple(int(d) for d in sh) for sh in shapes]
 
     def run_per_sample(inputs: list[np.ndarray]) -> list[np.ndarray]:
-        if inputs[0].shape[0] == 1:
+        if inputs[0].shape[0] == 1 or (full is not None and [tuple(x.shape) for x in inputs] == full):
             return run(inputs)
         outs = [run([x[i : i + 1] for x in inputs]) for i in range(inputs[0].shape[0])]
         return [np.concatenate(parts) for parts in zip(*outs)]
@@ -353,7 +380,7 @@ def _load_savedmodel(source, path: Path, input_shapes) -> Model:
         return [res[k].numpy() for k in out_names]
 
     if any(t.shape[0] is not None for t in in_specs.values()):
-        run = batch_one(run)
+        run = batch_one(run, [s.shape for s in specs])
     examples = [np.zeros(s.shape, s.dtype) for s in specs]
     outputs = _output_specs(run, examples)
     for spec, name in zip(outputs, out_names):

@@ -232,7 +232,9 @@ def run_artifact(path: Path, target: str, inputs: list[list[np.ndarray]]) -> lis
     module = {"tflite": tflite_runner, "pte": pte_runner}.get(target, onnx_runner)
     with quiet_native_output():
         runner = module.Runner(str(path), None, threads=1)
-        outs = [runner.run([np.ascontiguousarray(x) for x in sample]) for sample in inputs]
+        shapes = [tuple(t["shape"]) for t in runner.inputs]  # a whole-tensor input's row is its full shape
+        outs = [runner.run([np.ascontiguousarray(x).reshape(sh) if x.size == int(np.prod(sh)) else x
+                            for x, sh in zip(sample, shapes)]) for sample in inputs]
     return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
 
 

@@ -8,7 +8,9 @@ standard library, numpy and the artifact's runtime; never PyTorch or TensorFlow.
                        [--threads 1] [--warmup 5] [--runs 50] [--max-seconds 30]
     agent inspect ARTIFACT
 
-in.npz holds input_0..input_K, each (N, ...); out.npz gets output_0..output_M, each (N, ...).
+in.npz holds input_0..input_K, each (N, ...): row i is sample i, fed in the artifact's input shape
+(a batch of one, or a whole tensor such as an RNN state); out.npz gets output_0..output_M, each
+the samples' outputs concatenated on the first axis.
 The last line on stdout is one JSON object: {"ok": true, ...} or {"ok": false, "stage", "error"}.
 """
 
@@ -52,6 +54,18 @@ def _load_runner_class(path: str):
     return importlib.import_module(f"{__package__}.{RUNNERS[ext]}").Runner
 
 
+def _sample(a, i: int, spec: dict):
+    """Row i of an input array (N, ...) in the artifact's input shape. A row of an input with a
+    batch axis is (1, ...) already; a whole tensor (an RNN state (2, 1, 128), a time-first (6, 4))
+    is a[i]. Shapes the artifact leaves open, or a size that differs, keep a[i:i+1], which the
+    runner then refuses with its own words."""
+    shape = [int(d) for d in (spec or {}).get("shape") or []]
+    row = a[i : i + 1]
+    if shape and all(d >= 0 for d in shape) and int(np.prod(shape)) == row.size and list(row.shape) != shape:
+        return row.reshape(shape)
+    return row
+
+
 def run(args) -> dict:
     result: dict = {
         "ok": False,
@@ -76,7 +90,7 @@ def run(args) -> dict:
         result["runtime"] = runner.runtime
         result["delegate"] = runner.delegate
         stage = "run"
-        samples = [[a[i : i + 1] for a in arrays] for i in range(n)]
+        samples = [[_sample(a, i, spec) for a, spec in zip(arrays, runner.inputs)] for i in range(n)]
         t0 = time.perf_counter()
         first = runner.run(samples[0])
         result["first_ms"] = (time.perf_counter() - t0) * 1000

@@ -2,7 +2,8 @@
 from pinned PyPI wheels, real photos and speech) through every route, fp32 and int8: export,
 then validate on the host against the float reference on the golden samples.
 
-fp32 must match within the table's fp32 cosine (tight); int8 within the model's int8 bound. A
+fp32 must match within the table's fp32 cosine (tight); int8 within the model's int8 bound, on
+every output. A
 route the table marks as an expected failure must still fail: when it starts working, this test
 fails until the table is updated (nothing passes or is skipped quietly).
 Slow (real conversions): `pytest -m slow tests/test_zoo.py`; .ci/run runs it.
@@ -42,7 +43,11 @@ def _round_trip(m, fmt: str, out: Path) -> dict[str, str | None]:
     results = validate(ValidateRequest(out, warmup=0, runs=1))[0] if manifest["artifacts"] else []
     for r in results:
         recipe = r["recipe"]
-        cos = (r.get("accuracy") or {}).get("cosine")
+        acc = r.get("accuracy") or {}
+        # the worst output, not the headline (first) one: a detector's box head or a model's second
+        # output can lose what its first output keeps
+        per_output = [o.get("cosine") for o in (acc.get("outputs") or {}).values()]
+        cos = None if not per_output or None in per_output else min(per_output)
         bound = m.fp32_min_cosine if recipe == "fp32" else m.int8_min_cosine
         if r["status"] == "error":
             problems[recipe] = f"validate: {r.get('error')}"

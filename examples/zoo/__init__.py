@@ -28,7 +28,7 @@ class ZooModel:
     inputs: str  # what it takes
     data: str  # the real data it is fed
     covers: str  # what makes it a hard case
-    int8_min_cosine: float  # the int8 bound the round-trip tests hold each int8 artifact to
+    int8_min_cosine: float  # the int8 bound the round-trip tests hold every output of each int8 artifact to
     fp32_min_cosine: float = 0.9999
     # (format, recipe) -> why that route cannot work today; "*" matches every format or recipe
     xfail: dict = field(default_factory=dict)
@@ -91,7 +91,7 @@ ZOO: list[ZooModel] = [
         "espeak-ng speech, 2 s windows",
         "Keras-2-era TF SavedModel with optimizer slot variables (TF 2.21's object loader rejects it: "
         "edgeship/savedmodel_fallback.py reads its serving signature through TF's v1 loader); 3 outputs",
-        int8_min_cosine=0.92,  # measured 0.94 (.tflite and .onnx, first output 'contour'); 'onset' is 0.84
+        int8_min_cosine=0.80,  # measured: contour 0.944/0.942, note 0.936/0.931, onset 0.841/0.838 (.tflite/.onnx)
         xfail={("pte", "*"): "SavedModel -> pte is not supported: the Keras -> .pte route re-loads the model with "
                "Keras' torch backend, which reads .keras/.h5 files, not a TensorFlow graph; a SavedModel exports to "
                "tflite and onnx (both pass)"},

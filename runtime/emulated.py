@@ -29,7 +29,7 @@ from edgeship.runtime.local import LocalDevice
 from edgeship.runtime.native import native_probe_for
 from edgeship.runtime.rootfs import MARKER, write_cpu_files
 
-AGENT_MODULES = ("agent", "timing", "tflite", "executorch", "probe")
+AGENT_MODULES = ("agent", "timing", "tensors", "tflite", "executorch", "probe")
 OPTIONAL_AGENT_MODULES = ("onnx",)  # runners the agent may name (RUNNERS) when this tree has them
 EXECUTORCH_ON_AARCH64 = ("ExecuTorch cannot run on this emulated arm64 device: its Python runtime links libtorch, "
                          "and PyPI serves no CPU torch for aarch64 (on a real Pi, `edgeship devices setup "

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgeship.cli import cli
+from edgeship.runtime.emulated import AGENT_MODULES, OPTIONAL_AGENT_MODULES
 from edgeship.runtime.standalone import onnx as onnx_runtime
 from edgeship.runtime.standalone.onnx import Runner, inspect_artifact
 
@@ -36,7 +37,11 @@ def test_runner_module_is_standalone():
     """Pushed to devices on its own: standard library, numpy and onnxruntime (onnx is optional)."""
     tree = ast.parse(Path(onnx_runtime.__file__).read_text())
     roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    roots |= {n.module.split(".")[0] for n in ast.walk(tree)
+              if isinstance(n, ast.ImportFrom) and n.module and not n.level}
+    # siblings in runtime/standalone/ travel with it in the agent package (runtime/emulated.py)
+    siblings = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level}
+    assert siblings <= set(AGENT_MODULES + OPTIONAL_AGENT_MODULES), siblings
     assert roots <= {"__future__", "os", "numpy", "onnxruntime", "onnx"}, roots
 
 

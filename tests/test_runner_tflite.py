@@ -14,7 +14,8 @@ import pytest
 
 from edgeship.convert import ConvertOptions
 from edgeship.quantize import get_recipe
-from edgeship.runtime.standalone import tflite
+from edgeship.runtime.emulated import AGENT_MODULES, OPTIONAL_AGENT_MODULES
+from edgeship.runtime.standalone import tensors, tflite
 from edgeship.runtime.standalone.tflite import Runner, inspect_artifact
 
 from conftest import REPO, top1
@@ -42,7 +43,11 @@ def test_runner_module_is_standalone():
     """Pushed to devices on its own: standard library, numpy and a TFLite runtime only."""
     tree = ast.parse(Path(tflite.__file__).read_text())
     roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    roots |= {n.module.split(".")[0] for n in ast.walk(tree)
+              if isinstance(n, ast.ImportFrom) and n.module and not n.level}
+    # siblings in runtime/standalone/ travel with it in the agent package (runtime/emulated.py)
+    siblings = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level}
+    assert siblings <= set(AGENT_MODULES + OPTIONAL_AGENT_MODULES), siblings
     assert roots <= {"__future__", "os", "numpy", "ai_edge_litert", "tflite_runtime", "tensorflow"}, roots
 
 
@@ -131,9 +136,9 @@ def test_the_artifacts_own_quantization_wins_and_the_signature_is_the_fallback(m
     assert tflite._sig_quant(entries, 1) == {"scale": 0.25, "zero_point": 0}
     assert tflite._sig_quant(entries, 2) is None and tflite._sig_quant(None, 0) is None
     q = tflite._sig_quant(entries, 0)
-    ints = tflite._to_tensor(np.array([[-70.0, 0.0, 1.0, 70.0]], np.float32), np.dtype(np.int8), q)
+    ints = tensors.to_tensor(np.array([[-70.0, 0.0, 1.0, 70.0]], np.float32), np.dtype(np.int8), q)
     assert ints.tolist() == [[-128, 3, 5, 127]]  # rounded, offset, clipped to int8
-    assert tflite._from_tensor(ints, q).tolist() == [[-65.5, 0.0, 1.0, 62.0]]
+    assert tensors.from_tensor(ints, q).tolist() == [[-65.5, 0.0, 1.0, 62.0]]
 
 
 def test_inputs_are_mapped_by_the_signatures_names(tmp_path):

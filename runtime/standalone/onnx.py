@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from .tensors import from_tensor, to_tensor
+
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
     "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16", "tensor(uint16)": "uint16",
@@ -88,9 +90,9 @@ class Runner:
             want = [d if isinstance(d, int) else None for d in a.shape]
             if len(want) != x.ndim or any(w is not None and w != n for w, n in zip(want, x.shape)):
                 raise ValueError(f"input '{a.name}' takes shape {want}, got {list(x.shape)}")
-            named[a.name] = _to_tensor(x, np.dtype(_dtype(a)), q)
+            named[a.name] = to_tensor(x, np.dtype(_dtype(a)), q)
         outs = self._session.run(self._out_names, named)
-        return [_from_tensor(np.asarray(y), q) for y, q in zip(outs, self._out_q)]
+        return [from_tensor(np.asarray(y), q) for y, q in zip(outs, self._out_q)]
 
 
 def _dtype(arg) -> str:
@@ -125,20 +127,6 @@ def _sig_quant(dtype: str, entries: list[dict] | None, i: int) -> dict | None:
 def _describe(arg, q: dict | None) -> dict:
     shape = [d if isinstance(d, int) else -1 for d in arg.shape]
     return {"name": arg.name, "shape": shape, "dtype": _dtype(arg), "quantization": q}
-
-
-def _to_tensor(x: np.ndarray, dtype: np.dtype, q: dict | None) -> np.ndarray:
-    if dtype.kind in "iu" and x.dtype.kind == "f" and q is not None:
-        info = np.iinfo(dtype)
-        x = np.round(x.astype(np.float64) / q["scale"]) + q["zero_point"]
-        return np.clip(x, info.min, info.max).astype(dtype)
-    return np.ascontiguousarray(x, dtype=dtype)
-
-
-def _from_tensor(y: np.ndarray, q: dict | None) -> np.ndarray:
-    if q is not None and y.dtype.kind in "iu":
-        return ((y.astype(np.float32) - q["zero_point"]) * q["scale"]).astype(np.float32)
-    return y.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from .tensors import from_tensor, to_tensor
+
 _IDENTIFIER = b"TFL3"
 _DELEGATE_NODE = "DELEGATE"
 
@@ -92,10 +94,10 @@ class Runner:
             if x.shape != shape:
                 raise ValueError(f"input '{name}' takes shape {list(shape)}, got {list(x.shape)}")
             if x.dtype != dtype or not x.flags.c_contiguous:
-                x = _to_tensor(x, dtype, q)
+                x = to_tensor(x, dtype, q)
             it.set_tensor(index, x)
         it.invoke()
-        return [_from_tensor(it.get_tensor(index), q) for index, q in self._out_plan]
+        return [from_tensor(it.get_tensor(index), q) for index, q in self._out_plan]
 
 
 def _ordered(it, details: list[dict], wanted: list[dict] | None, kind: str) -> list[dict]:
@@ -154,20 +156,6 @@ def _sig_quant(entries: list[dict] | None, i: int) -> dict | None:
 def _describe(d: dict, q: dict | None) -> dict:
     return {"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
             "quantization": q}
-
-
-def _to_tensor(x: np.ndarray, dtype: np.dtype, q: dict | None) -> np.ndarray:
-    if dtype.kind in "iu" and x.dtype.kind == "f" and q is not None:
-        info = np.iinfo(dtype)
-        x = np.round(x.astype(np.float64) / q["scale"]) + q["zero_point"]
-        return np.clip(x, info.min, info.max).astype(dtype)
-    return np.ascontiguousarray(x, dtype=dtype)
-
-
-def _from_tensor(y: np.ndarray, q: dict | None) -> np.ndarray:
-    if q is not None and y.dtype.kind in "iu":
-        return ((y.astype(np.float32) - q["zero_point"]) * q["scale"]).astype(np.float32)
-    return y.astype(np.float32, copy=False)  # get_tensor already returned a copy
 
 
 # ---------------------------------------------------------------------------------------------

@@ -116,8 +116,9 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
+        only = f" --only '{args.only}'" if args.only else ""
         args.out.write_text(f"# Quantization on a real model\n\n`.venv/bin/python bench/quant.py --formats {args.formats}"
-                            f"{f' --only {args.only!r}' if args.only else ''}`"
+                            f"{only}`"
                             f"\n\n{text}\n")
 
 

@@ -178,8 +178,7 @@ def export(req: ExportRequest) -> ExportResult:
                 if cle and recipe.needs_calibration:
                     artifacts[-1]["cle"] = cle.records.get(filename) or next(reversed(cle.records.values()))
                 if bias and recipe.needs_calibration:
-                    artifacts[-1]["bias_correction"] = (bias.records.get(filename)
-                                                        or next(reversed(bias.records.values())))
+                    artifacts[-1]["bias_correction"] = bias.record_for(path) or next(reversed(bias.records.values()))
                 if not smoke.check(writer.staging, artifacts[-1], golden):
                     failed.append(artifacts.pop())
         golden.save(writer.path(GOLDEN))

@@ -27,6 +27,7 @@ import copy
 import numpy as np
 
 from edgeship.errors import InputError, UnsupportedError
+from edgeship.hashing import sha256_file
 from edgeship.quantize.calibration import run_artifact, samples_of, score
 
 MODES = ("off", "on", "auto")
@@ -187,7 +188,9 @@ class Plan:
     """--bias-correction for one export: `wrap(convert, target)` gives a convert function that
     quantizes the corrected model ('on'), or both models, measured on (inputs, reference), keeping
     the better weakest-output SNR of the real artifact ('auto'). `records[path]` says what
-    happened per artifact. The correction is measured on the calibration data the convert
+    happened per artifact, and `record_for(path)` finds it by the artifact's bytes, so a caller
+    that converts to temporary paths and copies the one it keeps (CLE's auto, --calibration auto,
+    the accuracy-aware search) still gets the record of what it kept. The correction is measured on the calibration data the convert
     function receives, with the weight range of the route and recipe it is for."""
 
     def __init__(self, mode: str, model, inputs, reference, log=print):
@@ -198,6 +201,7 @@ class Plan:
                                    f"'{model.name}' is a {model.kind} model", hint="pass --bias-correction off")
         self.mode, self.model, self.inputs, self.reference, self.log = mode, model, inputs, reference, log
         self.records: dict[str, dict] = {}
+        self._by_bytes: dict[str, dict] = {}
         self._cache: dict[tuple, tuple] = {}
 
     def corrected(self, model, calib, target: str, recipe: str):
@@ -225,7 +229,7 @@ class Plan:
             record = {"mode": self.mode, **record}
             if self.mode == "on" or record["layers"] == 0:
                 result = convert(fixed, recipe, calib, out_path, options)
-                self.records[out_path.name] = {**record, "applied": record["layers"] > 0}
+                self._keep(out_path, {**record, "applied": record["layers"] > 0})
                 return result
             tried = {}
             with tempfile.TemporaryDirectory(prefix="edgeship-bias-") as tmp:
@@ -238,9 +242,16 @@ class Plan:
                 shutil.copyfile(tried[best][1], out_path)
             self.log(f"  bias correction auto: weakest-output SNR {tried['without'][0]['snr_db']:.2f} dB without, "
                      f"{tried['with'][0]['snr_db']:.2f} dB with -> {'applied' if best == 'with' else 'not applied'}")
-            self.records[out_path.name] = {**record, "applied": best == "with",
-                                           "snr_db_without": tried["without"][0]["snr_db"],
-                                           "snr_db_with": tried["with"][0]["snr_db"]}
+            self._keep(out_path, {**record, "applied": best == "with", "snr_db_without": tried["without"][0]["snr_db"],
+                                  "snr_db_with": tried["with"][0]["snr_db"]})
             return tried[best][2]
 
         return converted
+
+    def _keep(self, path, record: dict) -> None:
+        self.records[path.name] = record
+        self._by_bytes[sha256_file(path)] = record
+
+    def record_for(self, path) -> dict | None:
+        """The record of the conversion that wrote these bytes (None: none of this plan's)."""
+        return self._by_bytes.get(sha256_file(path))

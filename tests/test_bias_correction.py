@@ -82,3 +82,17 @@ def test_refuses_an_exported_program(torch_digits_pt2, tmp_path):
     r = CliRunner().invoke(cli, ["export", torch_digits_pt2.source, "--to", "onnx", "--quant", "int8", "--calib",
                                  "digits:train", "--bias-correction", "on", "--out", str(tmp_path / "b")])
     assert r.exit_code == 2 and "nn.Module" in r.output
+
+
+def test_record_is_that_of_the_kept_artifact_with_cle_auto(tmp_path):
+    """CLE auto converts with and without equalization (each bias-corrected) and keeps one: the
+    bias-correction record is the kept one's, found by the artifact's bytes."""
+    out = tmp_path / "b"
+    r = CliRunner().invoke(cli, ["export", PLANTED, "--to", "onnx", "--quant", "int8", "--calib", "digits:train",
+                                 "--eval", "digits:test", "--cle", "auto", "--bias-correction", "auto",
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    art = json.loads((out / "manifest.json").read_text())["artifacts"][0]
+    cle, rec = art["cle"], art["bias_correction"]
+    kept = cle["snr_db_with"] if cle["applied"] else cle["snr_db_without"]
+    assert rec["applied"] and rec["snr_db_with"] == kept, (cle, rec)

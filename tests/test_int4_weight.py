@@ -123,3 +123,13 @@ def test_pt2_refused(torch_digits_pt2, tmp_path):
                                  "--out", str(tmp_path / "b")])
     assert r.exit_code == 2, r.output
     assert "nn.Linear" in r.output and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("target", ["pte", "onnx", "tflite"])
+def test_a_model_with_no_matmul_layer_is_refused(tmp_path, target):
+    """A conv-only net (no Linear): nothing to write in 4 bits, so one line saying so, not a float artifact
+    labelled int4-weight."""
+    source = f"{REPO / 'tests' / 'planted' / 'shift_torch.py'}:build"
+    r = CliRunner().invoke(cli, ["export", source, "--to", target, "--quant", "int4-weight", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2, r.output
+    assert "multiple of 32" in r.output.replace("\n", " ") and not (tmp_path / "b").exists()

@@ -11,14 +11,15 @@ from edgeship.errors import UnsupportedError, suggest
 from edgeship.quantize.recipes import RECIPE_NAMES
 
 WITH_INT16 = RECIPE_NAMES  # formats whose runtimes have int16 activations
-ALL_RECIPES = tuple(n for n in RECIPE_NAMES if n != "int16x8")  # every format runs these
+ALL_RECIPES = tuple(n for n in RECIPE_NAMES if n not in ("int16x8", "int4-weight"))  # every format runs these
+WITH_INT4 = (*ALL_RECIPES, "int4-weight")  # 4-bit weights: routes whose quantizer writes them
 TARGETS = ("tflite", "pte", "onnx")
 
 ROUTES: dict[tuple[str, str], Route] = {
     (r.source, r.target): r
     for r in (
-        Route("torch", "pte", ALL_RECIPES, "torch_pte", "torch.export -> XNNPACK partitioner -> ExecuTorch .pte"),
-        Route("torch", "tflite", ALL_RECIPES, "torch_tflite", "litert-torch -> LiteRT .tflite"),
+        Route("torch", "pte", WITH_INT4, "torch_pte", "torch.export -> XNNPACK partitioner -> ExecuTorch .pte"),
+        Route("torch", "tflite", WITH_INT4, "torch_tflite", "litert-torch -> LiteRT .tflite"),
         Route("keras", "tflite", WITH_INT16, "keras_tflite", "TFLiteConverter -> LiteRT .tflite"),
         Route("keras", "pte", ALL_RECIPES, "keras_pte", "Keras (torch backend) -> torch.export -> XNNPACK -> .pte"),
         Route("torch", "onnx", WITH_INT16, "torch_onnx", "torch.onnx.export -> onnxruntime .onnx"),

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from edgeship.console import track
-from edgeship.convert import ROUTES
+from edgeship.convert import ROUTES, int4_weight
 from edgeship.convert import tflite_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.layers import denylisted_nodes, keras_layers
@@ -52,6 +52,9 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
                 data = _selective_int8(converter, tmp, model, options.float_layers, int_io, tf)
             else:
                 data = converter.convert()
+        if recipe.name == "int4-weight":
+            with common.converting("ai-edge-quantizer's blockwise int4 failed", options.verbose):
+                data, _ = int4_weight.tflite_blockwise(data)
     warnings, delegation = common.finish(data, model, recipe.name, int_io, out_path, input_keys, output_keys,
                                          options.verbose)
     kept = f", kept float: {', '.join(options.float_layers)}" if recipe.name == "int8" and options.float_layers else ""
@@ -80,7 +83,7 @@ def _save_static(model, input_keys: list[str], directory: str, tf) -> list[str]:
 
 
 def _apply_recipe(converter, recipe: str, calib, input_keys: list[str], int_io: bool, tf) -> None:
-    if recipe == "fp32":
+    if recipe in ("fp32", "int4-weight"):  # int4-weight: ai-edge-quantizer on the float .tflite
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if recipe == "fp16":
@@ -127,6 +130,8 @@ def _describe(recipe: str, int_io: bool) -> str:
         "dynamic-int8": "dynamic-range int8 weights",
         "int8": "full-integer int8, per-channel weights" + (", int8 I/O" if int_io else ", float I/O"),
         "int16x8": "int16 activations, int8 per-channel weights (16x8 ops set), float I/O",
+        "int4-weight": f"blockwise-{int4_weight.GROUP} int4 FULLY_CONNECTED weights, dynamic int8 activations "
+                       "(ai-edge-quantizer)",
     }[recipe]
 
 

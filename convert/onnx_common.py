@@ -27,7 +27,7 @@ import warnings as pywarnings
 from pathlib import Path
 
 from edgeship.console import track
-from edgeship.convert import ROUTES
+from edgeship.convert import ROUTES, int4_weight
 from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
 from edgeship.quantize.calibration import ort_calibration
 
@@ -37,6 +37,7 @@ STEPS = {
     "dynamic-int8": "quantize_dynamic (per-channel int8 weights)",
     "int8": "quantize_static QDQ (per-channel 7-bit weights, reduce_range; float I/O)",
     "int16x8": "quantize_static QDQ (int16 activations, per-channel int8 weights; float I/O)",
+    "int4-weight": "MatMulNBitsQuantizer (4-bit weights in blocks of 32, int8 activations in the kernel)",
 }
 
 
@@ -66,9 +67,11 @@ def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: b
                 result = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
             elif recipe.name == "dynamic-int8":
                 result = _dynamic(proto, Path(tmp), onnx)
+            elif recipe.name == "int4-weight":
+                result, _ = int4_weight.onnx_matmul_nbits(proto)
             else:
                 result = _static(fp32, calib, Path(tmp), onnx, calibration, int16=recipe.name == "int16x8")
-        except (ConversionError, InputError):
+        except (ConversionError, InputError, UnsupportedError):
             raise
         except Exception as e:
             raise ConversionError(f"onnxruntime {recipe.name} quantization failed: {error_line(e, with_type=True)}") from None

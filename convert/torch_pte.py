@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from edgeship.console import track
-from edgeship.convert import ROUTES
+from edgeship.convert import ROUTES, int4_weight
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.torch_common import (
     example_tensors,
@@ -51,8 +51,26 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
     if model.kind not in ("torch-module", "torch-exported"):
         raise UnsupportedError(f"the torch -> pte route takes a PyTorch module or .pt2, not a '{model.kind}' model")
     examples = example_tensors(model)
+    if recipe.name == "int4-weight":
+        return _int4_weight(model, recipe, examples, Path(out_path), options)
     program = model.obj if model.kind == "torch-exported" else exported_program(model.obj.eval(), examples)
     return export_pte(program, recipe, examples, calib, Path(out_path), options, source="torch.export")
+
+
+def _int4_weight(model, recipe, examples, out_path: Path, options: ConvertOptions) -> ConvertResult:
+    """8da4w on the nn.Linear modules (convert/int4_weight.py), then export and lower as usual."""
+    if model.kind != "torch-module":
+        raise UnsupportedError("the int4-weight recipe quantizes nn.Linear modules, and a .pt2 ExportedProgram has "
+                               "none left", hint="export from the nn.Module source (file.py:factory) instead")
+    with quiet():
+        module, done, kept = int4_weight.torch_8da4w(model.obj)
+    program = exported_program(module, examples)
+    source = f"torchao 8da4w (int4 weights, group {int4_weight.GROUP}, {len(done)} Linear) -> torch.export"
+    result = export_pte(program, recipe, examples, None, out_path, options, source=source)
+    if kept:
+        result.warnings.append(f"int4-weight: {len(kept)} Linear layer(s) kept float (input width not a multiple "
+                               f"of {int4_weight.GROUP}): {', '.join(kept)}")
+    return result
 
 
 def export_pte(program, recipe, examples, calib, out_path: Path, options: ConvertOptions, source: str,
@@ -104,7 +122,7 @@ def prepare_program(program, recipe, examples, calib, float_layers=(), layer_pre
                     calibration: str | None = None):
     """Float32 ExportedProgram -> (ExportedProgram for `recipe`, route steps). `float_layers`
     (module names, under `layer_prefix`) stay out of int8 quantization."""
-    if recipe.name == "fp32":
+    if recipe.name in ("fp32", "int4-weight"):  # int4-weight: quantized before export (_int4_weight)
         return program, []
     if recipe.name == "fp16":
 

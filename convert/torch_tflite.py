@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from edgeship.console import track
-from edgeship.convert import ROUTES
+from edgeship.convert import ROUTES, int4_weight
 from edgeship.convert import tflite_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.tflite_int8_annotations import annotate_remaining, prelu_as_int8_ops
@@ -30,6 +30,8 @@ from edgeship.quantize.calibration import pt2e_config as calibration_config
 from edgeship.runtime.standalone.tflite import inspect_bytes
 
 ROUTE = "litert-torch -> LiteRT .tflite"
+INT4_STEP = (f"blockwise-{int4_weight.GROUP} int4 FULLY_CONNECTED weights, dynamic int8 activations "
+             "(ai-edge-quantizer)")
 
 
 def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
@@ -64,6 +66,9 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
         data = bytes(edge.model_content())
     if recipe.name == "int8" and not int_io:
         data = common.float_io(data)
+    if recipe.name == "int4-weight":
+        with common.converting("ai-edge-quantizer's blockwise int4 failed", options.verbose):
+            data, _ = int4_weight.tflite_blockwise(data)
     if int_io:
         _require_int8_io(data)
     warnings, delegation = common.finish(data, model, recipe.name, int_io, out_path, names, output_keys,
@@ -213,6 +218,7 @@ def _describe(recipe: str, int_io: bool) -> str:
         "fp16": "float16 weights (ai-edge-quantizer)",
         "dynamic-int8": "dynamic-range int8 per-channel weights (ai-edge-quantizer)",
         "int8": "PT2E static int8, per-channel weights" + (", int8 I/O" if int_io else ", float I/O"),
+        "int4-weight": INT4_STEP,
     }[recipe]
 
 

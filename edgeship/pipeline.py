@@ -25,6 +25,7 @@ from edgeship.inspect import artifact_io
 from edgeship.model import Model, TensorSpec
 from edgeship.quantize import Recipe, calibration, parse_recipes
 from edgeship.quantize.accuracy_aware import check_request, report_searches, search
+from edgeship.quantize.bias_correction import Plan as BiasPlan
 from edgeship.quantize.equalize import Plan as EqualizePlan
 from edgeship.quantize.recipes import refusal
 from edgeship.records import artifact_record, manifest_record
@@ -65,6 +66,7 @@ class ExportRequest:
     model_sha256: str | None = None  # its weights' hash, in place of the source file's
     calibration: str | None = None  # --calibration: minmax|percentile|mse|entropy|auto (quantize/calibration.py)
     cle: str = "off"  # --cle off|on|auto: cross-layer equalization of a torch model (quantize/equalize.py)
+    bias_correction: str = "off"  # --bias-correction off|on|auto (quantize/bias_correction.py)
 
 
 @dataclass
@@ -121,6 +123,9 @@ def export(req: ExportRequest) -> ExportResult:
     cle = None
     if req.cle != "off" and any(r.needs_calibration for r in recipes):
         cle = EqualizePlan(req.cle, model, golden.inputs, golden.outputs, info)
+    bias = None
+    if req.bias_correction != "off" and any(r.needs_calibration for r in recipes):
+        bias = BiasPlan(req.bias_correction, model, golden.inputs, golden.outputs, info)
     searches: dict[str, dict] = {}  # artifact file -> its accuracy-aware record
     name = req.name or model.name
 
@@ -132,7 +137,8 @@ def export(req: ExportRequest) -> ExportResult:
         for route in routes:
             plain_convert = route.load()
             for recipe in recipes:
-                convert = cle.wrap(plain_convert, route.target) if cle and recipe.needs_calibration else plain_convert
+                convert = bias.wrap(plain_convert, route.target) if bias and recipe.needs_calibration else plain_convert
+                convert = cle.wrap(convert, route.target) if cle and recipe.needs_calibration else convert
                 filename = f"{name}.{recipe.name}.{EXTENSIONS[route.target]}"
                 info(f"[bold]export[/] {filename}  ({route.summary})")
                 t0 = time.perf_counter()
@@ -172,6 +178,8 @@ def export(req: ExportRequest) -> ExportResult:
                     artifacts[-1]["calibration"] = choice.record(req.calibration)
                 if cle and recipe.needs_calibration:
                     artifacts[-1]["cle"] = cle.records.get(filename) or next(reversed(cle.records.values()))
+                if bias and recipe.needs_calibration:
+                    artifacts[-1]["bias_correction"] = bias.record_for(path) or next(reversed(bias.records.values()))
                 if not smoke.check(writer.staging, artifacts[-1], golden):
                     failed.append(artifacts.pop())
         golden.save(writer.path(GOLDEN))

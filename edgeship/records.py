@@ -66,6 +66,7 @@ class ArtifactRecord(Record):
     smoke: dict | None = None  # the smoke run before commit (edgeship/smoke.py): status, cosine, error
     calibration: dict | None = None  # --calibration: method, measured score, candidates (quantize/calibration.py)
     cle: dict | None = None  # --cle: cross-layer equalization applied, and the SNRs it was chosen on
+    bias_correction: dict | None = None  # --bias-correction: layers corrected, shifts, and the SNRs it was chosen on
 
 
 class ModelInfo(Record):

@@ -62,10 +62,14 @@ def floats(text: str | None):
 @click.option("--cle", type=click.Choice(["off", "on", "auto"]), default="off", show_default=True,
               help="Cross-layer equalization of a PyTorch model's conv -> ReLU/ReLU6 -> conv pairs before int8 "
                    "(same float function); auto keeps it only where it raises the measured SNR.")
+@click.option("--bias-correction", type=click.Choice(["off", "on", "auto"]), default="off", show_default=True,
+              help="Fold the output-mean shift that int8 weights cause in each conv/linear (measured on --calib, "
+                   "layer by layer) into its bias, for calibrated recipes of a PyTorch model; auto keeps it only "
+                   "where it raises the measured SNR. The fp32 artifact is never changed.")
 @click.pass_context
 def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape,
             int8_io, calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr,
-            reference_device, max_drop, metric, calibration, cle):
+            reference_device, max_drop, metric, calibration, cle, bias_correction):
     """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
 
     SOURCE is file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder.
@@ -79,7 +83,7 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
         calib_samples=calib_samples, calib_min=calib_min, golden_samples=golden_samples, framework=framework,
         input_shapes=[parse_input_shape(v) for v in input_shape], image=image, int8_io=int8_io, force=force,
         trust_source=trust_source, name=name, verbose=ctx.obj["verbose"], reference_device=reference_device,
-        max_drop=max_drop, metric=metric, calibration=calibration, cle=cle,
+        max_drop=max_drop, metric=metric, calibration=calibration, cle=cle, bias_correction=bias_correction,
     )
     result = run_export(req)
     console().print(export_table(result.manifest))

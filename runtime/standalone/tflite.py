@@ -244,7 +244,7 @@ def inspect_bytes(data: bytes, where: str = "the model") -> dict:
         "inputs": [_io_entry(it, d, layout, "inputs") for d in it.get_input_details()],
         "outputs": [_io_entry(it, d, layout, "outputs") for d in it.get_output_details()],
         "signatures": it.get_signature_list(),
-        "tensors": [_tensor_entry(d) for d in it.get_tensor_details()],
+        "tensors": [_tensor_entry(d, (layout or {}).get("int4", ())) for d in it.get_tensor_details()],
     }
 
 
@@ -255,7 +255,8 @@ def _io_entry(it, d: dict, layout: dict | None, kind: str) -> dict:
     return entry
 
 
-def _tensor_entry(d: dict) -> dict:
+def _tensor_entry(d: dict, int4=()) -> dict:
+    """`int4`: indices of the tensors the flatbuffer types INT4 (the interpreter reports them as int8)."""
     qp = d.get("quantization_parameters") or {}
     scales = [float(s) for s in np.asarray(qp.get("scales", [])).reshape(-1)]
     zps = [int(z) for z in np.asarray(qp.get("zero_points", [])).reshape(-1)]
@@ -263,8 +264,8 @@ def _tensor_entry(d: dict) -> dict:
     if scales:
         q = {"scale": scales[0], "zero_point": zps[0] if zps else 0} if len(scales) == 1 else {
             "scale": scales, "zero_point": zps, "axis": int(qp.get("quantized_dimension", 0))}
-    return {"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
-            "quantization": q}
+    dtype = "int4" if int(d["index"]) in int4 else np.dtype(d["dtype"]).name
+    return {"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": dtype, "quantization": q}
 
 
 def _flatbuffer_layout(data: bytes) -> dict | None:
@@ -289,4 +290,6 @@ def _flatbuffer_layout(data: bytes) -> dict | None:
                                for i in range(sig.InputsLength())}
         signature["outputs"] = {sig.Outputs(i).TensorIndex(): sig.Outputs(i).Name().decode()
                                 for i in range(sig.OutputsLength())}
-    return {"ops": model.Subgraphs(0).OperatorsLength(), "weights": weights, "signature": signature}
+    graph = model.Subgraphs(0)
+    int4 = {i for i in range(graph.TensorsLength()) if graph.Tensors(i).Type() == fb.TensorType.INT4}
+    return {"ops": graph.OperatorsLength(), "weights": weights, "signature": signature, "int4": int4}

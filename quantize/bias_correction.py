@@ -1,0 +1,257 @@
+"""Empirical bias correction (Nagel et al., 2019, "Data-Free Quantization", section 4.2; AIMET's
+empirical variant) of a float PyTorch model before any converter sees it, so it helps every route.
+
+Quantizing a layer's weights shifts the mean of its output: E[Q(W) x] != E[W x] when the rounding
+errors of a channel's weights do not cancel (a skewed kernel, a few large weights and many small
+ones). That shift passes through every later layer. For each conv/linear, in execution order, the
+correction is
+
+    delta_c = E[y_c of the float model] - E[y_c of the simulated quantized model]
+
+per output channel, measured on calibration samples, and added to the layer's bias (one is
+created where there is none). The simulated model quantizes what the converters quantize: the
+weights symmetric per output channel (the route's weight range: int8 [-127, 127]; onnxruntime's
+int8 keeps 7-bit weights, [-64, 64]), and each conv/linear's input per tensor with min-max ranges
+(int8, or int16 for int16x8). It runs once over the samples with a hook on each layer: when layer i
+runs, layers < i have already been corrected (their hooks added their delta to what flows on), so
+the correction is sequential in one pass. BatchNorm is folded into the convolution first, as the
+converters fold it, so the weights simulated are the weights they quantize.
+
+Only quantized recipes get a corrected model; the fp32 artifact is never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from edgeship.errors import InputError, UnsupportedError
+from edgeship.hashing import sha256_file
+from edgeship.quantize.calibration import run_artifact, samples_of, score
+
+MODES = ("off", "on", "auto")
+SAMPLES = 64  # calibration samples the shifts are measured on (means over batch and positions)
+
+
+def weight_qmax(target: str, recipe: str) -> int:
+    """The largest integer of the route's symmetric per-channel weight range."""
+    return 64 if target == "onnx" and recipe == "int8" else 127  # onnxruntime int8: reduce_range
+
+
+def correct(module, inputs: list[np.ndarray], qmax: int = 127, act_bits: int = 8):
+    """A copy of `module` (eval mode, BatchNorm folded where it traces) whose conv/linear biases
+    absorb the output-mean shift of quantization, measured on `inputs` (arrays, batch first).
+    Returns (new module, record {layers, samples, weight_qmax, activation_bits, mean_abs_shift,
+    max_abs_shift})."""
+    import torch
+
+    model = _folded(module)
+    tensors = [torch.from_numpy(np.ascontiguousarray(a[:SAMPLES])) for a in inputs]
+    layers = _layers(model, tensors)
+    float_means: dict[str, torch.Tensor] = {}
+    with torch.no_grad(), _hooks([(m, None, _keep_mean(name, float_means)) for name, m in layers]):
+        model(*tensors)
+
+    simulated = copy.deepcopy(model)
+    sim = dict(simulated.named_modules())
+    deltas: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, _ in layers:
+            sim[name].weight.copy_(fake_quant_weight(sim[name].weight, qmax))
+        hooks = [(sim[name], _quantize_input(act_bits), _shift_mean(name, float_means, deltas)) for name, _ in layers]
+        with _hooks(hooks):
+            simulated(*tensors)
+        modules = dict(model.named_modules())
+        for name, delta in deltas.items():
+            layer = modules[name]
+            if layer.bias is None:
+                layer.bias = torch.nn.Parameter(torch.zeros(delta.shape[0], dtype=layer.weight.dtype))
+            layer.bias.add_(delta)
+    shifts = torch.cat([d.abs() for d in deltas.values()]) if deltas else torch.zeros(1)
+    return model, {"layers": len(deltas), "samples": int(tensors[0].shape[0]), "weight_qmax": qmax,
+                   "activation_bits": act_bits, "mean_abs_shift": round(float(shifts.mean()), 6),
+                   "max_abs_shift": round(float(shifts.max()), 6)}
+
+
+def fake_quant_weight(w, qmax: int):
+    """Symmetric per-output-channel rounding, as XNNPACK's, litert-torch's and onnxruntime's
+    quantizers do it: scale = max|w| / qmax per channel, values in [-qmax, qmax]."""
+    import torch
+
+    absmax = w.detach().abs().flatten(1).amax(1).clamp_min(1e-12)
+    scale = (absmax / qmax).reshape(-1, *([1] * (w.dim() - 1)))
+    return torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
+
+
+def fake_quant_activation(x, bits: int = 8):
+    """Asymmetric per-tensor min-max rounding (zero kept exactly representable)."""
+    import torch
+
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    levels = 2**bits - 1
+    if hi - lo <= 0:
+        return x
+    scale = (hi - lo) / levels
+    zero = round(-lo / scale)
+    return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
+
+
+def _folded(module):
+    import torch.fx as fx
+    from torch.fx.experimental.optimization import fuse
+
+    module = copy.deepcopy(module).eval()
+    try:
+        return fuse(fx.symbolic_trace(module))  # folds conv -> BN, as the converters do
+    except Exception:  # not traceable: correct it as it is (a BN after a conv is then not folded)
+        return module
+
+
+def _layers(model, tensors):
+    """(name, module) of each Conv1d/Conv2d/Linear in execution order, each called exactly once."""
+    import torch
+
+    kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)
+    named = [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
+    calls: list[str] = []
+    with torch.no_grad(), _hooks([(m, None, _record_call(n, calls)) for n, m in named]):
+        model(*[t[:1] for t in tensors])
+    once = {n for n in calls if calls.count(n) == 1}
+    by_name = dict(named)
+    return [(n, by_name[n]) for n in calls if n in once]
+
+
+def _channel_mean(y, conv: bool):
+    dims = [d for d in range(y.dim()) if d != (1 if conv else y.dim() - 1)]
+    return y.mean(dims)
+
+
+def _is_conv(module) -> bool:
+    import torch
+
+    return isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d))
+
+
+def _record_call(name, calls):
+    def hook(module, args, out):
+        calls.append(name)
+
+    return hook
+
+
+def _keep_mean(name, means):
+    def hook(module, args, out):
+        means[name] = _channel_mean(out, _is_conv(module))
+
+    return hook
+
+
+def _quantize_input(bits):
+    def hook(module, args):
+        return (fake_quant_activation(args[0], bits), *args[1:])
+
+    return hook
+
+
+def _shift_mean(name, float_means, deltas):
+    """Measure this layer's shift with everything before it corrected, and pass the corrected output on."""
+
+    def hook(module, args, out):
+        delta = float_means[name] - _channel_mean(out, _is_conv(module))
+        deltas[name] = delta
+        shape = [1] * out.dim()
+        shape[1 if _is_conv(module) else -1] = -1
+        return out + delta.reshape(shape)
+
+    return hook
+
+
+class _hooks:  # noqa: N801 (a context manager named for what it holds)
+    def __init__(self, specs):
+        self.specs, self.handles = specs, []
+
+    def __enter__(self):
+        for module, pre, post in self.specs:
+            if pre is not None:
+                self.handles.append(module.register_forward_pre_hook(pre))
+            if post is not None:
+                self.handles.append(module.register_forward_hook(post))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+
+
+class Plan:
+    """--bias-correction for one export: `wrap(convert, target)` gives a convert function that
+    quantizes the corrected model ('on'), or both models, measured on (inputs, reference), keeping
+    the better weakest-output SNR of the real artifact ('auto'). `records[path]` says what
+    happened per artifact, and `record_for(path)` finds it by the artifact's bytes, so a caller
+    that converts to temporary paths and copies the one it keeps (CLE's auto, --calibration auto,
+    the accuracy-aware search) still gets the record of what it kept. The correction is measured on the calibration data the convert
+    function receives, with the weight range of the route and recipe it is for."""
+
+    def __init__(self, mode: str, model, inputs, reference, log=print):
+        if mode not in MODES:
+            raise InputError(f"--bias-correction must be one of {', '.join(MODES)}, got '{mode}'")
+        if model.kind != "torch-module":
+            raise UnsupportedError(f"bias correction (--bias-correction {mode}) rewrites a PyTorch nn.Module; "
+                                   f"'{model.name}' is a {model.kind} model", hint="pass --bias-correction off")
+        self.mode, self.model, self.inputs, self.reference, self.log = mode, model, inputs, reference, log
+        self.records: dict[str, dict] = {}
+        self._by_bytes: dict[str, dict] = {}
+        self._cache: dict[tuple, tuple] = {}
+
+    def corrected(self, model, calib, target: str, recipe: str):
+        """(the corrected Model, its record), computed once per model, data and weight range."""
+        from dataclasses import replace
+
+        qmax, bits = weight_qmax(target, recipe), 16 if recipe == "int16x8" else 8
+        key = (id(model.obj), id(calib), qmax, bits)
+        if key not in self._cache:
+            module, record = correct(model.obj, calib.arrays, qmax, bits)
+            self._cache[key] = (replace(model, obj=module), record)
+            self.log(f"bias correction: {record['layers']} layer(s), mean |shift| {record['mean_abs_shift']:.3g}, "
+                     f"max {record['max_abs_shift']:.3g} (weights [-{qmax}, {qmax}], {bits}-bit inputs, "
+                     f"{record['samples']} calibration samples)")
+        return self._cache[key]
+
+    def wrap(self, convert, target: str):
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        def converted(model, recipe, calib, out_path, options):
+            out_path = Path(out_path)
+            fixed, record = self.corrected(model, calib, target, recipe.name)
+            record = {"mode": self.mode, **record}
+            if self.mode == "on" or record["layers"] == 0:
+                result = convert(fixed, recipe, calib, out_path, options)
+                self._keep(out_path, {**record, "applied": record["layers"] > 0})
+                return result
+            tried = {}
+            with tempfile.TemporaryDirectory(prefix="edgeship-bias-") as tmp:
+                for name, m in (("without", model), ("with", fixed)):
+                    path = Path(tmp) / f"{name}{out_path.suffix}"
+                    result = convert(m, recipe, calib, path, options)
+                    s = score(self.reference, run_artifact(path, target, samples_of(self.inputs)))
+                    tried[name] = (s, path, result)
+                best = max(tried, key=lambda k: (tried[k][0]["snr_db"], k == "without"))
+                shutil.copyfile(tried[best][1], out_path)
+            self.log(f"  bias correction auto: weakest-output SNR {tried['without'][0]['snr_db']:.2f} dB without, "
+                     f"{tried['with'][0]['snr_db']:.2f} dB with -> {'applied' if best == 'with' else 'not applied'}")
+            self._keep(out_path, {**record, "applied": best == "with", "snr_db_without": tried["without"][0]["snr_db"],
+                                  "snr_db_with": tried["with"][0]["snr_db"]})
+            return tried[best][2]
+
+        return converted
+
+    def _keep(self, path, record: dict) -> None:
+        self.records[path.name] = record
+        self._by_bytes[sha256_file(path)] = record
+
+    def record_for(self, path) -> dict | None:
+        """The record of the conversion that wrote these bytes (None: none of this plan's)."""
+        return self._by_bytes.get(sha256_file(path))

@@ -1,0 +1,43 @@
+"""A Linear-heavy net for the int4-weight recipe: an MLP (64 -> 256 -> 256 -> 10) trained for a few
+seconds on scikit-learn's digits (8x8 images, NCHW, flattened inside). Every weight matrix has an
+input width that groups of 32 divide."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from edgeship.demo_models import TORCH_INPUT, digits_split
+
+HIDDEN = 256
+
+
+class DigitsMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, HIDDEN)
+        self.fc2 = nn.Linear(HIDDEN, HIDDEN)
+        self.fc3 = nn.Linear(HIDDEN, 10)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+def train(epochs: int = 20, seed: int = 0):
+    torch.manual_seed(seed)
+    xtr, ytr, _, _ = digits_split()
+    model = DigitsMLP()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    x, y = torch.from_numpy(xtr[:, None]), torch.from_numpy(ytr)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+def build():
+    return train(), (torch.zeros(TORCH_INPUT),)

@@ -172,7 +172,6 @@ class Search:
     calibration: str | None  # None or 'auto': the best of the route's methods
     options: object
     log: object = print
-    measured_on: str = ""
     _task: object = field(default=None, repr=False)
     _layers: dict = field(default_factory=dict, repr=False)  # (source, target) -> layers the ranker names
 
@@ -211,7 +210,7 @@ class Search:
             shutil.copyfile(kept.path, out_path)
         record = {
             "metric": self.metric, "budget": self.budget, "met": met, "kept": kept.candidate,
-            "measured_on": self.measured_on or MEASURED_ON, "threads": THREADS, "warmup": LATENCY_WARMUP,
+            "measured_on": MEASURED_ON, "threads": THREADS, "warmup": LATENCY_WARMUP,
             "runs": LATENCY_RUNS, "tie": TIE, "tie_ms": TIE_MS, "max_float_layers": self._cap(route, model),
             "candidates": [c.row(self.budget, c is kept) for c in candidates],
         }

@@ -183,12 +183,12 @@ def export(req: ExportRequest) -> ExportResult:
                 except ArtifactError as e:  # it cannot even be read: a dead artifact, like one that cannot run
                     failed.append(smoke.unreadable(writer.staging, path, route.target, recipe.name, e.message))
                     continue
-                if filename in searches:
-                    artifacts[-1]["accuracy_aware"] = searches[filename]
                 if found is not None:
                     artifacts[-1]["recipe_search"] = found.record
                     if found.accuracy_aware:
                         artifacts[-1]["accuracy_aware"] = found.accuracy_aware
+                if filename in searches:
+                    artifacts[-1]["accuracy_aware"] = searches[filename]
                 elif calibrating is not None and recipe.needs_calibration:
                     artifacts[-1]["calibration"] = choice.record(req.calibration)
                 if cle and recipe.needs_calibration:

@@ -152,7 +152,7 @@ def export(req: ExportRequest) -> ExportResult:
                 try:
                     if autosearch is not None:
                         found = autosearch.run(route, convert, model,
-                                               lambda r: writer.path(f"{name}.{r}.{EXTENSIONS[route.target]}"))
+                                               lambda r, t=route.target: writer.path(f"{name}.{r}.{EXTENSIONS[t]}"))
                         result, recipe, filename = found.result, found.recipe, found.path.name
                     elif req.max_drop is not None and recipe.name == "int8":
                         result, searches[filename], _ = search(route, convert, model, recipe, calib, golden,

@@ -98,7 +98,7 @@ def check_request(req, model, routes) -> None:
 
 
 def max_float_layers(n_layers: int) -> int:
-    return max(1, int(math.floor(MAX_FLOAT_SHARE * n_layers)))
+    return max(1, math.floor(MAX_FLOAT_SHARE * n_layers))
 
 
 @dataclass
@@ -231,7 +231,7 @@ class Search:
         except Exception as e:
             if self.options.verbose:
                 raise
-            words = getattr(e, "message", None) or error_line(e)
+            words = getattr(e, "message", None) or error_line(e, with_type=True)
             placeholder.reason = f"failed: {words}"
             placeholder.path = None
             return placeholder

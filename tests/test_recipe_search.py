@@ -96,7 +96,7 @@ def test_fragile_layer_tflite_keeps_int8_with_the_one_float_layer(fragile_search
 
 
 def test_fragile_layer_onnx_only_fp16_meets_the_budget(fragile_search):
-    bundle, r = fragile_search
+    bundle, _ = fragile_search
     s = _tables(bundle)["onnx"]
     int8, with_float, int16, fp16 = (_row(s, n) for n in ("int8", "int8+float", "int16x8", "fp16"))
     assert int8["drop"] > 20 and int16["drop"] > 1.0  # int16 activations: the outlier still costs too much

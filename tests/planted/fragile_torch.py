@@ -51,7 +51,7 @@ def plant_outlier(model: FragileCNN, x: torch.Tensor, factor: float = OUTLIER) -
     return channel
 
 
-def build(epochs: int = 30, seed: int = 0, factor: float = OUTLIER):
+def build(epochs: int = 30, seed: int = 0):
     from edgeship.demo_models import digits_split
 
     torch.manual_seed(seed)
@@ -66,14 +66,5 @@ def build(epochs: int = 30, seed: int = 0, factor: float = OUTLIER):
             nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
     model.eval()
-    plant_outlier(model, x, factor)
+    plant_outlier(model, x)
     return model, (torch.zeros(1, 1, 8, 8),)
-
-
-BEYOND_FP16 = 1e6  # expand's outlier weights (~1e5) exceed float16's largest value (65504)
-
-
-def build_beyond_fp16():
-    """The same net with the outlier scaled 1e6x: int8 still needs `fragile` float, and float16
-    weights overflow (inf), so fp16 cannot hold this model at all."""
-    return build(factor=BEYOND_FP16)

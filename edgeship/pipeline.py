@@ -23,12 +23,13 @@ from edgeship.errors import ArtifactError, ConversionError, EdgeshipError, Input
 from edgeship.hashing import sha256_file
 from edgeship.inspect import artifact_io
 from edgeship.model import Model, TensorSpec
-from edgeship.quantize import Recipe, calibration, parse_recipes
+from edgeship.quantize import Recipe, calibration, parse_recipes, recipe_search
 from edgeship.quantize.accuracy_aware import check_request, report_searches, search
 from edgeship.quantize.bias_correction import Plan as BiasPlan
 from edgeship.quantize.equalize import Plan as EqualizePlan
 from edgeship.quantize.recipes import refusal
 from edgeship.records import artifact_record, manifest_record
+from edgeship.reports.search_table import print_searches
 from edgeship.sources import load_model, source_sha256
 from edgeship.uptodate import inputs_sha256, up_to_date
 from edgeship.version import __version__
@@ -86,7 +87,10 @@ def parse_targets(text: str) -> list[str]:
 
 
 def export(req: ExportRequest) -> ExportResult:
-    recipes = parse_recipes(req.recipes)
+    auto = recipe_search.requested(req.recipes)  # --quant auto: the recipe search (quantize/recipe_search.py)
+    if auto:
+        recipe_search.check_flags(req)
+    recipes = [recipe_search.AUTO_RECIPE] if auto else parse_recipes(req.recipes)
 
     inputs_key = inputs_sha256(req)
     if not req.force or req.reuse_up_to_date:
@@ -96,6 +100,9 @@ def export(req: ExportRequest) -> ExportResult:
                  "versions (manifest.json's inputs_sha256); nothing to do. --force exports again.")
             if any("accuracy_aware" in a for a in done.get("artifacts", [])):
                 report_searches(done, req.out)  # a budget that was missed is still missed: exit 1 again
+            if any("recipe_search" in a for a in done.get("artifacts", [])):
+                print_searches(done)
+                recipe_search.raise_if_missed(done, req.out)
             return ExportResult(req.out, done, None)
     BundleWriter(req.out, req.force).check_destination()  # fail before loading anything heavy
     with quiet.loading_output_held(req.verbose):
@@ -103,6 +110,8 @@ def export(req: ExportRequest) -> ExportResult:
     routes = [get_route(model.framework, t) for t in req.targets]
     for route in routes:
         for r in recipes:
+            if auto:
+                break
             if r.name not in route.recipes:
                 why = refusal(r.name, route.target, route.source)
                 raise InputError(f"recipe '{r.name}' is not available on {route.summary}"
@@ -110,12 +119,14 @@ def export(req: ExportRequest) -> ExportResult:
 
     device = reference.resolve(req.reference_device, model)
     calib = _calibration(req, model, recipes)
-    if req.max_drop is not None:
+    if auto:
+        recipe_search.check_request(req, model, routes)
+    elif req.max_drop is not None:
         check_request(req, model, routes, recipes)
     golden, reference_record = _golden(req, model, calib, device)
     options = ConvertOptions(int8_io=req.int8_io, verbose=req.verbose)
     calibrating = None
-    if req.calibration:
+    if req.calibration and not auto:
         calibrating = calibration
         plan = calibration.plan(req, model, routes, recipes, calib, golden, info)
         if req.calibration != "auto":
@@ -127,6 +138,9 @@ def export(req: ExportRequest) -> ExportResult:
     if req.bias_correction != "off" and any(r.needs_calibration for r in recipes):
         bias = BiasPlan(req.bias_correction, model, golden.inputs, golden.outputs, info)
     searches: dict[str, dict] = {}  # artifact file -> its accuracy-aware record
+    found = None  # --quant auto: what the search kept for the current format
+    autosearch = recipe_search.Search(calib, golden, req.metric, req.max_drop, req.calibration, options, info) \
+        if auto else None
     name = req.name or model.name
 
     artifacts = []
@@ -143,7 +157,11 @@ def export(req: ExportRequest) -> ExportResult:
                 info(f"[bold]export[/] {filename}  ({route.summary})")
                 t0 = time.perf_counter()
                 try:
-                    if req.max_drop is not None and recipe.name == "int8":
+                    if autosearch is not None:
+                        found = autosearch.run(route, convert, model,
+                                               lambda r, t=route.target: writer.path(f"{name}.{r}.{EXTENSIONS[t]}"))
+                        result, recipe, filename = found.result, found.recipe, found.path.name
+                    elif req.max_drop is not None and recipe.name == "int8":
                         result, searches[filename], _ = search(route, convert, model, recipe, calib, golden,
                                                                writer.path(filename), options, req.metric,
                                                                req.max_drop, log=info)
@@ -172,6 +190,10 @@ def export(req: ExportRequest) -> ExportResult:
                 except ArtifactError as e:  # it cannot even be read: a dead artifact, like one that cannot run
                     failed.append(smoke.unreadable(writer.staging, path, route.target, recipe.name, e.message))
                     continue
+                if found is not None:
+                    artifacts[-1]["recipe_search"] = found.record
+                    if found.accuracy_aware:
+                        artifacts[-1]["accuracy_aware"] = found.accuracy_aware
                 if filename in searches:
                     artifacts[-1]["accuracy_aware"] = searches[filename]
                 elif calibrating is not None and recipe.needs_calibration:
@@ -211,7 +233,11 @@ def export(req: ExportRequest) -> ExportResult:
             **({"failed_artifacts": failed} if failed else {}),
         })
         writer.commit(manifest)
+    if auto:
+        print_searches(manifest)
     smoke.raise_if_failed(failed, req.out)
+    if auto:
+        recipe_search.raise_if_missed(manifest, req.out)  # exit 1 when a format met no candidate within budget
     if searches:
         report_searches(manifest, req.out)  # prints; raises CheckFailed (exit 1) when a budget was missed
     return ExportResult(req.out, manifest, model)

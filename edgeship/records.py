@@ -19,7 +19,8 @@ manifest.json (schema "edgeship.manifest/1"):
     tools        {package: version}
     artifacts    [ArtifactRecord]: path, sha256, format, recipe, int8_io, route, size_bytes,
                  io {inputs, outputs: [{name, shape, dtype, layout, quantization}]}, delegation,
-                 warnings, export_seconds, tools, accuracy_aware (accuracy-aware int8 only), smoke
+                 warnings, export_seconds, tools, accuracy_aware (accuracy-aware int8 only), recipe_search
+                 (--quant auto: metric, budget, met, kept, measured_on, candidates [SearchCandidate]), smoke
                  {status, sample, runtime, cosine, max_abs_error | error}
     failed_artifacts  artifacts that failed their smoke run: {path (under failed/), format, recipe, smoke}
 
@@ -49,6 +50,38 @@ class Record(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
+class SearchCandidate(Record):
+    """One row of --quant auto's search table (quantize/recipe_search.py)."""
+
+    candidate: str  # int8 | int8+float | int16x8 | fp16
+    recipe: str
+    calibration: str | None  # the activation-range method of int8/int16x8 candidates
+    float_layers: list[str]
+    drop: float | None  # --metric's drop on the evaluation data; null: not measured, or NaN/Inf outputs
+    p50_ms: float | None  # on the host the search ran on (measured_on)
+    size_bytes: int | None
+    within_budget: bool
+    kept: bool
+    reason: str  # why kept, why not, or why skipped (refused, not needed)
+
+
+class RecipeSearchRecord(Record):
+    """--quant auto: the search table of one format and what it kept."""
+
+    metric: str
+    budget: float
+    met: bool  # false: no candidate within budget, the smallest drop kept (export exits 1, validate fails it)
+    kept: str
+    measured_on: str
+    threads: int
+    warmup: int
+    runs: int
+    tie: float  # p50s within this fraction of the fastest tie, broken by size
+    tie_ms: float  # ... or within this many milliseconds
+    max_float_layers: int | None  # the int8+float candidate's cap; null where the route keeps none float
+    candidates: list[SearchCandidate]
+
+
 class ArtifactRecord(Record):
     path: str
     sha256: str
@@ -67,6 +100,7 @@ class ArtifactRecord(Record):
     calibration: dict | None = None  # --calibration: method, measured score, candidates (quantize/calibration.py)
     cle: dict | None = None  # --cle: cross-layer equalization applied, and the SNRs it was chosen on
     bias_correction: dict | None = None  # --bias-correction: layers corrected, shifts, and the SNRs it was chosen on
+    recipe_search: RecipeSearchRecord | None = None  # --quant auto: the search table (quantize/recipe_search.py)
 
 
 class ModelInfo(Record):

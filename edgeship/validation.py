@@ -222,6 +222,15 @@ def _checks(req: ValidateRequest, record: dict, acc: dict) -> list[dict]:
     if max_drop is not None and "accuracy_drop" in acc:
         checks.append({"name": "accuracy_drop", "value": acc["accuracy_drop"], "limit": max_drop, "op": "<=",
                        "passed": bool(acc["accuracy_drop"] <= max_drop + 1e-9)})
+    search = record.get("recipe_search")
+    if search and not search.get("met", True):  # --quant auto kept its best candidate over budget
+        kept = next((c for c in search["candidates"] if c["kept"]), {})
+        drop = kept.get("drop")
+        checks.append({"name": "recipe_search", "value": float("inf") if drop is None else float(drop),
+                       "limit": float(search["budget"]), "op": "<=", "passed": False,
+                       "detail": f"export's recipe search met no candidate within its {search['metric']} drop budget "
+                                 f"{search['budget']:g}; this is the best one ({kept.get('candidate')}, drop "
+                                 f"{'NaN/Inf' if drop is None else f'{drop:.4g}'})"})
     return checks
 
 

@@ -45,6 +45,22 @@ LATENCY_RUNS = 50
 
 
 def check_supported(framework: str, target: str, kind: str, metric: str) -> None:
+    check_metric(metric)
+    if not supported(framework, target, kind):
+        raise UnsupportedError(
+            f"accuracy-aware int8 (--max-drop) is not available on {framework} -> {target}"
+            + (" from a SavedModel" if kind == "savedmodel" else ""),
+            hint="it runs on torch and Keras (.keras/.h5) models, to pte and tflite; pass --to accordingly",
+        )
+
+
+def supported(framework: str, target: str, kind: str) -> bool:
+    """Whether the route can keep layers in float (and rank them)."""
+    return (framework, target) in SUPPORTED and kind != "savedmodel"
+
+
+def check_metric(metric: str) -> None:
+    """--metric names top1, cosine, snr, a task metric or module.py:fn."""
     if metric not in METRICS:
         try:
             task_metrics.check_spec(metric)
@@ -52,12 +68,6 @@ def check_supported(framework: str, target: str, kind: str, metric: str) -> None
             known = tuple(dict.fromkeys(METRICS + task_metrics.NAMES))
             raise InputError(suggest(metric.partition("@")[0], known, "metric"),
                              hint="pass --metric top1, cosine, snr, a task metric or module.py:fn") from None
-    if (framework, target) not in SUPPORTED or kind == "savedmodel":
-        raise UnsupportedError(
-            f"accuracy-aware int8 (--max-drop) is not available on {framework} -> {target}"
-            + (" from a SavedModel" if kind == "savedmodel" else ""),
-            hint="it runs on torch and Keras (.keras/.h5) models, to pte and tflite; pass --to accordingly",
-        )
 
 
 def drop(metric: str, reference: np.ndarray, outputs: np.ndarray, labels) -> float:
@@ -103,8 +113,9 @@ class Search:
 
 
 def search(route, convert, model, recipe, calib, golden, out_path: Path, options, metric: str,
-           budget: float, log=print) -> tuple[object, dict, bool]:
-    """Run the search for one (route, int8); write the chosen artifact to out_path.
+           budget: float, log=print, max_float: int | None = None) -> tuple[object, dict, bool]:
+    """Run the search for one (route, int8); write the chosen artifact to out_path. MAX_FLOAT caps
+    the layers kept in float (None: every layer may be).
     Returns (ConvertResult, manifest record 'accuracy_aware', budget met)."""
     check_supported(route.source, route.target, model.kind, metric)
     inputs = [list(s) for s in zip(*[np.split(a, len(a)) for a in golden.inputs])]
@@ -129,7 +140,7 @@ def search(route, convert, model, recipe, calib, golden, out_path: Path, options
 
         current = attempt(())
         candidates = ranker.layers()
-        while current.drop > budget + 1e-9:
+        while current.drop > budget + 1e-9 and (max_float is None or len(current.kept) < max_float):
             rows = ranker.rank(current.kept, current.path)
             if not s.ranking:
                 s.ranking = [r.to_dict() for r in rows]

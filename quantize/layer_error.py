@@ -77,6 +77,32 @@ def _dequantized_view(graph_module, node_name: str) -> str:
     return node_name
 
 
+def _surviving(float_graph, quant_graph, node_name: str) -> str:
+    """The node of the quantized graph that computes `node_name`'s value: the node itself, or, where
+    quantization folded it away (a BatchNorm folded into the conv before it), the nearest node
+    before it along its first input that the quantized graph still has."""
+    present = {n.name for n in quant_graph.graph.nodes}
+    nodes = {n.name: n for n in float_graph.graph.nodes}
+    node = nodes[node_name]
+    while node.name not in present and node.args and hasattr(node.args[0], "name"):
+        node = node.args[0]
+    return node.name
+
+
+def _folded_into(float_graph, quant_graph, node_name: str) -> str:
+    """The float node to compare a layer's output with: the layer's own output node, or, where its
+    only user is a BatchNorm (a sibling module) that quantization folded into it, that BatchNorm:
+    the quantized conv computes conv + BN."""
+    present = {n.name for n in quant_graph.graph.nodes}
+    node = next(n for n in float_graph.graph.nodes if n.name == node_name)
+    while node.name in present and len(node.users) == 1:
+        user = next(iter(node.users))
+        if "batch_norm" not in str(user.target) or user.name in present:
+            break
+        node = user
+    return node.name
+
+
 def capture(graph_module, inputs: list, names: set[str]) -> dict:
     """Run a GraphModule once (torch.fx.Interpreter) and keep the outputs of the named nodes."""
     import torch
@@ -109,8 +135,9 @@ def pte_layer_errors(program, examples, calib, inputs: list[list[np.ndarray]], f
             quant_gm = pt2e_quantize(program, examples, calib, False, tuple(float_layers),
                                      layer_prefix=layer_prefix)
     layers = torch_graph_layers(program.graph_module, strip=layer_prefix)
-    float_names = {name: node for name, _, node in layers}
-    quant_names = {name: _dequantized_view(quant_gm, node) for name, _, node in layers}
+    float_names = {name: _folded_into(program.graph_module, quant_gm, node) for name, _, node in layers}
+    quant_names = {name: _dequantized_view(quant_gm, _surviving(program.graph_module, quant_gm, node))
+                   for name, _, node in layers}
     reference: dict[str, list] = {n: [] for n in float_names}
     quantized: dict[str, list] = {n: [] for n in float_names}
     with quiet():

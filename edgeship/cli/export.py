@@ -26,7 +26,13 @@ def floats(text: str | None):
 @click.option("--to", "targets", default="tflite,pte", show_default=True,
               help=f"Formats, comma-separated: {', '.join(TARGETS)}.")
 @click.option("--quant", "recipes", default="fp32,int8", show_default=True,
-              help=f"Recipes, comma-separated: {', '.join(RECIPE_NAMES)}.")
+              help=f"Recipes, comma-separated: {', '.join(RECIPE_NAMES)}; or auto (needs --max-drop and --eval): "
+                   "per format, try int8 (best calibration), int8 with the fewest float layers (at most 10% of "
+                   "the layers, at least one), "
+                   "int16x8 where the format has it, and fp16; keep the fastest within budget (p50 on this host, "
+                   "1 thread; p50s within 5% tie, broken by size) under its recipe's usual name "
+                   "(<name>.<recipe>.<format>); the search table goes to the terminal and manifest.json. No "
+                   "candidate within budget: the smallest drop is kept and export exits 1.")
 @click.option("--calib", metavar="DATA", help="Calibration data: .npz, folder, image folder, module.py:fn, digits.")
 @click.option("--eval", "eval_data", metavar="DATA", help="Data for the golden vectors (default: --calib's).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")

@@ -1,0 +1,361 @@
+"""`--quant auto --max-drop X --metric M`: the recipe search. Per target format, candidates in the
+order of their expected speed:
+
+  int8          full-integer int8 with the best activation calibration the route has
+                (quantize/calibration.py's auto, or the --calibration method given)
+  int8+float    int8 with the fewest layers kept float (quantize/accuracy_aware.py), at most
+                MAX_FLOAT_SHARE of the model's layers (at least one): more than that is no longer
+                an int8 model. Tried where the route can keep layers float and int8 missed the budget
+  int16x8       where the format runs it (quantize/recipes.py's REFUSED says where not)
+  fp16
+
+Each candidate is converted, run on the evaluation data (the golden samples) for its drop per
+--metric (accuracy_aware.drop / task_drop, the accuracy-aware search's own measure), and timed on
+this host (LATENCY_WARMUP untimed runs, then LATENCY_RUNS timed ones, THREADS thread; export has
+no --device, so the search measures here and its table says so). Every candidate is measured,
+none is assumed fast: the kept one is the fastest measured p50 within budget, and p50s within
+TIE (5%) or TIE_MS (0.01 ms) of the fastest count as a tie, broken by size: timing jitter on a
+shared host is a few %, and for a model that runs in microseconds a few microseconds are the
+Python runner's per-call overhead, not the artifact's speed.
+When no candidate meets the budget, the one with the smallest drop is kept and the export exits 1.
+
+The kept artifact is written under its recipe's usual name (<name>.<recipe>.<format>), so
+validate applies that recipe's tolerances; the other candidates are converted in a temporary
+folder and never reach the bundle. The manifest's artifact record holds the whole table
+(`recipe_search`, records.py's RecipeSearchRecord).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgeship import task_metrics
+from edgeship.convert.tflite_common import quiet_native_output
+from edgeship.errors import CheckFailed, InputError, UnsupportedError, error_line
+from edgeship.quantize import accuracy_aware, calibration
+from edgeship.quantize.rankers import ranker_for
+from edgeship.quantize.recipes import Recipe, get_recipe, refusal
+from edgeship.runtime.standalone import executorch as pte_runner
+from edgeship.runtime.standalone import onnx as onnx_runner
+from edgeship.runtime.standalone import tflite as tflite_runner
+from edgeship.runtime.standalone.timing import measure
+
+AUTO = "auto"
+# The placeholder recipe export carries for --quant auto until the search picks a real one; it
+# needs calibration data (its int8 candidates do).
+AUTO_RECIPE = Recipe(AUTO, "recipe search under --max-drop", True, 0.0, 0.0)
+MAX_FLOAT_SHARE = 0.10
+TIE = 0.05
+TIE_MS = 0.01  # and p50s within 10 us of the fastest: on a host that is the runner's own per-call noise
+THREADS = 1
+LATENCY_WARMUP = 5
+LATENCY_RUNS = 30
+LATENCY_SAMPLES = 8
+MEASURED_ON = "host (this machine; export has no --device)"
+
+
+def requested(recipes_text: str) -> bool:
+    """Whether --quant asks for the search; 'auto' mixed with recipe names is an error."""
+    names = [n.strip() for n in recipes_text.split(",") if n.strip()]
+    if AUTO not in names:
+        return False
+    if len(names) > 1:
+        raise InputError(f"--quant auto searches the recipes itself and takes no others, got '{recipes_text}'",
+                         hint="pass --quant auto alone, or list recipes without auto")
+    return True
+
+
+def check_flags(req) -> None:
+    """--quant auto's own flags, checked before any model loads."""
+    if req.max_drop is None:
+        raise InputError("--quant auto needs --max-drop: the search keeps the fastest recipe within that budget",
+                         hint="pass e.g. --quant auto --max-drop 1 --metric cosine (and --eval DATA)")
+    if req.max_drop < 0:
+        raise InputError(f"--max-drop must be 0 or more, got {req.max_drop:g}")
+    if not req.eval:
+        raise InputError("--quant auto needs evaluation data to measure each candidate on",
+                         hint="pass --eval DATA (e.g. --eval digits:test)")
+    if req.int8_io:
+        raise UnsupportedError("--quant auto and --int8-io cannot be combined yet", hint="drop --int8-io")
+    if req.cle != "off":
+        raise UnsupportedError("--quant auto and --cle cannot be combined yet", hint="drop --cle")
+    if getattr(req, "bias_correction", "off") != "off":
+        raise UnsupportedError("--quant auto and --bias-correction cannot be combined yet",
+                               hint="drop --bias-correction")
+    accuracy_aware.check_metric(req.metric)
+
+
+def check_request(req, model, routes) -> None:
+    """With the model loaded: the calibration method on every route, a user metric's module."""
+    if req.calibration and req.calibration != "auto":
+        for route in routes:
+            calibration.check_method(req.calibration, route.source, route.target)
+    if req.metric not in accuracy_aware.METRICS:
+        task_metrics.resolve(req.metric)
+
+
+def max_float_layers(n_layers: int) -> int:
+    return max(1, math.floor(MAX_FLOAT_SHARE * n_layers))
+
+
+@dataclass
+class Candidate:
+    candidate: str
+    recipe: str
+    calibration: str | None = None
+    float_layers: tuple[str, ...] = ()
+    drop: float | None = None  # None: not measured (skipped) or not finite (NaN/Inf outputs)
+    p50_ms: float | None = None
+    size_bytes: int | None = None
+    reason: str = ""
+    path: Path | None = None
+    result: object = None
+    accuracy_aware: dict | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.path is not None
+
+    def within(self, budget: float) -> bool:
+        return self.drop is not None and self.drop <= budget + 1e-9
+
+    def row(self, budget: float, kept: bool) -> dict:
+        return {"candidate": self.candidate, "recipe": self.recipe, "calibration": self.calibration,
+                "float_layers": list(self.float_layers),
+                "drop": None if self.drop is None else round(float(self.drop), 6),
+                "p50_ms": None if self.p50_ms is None else round(float(self.p50_ms), 5),
+                "size_bytes": self.size_bytes, "within_budget": self.within(budget), "kept": kept,
+                "reason": self.reason}
+
+
+def select(candidates: list[Candidate], budget: float) -> tuple[Candidate, bool]:
+    """(the kept candidate, budget met). Within budget: the fastest measured p50, p50s within TIE of
+    it tied and broken by size. None within: the smallest drop (then the fastest)."""
+    measured = [c for c in candidates if c.measured]
+    if not measured:
+        raise UnsupportedError("the recipe search converted no candidate")
+    within = [c for c in measured if c.within(budget)]
+    if within:
+        fastest = min(c.p50_ms for c in within)
+        tied = [c for c in within if tied_with(c.p50_ms, fastest)]
+        return min(tied, key=lambda c: (c.size_bytes, c.p50_ms)), True
+    return min(measured, key=lambda c: (math.inf if c.drop is None else c.drop, c.p50_ms)), False
+
+
+def tied_with(p50_ms: float, fastest_ms: float) -> bool:
+    return p50_ms <= fastest_ms * (1 + TIE) or p50_ms - fastest_ms <= TIE_MS
+
+
+@dataclass
+class Found:
+    """What the search keeps for one format."""
+
+    result: object  # ConvertResult of the kept candidate
+    recipe: Recipe
+    path: Path  # where the kept artifact was written
+    record: dict  # manifest: the artifact's recipe_search
+    accuracy_aware: dict | None = None  # when the kept candidate keeps layers float
+    met: bool = True
+
+
+@dataclass
+class Search:
+    """The recipe search of one export: the same data, metric and budget for every format."""
+
+    calib: object
+    golden: object
+    metric: str
+    budget: float
+    calibration: str | None  # None or 'auto': the best of the route's methods
+    options: object
+    log: object = print
+    _task: object = field(default=None, repr=False)
+    _layers: dict = field(default_factory=dict, repr=False)  # (source, target) -> layers the ranker names
+
+    def __post_init__(self):
+        if self.metric not in accuracy_aware.METRICS:
+            self._task = task_metrics.resolve(self.metric)
+
+    def run(self, route, convert, model, out_path_for) -> Found:
+        """Every candidate for ROUTE, measured; the kept one written to out_path_for(recipe name)."""
+        feeds = calibration.samples_of(self.golden.inputs)
+        candidates: list[Candidate] = []
+        with tempfile.TemporaryDirectory(prefix="edgeship-search-") as tmp:
+            tmp = Path(tmp)
+            int8 = self._guard(Candidate("int8", "int8", self.calibration),
+                               lambda: self._int8(route, convert, model, tmp, feeds))
+            candidates.append(int8)
+            candidates.append(self._guard(Candidate("int8+float", "int8", int8.calibration),
+                                          lambda: self._int8_float(route, convert, model, tmp, feeds, int8)))
+            method = int8.calibration if int8.calibration != "auto" else None
+            if "int16x8" in route.recipes:
+                candidates.append(self._guard(Candidate("int16x8", "int16x8", method),
+                                              lambda: self._plain(route, convert, model, "int16x8", tmp, feeds, method)))
+            else:
+                why = refusal("int16x8", route.target, route.source) or f"{route.summary} has no int16x8"
+                candidates.append(Candidate("int16x8", "int16x8", reason=f"refused: {why}"))
+            candidates.append(self._guard(Candidate("fp16", "fp16"),
+                                          lambda: self._plain(route, convert, model, "fp16", tmp, feeds, None)))
+            kept, met = select(candidates, self.budget)
+            fastest = min((c.p50_ms for c in candidates if c.within(self.budget)), default=kept.p50_ms)
+            for c in candidates:
+                if c is not kept and c.measured and not c.reason:
+                    c.reason = self._why_not(c, kept, fastest)
+            kept.reason = self._why_kept(kept, met, candidates)
+            out_path = Path(out_path_for(kept.recipe))
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(kept.path, out_path)
+        record = {
+            "metric": self.metric, "budget": self.budget, "met": met, "kept": kept.candidate,
+            "measured_on": MEASURED_ON, "threads": THREADS, "warmup": LATENCY_WARMUP,
+            "runs": LATENCY_RUNS, "tie": TIE, "tie_ms": TIE_MS, "max_float_layers": self._cap(route, model),
+            "candidates": [c.row(self.budget, c is kept) for c in candidates],
+        }
+        for c in candidates:
+            self.log(f"  recipe search: {c.candidate}: " + (
+                f"{self.metric} drop {_num(c.drop)}, p50 {_num(c.p50_ms)} ms, {c.size_bytes} bytes"
+                if c.measured else c.reason) + (" [kept]" if c is kept else ""))
+        return Found(kept.result, get_recipe(kept.recipe), out_path, record, kept.accuracy_aware, met)
+
+    # -- the candidates ---------------------------------------------------------------------
+
+    def _guard(self, placeholder: Candidate, make) -> Candidate:
+        """A candidate that fails to convert, load or run is a row saying so, not the end of the search."""
+        try:
+            return make()
+        except InputError:
+            raise
+        except Exception as e:
+            if self.options.verbose:
+                raise
+            words = getattr(e, "message", None) or error_line(e, with_type=True)
+            placeholder.reason = f"failed: {words}"
+            placeholder.path = None
+            return placeholder
+
+    def _int8(self, route, convert, model, tmp: Path, feeds) -> Candidate:
+        recipe = get_recipe("int8")
+        path = tmp / f"int8{_suffix(route)}"
+        method = self.calibration or "auto"
+        result, choice = calibration.calibrate(convert, route, model, recipe, self.calib, self.golden.inputs,
+                                               self.golden.outputs, path, self.options, method,
+                                               "the evaluation data", self.log)
+        c = Candidate("int8", "int8", choice.method, path=path, result=result)
+        return self._measure(c, route, feeds)
+
+    def _int8_float(self, route, convert, model, tmp: Path, feeds, int8: Candidate) -> Candidate:
+        method = int8.calibration if int8.measured else (None if self.calibration in (None, "auto") else self.calibration)
+        c = Candidate("int8+float", "int8", method)
+        if not accuracy_aware.supported(route.source, route.target, model.kind):
+            c.reason = f"skipped: {route.summary} cannot keep layers float (accuracy-aware int8 is not available there)"
+            return c
+        if int8.within(self.budget):
+            c.reason = "skipped: int8 is within budget already, no layer needs float"
+            return c
+        path = tmp / f"int8-float{_suffix(route)}"
+        cap = self._cap(route, model)
+        options = replace(self.options, calibration=method)
+        result, record, _ = accuracy_aware.search(route, convert, model, get_recipe("int8"), self.calib, self.golden,
+                                                  path, options, self.metric, self.budget, log=self.log,
+                                                  max_float=cap)
+        if not record["kept_float"]:
+            c.reason = "skipped: no layer kept float lowered the drop (the same artifact as int8)"
+            return c
+        c.float_layers, c.path, c.result, c.accuracy_aware = tuple(record["kept_float"]), path, result, record
+        return self._measure(c, route, feeds)
+
+    def _plain(self, route, convert, model, name: str, tmp: Path, feeds, method: str | None) -> Candidate:
+        recipe = get_recipe(name)
+        path = tmp / f"{name}{_suffix(route)}"
+        options = replace(self.options, calibration=method if recipe.needs_calibration else None, float_layers=())
+        result = convert(model, recipe, self.calib if recipe.needs_calibration else None, path, options)
+        c = Candidate(name, name, method if recipe.needs_calibration else None, path=path, result=result)
+        return self._measure(c, route, feeds)
+
+    def _cap(self, route, model) -> int | None:
+        if not accuracy_aware.supported(route.source, route.target, model.kind):
+            return None
+        key = (route.source, route.target)
+        if key not in self._layers:
+            ranker = ranker_for(model, route.target, self.calib, [], self.options.verbose,
+                                               fp32=lambda: b"")
+            self._layers[key] = len(ranker.layers())
+        return max_float_layers(self._layers[key])
+
+    # -- measuring --------------------------------------------------------------------------
+
+    def _measure(self, c: Candidate, route, feeds) -> Candidate:
+        outputs = calibration.run_artifact(c.path, route.target, feeds)
+        c.size_bytes = c.path.stat().st_size
+        c.p50_ms = p50(c.path, route.target, feeds)
+        if not all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f"):
+            c.reason = "outputs hold NaN or Inf"
+            return c
+        if self._task is not None:
+            d = accuracy_aware.task_drop(self._task, self.golden, outputs)
+        else:
+            d = accuracy_aware.drop(self.metric, self.golden.outputs[0], outputs[0], self.golden.labels)
+        c.drop = float(d) if np.isfinite(d) else None
+        if c.drop is None:
+            c.reason = f"its {self.metric} is not finite"
+        return c
+
+    def _why_not(self, c: Candidate, kept: Candidate, fastest_ms: float) -> str:
+        if not c.within(self.budget):
+            return f"over budget ({self.metric} drop {_num(c.drop)} > {self.budget:g})"
+        if not tied_with(c.p50_ms, fastest_ms):
+            return f"slower (p50 {_num(c.p50_ms)} ms vs {_num(fastest_ms)} ms)"
+        return (f"as fast (p50 {_num(c.p50_ms)} ms vs {_num(kept.p50_ms)} ms: within {TIE:.0%} or {TIE_MS:g} ms), "
+                f"larger ({c.size_bytes} vs {kept.size_bytes} bytes)")
+
+    def _why_kept(self, kept: Candidate, met: bool, candidates: list[Candidate]) -> str:
+        if not met:
+            return f"BUDGET MISSED: no candidate within {self.budget:g}; the smallest drop is kept"
+        faster = [c for c in candidates if c is not kept and c.within(self.budget) and c.p50_ms < kept.p50_ms]
+        if faster:
+            return (f"fastest within budget (p50 tied with {faster[0].candidate}'s: within {TIE:.0%} or "
+                    f"{TIE_MS:g} ms; smaller)")
+        return "fastest within budget"
+
+
+def p50(path: Path, target: str, feeds) -> float:
+    """The artifact's p50 latency (ms) on this host: THREADS thread(s), warm-up, then timed runs."""
+    module = {"tflite": tflite_runner, "pte": pte_runner}.get(target, onnx_runner)
+    with quiet_native_output():
+        runner = module.Runner(str(path), None, threads=THREADS)
+    samples = [[np.ascontiguousarray(x) for x in s] for s in feeds[:LATENCY_SAMPLES]]
+    return float(measure(runner.run, samples, warmup=LATENCY_WARMUP, runs=LATENCY_RUNS)["p50_ms"])
+
+
+def _suffix(route) -> str:
+    return f".{route.target}"
+
+
+def _num(v) -> str:
+    return "—" if v is None else f"{v:.4g}"
+
+
+def missed(manifest: dict) -> list[dict]:
+    return [a for a in manifest.get("artifacts", []) if a.get("recipe_search") and not a["recipe_search"]["met"]]
+
+
+def raise_if_missed(manifest: dict, bundle) -> None:
+    """Exit 1 (CheckFailed) when a format's search met no candidate within its budget."""
+    bad = missed(manifest)
+    if not bad:
+        return
+    a = bad[0]
+    rs = a["recipe_search"]
+    kept = next(c for c in rs["candidates"] if c["kept"])
+    others = f" (and {len(bad) - 1} more format(s))" if len(bad) > 1 else ""
+    raise CheckFailed(
+        f"{a['path']}: no recipe meets the {rs['metric']} drop budget {rs['budget']:g}{others}; the best candidate, "
+        f"{kept['candidate']} ({rs['metric']} drop {_num(kept['drop'])}), is kept in {bundle}",
+        hint="raise --max-drop, calibrate on more representative data, or export --quant fp32",
+    )

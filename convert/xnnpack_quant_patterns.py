@@ -110,6 +110,7 @@ def clamp_fusing_quantizer():
         def transform_for_annotation(self, model):
             model = super().transform_for_annotation(model)
             relu6_to_hardtanh(model)
+            fold_zero_pad_into_conv(model)
             return model
 
         def annotate(self, model):
@@ -117,3 +118,116 @@ def clamp_fusing_quantizer():
             return super().annotate(model)
 
     return ClampFusingQuantizer()
+
+
+# ---------------------------------------------------------------------------------------------
+# Zero pads before convs (Keras' ZeroPadding2D / correct_pad before a stride-2 conv)
+
+
+def _zero_pad_amounts(node):
+    """{dim: (before, after)} of a constant zero aten.pad / constant_pad_nd, else None."""
+    import torch
+
+    aten = torch.ops.aten
+    if node.op != "call_function" or node.target not in (aten.pad.default, aten.constant_pad_nd.default):
+        return None
+    if node.target == aten.pad.default:
+        mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+        value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value")
+    else:
+        mode, value = "constant", node.args[2] if len(node.args) > 2 else node.kwargs.get("value", 0)
+    val = node.args[0].meta.get("val") if hasattr(node.args[0], "meta") else None
+    if mode != "constant" or value not in (None, 0, 0.0) or not isinstance(val, torch.Tensor):
+        return None
+    pad, ndim = list(node.args[1]), val.dim()
+    if any(not isinstance(p, int) or p < 0 for p in pad):
+        return None
+    return {ndim - 1 - k: (pad[2 * k], pad[2 * k + 1]) for k in range(len(pad) // 2)}
+
+
+def pad_after_permute(gm) -> int:
+    """permute(pad(x, p), perm) -> pad(permute(x, perm), p'), p' the same zeros on the same data
+    dims: a Keras graph pads its NHWC input, then the layout permute comes. With the pad behind
+    the permute it sits right before the conv, where XNNPACK folds it into the conv's padding
+    (fp32) and fold_zero_pad_into_conv can (int8); in front of the permute it is an op of its own
+    on a tensor whose rows are 3 floats long. Returns the number of pads moved."""
+    import torch
+
+    aten = torch.ops.aten
+    moved = 0
+    for node in list(gm.graph.nodes):
+        amounts = _zero_pad_amounts(node)
+        if amounts is None or len(node.users) != 1:
+            continue
+        permute = next(iter(node.users))
+        if permute.op != "call_function" or permute.target != aten.permute.default:
+            continue
+        perm, x = list(permute.args[1]), node.args[0]
+        ndim = len(perm)
+        perm = [p % ndim for p in perm]
+        new_amounts = {i: amounts.get(perm[i], (0, 0)) for i in range(ndim)}
+        last = max([i for i, a in new_amounts.items() if a != (0, 0)], default=None)
+        if last is None:
+            continue
+        first = min(i for i, a in new_amounts.items() if a != (0, 0))
+        new_pad = [p for d in range(ndim - 1, first - 1, -1) for p in new_amounts[d]]
+        with gm.graph.inserting_before(permute):
+            p2 = gm.graph.call_function(aten.permute.default, (x, permute.args[1]))
+            p2.meta = {**permute.meta, "val": x.meta["val"].permute(permute.args[1])}
+            pad2 = gm.graph.call_function(aten.pad.default, (p2, new_pad))
+            pad2.meta = dict(permute.meta)
+        permute.replace_all_uses_with(pad2)
+        gm.graph.erase_node(permute)
+        gm.graph.erase_node(node)
+        moved += 1
+    if moved:
+        gm.graph.lint()
+        gm.recompile()
+    return moved
+
+
+def fold_zero_pad_into_conv(gm) -> int:
+    """pad(x, zeros on H and W: top t, bottom b, left l, right r) -> conv2d(padding 0) becomes
+    one conv2d with symmetric padding P = max(t, b) (and max(l, r)) and a kernel grown by
+    P - t zero rows on top and P - b below (the same on W): each output reads the same inputs
+    with the same weights, and the rows the symmetric padding adds meet zero weights, so the
+    value is the same. For int8 .pte: XNNPACK's lowering runs a pad between a dequantize and a
+    quantize in float (X32, with two XNNConvert), while a conv pads for free. Returns the number
+    of pads folded."""
+    import torch
+
+    aten = torch.ops.aten
+    F = torch.nn.functional
+    folded = 0
+    for conv in list(gm.graph.nodes):
+        if conv.op != "call_function" or conv.target != aten.conv2d.default:
+            continue
+        pad, weight = conv.args[0], conv.args[1]
+        amounts = _zero_pad_amounts(pad) if hasattr(pad, "op") else None
+        if amounts is None or len(pad.users) != 1 or getattr(weight, "op", None) != "get_attr":
+            continue
+        args = list(conv.args) + [None, [1, 1], [0, 0], [1, 1], 1][len(conv.args) - 2:]
+        stride, padding, dilation = (list(a) if isinstance(a, (list, tuple)) else [a, a] for a in args[3:6])
+        if any(padding) or dilation != [1, 1] or any(amounts.get(d, (0, 0)) != (0, 0) for d in (0, 1)):
+            continue
+        (t, b), (l, r) = amounts.get(2, (0, 0)), amounts.get(3, (0, 0))
+        ph, pw = max(t, b), max(l, r)
+        w = gm
+        for part in weight.target.split("."):
+            w = getattr(w, part)
+        grown = F.pad(w.detach(), (pw - l, pw - r, ph - t, ph - b))
+        name = weight.target.replace(".", "_") + "_padfold"
+        while hasattr(gm, name):
+            name += "_"
+        gm.register_buffer(name, grown)
+        with gm.graph.inserting_before(conv):
+            new_w = gm.graph.get_attr(name)
+            new_w.meta = {**weight.meta, "val": grown}
+        conv.args = (pad.args[0], new_w, args[2], stride, [ph, pw], dilation, args[6])
+        gm.graph.erase_node(pad)
+        folded += 1
+    if folded:
+        gm.graph.eliminate_dead_code()
+        gm.graph.lint()
+        gm.recompile()
+    return folded

@@ -16,6 +16,8 @@ from edgeship.convert import torch_pte  # noqa: E402
 from edgeship.convert.base import ConvertOptions  # noqa: E402
 from edgeship.convert.xnnpack_quant_patterns import (  # noqa: E402
     clamp_fusing_quantizer,
+    fold_zero_pad_into_conv,
+    pad_after_permute,
     relu6_to_hardtanh,
 )
 from edgeship.data import Dataset  # noqa: E402
@@ -141,10 +143,8 @@ def test_int8_pte_has_no_separate_clamp(tmp_path):
     assert result.delegation["coverage"] == 1.0
     ops = _xnn_ops(out)
     assert ops.get("XNNClamp", 0) == 0, ops  # all five ReLU6 fused into their convs
-    assert ops.get("XNNStaticConstantPad") == 1, ops
-    # float input and output: one convert in, one out; and one each side of the zero pad, which
-    # XNNPACK's lowering still runs in float (see convert/xnnpack_quant_patterns.py)
-    assert ops.get("XNNConvert") == 4, ops
+    assert ops.get("XNNStaticConstantPad", 0) == 0, ops  # the zero pad folded into its conv
+    assert ops.get("XNNConvert") == 2, ops  # float input and output: one convert in, one out
     assert ops.get("XNNConv2d", 0) + ops.get("XNNDepthwiseConv2d", 0) == 7, ops
     with torch.no_grad():
         want = net(x).numpy()
@@ -172,3 +172,58 @@ def test_clamp_fusing_quantizer_respects_the_float_layer_filter():
     q.set_filter_function(lambda node: False)  # every node kept in float
     gm = torch_pte.pt2e_quantize(program, [x], _calib(), quantizer=q)
     assert not any(_quant_node(n) for n in gm.graph.nodes)
+
+
+def test_fold_zero_pad_into_conv_keeps_values():
+    """Keras' asymmetric ((0, 1), (0, 1)) pad before a valid stride-2 conv, a depthwise one and a
+    full one, and a symmetric pad: each becomes the conv's own padding, the numbers stay."""
+
+    class Pads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.full = torch.nn.Conv2d(3, 8, 3, stride=2)
+            self.dw = torch.nn.Conv2d(8, 8, 3, stride=2, groups=8)
+            self.sym = torch.nn.Conv2d(8, 4, 3)
+            self.kept = torch.nn.Conv2d(4, 4, 3, padding=1)  # has padding already: pad stays
+
+        def forward(self, x):
+            x = self.full(F.pad(x, (0, 1, 0, 1)))
+            x = self.dw(F.pad(x, (0, 1, 0, 1)))
+            x = self.sym(F.pad(x, (1, 1, 2, 2)))
+            return self.kept(F.pad(x, (1, 0, 0, 0)))
+
+    net = Pads().eval()
+    x = torch.randn(1, 3, 32, 32)
+    gm = torch.export.export(net, (x,)).module()
+    assert fold_zero_pad_into_conv(gm) == 3
+    pads = [n for n in gm.graph.nodes if n.target == aten.pad.default]
+    assert len(pads) == 1 and pads[0].args[1] == [1, 0, 0, 0]
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), net(x), rtol=1e-5, atol=1e-5)
+    assert fold_zero_pad_into_conv(gm) == 0
+
+
+def test_pad_after_permute_keeps_values_and_meets_the_conv():
+    """A Keras graph pads its NHWC input, then permutes to NCHW: the pad moves behind the permute."""
+
+    class NHWCInput(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, stride=2)
+
+        def forward(self, x):
+            return self.conv(F.pad(x, (0, 0, 0, 1, 0, 1)).permute(0, 3, 1, 2))
+
+    net = NHWCInput().eval()
+    x = torch.randn(1, 16, 16, 3)
+    gm = torch.export.export(net, (x,)).module()
+    assert pad_after_permute(gm) == 1
+    conv = next(n for n in gm.graph.nodes if n.target == aten.conv2d.default)
+    assert conv.args[0].target == aten.pad.default and conv.args[0].args[1] == [0, 1, 0, 1]
+    assert conv.args[0].args[0].target == aten.permute.default
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), net(x), rtol=0, atol=0)
+    assert fold_zero_pad_into_conv(gm) == 1  # and then it folds into the conv
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), net(x), rtol=1e-5, atol=1e-5)

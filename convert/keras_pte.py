@@ -133,6 +133,7 @@ def clean_keras_graph(gm) -> dict[str, int]:
     """The passes that make a Keras (torch backend) graph lower like a native PyTorch one."""
     from edgeship.convert import torch_passes as p  # these import torch: heavy modules, loaded where used
     from edgeship.convert.keras_graph_passes import clean_layout_and_batchnorm
+    from edgeship.convert.xnnpack_quant_patterns import pad_after_permute
 
     return {
         "identity conversions removed": p.remove_identity_conversions(gm),
@@ -140,6 +141,7 @@ def clean_keras_graph(gm) -> dict[str, int]:
         "constant layout ops folded": p.fold_constant_layout_ops(gm),
         "matmul+add -> linear": p.matmul_add_to_linear(gm),
         **clean_layout_and_batchnorm(gm),
+        "input pads moved behind the layout permute": pad_after_permute(gm),
     }
 
 

@@ -34,6 +34,7 @@ from edgeship.convert.torch_common import (
     tool_versions,
 )
 from edgeship.convert.xnnpack_passes import guarded_partitioner, lower_guarded, prepare_for_xnnpack
+from edgeship.convert.xnnpack_quant_patterns import clamp_fusing_quantizer
 from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
 from edgeship.quantize.calibration import pt2e_config as calibration_config
 from edgeship.runtime.standalone.executorch import load_kernel_libraries
@@ -151,18 +152,15 @@ def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=
     filter skips them).
     `quantizer`: another route's PT2E quantizer instead of XNNPACK's (float_layers then unused)."""
     import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     if not dynamic and calib is None:
         raise InputError("the int8 recipe needs calibration data", hint="pass --calib DATA (e.g. --calib digits)")
     config = calibration_config(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic),
                                 calibration)
-    if quantizer is None:
-        quantizer = XNNPACKQuantizer().set_global(config)
+    if quantizer is None:  # XNNPACK's quantizer, with conv -> ReLU6 as one pattern (xnnpack_quant_patterns)
+        quantizer = clamp_fusing_quantizer().set_global(config)
     elif float_layers:
         raise ValueError("float_layers go into the quantizer passed in")
     if float_layers:  # set_module_name(name, None) is refused ("not supported yet"); a filter does it

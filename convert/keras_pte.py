@@ -27,6 +27,7 @@ from edgeship.convert.base import ConvertOptions as Options
 from edgeship.convert.layers import LayerError
 from edgeship.convert.torch_common import exported_program, quiet, to_tensors
 from edgeship.convert.torch_pte import export_pte
+from edgeship.convert.xnnpack_quant_patterns import pad_after_permute
 from edgeship.data import Dataset
 from edgeship.errors import ConversionError, EdgeshipError, InputError, UnsupportedError, error_line
 from edgeship.model import IOSpec
@@ -133,7 +134,6 @@ def clean_keras_graph(gm) -> dict[str, int]:
     """The passes that make a Keras (torch backend) graph lower like a native PyTorch one."""
     from edgeship.convert import torch_passes as p  # these import torch: heavy modules, loaded where used
     from edgeship.convert.keras_graph_passes import clean_layout_and_batchnorm
-    from edgeship.convert.xnnpack_quant_patterns import pad_after_permute
 
     return {
         "identity conversions removed": p.remove_identity_conversions(gm),

@@ -162,11 +162,10 @@ def test_a_hang_in_the_native_runner_is_cut_by_the_timeout(bundle, tmp_path):
     _, rec = pte(bundle, "fp32")
     path = tmp_path / "stalled.pte"
     os.mkfifo(path)
-    t0 = time.monotonic()
     run = device("native").run_artifact(path, [a[:1] for a in bundle.golden().inputs], rec["io"], warmup=0, runs=1,
                                         timeout=5)
+    # the runner's own words say the timeout cut it (not how long the test took: no timing thresholds)
     assert not run.ok and run.error.startswith("timed out after 5 s (the native runner"), run.error
-    assert time.monotonic() - t0 < 60
 
 
 def test_fuzzed_pte_files_end_in_a_result_or_a_clear_error(bundle, tmp_path):

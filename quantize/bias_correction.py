@@ -23,12 +23,13 @@ Only quantized recipes get a corrected model; the fp32 artifact is never touched
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 
 from edgeship.errors import InputError, UnsupportedError
 from edgeship.hashing import sha256_file
-from edgeship.quantize.calibration import run_artifact, samples_of, score
+from edgeship.quantize.either_way import convert_either_way
 
 MODES = ("off", "on", "auto")
 SAMPLES = 64  # calibration samples the shifts are measured on (means over batch and positions)
@@ -219,10 +220,6 @@ class Plan:
         return self._cache[key]
 
     def wrap(self, convert, target: str):
-        import shutil
-        import tempfile
-        from pathlib import Path
-
         def converted(model, recipe, calib, out_path, options):
             out_path = Path(out_path)
             fixed, record = self.corrected(model, calib, target, recipe.name)
@@ -231,20 +228,13 @@ class Plan:
                 result = convert(fixed, recipe, calib, out_path, options)
                 self._keep(out_path, {**record, "applied": record["layers"] > 0})
                 return result
-            tried = {}
-            with tempfile.TemporaryDirectory(prefix="edgeship-bias-") as tmp:
-                for name, m in (("without", model), ("with", fixed)):
-                    path = Path(tmp) / f"{name}{out_path.suffix}"
-                    result = convert(m, recipe, calib, path, options)
-                    s = score(self.reference, run_artifact(path, target, samples_of(self.inputs)))
-                    tried[name] = (s, path, result)
-                best = max(tried, key=lambda k: (tried[k][0]["snr_db"], k == "without"))
-                shutil.copyfile(tried[best][1], out_path)
-            self.log(f"  bias correction auto: weakest-output SNR {tried['without'][0]['snr_db']:.2f} dB without, "
-                     f"{tried['with'][0]['snr_db']:.2f} dB with -> {'applied' if best == 'with' else 'not applied'}")
-            self._keep(out_path, {**record, "applied": best == "with", "snr_db_without": tried["without"][0]["snr_db"],
-                                  "snr_db_with": tried["with"][0]["snr_db"]})
-            return tried[best][2]
+            got = convert_either_way(convert, model, fixed, recipe, calib, out_path, options, target,
+                                     self.reference, self.inputs)
+            self.log(f"  bias correction auto: weakest-output SNR {got.snr_db_without:.2f} dB without, "
+                     f"{got.snr_db_with:.2f} dB with -> {'applied' if got.applied else 'not applied'}")
+            self._keep(out_path, {**record, "applied": got.applied, "snr_db_without": got.snr_db_without,
+                                  "snr_db_with": got.snr_db_with})
+            return got.result
 
         return converted
 

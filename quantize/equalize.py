@@ -13,9 +13,10 @@ the same up to rounding. BatchNorm is folded into the convolution before it firs
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 from edgeship.errors import InputError, UnsupportedError
-from edgeship.quantize.calibration import run_artifact, samples_of, score
+from edgeship.quantize.either_way import convert_either_way
 
 ITERATIONS = 4
 
@@ -163,31 +164,19 @@ class Plan:
         log(f"cross-layer equalization: {self.pairs} conv pair(s) equalized (--cle {mode})")
 
     def wrap(self, convert, target: str):
-        import shutil
-        import tempfile
-        from pathlib import Path
-
-
         def converted(model, recipe, calib, out_path, options):
             out_path = Path(out_path)
             if self.mode == "on" or self.pairs == 0:
                 result = convert(self.equalized, recipe, calib, out_path, options)
                 self.records[out_path.name] = {"mode": self.mode, "applied": self.pairs > 0, "pairs": self.pairs}
                 return result
-            tried = {}
-            with tempfile.TemporaryDirectory(prefix="edgeship-cle-") as tmp:
-                for name, m in (("without", self.model), ("with", self.equalized)):
-                    path = Path(tmp) / f"{name}{out_path.suffix}"
-                    result = convert(m, recipe, calib, path, options)
-                    s = score(self.reference, run_artifact(path, target, samples_of(self.inputs)))
-                    tried[name] = (s, path, result)
-                best = max(tried, key=lambda k: (tried[k][0]["snr_db"], k == "without"))
-                shutil.copyfile(tried[best][1], out_path)
-            self.log(f"  cle auto: weakest-output SNR {tried['without'][0]['snr_db']:.2f} dB without, "
-                     f"{tried['with'][0]['snr_db']:.2f} dB with -> {'applied' if best == 'with' else 'not applied'}")
+            got = convert_either_way(convert, self.model, self.equalized, recipe, calib, out_path, options, target,
+                                     self.reference, self.inputs)
+            self.log(f"  cle auto: weakest-output SNR {got.snr_db_without:.2f} dB without, "
+                     f"{got.snr_db_with:.2f} dB with -> {'applied' if got.applied else 'not applied'}")
             self.records[out_path.name] = {
-                "mode": "auto", "applied": best == "with", "pairs": self.pairs,
-                "snr_db_without": tried["without"][0]["snr_db"], "snr_db_with": tried["with"][0]["snr_db"]}
-            return tried[best][2]
+                "mode": "auto", "applied": got.applied, "pairs": self.pairs,
+                "snr_db_without": got.snr_db_without, "snr_db_with": got.snr_db_with}
+            return got.result
 
         return converted

@@ -117,3 +117,18 @@ def test_tensorflows_load_time_lines_go_to_the_log_not_the_terminal(keras_digits
     assert "oneDNN custom operations" in log and "framework output while the model loaded" in log
     assert "oneDNN" not in proc.stderr and "absl" not in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_the_demo_terminal_shows_edgeships_lines_only(tmp_path):
+    """README command 1's job, on its Keras half: TensorFlow loads while the demo trains the Keras
+    CNN (absl's and oneDNN's lines on fd 2), and validate starts children after JAX is up (its fork
+    warning). None of it reaches the terminal; TensorFlow's lines are in the bundle's export.log."""
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "edgeship", "demo", "--framework", "keras", "--to", "tflite",
+                           "--quant", "fp32", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    terminal = proc.stdout + proc.stderr
+    assert proc.returncode == 0, terminal
+    for noise in ("oneDNN", "absl::InitializeLog", "os.fork() was called", "_fork_exec", "Traceback"):
+        assert noise not in terminal, (noise, terminal)
+    assert "digits_keras.fp32.tflite" in terminal and "pass" in terminal
+    assert "oneDNN custom operations" in (out / "digits_keras" / "export.log").read_text()

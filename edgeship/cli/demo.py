@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from edgeship import demo_models
+from edgeship import demo_models, quiet
 from edgeship.console import console, info
 from edgeship.errors import EXIT_CHECK_FAILED, InputError
 from edgeship.pipeline import ExportRequest, export, parse_targets
@@ -31,13 +31,15 @@ def _prepare(out: Path) -> None:
     (out / DEMO_MARKER).touch()
 
 
-def _train(framework: str, models: Path) -> tuple[str, float]:
+def _train(framework: str, models: Path, verbose: bool) -> tuple[str, float]:
     if framework == "torch":
         module, acc = demo_models.train_torch_cnn()
         return str(demo_models.save_torch_pt2(module, models / "digits_torch.pt2")), acc
-    model, acc = demo_models.train_keras_cnn()
-    path = models / "digits_keras.keras"
-    model.save(path)
+    # TensorFlow prints absl's and oneDNN's lines on fd 2 as it loads: they go to the export's log
+    with quiet.loading_output_held(verbose):
+        model, acc = demo_models.train_keras_cnn()
+        path = models / "digits_keras.keras"
+        model.save(path)
     return str(path), acc
 
 
@@ -53,7 +55,7 @@ def run_demo(out: Path, targets: str, recipes: str, frameworks: str, verbose: bo
     all_ok = True
     for framework in wanted:
         info(f"[bold]train[/] a {framework} CNN on scikit-learn's digits (1,347 training images)")
-        source, acc = _train(framework, out / "models")
+        source, acc = _train(framework, out / "models", verbose)
         info(f"  held-out top-1 of the float model: {acc:.1f}%")
         bundle = out / f"digits_{framework}"
         result = export(ExportRequest(

@@ -52,19 +52,11 @@ def plant_outlier(model: FragileCNN, x: torch.Tensor, factor: float = OUTLIER) -
 
 
 def build(epochs: int = 30, seed: int = 0):
-    from edgeship.demo_models import digits_split
+    from edgeship.demo_models import digits_split, fit_on_digits
 
     torch.manual_seed(seed)
-    xtr, ytr, _, _ = digits_split()
-    model = FragileCNN()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    x, y = torch.from_numpy(xtr[:, None]), torch.from_numpy(ytr)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=gen).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
+    xtr = digits_split()[0]
+    x = torch.from_numpy(xtr[:, None])
+    model = fit_on_digits(FragileCNN(), epochs, seed)
     plant_outlier(model, x)
     return model, (torch.zeros(1, 1, 8, 8),)

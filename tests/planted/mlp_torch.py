@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgeship.demo_models import TORCH_INPUT, digits_split
+from edgeship.demo_models import TORCH_INPUT, fit_on_digits
 
 HIDDEN = 256
 
@@ -26,17 +26,7 @@ class DigitsMLP(nn.Module):
 
 def train(epochs: int = 20, seed: int = 0):
     torch.manual_seed(seed)
-    xtr, ytr, _, _ = digits_split()
-    model = DigitsMLP()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    x, y = torch.from_numpy(xtr[:, None]), torch.from_numpy(ytr)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=gen).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    return model.eval()
+    return fit_on_digits(DigitsMLP(), epochs, seed)
 
 
 def build():

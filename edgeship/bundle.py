@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship import interrupts
 from edgeship import labels as labels_mod
 from edgeship.errors import ArtifactError, InputError
 
@@ -195,6 +196,7 @@ class BundleWriter:
         return self.staging / name
 
     def commit(self, manifest: dict) -> None:
+        interrupts.raise_if_requested()  # an interrupt a finalizer swallowed still keeps nothing
         write_json_atomic(self.staging / MANIFEST, manifest)
         old = None
         if self.dest.exists():

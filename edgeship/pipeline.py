@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship import quiet, reference, smoke
+from edgeship import interrupts, quiet, reference, smoke
 from edgeship.bundle import GOLDEN, SCHEMA, BundleWriter, Golden
 from edgeship.console import info, warn
 from edgeship.convert import TARGETS, ConvertOptions, get_route
@@ -154,6 +154,7 @@ def export(req: ExportRequest) -> ExportResult:
                 convert = bias.wrap(plain_convert, route.target) if bias and recipe.needs_calibration else plain_convert
                 convert = cle.wrap(convert, route.target) if cle and recipe.needs_calibration else convert
                 filename = f"{name}.{recipe.name}.{EXTENSIONS[route.target]}"
+                interrupts.raise_if_requested()  # a Ctrl-C/SIGTERM a finalizer swallowed stops here
                 info(f"[bold]export[/] {filename}  ({route.summary})")
                 t0 = time.perf_counter()
                 try:

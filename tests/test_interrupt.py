@@ -59,3 +59,33 @@ def test_sigkill_mid_export_never_exposes_a_half_bundle(tmp_path, torch_digits_p
                            "--quant", "fp32", "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-500:]
     assert not staging.exists() and (out / "manifest.json").exists()
+
+
+class _KillsInFinalizer:
+    """Sends SIGTERM to this process from inside __del__, where Python swallows the
+    KeyboardInterrupt its handler raises ("Exception ignored in ..."), as it did in CI inside
+    torch's StorageWeakRef.__del__ and JAX's GC callback."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs at the next bytecode boundary, still inside __del__
+            pass
+
+
+def test_an_interrupt_swallowed_by_a_finalizer_still_stops_the_commit(tmp_path, monkeypatch):
+    from edgeship import interrupts
+    from edgeship.bundle import BundleWriter
+
+    swallowed = []  # what Python's "Exception ignored in ..." would have printed
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: swallowed.append(u.exc_type))
+    dest = tmp_path / "bundle"
+    with interrupts.handled():
+        with pytest.raises(KeyboardInterrupt):
+            with BundleWriter(dest) as writer:
+                writer.path("m.tflite").write_bytes(b"x")
+                _KillsInFinalizer()  # dropped at once: __del__ runs here and its exception is swallowed
+                assert interrupts.requested()  # the exception never reached this frame; the request did
+                writer.commit({"schema": "edgeship.bundle/1", "artifacts": []})
+    assert swallowed == [KeyboardInterrupt]
+    assert not dest.exists() and list(tmp_path.iterdir()) == []
+    assert not interrupts.requested()  # the block's end forgets it

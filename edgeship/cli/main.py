@@ -11,11 +11,11 @@ the functions that need them, so `edgeship --help` stays fast.
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 
 import click
 
+from edgeship import interrupts
 from edgeship.cli import bench, check, demo, devices, diff, export, inspect, validate
 from edgeship.cli.groups import SuggestingGroup
 from edgeship.console import err_console, error_line, set_quiet
@@ -39,12 +39,9 @@ Exit codes: 0 ok, 1 a check failed, 2 bad usage or input, 3 device unreachable.
 def handle_errors(verbose: bool):
     """Turn a user error into one red line with a hint and an exit code; keep tracebacks for bugs."""
 
-    def on_term(signum, frame):  # a kill during export: unwind so staging folders are removed
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        yield
+        with interrupts.handled():  # Ctrl-C or a kill during export: unwind so staging folders are removed
+            yield
     except EdgeshipError as e:
         if verbose:
             err_console().print_exception()
@@ -53,8 +50,6 @@ def handle_errors(verbose: bool):
     except KeyboardInterrupt:
         err_console().print("[red]interrupted[/]: nothing was written")
         sys.exit(130)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class EdgeshipGroup(SuggestingGroup):

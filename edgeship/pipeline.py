@@ -26,6 +26,7 @@ from edgeship.model import Model, TensorSpec
 from edgeship.quantize import Recipe, calibration, parse_recipes, recipe_search
 from edgeship.quantize.accuracy_aware import check_request, report_searches, search
 from edgeship.quantize.bias_correction import Plan as BiasPlan
+from edgeship.quantize.weight_rounding import Plan as RoundingPlan
 from edgeship.quantize.equalize import Plan as EqualizePlan
 from edgeship.quantize.recipes import refusal
 from edgeship.records import artifact_record, manifest_record
@@ -68,6 +69,7 @@ class ExportRequest:
     calibration: str | None = None  # --calibration: minmax|percentile|mse|entropy|auto (quantize/calibration.py)
     cle: str = "off"  # --cle off|on|auto: cross-layer equalization of a torch model (quantize/equalize.py)
     bias_correction: str = "off"  # --bias-correction off|on|auto (quantize/bias_correction.py)
+    weight_rounding: str = "nearest"  # --weight-rounding nearest|gptq|auto (quantize/weight_rounding.py)
 
 
 @dataclass
@@ -137,6 +139,9 @@ def export(req: ExportRequest) -> ExportResult:
     bias = None
     if req.bias_correction != "off" and any(r.needs_calibration for r in recipes):
         bias = BiasPlan(req.bias_correction, model, golden.inputs, golden.outputs, info)
+    rounding = None
+    if req.weight_rounding != "nearest" and any(r.needs_calibration for r in recipes):
+        rounding = RoundingPlan(req.weight_rounding, model, golden.inputs, golden.outputs, info)
     searches: dict[str, dict] = {}  # artifact file -> its accuracy-aware record
     found = None  # --quant auto: what the search kept for the current format
     autosearch = recipe_search.Search(calib, golden, req.metric, req.max_drop, req.calibration, options, info) \
@@ -152,6 +157,7 @@ def export(req: ExportRequest) -> ExportResult:
             plain_convert = route.load()
             for recipe in recipes:
                 convert = bias.wrap(plain_convert, route.target) if bias and recipe.needs_calibration else plain_convert
+                convert = rounding.wrap(convert, route.target) if rounding and recipe.needs_calibration else convert
                 convert = cle.wrap(convert, route.target) if cle and recipe.needs_calibration else convert
                 filename = f"{name}.{recipe.name}.{EXTENSIONS[route.target]}"
                 interrupts.raise_if_requested()  # a Ctrl-C/SIGTERM a finalizer swallowed stops here
@@ -203,6 +209,8 @@ def export(req: ExportRequest) -> ExportResult:
                     artifacts[-1]["cle"] = cle.records.get(filename) or next(reversed(cle.records.values()))
                 if bias and recipe.needs_calibration:
                     artifacts[-1]["bias_correction"] = bias.record_for(path) or next(reversed(bias.records.values()))
+                if rounding and recipe.needs_calibration:
+                    artifacts[-1]["weight_rounding"] = rounding.record_for(path)
                 if not smoke.check(writer.staging, artifacts[-1], golden):
                     failed.append(artifacts.pop())
         golden.save(writer.path(GOLDEN))

@@ -100,6 +100,7 @@ class ArtifactRecord(Record):
     calibration: dict | None = None  # --calibration: method, measured score, candidates (quantize/calibration.py)
     cle: dict | None = None  # --cle: cross-layer equalization applied, and the SNRs it was chosen on
     bias_correction: dict | None = None  # --bias-correction: layers corrected, shifts, and the SNRs it was chosen on
+    weight_rounding: dict | None = None  # --weight-rounding: GPTQ layers, output error ratio, the SNRs it was chosen on
     recipe_search: RecipeSearchRecord | None = None  # --quant auto: the search table (quantize/recipe_search.py)
 
 

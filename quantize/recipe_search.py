@@ -88,6 +88,9 @@ def check_flags(req) -> None:
     if req.bias_correction != "off":
         raise UnsupportedError("--quant auto and --bias-correction cannot be combined yet",
                                hint="drop --bias-correction")
+    if req.weight_rounding != "nearest":
+        raise UnsupportedError("--quant auto and --weight-rounding cannot be combined yet",
+                               hint="drop --weight-rounding")
     accuracy_aware.check_metric(req.metric)
 
 

@@ -72,10 +72,15 @@ def floats(text: str | None):
               help="Fold the output-mean shift that int8 weights cause in each conv/linear (measured on --calib, "
                    "layer by layer) into its bias, for calibrated recipes of a PyTorch model; auto keeps it only "
                    "where it raises the measured SNR. The fp32 artifact is never changed.")
+@click.option("--weight-rounding", type=click.Choice(["nearest", "gptq", "auto"]), default="nearest",
+              show_default=True,
+              help="How a PyTorch model's conv/linear weights are rounded onto the route's int8 grid for "
+                   "calibrated recipes: nearest (the route's own), gptq (each layer's output error minimised on "
+                   "--calib, GPTQ), or auto (both measured, the better weakest-output SNR kept).")
 @click.pass_context
 def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape,
             int8_io, calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr,
-            reference_device, max_drop, metric, calibration, cle, bias_correction):
+            reference_device, max_drop, metric, calibration, cle, bias_correction, weight_rounding):
     """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
 
     SOURCE is file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder.
@@ -90,6 +95,7 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
         input_shapes=[parse_input_shape(v) for v in input_shape], image=image, int8_io=int8_io, force=force,
         trust_source=trust_source, name=name, verbose=ctx.obj["verbose"], reference_device=reference_device,
         max_drop=max_drop, metric=metric, calibration=calibration, cle=cle, bias_correction=bias_correction,
+        weight_rounding=weight_rounding,
     )
     result = run_export(req)
     console().print(export_table(result.manifest))

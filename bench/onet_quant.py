@@ -48,7 +48,7 @@ def configs_for(target: str) -> list[tuple[str, str, str, bool, bool, bool]]:
     rows.append((f"int8 {default} + CLE", "int8", default, True, False, False))
     rows.append((f"int8 {default} + CLE + BC", "int8", default, True, True, False))
     rows.append((f"int8 {default} + GPTQ + BC", "int8", default, False, True, True))
-    if target in ("tflite", "onnx"):
+    if "int16x8" in get_route("torch", target).recipes:
         rows.append((f"int16x8 {default}", "int16x8", default, False, False, False))
         rows.append((f"int16x8 {default} + BC", "int16x8", default, False, True, False))
         rows.append((f"int16x8 {default} + GPTQ", "int16x8", default, False, False, True))

@@ -5,7 +5,8 @@ crops (examples/zoo/zoo_data.py:onet, the CLI's --calib) and measured on 64 othe
 same photos (held out); the weakest output is also scored on the calibration crops, which is what
 `edgeship export --calib examples/zoo/zoo_data.py:onet` keeps as golden vectors. Prints a Markdown table.
 
-  .venv/bin/python bench/onet_quant.py [--formats tflite,onnx,pte] [--only REGEX] [--out bench/ONET.md]
+  .venv/bin/python bench/onet_quant.py [--formats tflite,onnx,pte] [--only REGEX] [--calib-crops N]
+      [--out bench/ONET.md]
 """
 
 from __future__ import annotations
@@ -60,11 +61,14 @@ def main() -> None:
     ap.add_argument("--formats", default="tflite,onnx,pte")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--only", help="keep the configurations whose label matches this regex")
+    ap.add_argument("--calib-crops", type=int, default=zoo_data.SAMPLES,
+                    help="calibration crops (default: the zoo's 32, zoo_data.onet)")
     args = ap.parse_args()
     model = load_model(SOURCE)
-    calib_x = np.stack(list(zoo_data.onet()))
-    eval_x = zoo_data.face_crops(96, 48)[32:]  # same generator, the 64 crops after the calibration ones
-    calib = Dataset("zoo_data.onet", [calib_x], model.io.inputs)
+    n = args.calib_crops
+    crops = zoo_data.face_crops(n + 64, 48)  # one seeded generator: the first 32 are zoo_data.onet's
+    calib_x, eval_x = crops[:n], crops[n:]  # the 64 crops after the calibration ones are held out
+    calib = Dataset("zoo_data.onet" if n == zoo_data.SAMPLES else f"face_crops({n})", [calib_x], model.io.inputs)
     reference = model.run([eval_x])
     feeds = samples_of([eval_x])
     calib_reference, calib_feeds = model.run([calib_x]), samples_of([calib_x])
@@ -116,7 +120,7 @@ def main() -> None:
                 rows.append((target, label, f"{on_calib['snr_db']:.2f}", f"{s['snr_db']:.2f}", f"{box:.2f}",
                              f"{marks:.2f}", f"{prob:.2f}", f"{time.perf_counter() - t0:.0f}"))
                 print(" | ".join(rows[-1]), flush=True)
-    lines = [f"ONet (facenet-pytorch weights), calibrated on {len(calib_x)} face crops (zoo_data.onet), measured "
+    lines = [f"ONet (facenet-pytorch weights), calibrated on {len(calib_x)} face crops ({calib.name}), measured "
              f"on {len(eval_x)} held-out crops; CLE equalized {pairs} pairs; BC: bias correction "
              "(quantize/bias_correction.py) on the calibration crops; GPTQ: data-aware weight rounding (quantize/weight_rounding.py) on the "
              "calibration crops.", "",
@@ -128,6 +132,7 @@ def main() -> None:
     print(text)
     if args.out:
         only = f" --only '{args.only}'" if args.only else ""
+        only += f" --calib-crops {n}" if n != zoo_data.SAMPLES else ""
         args.out.write_text(f"# ONet's weakest output per recipe\n\n`.venv/bin/python bench/onet_quant.py "
                             f"--formats {args.formats}{only}`\n\n{text}\n")
 

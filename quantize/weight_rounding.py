@@ -31,7 +31,7 @@ from edgeship.quantize.either_way import convert_either_way
 MODES = ("nearest", "gptq", "auto")
 SAMPLES = 64  # calibration samples the Hessians are measured on
 DAMP = 0.01  # added to H's diagonal, as a fraction of its mean (GPTQ's percdamp)
-MAX_ROWS = 200_000  # input rows (samples x positions) per layer kept for H
+CHUNK = 8  # samples unfolded at a time while H is accumulated
 
 
 def round_weights(module, inputs: list[np.ndarray], qmax: int = 127):
@@ -50,13 +50,11 @@ def round_weights(module, inputs: list[np.ndarray], qmax: int = 127):
         for name, layer in layers:
             if _is_conv(layer) and (layer.groups != 1 or layer.padding_mode != "zeros"):
                 continue
-            x = _layer_input(model, layer, tensors)
-            rows = _rows(layer, x)
+            h = _hessian(layer, _layer_input(model, layer, tensors))
             w = layer.weight.detach().flatten(1).double()
-            q = gptq(w, rows, qmax)
+            q = gptq(w, h, qmax)
             rtn = _nearest(w, qmax)
-            err_q = float(((w - q) @ rows.T).norm())
-            err_rtn = float(((w - rtn) @ rows.T).norm())
+            err_q, err_rtn = _output_error(w - q, h), _output_error(w - rtn, h)
             if err_q >= err_rtn:  # never worse than the route's own rounding on these samples
                 q = rtn
             ratios.append(min(err_q, err_rtn) / max(err_rtn, 1e-30))
@@ -65,15 +63,15 @@ def round_weights(module, inputs: list[np.ndarray], qmax: int = 127):
                    "output_error_ratio": round(float(np.mean(ratios)), 4) if ratios else 1.0}
 
 
-def gptq(w, x, qmax: int):
-    """GPTQ rounding of w (out x d, float64) for inputs x (rows x d) onto scale = max|w_row| / qmax;
-    each row's largest |w| is kept (so the grid's scale is unchanged)."""
+def gptq(w, h, qmax: int):
+    """GPTQ rounding of w (out x d, float64) for the input Hessian h = X^T X (d x d) onto
+    scale = max|w_row| / qmax; each row's largest |w| is kept (so the grid's scale is unchanged)."""
     import torch
 
     out, d = w.shape
     absmax = w.abs().amax(1).clamp_min(1e-12)
     scale = (absmax / qmax)[:, None]
-    h = x.T @ x
+    h = h.clone()
     dead = torch.diag(h) == 0
     h[dead, dead] = 1.0
     h += DAMP * torch.diag(h).mean() * torch.eye(d, dtype=h.dtype)
@@ -102,20 +100,28 @@ def _nearest(w, qmax: int):
     return torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
 
 
-def _rows(layer, x):
-    """The layer's input as rows (samples x positions, d) matching weight.flatten(1)'s columns."""
+def _output_error(e, h) -> float:
+    """||E X|| from H = X^T X: sqrt(trace(E H E^T))."""
+    return float(((e @ h) * e).sum().clamp_min(0).sqrt())
+
+
+def _hessian(layer, x):
+    """H = X^T X (float64) of the layer's input rows (samples x positions, d), d matching
+    weight.flatten(1)'s columns; accumulated a few samples at a time."""
     import torch
 
-    if isinstance(layer, torch.nn.Linear):
-        rows = x.reshape(-1, x.shape[-1])
-    elif isinstance(layer, torch.nn.Conv2d):
-        rows = _unfold2d(layer, x)
-    else:  # Conv1d as a Conv2d of height 1
-        rows = _unfold1d(layer, x)
-    rows = rows.double()
-    if rows.shape[0] > MAX_ROWS:
-        rows = rows[torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(0))[:MAX_ROWS]]
-    return rows
+    d = layer.weight[0].numel()
+    h = torch.zeros(d, d, dtype=torch.float64)
+    for chunk in x.split(CHUNK):
+        if isinstance(layer, torch.nn.Linear):
+            rows = chunk.reshape(-1, chunk.shape[-1])
+        elif isinstance(layer, torch.nn.Conv2d):
+            rows = _unfold2d(layer, chunk)
+        else:  # Conv1d as a Conv2d of height 1
+            rows = _unfold1d(layer, chunk)
+        rows = rows.double()
+        h += rows.T @ rows
+    return h
 
 
 def _unfold2d(layer, x):

@@ -6,7 +6,10 @@ same photos (held out); the weakest output is also scored on the calibration cro
 `edgeship export --calib examples/zoo/zoo_data.py:onet` keeps as golden vectors. Prints a Markdown table.
 
   .venv/bin/python bench/onet_quant.py [--formats tflite,onnx,pte] [--only REGEX] [--calib-crops N]
-      [--out bench/ONET.md]
+      [--model onet|mobilenet_v2_torch] [--out bench/ONET.md]
+
+--model mobilenet_v2_torch runs the same rows on the zoo's torchvision MobileNetV2 (ImageNet crops),
+to see that what helps ONet does not lower another model.
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ from edgeship.quantize.equalize import equalize  # noqa: E402
 from edgeship.quantize.weight_rounding import round_weights  # noqa: E402
 from edgeship.sources import load_model  # noqa: E402
 
-SOURCE = str(ROOT / "examples/zoo/onet.py:build")
+MODELS = {  # name -> (source, crops(n): the zoo's preprocessing; the first 32 are zoo_data.<name>'s)
+    "onet": (str(ROOT / "examples/zoo/onet.py:build"), lambda n: zoo_data.face_crops(n, 48)),
+    "mobilenet_v2_torch": (str(ROOT / "examples/zoo/mobilenet_v2_torch.py:build"),
+                           lambda n: zoo_data.imagenet_photos(n, 128)),
+}
 
 
 def configs_for(target: str) -> list[tuple[str, str, str, bool, bool, bool]]:
@@ -61,14 +68,16 @@ def main() -> None:
     ap.add_argument("--formats", default="tflite,onnx,pte")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--only", help="keep the configurations whose label matches this regex")
+    ap.add_argument("--model", default="onet", choices=sorted(MODELS), help="a zoo model (default: onet)")
     ap.add_argument("--calib-crops", type=int, default=zoo_data.SAMPLES,
                     help="calibration crops (default: the zoo's 32, zoo_data.onet)")
     args = ap.parse_args()
-    model = load_model(SOURCE)
+    source, crops_of = MODELS[args.model]
+    model = load_model(source)
     n = args.calib_crops
-    crops = zoo_data.face_crops(n + 64, 48)  # one seeded generator: the first 32 are zoo_data.onet's
+    crops = crops_of(n + 64)  # one seeded generator: the first 32 are zoo_data.<model>'s
     calib_x, eval_x = crops[:n], crops[n:]  # the 64 crops after the calibration ones are held out
-    calib = Dataset("zoo_data.onet" if n == zoo_data.SAMPLES else f"face_crops({n})", [calib_x], model.io.inputs)
+    calib = Dataset(f"zoo_data.{args.model}" if n == zoo_data.SAMPLES else f"{n} crops", [calib_x], model.io.inputs)
     reference = model.run([eval_x])
     feeds = samples_of([eval_x])
     calib_reference, calib_feeds = model.run([calib_x]), samples_of([calib_x])
@@ -111,29 +120,29 @@ def main() -> None:
                 try:
                     convert(subject, get_recipe(recipe), calib, path, ConvertOptions(calibration=method))
                 except Exception as e:  # a route's failure is a row, not the end of the run
-                    rows.append((target, label, f"failed: {str(e).splitlines()[-1][:80]}", "", "", "", "", ""))
+                    rows.append((target, label, f"failed: {str(e).splitlines()[-1][:80]}", "", *[""] * len(reference), ""))
                     print(" | ".join(rows[-1]), flush=True)
                     continue
                 on_calib = score(calib_reference, run_artifact(path, target, calib_feeds))
                 s = score(reference, run_artifact(path, target, feeds))
-                box, marks, prob = s["snr_db_per_output"]
-                rows.append((target, label, f"{on_calib['snr_db']:.2f}", f"{s['snr_db']:.2f}", f"{box:.2f}",
-                             f"{marks:.2f}", f"{prob:.2f}", f"{time.perf_counter() - t0:.0f}"))
+                rows.append((target, label, f"{on_calib['snr_db']:.2f}", f"{s['snr_db']:.2f}",
+                             *(f"{v:.2f}" for v in s["snr_db_per_output"]), f"{time.perf_counter() - t0:.0f}"))
                 print(" | ".join(rows[-1]), flush=True)
-    lines = [f"ONet (facenet-pytorch weights), calibrated on {len(calib_x)} face crops ({calib.name}), measured "
+    lines = [f"{args.model}, calibrated on {len(calib_x)} crops ({calib.name}), measured "
              f"on {len(eval_x)} held-out crops; CLE equalized {pairs} pairs; BC: bias correction "
              "(quantize/bias_correction.py) on the calibration crops; GPTQ: data-aware weight rounding (quantize/weight_rounding.py) on the "
              "calibration crops.", "",
              "| format | configuration | weakest SNR dB, calibration crops (the CLI's golden) | weakest SNR dB, "
-             "held out | box (output_0), held out | landmarks (output_1) | prob (output_2) | export s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "held out | " + " | ".join(f"output_{k}, held out" for k in range(len(reference))) + " | export s |",
+             "|---|---|---:|---:|" + "---:|" * len(reference) + "---:|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     text = "\n".join(lines)
     print(text)
     if args.out:
         only = f" --only '{args.only}'" if args.only else ""
         only += f" --calib-crops {n}" if n != zoo_data.SAMPLES else ""
-        args.out.write_text(f"# ONet's weakest output per recipe\n\n`.venv/bin/python bench/onet_quant.py "
+        only += f" --model {args.model}" if args.model != "onet" else ""
+        args.out.write_text(f"# {args.model}: the weakest output per recipe\n\n`.venv/bin/python bench/onet_quant.py "
                             f"--formats {args.formats}{only}`\n\n{text}\n")
 
 

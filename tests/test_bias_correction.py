@@ -71,7 +71,7 @@ def test_auto_through_export_and_fp32_untouched(tmp_path):
     rec = arts["int8"]["bias_correction"]
     assert rec["mode"] == "auto" and rec["applied"] and rec["layers"] == 3
     assert rec["snr_db_with"] > rec["snr_db_without"] + 5, rec
-    assert rec["weight_qmax"] == 64  # onnxruntime's int8 keeps 7-bit weights
+    assert rec["weight_qmax"] == 127
     assert "bias_correction" not in arts["fp32"]
     plain = _export(tmp_path, "off", "off")
     assert "bias_correction" not in plain["int8"]

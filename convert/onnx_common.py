@@ -23,6 +23,7 @@ beside them), so the same model and data give the same bytes.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import logging
 import tempfile
@@ -49,8 +50,9 @@ def check_recipe(recipe, calib, source: str) -> None:
 
 
 def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: bool = False,
-                 calibration: str | None = None) -> tuple[str, list[str]]:
-    """Write `proto` (float32) quantized per `recipe` to out_path. Returns (route step, warnings)."""
+                 calibration: str | None = None, float_nodes: tuple[str, ...] = ()) -> tuple[str, list[str]]:
+    """Write `proto` (float32) quantized per `recipe` to out_path, the int8 recipe leaving
+    `float_nodes` (node names, see `layer_nodes`) in float. Returns (route step, warnings)."""
     import onnx
 
     notes = []
@@ -76,8 +78,8 @@ def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: b
             elif recipe.name == "int16x8":
                 result = _static(fp32, calib, Path(tmp), onnx, calibration, int16=True)
             else:
-                result, width = _static_int8(fp32, calib, Path(tmp), onnx, calibration)
-                step = f"quantize_static QDQ (per-channel int8 weights, {width}; float I/O)"
+                result, width = _static_int8(fp32, calib, Path(tmp), onnx, calibration, float_nodes)
+                step = f"quantize_static QDQ (per-channel {width}; float I/O)"
         except (ConversionError, InputError, UnsupportedError):
             raise
         except Exception as e:
@@ -102,7 +104,7 @@ def _dynamic(proto, tmp: Path, onnx):
 WIDTH_SAMPLES = 32  # calibration samples the 8-bit and 7-bit weight graphs are compared on
 
 
-def _static_int8(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None):
+def _static_int8(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, float_nodes=()):
     """int8 with whichever weight width (8 bits, or 7 with reduce_range) measures nearer the float
     graph on this machine's onnxruntime kernels. Returns (ModelProto, what was measured)."""
     import itertools
@@ -112,16 +114,16 @@ def _static_int8(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = N
     tried = {}
     for bits in (8, 7):
         path = tmp / f"int8-w{bits}.onnx"
-        write(_static(fp32, calib, tmp, onnx, calibration, reduce_range=bits == 7), path)
+        write(_static(fp32, calib, tmp, onnx, calibration, reduce_range=bits == 7, float_nodes=float_nodes), path)
         tried[bits] = score(reference, run_artifact(path, "onnx", samples))["snr_db"]
     bits = max(tried, key=lambda b: (tried[b], b))
-    width = (f"{bits}-bit weights: {tried[bits]:.1f} dB against {tried[15 - bits]:.1f} dB with {15 - bits}-bit "
-             f"on {len(samples)} calibration samples")
+    width = (f"{bits}-bit weights: {tried[bits]:.1f} dB, {15 - bits}-bit: {tried[15 - bits]:.1f} dB on "
+             f"{len(samples)} calibration samples")
     return onnx.load(str(tmp / f"int8-w{bits}.onnx")), width
 
 
 def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, int16: bool = False,
-            reduce_range: bool = False):
+            reduce_range: bool = False, float_nodes=()):
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -141,8 +143,33 @@ def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, 
         extra = {**extra, "UseQDQContribOps": True}
     quantize_static(str(fp32), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt16 if int16 else QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=method, reduce_range=reduce_range and not int16, extra_options=extra)
+                    calibrate_method=method, reduce_range=reduce_range and not int16, extra_options=extra,
+                    nodes_to_exclude=list(float_nodes))
     return onnx.load(str(dst))
+
+
+def layer_nodes(proto, layers) -> tuple[str, ...]:
+    """The nodes of `proto` that belong to the named torch layers (convert/layers.py: 'fragile',
+    'features.3'), read from the module scopes torch.onnx's dynamo exporter writes on each node
+    (metadata 'pkg.torch.onnx.name_scopes': ['', 'features', 'features.3', ..., op]). A layer
+    with no node is an error naming the layers the graph has."""
+    wanted = set(layers)
+    found: dict[str, list[str]] = {name: [] for name in wanted}
+    scoped = set()
+    for node in proto.graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+        if scopes is None:
+            continue
+        names = ast.literal_eval(scopes)[:-1]  # a Python list's repr; the last one is the op
+        scoped.update(n for n in names if n)
+        for name in wanted.intersection(names):
+            found[name].append(node.name)
+    missing = sorted(n for n, nodes in found.items() if not nodes)
+    if missing:
+        raise InputError(f"no node of the .onnx graph belongs to layer(s) {', '.join(missing)}"
+                         + ("" if scoped else " (the graph carries no module scopes: the TorchScript exporter made it)"),
+                         hint=f"layers the graph has: {', '.join(sorted(scoped)[:12]) or 'none'}")
+    return tuple(n for nodes in found.values() for n in nodes)
 
 
 def write(proto, path: Path) -> None:

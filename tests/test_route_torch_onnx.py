@@ -96,7 +96,7 @@ def test_int8_qdq_per_channel_keeps_accuracy(artifacts, reference, torch_digits)
                          if t["dtype"] == "int8" and t["quantization"] and isinstance(t["quantization"]["scale"], list))
     assert 16 in per_channel and 32 in per_channel  # the two conv layers' filters
     assert path.stat().st_size < 0.4 * artifacts["fp32"][0].stat().st_size
-    kept, kept_db, other_db, other = re.search(r"(\d)-bit weights: ([\d.-]+) dB against ([\d.-]+) dB with (\d)-bit",
+    kept, kept_db, other, other_db = re.search(r"(\d)-bit weights: ([\d.-]+) dB, (\d)-bit: ([\d.-]+) dB",
                                                result.route).groups()
     assert {kept, other} == {"8", "7"} and float(kept_db) >= float(other_db)
     assert _widest_weight(path) == (127 if kept == "8" else 64)  # what the file holds, read with onnx itself

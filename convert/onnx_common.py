@@ -150,25 +150,29 @@ def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, 
 
 def layer_nodes(proto, layers) -> tuple[str, ...]:
     """The nodes of `proto` that belong to the named torch layers (convert/layers.py: 'fragile',
-    'features.3'), read from the module scopes torch.onnx's dynamo exporter writes on each node
-    (metadata 'pkg.torch.onnx.name_scopes': ['', 'features', 'features.3', ..., op]). A layer
-    with no node is an error naming the layers the graph has."""
+    'features.3'). Two marks say where a node came from: the module scopes torch.onnx's dynamo
+    exporter writes on it (metadata 'pkg.torch.onnx.name_scopes': ['', 'features', 'features.3',
+    ..., op]), and the names of the weights it reads ('features.3.conv.weight'), which survive the
+    exporter's conv + BatchNorm fusion (the fused Conv is scoped to the BatchNorm). A layer with no
+    node is an error naming the layers the graph has."""
+    weights = {t.name for t in proto.graph.initializer}
     wanted = set(layers)
     found: dict[str, list[str]] = {name: [] for name in wanted}
-    scoped = set()
+    known = set()
     for node in proto.graph.node:
         scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
-        if scopes is None:
-            continue
-        names = ast.literal_eval(scopes)[:-1]  # a Python list's repr; the last one is the op
-        scoped.update(n for n in names if n)
+        names = set(ast.literal_eval(scopes)[:-1]) if scopes else set()  # a list's repr; the last one is the op
+        for w in (i for i in node.input if i in weights):
+            parts = w.split(".")
+            names.update(".".join(parts[:k]) for k in range(1, len(parts)))
+        names.discard("")
+        known.update(names)
         for name in wanted.intersection(names):
             found[name].append(node.name)
     missing = sorted(n for n, nodes in found.items() if not nodes)
     if missing:
-        raise InputError(f"no node of the .onnx graph belongs to layer(s) {', '.join(missing)}"
-                         + ("" if scoped else " (the graph carries no module scopes: the TorchScript exporter made it)"),
-                         hint=f"layers the graph has: {', '.join(sorted(scoped)[:12]) or 'none'}")
+        raise InputError(f"no node of the .onnx graph belongs to layer(s) {', '.join(missing)}",
+                         hint=f"layers the graph has: {', '.join(sorted(known)[:12]) or 'none'}")
     return tuple(n for nodes in found.values() for n in nodes)
 
 

@@ -65,3 +65,29 @@ def test_a_layer_the_graph_lacks_is_named(tmp_path):
     with pytest.raises(InputError, match="layer\\(s\\) fragil\\b") as e:
         layer_nodes(proto, ["fragil"])
     assert "fragile" in e.value.hint
+
+
+def test_a_conv_fused_with_its_batchnorm_is_found_by_its_weight():
+    """The exporter folds BatchNorm into the conv and scopes the fused Conv to the BatchNorm: the
+    conv layer is found through the weight it reads."""
+    import torch
+
+    from edgeship.convert.onnx_common import layer_nodes
+    from edgeship.convert.torch_onnx import export_float
+    from edgeship.sources import model_from_torch
+
+    class ConvBN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+            self.bn = torch.nn.BatchNorm2d(4)
+            self.fc = torch.nn.Linear(4 * 6 * 6, 10)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+    model = model_from_torch(ConvBN().eval(), (torch.zeros(1, 1, 8, 8),), "convbn", "test", None)
+    proto, _, _ = export_float(model)
+    conv_nodes = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert len(conv_nodes) == 1 and "bn" in str(list(conv_nodes[0].metadata_props))  # fused, scoped to bn
+    assert layer_nodes(proto, ["conv"]) == (conv_nodes[0].name,)

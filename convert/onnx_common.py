@@ -6,13 +6,16 @@ onnxruntime's quantization tools, one self-contained file out.
                 by Cast nodes at the boundary
   dynamic-int8  quantize_dynamic: per-channel int8 weights, activations quantized at run time
                 (ConvInteger / MatMulInteger)
-  int8          quantize_static, QDQ format: per-channel int8 weights in 7 bits (reduce_range),
-                int8 activations with MinMax ranges from the calibration data (the same samples
-                the other formats use); float inputs and outputs. reduce_range because
-                onnxruntime's int8 kernels saturate on x86 CPUs without VNNI (AVX2's VPMADDUBSW
-                sums pairs of 8-bit products into int16): on the digits CNN, run on this AVX2 host,
-                full 8-bit weights gave 20.2 dB SNR with the kernels and 41.0 dB with the same QDQ
-                graph run unfused; 7-bit weights gave 37.1 dB either way
+  int8          quantize_static, QDQ format: per-channel int8 weights, int8 activations with
+                MinMax ranges from the calibration data (the same samples the other formats use);
+                float inputs and outputs. The weights' width is measured, not assumed: the graph
+                is quantized with full 8-bit weights and with 7-bit ones (reduce_range), both run
+                through onnxruntime's own kernels on the first calibration samples, and the one
+                whose weakest output is nearer the float graph is kept (8-bit on a tie). 7-bit
+                exists because onnxruntime's int8 kernels can saturate on x86 CPUs without VNNI
+                (AVX2's VPMADDUBSW sums pairs of 8-bit products into int16): an earlier digits CNN
+                gave 20.2 dB with 8-bit weights and 37.1 dB with 7-bit. On ImageNet-trained
+                EfficientNet-Lite0 it is the other way: 15.3 dB with 8-bit, 8.5 dB with 7-bit.
 
 Files are written with deterministic protobuf serialization and weights inline (no .onnx.data
 beside them), so the same model and data give the same bytes.
@@ -20,6 +23,7 @@ beside them), so the same model and data give the same bytes.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import logging
 import tempfile
@@ -29,13 +33,13 @@ from pathlib import Path
 from edgeship.console import track
 from edgeship.convert import ROUTES, int4_weight
 from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
-from edgeship.quantize.calibration import ort_calibration
+from edgeship.quantize.calibration import ort_calibration, run_artifact, score
 
 STEPS = {
     "fp32": "float32",
     "fp16": "float16 (float32 I/O)",
     "dynamic-int8": "quantize_dynamic (per-channel int8 weights)",
-    "int8": "quantize_static QDQ (per-channel 7-bit weights, reduce_range; float I/O)",
+    "int8": "quantize_static QDQ (per-channel int8 weights; float I/O)",
     "int16x8": "quantize_static QDQ (int16 activations, per-channel int8 weights; float I/O)",
     "int4-weight": "MatMulNBitsQuantizer (4-bit weights in blocks of 32, int8 activations in the kernel)",
 }
@@ -46,11 +50,13 @@ def check_recipe(recipe, calib, source: str) -> None:
 
 
 def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: bool = False,
-                 calibration: str | None = None) -> tuple[str, list[str]]:
-    """Write `proto` (float32) quantized per `recipe` to out_path. Returns (route step, warnings)."""
+                 calibration: str | None = None, float_nodes: tuple[str, ...] = ()) -> tuple[str, list[str]]:
+    """Write `proto` (float32) quantized per `recipe` to out_path, the int8 recipe leaving
+    `float_nodes` (node names, see `layer_nodes`) in float. Returns (route step, warnings)."""
     import onnx
 
     notes = []
+    step = STEPS[recipe.name]
     if int8_io:
         notes.append("int8 I/O is not available on .onnx: onnxruntime's QDQ artifacts keep float inputs and outputs"
                      if recipe.name == "int8" else
@@ -69,15 +75,18 @@ def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: b
                 result = _dynamic(proto, Path(tmp), onnx)
             elif recipe.name == "int4-weight":
                 result, _ = int4_weight.onnx_matmul_nbits(proto)
+            elif recipe.name == "int16x8":
+                result = _static(fp32, calib, Path(tmp), onnx, calibration, int16=True)
             else:
-                result = _static(fp32, calib, Path(tmp), onnx, calibration, int16=recipe.name == "int16x8")
+                result, width = _static_int8(fp32, calib, Path(tmp), onnx, calibration, float_nodes)
+                step = f"quantize_static QDQ (per-channel {width}; float I/O)"
         except (ConversionError, InputError, UnsupportedError):
             raise
         except Exception as e:
             raise ConversionError(f"onnxruntime {recipe.name} quantization failed: {error_line(e, with_type=True)}") from None
         write(result, out_path)
     trial_load(out_path)
-    return STEPS[recipe.name], notes
+    return step, notes
 
 
 def _dynamic(proto, tmp: Path, onnx):
@@ -92,7 +101,29 @@ def _dynamic(proto, tmp: Path, onnx):
     return onnx.load(str(dst))
 
 
-def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, int16: bool = False):
+WIDTH_SAMPLES = 32  # calibration samples the 8-bit and 7-bit weight graphs are compared on
+
+
+def _static_int8(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, float_nodes=()):
+    """int8 with whichever weight width (8 bits, or 7 with reduce_range) measures nearer the float
+    graph on this machine's onnxruntime kernels. Returns (ModelProto, what was measured)."""
+    import itertools
+
+    samples = list(itertools.islice(calib.samples(), WIDTH_SAMPLES))
+    reference = run_artifact(fp32, "onnx", samples)
+    tried = {}
+    for bits in (8, 7):
+        path = tmp / f"int8-w{bits}.onnx"
+        write(_static(fp32, calib, tmp, onnx, calibration, reduce_range=bits == 7, float_nodes=float_nodes), path)
+        tried[bits] = score(reference, run_artifact(path, "onnx", samples))["snr_db"]
+    bits = max(tried, key=lambda b: (tried[b], b))
+    width = (f"{bits}-bit weights: {tried[bits]:.1f} dB, {15 - bits}-bit: {tried[15 - bits]:.1f} dB on "
+             f"{len(samples)} calibration samples")
+    return onnx.load(str(tmp / f"int8-w{bits}.onnx")), width
+
+
+def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, int16: bool = False,
+            reduce_range: bool = False, float_nodes=()):
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -112,8 +143,37 @@ def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, 
         extra = {**extra, "UseQDQContribOps": True}
     quantize_static(str(fp32), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt16 if int16 else QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=method, reduce_range=not int16, extra_options=extra)
+                    calibrate_method=method, reduce_range=reduce_range and not int16, extra_options=extra,
+                    nodes_to_exclude=list(float_nodes))
     return onnx.load(str(dst))
+
+
+def layer_nodes(proto, layers) -> tuple[str, ...]:
+    """The nodes of `proto` that belong to the named torch layers (convert/layers.py: 'fragile',
+    'features.3'). Two marks say where a node came from: the module scopes torch.onnx's dynamo
+    exporter writes on it (metadata 'pkg.torch.onnx.name_scopes': ['', 'features', 'features.3',
+    ..., op]), and the names of the weights it reads ('features.3.conv.weight'), which survive the
+    exporter's conv + BatchNorm fusion (the fused Conv is scoped to the BatchNorm). A layer with no
+    node is an error naming the layers the graph has."""
+    weights = {t.name for t in proto.graph.initializer}
+    wanted = set(layers)
+    found: dict[str, list[str]] = {name: [] for name in wanted}
+    known = set()
+    for node in proto.graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+        names = set(ast.literal_eval(scopes)[:-1]) if scopes else set()  # a list's repr; the last one is the op
+        for w in (i for i in node.input if i in weights):
+            parts = w.split(".")
+            names.update(".".join(parts[:k]) for k in range(1, len(parts)))
+        names.discard("")
+        known.update(names)
+        for name in wanted.intersection(names):
+            found[name].append(node.name)
+    missing = sorted(n for n, nodes in found.items() if not nodes)
+    if missing:
+        raise InputError(f"no node of the .onnx graph belongs to layer(s) {', '.join(missing)}",
+                         hint=f"layers the graph has: {', '.join(sorted(known)[:12]) or 'none'}")
+    return tuple(n for nodes in found.values() for n in nodes)
 
 
 def write(proto, path: Path) -> None:

@@ -24,11 +24,14 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
         raise UnsupportedError(f"the torch -> onnx route takes a PyTorch module or .pt2, not a '{model.kind}' model")
     common.check_recipe(recipe, calib, "torch")
     proto, exporter, notes = export_float(model, options.verbose)
+    float_nodes = common.layer_nodes(proto, options.float_layers) if recipe.name == "int8" and options.float_layers \
+        else ()
     step, more = common.apply_recipe(proto, recipe, calib, Path(out_path), options.int8_io, options.verbose,
-                                       calibration=options.calibration)
+                                       calibration=options.calibration, float_nodes=float_nodes)
     import torch
 
-    return ConvertResult(route=f"{exporter} -> {step} -> .onnx", tools={"torch": torch.__version__,
+    kept = f", kept float: {', '.join(options.float_layers)}" if float_nodes else ""
+    return ConvertResult(route=f"{exporter} -> {step}{kept} -> .onnx", tools={"torch": torch.__version__,
                          **common.versions("onnxscript")}, delegation=None, warnings=notes + more)
 
 

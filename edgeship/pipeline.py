@@ -68,7 +68,8 @@ class ExportRequest:
     model_sha256: str | None = None  # its weights' hash, in place of the source file's
     calibration: str | None = None  # --calibration: minmax|percentile|mse|entropy|auto (quantize/calibration.py)
     cle: str = "off"  # --cle off|on|auto: cross-layer equalization of a torch model (quantize/equalize.py)
-    bias_correction: str = "off"  # --bias-correction off|on|auto (quantize/bias_correction.py)
+    bias_correction: str = "auto"  # --bias-correction off|on|auto (quantize/bias_correction.py); auto skips
+    # sources that are not an nn.Module
     weight_rounding: str = "nearest"  # --weight-rounding nearest|gptq|auto (quantize/weight_rounding.py)
 
 
@@ -137,7 +138,8 @@ def export(req: ExportRequest) -> ExportResult:
     if req.cle != "off" and any(r.needs_calibration for r in recipes):
         cle = EqualizePlan(req.cle, model, golden.inputs, golden.outputs, info)
     bias = None
-    if req.bias_correction != "off" and any(r.needs_calibration for r in recipes):
+    if req.bias_correction != "off" and any(r.needs_calibration for r in recipes) and \
+            (req.bias_correction == "on" or model.kind == "torch-module"):
         bias = BiasPlan(req.bias_correction, model, golden.inputs, golden.outputs, info)
     rounding = None
     if req.weight_rounding != "nearest" and any(r.needs_calibration for r in recipes):

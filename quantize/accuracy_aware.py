@@ -14,7 +14,8 @@ keep and the budget is still missed, the best artifact found is written and the 
 
 Routes: torch -> .pte and torch -> .tflite (the route's PT2E quantizer, XNNPACKQuantizer or
 litert-torch's, with the float layers skipped by a node filter; ranked on the PT2E graph simulated
-on the host), Keras -> .pte (the same, in the route's torch-backend child process, where each Keras
+on the host), torch -> .onnx (onnxruntime's quantize_static with the layers' nodes excluded, found
+by the exporter's module scopes; ranked as for .pte), Keras -> .pte (the same, in the route's torch-backend child process, where each Keras
 layer runs under a torch module of its own name) and Keras -> .tflite (TF's quantization debugger
 with denylisted nodes; ranked on the int8 vs fp32 .tflite's intermediate tensors).
 """
@@ -35,11 +36,12 @@ from edgeship.errors import CheckFailed, InputError, UnsupportedError, suggest
 from edgeship.metrics import cosine, snr_db
 from edgeship.quantize.rankers import fp32_twin, ranker_for
 from edgeship.runtime.standalone import executorch as pte_runner
+from edgeship.runtime.standalone import onnx as onnx_runner
 from edgeship.runtime.standalone import tflite as tflite_runner
 from edgeship.runtime.standalone.timing import measure
 
 METRICS = ("top1", "cosine", "snr")
-SUPPORTED = {("torch", "pte"), ("torch", "tflite"), ("keras", "tflite"), ("keras", "pte")}
+SUPPORTED = {("torch", "pte"), ("torch", "tflite"), ("torch", "onnx"), ("keras", "tflite"), ("keras", "pte")}
 RANK_SAMPLES = 64  # samples the per-layer ranking runs over
 LATENCY_RUNS = 50
 
@@ -50,7 +52,8 @@ def check_supported(framework: str, target: str, kind: str, metric: str) -> None
         raise UnsupportedError(
             f"accuracy-aware int8 (--max-drop) is not available on {framework} -> {target}"
             + (" from a SavedModel" if kind == "savedmodel" else ""),
-            hint="it runs on torch and Keras (.keras/.h5) models, to pte and tflite; pass --to accordingly",
+            hint="it runs on torch models (to pte, tflite and onnx) and Keras (.keras/.h5) models (to pte and "
+                 "tflite); pass --to accordingly",
         )
 
 
@@ -192,7 +195,7 @@ def task_drop(task, golden, outputs: list[np.ndarray]) -> float:
 
 
 def _runner(path: Path, target: str):
-    module = tflite_runner if target == "tflite" else pte_runner
+    module = {"tflite": tflite_runner, "onnx": onnx_runner}.get(target, pte_runner)
     with quiet_native_output():
         return module.Runner(str(path), None, threads=1)
 

@@ -10,8 +10,8 @@ correction is
 
 per output channel, measured on calibration samples, and added to the layer's bias (one is
 created where there is none). The simulated model quantizes what the converters quantize: the
-weights symmetric per output channel (the route's weight range: int8 [-127, 127]; onnxruntime's
-int8 keeps 7-bit weights, [-64, 64]), and each conv/linear's input per tensor with min-max ranges
+weights symmetric per output channel (int8 [-127, 127]; onnxruntime's int8 route falls back to
+7-bit weights only where they measure better, and auto then compares with and without), and each conv/linear's input per tensor with min-max ranges
 (int8, or int16 for int16x8). It runs once over the samples with a hook on each layer: when layer i
 runs, layers < i have already been corrected (their hooks added their delta to what flows on), so
 the correction is sequential in one pass. BatchNorm is folded into the convolution first, as the
@@ -37,7 +37,7 @@ SAMPLES = 64  # calibration samples the shifts are measured on (means over batch
 
 def weight_qmax(target: str, recipe: str) -> int:
     """The largest integer of the route's symmetric per-channel weight range."""
-    return 64 if target == "onnx" and recipe == "int8" else 127  # onnxruntime int8: reduce_range
+    return 127  # onnxruntime's int8 keeps 7-bit weights only where it measures better (convert/onnx_common.py)
 
 
 def correct(module, inputs: list[np.ndarray], qmax: int = 127, act_bits: int = 8):
@@ -221,6 +221,8 @@ class Plan:
 
     def wrap(self, convert, target: str):
         def converted(model, recipe, calib, out_path, options):
+            if not recipe.needs_calibration:  # fp32/fp16 (the recipe search's fp16 candidate): never rewritten
+                return convert(model, recipe, calib, out_path, options)
             out_path = Path(out_path)
             fixed, record = self.corrected(model, calib, target, recipe.name)
             record = {"mode": self.mode, **record}

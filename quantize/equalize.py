@@ -165,6 +165,8 @@ class Plan:
 
     def wrap(self, convert, target: str):
         def converted(model, recipe, calib, out_path, options):
+            if not recipe.needs_calibration:  # fp32/fp16 (the recipe search's fp16 candidate): never rewritten
+                return convert(model, recipe, calib, out_path, options)
             out_path = Path(out_path)
             if self.mode == "on" or self.pairs == 0:
                 result = convert(self.equalized, recipe, calib, out_path, options)

@@ -32,6 +32,8 @@ TORCH_TFLITE_NOTE = ("the .tflite's int8 graph simulated on the host: litert-tor
                      "vs the float graph in torch (the converter renames its tensors, so they are not matched)")
 PTE_NOTE = ("the .pte's int8 graph simulated on the host: PT2E fake-quant (q/dq) graph vs the float graph in "
             "torch; the ExecuTorch runtime exposes no intermediate tensors")
+ONNX_NOTE = ("the .onnx's int8 graph approximated on the host: a symmetric per-channel PT2E fake-quant (q/dq) graph "
+             "vs the float graph in torch, as onnxruntime's QDQ quantizes; its kernels are not run layer by layer")
 TFLITE_NOTE = "int8 .tflite intermediate tensors vs the fp32 .tflite of the same route (LiteRT, dequantized)"
 
 

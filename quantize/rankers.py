@@ -6,7 +6,8 @@ accuracy-aware mode (which keeps the worst in float) and `edgeship diff` (which 
     ranker.rank(kept, artifact)           # [LayerError], worst first, with KEPT left in float
     ranker.note                           # what was compared, in words
 
-torch -> .pte / .tflite: the route's PT2E int8 graph simulated on the host; Keras -> .pte: the
+torch -> .pte / .tflite: the route's PT2E int8 graph simulated on the host (torch -> .onnx: the
+.pte's symmetric per-channel graph, as onnxruntime's QDQ quantizes); Keras -> .pte: the
 same under Keras' torch backend, in the route's child process; Keras -> .tflite: the int8
 artifact's intermediate tensors against the fp32 artifact of the same route.
 """
@@ -23,6 +24,7 @@ from edgeship.convert.layers import keras_layers, torch_graph_layers
 from edgeship.convert.torch_common import program_of
 from edgeship.errors import UnsupportedError
 from edgeship.quantize.layer_error import (
+    ONNX_NOTE,
     PTE_NOTE,
     TFLITE_NOTE,
     TORCH_TFLITE_NOTE,
@@ -33,12 +35,12 @@ from edgeship.quantize.recipes import get_recipe
 
 
 class TorchRanker:
-    """torch -> pte|tflite: the route's PT2E graph with the kept layers in float, simulated on the host."""
+    """torch -> pte|tflite|onnx: the route's PT2E graph with the kept layers in float, simulated on the host."""
 
     def __init__(self, model, calib, feeds, target: str):
         self.program, self.examples = program_of(model)
         self.calib, self.feeds, self.target = calib, feeds, target
-        self.note = PTE_NOTE if target == "pte" else TORCH_TFLITE_NOTE
+        self.note = {"pte": PTE_NOTE, "onnx": ONNX_NOTE}.get(target, TORCH_TFLITE_NOTE)
 
     def layers(self) -> list[str]:
         return [n for n, _, _ in torch_graph_layers(self.program.graph_module)]

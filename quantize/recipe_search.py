@@ -83,11 +83,6 @@ def check_flags(req) -> None:
                          hint="pass --eval DATA (e.g. --eval digits:test)")
     if req.int8_io:
         raise UnsupportedError("--quant auto and --int8-io cannot be combined yet", hint="drop --int8-io")
-    if req.cle != "off":
-        raise UnsupportedError("--quant auto and --cle cannot be combined yet", hint="drop --cle")
-    if req.bias_correction != "off":
-        raise UnsupportedError("--quant auto and --bias-correction cannot be combined yet",
-                               hint="drop --bias-correction")
     if req.weight_rounding != "nearest":
         raise UnsupportedError("--quant auto and --weight-rounding cannot be combined yet",
                                hint="drop --weight-rounding")

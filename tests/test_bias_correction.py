@@ -71,11 +71,25 @@ def test_auto_through_export_and_fp32_untouched(tmp_path):
     rec = arts["int8"]["bias_correction"]
     assert rec["mode"] == "auto" and rec["applied"] and rec["layers"] == 3
     assert rec["snr_db_with"] > rec["snr_db_without"] + 5, rec
-    assert rec["weight_qmax"] == 64  # onnxruntime's int8 keeps 7-bit weights
+    assert rec["weight_qmax"] == 127
     assert "bias_correction" not in arts["fp32"]
     plain = _export(tmp_path, "off", "off")
     assert "bias_correction" not in plain["int8"]
     assert plain["fp32"]["sha256"] == arts["fp32"]["sha256"]  # the fp32 artifact: the same bytes
+
+
+def test_auto_is_the_default_for_a_module_and_skips_an_exported_program(torch_digits_pt2, tmp_path):
+    out = tmp_path / "module"
+    r = CliRunner().invoke(cli, ["export", PLANTED, "--to", "onnx", "--quant", "int8", "--calib", "digits:train",
+                                 "--eval", "digits:test", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((out / "manifest.json").read_text())["artifacts"][0]["bias_correction"]
+    assert rec["mode"] == "auto" and rec["applied"] and rec["snr_db_with"] > rec["snr_db_without"]
+    out = tmp_path / "pt2"  # a .pt2 has no nn.Module to rewrite: the default export goes on without it
+    r = CliRunner().invoke(cli, ["export", torch_digits_pt2.source, "--to", "onnx", "--quant", "int8", "--calib",
+                                 "digits:train", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "bias_correction" not in json.loads((out / "manifest.json").read_text())["artifacts"][0]
 
 
 def test_refuses_an_exported_program(torch_digits_pt2, tmp_path):

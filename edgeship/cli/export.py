@@ -68,10 +68,11 @@ def floats(text: str | None):
 @click.option("--cle", type=click.Choice(["off", "on", "auto"]), default="off", show_default=True,
               help="Cross-layer equalization of a PyTorch model's conv -> ReLU/ReLU6 -> conv pairs before int8 "
                    "(same float function); auto keeps it only where it raises the measured SNR.")
-@click.option("--bias-correction", type=click.Choice(["off", "on", "auto"]), default="off", show_default=True,
+@click.option("--bias-correction", type=click.Choice(["off", "on", "auto"]), default="auto", show_default=True,
               help="Fold the output-mean shift that int8 weights cause in each conv/linear (measured on --calib, "
-                   "layer by layer) into its bias, for calibrated recipes of a PyTorch model; auto keeps it only "
-                   "where it raises the measured SNR. The fp32 artifact is never changed.")
+                   "layer by layer) into its bias, for calibrated recipes of a PyTorch nn.Module; auto (the "
+                   "default) converts with and without and keeps the higher measured SNR, and skips other "
+                   "sources. The fp32 artifact is never changed.")
 @click.option("--weight-rounding", type=click.Choice(["nearest", "gptq", "auto"]), default="nearest",
               show_default=True,
               help="How a PyTorch model's conv/linear weights are rounded onto the route's int8 grid for "

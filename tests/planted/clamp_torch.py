@@ -13,7 +13,7 @@ step is 6 / 255."""
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from edgeship.demo_models import fit_on_digits
 

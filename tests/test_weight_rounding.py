@@ -94,3 +94,12 @@ def test_refuses_a_model_it_cannot_rewrite():
     keras_model = SimpleNamespace(kind="keras-model", name="net")
     with pytest.raises(UnsupportedError, match="rewrites a PyTorch nn.Module"):
         Plan("gptq", keras_model, [], [])
+
+
+def test_quant_auto_with_weight_rounding_is_one_line_exit_2(tmp_path):
+    r = CliRunner().invoke(cli, ["export", PLANTED, "--to", "onnx", "--quant", "auto", "--max-drop", "1",
+                                 "--calib", "digits:train", "--eval", "digits:test", "--weight-rounding", "gptq",
+                                 "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2, r.output
+    assert "--quant auto and --weight-rounding cannot be combined yet" in " ".join(r.output.split())
+    assert "Traceback" not in r.output and not (tmp_path / "b").exists()

@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--formats", default="pte")
     ap.add_argument("--calibration", default="mse", help="one method for every format, or auto (slower)")
     ap.add_argument("--max-drop", type=float, default=1.0)
-    ap.add_argument("--bias-correction", default="off", choices=("off", "on", "auto"))
+    ap.add_argument("--bias-correction", default="auto", choices=("off", "on", "auto"))
     ap.add_argument("--cle", default="off", choices=("off", "on", "auto"))
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()

@@ -10,10 +10,18 @@ converter sees each one between a dequantize and a quantize and emits its int8 k
 
 from __future__ import annotations
 
+from edgeship.convert.layers import is_compute
+
 # ATen ops LiteRT runs in int8 (ADD, MUL, SUB, CONCATENATION, MEAN, PRELU, MAXIMUM/MINIMUM,
 # RELU, HARD_SWISH, ...), by name: their tensor inputs and outputs get int8 activation specs
 INT8_OPS = ("add", "mul", "sub", "neg", "cat", "mean", "prelu", "relu", "hardtanh", "hardswish", "maximum", "minimum",
             "avg_pool2d", "adaptive_avg_pool2d")
+# Clamps after a layer kept float (accuracy-aware int8): quantizing their input with the float
+# layer's raw range would make the converter fuse the clamp into the float conv and quantize the
+# clamped output with that wide range (EfficientNet-Lite0 with its stem conv float: 5 dB SNR)
+CLAMPS = ("relu", "hardtanh")
+PASS_THROUGH = ("_native_batch_norm_legit_no_training", "batch_norm", "view", "reshape", "flatten", "permute",
+                "clone", "contiguous")
 
 
 def annotate_remaining(gm, quantization_config, filter_fn=None) -> int:
@@ -40,6 +48,8 @@ def annotate_remaining(gm, quantization_config, filter_fn=None) -> int:
                 continue
             if node.target._opname == "prelu" and i == 1:
                 continue  # PReLU's alpha: a constant the converter quantizes with the weights
+            if node.target._opname in CLAMPS and _behind_float_layer(arg, filter_fn):
+                continue  # a clamp behind a float layer: it runs in float, only its output is quantized
             arg_val = arg.meta.get("val")
             if isinstance(arg_val, torch.Tensor) and arg_val.is_floating_point():
                 qmap[arg] = act_in
@@ -47,6 +57,17 @@ def annotate_remaining(gm, quantization_config, filter_fn=None) -> int:
             input_qspec_map=qmap, output_qspec=act_out, _annotated=True)
         done += 1
     return done
+
+
+def _behind_float_layer(node, filter_fn) -> bool:
+    """Whether `node`'s value comes from a conv/linear the filter keeps float, through ops that
+    only pass it on (BatchNorm, getitem, views)."""
+    import operator
+
+    while node.op == "call_function" and (node.target is operator.getitem or
+                                          getattr(node.target, "_opname", None) in PASS_THROUGH):
+        node = node.args[0]
+    return filter_fn is not None and is_compute(node) and not filter_fn(node)
 
 
 def prelu_as_int8_ops(gm) -> int:

@@ -138,8 +138,11 @@ def export(req: ExportRequest) -> ExportResult:
     if req.cle != "off" and any(r.needs_calibration for r in recipes):
         cle = EqualizePlan(req.cle, model, golden.inputs, golden.outputs, info)
     bias = None
+    # auto skips what bias correction cannot run on: not an nn.Module, or an input without a batch
+    # axis (an RNN state taken whole: the correction runs the calibration samples as one batch)
     if req.bias_correction != "off" and any(r.needs_calibration for r in recipes) and \
-            (req.bias_correction == "on" or model.kind == "torch-module"):
+            (req.bias_correction == "on" or (model.kind == "torch-module" and
+                                             all(has_batch_axis(s.shape) for s in model.io.inputs))):
         bias = BiasPlan(req.bias_correction, model, golden.inputs, golden.outputs, info)
     rounding = None
     if req.weight_rounding != "nearest" and any(r.needs_calibration for r in recipes):

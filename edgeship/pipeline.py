@@ -31,6 +31,7 @@ from edgeship.quantize.equalize import Plan as EqualizePlan
 from edgeship.quantize.recipes import refusal
 from edgeship.records import artifact_record, manifest_record
 from edgeship.reports.search_table import print_searches
+from edgeship.runtime.device import open_device
 from edgeship.sources import load_model, source_sha256
 from edgeship.uptodate import inputs_sha256, up_to_date
 from edgeship.version import __version__
@@ -71,6 +72,7 @@ class ExportRequest:
     bias_correction: str = "auto"  # --bias-correction off|on|auto (quantize/bias_correction.py); auto skips
     # sources that are not an nn.Module
     weight_rounding: str = "nearest"  # --weight-rounding nearest|gptq|auto (quantize/weight_rounding.py)
+    device: str | None = None  # --quant auto: measure the candidates there (runtime/device.py URI); None: here
 
 
 @dataclass
@@ -78,6 +80,17 @@ class ExportResult:
     bundle: Path
     manifest: dict
     model: Model
+
+
+def _search_device(uri: str):
+    """--quant auto --device URI: the device, connected now (a remote one's preflight), so an
+    unreachable device stops the export before any conversion."""
+    device = open_device(uri)
+    preflight = getattr(device, "preflight", None)
+    if preflight is not None:
+        preflight()
+    info(f"recipe search: candidates measured on {device.uri}" + (" (emulated)" if device.emulated else ""))
+    return device
 
 
 def parse_targets(text: str) -> list[str]:
@@ -93,6 +106,11 @@ def export(req: ExportRequest) -> ExportResult:
     auto = recipe_search.requested(req.recipes)  # --quant auto: the recipe search (quantize/recipe_search.py)
     if auto:
         recipe_search.check_flags(req)
+    elif req.device:
+        raise InputError(f"export --device {req.device} is where --quant auto measures its candidates; this export "
+                         f"runs no search (--quant {req.recipes})",
+                         hint=f"pass --quant auto --max-drop X, or validate the bundle there: "
+                              f"edgeship validate BUNDLE --device {req.device}")
     recipes = [recipe_search.AUTO_RECIPE] if auto else parse_recipes(req.recipes)
 
     inputs_key = inputs_sha256(req)
@@ -108,6 +126,7 @@ def export(req: ExportRequest) -> ExportResult:
                 recipe_search.raise_if_missed(done, req.out)
             return ExportResult(req.out, done, None)
     BundleWriter(req.out, req.force).check_destination()  # fail before loading anything heavy
+    search_device = _search_device(req.device) if auto and req.device else None  # unreachable: exit 3 now
     with quiet.loading_output_held(req.verbose):
         model = req.model or load_model(req.source, req.framework, req.input_shapes or None, req.trust_source)
     routes = [get_route(model.framework, t) for t in req.targets]
@@ -149,8 +168,8 @@ def export(req: ExportRequest) -> ExportResult:
         rounding = RoundingPlan(req.weight_rounding, model, golden.inputs, golden.outputs, info)
     searches: dict[str, dict] = {}  # artifact file -> its accuracy-aware record
     found = None  # --quant auto: what the search kept for the current format
-    autosearch = recipe_search.Search(calib, golden, req.metric, req.max_drop, req.calibration, options, info) \
-        if auto else None
+    autosearch = recipe_search.Search(calib, golden, req.metric, req.max_drop, req.calibration, options, info,
+                                      device=search_device) if auto else None
     name = req.name or model.name
 
     artifacts = []

@@ -58,7 +58,7 @@ class SearchCandidate(Record):
     calibration: str | None  # the activation-range method of int8/int16x8 candidates
     float_layers: list[str]
     drop: float | None  # --metric's drop on the evaluation data; null: not measured, or NaN/Inf outputs
-    p50_ms: float | None  # on the host the search ran on (measured_on)
+    p50_ms: float | None  # where the search measured (measured_on: this host, or export's --device)
     size_bytes: int | None
     within_budget: bool
     kept: bool
@@ -73,6 +73,8 @@ class RecipeSearchRecord(Record):
     met: bool  # false: no candidate within budget, the smallest drop kept (export exits 1, validate fails it)
     kept: str
     measured_on: str
+    device: str | None = None  # export --device: the URI the candidates' drop and p50 were measured on
+    emulated: bool = False  # that device is emulated (qemu): its p50 is not the board's
     threads: int
     warmup: int
     runs: int

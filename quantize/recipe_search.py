@@ -10,9 +10,13 @@ order of their expected speed:
   fp16
 
 Each candidate is converted, run on the evaluation data (the golden samples) for its drop per
---metric (accuracy_aware.drop / task_drop, the accuracy-aware search's own measure), and timed on
-this host (LATENCY_WARMUP untimed runs, then LATENCY_RUNS timed ones, THREADS thread; export has
-no --device, so the search measures here and its table says so). Every candidate is measured,
+--metric (accuracy_aware.drop / task_drop, the accuracy-aware search's own measure), and timed
+(LATENCY_WARMUP untimed runs, then LATENCY_RUNS timed ones, THREADS thread). Where: in this
+process on the host by default, or on export's --device (the host's agent, an emulated Pi, a Pi
+over SSH, a phone over adb): there the candidate's drop and p50 both come from the device's own
+run of the golden inputs (a device whose runner returns no outputs, adb's benchmark_model, gives
+the p50 only, and the drop is measured here: the row says so). A candidate that fails on the
+device is a row saying so and is never kept. Every candidate is measured,
 none is assumed fast: the kept one is the fastest measured p50 within budget, and p50s within
 TIE (5%) or TIE_MS (0.01 ms) of the fastest count as a tie, broken by size: timing jitter on a
 shared host is a few %, and for a model that runs in microseconds a few microseconds are the
@@ -37,7 +41,7 @@ import numpy as np
 
 from edgeship import task_metrics
 from edgeship.convert.tflite_common import quiet_native_output
-from edgeship.errors import CheckFailed, InputError, UnsupportedError, error_line
+from edgeship.errors import CheckFailed, DeviceError, InputError, UnsupportedError, error_line
 from edgeship.quantize import accuracy_aware, calibration
 from edgeship.quantize.rankers import ranker_for
 from edgeship.quantize.recipes import Recipe, get_recipe, refusal
@@ -57,7 +61,8 @@ THREADS = 1
 LATENCY_WARMUP = 5
 LATENCY_RUNS = 30
 LATENCY_SAMPLES = 8
-MEASURED_ON = "host (this machine; export has no --device)"
+HOST = "host (this machine, in-process)"
+DEVICE_TIMEOUT_S = 900.0  # one candidate's run on a device: all golden samples, warm-up and timed runs
 
 
 def requested(recipes_text: str) -> bool:
@@ -112,6 +117,7 @@ class Candidate:
     p50_ms: float | None = None
     size_bytes: int | None = None
     reason: str = ""
+    note: str = ""  # said after the reason (where the drop was measured, when not on the device)
     path: Path | None = None
     result: object = None
     accuracy_aware: dict | None = None
@@ -129,7 +135,7 @@ class Candidate:
                 "drop": None if self.drop is None else round(float(self.drop), 6),
                 "p50_ms": None if self.p50_ms is None else round(float(self.p50_ms), 5),
                 "size_bytes": self.size_bytes, "within_budget": self.within(budget), "kept": kept,
-                "reason": self.reason}
+                "reason": "; ".join(r for r in (self.reason, self.note) if r)}
 
 
 def select(candidates: list[Candidate], budget: float) -> tuple[Candidate, bool]:
@@ -173,12 +179,21 @@ class Search:
     calibration: str | None  # None or 'auto': the best of the route's methods
     options: object
     log: object = print
+    device: object = None  # a runtime Device (export --device): drop and p50 measured there; None: in-process here
     _task: object = field(default=None, repr=False)
     _layers: dict = field(default_factory=dict, repr=False)  # (source, target) -> layers the ranker names
 
     def __post_init__(self):
         if self.metric not in accuracy_aware.METRICS:
             self._task = task_metrics.resolve(self.metric)
+
+    @property
+    def measured_on(self) -> str:
+        if self.device is None:
+            return HOST
+        if self.device.emulated:
+            return f"{self.device.uri} (emulated under qemu: its p50 is not the board's)"
+        return self.device.uri
 
     def run(self, route, convert, model, out_path_for) -> Found:
         """Every candidate for ROUTE, measured; the kept one written to out_path_for(recipe name)."""
@@ -211,7 +226,8 @@ class Search:
             shutil.copyfile(kept.path, out_path)
         record = {
             "metric": self.metric, "budget": self.budget, "met": met, "kept": kept.candidate,
-            "measured_on": MEASURED_ON, "threads": THREADS, "warmup": LATENCY_WARMUP,
+            "measured_on": self.measured_on, "device": None if self.device is None else self.device.uri,
+            "emulated": bool(self.device is not None and self.device.emulated), "threads": THREADS, "warmup": LATENCY_WARMUP,
             "runs": LATENCY_RUNS, "tie": TIE, "tie_ms": TIE_MS, "max_float_layers": self._cap(route, model),
             "candidates": [c.row(self.budget, c is kept) for c in candidates],
         }
@@ -227,7 +243,7 @@ class Search:
         """A candidate that fails to convert, load or run is a row saying so, not the end of the search."""
         try:
             return make()
-        except InputError:
+        except (InputError, DeviceError):  # bad input, or the device went away: the export stops
             raise
         except Exception as e:
             if self.options.verbose:
@@ -245,7 +261,7 @@ class Search:
                                                self.golden.outputs, path, self.options, method,
                                                "the evaluation data", self.log)
         c = Candidate("int8", "int8", choice.method, path=path, result=result)
-        return self._measure(c, route, feeds)
+        return self.measure(c, route, feeds)
 
     def _int8_float(self, route, convert, model, tmp: Path, feeds, int8: Candidate) -> Candidate:
         method = int8.calibration if int8.measured else (None if self.calibration in (None, "auto") else self.calibration)
@@ -266,7 +282,7 @@ class Search:
             c.reason = "skipped: no layer kept float lowered the drop (the same artifact as int8)"
             return c
         c.float_layers, c.path, c.result, c.accuracy_aware = tuple(record["kept_float"]), path, result, record
-        return self._measure(c, route, feeds)
+        return self.measure(c, route, feeds)
 
     def _plain(self, route, convert, model, name: str, tmp: Path, feeds, method: str | None) -> Candidate:
         recipe = get_recipe(name)
@@ -274,7 +290,7 @@ class Search:
         options = replace(self.options, calibration=method if recipe.needs_calibration else None, float_layers=())
         result = convert(model, recipe, self.calib if recipe.needs_calibration else None, path, options)
         c = Candidate(name, name, method if recipe.needs_calibration else None, path=path, result=result)
-        return self._measure(c, route, feeds)
+        return self.measure(c, route, feeds)
 
     def _cap(self, route, model) -> int | None:
         if not accuracy_aware.supported(route.source, route.target, model.kind):
@@ -288,10 +304,15 @@ class Search:
 
     # -- measuring --------------------------------------------------------------------------
 
-    def _measure(self, c: Candidate, route, feeds) -> Candidate:
-        outputs = calibration.run_artifact(c.path, route.target, feeds)
+    def measure(self, c: Candidate, route, feeds) -> Candidate:
         c.size_bytes = c.path.stat().st_size
-        c.p50_ms = p50(c.path, route.target, feeds)
+        if self.device is None:
+            outputs = calibration.run_artifact(c.path, route.target, feeds)
+            c.p50_ms = p50(c.path, route.target, feeds)
+        else:
+            outputs = self._on_device(c, route, feeds)
+            if outputs is None:
+                return c
         if not all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f"):
             c.reason = "outputs hold NaN or Inf"
             return c
@@ -303,6 +324,23 @@ class Search:
         if c.drop is None:
             c.reason = f"its {self.metric} is not finite"
         return c
+
+    def _on_device(self, c: Candidate, route, feeds) -> list | None:
+        """The candidate's outputs on the golden inputs and its p50, both from one run on the device;
+        None (the candidate made unkeepable, its row saying why) when it failed there."""
+        run = self.device.run_artifact(c.path, list(self.golden.inputs), None, threads=THREADS,
+                                       warmup=LATENCY_WARMUP, runs=LATENCY_RUNS, timeout=DEVICE_TIMEOUT_S,
+                                       verbose=self.options.verbose)
+        latency = (run.result or {}).get("latency") or {}
+        if not run.ok or latency.get("p50_ms") is None:
+            c.reason = f"failed on {self.device.uri}: {run.error or 'no latency measured'}"
+            c.path = None  # not measured: select() never keeps it
+            return None
+        c.p50_ms = float(latency["p50_ms"])
+        if run.outputs is not None:
+            return run.outputs
+        c.note = f"drop measured on this host: {self.device.uri}'s runner returns no outputs"
+        return calibration.run_artifact(c.path, route.target, feeds)
 
     def _why_not(self, c: Candidate, kept: Candidate, fastest_ms: float) -> str:
         if not c.within(self.budget):

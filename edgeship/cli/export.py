@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgeship.cli.each_device import use_adb_runner
 from edgeship.console import console
 from edgeship.convert import TARGETS
 from edgeship.data import ImageOptions
@@ -30,7 +31,7 @@ def floats(text: str | None):
                    "per format, try int8 (best calibration), int8 with the fewest float layers (at most 10% of "
                    "the layers, at least one), "
                    "int16x8 where the format has it, and fp16; keep the fastest within budget (p50 on this host, "
-                   "1 thread; p50s within 5% tie, broken by size) under its recipe's usual name "
+                   "or on --device; 1 thread; p50s within 5% tie, broken by size) under its recipe's usual name "
                    "(<name>.<recipe>.<format>); the search table goes to the terminal and manifest.json. No "
                    "candidate within budget: the smallest drop is kept and export exits 1.")
 @click.option("--calib", metavar="DATA", help="Calibration data: .npz, folder, image folder, module.py:fn, digits.")
@@ -78,10 +79,17 @@ def floats(text: str | None):
               help="How a PyTorch model's conv/linear weights are rounded onto the route's int8 grid for "
                    "calibrated recipes: nearest (the route's own), gptq (each layer's output error minimised on "
                    "--calib, GPTQ), or auto (both measured, the better weakest-output SNR kept).")
+@click.option("--device", metavar="URI",
+              help="--quant auto: measure each candidate's drop and p50 on this device (local, emu:rpi4, emu:rpi5, "
+                   "ssh://user@host[:port], adb[:SERIAL]) instead of in this process; an unreachable device "
+                   "exits 3 before any conversion. Other exports: validate the bundle with --device instead.")
+@click.option("--runner", type=click.Path(path_type=Path), multiple=True,
+              help="--device adb: the native runner to push (LiteRT's benchmark_model, ExecuTorch's "
+                   "executor_runner); repeat for both.")
 @click.pass_context
 def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape,
             int8_io, calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr,
-            reference_device, max_drop, metric, calibration, cle, bias_correction, weight_rounding):
+            reference_device, max_drop, metric, calibration, cle, bias_correction, weight_rounding, device, runner):
     """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
 
     SOURCE is file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder.
@@ -96,8 +104,10 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
         input_shapes=[parse_input_shape(v) for v in input_shape], image=image, int8_io=int8_io, force=force,
         trust_source=trust_source, name=name, verbose=ctx.obj["verbose"], reference_device=reference_device,
         max_drop=max_drop, metric=metric, calibration=calibration, cle=cle, bias_correction=bias_correction,
-        weight_rounding=weight_rounding,
+        weight_rounding=weight_rounding, device=device,
     )
+    if device:
+        use_adb_runner([device], runner)
     result = run_export(req)
     console().print(export_table(result.manifest))
     console().print(f"bundle: {result.bundle}")

@@ -11,7 +11,7 @@ zoo's data carry no labels, so there is no task metric: SNR and cosine against t
 are the measure. A conversion that fails is a row saying so.
 
   .venv/bin/python bench/zoo_quant.py [--only onet,speaker_lstm] [--formats tflite,pte,onnx]
-      [--out bench/ZOO_QUANT.md] [--json rows.json]
+      [--configs REGEX] [--out bench/ZOO_QUANT.md] [--json rows.json]
 
 Run a few models per process (`--only`) to keep memory low; `--collect A.json,B.json` tabulates
 rows earlier runs wrote.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -74,7 +75,7 @@ def configs(model, target: str) -> list[tuple[str, str, str | None, bool]]:
     return out
 
 
-def run_model(zm, formats: list[str], log) -> list[dict]:
+def run_model(zm, formats: list[str], log, only_configs: str | None = None) -> list[dict]:
     model = load_model(zm.source)
     data = load_data(zm.calib, model.io)
     calib = data.take(CALIB)
@@ -91,6 +92,8 @@ def run_model(zm, formats: list[str], log) -> list[dict]:
                 continue
             convert = get_route(model.framework, target).load()
             for label, recipe, method, with_bc in configs(model, target):
+                if only_configs and not re.search(only_configs, label):
+                    continue
                 subject = model
                 if with_bc:
                     if corrected is None:
@@ -133,6 +136,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="comma-separated zoo model names (default: all)")
     ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--configs", metavar="REGEX", help="only the configurations whose label matches (e.g. 'entropy')")
     ap.add_argument("--json", type=Path, help="write the rows as JSON")
     ap.add_argument("--out", type=Path, help="write the table here (Markdown)")
     ap.add_argument("--collect", help="comma-separated JSON files of earlier runs: tabulate their rows")
@@ -146,7 +150,7 @@ def main() -> None:
             sys.exit(f"unknown zoo model(s): {', '.join(sorted(unknown))}; the zoo has {', '.join(m.name for m in ZOO)}")
         rows = []
         for zm in (m for m in ZOO if m.name in wanted):
-            rows += run_model(zm, args.formats.split(","), lambda s: print(s, flush=True))
+            rows += run_model(zm, args.formats.split(","), lambda s: print(s, flush=True), args.configs)
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=1))
     text = table(rows)

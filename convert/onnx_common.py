@@ -33,7 +33,7 @@ from pathlib import Path
 from edgeship.console import track
 from edgeship.convert import ROUTES, int4_weight
 from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
-from edgeship.quantize.calibration import ort_calibration, run_artifact, score
+from edgeship.quantize.calibration import ORT_ENTROPY, ort_calibration, run_artifact, score
 
 STEPS = {
     "fp32": "float32",
@@ -124,6 +124,9 @@ def _static_int8(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = N
 
 def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, int16: bool = False,
             reduce_range: bool = False, float_nodes=()):
+    """quantize_static in QDQ format. The activation ranges are computed once per fp32 graph and
+    method and kept in onnxruntime's calibration cache under `tmp`, so the second weight width
+    (and any later call on the same graph) quantizes without calibrating again."""
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -139,13 +142,29 @@ def _static(fp32: Path, calib, tmp: Path, onnx, calibration: str | None = None, 
 
     dst = tmp / "int8.onnx"
     method, extra = ort_calibration(calibration)
+    cache = tmp / f"ranges-{calibration or 'minmax'}.json"
+    if calibration == "entropy" and not cache.exists():
+        _entropy_ranges(fp32, Reader(), tmp, cache)
     if int16:  # int16 Q/DQ: onnxruntime's contrib ops (com.microsoft) below opset 21
         extra = {**extra, "UseQDQContribOps": True}
-    quantize_static(str(fp32), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt16 if int16 else QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=method, reduce_range=reduce_range and not int16, extra_options=extra,
-                    nodes_to_exclude=list(float_nodes))
+    quantize_static(str(fp32), str(dst), None if cache.exists() else Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QInt16 if int16 else QuantType.QInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=method, reduce_range=reduce_range and not int16,
+                    extra_options=extra, nodes_to_exclude=list(float_nodes), calibration_cache_path=str(cache))
     return onnx.load(str(dst))
+
+
+def _entropy_ranges(fp32: Path, reader, tmp: Path, cache: Path) -> None:
+    """onnxruntime's Entropy calibrator with ORT_ENTROPY's histogram, written to the calibration
+    cache that quantize_static then reads: quantize_static itself builds the calibrator with 128
+    histogram bins (it passes no bin count on), which leaves the KL search one window, the whole
+    range, so its "entropy" ranges were min-max's."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(fp32, None, augmented_model_path=str(tmp / "entropy-augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.Entropy, extra_options=dict(ORT_ENTROPY))
+    calibrator.collect_data(reader)
+    save_tensors_data(calibrator.compute_data(), cache)
 
 
 def layer_nodes(proto, layers) -> tuple[str, ...]:

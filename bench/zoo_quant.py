@@ -1,6 +1,7 @@
 """Calibration methods and recipes over the real-model zoo (examples/zoo): per model x format x
 recipe/calibration, the weakest output's SNR and cosine against the float model, every output's
-SNR, p50 (1 thread, this host, in-process), size and conversion time. Prints a Markdown table.
+SNR, p50 (the recipe search's own timing: 1 thread, this host, in-process), size and conversion
+time. Prints a Markdown table.
 
 Each model's own data (examples/zoo/zoo_data.py, 32 samples of real photos or espeak-ng speech) is
 split: the first 24 calibrate, the last 8 are held out and measured on. Rows per format: int8 with
@@ -40,26 +41,10 @@ from edgeship.data import load_data  # noqa: E402
 from edgeship.quantize import get_recipe  # noqa: E402
 from edgeship.quantize.bias_correction import correct  # noqa: E402
 from edgeship.quantize.calibration import route_methods, run_artifact, score  # noqa: E402
+from edgeship.quantize.recipe_search import p50  # noqa: E402
 from edgeship.sources import load_model  # noqa: E402
 
 CALIB = 24  # of the zoo's 32 samples; the other 8 are measured on
-
-
-def p50(path: Path, target: str, feeds) -> float:
-    from edgeship.convert.tflite_common import quiet_native_output
-    from edgeship.runtime.standalone.timing import measure
-
-    with quiet_native_output():
-        if target == "tflite":
-            from edgeship.runtime.standalone.tflite import Runner
-        elif target == "pte":
-            from edgeship.runtime.standalone.executorch import Runner
-        else:
-            from edgeship.runtime.standalone.onnx import Runner
-        runner = Runner(str(path), None, threads=1)
-        shapes = [tuple(t["shape"]) for t in runner.inputs]
-        samples = [[np.ascontiguousarray(x).reshape(sh) for x, sh in zip(s, shapes)] for s in feeds[:4]]
-        return float(measure(runner.run, samples, warmup=3, runs=20)["p50_ms"])
 
 
 def configs(model, target: str) -> list[tuple[str, str, str | None, bool]]:

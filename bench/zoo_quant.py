@@ -15,7 +15,8 @@ are the measure. A conversion that fails is a row saying so.
       [--configs REGEX] [--out bench/ZOO_QUANT.md] [--json rows.json]
 
 Run a few models per process (`--only`) to keep memory low; `--collect A.json,B.json` tabulates
-rows earlier runs wrote.
+rows earlier runs wrote (a later file's row replaces an earlier one of the same model, format and
+configuration: a re-run of some rows with --configs).
 """
 
 from __future__ import annotations
@@ -127,7 +128,11 @@ def main() -> None:
     ap.add_argument("--collect", help="comma-separated JSON files of earlier runs: tabulate their rows")
     args = ap.parse_args()
     if args.collect:
-        rows = [r for f in args.collect.split(",") for r in json.loads(Path(f).read_text())]
+        merged: dict[tuple, dict] = {}  # a later file's row replaces an earlier one of the same model/format/config
+        for f in args.collect.split(","):
+            for r in json.loads(Path(f).read_text()):
+                merged[(r["model"], r["format"], r["config"])] = r
+        rows = list(merged.values())
     else:
         wanted = set(args.only.split(",")) if args.only else {m.name for m in ZOO}
         unknown = wanted - {m.name for m in ZOO}

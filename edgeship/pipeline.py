@@ -68,7 +68,7 @@ class ExportRequest:
     model: Model | None = None  # an in-memory model (the Python API); source then only labels it
     model_sha256: str | None = None  # its weights' hash, in place of the source file's
     calibration: str | None = None  # --calibration: minmax|percentile|mse|entropy|auto (quantize/calibration.py)
-    cle: str = "off"  # --cle off|on|auto: cross-layer equalization of a torch model (quantize/equalize.py)
+    cle: str = "auto"  # --cle off|on|auto: cross-layer equalization of a torch model (quantize/equalize.py)
     bias_correction: str = "auto"  # --bias-correction off|on|auto (quantize/bias_correction.py); auto skips
     # sources that are not an nn.Module
     weight_rounding: str = "nearest"  # --weight-rounding nearest|gptq|auto (quantize/weight_rounding.py)

@@ -30,6 +30,9 @@ import numpy as np
 from edgeship.errors import InputError, UnsupportedError
 from edgeship.hashing import sha256_file
 from edgeship.quantize.either_way import convert_either_way
+from edgeship.quantize.simulate import fake_quant_activation, fake_quant_weight  # noqa: F401 (public here too)
+from edgeship.quantize.simulate import folded as _folded
+from edgeship.quantize.simulate import hooks as _hooks
 
 MODES = ("off", "on", "auto")
 SAMPLES = 64  # calibration samples the shifts are measured on (means over batch and positions)
@@ -73,40 +76,6 @@ def correct(module, inputs: list[np.ndarray], qmax: int = 127, act_bits: int = 8
     return model, {"layers": len(deltas), "samples": int(tensors[0].shape[0]), "weight_qmax": qmax,
                    "activation_bits": act_bits, "mean_abs_shift": round(float(shifts.mean()), 6),
                    "max_abs_shift": round(float(shifts.max()), 6)}
-
-
-def fake_quant_weight(w, qmax: int):
-    """Symmetric per-output-channel rounding, as XNNPACK's, litert-torch's and onnxruntime's
-    quantizers do it: scale = max|w| / qmax per channel, values in [-qmax, qmax]."""
-    import torch
-
-    absmax = w.detach().abs().flatten(1).amax(1).clamp_min(1e-12)
-    scale = (absmax / qmax).reshape(-1, *([1] * (w.dim() - 1)))
-    return torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
-
-
-def fake_quant_activation(x, bits: int = 8):
-    """Asymmetric per-tensor min-max rounding (zero kept exactly representable)."""
-    import torch
-
-    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
-    levels = 2**bits - 1
-    if hi - lo <= 0:
-        return x
-    scale = (hi - lo) / levels
-    zero = round(-lo / scale)
-    return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
-
-
-def _folded(module):
-    import torch.fx as fx
-    from torch.fx.experimental.optimization import fuse
-
-    module = copy.deepcopy(module).eval()
-    try:
-        return fuse(fx.symbolic_trace(module))  # folds conv -> BN, as the converters do
-    except Exception:  # not traceable: correct it as it is (a BN after a conv is then not folded)
-        return module
 
 
 def _layers(model, tensors):
@@ -166,23 +135,6 @@ def _shift_mean(name, float_means, deltas):
         return out + delta.reshape(shape)
 
     return hook
-
-
-class _hooks:  # noqa: N801 (a context manager named for what it holds)
-    def __init__(self, specs):
-        self.specs, self.handles = specs, []
-
-    def __enter__(self):
-        for module, pre, post in self.specs:
-            if pre is not None:
-                self.handles.append(module.register_forward_pre_hook(pre))
-            if post is not None:
-                self.handles.append(module.register_forward_hook(post))
-        return self
-
-    def __exit__(self, *exc):
-        for h in self.handles:
-            h.remove()
 
 
 class Plan:

@@ -1,0 +1,133 @@
+"""Integer quantization simulated in torch on a float nn.Module: what the converters' int8 does to
+each conv/linear, without converting. Shared by bias correction (which measures the output-mean
+shift it causes) and CLE's auto (which asks whether equalizing would raise the simulated SNR enough
+to be worth converting twice).
+
+The simulation quantizes what the converters quantize: every Conv1d/Conv2d/Linear's weights
+symmetric per output channel (int8 [-127, 127]), and each such layer's input per tensor with
+min-max ranges (int8, or int16 for int16x8). BatchNorm is folded into the convolution before it
+first (`folded`), as the converters fold it, so the weights simulated are the weights they quantize.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from edgeship.metrics import snr_db
+from edgeship.sources import flatten_outputs
+
+CHUNK = 32  # samples per forward pass of the simulation
+
+
+def fake_quant_weight(w, qmax: int):
+    """Symmetric per-output-channel rounding, as XNNPACK's, litert-torch's and onnxruntime's
+    quantizers do it: scale = max|w| / qmax per channel, values in [-qmax, qmax]."""
+    import torch
+
+    absmax = w.detach().abs().flatten(1).amax(1).clamp_min(1e-12)
+    scale = (absmax / qmax).reshape(-1, *([1] * (w.dim() - 1)))
+    return torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
+
+
+def fake_quant_activation(x, bits: int = 8, lo: float | None = None, hi: float | None = None):
+    """Asymmetric per-tensor min-max rounding (zero kept exactly representable), over x's own range
+    or a fixed [lo, hi] (values outside are clamped, as a calibrated range clamps them)."""
+    import torch
+
+    lo = min(float(x.min()) if lo is None else lo, 0.0)
+    hi = max(float(x.max()) if hi is None else hi, 0.0)
+    levels = 2**bits - 1
+    if hi - lo <= 0:
+        return x
+    scale = (hi - lo) / levels
+    zero = round(-lo / scale)
+    return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
+
+
+def folded(module):
+    """A copy of `module` in eval mode, BatchNorm folded into the conv before it where torch.fx traces it."""
+    import torch.fx as fx
+    from torch.fx.experimental.optimization import fuse
+
+    module = copy.deepcopy(module).eval()
+    try:
+        return fuse(fx.symbolic_trace(module))  # folds conv -> BN, as the converters do
+    except Exception:  # not traceable: as it is (a BN after a conv is then not folded)
+        return module
+
+
+def quantizable(model) -> list:
+    """(name, module) of every Conv1d/Conv2d/Linear of `model`."""
+    import torch
+
+    kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
+
+
+def simulated_outputs(module, inputs: list[np.ndarray], qmax: int = 127, act_bits: int = 8) -> list[np.ndarray]:
+    """Every output of `module` over `inputs` (arrays, batch first) with int8 simulated: weights
+    per channel in [-qmax, qmax], each conv/linear input per tensor over its min-max range on these
+    same inputs (one range over all of them, as a calibrated converter fixes one)."""
+    import torch
+
+    model = folded(module)
+    layers = quantizable(model)
+    chunks = [[torch.from_numpy(np.ascontiguousarray(a[i:i + CHUNK])) for a in inputs]
+              for i in range(0, int(inputs[0].shape[0]), CHUNK)]
+    ranges: dict[str, list[float]] = {}
+    with torch.no_grad(), hooks([(m, _keep_range(n, ranges), None) for n, m in layers]):
+        for chunk in chunks:
+            model(*chunk)
+    with torch.no_grad():
+        for _, m in layers:
+            m.weight.copy_(fake_quant_weight(m.weight, qmax))
+        outs = []
+        with hooks([(m, _quantize_in_range(act_bits, *ranges[n]), None) for n, m in layers if n in ranges]):
+            for chunk in chunks:
+                outs.append([t.detach().cpu().numpy() for t in flatten_outputs(model(*chunk))])
+    return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
+
+
+def simulated_snr_db(module, inputs: list[np.ndarray], reference: list[np.ndarray], qmax: int = 127,
+                     act_bits: int = 8) -> float:
+    """The weakest output's SNR (dB) of the simulated quantized `module` against `reference`."""
+    outs = simulated_outputs(module, inputs, qmax, act_bits)
+    return round(float(min(snr_db(r, o.reshape(r.shape)) for r, o in zip(reference, outs))), 3)
+
+
+def _keep_range(name, ranges):
+    def hook(module, args):
+        x = args[0]
+        lo, hi = float(x.min()), float(x.max())
+        old = ranges.get(name)
+        ranges[name] = [lo, hi] if old is None else [min(old[0], lo), max(old[1], hi)]
+
+    return hook
+
+
+def _quantize_in_range(bits, lo, hi):
+    def hook(module, args):
+        return (fake_quant_activation(args[0], bits, lo, hi), *args[1:])
+
+    return hook
+
+
+class hooks:  # noqa: N801 (a context manager named for what it holds)
+    """Forward (pre-)hooks on modules for the duration of a `with`: specs are (module, pre, post)."""
+
+    def __init__(self, specs):
+        self.specs, self.handles = specs, []
+
+    def __enter__(self):
+        for module, pre, post in self.specs:
+            if pre is not None:
+                self.handles.append(module.register_forward_pre_hook(pre))
+            if post is not None:
+                self.handles.append(module.register_forward_hook(post))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()

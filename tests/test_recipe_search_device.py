@@ -30,7 +30,7 @@ from device_support import emu_rootfs, free_port  # noqa: F401  (fixture)
 PLANTED = Path(__file__).resolve().parent / "planted"
 FRAGILE_TORCH = f"{PLANTED / 'fragile_torch.py'}:build"
 COMMON = ["--quant", "auto", "--calib", "digits:train", "--calib-samples", "100", "--eval", "digits:test",
-          "--golden-samples", "40", "--calibration", "minmax", "--bias-correction", "off",
+          "--golden-samples", "40", "--calibration", "minmax", "--bias-correction", "off", "--cle", "off",
           "--max-drop", "1", "--metric", "top1"]
 
 

@@ -137,7 +137,8 @@ def main() -> None:
         wanted = set(args.only.split(",")) if args.only else {m.name for m in ZOO}
         unknown = wanted - {m.name for m in ZOO}
         if unknown:
-            sys.exit(f"unknown zoo model(s): {', '.join(sorted(unknown))}; the zoo has {', '.join(m.name for m in ZOO)}")
+            sys.exit(f"unknown zoo model(s): {', '.join(sorted(unknown))}; "
+                     f"the zoo has {', '.join(m.name for m in ZOO)}")
         rows = []
         for zm in (m for m in ZOO if m.name in wanted):
             rows += run_model(zm, args.formats.split(","), lambda s: print(s, flush=True), args.configs)
@@ -146,8 +147,8 @@ def main() -> None:
     text = table(rows)
     print(text)
     if args.out:
-        args.out.write_text(f"# Calibration and recipes over the real-model zoo\n\n{__doc__.split(chr(10) + chr(10))[1]}"
-                            f"\n\n{text}\n")
+        about = __doc__.split("\n\n")[1]  # the docstring's second paragraph: the data and the rows
+        args.out.write_text(f"# Calibration and recipes over the real-model zoo\n\n{about}\n\n{text}\n")
 
 
 if __name__ == "__main__":

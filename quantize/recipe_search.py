@@ -227,8 +227,9 @@ class Search:
         record = {
             "metric": self.metric, "budget": self.budget, "met": met, "kept": kept.candidate,
             "measured_on": self.measured_on, "device": None if self.device is None else self.device.uri,
-            "emulated": bool(self.device is not None and self.device.emulated), "threads": THREADS, "warmup": LATENCY_WARMUP,
-            "runs": LATENCY_RUNS, "tie": TIE, "tie_ms": TIE_MS, "max_float_layers": self._cap(route, model),
+            "emulated": bool(self.device is not None and self.device.emulated), "threads": THREADS,
+            "warmup": LATENCY_WARMUP, "runs": LATENCY_RUNS, "tie": TIE, "tie_ms": TIE_MS,
+            "max_float_layers": self._cap(route, model),
             "candidates": [c.row(self.budget, c is kept) for c in candidates],
         }
         for c in candidates:

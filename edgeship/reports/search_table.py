@@ -13,8 +13,9 @@ def search_table(artifact: dict):
 
     rs = artifact["recipe_search"]
     verdict = "within budget" if rs["met"] else "[red]BUDGET MISSED[/]"
+    where = "drop and p50 on" if rs.get("device") else "p50 on the"  # export --device: both measured there
     t = Table(title=f"[bold]recipe search[/] .{artifact['format']}: {rs['metric']} drop budget {rs['budget']:g} "
-                    f"({verdict}); {'drop and p50 on' if rs.get('device') else 'p50 on the'} {escape(rs['measured_on'])}, {rs['threads']} thread(s), "
+                    f"({verdict}); {where} {escape(rs['measured_on'])}, {rs['threads']} thread(s), "
                     f"{rs['warmup']} warm-up, {rs['runs']} runs; kept -> {escape(artifact['path'])}",
               title_justify="left")
     for col in ("candidate", "recipe", "calibration", "float layers", "drop", "p50 ms", "size", "kept"):

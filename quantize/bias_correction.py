@@ -17,6 +17,9 @@ runs, layers < i have already been corrected (their hooks added their delta to w
 the correction is sequential in one pass. BatchNorm is folded into the convolution first, as the
 converters fold it, so the weights simulated are the weights they quantize.
 
+A Keras model gets the same correction in Keras (quantize/keras_bias.py: BatchNorm folded into the
+simulated kernel, the shift added to the bias or the folded BN's beta), on a clone of the model.
+
 Only quantized recipes get a corrected model; the fp32 artifact is never touched.
 """
 
@@ -29,6 +32,7 @@ import numpy as np
 
 from edgeship.errors import InputError, UnsupportedError
 from edgeship.hashing import sha256_file
+from edgeship.quantize import keras_bias
 from edgeship.quantize.either_way import convert_either_way
 from edgeship.quantize.simulate import fake_quant_activation, fake_quant_weight  # noqa: F401 (public here too)
 from edgeship.quantize.simulate import folded as _folded
@@ -138,20 +142,22 @@ def _shift_mean(name, float_means, deltas):
 
 
 class Plan:
-    """--bias-correction for one export: `wrap(convert, target)` gives a convert function that
-    quantizes the corrected model ('on'), or both models, measured on (inputs, reference), keeping
-    the better weakest-output SNR of the real artifact ('auto'). `records[path]` says what
-    happened per artifact, and `record_for(path)` finds it by the artifact's bytes, so a caller
-    that converts to temporary paths and copies the one it keeps (CLE's auto, --calibration auto,
-    the accuracy-aware search) still gets the record of what it kept. The correction is measured on the calibration data the convert
-    function receives, with the weight range of the route and recipe it is for."""
+    """--bias-correction for one export (a torch nn.Module or a Keras model): `wrap(convert, target)`
+    gives a convert function that quantizes the corrected model ('on'), or both models, measured
+    on (inputs, reference), keeping the better weakest-output SNR of the real artifact ('auto').
+    `records[path]` says what happened per artifact, and `record_for(path)` finds it by the
+    artifact's bytes, so a caller that converts to temporary paths and copies the one it keeps
+    (CLE's auto, --calibration auto, the accuracy-aware search) still gets the record of what it
+    kept. The correction is measured on the calibration data the convert function receives, with
+    the weight range of the route and recipe it is for."""
 
     def __init__(self, mode: str, model, inputs, reference, log=print):
         if mode not in MODES:
             raise InputError(f"--bias-correction must be one of {', '.join(MODES)}, got '{mode}'")
-        if model.kind != "torch-module":
-            raise UnsupportedError(f"bias correction (--bias-correction {mode}) rewrites a PyTorch nn.Module; "
-                                   f"'{model.name}' is a {model.kind} model", hint="pass --bias-correction off")
+        if model.kind not in ("torch-module", "keras"):
+            raise UnsupportedError(f"bias correction (--bias-correction {mode}) rewrites a PyTorch nn.Module or a "
+                                   f"Keras model; '{model.name}' is a {model.kind} model",
+                                   hint="pass --bias-correction off")
         self.mode, self.model, self.inputs, self.reference, self.log = mode, model, inputs, reference, log
         self.records: dict[str, dict] = {}
         self._by_bytes: dict[str, dict] = {}
@@ -164,8 +170,12 @@ class Plan:
         qmax, bits = weight_qmax(target, recipe), 16 if recipe == "int16x8" else 8
         key = (id(model.obj), id(calib), qmax, bits)
         if key not in self._cache:
-            module, record = correct(model.obj, calib.arrays, qmax, bits)
-            self._cache[key] = (replace(model, obj=module), record)
+            if model.kind == "keras":  # a Keras model: the same correction in Keras (quantize/keras_bias.py)
+                fixed, record = keras_bias.correct(model.obj, calib.arrays, qmax, bits)
+                self._cache[key] = (keras_bias.as_model(model, fixed), record)
+            else:
+                module, record = correct(model.obj, calib.arrays, qmax, bits)
+                self._cache[key] = (replace(model, obj=module), record)
             self.log(f"bias correction: {record['layers']} layer(s), mean |shift| {record['mean_abs_shift']:.3g}, "
                      f"max {record['max_abs_shift']:.3g} (weights [-{qmax}, {qmax}], {bits}-bit inputs, "
                      f"{record['samples']} calibration samples)")

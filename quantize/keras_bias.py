@@ -58,9 +58,10 @@ def correct(model, inputs: list[np.ndarray], qmax: int = 127, act_bits: int = 8)
     with _patched([(sim_layers[p][0], _sim_probe(p, sim_layers[p][0], means, deltas, act_bits)) for p in order]):
         sim(feed, training=False)
 
-    folded = {path: bn for path, _, bn in layers if bn is not None}
-    scales = {path: _bn_scale(bn) for path, bn in folded.items()}
-    fixed = _with_deltas(model, deltas, scales)
+    path_of = {id(layer): path for path, layer in leaves(ref)}
+    folded = {path: path_of[id(bn)] for path, _, bn in layers if bn is not None}  # layer -> its BN's path
+    scales = {path: _bn_scale(bn) for path, _, bn in layers if bn is not None}
+    fixed = _with_deltas(model, deltas, folded, scales)
     shifts = np.concatenate([np.abs(d * scales.get(p, 1.0)) for p, d in deltas.items()]) if deltas else np.zeros(1)
     return fixed, {"layers": len(deltas), "samples": int(arrays[0].shape[0]), "weight_qmax": qmax,
                    "activation_bits": act_bits, "mean_abs_shift": round(float(shifts.mean()), 6),
@@ -138,10 +139,11 @@ def _folded_bn(layer, kind: str):
 
     if kind == "Dense" or getattr(layer.activation, "__name__", "") != "linear":
         return None
-    nodes = getattr(layer, "_outbound_nodes", [])
-    if len(nodes) != 1:
+    # a loaded Sequential holds one node per build of its graph: count the distinct consumers
+    consumers = list({id(n.operation): n.operation for n in getattr(layer, "_outbound_nodes", [])}.values())
+    if len(consumers) != 1:
         return None
-    bn = nodes[0].operation
+    bn = consumers[0]
     if not isinstance(bn, keras.layers.BatchNormalization):
         return None
     rank = len(layer.kernel.shape)  # a conv kernel has the rank of the conv's input
@@ -268,20 +270,19 @@ def _clone(model, needs_bias):
     return copy
 
 
-def _with_deltas(model, deltas: dict[str, np.ndarray], scales: dict[str, np.ndarray]):
-    """A clone of `model` with each layer's delta added to its bias (or its folded BN's beta)."""
+def _with_deltas(model, deltas: dict[str, np.ndarray], folded: dict[str, str], scales: dict[str, np.ndarray]):
+    """A clone of `model` with each layer's delta added to its bias, or where it has none and feeds
+    a folded BatchNorm (`folded`: layer path -> BN path), to that BN's beta (scaled as the BN scales)."""
     original = dict(leaves(model))
-    bns = {p: bn for p, _, bn in _targets(model) if bn is not None}
-    needs = {id(original[p]) for p in deltas if not original[p].use_bias and p not in bns}
+    needs = {id(original[p]) for p in deltas if not original[p].use_bias and p not in folded}
     fixed = _clone(model, needs)
     by_path = dict(leaves(fixed))
-    path_of = {id(layer): p for p, layer in leaves(model)}
     for path, delta in deltas.items():
         layer = by_path[path]
         if layer.use_bias:
             layer.bias.assign(np.asarray(layer.bias) + delta.astype(np.float32))
             continue
-        bn = by_path[path_of[id(bns[path])]]
+        bn = by_path[folded[path]]
         if bn.center:
             bn.beta.assign(np.asarray(bn.beta) + (scales[path] * delta).astype(np.float32))
         else:

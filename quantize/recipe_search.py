@@ -9,18 +9,26 @@ order of their expected speed:
   int16x8       where the format runs it (quantize/recipes.py's REFUSED says where not)
   fp16
 
-Each candidate is converted, run on the evaluation data (the golden samples) for its drop per
---metric (accuracy_aware.drop / task_drop, the accuracy-aware search's own measure), and timed
-(LATENCY_WARMUP untimed runs, then LATENCY_RUNS timed ones, THREADS thread). Where: in this
-process on the host by default, or on export's --device (the host's agent, an emulated Pi, a Pi
-over SSH, a phone over adb): there the candidate's drop and p50 both come from the device's own
-run of the golden inputs (a device whose runner returns no outputs, adb's benchmark_model, gives
-the p50 only, and the drop is measured here: the row says so). A candidate that fails on the
-device is a row saying so and is never kept. Every candidate is measured,
-none is assumed fast: the kept one is the fastest measured p50 within budget, and p50s within
-TIE (5%) or TIE_MS (0.01 ms) of the fastest count as a tie, broken by size: timing jitter on a
-shared host is a few %, and for a model that runs in microseconds a few microseconds are the
-Python runner's per-call overhead, not the artifact's speed.
+Each candidate is converted, then run on the evaluation data (the golden samples) for its drop per
+--metric (accuracy_aware.drop / task_drop, the accuracy-aware search's own measure) and timed
+(LATENCY_WARMUP untimed runs, then LATENCY_RUNS timed ones, THREADS thread), both from one run of
+the runner validate uses, in a child process with a timeout: on the host by default (LocalDevice:
+the native runner for .pte, the Python agent for .tflite/.onnx), or on export's --device (the
+host's agent, an emulated Pi, a Pi over SSH, a phone over adb; a device whose runner returns no
+outputs, adb's benchmark_model, gives the p50 only, and the drop is measured here: the row says
+so). A candidate that fails, crashes or hangs there is a row saying so and is never kept; the
+export goes on.
+
+Which one is kept, within budget (select()): the candidates have a fixed order of preference,
+ORDER = int8 < int8+float < int16x8 < fp16 (smallest, most integer first). A candidate is
+measurably faster than another only when all three hold: its p50 is at least MIN_GAIN (10%)
+lower, at least TIE_MS (0.01 ms) lower, and a one-sided Mann-Whitney U test on the two candidates'
+per-run latencies gives p < ALPHA (0.01). Anything less is a tie: timing jitter on a shared host
+is a few % and moves a raw p50 either way. The kept candidate is the first in ORDER that no other
+candidate within budget is measurably faster than, so load noise cannot flip the choice, and a
+re-export keeps the same recipe (and, the conversions being deterministic, the same bytes). The
+manifest row of each candidate says why: kept (first in order, ties with ...; or faster than ...
+with p=...), slower than ... (p=...), or tied with the kept one and later in the order.
 When no candidate meets the budget, the one with the smallest drop is kept and the export exits 1.
 
 The kept artifact is written under its recipe's usual name (<name>.<recipe>.<format>), so
@@ -34,8 +42,10 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -45,6 +55,7 @@ from edgeship.errors import CheckFailed, DeviceError, InputError, UnsupportedErr
 from edgeship.quantize import accuracy_aware, calibration
 from edgeship.quantize.rankers import ranker_for
 from edgeship.quantize.recipes import Recipe, get_recipe, refusal
+from edgeship.runtime.local import LocalDevice
 from edgeship.runtime.standalone import executorch as pte_runner
 from edgeship.runtime.standalone import onnx as onnx_runner
 from edgeship.runtime.standalone import tflite as tflite_runner
@@ -55,14 +66,17 @@ AUTO = "auto"
 # needs calibration data (its int8 candidates do).
 AUTO_RECIPE = Recipe(AUTO, "recipe search under --max-drop", True, 0.0, 0.0)
 MAX_FLOAT_SHARE = 0.10
-TIE = 0.05
-TIE_MS = 0.01  # and p50s within 10 us of the fastest: on a host that is the runner's own per-call noise
+ORDER = ("int8", "int8+float", "int16x8", "fp16")  # the preference that breaks ties: smallest, most integer first
+MIN_GAIN = 0.10  # measurably faster: a p50 at least 10% lower ...
+TIE_MS = 0.01  # ... and at least 10 us lower (on a host, the runner's own per-call noise) ...
+ALPHA = 0.01  # ... and a one-sided Mann-Whitney U test on the per-run latencies below this
 THREADS = 1
 LATENCY_WARMUP = 5
 LATENCY_RUNS = 30
 LATENCY_SAMPLES = 8
-HOST = "host (this machine, in-process)"
-DEVICE_TIMEOUT_S = 900.0  # one candidate's run on a device: all golden samples, warm-up and timed runs
+HOST = "host (this machine: the runner validate uses, in a child process)"
+HOST_TIMEOUT_S = 300.0  # one candidate's run on this host: all golden samples, warm-up and timed runs
+DEVICE_TIMEOUT_S = 900.0  # ... on a device
 
 
 def requested(recipes_text: str) -> bool:
@@ -115,12 +129,22 @@ class Candidate:
     float_layers: tuple[str, ...] = ()
     drop: float | None = None  # None: not measured (skipped) or not finite (NaN/Inf outputs)
     p50_ms: float | None = None
+    samples_ms: list[float] | None = None  # the per-run latencies behind p50_ms (the test's data)
     size_bytes: int | None = None
     reason: str = ""
     note: str = ""  # said after the reason (where the drop was measured, when not on the device)
     path: Path | None = None
     result: object = None
     accuracy_aware: dict | None = None
+    p_value: float | None = None  # the Mann-Whitney p of this row's comparison in its reason
+
+    @classmethod
+    def from_row(cls, row: dict) -> "Candidate":
+        """A manifest row back as a measured (or not) candidate, to re-run select() on its figures."""
+        measured = row["p50_ms"] is not None
+        return cls(row["candidate"], row["recipe"], row.get("calibration"), tuple(row.get("float_layers") or ()),
+                   drop=row["drop"], p50_ms=row["p50_ms"], samples_ms=row.get("samples_ms"),
+                   size_bytes=row.get("size_bytes"), path=Path(row["candidate"]) if measured else None)
 
     @property
     def measured(self) -> bool:
@@ -134,26 +158,47 @@ class Candidate:
                 "float_layers": list(self.float_layers),
                 "drop": None if self.drop is None else round(float(self.drop), 6),
                 "p50_ms": None if self.p50_ms is None else round(float(self.p50_ms), 5),
+                "samples_ms": None if self.samples_ms is None else [round(float(v), 5) for v in self.samples_ms],
+                "p_value": None if self.p_value is None else float(f"{self.p_value:.3g}"),
                 "size_bytes": self.size_bytes, "within_budget": self.within(budget), "kept": kept,
                 "reason": "; ".join(r for r in (self.reason, self.note) if r)}
 
 
 def select(candidates: list[Candidate], budget: float) -> tuple[Candidate, bool]:
-    """(the kept candidate, budget met). Within budget: the fastest measured p50, p50s within TIE of
-    it tied and broken by size. None within: the smallest drop (then the fastest)."""
+    """(the kept candidate, budget met). Within budget: the first in ORDER that no other candidate
+    within budget is measurably faster than (faster()); p50s no test separates are a tie, and the
+    order breaks it. None within: the smallest drop (then ORDER)."""
     measured = [c for c in candidates if c.measured]
     if not measured:
         raise UnsupportedError("the recipe search converted no candidate")
-    within = [c for c in measured if c.within(budget)]
+    within = sorted((c for c in measured if c.within(budget)), key=rank)
     if within:
-        fastest = min(c.p50_ms for c in within)
-        tied = [c for c in within if tied_with(c.p50_ms, fastest)]
-        return min(tied, key=lambda c: (c.size_bytes, c.p50_ms)), True
-    return min(measured, key=lambda c: (math.inf if c.drop is None else c.drop, c.p50_ms)), False
+        return next(c for c in within if not any(faster(o, c)[0] for o in within if o is not c)), True
+    return min(measured, key=lambda c: (math.inf if c.drop is None else c.drop, rank(c))), False
 
 
-def tied_with(p50_ms: float, fastest_ms: float) -> bool:
-    return p50_ms <= fastest_ms * (1 + TIE) or p50_ms - fastest_ms <= TIE_MS
+def rank(c: Candidate) -> int:
+    return ORDER.index(c.candidate) if c.candidate in ORDER else len(ORDER)
+
+
+def faster(a: Candidate, b: Candidate) -> tuple[bool, float | None]:
+    """(A is measurably faster than B, the Mann-Whitney p). Measurably: A's p50 at least MIN_GAIN and
+    TIE_MS lower, and, where both carry their per-run latencies, a one-sided Mann-Whitney U test
+    (A's runs shorter) at p < ALPHA. Without the runs (a device that reports the p50 only) the two
+    margins alone decide, and p is None."""
+    gain = b.p50_ms - a.p50_ms
+    if gain < MIN_GAIN * b.p50_ms or gain < TIE_MS:
+        return False, _p(a, b)
+    p = _p(a, b)
+    return (p is None or p < ALPHA), p
+
+
+def _p(a: Candidate, b: Candidate) -> float | None:
+    if not a.samples_ms or not b.samples_ms or len(a.samples_ms) < 3 or len(b.samples_ms) < 3:
+        return None
+    from scipy.stats import mannwhitneyu  # scipy: scikit-learn's dependency, imported on use
+
+    return float(mannwhitneyu(a.samples_ms, b.samples_ms, alternative="less").pvalue)
 
 
 @dataclass
@@ -182,6 +227,8 @@ class Search:
     device: object = None  # a runtime Device (export --device): drop and p50 measured there; None: in-process here
     _task: object = field(default=None, repr=False)
     _layers: dict = field(default_factory=dict, repr=False)  # (source, target) -> layers the ranker names
+    # for tests: called with each converted candidate before it is measured (to damage its artifact)
+    before_measure: ClassVar[Callable[[Candidate], None] | None] = None
 
     def __post_init__(self):
         if self.metric not in accuracy_aware.METRICS:
@@ -216,10 +263,9 @@ class Search:
             candidates.append(self._guard(Candidate("fp16", "fp16"),
                                           lambda: self._plain(route, convert, model, "fp16", tmp, feeds, None)))
             kept, met = select(candidates, self.budget)
-            fastest = min((c.p50_ms for c in candidates if c.within(self.budget)), default=kept.p50_ms)
             for c in candidates:
                 if c is not kept and c.measured and not c.reason:
-                    c.reason = self._why_not(c, kept, fastest)
+                    c.reason = self._why_not(c, kept, candidates)
             kept.reason = self._why_kept(kept, met, candidates)
             out_path = Path(out_path_for(kept.recipe))
             out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +274,8 @@ class Search:
             "metric": self.metric, "budget": self.budget, "met": met, "kept": kept.candidate,
             "measured_on": self.measured_on, "device": None if self.device is None else self.device.uri,
             "emulated": bool(self.device is not None and self.device.emulated), "threads": THREADS,
-            "warmup": LATENCY_WARMUP, "runs": LATENCY_RUNS, "tie": TIE, "tie_ms": TIE_MS,
+            "warmup": LATENCY_WARMUP, "runs": LATENCY_RUNS, "tie": MIN_GAIN, "tie_ms": TIE_MS, "alpha": ALPHA,
+            "order": list(ORDER),
             "max_float_layers": self._cap(route, model),
             "candidates": [c.row(self.budget, c is kept) for c in candidates],
         }
@@ -306,14 +353,12 @@ class Search:
     # -- measuring --------------------------------------------------------------------------
 
     def measure(self, c: Candidate, route, feeds) -> Candidate:
+        if self.before_measure is not None:
+            type(self).before_measure(c)
         c.size_bytes = c.path.stat().st_size
-        if self.device is None:
-            outputs = calibration.run_artifact(c.path, route.target, feeds)
-            c.p50_ms = p50(c.path, route.target, feeds)
-        else:
-            outputs = self._on_device(c, route, feeds)
-            if outputs is None:
-                return c
+        outputs = self._run(c, route, feeds)
+        if outputs is None:
+            return c
         if not all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f"):
             c.reason = "outputs hold NaN or Inf"
             return c
@@ -326,39 +371,60 @@ class Search:
             c.reason = f"its {self.metric} is not finite"
         return c
 
-    def _on_device(self, c: Candidate, route, feeds) -> list | None:
-        """The candidate's outputs on the golden inputs and its p50, both from one run on the device;
-        None (the candidate made unkeepable, its row saying why) when it failed there."""
-        run = self.device.run_artifact(c.path, list(self.golden.inputs), None, threads=THREADS,
-                                       warmup=LATENCY_WARMUP, runs=LATENCY_RUNS, timeout=DEVICE_TIMEOUT_S,
-                                       verbose=self.options.verbose)
+    def _run(self, c: Candidate, route, feeds) -> list | None:
+        """The candidate's outputs on the golden inputs, its p50 and per-run latencies, all from one
+        run in a child process (export's --device, else this host's LocalDevice: the runner
+        validate uses); None (the candidate made unkeepable, its row saying why) when it failed,
+        crashed or hung there."""
+        device, timeout = (self.device, DEVICE_TIMEOUT_S) if self.device is not None else (LocalDevice(), HOST_TIMEOUT_S)
+        where = "this host" if self.device is None else self.device.uri
+        run = device.run_artifact(c.path, list(self.golden.inputs), None, threads=THREADS, warmup=LATENCY_WARMUP,
+                                  runs=LATENCY_RUNS, timeout=timeout, verbose=self.options.verbose)
         latency = (run.result or {}).get("latency") or {}
         if not run.ok or latency.get("p50_ms") is None:
-            c.reason = f"failed on {self.device.uri}: {run.error or 'no latency measured'}"
+            c.reason = f"failed on {where}: {run.error or 'no latency measured'}"
             c.path = None  # not measured: select() never keeps it
             return None
         c.p50_ms = float(latency["p50_ms"])
+        c.samples_ms = [float(v) for v in latency.get("samples_ms") or []] or None
         if run.outputs is not None:
             return run.outputs
-        c.note = f"drop measured on this host: {self.device.uri}'s runner returns no outputs"
+        c.note = f"drop measured on this host: {where}'s runner returns no outputs"
         return calibration.run_artifact(c.path, route.target, feeds)
 
-    def _why_not(self, c: Candidate, kept: Candidate, fastest_ms: float) -> str:
+    def _why_not(self, c: Candidate, kept: Candidate, candidates: list[Candidate]) -> str:
         if not c.within(self.budget):
             return f"over budget ({self.metric} drop {_num(c.drop)} > {self.budget:g})"
-        if not tied_with(c.p50_ms, fastest_ms):
-            return f"slower (p50 {_num(c.p50_ms)} ms vs {_num(fastest_ms)} ms)"
-        return (f"as fast (p50 {_num(c.p50_ms)} ms vs {_num(kept.p50_ms)} ms: within {TIE:.0%} or {TIE_MS:g} ms), "
-                f"larger ({c.size_bytes} vs {kept.size_bytes} bytes)")
+        beats, p = faster(kept, c)
+        if not beats:  # not slower than the kept one: then something else beats it, or a tie lost on order
+            by = next((o for o in sorted(candidates, key=rank) if o is not c and o.measured and
+                       o.within(self.budget) and faster(o, c)[0]), None)
+            if by is None or rank(c) > rank(kept):
+                c.p_value = p
+                return (f"tied with {kept.candidate} (p50 {_num(c.p50_ms)} vs {_num(kept.p50_ms)} ms, {_test(p)}), "
+                        f"later in the order {' < '.join(ORDER)}")
+            kept, p = by, faster(by, c)[1]
+        c.p_value = p
+        return f"slower than {kept.candidate} (p50 {_num(c.p50_ms)} vs {_num(kept.p50_ms)} ms, {_test(p)})"
 
     def _why_kept(self, kept: Candidate, met: bool, candidates: list[Candidate]) -> str:
         if not met:
             return f"BUDGET MISSED: no candidate within {self.budget:g}; the smallest drop is kept"
-        faster = [c for c in candidates if c is not kept and c.within(self.budget) and c.p50_ms < kept.p50_ms]
-        if faster:
-            return (f"fastest within budget (p50 tied with {faster[0].candidate}'s: within {TIE:.0%} or "
-                    f"{TIE_MS:g} ms; smaller)")
-        return "fastest within budget"
+        others = [c for c in candidates if c is not kept and c.measured and c.within(self.budget)]
+        verdicts = {id(c): faster(kept, c) for c in others}
+        beaten = [c for c in others if verdicts[id(c)][0]]
+        tied = [c for c in others if not verdicts[id(c)][0] and rank(c) > rank(kept)]
+        said = ["within budget"]
+        if beaten:
+            said.append("faster than " + ", ".join(f"{c.candidate} (p50 {_num(c.p50_ms)} ms, "
+                                                   f"{_test(verdicts[id(c)][1])})" for c in beaten))
+        if tied:
+            said.append("tied with " + ", ".join(f"{c.candidate} (p50 {_num(c.p50_ms)} ms, "
+                                                 f"{_test(verdicts[id(c)][1])})" for c in tied)
+                        + f" and first in the order {' < '.join(ORDER)}")
+        if any(rank(c) < rank(kept) for c in others):
+            said.append("each earlier one within budget is measurably slower than another")
+        return "; ".join(said)
 
 
 def p50(path: Path, target: str, feeds) -> float:
@@ -368,6 +434,11 @@ def p50(path: Path, target: str, feeds) -> float:
         runner = module.Runner(str(path), None, threads=THREADS)
     samples = [[np.ascontiguousarray(x) for x in s] for s in feeds[:LATENCY_SAMPLES]]
     return float(measure(runner.run, samples, warmup=LATENCY_WARMUP, runs=LATENCY_RUNS)["p50_ms"])
+
+
+def _test(p: float | None) -> str:
+    said = "no per-run latencies: p50 margins only" if p is None else f"Mann-Whitney p={p:.2g}"
+    return f"{said}; a tie unless {MIN_GAIN:.0%} and {TIE_MS:g} ms faster at p < {ALPHA:g}"
 
 
 def _suffix(route) -> str:

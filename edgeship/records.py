@@ -64,6 +64,8 @@ class SearchCandidate(Record):
     kept: bool
     reason: str  # why kept, why not, or why skipped (refused, not needed)
 
+    samples_ms: list[float] | None = None  # the per-run latencies behind p50_ms (the tie test's data)
+    p_value: float | None = None  # the one-sided Mann-Whitney p of the comparison the reason states
 
 class RecipeSearchRecord(Record):
     """--quant auto: the search table of one format and what it kept."""
@@ -78,8 +80,10 @@ class RecipeSearchRecord(Record):
     threads: int
     warmup: int
     runs: int
-    tie: float  # p50s within this fraction of the fastest tie, broken by size
-    tie_ms: float  # ... or within this many milliseconds
+    tie: float  # measurably faster: a p50 at least this fraction lower ...
+    tie_ms: float  # ... and this many milliseconds lower ...
+    alpha: float | None = None  # ... and a one-sided Mann-Whitney U test on the runs below this; else a tie
+    order: list[str] | None = None  # the fixed preference that breaks a tie (quantize/recipe_search.py's ORDER)
     max_float_layers: int | None  # the int8+float candidate's cap; null where the route keeps none float
     candidates: list[SearchCandidate]
 

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship import context
 from edgeship.errors import DeviceError, DeviceUnreachable, InputError, last_line
 from edgeship.runtime.base import AgentRun
 from edgeship.runtime.standalone.executorch import from_stored, to_stored
 from edgeship.runtime.standalone.timing import summarize
 
 REMOTE_DIR = "/data/local/tmp/edgeship"
-RUNNER_ENV = "EDGESHIP_ADB_RUNNER"
+RUNNER_ENV = "EDGESHIP_ADB_RUNNER"  # the user's default runners (os.pathsep-separated); --runner wins
 NO_OUTPUTS = "not measured: benchmark_model prints timings only, no outputs (use executor_runner or another device for accuracy)"
 
 # LiteRT tensorflow/lite/tools/benchmark/benchmark_model.cc, BenchmarkLoggingListener::OnBenchmarkEnd
@@ -87,11 +88,6 @@ def parse_executor_runner(text: str, warmup: int = 0) -> dict:
     return out
 
 
-def use_runners(paths) -> None:
-    """Hand the runners to the adb devices opened later in this process (--runner, adb_runners)."""
-    os.environ[RUNNER_ENV] = os.pathsep.join(str(Path(p).resolve()) for p in paths)
-
-
 def runner_kind(path: Path) -> str:
     """Which runner a file is, by its name: 'executor_runner' (.pte; also xnn_executor_runner)
     or 'benchmark_model' (.tflite; any other name)."""
@@ -106,7 +102,9 @@ class AdbDevice:
         self.serial = uri.split(":", 1)[1] if ":" in uri else None
         if self.serial == "":
             raise InputError("adb:SERIAL needs a serial (see `adb devices`), or use plain `adb`")
-        given = [runner] if runner else [p for p in os.environ.get(RUNNER_ENV, "").split(os.pathsep) if p]
+        # the command's --runner (edgeship.context.runtime_choices), else $EDGESHIP_ADB_RUNNER (the user's default)
+        given = ([runner] if runner else list(context.adb_runners())
+                 or [p for p in os.environ.get(RUNNER_ENV, "").split(os.pathsep) if p])
         if not given and require_runner:
             raise InputError(f"--device {uri} needs --runner PATH: the native runner to push (LiteRT's "
                              "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)",

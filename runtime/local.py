@@ -30,7 +30,8 @@ class LocalDevice:
     uri = "local"
     emulated = False
 
-    pte_runtime: str | None = None  # 'native' | 'python'; None: $EDGESHIP_PTE_RUNTIME, else native
+    # 'native' | 'python'; None: the command's --pte-runtime (edgeship.context), else $EDGESHIP_PTE_RUNTIME, else native
+    pte_runtime: str | None = None
     native_target = "host"
 
     def agent_command(self) -> list[str]:

@@ -27,8 +27,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeship import context
 from edgeship.console import info
-from edgeship.errors import EdgeshipError, InputError
+from edgeship.errors import EdgeshipError
 from edgeship.runtime.rootfs import cache_root
 
 SOURCE = Path(__file__).resolve().parent / "native" / "pte_runner.cpp"
@@ -37,10 +38,9 @@ LIBS = ("executorch", "executorch_backend_xnnpack", "executorch_kernels_optimize
         "executorch_threadpool", "executorch_etdump")
 CROSS_CXX = "aarch64-linux-gnu-g++"
 CROSS_APT = "apt-get install g++-aarch64-linux-gnu"
-ENV_RUNTIME = "EDGESHIP_PTE_RUNTIME"  # native (default) | python
-PTE_RUNTIMES = ("native", "python")
+ENV_RUNTIME = "EDGESHIP_PTE_RUNTIME"  # the user's default: native (default) | python
+PTE_RUNTIMES = context.PTE_RUNTIMES
 _said: set[str] = set()
-_chosen: str | None = None  # --pte-runtime of the command running in this process
 
 
 class NativeUnavailable(EdgeshipError):
@@ -174,13 +174,15 @@ def ensure_runner(target: str = "host") -> NativeRunner:
 
 
 def pte_runtime(choice: str | None = None) -> str:
-    """'native' or 'python': the choice given, else the command's --pte-runtime, else
-    $EDGESHIP_PTE_RUNTIME, else native."""
-    value = (choice or _chosen or os.environ.get(ENV_RUNTIME) or "native").strip().lower()
-    if value not in PTE_RUNTIMES:
-        raise InputError(f"unknown .pte runtime '{value}' (from --pte-runtime or ${ENV_RUNTIME}); "
-                         f"choose {' or '.join(PTE_RUNTIMES)}")
-    return value
+    """'native' or 'python': the choice given (a device's own), else the running command's
+    --pte-runtime (edgeship.context), else $EDGESHIP_PTE_RUNTIME, else native."""
+    if choice:
+        return context.check_pte_runtime(choice)
+    if context.pte_runtime():
+        return context.pte_runtime()
+    if os.environ.get(ENV_RUNTIME):
+        return context.check_pte_runtime(os.environ[ENV_RUNTIME], f"${ENV_RUNTIME}")
+    return "native"
 
 
 def runner_or_none(target: str = "host") -> NativeRunner | None:
@@ -207,9 +209,3 @@ class _lock:
     def __exit__(self, *exc):
         fcntl.flock(self.f, fcntl.LOCK_UN)
         self.f.close()
-
-
-def use_pte_runtime(choice: str | None) -> None:
-    """--pte-runtime for the devices this command opens (None: back to $EDGESHIP_PTE_RUNTIME, else native)."""
-    global _chosen
-    _chosen = pte_runtime(choice) if choice else None

@@ -57,7 +57,7 @@ def push_runner(device, runner: native_build.NativeRunner) -> str:
 
 def ready_runner(device) -> native_build.NativeRunner | None:
     """The aarch64 runner when the .pte runtime is native and this host can build it."""
-    if native_build.pte_runtime() != "native":
+    if native_build.pte_runtime(getattr(device, "pte_runtime", None)) != "native":
         return None
     return native_build.runner_or_none("aarch64")
 

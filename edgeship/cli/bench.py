@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edgeship.cli.each_device import device_options, each_device, exit_code, merged_context, unique, use_adb_runner
+from edgeship.cli.each_device import check_adb_runner, device_options, each_device, exit_code, merged_context, unique
 from edgeship.console import console, escape
+from edgeship.context import runtime_choices
 from edgeship.errors import InputError
 from edgeship.inspect import inspect_file
 from edgeship.reports.tables import fmt, write_json
 from edgeship.runtime.device import open_device
-from edgeship.runtime.native_build import use_pte_runtime
 from edgeship.runtime.native_profile import profile_command
 from edgeship.validation import resolve
 
@@ -86,10 +86,10 @@ def command(ctx, artifact, threads, warmup, runs, json_path, profile, device, ru
     """Time one artifact: warm-up, then p50/p90/p99 latency per thread count.
 
     Exits 1 when a run failed, 3 when a device cannot be reached (the other devices still run)."""
-    use_adb_runner(device, runner)
-    use_pte_runtime(pte_runtime)
-    code = run_bench(artifact, threads, warmup, runs, device, json_path, ctx.obj["verbose"])
-    if profile:
-        profile_command(artifact, device, warmup, runs, threads)
+    check_adb_runner(device, runner)
+    with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner):  # this command's only
+        code = run_bench(artifact, threads, warmup, runs, device, json_path, ctx.obj["verbose"])
+        if profile:
+            profile_command(artifact, device, warmup, runs, threads)
     if code:
         sys.exit(code)

@@ -15,12 +15,12 @@ import click
 from edgeship.bundle import read_bundle
 from edgeship.config import LoadedConfig, Project, load_config
 from edgeship.console import info
+from edgeship.context import runtime_choices
 from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, DeviceError, DeviceUnreachable, InputError
 from edgeship.gates.budgets import evaluate
 from edgeship.gates.regression import load_baseline
 from edgeship.pipeline import ExportRequest, export
 from edgeship.reports import build_report, print_report, write_reports
-from edgeship.runtime.adb import use_runners
 from edgeship.runtime.device import open_device
 from edgeship.status import Status
 from edgeship.validation import ValidateRequest, validate
@@ -126,10 +126,9 @@ def run_check(opts: CheckOptions) -> CheckOutcome:
     project: Project = cfg.project
     baseline_path = opts.baseline or cfg.resolve(project.baseline)
     baseline = load_baseline(baseline_path) if baseline_path else None
-    if project.measure.adb_runners:  # like --runner
-
-        use_runners(cfg.resolve(r) for r in project.measure.adb_runners)
-    devices = open_devices(project.devices)
+    # adb_runners: like --runner, for the devices opened here (an adb device takes its runners when opened)
+    with runtime_choices(adb_runners=[cfg.resolve(r) for r in project.measure.adb_runners]):
+        devices = open_devices(project.devices)
     if not opts.skip_export:
         export_all(cfg, opts.verbose)
     results, contexts = measure_all(cfg, devices, opts.verbose)

@@ -18,7 +18,6 @@ import click
 from edgeship.console import error_line
 from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, DeviceError, InputError
 from edgeship.reports.tables import print_validate, write_json
-from edgeship.runtime.adb import use_runners
 from edgeship.status import Status
 from edgeship.validation import validate
 
@@ -37,14 +36,12 @@ def device_options(f):
     return click.option("--device", multiple=True, default=["local"], show_default=True, help=DEVICE_HELP)(f)
 
 
-def use_adb_runner(devices, runner) -> None:
-    """--runner is for adb devices, which need it; the adb device reads it from the environment."""
+def check_adb_runner(devices, runner) -> None:
+    """--runner is for adb devices, which need it (the command hands it to them: edgeship.context)."""
     adb = [d for d in devices if d == "adb" or d.startswith("adb:")]
     if adb and not runner:
         raise InputError(f"--device {adb[0]} needs --runner PATH: the native runner to push (LiteRT's "
                          "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)")
-    if runner:
-        use_runners(runner)
 
 
 @dataclass

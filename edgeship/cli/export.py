@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from edgeship.cli.each_device import use_adb_runner
+from edgeship.cli.each_device import check_adb_runner
 from edgeship.console import console
+from edgeship.context import runtime_choices
 from edgeship.convert import TARGETS
 from edgeship.data import ImageOptions
 from edgeship.pipeline import ExportRequest, parse_targets
@@ -109,7 +110,8 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
         weight_rounding=weight_rounding, device=device,
     )
     if device:
-        use_adb_runner([device], runner)
-    result = run_export(req)
+        check_adb_runner([device], runner)
+    with runtime_choices(adb_runners=runner):  # this command's only
+        result = run_export(req)
     console().print(export_table(result.manifest))
     console().print(f"bundle: {result.bundle}")

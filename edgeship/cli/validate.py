@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from edgeship.cli.each_device import device_options, use_adb_runner, validate_on_devices
-from edgeship.runtime.native_build import use_pte_runtime
+from edgeship.cli.each_device import check_adb_runner, device_options, validate_on_devices
+from edgeship.context import runtime_choices
 from edgeship.validation import ValidateRequest
 
 
@@ -38,11 +38,11 @@ def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cos
     warm-up), init time, size and peak memory. Exits 1 when an artifact fails a check or
     cannot be run, 3 when a device cannot be reached.
     """
-    use_adb_runner(device, runner)
-    use_pte_runtime(pte_runtime)
+    check_adb_runner(device, runner)
     req = ValidateRequest(target, data, device[0], threads, warmup, runs, timeout, max_drop, min_cosine,
                           ctx.obj["verbose"], reference=reference, metric=metric, metric_drop=metric_drop,
                           min_metric=min_metric)
-    code = validate_on_devices(req, list(device), json_path)
+    with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner):  # this command's only
+        code = validate_on_devices(req, list(device), json_path)
     if code:
         sys.exit(code)

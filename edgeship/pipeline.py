@@ -14,17 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship import interrupts, quiet, reference, smoke
+from edgeship import export_modes, interrupts, quiet, reference, smoke
 from edgeship.bundle import GOLDEN, SCHEMA, BundleWriter, Golden
 from edgeship.console import info, warn
 from edgeship.convert import TARGETS, ConvertOptions, get_route
 from edgeship.data import Dataset, ImageOptions, check_calibration, has_batch_axis, load_data
-from edgeship.errors import ArtifactError, ConversionError, EdgeshipError, InputError, UnsupportedError, suggest
+from edgeship.errors import (ArtifactError, CheckFailed, DeviceError, EdgeshipError, InputError, UnsupportedError,
+                             suggest)
 from edgeship.hashing import sha256_file
 from edgeship.inspect import artifact_io
 from edgeship.model import Model, TensorSpec
 from edgeship.quantize import Recipe, calibration, parse_recipes, recipe_search
-from edgeship.quantize.accuracy_aware import check_request, report_searches, search
+from edgeship.quantize.accuracy_aware import check_request, report_searches
 from edgeship.quantize.bias_correction import Plan as BiasPlan
 from edgeship.quantize.weight_rounding import Plan as RoundingPlan
 from edgeship.quantize.equalize import Plan as EqualizePlan
@@ -73,6 +74,8 @@ class ExportRequest:
     # sources that are not an nn.Module
     weight_rounding: str = "nearest"  # --weight-rounding nearest|gptq|auto (quantize/weight_rounding.py)
     device: str | None = None  # --quant auto: measure the candidates there (runtime/device.py URI); None: here
+    # --floor: known losses accepted, {recipe or '*': {'cosine': min, 'top1_drop': max}} (gates/floors.py)
+    floors: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -102,8 +105,78 @@ def parse_targets(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+@dataclass
+class Prepared:
+    """Everything export decided before its first conversion: handed to each job, then to the manifest."""
+
+    req: ExportRequest
+    inputs_key: str
+    model: Model
+    routes: list
+    recipes: list[Recipe]
+    calib: Dataset | None
+    proof: Dataset | None  # the data the golden vectors came from
+    golden: Golden
+    reference_record: dict
+    options: ConvertOptions
+    strategy: object  # export_modes: Plain | CalibrationSearch | AccuracyAware | RecipeSearch
+    rewrites: list  # the float-model rewrites of calibrated recipes, outermost first (CLE, rounding, bias)
+    name: str
+
+
+@dataclass
+class Outcome:
+    """One job's result: the artifact's manifest record, or why there is none."""
+
+    record: dict | None = None
+    failed: dict | None = None
+    tools: dict = field(default_factory=dict)
+
+
 def export(req: ExportRequest) -> ExportResult:
-    auto = recipe_search.requested(req.recipes)  # --quant auto: the recipe search (quantize/recipe_search.py)
+    """prepare (every check, the model, data, golden vectors, strategy) -> one job per (format, recipe)
+    -> the manifest -> the verdict: exit 1 (CheckFailed) when an artifact failed to convert or run, or
+    missed its accuracy floor, with the bundle written and the artifact named."""
+    done = _already_done(req)
+    if done is not None:
+        return done
+    plan = prepare(req)
+    outcomes: list[Outcome] = []
+    with BundleWriter(req.out, req.force) as writer, quiet.converter_output_to_log(writer.staging, req.out,
+                                                                                 req.verbose):
+        for route in plan.routes:
+            convert = _counted(route.load())
+            for recipe in ([recipe_search.AUTO_RECIPE] if _auto(req) else plan.recipes):
+                outcomes.append(export_one(plan, writer, route, recipe, convert))
+                if _auto(req):
+                    break
+        manifest = write_manifest(plan, writer, outcomes)
+    _verdict(req, manifest)
+    return ExportResult(req.out, manifest, plan.model)
+
+
+def _auto(req: ExportRequest) -> bool:
+    return recipe_search.requested(req.recipes)
+
+
+def _already_done(req: ExportRequest) -> ExportResult | None:
+    """The bundle at --out when it was exported from the same inputs; its verdict is said again (a
+    miss is still a miss: exit 1)."""
+    if req.force and not req.reuse_up_to_date:
+        return None
+    done = up_to_date(req.out, inputs_sha256(req))
+    if done is None:
+        return None
+    info(f"[bold]up to date[/]: {req.out} was exported from the same source, data, options and tool "
+         "versions (manifest.json's inputs_sha256); nothing to do. --force exports again.")
+    _verdict(req, done)
+    return ExportResult(req.out, done, None)
+
+
+def prepare(req: ExportRequest) -> Prepared:
+    """Every check that can fail on the user's input, then the model, data and golden vectors: all
+    before the first conversion (exit 2 for bad usage or input, 3 for an unreachable device)."""
+    auto = _auto(req)
     if auto:
         recipe_search.check_flags(req)
     elif req.device:
@@ -112,28 +185,14 @@ def export(req: ExportRequest) -> ExportResult:
                          hint=f"pass --quant auto --max-drop X, or validate the bundle there: "
                               f"edgeship validate BUNDLE --device {req.device}")
     recipes = [recipe_search.AUTO_RECIPE] if auto else parse_recipes(req.recipes)
-
     inputs_key = inputs_sha256(req)
-    if not req.force or req.reuse_up_to_date:
-        done = up_to_date(req.out, inputs_key)
-        if done is not None:
-            info(f"[bold]up to date[/]: {req.out} was exported from the same source, data, options and tool "
-                 "versions (manifest.json's inputs_sha256); nothing to do. --force exports again.")
-            if any("accuracy_aware" in a for a in done.get("artifacts", [])):
-                report_searches(done, req.out)  # a budget that was missed is still missed: exit 1 again
-            if any("recipe_search" in a for a in done.get("artifacts", [])):
-                print_searches(done)
-                recipe_search.raise_if_missed(done, req.out)
-            return ExportResult(req.out, done, None)
     BundleWriter(req.out, req.force).check_destination()  # fail before loading anything heavy
     search_device = _search_device(req.device) if auto and req.device else None  # unreachable: exit 3 now
     with quiet.loading_output_held(req.verbose):
         model = req.model or load_model(req.source, req.framework, req.input_shapes or None, req.trust_source)
     routes = [get_route(model.framework, t) for t in req.targets]
     for route in routes:
-        for r in recipes:
-            if auto:
-                break
+        for r in ([] if auto else recipes):
             if r.name not in route.recipes:
                 why = refusal(r.name, route.target, route.source)
                 raise InputError(f"recipe '{r.name}' is not available on {route.summary}"
@@ -150,133 +209,175 @@ def export(req: ExportRequest) -> ExportResult:
     proof = calib if calib is not None or not req.calib else load_data(req.calib, model.io, req.image)
     golden, reference_record = _golden(req, model, proof, device)
     options = ConvertOptions(int8_io=req.int8_io, verbose=req.verbose)
-    calibrating = None
+    calibration_plan = None
     if req.calibration and not auto:
-        calibrating = calibration
-        plan = calibration.plan(req, model, routes, recipes, calib, golden, info)
+        calibration_plan = calibration.plan(req, model, routes, recipes, calib, golden, info)
         if req.calibration != "auto":
             options.calibration = req.calibration
-    cle = None
-    if req.cle != "off" and any(r.needs_calibration for r in recipes):
-        cle = EqualizePlan(req.cle, model, golden.inputs, golden.outputs, info)
-    bias = None
+    strategy = export_modes.choose(req, calib, golden, options, info, calibration_plan, search_device)
+    return Prepared(req, inputs_key, model, routes, recipes, calib, proof, golden, reference_record, options,
+                    strategy, _rewrites(req, model, recipes, golden), req.name or model.name)
+
+
+def _rewrites(req: ExportRequest, model: Model, recipes: list[Recipe], golden: Golden) -> list:
+    """The float-model rewrites that calibrated recipes go through, outermost first."""
+    if not any(r.needs_calibration for r in recipes):
+        return []
+    out = []
+    if req.cle != "off":
+        out.append(EqualizePlan(req.cle, model, golden.inputs, golden.outputs, info))
+    if req.weight_rounding != "nearest":
+        out.append(RoundingPlan(req.weight_rounding, model, golden.inputs, golden.outputs, info))
     # auto skips what bias correction cannot run on: not an nn.Module, or an input without a batch
     # axis (an RNN state taken whole: the correction runs the calibration samples as one batch)
-    if req.bias_correction != "off" and any(r.needs_calibration for r in recipes) and \
-            (req.bias_correction == "on" or (model.kind == "torch-module" and
+    if req.bias_correction != "off" and \
+            (req.bias_correction == "on" or (model.kind in ("torch-module", "keras") and
                                              all(has_batch_axis(s.shape) for s in model.io.inputs))):
-        bias = BiasPlan(req.bias_correction, model, golden.inputs, golden.outputs, info)
-    rounding = None
-    if req.weight_rounding != "nearest" and any(r.needs_calibration for r in recipes):
-        rounding = RoundingPlan(req.weight_rounding, model, golden.inputs, golden.outputs, info)
-    searches: dict[str, dict] = {}  # artifact file -> its accuracy-aware record
-    found = None  # --quant auto: what the search kept for the current format
-    autosearch = recipe_search.Search(calib, golden, req.metric, req.max_drop, req.calibration, options, info,
-                                      device=search_device) if auto else None
-    name = req.name or model.name
+        out.append(BiasPlan(req.bias_correction, model, golden.inputs, golden.outputs, info))
+    return out
 
-    artifacts = []
-    failed: list[dict] = []  # artifacts that failed their smoke run (edgeship/smoke.py), kept under failed/
+
+class _counted:
+    """A route's convert function that counts its conversions (the manifest's `conversions`)."""
+
+    def __init__(self, convert):
+        self.convert, self.calls = convert, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.convert(*args, **kwargs)
+
+
+def _rewritten(convert, rewrites: list, target: str, recipe: Recipe):
+    if not recipe.needs_calibration:
+        return convert
+    for rewrite in reversed(rewrites):  # the innermost (bias correction) wraps the converter first
+        convert = rewrite.wrap(convert, target)
+    return convert
+
+
+def _rewrite_record(rewrite, path: Path) -> tuple[str, dict | None]:
+    """(manifest key, what the rewrite did for the artifact at PATH): found by the bytes where the rewrite
+    can (a search converts to temporary paths and copies the one it keeps), else by the file name, else
+    its latest record."""
+    key = {EqualizePlan: "cle", BiasPlan: "bias_correction", RoundingPlan: "weight_rounding"}[type(rewrite)]
+    found = rewrite.record_for(path) if hasattr(rewrite, "record_for") else None
+    found = found or rewrite.records.get(path.name)
+    if found is None and rewrite.records and key != "weight_rounding":
+        found = next(reversed(rewrite.records.values()))
+    return key, found
+
+
+def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, convert: _counted) -> Outcome:
+    """One (format, recipe): convert through the export's strategy, record, smoke-run against the floors.
+    A converter's failure is this artifact's failure (recorded, the export goes on), never the export's."""
+    req = plan.req
+    filename = f"{plan.name}.{recipe.name}.{EXTENSIONS[route.target]}"
+    interrupts.raise_if_requested()  # a Ctrl-C/SIGTERM a finalizer swallowed stops here
+    info(f"[bold]export[/] {filename}  ({route.summary})")
+    before = convert.calls
+    t0 = time.perf_counter()
+    try:
+        done = plan.strategy.convert(route, _rewritten(convert, plan.rewrites, route.target, recipe), plan.model,
+                                     recipe, lambda r: writer.path(f"{plan.name}.{r}.{EXTENSIONS[route.target]}"),
+                                     plan.options)
+    except (InputError, DeviceError):  # bad input found late, or the search's device went away: the export's
+        raise
+    except Exception as e:  # a converter's own exception, or its ConversionError: report its last words
+        if req.verbose:
+            raise
+        msg = e.message if isinstance(e, EdgeshipError) else (
+            str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__)
+        writer.path(filename).unlink(missing_ok=True)
+        return Outcome(failed=smoke.not_converted(filename, route.target, recipe.name, route.summary, msg))
+    seconds = time.perf_counter() - t0
+    path, recipe, result = done.path, done.recipe, done.result
+    if not path.exists() or path.stat().st_size == 0:
+        return Outcome(failed=smoke.not_converted(path.name, route.target, recipe.name, route.summary,
+                                                  "the converter wrote no artifact"))
+    for w in result.warnings:
+        warn(f"{path.name}: {w}")
+    try:
+        io = artifact_io(path, plan.model.io, result.io_quantization)
+    except ArtifactError as e:  # it cannot even be read: a dead artifact, like one that cannot run
+        return Outcome(failed=smoke.unreadable(writer.staging, path, route.target, recipe.name, e.message))
+    fields = dict(done.fields)
+    for rewrite in plan.rewrites if recipe.needs_calibration else ():
+        key, rewrite_record = _rewrite_record(rewrite, path)
+        if rewrite_record is not None:
+            fields[key] = rewrite_record
+    sha256, size_bytes = sha256_file(path), path.stat().st_size
+    judged = smoke.check(writer.staging, path, io, recipe.name, plan.golden, req.floors,
+                         own_budget="accuracy_aware" in fields or "recipe_search" in fields)
+    record = _artifact_record(judged.path, sha256, size_bytes, route, recipe, plan.model, result, io, seconds, req.int8_io,
+                              smoke=judged.result, conversions=convert.calls - before, **fields)
+    return Outcome(record=record, tools=result.tools) if judged.ran else Outcome(failed=record, tools=result.tools)
+
+
+def write_manifest(plan: Prepared, writer: BundleWriter, outcomes: list[Outcome]) -> dict:
+    req, model, golden = plan.req, plan.model, plan.golden
     tools: dict[str, str] = {}
-    with BundleWriter(req.out, req.force) as writer, quiet.converter_output_to_log(writer.staging, req.out,
-                                                                                 req.verbose):
-        for route in routes:
-            plain_convert = route.load()
-            for recipe in recipes:
-                convert = bias.wrap(plain_convert, route.target) if bias and recipe.needs_calibration else plain_convert
-                convert = rounding.wrap(convert, route.target) if rounding and recipe.needs_calibration else convert
-                convert = cle.wrap(convert, route.target) if cle and recipe.needs_calibration else convert
-                filename = f"{name}.{recipe.name}.{EXTENSIONS[route.target]}"
-                interrupts.raise_if_requested()  # a Ctrl-C/SIGTERM a finalizer swallowed stops here
-                info(f"[bold]export[/] {filename}  ({route.summary})")
-                t0 = time.perf_counter()
-                try:
-                    if autosearch is not None:
-                        found = autosearch.run(route, convert, model,
-                                               lambda r, t=route.target: writer.path(f"{name}.{r}.{EXTENSIONS[t]}"))
-                        result, recipe, filename = found.result, found.recipe, found.path.name
-                    elif req.max_drop is not None and recipe.name == "int8":
-                        result, searches[filename], _ = search(route, convert, model, recipe, calib, golden,
-                                                               writer.path(filename), options, req.metric,
-                                                               req.max_drop, log=info)
-                    elif calibrating is not None and recipe.needs_calibration:
-                        result, choice = plan.convert(convert, route, model, recipe, writer.path(filename), options)
-                    else:
-                        result = convert(model, recipe, calib if recipe.needs_calibration else None,
-                                         writer.path(filename), options)
-                except EdgeshipError:
-                    raise
-                except Exception as e:  # a converter's own exception: report its last words
-                    if req.verbose:
-                        raise
-                    msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-                    raise ConversionError(f"{route.summary} failed on {filename}: {msg}",
-                                          hint="run with --verbose for the converter's traceback") from None
-                seconds = time.perf_counter() - t0
-                path = writer.path(filename)
-                if not path.exists() or path.stat().st_size == 0:
-                    raise ConversionError(f"{route.summary} wrote no artifact for {filename}")
-                for w in result.warnings:
-                    warn(f"{filename}: {w}")
-                tools.update(result.tools)
-                try:
-                    artifacts.append(_artifact_record(path, route, recipe, model, result, seconds, req.int8_io))
-                except ArtifactError as e:  # it cannot even be read: a dead artifact, like one that cannot run
-                    failed.append(smoke.unreadable(writer.staging, path, route.target, recipe.name, e.message))
-                    continue
-                if found is not None:
-                    artifacts[-1]["recipe_search"] = found.record
-                    if found.accuracy_aware:
-                        artifacts[-1]["accuracy_aware"] = found.accuracy_aware
-                if filename in searches:
-                    artifacts[-1]["accuracy_aware"] = searches[filename]
-                elif calibrating is not None and recipe.needs_calibration:
-                    artifacts[-1]["calibration"] = choice.record(req.calibration)
-                if cle and recipe.needs_calibration:
-                    artifacts[-1]["cle"] = cle.records.get(filename) or next(reversed(cle.records.values()))
-                if bias and recipe.needs_calibration:
-                    artifacts[-1]["bias_correction"] = bias.record_for(path) or next(reversed(bias.records.values()))
-                if rounding and recipe.needs_calibration:
-                    artifacts[-1]["weight_rounding"] = rounding.record_for(path)
-                if not smoke.check(writer.staging, artifacts[-1], golden):
-                    failed.append(artifacts.pop())
-        golden.save(writer.path(GOLDEN))
-        manifest = manifest_record(**{
-            "schema": SCHEMA,
-            "edgeship_version": __version__,
-            "created_unix": int(time.time()),
-            "inputs_sha256": inputs_key,  # what the bytes depend on: a later export with the same is skipped
-            "model": {
-                "name": name,
-                "framework": model.framework,
-                "kind": model.kind,
-                "source": model.source,
-                "source_path": str(Path(model.source_path).resolve()) if model.source_path else None,
-                "source_sha256": source_sha256(model.source_path) if model.source_path else req.model_sha256,
-                "io": model.io.to_dict(),
-                **({"loader": model.loader} if model.loader else {}),
-            },
-            "calibration": None if calib is None else {
-                "data": calib.name, "samples": len(calib), "sha256": calib.sha256,
-            },
-            "golden": {
-                "path": GOLDEN, "samples": len(golden), "sha256": sha256_file(writer.path(GOLDEN)),
-                "data": golden_source(req, proof), "has_labels": golden.labels is not None,
-            },
-            "reference": reference_record,
-            "tools": {"edgeship": __version__, "python": platform.python_version(), **_versions(tools)},
-            "artifacts": artifacts,
-            **({"failed_artifacts": failed} if failed else {}),
-        })
-        writer.commit(manifest)
-    if auto:
+    for o in outcomes:
+        tools.update(o.tools)
+    failed = [o.failed for o in outcomes if o.failed is not None]
+    golden.save(writer.path(GOLDEN))
+    manifest = manifest_record(**{
+        "schema": SCHEMA,
+        "edgeship_version": __version__,
+        "created_unix": int(time.time()),
+        "inputs_sha256": plan.inputs_key,  # what the bytes depend on: a later export with the same is skipped
+        "model": {
+            "name": plan.name,
+            "framework": model.framework,
+            "kind": model.kind,
+            "source": model.source,
+            "source_path": str(Path(model.source_path).resolve()) if model.source_path else None,
+            "source_sha256": source_sha256(model.source_path) if model.source_path else req.model_sha256,
+            "io": model.io.to_dict(),
+            **({"loader": model.loader} if model.loader else {}),
+        },
+        "calibration": None if plan.calib is None else {
+            "data": plan.calib.name, "samples": len(plan.calib), "sha256": plan.calib.sha256,
+        },
+        "golden": {
+            "path": GOLDEN, "samples": len(golden), "sha256": sha256_file(writer.path(GOLDEN)),
+            "data": golden_source(req, plan.proof), "has_labels": golden.labels is not None,
+        },
+        "reference": plan.reference_record,
+        "tools": {"edgeship": __version__, "python": platform.python_version(), **_versions(tools)},
+        "conversions": sum(o.record.get("conversions", 0) for o in outcomes if o.record) + sum(
+            o.failed.get("conversions", 0) for o in outcomes if o.failed),
+        "artifacts": [o.record for o in outcomes if o.record is not None],
+        **({"failed_artifacts": failed} if failed else {}),
+    })
+    writer.commit(manifest)
+    return manifest
+
+
+def _verdict(req: ExportRequest, manifest: dict) -> None:
+    """Say what export did not ship as good, and exit 1 for it: artifacts that failed to convert or to
+    run, artifacts below their accuracy floor, searches that missed their budget. All are said
+    before the one exit."""
+    misses = []
+    if any("recipe_search" in a for a in manifest.get("artifacts", [])):
         print_searches(manifest)
-    smoke.raise_if_failed(failed, req.out)
-    if auto:
-        recipe_search.raise_if_missed(manifest, req.out)  # exit 1 when a format met no candidate within budget
-    if searches:
-        report_searches(manifest, req.out)  # prints; raises CheckFailed (exit 1) when a budget was missed
-    return ExportResult(req.out, manifest, model)
+        try:
+            recipe_search.raise_if_missed(manifest, req.out)  # a format that met no candidate within budget
+        except CheckFailed as e:
+            misses.append(e)
+    if any("accuracy_aware" in a and "recipe_search" not in a for a in manifest.get("artifacts", [])):
+        try:
+            report_searches(manifest, req.out)  # prints; a budget that was missed
+        except CheckFailed as e:
+            misses.append(e)
+    try:
+        smoke.raise_verdict(manifest, req.out)
+    except CheckFailed as e:
+        misses.insert(0, e)
+    if misses:
+        if len(misses) > 1:
+            raise CheckFailed("; ".join(m.message for m in misses), hint=misses[0].hint)
+        raise misses[0]
 
 
 def golden_source(req: ExportRequest, calib: Dataset | None) -> str:
@@ -332,24 +433,25 @@ def run_reference(model: Model, ds: Dataset, batch: int = 256, device: str = "cp
     return reference.run(model, ds, device, batch)[0]
 
 
-def _artifact_record(path: Path, route, recipe: Recipe, model: Model, result, seconds: float, int8_io: bool) -> dict:
-    io = artifact_io(path, model.io, result.io_quantization)
+def _artifact_record(path: str, sha256: str, size_bytes: int, route, recipe: Recipe, model: Model, result, io: dict,
+                     seconds: float, int8_io: bool, **fields) -> dict:
     notes = integer_dtype_notes(model.io, io)
     for note in notes:
-        warn(f"{path.name}: {note}")
+        warn(f"{Path(path).name}: {note}")
     return artifact_record(**{
-        "path": path.name,
-        "sha256": sha256_file(path),
+        "path": path,
+        "sha256": sha256,
         "format": route.target,
         "recipe": recipe.name,
         "int8_io": bool(int8_io and recipe.name == "int8"),
         "route": result.route or route.summary,
-        "size_bytes": path.stat().st_size,
+        "size_bytes": size_bytes,
         "io": io,
         "delegation": result.delegation,
         "warnings": list(result.warnings) + notes,
         "export_seconds": round(seconds, 3),
         "tools": result.tools,
+        **fields,
     })
 
 

@@ -22,7 +22,12 @@ manifest.json (schema "edgeship.manifest/1"):
                  warnings, export_seconds, tools, accuracy_aware (accuracy-aware int8 only), recipe_search
                  (--quant auto: metric, budget, met, kept, measured_on, candidates [SearchCandidate]), smoke
                  {status, sample, runtime, cosine, max_abs_error | error}
-    failed_artifacts  artifacts that failed their smoke run: {path (under failed/), format, recipe, smoke}
+                 {status pass | below_floor | fail, samples, runtime, cosine, max_abs_error, accuracy, floors,
+                 missed | error}, conversions (how many times the converter ran for it)
+    conversions  the converter runs of the whole export
+    failed_artifacts  artifacts not shipped: a conversion that failed {path (not written), format, recipe,
+                 stage "convert", route, error}, or an artifact that could not run {path (under failed/),
+                 format, recipe, smoke, ...}
 
 validate record (`edgeship validate --json`'s "artifacts", report.json's "results"):
     artifact, format, recipe, size_bytes, delegation, device, emulated, checks [{name, value,
@@ -59,13 +64,13 @@ class SearchCandidate(Record):
     float_layers: list[str]
     drop: float | None  # --metric's drop on the evaluation data; null: not measured, or NaN/Inf outputs
     p50_ms: float | None  # where the search measured (measured_on: this host, or export's --device)
+    samples_ms: list[float] | None = None  # the per-run latencies behind p50_ms (the tie test's data)
+    p_value: float | None = None  # the one-sided Mann-Whitney p of the comparison the reason states
     size_bytes: int | None
     within_budget: bool
     kept: bool
     reason: str  # why kept, why not, or why skipped (refused, not needed)
 
-    samples_ms: list[float] | None = None  # the per-run latencies behind p50_ms (the tie test's data)
-    p_value: float | None = None  # the one-sided Mann-Whitney p of the comparison the reason states
 
 class RecipeSearchRecord(Record):
     """--quant auto: the search table of one format and what it kept."""
@@ -102,7 +107,9 @@ class ArtifactRecord(Record):
     export_seconds: float
     tools: dict = {}
     accuracy_aware: dict | None = None
-    smoke: dict | None = None  # the smoke run before commit (edgeship/smoke.py): status, cosine, error
+    smoke: dict | None = None  # the run on the golden samples before commit (edgeship/smoke.py): status, figures,
+    # the floors it was judged by (gates/floors.py), what it missed, or its error
+    conversions: int | None = None  # how many times the converter ran to make this artifact (rewrites, searches)
     calibration: dict | None = None  # --calibration: method, measured score, candidates (quantize/calibration.py)
     cle: dict | None = None  # --cle: cross-layer equalization applied, and the SNRs it was chosen on
     bias_correction: dict | None = None  # --bias-correction: layers corrected, shifts, and the SNRs it was chosen on
@@ -132,7 +139,8 @@ class Manifest(Record):
     reference: dict
     tools: dict[str, str]
     artifacts: list[ArtifactRecord]
-    failed_artifacts: list[dict] | None = None  # artifacts that failed their smoke run, kept under failed/
+    conversions: int | None = None  # converter runs of the whole export
+    failed_artifacts: list[dict] | None = None  # not shipped: failed to convert, or to run (kept under failed/)
 
     def dump(self) -> dict:
         d = super().dump()

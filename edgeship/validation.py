@@ -22,11 +22,11 @@ from edgeship.bundle import Bundle, Golden, find_bundle_of, read_bundle
 from edgeship.console import info
 from edgeship.data import load_data
 from edgeship.errors import ArtifactError, InputError
+from edgeship.gates import floors as floor_rules
 from edgeship.hashing import sha256_file
 from edgeship.inspect import inspect_file
 from edgeship.metrics import compare, top1_accuracy
 from edgeship.pipeline import run_reference
-from edgeship.quantize import get_recipe
 from edgeship.records import validate_record
 from edgeship.runtime.base import format_of
 from edgeship.runtime.device import open_device
@@ -210,18 +210,17 @@ def _integrity_check(record: dict, path: Path) -> dict | None:
 
 
 def _checks(req: ValidateRequest, record: dict, acc: dict) -> list[dict]:
-    checks = []
-    recipe = get_recipe(record["recipe"]) if record.get("recipe") else None
+    recipe = record.get("recipe")
     if recipe is None and req.reference is not None:  # a third-party artifact vs its reference: the loosest floors
-        recipe = get_recipe("int8")
-    min_cos = req.min_cosine if req.min_cosine is not None else (recipe.min_cosine if recipe else None)
-    if min_cos is not None and "cosine" in acc:
-        checks.append({"name": "cosine", "value": acc["cosine"], "limit": min_cos, "op": ">=",
-                       "passed": bool(acc["cosine"] >= min_cos)})
-    max_drop = req.max_drop if req.max_drop is not None else (recipe.max_top1_drop if recipe else None)
-    if max_drop is not None and "accuracy_drop" in acc:
-        checks.append({"name": "accuracy_drop", "value": acc["accuracy_drop"], "limit": max_drop, "op": "<=",
-                       "passed": bool(acc["accuracy_drop"] <= max_drop + 1e-9)})
+        recipe = "int8"
+    # the floors export's verdict held the artifact to (gates/floors.py): the recipe's, or the known loss
+    # the export accepted with --floor, as its manifest records them
+    limits = dict((record.get("smoke") or {}).get("floors") or floor_rules.floors_for(recipe))
+    if req.min_cosine is not None:
+        limits["cosine"] = req.min_cosine
+    if req.max_drop is not None:
+        limits["top1_drop"] = req.max_drop
+    checks = floor_rules.checks(acc, limits)
     search = record.get("recipe_search")
     if search and not search.get("met", True):  # --quant auto kept its best candidate over budget
         kept = next((c for c in search["candidates"] if c["kept"]), {})

@@ -10,12 +10,7 @@ from edgeship.cli.each_device import check_adb_runner
 from edgeship.console import console
 from edgeship.context import runtime_choices
 from edgeship.convert import TARGETS
-from edgeship.data import ImageOptions
-from edgeship.pipeline import ExportRequest, parse_targets
-from edgeship.pipeline import export as run_export
 from edgeship.quantize.recipes import RECIPE_NAMES
-from edgeship.reports.tables import export_table
-from edgeship.sources import parse_input_shape
 
 
 def floats(text: str | None):
@@ -86,17 +81,30 @@ def floats(text: str | None):
               help="--quant auto: measure each candidate's drop and p50 on this device (local, emu:rpi4, emu:rpi5, "
                    "ssh://user@host[:port], adb[:SERIAL]) instead of in this process; an unreachable device "
                    "exits 3 before any conversion. Other exports: validate the bundle with --device instead.")
+@click.option("--floor", "floors", multiple=True, metavar="[RECIPE:]NAME=VALUE",
+              help="Accept a known loss: the accuracy floor an artifact must meet against the float model on the "
+                   "golden samples, NAME cosine (minimum) or top1_drop (maximum points), for one recipe or, "
+                   "without RECIPE:, for all (repeatable). Default: each recipe's own (int8: cosine 0.98, top-1 "
+                   "drop 1). An artifact below its floor is still written, marked in manifest.json, and makes "
+                   "export exit 1; validate holds it to the same floor.")
 @click.option("--runner", type=click.Path(path_type=Path), multiple=True,
               help="--device adb: the native runner to push (LiteRT's benchmark_model, ExecuTorch's "
                    "executor_runner); repeat for both.")
 @click.pass_context
 def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape,
             int8_io, calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr,
-            reference_device, max_drop, metric, calibration, cle, bias_correction, weight_rounding, device, runner):
+            reference_device, max_drop, metric, calibration, cle, bias_correction, weight_rounding, device, floors, runner):
     """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
 
     SOURCE is file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder.
     """
+    from edgeship.data import ImageOptions
+    from edgeship.gates.floors import parse_floors
+    from edgeship.pipeline import ExportRequest, parse_targets
+    from edgeship.pipeline import export as run_export
+    from edgeship.reports.tables import export_table
+    from edgeship.sources import parse_input_shape
+
     image = ImageOptions(
         size=tuple(int(v) for v in image_size.lower().split("x")) if image_size else None,
         mean=floats(mean) or (0.0,), std=floats(std) or (1.0,), layout=layout, bgr=bgr,
@@ -107,7 +115,7 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
         input_shapes=[parse_input_shape(v) for v in input_shape], image=image, int8_io=int8_io, force=force,
         trust_source=trust_source, name=name, verbose=ctx.obj["verbose"], reference_device=reference_device,
         max_drop=max_drop, metric=metric, calibration=calibration, cle=cle, bias_correction=bias_correction,
-        weight_rounding=weight_rounding, device=device,
+        weight_rounding=weight_rounding, device=device, floors=parse_floors(floors),
     )
     if device:
         check_adb_runner([device], runner)

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeship.bundle import read_bundle
-from edgeship.cli.check import CheckOptions, CheckOutcome, run_check
+from edgeship.checking import CheckOptions, CheckOutcome, run_check
 from edgeship.errors import InputError
 from edgeship.model import Model
 from edgeship.pipeline import ExportRequest, parse_targets

@@ -1,4 +1,5 @@
-"""`edgeship bench ARTIFACT.pte --profile`: time per op and per delegate call, slowest first.
+"""Time per op and per delegate call of a .pte, slowest first (`edgeship bench ARTIFACT.pte --profile`,
+whose command and table are in cli/bench.py).
 
 The native runner writes an ETDump (libexecutorch_etdump.so, `--etdump FILE`) covering every
 execution of the run (first, per sample, warm-up and timed); ExecuTorch's own Inspector
@@ -19,11 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.console import console, info
 from edgeship.errors import InputError
-from edgeship.inspect import inspect_file
-from edgeship.runtime.device import open_device
-from edgeship.validation import resolve
 
 TFLITE_UNAVAILABLE = ("per-op profile: not available for .tflite: ai-edge-litert's Python Interpreter exposes no op "
                       "profiler (LiteRT's native benchmark_model --enable_op_profiling has one)")
@@ -75,39 +72,3 @@ def profile(device, path: Path, inputs, signature, *, warmup=5, runs=50, threads
         if not dump.is_file():
             raise InputError("the native runner wrote no ETDump")
         return {"rows": parse_etdump(dump), "runtime": run.result.get("runtime"), "emulated": device.emulated}
-
-
-def print_profile(path: Path, device_uri: str, report: dict, top: int = 30) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-
-    emulated = " (emulated: not device timings)" if report["emulated"] else ""
-    t = Table(title=f"{path.name} on {device_uri}{emulated}: time per op and delegate call, slowest first "
-                    f"({escape(str(report['runtime']))}, ETDump)", title_justify="left")
-    for col in ("event", "delegated", "calls", "p50 ms", "mean ms", "total ms"):
-        t.add_column(col, justify="left" if col in ("event", "delegated") else "right")
-    for r in report["rows"][:top]:
-        t.add_row(escape(r["name"]), "yes" if r["delegated"] else "", str(r["count"]), f"{r['p50_ms']:.5f}",
-                  f"{r['mean_ms']:.5f}", f"{r['total_ms']:.4f}")
-    console().print(t)
-
-
-def profile_command(artifact: Path, device_uris, warmup: int, runs: int, threads: str = "1") -> None:
-    """bench --profile: the per-op table for each device (after bench's own tables)."""
-    bundle, records, paths = resolve(artifact)
-    record, path = records[0], paths[0]
-    if path.suffix == ".tflite":
-        info(TFLITE_UNAVAILABLE)
-        return
-    if bundle is not None:
-        inputs = [a[:1] for a in bundle.golden().inputs]
-    else:
-
-        inputs = [np.random.default_rng(0).standard_normal(t["shape"]).astype(np.float32)
-                  for t in inspect_file(path)["inputs"]]
-    n = int(str(threads).split(",")[0])
-    for uri in device_uris:
-        device = open_device(uri)
-        print_profile(path, device.uri, profile(device, path, inputs, record.get("io"), warmup=warmup, runs=runs,
-                                                threads=n))

@@ -1,4 +1,5 @@
-"""`edgeship bench ARTIFACT`: latency per thread count, warm-up and percentiles stated."""
+"""`edgeship bench ARTIFACT`: latency per thread count, warm-up and percentiles stated; with --profile,
+a .pte's time per op and per delegate call (runtime/native_profile.py measures it)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,18 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from edgeship.cli.each_device import check_adb_runner, device_options, each_device, exit_code, merged_context, unique
-from edgeship.console import console, escape
+from edgeship.console import console, escape, info
 from edgeship.context import runtime_choices
 from edgeship.errors import InputError
-from edgeship.inspect import inspect_file
-from edgeship.reports.tables import fmt, write_json
-from edgeship.runtime.device import open_device
-from edgeship.runtime.native_profile import profile_command
-from edgeship.validation import resolve
 
 
 def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri, json_path, verbose) -> int:
     """Prints one table per device (DEVICE_URI: one URI or several); returns the exit code: 0, 1 when
     any run failed, 3 when a device could not be reached (each_device.py: the others still run)."""
+    from edgeship.reports.tables import write_json
+
     uris = [device_uri] if isinstance(device_uri, str) else unique(device_uri)
     fan = each_device(uris, lambda uri: _bench_one(artifact, threads, warmup, runs, uri, verbose))
     if json_path:
@@ -29,10 +26,25 @@ def run_bench(artifact: Path, threads: str, warmup: int, runs: int, device_uri, 
     return exit_code(fan, lambda r: not r["ok"])
 
 
+def _one_input(bundle, path: Path) -> list:
+    """One sample: the bundle's first golden vector, or seeded noise of the artifact's input shapes."""
+    import numpy as np
+
+    from edgeship.inspect import inspect_file
+
+    if bundle is not None:
+        return [a[:1] for a in bundle.golden().inputs]
+    return [np.random.default_rng(0).standard_normal(t["shape"]).astype(np.float32)
+            for t in inspect_file(path)["inputs"]]
+
+
 def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri: str, verbose):
     """(results, context) for one device, after printing its table."""
     from rich.table import Table
 
+    from edgeship.reports.tables import fmt
+    from edgeship.runtime.device import open_device
+    from edgeship.validation import resolve
 
     try:
         thread_counts = [int(t) for t in threads.split(",") if t.strip()]
@@ -42,11 +54,7 @@ def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri:
     if len(paths) != 1:
         raise InputError("bench takes one artifact", hint="pass a .tflite, .pte or .onnx file; validate takes bundles")
     record, path = records[0], paths[0]
-    if bundle is not None:
-        inputs = [a[:1] for a in bundle.golden().inputs]
-    else:
-        inputs = [np.random.default_rng(0).standard_normal(t["shape"]).astype(np.float32)
-                  for t in inspect_file(path)["inputs"]]
+    inputs = _one_input(bundle, path)
     device = open_device(device_uri)
     emulated = " (emulated)" if device.emulated else ""
     table = Table(title=f"{path.name} on {device.uri}{emulated}: {warmup} warm-up, {runs} runs", title_justify="left")
@@ -73,6 +81,39 @@ def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri:
     return results, {"device": device.uri, "emulated": device.emulated, "warmup": warmup, "runs": runs}
 
 
+def run_profile(artifact: Path, device_uris, warmup: int, runs: int, threads: str = "1") -> None:
+    """bench --profile: the per-op table for each device (after bench's own tables)."""
+    from edgeship.runtime.device import open_device
+    from edgeship.runtime.native_profile import TFLITE_UNAVAILABLE, profile
+    from edgeship.validation import resolve
+
+    bundle, records, paths = resolve(artifact)
+    record, path = records[0], paths[0]
+    if path.suffix == ".tflite":
+        info(TFLITE_UNAVAILABLE)
+        return
+    inputs = _one_input(bundle, path)
+    n = int(str(threads).split(",")[0])
+    for uri in device_uris:
+        device = open_device(uri)
+        print_profile(path, device.uri, profile(device, path, inputs, record.get("io"), warmup=warmup, runs=runs,
+                                                threads=n))
+
+
+def print_profile(path: Path, device_uri: str, report: dict, top: int = 30) -> None:
+    from rich.table import Table
+
+    emulated = " (emulated: not device timings)" if report["emulated"] else ""
+    t = Table(title=f"{path.name} on {device_uri}{emulated}: time per op and delegate call, slowest first "
+                    f"({escape(str(report['runtime']))}, ETDump)", title_justify="left")
+    for col in ("event", "delegated", "calls", "p50 ms", "mean ms", "total ms"):
+        t.add_column(col, justify="left" if col in ("event", "delegated") else "right")
+    for r in report["rows"][:top]:
+        t.add_row(escape(r["name"]), "yes" if r["delegated"] else "", str(r["count"]), f"{r['p50_ms']:.5f}",
+                  f"{r['mean_ms']:.5f}", f"{r['total_ms']:.4f}")
+    console().print(t)
+
+
 @click.command("bench")
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--threads", default="1", show_default=True, help="Thread counts to try, comma-separated.")
@@ -90,6 +131,6 @@ def command(ctx, artifact, threads, warmup, runs, json_path, profile, device, ru
     with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner):  # this command's only
         code = run_bench(artifact, threads, warmup, runs, device, json_path, ctx.obj["verbose"])
         if profile:
-            profile_command(artifact, device, warmup, runs, threads)
+            run_profile(artifact, device, warmup, runs, threads)
     if code:
         sys.exit(code)

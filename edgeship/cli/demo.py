@@ -12,13 +12,10 @@ from pathlib import Path
 
 import click
 
-from edgeship import demo_models, quiet
+from edgeship import quiet
 from edgeship.console import console, info
 from edgeship.errors import EXIT_CHECK_FAILED, InputError
-from edgeship.pipeline import ExportRequest, export, parse_targets
-from edgeship.reports.tables import export_table, print_validate, write_json
 from edgeship.status import Status
-from edgeship.validation import ValidateRequest, validate
 
 DEMO_MARKER = ".edgeship-demo"
 HELD_OUT = 450  # the whole digits test split: accuracy to 0.2 points
@@ -32,6 +29,8 @@ def _prepare(out: Path) -> None:
 
 
 def _train(framework: str, models: Path, verbose: bool) -> tuple[str, float]:
+    from edgeship import demo_models
+
     if framework == "torch":
         module, acc = demo_models.train_torch_cnn()
         return str(demo_models.save_torch_pt2(module, models / "digits_torch.pt2")), acc
@@ -44,6 +43,10 @@ def _train(framework: str, models: Path, verbose: bool) -> tuple[str, float]:
 
 
 def run_demo(out: Path, targets: str, recipes: str, frameworks: str, verbose: bool = False) -> bool:
+    from edgeship.pipeline import ExportRequest, export, parse_targets
+    from edgeship.reports.tables import export_table, print_validate, write_json
+    from edgeship.validation import ValidateRequest, validate
+
     wanted = [f.strip() for f in frameworks.split(",") if f.strip()]
     for f in wanted:
         if f not in ("torch", "keras"):

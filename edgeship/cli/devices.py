@@ -9,6 +9,7 @@ whether ExecuTorch is available (and why not), free disk and memory.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 
@@ -17,16 +18,11 @@ import click
 from edgeship.cli.groups import SuggestingGroup
 from edgeship.console import console, err_console, info, progress_enabled
 from edgeship.errors import EXIT_CHECK_FAILED, InputError, suggest
-from edgeship.runtime.adb import AdbDevice
-from edgeship.runtime.base import DEVICE_SCHEMES, parse_agent_stdout, scheme_of
-from edgeship.runtime.emulated import EmulatedDevice, parse_board
-from edgeship.runtime.local import LocalDevice
-from edgeship.runtime.native import native_probe_for, native_row
-from edgeship.runtime.rootfs import ensure_rootfs
-from edgeship.runtime.ssh import SSHDevice
 
 
 def _scheme(uri: str) -> str:
+    from edgeship.runtime.base import DEVICE_SCHEMES, scheme_of
+
     scheme = scheme_of(uri)
     if scheme:
         return scheme
@@ -55,6 +51,10 @@ def _step_printer():
 
 def setup(uri: str, rebuild: bool = False, with_executorch: bool = False) -> dict:
     """Prepare the device; returns its doctor report (with 'setup_seconds' and 'setup' added)."""
+    from edgeship.runtime.emulated import EmulatedDevice, parse_board
+    from edgeship.runtime.rootfs import ensure_rootfs
+    from edgeship.runtime.ssh import SSHDevice
+
     scheme = _scheme(uri)
     if with_executorch and scheme != "ssh":
         raise InputError(f"--with-executorch installs onto ssh:// devices, not {uri}",
@@ -78,6 +78,13 @@ def setup(uri: str, rebuild: bool = False, with_executorch: bool = False) -> dic
 
 
 def doctor_report(uri: str) -> dict:
+    from edgeship.runtime.adb import AdbDevice
+    from edgeship.runtime.base import parse_agent_stdout
+    from edgeship.runtime.emulated import EmulatedDevice
+    from edgeship.runtime.local import LocalDevice
+    from edgeship.runtime.native import native_probe_for
+    from edgeship.runtime.ssh import SSHDevice
+
     scheme = _scheme(uri)
     if scheme == "emu":
         return EmulatedDevice(uri).probe()
@@ -85,11 +92,6 @@ def doctor_report(uri: str) -> dict:
         return SSHDevice(uri, require_runtime=False).probe()
     if scheme == "adb":
         return AdbDevice(uri, require_runner=False).probe()
-    import json
-    import subprocess
-    import sys
-
-
     proc = subprocess.run([sys.executable, "-m", "edgeship.runtime.standalone.probe"], capture_output=True, text=True,
                           timeout=300)
     report = json.loads(json.dumps(parse_agent_stdout(proc.stdout) or {"ok": False}))
@@ -101,6 +103,7 @@ def print_doctor(uri: str, r: dict) -> bool:
     """The report as a two-column table; returns True when the device can run .tflite artifacts."""
     from rich.table import Table
 
+    from edgeship.runtime.native import native_row
 
     t = Table(title=f"[bold]{uri}[/]", title_justify="left", show_header=False)
     t.add_column("what", style="bold")

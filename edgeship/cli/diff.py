@@ -14,14 +14,8 @@ from pathlib import Path
 
 import click
 
-from edgeship.bundle import find_bundle_of, write_json_atomic
 from edgeship.console import console, info, warn
-from edgeship.convert import ConvertOptions, get_route
-from edgeship.data import load_data
 from edgeship.errors import InputError
-from edgeship.quantize.rankers import fp32_twin, ranker_for
-from edgeship.runtime.base import format_of
-from edgeship.sources import load_model, source_sha256
 
 DEFAULT_SAMPLES = 64
 
@@ -40,6 +34,9 @@ class DiffRequest:
 
 def run_diff(req: DiffRequest) -> dict:
     """Measure, print, write the PNG (and JSON). Returns the report."""
+    from edgeship.bundle import find_bundle_of, write_json_atomic
+    from edgeship.runtime.base import format_of
+
     artifact = Path(req.artifact)
     if not artifact.is_file():
         raise InputError(f"not found: '{artifact}'", hint="pass an int8 .tflite or .pte artifact")
@@ -74,6 +71,8 @@ def run_diff(req: DiffRequest) -> dict:
 
 
 def _model(req: DiffRequest, bundle):
+    from edgeship.sources import load_model, source_sha256
+
     if req.source:
         return load_model(req.source)
     if bundle is None:
@@ -90,6 +89,8 @@ def _model(req: DiffRequest, bundle):
 def _inputs(req: DiffRequest, bundle, model) -> tuple[list, str]:
     import numpy as np
 
+    from edgeship.data import load_data
+
     if req.data:
         arrays, note = load_data(req.data, model.io).take(req.samples).arrays, req.data
     elif bundle is not None:
@@ -101,6 +102,8 @@ def _inputs(req: DiffRequest, bundle, model) -> tuple[list, str]:
 
 
 def _calibration(req: DiffRequest, bundle, model):
+    from edgeship.data import load_data
+
     cal = (bundle.manifest.get("calibration") if bundle else None) or {}
     name = req.calib or cal.get("data")
     if not name:
@@ -116,6 +119,9 @@ def _calibration(req: DiffRequest, bundle, model):
 
 def _rank(req: DiffRequest, bundle, record, model, artifact: Path, feeds, kept):
     """[LayerError] and the note of what was compared, through the route's ranker (quantize/rankers.py)."""
+    from edgeship.quantize.rankers import ranker_for
+    from edgeship.runtime.base import format_of
+
     target = format_of(str(artifact))
     if target == "tflite" and model.framework != "torch":
         ranker = ranker_for(model, target, None, feeds, req.verbose, fp32=lambda: _fp32_twin(bundle, model))
@@ -128,6 +134,9 @@ def _rank(req: DiffRequest, bundle, record, model, artifact: Path, feeds, kept):
 
 
 def _fp32_twin(bundle, model) -> bytes:
+    from edgeship.convert import ConvertOptions, get_route
+    from edgeship.quantize.rankers import fp32_twin
+
     if bundle is not None:
         twin = next((r for r in bundle.artifacts if r.get("format") == "tflite" and r.get("recipe") == "fp32"), None)
         if twin is not None and bundle.artifact_path(twin).exists():
@@ -139,7 +148,6 @@ def _fp32_twin(bundle, model) -> bytes:
 def print_report(report: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
-
 
     t = Table(title=f"[bold]{escape(Path(report['artifact']).name)}[/]: per-layer error, worst first "
                     f"({report['samples']} samples of {escape(report['data'])})", title_justify="left")

@@ -5,6 +5,8 @@ One behaviour for every command that loops (validate, bench): a device that cann
 exits 3. With one device, its errors are the command's errors (exit 3 through the CLI). The JSON
 report of one device keeps its usual shape; with several, `context.devices` lists each device's
 context, `context.unreachable` the ones that could not be used, and every record names its device.
+This is the CLI's loop (the Python API validates one device per call); the engines it runs are
+imported where they run, so the commands' --help loads none of them.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ import click
 
 from edgeship.console import error_line
 from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, DeviceError, InputError
-from edgeship.reports.tables import print_validate, write_json
 from edgeship.status import Status
-from edgeship.validation import validate
 
 DEVICE_HELP = "Where to run: local, emu:rpi4, emu:rpi5, ssh://user@host[:port], adb[:SERIAL]. Repeat to run on each."
 RUNNER_HELP = ("adb devices: the native runner to push: LiteRT's benchmark_model for .tflite, ExecuTorch's "
@@ -91,6 +91,9 @@ def unique(uris) -> list[str]:
 
 def validate_on_devices(req, uris: list[str], json_path=None) -> int:
     """`edgeship validate --device A --device B`: tables per device; 0 all passed, 1 one did not, 3 unreachable."""
+    from edgeship.reports.tables import print_validate, write_json
+    from edgeship.validation import validate
+
     uris = unique(uris)
 
     def run_one(uri):

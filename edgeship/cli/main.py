@@ -1,11 +1,13 @@
 """The `edgeship` command group and its one error handler.
 
 Every command lives in a module of its own beside this one (export, validate, bench, inspect,
-diff, demo, check, devices); this file gathers them. The group runs each command inside
+diff, demo, check, devices); COMMANDS names them, and the group imports one only when it runs or
+shows its help (groups.LazyGroup). The group runs each command inside
 `handle_errors`, the only place where an edgeship error becomes one red line, a hint and an
 exit code: 0 ok; 1 a check failed (or a converter/runtime failed on the model); 2 bad usage or
-bad input; 3 a device could not be reached; 130 interrupted. Frameworks are imported only by
-the functions that need them, so `edgeship --help` stays fast.
+bad input; 3 a device could not be reached; 130 interrupted. The command modules import their
+engines (and the engines their frameworks) inside the functions that run them, so `edgeship --help`
+and `edgeship COMMAND --help` load no numpy, pydantic or framework (tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ import sys
 import click
 
 from edgeship import interrupts
-from edgeship.cli import bench, check, demo, devices, diff, export, inspect, validate
-from edgeship.cli.groups import SuggestingGroup
+from edgeship.cli.groups import LazyGroup
 from edgeship.console import err_console, error_line, set_quiet
 from edgeship.errors import EdgeshipError
 from edgeship.version import __version__
@@ -52,7 +53,19 @@ def handle_errors(verbose: bool):
         sys.exit(130)
 
 
-class EdgeshipGroup(SuggestingGroup):
+COMMANDS = {
+    "export": "edgeship.cli.export:command",
+    "validate": "edgeship.cli.validate:command",
+    "bench": "edgeship.cli.bench:command",
+    "inspect": "edgeship.cli.inspect:command",
+    "diff": "edgeship.cli.diff:command",
+    "demo": "edgeship.cli.demo:command",
+    "check": "edgeship.cli.check:command",
+    "devices": "edgeship.cli.devices:group",
+}
+
+
+class EdgeshipGroup(LazyGroup):
     """The top group: every subcommand runs inside handle_errors."""
 
     def invoke(self, ctx):
@@ -60,7 +73,8 @@ class EdgeshipGroup(SuggestingGroup):
             return super().invoke(ctx)
 
 
-@click.group(cls=EdgeshipGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EdgeshipGroup, lazy_commands=COMMANDS, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgeship")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and converter logs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or step messages (CI logs).")
@@ -70,11 +84,6 @@ def cli(ctx, verbose, quiet):
     prove they still compute what the float model computes."""
     set_quiet(quiet)
     ctx.obj = {"verbose": verbose}
-
-
-for command in (export.command, validate.command, bench.command, inspect.command, diff.command, demo.command,
-                check.command, devices.group):
-    cli.add_command(command)
 
 
 def main() -> None:

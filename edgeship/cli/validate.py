@@ -9,7 +9,6 @@ import click
 
 from edgeship.cli.each_device import check_adb_runner, device_options, validate_on_devices
 from edgeship.context import runtime_choices
-from edgeship.validation import ValidateRequest
 
 
 @click.command("validate")
@@ -38,6 +37,8 @@ def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cos
     warm-up), init time, size and peak memory. Exits 1 when an artifact fails a check or
     cannot be run, 3 when a device cannot be reached.
     """
+    from edgeship.validation import ValidateRequest
+
     check_adb_runner(device, runner)
     req = ValidateRequest(target, data, device[0], threads, warmup, runs, timeout, max_drop, min_cosine,
                           ctx.obj["verbose"], reference=reference, metric=metric, metric_drop=metric_drop,

@@ -270,7 +270,11 @@ def _load_pt2(source, path: Path, trust_source: bool = False) -> Model:
             ep = torch.export.load(str(path))
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        if not trust_source and ("pickle" in first.lower() or "weights_only" in first.lower()):
+        import pickle
+
+        # torch's refusal reads "Weights only load failed ...": the error's type says it, not its words
+        if not trust_source and (isinstance(e, pickle.UnpicklingError) or "pickle" in first.lower()
+                                 or "weights_only" in first.lower()):
             raise InputError(
                 f"'{path}' holds pickled Python objects, which edgeship does not unpickle by default ({first})",
                 hint="if you trust the file and its author, pass --trust-source",

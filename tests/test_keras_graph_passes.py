@@ -9,13 +9,13 @@ import collections
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
+from edgeship.convert import keras_graph_passes as kp
+from edgeship.convert import torch_passes
+from edgeship.convert.xnnpack_passes import spatial_mean_keepdim
+
 F = torch.nn.functional
-
-from edgeship.convert import keras_graph_passes as kp  # noqa: E402
-from edgeship.convert import torch_passes  # noqa: E402
-from edgeship.convert.xnnpack_passes import spatial_mean_keepdim  # noqa: E402
 
 RTOL = 1e-5
 
@@ -175,7 +175,8 @@ def _run(path, x):
 def test_keras_mobilenet_v2_pte_is_lean_and_exact(tmp_path):
     """959 XNNPACK ops before the passes; now one partition of about the .tflite's count, with
     trained-like BatchNorm statistics (random, not the identity) and logits unchanged."""
-    keras = pytest.importorskip("keras")
+    import keras
+
     model = keras.applications.MobileNetV2(weights=None, alpha=0.35, input_shape=(96, 96, 3),
                                            classifier_activation=None)
     rng = np.random.default_rng(0)
@@ -195,7 +196,6 @@ def test_keras_mobilenet_v2_pte_is_lean_and_exact(tmp_path):
 
 @pytest.mark.slow
 def test_keras_onet_delegates_whole(tmp_path):
-    pytest.importorskip("lz4")
     import mtcnn_nets
 
     net = mtcnn_nets.keras_net("onet")

@@ -7,22 +7,19 @@ on timing (that is bench/graph_quality.py)."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("executorch")
-
-from edgeship.convert import torch_pte  # noqa: E402
-from edgeship.convert.base import ConvertOptions  # noqa: E402
-from edgeship.convert.xnnpack_quant_patterns import (  # noqa: E402
+from edgeship.convert import torch_pte
+from edgeship.convert.base import ConvertOptions
+from edgeship.convert.xnnpack_quant_patterns import (
     clamp_fusing_quantizer,
     fold_zero_pad_into_conv,
     pad_after_permute,
     relu6_to_hardtanh,
 )
-from edgeship.data import Dataset  # noqa: E402
-from edgeship.model import TensorSpec  # noqa: E402
-from edgeship.quantize.recipes import get_recipe  # noqa: E402
+from edgeship.data import Dataset
+from edgeship.model import TensorSpec
+from edgeship.quantize.recipes import get_recipe
 
 aten = torch.ops.aten
 F = torch.nn.functional

@@ -13,8 +13,6 @@ import pytest
 
 from roundtrip import convert_to
 
-pytest.importorskip("tensorflow")
-
 ISLAND_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "PRELU", "MUL", "MEAN",
               "CONCATENATION", "PAD", "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX"}
 

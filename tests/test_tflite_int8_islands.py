@@ -10,14 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("litert_torch")
-pytest.importorskip("lz4")
+import mtcnn_nets
 
-import mtcnn_nets  # noqa: E402
-
-from edgeship.convert import tflite_int8_annotations as ann  # noqa: E402
+from edgeship.convert import tflite_int8_annotations as ann
 
 
 def test_prelu_rewrite_keeps_values():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
+from edgeship.convert import torch_passes
+
 F = torch.nn.functional
-
-from edgeship.convert import torch_passes  # noqa: E402
 
 aten = torch.ops.aten
 

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("executorch")
-pytest.importorskip("lz4")
+import mtcnn_nets
 
-import mtcnn_nets  # noqa: E402
-
-from edgeship.convert import torch_pte, xnnpack_passes  # noqa: E402
-from edgeship.data import Dataset  # noqa: E402
-from edgeship.errors import error_line  # noqa: E402
-from edgeship.model import TensorSpec  # noqa: E402
+from edgeship.convert import torch_pte, xnnpack_passes
+from edgeship.data import Dataset
+from edgeship.errors import error_line
+from edgeship.model import TensorSpec
 
 aten = torch.ops.aten
 

@@ -171,15 +171,30 @@ class Plan:
         key = (id(model.obj), id(calib), qmax, bits)
         if key not in self._cache:
             if model.kind == "keras":  # a Keras model: the same correction in Keras (quantize/keras_bias.py)
-                fixed, record = keras_bias.correct(model.obj, calib.arrays, qmax, bits)
-                self._cache[key] = (keras_bias.as_model(model, fixed), record)
+                fixed, record = self._keras(model, calib, qmax, bits)
             else:
                 module, record = correct(model.obj, calib.arrays, qmax, bits)
-                self._cache[key] = (replace(model, obj=module), record)
+                fixed = replace(model, obj=module)
+            self._cache[key] = (fixed, record)
             self.log(f"bias correction: {record['layers']} layer(s), mean |shift| {record['mean_abs_shift']:.3g}, "
                      f"max {record['max_abs_shift']:.3g} (weights [-{qmax}, {qmax}], {bits}-bit inputs, "
                      f"{record['samples']} calibration samples)")
         return self._cache[key]
+
+    def _keras(self, model, calib, qmax: int, bits: int):
+        """keras_bias.correct on a Keras model; one that cannot be cloned or run on a batch of samples
+        (a custom layer without get_config, a fixed batch size) is refused ('on') or left as it is ('auto')."""
+        try:
+            fixed, record = keras_bias.correct(model.obj, calib.arrays, qmax, bits)
+            return keras_bias.as_model(model, fixed), record
+        except Exception as e:
+            why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:160]}" if str(e).strip() else type(e).__name__
+            if self.mode == "on":
+                raise UnsupportedError(f"bias correction (--bias-correction on) could not rewrite the Keras model "
+                                       f"'{model.name}': {why}", hint="pass --bias-correction off") from None
+            self.log(f"bias correction skipped (--bias-correction auto): {why}")
+            return model, {"layers": 0, "samples": 0, "weight_qmax": qmax, "activation_bits": bits,
+                           "mean_abs_shift": 0.0, "max_abs_shift": 0.0, "skipped": why}
 
     def wrap(self, convert, target: str):
         def converted(model, recipe, calib, out_path, options):

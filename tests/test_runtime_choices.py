@@ -72,3 +72,20 @@ def test_runner_does_not_outlive_its_command(tmp_path, monkeypatch):
     assert RUNNER_ENV not in os.environ
     with pytest.raises(InputError, match="needs --runner"):
         AdbDevice("adb")
+
+
+def test_runtime_choices_nest_and_always_reset(tmp_path, monkeypatch):
+    from edgeship import context
+
+    monkeypatch.delenv(native_build.ENV_RUNTIME, raising=False)
+    with pytest.raises(SystemExit):
+        with context.runtime_choices(pte_runtime="python", adb_runners=[tmp_path / "benchmark_model"]):
+            with context.runtime_choices():  # a choice left out keeps the enclosing one
+                assert native_build.pte_runtime() == "python"
+                assert context.adb_runners() == ((tmp_path / "benchmark_model").resolve(),)
+            raise SystemExit(1)  # what a command's non-zero exit does
+    assert context.pte_runtime() is None and context.adb_runners() == ()
+    assert native_build.pte_runtime() == "native"
+    with pytest.raises(InputError, match="unknown .pte runtime 'pyhton'"):
+        with context.runtime_choices(pte_runtime="pyhton"):
+            pass

@@ -64,3 +64,73 @@ def keras_digits(tmp_path_factory) -> Trained:
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(logits).argmax(-1).reshape(-1) == labels).mean() * 100)
+
+
+# --- parallel runs (scripts/test: pytest-xdist, -n <cores> --dist loadfile) --------------------------
+
+# Modules that change the shared arm64 root filesystem in ~/.cache/edgeship: test_device_ssh and
+# test_native_devices remove and reinstall its /root/.edgeship (the SSH device's home), and
+# test_device_emu makes the hard-linked rpi5 view of the whole tree. Run in parallel, one would delete
+# the runtime another is using, so they are one unit of work: one worker runs them one after another.
+SHARED_ROOTFS_WRITERS = ("test_device_ssh.py", "test_native_devices.py", "test_device_emu.py")
+
+# Modules whose tests share nothing but session fixtures: each test is its own unit of work, so both
+# workers share the module. test_zoo: 18 independent real-model round trips (6 models x 3 formats,
+# fp32 and int8 each), the longest module by far.
+PER_TEST = ("test_zoo.py",)
+
+# Units of work, heaviest first. xdist hands them out in this order, so the long ones start first and
+# the short ones fill the gaps at the end, instead of a long module starting last while the other
+# worker idles. An estimate from what each module converts and runs (real-model exports, qemu device
+# runs, recipe searches); the full run's --durations (/work/notes/durations.md) should refine it.
+HEAVY_FIRST: tuple[str, ...] = (
+    "test_zoo.py", "shared-rootfs", "test_recipe_search.py", "test_recipe_search_device.py",
+    "test_recipe_search_ties.py", "test_task_e2e.py", "test_device_adb.py", "test_planted_faults.py",
+    "test_reproducible.py", "test_route_torch_tflite.py", "test_route_keras_pte.py", "test_route_torch_pte.py",
+    "test_cle_auto.py", "test_bias_correction.py", "test_export_validate.py", "test_torch_passes.py",
+    "test_export_verdict.py", "test_api.py", "test_cli.py", "test_interrupt.py", "test_keras_graph_passes.py",
+    "test_int4_weight.py", "test_native_runner.py", "test_check.py",
+)
+
+
+def _unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its module; one unit for all the rootfs writers; the test
+    itself in a PER_TEST module."""
+    path = nodeid.split("::", 1)[0]
+    name = path.rsplit("/", 1)[-1]
+    if name in SHARED_ROOTFS_WRITERS:
+        return "shared-rootfs"
+    return nodeid if name in PER_TEST else path
+
+
+def _rank_name(nodeid: str) -> str:
+    name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    return "shared-rootfs" if name in SHARED_ROOTFS_WRITERS else name
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, with the rootfs writers as one unit and PER_TEST modules split, in the order
+    the workers collected (HEAVY_FIRST), not xdist's by-test-count. Each module stays on one worker,
+    so its module-scoped fixtures (exported bundles, trained models, an sshd on the rootfs) are built
+    once. (Not xdist's own
+    loadgroup: with pytest 9 its xdist_group suffix no longer reaches the node id, so it groups nothing.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleUnits(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return ModuleUnits(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)  # after pytest-randomly's shuffle (a wrapper), before xdist's own hooks
+def pytest_collection_modifyitems(config, items):
+    """In an xdist worker, order the modules heaviest first (a stable sort: the order within a module,
+    shuffled or not, is kept; every worker sorts the same collection the same way)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # a serial run: the order does not matter
+        return
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(_rank_name(item.nodeid), len(rank)))

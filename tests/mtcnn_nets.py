@@ -9,6 +9,8 @@ facenet-pytorch's layout: PReLU after every conv, and `x.permute(0, 3, 2, 1).con
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import sys
 import zipfile
@@ -26,12 +28,16 @@ INPUT_SIZE = {"pnet": 12, "rnet": 24, "onet": 48}
 
 
 def wheel_path() -> Path:
-    found = sorted(WHEELS.glob("mtcnn-*.whl"))
-    if not found:
-        WHEELS.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(WHEELS), "mtcnn"],
-                       check=True)
+    """The wheel, downloaded once. Under a lock: parallel test workers (pytest-xdist) share the cache,
+    and one must not read a wheel another is still writing."""
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    with open(WHEELS / ".mtcnn.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         found = sorted(WHEELS.glob("mtcnn-*.whl"))
+        if not found:
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(WHEELS), "mtcnn"],
+                           check=True)
+            found = sorted(WHEELS.glob("mtcnn-*.whl"))
     return found[-1]
 
 
@@ -42,8 +48,10 @@ def weights(name: str) -> list[np.ndarray]:
     cache = WHEELS / "extracted" / f"{name}.lz4"
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel_path()) as z:
-            cache.write_bytes(z.read(f"mtcnn/assets/weights/{name}.lz4"))
+        with zipfile.ZipFile(wheel_path()) as z:  # written whole, then renamed: another worker never reads half
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(z.read(f"mtcnn/assets/weights/{name}.lz4"))
+            os.replace(tmp, cache)
     return [np.asarray(w, np.float32) for w in joblib.load(cache)]
 
 

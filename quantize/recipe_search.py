@@ -224,7 +224,7 @@ class Search:
     calibration: str | None  # None or 'auto': the best of the route's methods
     options: object
     log: object = print
-    device: object = None  # a runtime Device (export --device): drop and p50 measured there; None: in-process here
+    device: object = None  # a runtime Device (export --device): drop and p50 measured there; None: LocalDevice
     _task: object = field(default=None, repr=False)
     _layers: dict = field(default_factory=dict, repr=False)  # (source, target) -> layers the ranker names
     # for tests: called with each converted candidate before it is measured (to damage its artifact)
@@ -376,8 +376,9 @@ class Search:
         run in a child process (export's --device, else this host's LocalDevice: the runner
         validate uses); None (the candidate made unkeepable, its row saying why) when it failed,
         crashed or hung there."""
-        device, timeout = (self.device, DEVICE_TIMEOUT_S) if self.device is not None else (LocalDevice(), HOST_TIMEOUT_S)
-        where = "this host" if self.device is None else self.device.uri
+        here = self.device is None
+        device, timeout = (LocalDevice(), HOST_TIMEOUT_S) if here else (self.device, DEVICE_TIMEOUT_S)
+        where = "this host" if here else self.device.uri
         run = device.run_artifact(c.path, list(self.golden.inputs), None, threads=THREADS, warmup=LATENCY_WARMUP,
                                   runs=LATENCY_RUNS, timeout=timeout, verbose=self.options.verbose)
         latency = (run.result or {}).get("latency") or {}

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from edgeship.cli import cli
 from edgeship.data import load_data
 from edgeship.quantize.calibration import run_artifact, samples_of, score
-from edgeship.quantize.keras_bias import correct, leaves
+from edgeship.quantize.keras_bias import clone, correct, leaves
 from edgeship.sources import load_model
 
 SMALL = (0.30, 0.49)  # the small weights, in int8 steps of the channel's large one (1.0)
@@ -126,3 +126,29 @@ def test_refuses_a_savedmodel(planted, tmp_path):
                                  "--bias-correction", "on", "--out", str(tmp_path / "b")])
     assert r.exit_code == 2 and "Keras model" in r.output and "savedmodel" in r.output, r.output
     assert "Traceback" not in r.output
+
+
+def test_a_layer_without_bias_or_bn_gets_one_in_a_nested_model(planted):
+    """A 1x1 conv without a bias, inside a nested Sequential, fed by the planted dw -> BN -> ReLU6:
+    the clone gets a bias there (the config's use_bias flipped), every kernel is the model's, and
+    the user's model keeps its layers and weights."""
+    import keras
+
+    model, calib, _ = planted
+    trained = dict(leaves(clone(model.obj)))  # the trained layers, not the fixture's own objects
+    x = keras.Input((8, 8, 1))
+    y = trained["conv1"](x)
+    y = trained["bn"](trained["dw"](y))
+    y = keras.layers.ReLU(6.0)(y)
+    inner = keras.Sequential([keras.layers.Conv2D(8, 1, use_bias=False, name="project")], name="inner")
+    net = keras.Model(x, keras.layers.Dense(10, name="head")(keras.layers.Flatten()(inner(y))))
+    before = [np.array(w) for w in net.get_weights()]
+    fixed, record = correct(net, calib.arrays)
+    assert record["layers"] == 4, record
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.get_weights()))
+    assert not dict(leaves(net))["inner/project"].use_bias
+    project = dict(leaves(fixed))["inner/project"]
+    assert project.use_bias and np.abs(np.asarray(project.bias)).max() > 0
+    for (path, a), (_, b) in zip(leaves(net), leaves(fixed)):
+        if hasattr(a, "kernel"):
+            assert np.array_equal(np.asarray(a.kernel), np.asarray(b.kernel)), path

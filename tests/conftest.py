@@ -85,10 +85,10 @@ PER_TEST = ("test_zoo.py",)
 # runs, recipe searches); the full run's --durations (/work/notes/durations.md) should refine it.
 HEAVY_FIRST: tuple[str, ...] = (
     "test_zoo.py", "shared-rootfs", "test_recipe_search.py", "test_recipe_search_device.py",
-    "test_recipe_search_ties.py", "test_task_e2e.py", "test_device_adb.py", "test_planted_faults.py",
+    "test_recipe_search_ties.py", "test_device_adb.py", "test_api.py", "test_task_e2e.py", "test_planted_faults.py",
     "test_reproducible.py", "test_route_torch_tflite.py", "test_route_keras_pte.py", "test_route_torch_pte.py",
     "test_cle_auto.py", "test_bias_correction.py", "test_export_validate.py", "test_torch_passes.py",
-    "test_export_verdict.py", "test_api.py", "test_cli.py", "test_interrupt.py", "test_keras_graph_passes.py",
+    "test_export_verdict.py", "test_cli.py", "test_interrupt.py", "test_keras_graph_passes.py",
     "test_int4_weight.py", "test_native_runner.py", "test_check.py",
 )
 

@@ -17,10 +17,11 @@ from edgeship.bundle import read_bundle
 from edgeship.config import LoadedConfig, Project, load_config
 from edgeship.console import info
 from edgeship.context import runtime_choices
-from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, DeviceError, DeviceUnreachable, InputError
+from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, CheckFailed, DeviceError, DeviceUnreachable, InputError
 from edgeship.gates.budgets import evaluate
 from edgeship.gates.regression import load_baseline
 from edgeship.pipeline import ExportRequest, export
+from edgeship.records import validate_record
 from edgeship.reports import build_report, print_report, write_reports
 from edgeship.runtime.device import open_device
 from edgeship.status import Status
@@ -76,14 +77,37 @@ def bundle_groups(cfg: LoadedConfig) -> dict[Path, tuple[list[str], list[str]]]:
 
 
 def export_all(cfg: LoadedConfig, verbose: bool) -> None:
+    """Export every bundle. Export's own verdict (an artifact below its recipe's floor, one that failed
+    to convert or run: exit 1 for `export`) is said and recorded in the bundle; here the configured
+    gates judge, so the check goes on to measure and report."""
     p = cfg.project
     for bundle, (formats, recipes) in bundle_groups(cfg).items():
-        export(ExportRequest(
-            source=cfg.source(), out=bundle, targets=formats, recipes=",".join(recipes), calib=cfg.data(p.data.calib),
-            eval=cfg.data(p.data.eval), calib_samples=p.data.calib_samples, golden_samples=p.data.golden_samples,
-            framework=p.model.framework, force=True, reuse_up_to_date=True, trust_source=p.model.trust_source,
-            name=p.model.name, verbose=verbose, reference_device=p.model.reference_device,
-        ))
+        try:
+            export(ExportRequest(
+                source=cfg.source(), out=bundle, targets=formats, recipes=",".join(recipes),
+                calib=cfg.data(p.data.calib), eval=cfg.data(p.data.eval), calib_samples=p.data.calib_samples,
+                golden_samples=p.data.golden_samples, framework=p.model.framework, force=True,
+                reuse_up_to_date=True, trust_source=p.model.trust_source, name=p.model.name, verbose=verbose,
+                reference_device=p.model.reference_device,
+            ))
+        except CheckFailed as e:  # the bundle is written: the gates below judge its artifacts
+            info(f"export's verdict on {bundle}: {e.message}; the check's gates judge the artifacts")
+
+
+def _not_shipped(bundle: Path, key: str, uri: str, emulated: bool) -> dict | None:
+    """An error record for a target whose artifact export could not make (failed_artifacts), or None."""
+    import json
+
+    fmt, recipe = key.split(":", 1)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for r in manifest.get("failed_artifacts") or []:
+        if r.get("format") == fmt and r.get("recipe") == recipe:
+            why = r.get("error") if r.get("stage") == "convert" else (r.get("smoke") or {}).get("error")
+            return validate_record(artifact=r["path"], format=fmt, recipe=recipe, size_bytes=None, delegation=None,
+                                   device=uri, emulated=emulated, checks=[], status=Status.ERROR,
+                                   error=("not converted: " if r.get("stage") == "convert" else "could not run: ")
+                                   + str(why))
+    return None
 
 
 def measure_all(cfg: LoadedConfig, devices: dict, verbose: bool) -> tuple[list[dict], list[dict]]:
@@ -97,6 +121,11 @@ def measure_all(cfg: LoadedConfig, devices: dict, verbose: bool) -> tuple[list[d
                              hint="run edgeship check without --skip-export first")
         have = {f"{a['format']}:{a['recipe']}" for a in read_bundle(bundle).artifacts}
         missing = sorted(f"{f}:{r}" for f in formats for r in recipes if f"{f}:{r}" not in have)
+        for key in list(missing):  # export could not make it: an error record per device
+            records = [_not_shipped(bundle, key, uri, device.emulated) for uri, device in devices.items()]
+            if records and all(records):
+                results += [{**r, "target": key, "threads": m.threads} for r in records] if key in wanted else []
+                missing.remove(key)
         if missing:
             raise InputError(f"bundle '{bundle}' has no artifact for {', '.join(missing)}",
                              hint="run edgeship check without --skip-export")

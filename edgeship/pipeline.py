@@ -30,6 +30,7 @@ from edgeship.quantize.bias_correction import Plan as BiasPlan
 from edgeship.quantize.weight_rounding import Plan as RoundingPlan
 from edgeship.quantize.equalize import Plan as EqualizePlan
 from edgeship.quantize.recipes import refusal
+from edgeship.quantize.rewrites import Sequence as RewriteSequence
 from edgeship.records import artifact_record, manifest_record
 from edgeship.reports.search_table import print_searches
 from edgeship.runtime.device import open_device
@@ -71,7 +72,7 @@ class ExportRequest:
     calibration: str | None = None  # --calibration: minmax|percentile|mse|entropy|auto (quantize/calibration.py)
     cle: str = "auto"  # --cle off|on|auto: cross-layer equalization of a torch model (quantize/equalize.py)
     bias_correction: str = "auto"  # --bias-correction off|on|auto (quantize/bias_correction.py); auto skips
-    # sources that are not an nn.Module
+    # sources that are neither an nn.Module nor a Keras model
     weight_rounding: str = "nearest"  # --weight-rounding nearest|gptq|auto (quantize/weight_rounding.py)
     device: str | None = None  # --quant auto: measure the candidates there (runtime/device.py URI); None: here
     # --floor: known losses accepted, {recipe or '*': {'cosine': min, 'top1_drop': max}} (gates/floors.py)
@@ -83,6 +84,14 @@ class ExportResult:
     bundle: Path
     manifest: dict
     model: Model
+
+
+class ExportFailed(CheckFailed):
+    """Export's verdict (exit 1) on a bundle it wrote: `result` holds the bundle and its manifest."""
+
+    def __init__(self, failed: CheckFailed, result: ExportResult):
+        super().__init__(failed.message, hint=failed.hint)
+        self.result = result
 
 
 def _search_device(uri: str):
@@ -120,7 +129,7 @@ class Prepared:
     reference_record: dict
     options: ConvertOptions
     strategy: object  # export_modes: Plain | CalibrationSearch | AccuracyAware | RecipeSearch
-    rewrites: list  # the float-model rewrites of calibrated recipes, outermost first (CLE, rounding, bias)
+    rewrites: RewriteSequence | None  # the float-model rewrites of calibrated recipes (CLE, rounding, bias)
     name: str
 
 
@@ -151,8 +160,9 @@ def export(req: ExportRequest) -> ExportResult:
                 if _auto(req):
                     break
         manifest = write_manifest(plan, writer, outcomes)
-    _verdict(req, manifest)
-    return ExportResult(req.out, manifest, plan.model)
+    result = ExportResult(req.out, manifest, plan.model)
+    _verdict(req, result)
+    return result
 
 
 def _auto(req: ExportRequest) -> bool:
@@ -169,8 +179,9 @@ def _already_done(req: ExportRequest) -> ExportResult | None:
         return None
     info(f"[bold]up to date[/]: {req.out} was exported from the same source, data, options and tool "
          "versions (manifest.json's inputs_sha256); nothing to do. --force exports again.")
-    _verdict(req, done)
-    return ExportResult(req.out, done, None)
+    result = ExportResult(req.out, done, None)
+    _verdict(req, result)
+    return result
 
 
 def prepare(req: ExportRequest) -> Prepared:
@@ -219,22 +230,22 @@ def prepare(req: ExportRequest) -> Prepared:
                     strategy, _rewrites(req, model, recipes, golden), req.name or model.name)
 
 
-def _rewrites(req: ExportRequest, model: Model, recipes: list[Recipe], golden: Golden) -> list:
-    """The float-model rewrites that calibrated recipes go through, outermost first."""
+def _rewrites(req: ExportRequest, model: Model, recipes: list[Recipe], golden: Golden) -> RewriteSequence | None:
+    """The float-model rewrites calibrated recipes go through, decided as one sequence (quantize/rewrites.py)."""
     if not any(r.needs_calibration for r in recipes):
-        return []
-    out = []
+        return None
+    plans = []
     if req.cle != "off":
-        out.append(EqualizePlan(req.cle, model, golden.inputs, golden.outputs, info))
+        plans.append(EqualizePlan(req.cle, model, golden.inputs, golden.outputs, info))
     if req.weight_rounding != "nearest":
-        out.append(RoundingPlan(req.weight_rounding, model, golden.inputs, golden.outputs, info))
-    # auto skips what bias correction cannot run on: not an nn.Module, or an input without a batch
-    # axis (an RNN state taken whole: the correction runs the calibration samples as one batch)
+        plans.append(RoundingPlan(req.weight_rounding, model, golden.inputs, golden.outputs, info))
+    # auto skips what bias correction cannot run on: not an nn.Module or a Keras model, or an input
+    # without a batch axis (an RNN state taken whole: the correction runs the calibration samples as one batch)
     if req.bias_correction != "off" and \
             (req.bias_correction == "on" or (model.kind in ("torch-module", "keras") and
                                              all(has_batch_axis(s.shape) for s in model.io.inputs))):
-        out.append(BiasPlan(req.bias_correction, model, golden.inputs, golden.outputs, info))
-    return out
+        plans.append(BiasPlan(req.bias_correction, model, golden.inputs, golden.outputs, info))
+    return RewriteSequence(plans, golden.inputs, golden.outputs, info) if plans else None
 
 
 class _counted:
@@ -248,26 +259,6 @@ class _counted:
         return self.convert(*args, **kwargs)
 
 
-def _rewritten(convert, rewrites: list, target: str, recipe: Recipe):
-    if not recipe.needs_calibration:
-        return convert
-    for rewrite in reversed(rewrites):  # the innermost (bias correction) wraps the converter first
-        convert = rewrite.wrap(convert, target)
-    return convert
-
-
-def _rewrite_record(rewrite, path: Path) -> tuple[str, dict | None]:
-    """(manifest key, what the rewrite did for the artifact at PATH): found by the bytes where the rewrite
-    can (a search converts to temporary paths and copies the one it keeps), else by the file name, else
-    its latest record."""
-    key = {EqualizePlan: "cle", BiasPlan: "bias_correction", RoundingPlan: "weight_rounding"}[type(rewrite)]
-    found = rewrite.record_for(path) if hasattr(rewrite, "record_for") else None
-    found = found or rewrite.records.get(path.name)
-    if found is None and rewrite.records and key != "weight_rounding":
-        found = next(reversed(rewrite.records.values()))
-    return key, found
-
-
 def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, convert: _counted) -> Outcome:
     """One (format, recipe): convert through the export's strategy, record, smoke-run against the floors.
     A converter's failure is this artifact's failure (recorded, the export goes on), never the export's."""
@@ -278,7 +269,8 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     before = convert.calls
     t0 = time.perf_counter()
     try:
-        done = plan.strategy.convert(route, _rewritten(convert, plan.rewrites, route.target, recipe), plan.model,
+        rewritten = plan.rewrites.wrap(convert, route.target) if plan.rewrites and recipe.needs_calibration else convert
+        done = plan.strategy.convert(route, rewritten, plan.model,
                                      recipe, lambda r: writer.path(f"{plan.name}.{r}.{EXTENSIONS[route.target]}"),
                                      plan.options)
     except (InputError, DeviceError):  # bad input found late, or the search's device went away: the export's
@@ -302,15 +294,13 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     except ArtifactError as e:  # it cannot even be read: a dead artifact, like one that cannot run
         return Outcome(failed=smoke.unreadable(writer.staging, path, route.target, recipe.name, e.message))
     fields = dict(done.fields)
-    for rewrite in plan.rewrites if recipe.needs_calibration else ():
-        key, rewrite_record = _rewrite_record(rewrite, path)
-        if rewrite_record is not None:
-            fields[key] = rewrite_record
+    if plan.rewrites and recipe.needs_calibration:
+        fields.update(plan.rewrites.records_for(path))
     sha256, size_bytes = sha256_file(path), path.stat().st_size
     judged = smoke.check(writer.staging, path, io, recipe.name, plan.golden, req.floors,
                          own_budget="accuracy_aware" in fields or "recipe_search" in fields)
-    record = _artifact_record(judged.path, sha256, size_bytes, route, recipe, plan.model, result, io, seconds, req.int8_io,
-                              smoke=judged.result, conversions=convert.calls - before, **fields)
+    record = _artifact_record(judged.path, sha256, size_bytes, route, recipe, plan.model, result, io, seconds,
+                              req.int8_io, smoke=judged.result, conversions=convert.calls - before, **fields)
     return Outcome(record=record, tools=result.tools) if judged.ran else Outcome(failed=record, tools=result.tools)
 
 
@@ -354,10 +344,11 @@ def write_manifest(plan: Prepared, writer: BundleWriter, outcomes: list[Outcome]
     return manifest
 
 
-def _verdict(req: ExportRequest, manifest: dict) -> None:
-    """Say what export did not ship as good, and exit 1 for it: artifacts that failed to convert or to
-    run, artifacts below their accuracy floor, searches that missed their budget. All are said
-    before the one exit."""
+def _verdict(req: ExportRequest, result: ExportResult) -> None:
+    """Say what export did not ship as good, and exit 1 for it (ExportFailed, carrying the result):
+    artifacts that failed to convert or to run, artifacts below their accuracy floor, searches that
+    missed their budget. All are said before the one exit."""
+    manifest = result.manifest
     misses = []
     if any("recipe_search" in a for a in manifest.get("artifacts", [])):
         print_searches(manifest)
@@ -375,9 +366,7 @@ def _verdict(req: ExportRequest, manifest: dict) -> None:
     except CheckFailed as e:
         misses.insert(0, e)
     if misses:
-        if len(misses) > 1:
-            raise CheckFailed("; ".join(m.message for m in misses), hint=misses[0].hint)
-        raise misses[0]
+        raise ExportFailed(CheckFailed("; ".join(m.message for m in misses), hint=misses[0].hint), result)
 
 
 def golden_source(req: ExportRequest, calib: Dataset | None) -> str:

@@ -144,8 +144,9 @@ def raise_verdict(manifest: dict, bundle) -> None:
     low = below_floor(manifest)
     said = []
     if failed:
+        kept = any("/" in r["path"] for r in failed)  # the ones that converted but could not run
         said.append(f"{len(failed)} artifact(s) not shipped (conversion or run failed: failed_artifacts in "
-                    f"manifest.json{', files under ' + FAILED_DIR + '/' if any('/' in r['path'] for r in failed) else ''})")
+                    f"manifest.json{', files under ' + FAILED_DIR + '/' if kept else ''})")
     if low:
         said.append(f"{len(low)} below their accuracy floor: {', '.join(a['path'] for a in low)}")
     raise CheckFailed(

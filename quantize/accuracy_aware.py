@@ -31,14 +31,10 @@ import numpy as np
 
 from edgeship import task_metrics
 from edgeship.console import console
-from edgeship.convert.tflite_common import quiet_native_output
 from edgeship.errors import CheckFailed, InputError, UnsupportedError, suggest
 from edgeship.metrics import cosine, snr_db
 from edgeship.quantize.rankers import fp32_twin, ranker_for
-from edgeship.runtime.standalone import executorch as pte_runner
-from edgeship.runtime.standalone import onnx as onnx_runner
-from edgeship.runtime.standalone import tflite as tflite_runner
-from edgeship.runtime.standalone.timing import measure
+from edgeship.runtime import measure as run_path
 
 METRICS = ("top1", "cosine", "snr")
 SUPPORTED = {("torch", "pte"), ("torch", "tflite"), ("torch", "onnx"), ("keras", "tflite"), ("keras", "pte")}
@@ -178,10 +174,8 @@ def search(route, convert, model, recipe, calib, golden, out_path: Path, options
 
 
 def _run(path: Path, target: str, inputs: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Every output of the artifact over the samples, batched."""
-    runner = _runner(path, target)
-    runs = [runner.run(sample) for sample in inputs]
-    return [np.concatenate([r[k] for r in runs]) for k in range(len(runs[0]))]
+    """Every output of the artifact over the samples, batched, from validate's runner in a child."""
+    return run_path.outputs(path, run_path.as_arrays(inputs))
 
 
 def task_drop(task, golden, outputs: list[np.ndarray]) -> float:
@@ -194,15 +188,8 @@ def task_drop(task, golden, outputs: list[np.ndarray]) -> float:
     return float(rec["drop"])
 
 
-def _runner(path: Path, target: str):
-    module = {"tflite": tflite_runner, "onnx": onnx_runner}.get(target, pte_runner)
-    with quiet_native_output():
-        return module.Runner(str(path), None, threads=1)
-
-
 def _latency(path: Path, target: str, inputs) -> float:
-    runner = _runner(path, target)
-    return float(measure(runner.run, inputs[:8], warmup=5, runs=LATENCY_RUNS)["p50_ms"])
+    return run_path.p50_ms(path, run_path.as_arrays(inputs[:8]), warmup=5, runs=LATENCY_RUNS)[0]
 
 
 def check_request(req, model, routes, recipes) -> None:

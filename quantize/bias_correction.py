@@ -26,14 +26,11 @@ Only quantized recipes get a corrected model; the fp32 artifact is never touched
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 
 from edgeship.errors import InputError, UnsupportedError
-from edgeship.hashing import sha256_file
 from edgeship.quantize import keras_bias
-from edgeship.quantize.either_way import convert_either_way
 from edgeship.quantize.simulate import fake_quant_activation, fake_quant_weight  # noqa: F401 (public here too)
 from edgeship.quantize.simulate import folded as _folded
 from edgeship.quantize.simulate import hooks as _hooks
@@ -142,14 +139,10 @@ def _shift_mean(name, float_means, deltas):
 
 
 class Plan:
-    """--bias-correction for one export (a torch nn.Module or a Keras model): `wrap(convert, target)`
-    gives a convert function that quantizes the corrected model ('on'), or both models, measured
-    on (inputs, reference), keeping the better weakest-output SNR of the real artifact ('auto').
-    `records[path]` says what happened per artifact, and `record_for(path)` finds it by the
-    artifact's bytes, so a caller that converts to temporary paths and copies the one it keeps
-    (CLE's auto, --calibration auto, the accuracy-aware search) still gets the record of what it
-    kept. The correction is measured on the calibration data the convert function receives, with
-    the weight range of the route and recipe it is for."""
+    """--bias-correction for one export (a torch nn.Module or a Keras model): `corrected(model, calib,
+    target, recipe)` gives the corrected model and its record, measured on the calibration data with
+    the weight range of the route and recipe it is for, once per model. quantize/rewrites.py decides:
+    on applies it; auto simulates first (torch) and runs the real trial where that predicts a gain."""
 
     def __init__(self, mode: str, model, inputs, reference, log=print):
         if mode not in MODES:
@@ -159,8 +152,6 @@ class Plan:
                                    f"Keras model; '{model.name}' is a {model.kind} model",
                                    hint="pass --bias-correction off")
         self.mode, self.model, self.inputs, self.reference, self.log = mode, model, inputs, reference, log
-        self.records: dict[str, dict] = {}
-        self._by_bytes: dict[str, dict] = {}
         self._cache: dict[tuple, tuple] = {}
 
     def corrected(self, model, calib, target: str, recipe: str):
@@ -195,32 +186,3 @@ class Plan:
             self.log(f"bias correction skipped (--bias-correction auto): {why}")
             return model, {"layers": 0, "samples": 0, "weight_qmax": qmax, "activation_bits": bits,
                            "mean_abs_shift": 0.0, "max_abs_shift": 0.0, "skipped": why}
-
-    def wrap(self, convert, target: str):
-        def converted(model, recipe, calib, out_path, options):
-            if not recipe.needs_calibration:  # fp32/fp16 (the recipe search's fp16 candidate): never rewritten
-                return convert(model, recipe, calib, out_path, options)
-            out_path = Path(out_path)
-            fixed, record = self.corrected(model, calib, target, recipe.name)
-            record = {"mode": self.mode, **record}
-            if self.mode == "on" or record["layers"] == 0:
-                result = convert(fixed, recipe, calib, out_path, options)
-                self._keep(out_path, {**record, "applied": record["layers"] > 0})
-                return result
-            got = convert_either_way(convert, model, fixed, recipe, calib, out_path, options, target,
-                                     self.reference, self.inputs)
-            self.log(f"  bias correction auto: weakest-output SNR {got.snr_db_without:.2f} dB without, "
-                     f"{got.snr_db_with:.2f} dB with -> {'applied' if got.applied else 'not applied'}")
-            self._keep(out_path, {**record, "applied": got.applied, "snr_db_without": got.snr_db_without,
-                                  "snr_db_with": got.snr_db_with})
-            return got.result
-
-        return converted
-
-    def _keep(self, path, record: dict) -> None:
-        self.records[path.name] = record
-        self._by_bytes[sha256_file(path)] = record
-
-    def record_for(self, path) -> dict | None:
-        """The record of the conversion that wrote these bytes (None: none of this plan's)."""
-        return self._by_bytes.get(sha256_file(path))

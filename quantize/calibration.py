@@ -27,14 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.convert.tflite_common import quiet_native_output
 from edgeship.data import Dataset
 from edgeship.errors import InputError, UnsupportedError, suggest
 from edgeship.metrics import cosine, snr_db
 from edgeship.reference import run as run_reference
-from edgeship.runtime.standalone import executorch as pte_runner
-from edgeship.runtime.standalone import onnx as onnx_runner
-from edgeship.runtime.standalone import tflite as tflite_runner
+from edgeship.runtime import measure as run_path
 
 METHODS = ("minmax", "percentile", "mse", "entropy")
 CHOICES = (*METHODS, "auto")
@@ -235,14 +232,10 @@ def split(ds: Dataset) -> tuple[Dataset, Dataset]:
 
 
 def run_artifact(path: Path, target: str, inputs: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Every output of the artifact over `inputs` (samples of batch 1), concatenated per output."""
-    module = {"tflite": tflite_runner, "pte": pte_runner}.get(target, onnx_runner)
-    with quiet_native_output():
-        runner = module.Runner(str(path), None, threads=1)
-        shapes = [tuple(t["shape"]) for t in runner.inputs]  # a whole-tensor input's row is its full shape
-        outs = [runner.run([np.ascontiguousarray(x).reshape(sh) if x.size == int(np.prod(sh)) else x
-                            for x, sh in zip(sample, shapes)]) for sample in inputs]
-    return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
+    """Every output of the artifact over `inputs` (samples of batch 1), concatenated per output, from
+    the runner validate uses, in a child (runtime/measure.py); a crash is CandidateFailed. TARGET is
+    kept for callers; the runner follows the file."""
+    return run_path.outputs(path, run_path.as_arrays(inputs))
 
 
 def score(reference: list[np.ndarray], outputs: list[np.ndarray]) -> dict:

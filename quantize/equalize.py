@@ -13,11 +13,9 @@ the same up to rounding. BatchNorm is folded into the convolution before it firs
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 from edgeship.data import has_batch_axis
 from edgeship.errors import InputError, UnsupportedError
-from edgeship.quantize.either_way import convert_either_way
 from edgeship.quantize.simulate import simulated_snr_db
 
 ITERATIONS = 4
@@ -155,12 +153,11 @@ SIM_SAMPLES = 32
 
 
 class Plan:
-    """--cle for one export: `wrap(convert)` gives a convert function that quantizes the equalized
-    model ('on'), or ('auto') first simulates int8 in torch without and with CLE and, only where
-    the simulated weakest-output SNR gains GATE_DB, converts both models, measured on (inputs,
-    reference), keeping the better weakest-output SNR. auto skips (recorded) a source that is not
-    an nn.Module, an input without a batch axis, a module torch.fx cannot trace and a model with
-    no conv pair to equalize. `records[path]` says what happened per artifact."""
+    """--cle for one export: the equalized model (`equalized`, `pairs`) and auto's cheap first stage,
+    `simulate(recipe)`: int8 simulated in torch without and with CLE. What is applied is decided by
+    quantize/rewrites.py (on: applied; auto: a real trial only where the simulation gains GATE_DB).
+    auto skips (`skipped` says why) a source that is not an nn.Module, an input without a batch axis,
+    a module torch.fx cannot trace and a model with no conv pair to equalize."""
 
     def __init__(self, mode: str, model, inputs, reference, log=print):
         from dataclasses import replace
@@ -168,7 +165,6 @@ class Plan:
         if mode not in MODES:
             raise InputError(f"--cle must be one of {', '.join(MODES)}, got '{mode}'")
         self.mode, self.model, self.inputs, self.reference, self.log = mode, model, inputs, reference, log
-        self.records: dict[str, dict] = {}
         self.simulated: dict[int, dict] = {}  # activation bits -> the simulation's record
         self.skipped, self.pairs, self.equalized = None, 0, None
         if model.kind != "torch-module":
@@ -207,36 +203,3 @@ class Plan:
                                     "gain_db": round(with_ - without, 3), "threshold_db": GATE_DB,
                                     "samples": n, "activation_bits": bits}
         return self.simulated[bits]
-
-    def wrap(self, convert, target: str):
-        def converted(model, recipe, calib, out_path, options):
-            if not recipe.needs_calibration:  # fp32/fp16 (the recipe search's fp16 candidate): never rewritten
-                return convert(model, recipe, calib, out_path, options)
-            out_path = Path(out_path)
-            if self.skipped:
-                self.records[out_path.name] = {"mode": self.mode, "applied": False, "pairs": self.pairs,
-                                               "skipped": self.skipped}
-                return convert(model, recipe, calib, out_path, options)
-            if self.mode == "on" or self.pairs == 0:
-                result = convert(self.equalized, recipe, calib, out_path, options)
-                self.records[out_path.name] = {"mode": self.mode, "applied": self.pairs > 0, "pairs": self.pairs}
-                return result
-            sim = self.simulate(recipe.name)
-            said = (f"  cle auto: simulated int{sim['activation_bits']} SNR {sim['snr_db_without']:.2f} dB without, "
-                    f"{sim['snr_db_with']:.2f} dB with ({sim['gain_db']:+.2f} dB")
-            if sim["gain_db"] < GATE_DB:
-                self.log(f"{said} < {GATE_DB} dB) -> not applied, no real trial")
-                self.records[out_path.name] = {
-                    "mode": "auto", "applied": False, "pairs": self.pairs, "simulated": sim, "trial": False,
-                    "skipped": f"simulated gain {sim['gain_db']:+.2f} dB is under {GATE_DB} dB"}
-                return convert(self.model, recipe, calib, out_path, options)
-            got = convert_either_way(convert, self.model, self.equalized, recipe, calib, out_path, options, target,
-                                     self.reference, self.inputs)
-            self.log(f"{said}); weakest-output SNR {got.snr_db_without:.2f} dB without, "
-                     f"{got.snr_db_with:.2f} dB with -> {'applied' if got.applied else 'not applied'}")
-            self.records[out_path.name] = {
-                "mode": "auto", "applied": got.applied, "pairs": self.pairs, "simulated": sim, "trial": True,
-                "snr_db_without": got.snr_db_without, "snr_db_with": got.snr_db_with}
-            return got.result
-
-        return converted

@@ -19,14 +19,11 @@ convolutions and convolutions padded other than with zeros are left to the route
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 
 from edgeship.errors import InputError, UnsupportedError
-from edgeship.hashing import sha256_file
 from edgeship.quantize.bias_correction import weight_qmax
-from edgeship.quantize.either_way import convert_either_way
 
 MODES = ("nearest", "gptq", "auto")
 SAMPLES = 64  # calibration samples the Hessians are measured on
@@ -211,10 +208,9 @@ def _is_conv(module) -> bool:
 
 
 class Plan:
-    """--weight-rounding for one export: `wrap(convert, target)` gives a convert function that
-    quantizes the GPTQ-rounded model ('gptq'), or both models, measured on (inputs, reference),
-    keeping the better weakest-output SNR of the real artifact ('auto'). Rounded once per model,
-    data and the route's weight range; `record_for(path)` finds what happened by the artifact's bytes."""
+    """--weight-rounding for one export: `rounded(model, calib, target, recipe)` gives the GPTQ-rounded
+    model and its record, once per model, data and the route's weight range. quantize/rewrites.py
+    decides: gptq applies it; auto runs the real trial (rounded against nearest) and keeps the better."""
 
     def __init__(self, mode: str, model, inputs, reference, log=print):
         if mode not in MODES:
@@ -223,7 +219,6 @@ class Plan:
             raise UnsupportedError(f"GPTQ weight rounding (--weight-rounding {mode}) rewrites a PyTorch nn.Module; "
                                    f"'{model.name}' is a {model.kind} model", hint="pass --weight-rounding nearest")
         self.mode, self.model, self.inputs, self.reference, self.log = mode, model, inputs, reference, log
-        self._by_bytes: dict[str, dict] = {}
         self._cache: dict[tuple, tuple] = {}
 
     def rounded(self, model, calib, target: str, recipe: str):
@@ -238,27 +233,3 @@ class Plan:
                      f"{record['output_error_ratio']:.3g} of round-to-nearest (weights [-{qmax}, {qmax}], "
                      f"{record['samples']} calibration samples)")
         return self._cache[key]
-
-    def wrap(self, convert, target: str):
-        def converted(model, recipe, calib, out_path, options):
-            out_path = Path(out_path)
-            fixed, record = self.rounded(model, calib, target, recipe.name)
-            record = {"mode": self.mode, **record}
-            if self.mode == "gptq" or record["layers"] == 0:
-                result = convert(fixed, recipe, calib, out_path, options)
-                self._by_bytes[sha256_file(out_path)] = {**record, "applied": record["layers"] > 0}
-                return result
-            got = convert_either_way(convert, model, fixed, recipe, calib, out_path, options, target,
-                                     self.reference, self.inputs)
-            self.log(f"  weight rounding auto: weakest-output SNR {got.snr_db_without:.2f} dB nearest, "
-                     f"{got.snr_db_with:.2f} dB GPTQ -> {'GPTQ' if got.applied else 'nearest'} kept")
-            self._by_bytes[sha256_file(out_path)] = {**record, "applied": got.applied,
-                                                     "snr_db_without": got.snr_db_without,
-                                                     "snr_db_with": got.snr_db_with}
-            return got.result
-
-        return converted
-
-    def record_for(self, path) -> dict | None:
-        """The record of the conversion that wrote these bytes (None: none of this plan's)."""
-        return self._by_bytes.get(sha256_file(path))

@@ -99,8 +99,9 @@ def test_refuses_an_exported_program(torch_digits_pt2, tmp_path):
 
 
 def test_record_is_that_of_the_kept_artifact_with_cle_auto(tmp_path, monkeypatch):
-    """CLE auto converts with and without equalization (each bias-corrected) and keeps one: the
-    bias-correction record is the kept one's, found by the artifact's bytes."""
+    """CLE auto converts without and with equalization and keeps one; bias correction's trial then
+    starts from the kept one (quantize/rewrites.py: one sequence, not each way around the other), so
+    its 'without' is CLE's kept figure, and its record is the shipped artifact's."""
     # CLE's simulated gain on this net is under auto's gate, which would skip the real trial: force it
     monkeypatch.setattr("edgeship.quantize.equalize.GATE_DB", float("-inf"))
     out = tmp_path / "b"
@@ -111,4 +112,5 @@ def test_record_is_that_of_the_kept_artifact_with_cle_auto(tmp_path, monkeypatch
     art = json.loads((out / "manifest.json").read_text())["artifacts"][0]
     cle, rec = art["cle"], art["bias_correction"]
     kept = cle["snr_db_with"] if cle["applied"] else cle["snr_db_without"]
-    assert rec["applied"] and rec["snr_db_with"] == kept, (cle, rec)
+    assert cle["trial"] and rec["trial"] and rec["snr_db_without"] == kept, (cle, rec)
+    assert rec["applied"] and rec["snr_db_with"] > kept and art["conversions"] == 3, (rec, art["conversions"])

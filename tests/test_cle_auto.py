@@ -1,6 +1,6 @@
 """--cle defaults to auto, and auto's first stage is cheap: int8 simulated in torch without and with
-CLE (quantize/simulate.py) decides whether the two real conversions (quantize/either_way.py) run at
-all. On a net built to need CLE (tests/planted/ranges_torch.py: channel ranges 100x apart before a
+CLE (quantize/simulate.py) decides whether the real trial (quantize/rewrites.py: the artifact without
+and with CLE, two conversions) runs at all. On a net built to need CLE (tests/planted/ranges_torch.py: channel ranges 100x apart before a
 depthwise conv) the simulation gains far above the gate, the real trial runs and keeps CLE; on a
 trained digits CNN (balanced ranges) and an MLP (no conv pair) it records the skip and never
 converts twice; a Keras model is skipped and recorded; the fp32 artifact is never touched."""
@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from edgeship.cli import cli
 from edgeship.data import load_data
 from edgeship.pipeline import ExportRequest
-from edgeship.quantize import equalize as equalize_mod
+from edgeship.quantize import rewrites as rewrites_mod
 from edgeship.quantize.equalize import GATE_DB, Plan
 from edgeship.sources import load_model
 
@@ -35,21 +35,23 @@ def _export(source, out, *extra):
 
 @pytest.fixture
 def trials(monkeypatch):
-    """Counts auto's real either-way trials (each one is two conversions)."""
+    """The artifacts auto's real trials converted and measured (a trial is two: without and with)."""
     calls = []
-    real = equalize_mod.convert_either_way
+    real = rewrites_mod.Sequence._trial
 
-    def counted(*args, **kwargs):
-        calls.append(args[7])  # the target
-        return real(*args, **kwargs)
+    def counted(self, convert, model, recipe, calib, path, options):
+        calls.append(path.suffix.lstrip("."))  # the target
+        return real(self, convert, model, recipe, calib, path, options)
 
-    monkeypatch.setattr(equalize_mod, "convert_either_way", counted)
+    monkeypatch.setattr(rewrites_mod.Sequence, "_trial", counted)
     return calls
 
 
 def test_the_default_is_auto():
     assert ExportRequest(source="m.py:build", out=REPO / "unused").cle == "auto"
-    option = next(p for p in cli.commands["export"].params if p.name == "cle")
+    import click
+
+    option = next(p for p in cli.get_command(click.Context(cli), "export").params if p.name == "cle")
     assert option.default == "auto"
 
 
@@ -60,7 +62,8 @@ def test_default_export_applies_cle_where_it_helps(tmp_path, trials):
     sim = rec["simulated"]
     assert sim["gain_db"] >= GATE_DB and sim["snr_db_with"] > sim["snr_db_without"]  # measured: 25.4 -> 46.8 dB
     assert rec["applied"] and rec["snr_db_with"] > rec["snr_db_without"] + 5  # measured: onnx 26 -> 37 dB
-    assert trials == ["onnx"]
+    assert trials == ["onnx", "onnx"]  # one trial: without and with
+    assert arts["int8"]["conversions"] == 2  # the kept trial artifact is the artifact: no third conversion
     assert "simulated int8 SNR" in output and "weakest-output SNR" in output
     assert "cle" not in arts["fp32"]
 
@@ -78,7 +81,7 @@ def test_default_export_skips_where_cle_cannot_help(tmp_path, trials, torch_digi
                            "--bias-correction", "off")
     rec = arts["int8"]["cle"]
     assert rec["mode"] == "auto" and rec["pairs"] == pairs and rec["applied"] is False and rec["skipped"]
-    assert trials == []  # no extra conversions
+    assert trials == [] and arts["int8"]["conversions"] == 1  # no extra conversions
     assert "snr_db_with" not in rec  # nothing real was measured
     if pairs:  # balanced ranges: the simulation ran and gained under the gate (measured: -0.02 dB)
         assert rec["trial"] is False and rec["simulated"]["gain_db"] < GATE_DB
@@ -90,7 +93,7 @@ def test_default_export_skips_where_cle_cannot_help(tmp_path, trials, torch_digi
 def test_keras_default_export_skips_cle(tmp_path, keras_digits, trials):
     out = tmp_path / "b"
     r = CliRunner().invoke(cli, ["export", keras_digits.source, "--to", "tflite", "--quant", "int8", "--calib",
-                                 "digits:train", "--out", str(out)])
+                                 "digits:train", "--bias-correction", "off", "--out", str(out)])
     assert r.exit_code == 0, r.output
     (art,) = json.loads((out / "manifest.json").read_text())["artifacts"]
     assert art["cle"]["applied"] is False and "nn.Module" in art["cle"]["skipped"]

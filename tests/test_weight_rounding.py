@@ -87,7 +87,8 @@ def test_auto_through_export_and_fp32_untouched(tmp_path):
     assert rec["mode"] == "auto" and rec["applied"] and rec["layers"] == 5 and rec["weight_qmax"] == 127
     assert rec["snr_db_with"] > rec["snr_db_without"] + 2, rec
     assert "weight_rounding" not in arts["fp32"]
-    assert "GPTQ kept" in r.output
+    assert "weight rounding auto" in r.output and "-> applied" in r.output
+    assert arts["int16x8"]["conversions"] == 2  # nearest and GPTQ, the kept trial artifact shipped as it is
 
 
 def test_refuses_a_model_it_cannot_rewrite():

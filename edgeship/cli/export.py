@@ -65,13 +65,14 @@ def floats(text: str | None):
 @click.option("--cle", type=click.Choice(["off", "on", "auto"]), default="auto", show_default=True,
               help="Cross-layer equalization of a PyTorch model's conv -> ReLU/ReLU6 -> conv pairs before int8 "
                    "(same float function); auto (the default) simulates int8 in torch without and with it, "
-                   "converts both ways only where the simulation gains 1 dB, keeps the higher measured SNR, "
-                   "and skips other sources.")
+                   "tries it for real only where the simulation gains 1 dB, keeps it only with a higher measured "
+                   "SNR, no op leaving the delegate and p50 within 5%, and skips other sources.")
 @click.option("--bias-correction", type=click.Choice(["off", "on", "auto"]), default="auto", show_default=True,
               help="Fold the output-mean shift that int8 weights cause in each conv/linear (measured on --calib, "
-                   "layer by layer) into its bias, for calibrated recipes of a PyTorch nn.Module; auto (the "
-                   "default) converts with and without and keeps the higher measured SNR, and skips other "
-                   "sources. The fp32 artifact is never changed.")
+                   "layer by layer) into its bias, for calibrated recipes of a PyTorch nn.Module or a Keras model; "
+                   "auto (the default) simulates int8 without and with it (PyTorch), tries it for real only where "
+                   "that gains 1 dB (always for Keras), and keeps it only with a higher measured SNR, no op leaving "
+                   "the delegate and p50 within 5%; it skips other sources. The fp32 artifact is never changed.")
 @click.option("--weight-rounding", type=click.Choice(["nearest", "gptq", "auto"]), default="nearest",
               show_default=True,
               help="How a PyTorch model's conv/linear weights are rounded onto the route's int8 grid for "
@@ -100,7 +101,7 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
     """
     from edgeship.data import ImageOptions
     from edgeship.gates.floors import parse_floors
-    from edgeship.pipeline import ExportRequest, parse_targets
+    from edgeship.pipeline import ExportFailed, ExportRequest, parse_targets
     from edgeship.pipeline import export as run_export
     from edgeship.reports.tables import export_table
     from edgeship.sources import parse_input_shape
@@ -120,6 +121,11 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
     if device:
         check_adb_runner([device], runner)
     with runtime_choices(adb_runners=runner):  # this command's only
-        result = run_export(req)
+        try:
+            result = run_export(req)
+        except ExportFailed as e:  # the bundle is written: show it, then the verdict's exit 1
+            console().print(export_table(e.result.manifest))
+            console().print(f"bundle: {e.result.bundle}")
+            raise
     console().print(export_table(result.manifest))
     console().print(f"bundle: {result.bundle}")

@@ -144,13 +144,35 @@ def export_table(manifest: dict):
 
     t = Table(title=f"[bold]{escape(manifest['model']['name'])}[/] ({manifest['model']['framework']})",
               title_justify="left")
-    for col in ("artifact", "format", "recipe", "size", "delegated", "export s"):
+    for col in ("artifact", "format", "recipe", "size", "delegated", "export s", "vs float"):
         t.add_column(col, justify="right" if col in ("size", "export s", "delegated") else "left", no_wrap=True)
     t.add_column("route", overflow="fold")
     for a in manifest["artifacts"]:
         t.add_row(a["path"], a["format"], a["recipe"], size_str(a["size_bytes"]), coverage_str(a.get("delegation")),
-                  f"{a['export_seconds']:.1f}", escape(a["route"]))  # routes say "[kept float: ...]"
+                  f"{a['export_seconds']:.1f}", verdict_str(a.get("smoke")),
+                  escape(a["route"]))  # routes say "[kept float: ...]"
+    for a in manifest.get("failed_artifacts") or []:
+        why = a.get("error") if a.get("stage") == "convert" else (a.get("smoke") or {}).get("error")
+        t.add_row(a["path"], a.get("format", ""), a.get("recipe", ""), "", "", "",
+                  "[red]not converted[/]" if a.get("stage") == "convert" else "[red]could not run[/]",
+                  escape(str(why or ""))[:200])
     return t
+
+
+def verdict_str(smoke: dict | None) -> str:
+    """export's verdict of one artifact against the float model: the cosine, and the floor it missed."""
+    if not smoke:
+        return "—"
+    acc = smoke.get("accuracy") or {}
+    cos = acc.get("cosine", smoke.get("cosine"))
+    figure = f"cos {cos:.4f}" if cos is not None else ""
+    if acc.get("accuracy_drop") is not None:
+        figure += f", top-1 {-acc['accuracy_drop']:+.1f}"
+    if smoke.get("status") == "below_floor":
+        return f"[red]{figure}: below floor[/]"
+    if smoke.get("status") == "fail":
+        return "[red]could not run[/]"
+    return f"[green]{figure}[/]" if smoke.get("floors") else figure
 
 
 def write_json(path: Path, results: list[dict], context: dict) -> None:

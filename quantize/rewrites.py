@@ -1,0 +1,243 @@
+"""The float-model rewrites of a calibrated recipe, decided as one sequence: CLE, then GPTQ weight
+rounding, then bias correction (each works on what the one before kept; bias correction last, as it
+corrects the shift of the weights finally quantized). The math stays in each rewrite's module
+(equalize.py, weight_rounding.py, bias_correction.py); this driver decides.
+
+Per rewrite, in turn:
+  off or not applicable     skipped, recorded with why
+  on (gptq)                 applied, no measurement
+  auto                      a cheap simulated first stage where one predicts: int8 simulated in torch
+                            (quantize/simulate.py) without and with the rewrite; under GATE_DB (equalize.py, 1 dB) of
+                            simulated gain the rewrite is not applied and nothing converts. Otherwise a
+                            real trial: the current model's artifact (converted once, then reused) against
+                            the rewritten model's, both run by validate's runner in a child
+                            (runtime/measure.py).
+
+A trial keeps the rewrite only when all three hold (the rule):
+  1. its weakest-output SNR is higher;
+  2. no op leaves the delegate (delegated op count not lower, where the route reports one);
+  3. its p50 is not slower by more than LATENCY_MARGIN (5%) and LATENCY_FLOOR_MS (0.05 ms) with a
+     one-sided Mann-Whitney p below LATENCY_ALPHA (0.01) over the per-run times: a difference the
+     test cannot separate, or one too small to matter on any device (a few microseconds), is none.
+A rewritten artifact that crashes or hangs in the child loses its trial; the export goes on.
+
+So k auto rewrites cost at most k+1 conversions (one more when a later `on` rewrite follows the last
+trial), against 2^k when each auto converted both ways around everything inside it; a rewrite the
+simulation rules out costs none. Records come back as values: `records_for(path)` gives
+{manifest key: record} for the artifact written there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeship.hashing import sha256_file
+from edgeship.quantize.calibration import score
+from edgeship.quantize import equalize  # its GATE_DB: the simulated gain below which an auto rewrite is not tried
+from edgeship.runtime import measure as run_path
+
+LATENCY_MARGIN = 0.05
+LATENCY_ALPHA = 0.01
+LATENCY_FLOOR_MS = 0.05
+LATENCY_RUNS = 20
+SIM_SAMPLES = 32
+
+
+@dataclass
+class Step:
+    """What one rewrite proposes for the current model."""
+
+    key: str  # the manifest field: cle | weight_rounding | bias_correction
+    decide: str  # skip | apply | trial
+    model: object = None  # the rewritten Model (apply, trial)
+    record: dict = field(default_factory=dict)
+
+
+@dataclass
+class Trial:
+    model: object
+    path: Path
+    result: object
+    snr_db: float
+    delegated: int | None
+    times_ms: list[float]
+    p50_ms: float | None
+
+
+def _delegated(result) -> int | None:
+    d = getattr(result, "delegation", None) or {}
+    return d.get("delegated_ops") if d.get("total_ops") else None
+
+
+def slower(times_new: list[float], times_old: list[float]) -> tuple[bool, float | None]:
+    """(significantly slower by more than the margin, p) of the new artifact's per-run times."""
+    import numpy as np
+
+    if len(times_new) < 5 or len(times_old) < 5:
+        return False, None
+    from scipy.stats import mannwhitneyu
+
+    p = float(mannwhitneyu(times_new, times_old, alternative="greater").pvalue)
+    new, old = float(np.median(times_new)), float(np.median(times_old))
+    margin = new > old * (1 + LATENCY_MARGIN) and new - old > LATENCY_FLOOR_MS
+    return bool(margin and p < LATENCY_ALPHA), round(p, 6)
+
+
+class Sequence:
+    """The rewrites of one export, outermost first (CLE, rounding, bias correction), as one convert
+    wrapper: `wrap(convert, target)`."""
+
+    def __init__(self, rewrites: list, inputs, reference, log=print):
+        self.rewrites, self.inputs, self.reference, self.log = rewrites, inputs, reference, log
+        self._by_bytes: dict[str, dict] = {}
+        self._last: dict = {}
+
+    def records_for(self, path) -> dict:
+        """{manifest key: record} of the conversion that wrote these bytes; else (a search that rebuilt
+        the artifact around the rewritten model) the latest records; {} before any."""
+        return self._by_bytes.get(sha256_file(path), self._last)
+
+    def wrap(self, convert, target: str):
+        def converted(model, recipe, calib, out_path, options):
+            if not recipe.needs_calibration or not self.rewrites:  # fp32/fp16 (the search's fp16): never rewritten
+                return convert(model, recipe, calib, out_path, options)
+            return self._run(convert, target, model, recipe, calib, Path(out_path), options)
+
+        return converted
+
+    # one (model, recipe, route) through the sequence
+    def _run(self, convert, target, model, recipe, calib, out_path: Path, options):
+        records: dict[str, dict] = {}
+        current, kept = model, None  # kept: the Trial of `current`, once one was converted
+        with tempfile.TemporaryDirectory(prefix="edgeship-rewrites-") as tmp:
+            for i, rewrite in enumerate(self.rewrites):
+                step = self._propose(rewrite, current, recipe, calib, target)
+                records[step.key] = step.record
+                if step.decide == "apply":
+                    current, kept = step.model, None
+                elif step.decide == "trial":
+                    if kept is None:
+                        kept = self._trial(convert, current, recipe, calib, Path(tmp) / f"{i}-without{out_path.suffix}",
+                                           options)
+                    if kept is None:  # the current model's own artifact cannot run: nothing to compare with
+                        step.record.update(applied=False, trial=True, skipped="the artifact without it could not run")
+                        continue
+                    new = self._trial(convert, step.model, recipe, calib, Path(tmp) / f"{i}-with{out_path.suffix}",
+                                      options)
+                    keep, why = self._judge(kept, new)
+                    step.record.update(applied=keep, trial=True, snr_db_without=kept.snr_db,
+                                       snr_db_with=None if new is None else new.snr_db, decided=why)
+                    self.log(f"  {step.key.replace('_', ' ')} auto: weakest-output SNR {kept.snr_db:.2f} dB without, "
+                             + ("could not run with" if new is None else f"{new.snr_db:.2f} dB with")
+                             + f" -> {'applied' if keep else 'not applied'} ({why})")
+                    if keep:
+                        current, kept = step.model, new
+            if kept is not None and kept.model is current:
+                shutil.copyfile(kept.path, out_path)
+                result = kept.result
+            else:
+                result = convert(current, recipe, calib, out_path, options)
+        self._by_bytes[sha256_file(out_path)] = self._last = records
+        return result
+
+    def _trial(self, convert, model, recipe, calib, path: Path, options) -> Trial | None:
+        result = convert(model, recipe, calib, path, options)
+        try:
+            outs = run_path.outputs(path, list(self.inputs))
+            p50, times = run_path.p50_ms(path, list(self.inputs), warmup=3, runs=LATENCY_RUNS)
+        except run_path.CandidateFailed as e:
+            self.log(f"  {e.message}")
+            return None
+        return Trial(model, path, result, score(self.reference, outs)["snr_db"], _delegated(result), times, p50)
+
+    @staticmethod
+    def _judge(old: Trial, new: Trial | None) -> tuple[bool, str]:
+        if new is None:
+            return False, "the rewritten artifact could not run"
+        if not new.snr_db > old.snr_db:
+            return False, "no SNR gain"
+        if old.delegated is not None and new.delegated is not None and new.delegated < old.delegated:
+            return False, f"{old.delegated - new.delegated} op(s) would leave the delegate"
+        is_slower, p = slower(new.times_ms, old.times_ms)
+        if is_slower:
+            return False, (f"p50 {new.p50_ms:.3f} ms against {old.p50_ms:.3f} ms, over {LATENCY_MARGIN:.0%} slower "
+                           f"(Mann-Whitney p={p:.2g})")
+        return True, "higher SNR, same delegation, p50 within the margin" + ("" if p is None else f" (p={p:.2g})")
+
+    # each rewrite's proposal, from its own module's math
+    def _propose(self, rewrite, model, recipe, calib, target: str) -> Step:
+        from edgeship.quantize.bias_correction import Plan as BiasPlan
+        from edgeship.quantize.equalize import Plan as EqualizePlan
+        from edgeship.quantize.weight_rounding import Plan as RoundingPlan
+
+        if isinstance(rewrite, EqualizePlan):
+            return self._cle(rewrite, model, recipe)
+        if isinstance(rewrite, RoundingPlan):
+            fixed, record = rewrite.rounded(model, calib, target, recipe.name)
+            record = {"mode": rewrite.mode, **record}
+            if record["layers"] == 0:
+                return Step("weight_rounding", "skip", None, {**record, "applied": False})
+            if rewrite.mode == "gptq":
+                return Step("weight_rounding", "apply", fixed, {**record, "applied": True})
+            return Step("weight_rounding", "trial", fixed, record)
+        if isinstance(rewrite, BiasPlan):
+            fixed, record = rewrite.corrected(model, calib, target, recipe.name)
+            record = {"mode": rewrite.mode, **record}
+            if record.get("layers", 0) == 0:
+                return Step("bias_correction", "skip", None, {**record, "applied": False})
+            if rewrite.mode == "on":
+                return Step("bias_correction", "apply", fixed, {**record, "applied": True})
+            sim = self._simulated_gain(model, fixed, recipe.name)
+            if sim is not None:
+                record["simulated"] = sim
+                gate = equalize.GATE_DB
+                if sim["gain_db"] < gate:
+                    self.log(f"  bias correction auto: simulated SNR {sim['snr_db_without']:.2f} dB without, "
+                             f"{sim['snr_db_with']:.2f} dB with ({sim['gain_db']:+.2f} dB < {gate} dB) -> not "
+                             "applied, no real trial")
+                    return Step("bias_correction", "skip", None, {
+                        **record, "applied": False, "trial": False,
+                        "skipped": f"simulated gain {sim['gain_db']:+.2f} dB is under {gate} dB"})
+            return Step("bias_correction", "trial", fixed, record)
+        raise TypeError(f"not a rewrite: {type(rewrite).__name__}")
+
+    def _cle(self, plan, model, recipe) -> Step:
+        if plan.skipped:
+            return Step("cle", "skip", None, {"mode": plan.mode, "applied": False, "pairs": plan.pairs,
+                                              "skipped": plan.skipped})
+        if plan.mode == "on" or plan.pairs == 0:
+            return Step("cle", "apply" if plan.pairs else "skip", plan.equalized,
+                        {"mode": plan.mode, "applied": plan.pairs > 0, "pairs": plan.pairs})
+        sim = plan.simulate(recipe.name)
+        said = (f"  cle auto: simulated int{sim['activation_bits']} SNR {sim['snr_db_without']:.2f} dB without, "
+                f"{sim['snr_db_with']:.2f} dB with ({sim['gain_db']:+.2f} dB")
+        gate = equalize.GATE_DB
+        if sim["gain_db"] < gate:
+            self.log(f"{said} < {gate} dB) -> not applied, no real trial")
+            return Step("cle", "skip", None, {"mode": "auto", "applied": False, "pairs": plan.pairs, "simulated": sim,
+                                              "trial": False,
+                                              "skipped": f"simulated gain {sim['gain_db']:+.2f} dB is under {gate} dB"})
+        self.log(f"{said}) -> real trial")
+        return Step("cle", "trial", plan.equalized, {"mode": "auto", "pairs": plan.pairs, "simulated": sim})
+
+    def _simulated_gain(self, model, fixed, recipe: str) -> dict | None:
+        """Simulated int8 weakest-output SNR without and with a rewrite of a torch module (None: not a
+        torch module, or the simulation cannot run it, so the real trial decides)."""
+        from edgeship.quantize.simulate import simulated_snr_db
+
+        if model.kind != "torch-module" or fixed.kind != "torch-module":
+            return None
+        bits = 16 if recipe == "int16x8" else 8
+        n = min(SIM_SAMPLES, int(self.inputs[0].shape[0]))
+        inputs, reference = [a[:n] for a in self.inputs], [r[:n] for r in self.reference]
+        try:
+            without = simulated_snr_db(model.obj, inputs, reference, 127, bits)
+            with_ = simulated_snr_db(fixed.obj, inputs, reference, 127, bits)
+        except Exception:  # a module the simulation cannot run: the real trial decides
+            return None
+        return {"snr_db_without": without, "snr_db_with": with_, "gain_db": round(with_ - without, 3),
+                "threshold_db": equalize.GATE_DB, "samples": n, "activation_bits": bits}
+

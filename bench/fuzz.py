@@ -4,7 +4,7 @@
 
 Exports the torch digits CNN (fp32, int8) to both formats, then for each case mutates one of
 them (bit flips, truncations, spliced headers, zeroed or duplicated blocks; for .pte a quarter
-of the cases flip bits in the XNNPACK delegate payload: edgeship/fuzz.py),
+of the cases flip bits in the XNNPACK delegate payload: bench/mutations.py),
 inspects it (child process) and runs it through the agent (child process, timeout). Prints the
 outcome counts per format and per mutation; a case where edgeship itself crashed, or printed an
 error of more than one line, is a finding and makes the exit status 1. Runtime crashes contained
@@ -49,7 +49,7 @@ def main() -> int:
 
     from edgeship.bundle import read_bundle
     from edgeship.errors import ArtifactError
-    from edgeship.fuzz import mutate, mutate_delegate_payload
+    from mutations import mutate, mutate_delegate_payload
     from edgeship.inspect import inspect_file
     from edgeship.pipeline import ExportRequest, export
     from edgeship.runtime.local import LocalDevice

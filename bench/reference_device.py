@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     import torch
 
     from edgeship import reference
-    from edgeship.cuda_setup import cuda_missing
+    from cuda_setup import cuda_missing
     from edgeship.data import Dataset
     from edgeship.sources import load_model
 

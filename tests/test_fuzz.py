@@ -9,12 +9,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from bench_modules import bench_module
 
 from edgeship.bundle import read_bundle
 from edgeship.errors import ArtifactError
-from edgeship.fuzz import mutate, mutate_delegate_payload
 from edgeship.inspect import inspect_file
 from edgeship.runtime.local import LocalDevice
+
+mutate = bench_module("mutations").mutate
+mutate_delegate_payload = bench_module("mutations").mutate_delegate_payload
 
 REPO = Path(__file__).resolve().parents[1]
 

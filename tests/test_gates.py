@@ -10,7 +10,7 @@ import pytest
 
 from edgeship.config import parse_project
 from edgeship.gates.budgets import evaluate
-from edgeship.stats import mann_whitney_greater, median_shift_lower_bound
+from edgeship.gates.stats import mann_whitney_greater, median_shift_lower_bound
 
 
 def project(**gates):

@@ -13,10 +13,12 @@ import subprocess
 import sys
 
 import pytest
+from bench_modules import bench_module
 
 from edgeship.bundle import read_bundle
-from edgeship.fuzz import mutate_delegate_payload
 from edgeship.runtime.local import LocalDevice
+
+mutate_delegate_payload = bench_module("mutations").mutate_delegate_payload
 
 SEARCH_SEED = 7  # the search is deterministic: the same export and seed give the same mutants
 SEARCH_CASES = 80

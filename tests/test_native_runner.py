@@ -15,11 +15,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from bench_modules import bench_module
 
 from edgeship.bundle import read_bundle
-from edgeship.fuzz import mutate
 from edgeship.runtime import native_build
 from edgeship.runtime.local import LocalDevice
+
+mutate = bench_module("mutations").mutate
 
 RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
 FUZZ_CASES = 300

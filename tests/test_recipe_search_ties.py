@@ -145,9 +145,11 @@ def test_a_crashing_candidate_is_a_failed_row_not_a_dead_export(torch_digits, tm
     tests/test_isolation.py). The fp16 candidate's .pte is replaced, after conversion and before it
     is measured, by the first mutant that crashes it; run in this process, as the search did
     before, it would have killed the export."""
-    from edgeship.fuzz import mutate_delegate_payload
+    from bench_modules import bench_module
+
     from edgeship.runtime.local import LocalDevice
 
+    mutate_delegate_payload = bench_module("mutations").mutate_delegate_payload
     monkeypatch.setenv("EDGESHIP_PTE_RUNTIME", "python")  # the runtime these mutants crash
     planted = []
 

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_modules import bench_module
 from click.testing import CliRunner
 
 from edgeship import reference
 from edgeship.cli import cli
-from edgeship.cuda_setup import cuda_missing
 from edgeship.errors import UnsupportedError
+
+cuda_missing = bench_module("cuda_setup").cuda_missing
 
 REPO = Path(__file__).resolve().parents[1]
 

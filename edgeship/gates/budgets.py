@@ -13,9 +13,9 @@ from __future__ import annotations
 from edgeship.config import Project, Target
 from edgeship.gates.record import Status, gate, verdict
 from edgeship.gates.regression import regression_gates
+from edgeship.gates.stats import quantile_bounds
+from edgeship.gates.task_gates import metric_gates
 from edgeship.quantize import get_recipe
-from edgeship.stats import quantile_bounds
-from edgeship.task_gates import metric_gates
 
 BUDGET_CONFIDENCE = 0.95
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgeship.errors import InputError
 from edgeship.gates.record import Status, gate, verdict
-from edgeship.stats import mann_whitney_greater, median_shift_lower_bound
+from edgeship.gates.stats import mann_whitney_greater, median_shift_lower_bound
 
 CHECK_SCHEMA_PREFIX = "edgeship.check/"
 REGRESSION_GATES = ("regression.accuracy", "regression.latency", "regression.size", "regression.memory")

@@ -11,7 +11,6 @@ Sources (the DATA argument of --calib, --eval and --data):
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +19,7 @@ import numpy as np
 
 from edgeship import labels as labels_mod
 from edgeship.errors import InputError
+from edgeship.loader import load_callable
 from edgeship.model import IOSpec, TensorSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -245,17 +245,7 @@ def _from_images(root: Path, classes: list[Path], io: IOSpec, opt: ImageOptions)
 
 
 def _from_module(path: Path, fn: str, io: IOSpec, source: str):
-    if not path.exists():
-        raise InputError(f"data module not found: '{path}'")
-    mod_spec = importlib.util.spec_from_file_location(f"edgeship_data_{path.stem}", path)
-    module = importlib.util.module_from_spec(mod_spec)
-    try:
-        mod_spec.loader.exec_module(module)
-    except Exception as e:
-        raise InputError(f"importing '{path}' failed: {type(e).__name__}: {e}") from None
-    gen = getattr(module, fn, None)
-    if not callable(gen):
-        raise InputError(f"'{path}' has no function '{fn}'")
+    gen = load_callable(path, fn, "data")
     names = [s.name for s in io.inputs]
     per_input: list[list[np.ndarray]] = [[] for _ in names]
     labels: list = []

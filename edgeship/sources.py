@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import inspect
 import os
 import re
@@ -22,6 +21,7 @@ import numpy as np
 
 from edgeship import savedmodel_fallback
 from edgeship.errors import InputError, suggest
+from edgeship.loader import load_callable
 from edgeship.model import IOSpec, Model, TensorSpec, guess_layout
 
 FRAMEWORKS = ("torch", "keras")
@@ -174,16 +174,7 @@ def _torch_output_names(module, examples) -> list[str]:
 def _call_factory(path: Path, factory: str):
     """Import file.py and call its factory: an nn.Module, (module, example_inputs), or the path of
     a model file it wrote (.keras, .h5, a SavedModel folder, .pt2), which is then loaded as such."""
-    spec = importlib.util.spec_from_file_location(f"edgeship_model_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:
-        raise InputError(f"importing '{path}' failed: {type(e).__name__}: {e}") from None
-    fn = getattr(module, factory, None)
-    if not callable(fn):
-        have = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
-        raise InputError(f"'{path}' has no callable '{factory}'" + (f"; it has {', '.join(have[:8])}" if have else ""))
+    fn = load_callable(path, factory, "model")
     try:
         return fn()
     except Exception as e:

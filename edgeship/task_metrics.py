@@ -32,7 +32,6 @@ Labels: per sample an (M, 5) array `class, x1, y1, x2, y2` (edgeship/labels.py: 
 from __future__ import annotations
 
 import difflib
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -41,6 +40,7 @@ import numpy as np
 
 from edgeship.errors import InputError
 from edgeship.labels import class_ids, is_ragged
+from edgeship.loader import load_callable
 from edgeship.metrics import cosine
 
 NMS_IOU = 0.5
@@ -351,20 +351,7 @@ def load_function(spec: str, what: str) -> Callable:
     path = Path(file)
     if not file.endswith(".py") or not fn:
         raise InputError(f"'{spec}' is not module.py:function", hint=f"pass your {what} as path/to/file.py:name")
-    if not path.exists():
-        raise InputError(f"{what} module not found: '{path}'")
-    mod_spec = importlib.util.spec_from_file_location(f"edgeship_{what}_{path.stem}", path)
-    module = importlib.util.module_from_spec(mod_spec)
-    try:
-        mod_spec.loader.exec_module(module)
-    except Exception as e:
-        raise InputError(f"importing '{path}' failed: {type(e).__name__}: {e}") from None
-    func = getattr(module, fn, None)
-    if not callable(func):
-        found = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
-        close = difflib.get_close_matches(fn, found, n=1, cutoff=0.5)
-        raise InputError(f"'{path}' has no function '{fn}'" + (f". Did you mean '{close[0]}'?" if close else ""))
-    return func
+    return load_callable(path, fn, what)
 
 
 def evaluate(metric: TaskMetric, outputs: list[np.ndarray], reference: list[np.ndarray], labels,

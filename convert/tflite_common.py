@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.errors import ConversionError, EdgeshipError, InputError
+from edgeship.quiet import fds_redirected, writes_to_fd
 from edgeship.runtime.standalone.tflite import inspect_bytes
 
 # The message after the last "error:" on a line (MLIR prefixes it with locations), and the last
@@ -52,39 +53,27 @@ def quiet_native_output(verbose: bool = False):
     if verbose:
         yield log
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
     real_stderr = sys.stderr
-    swapped = None
     py_out = io.StringIO()
     with tempfile.TemporaryFile(mode="w+b") as sink:
         try:
-            for fd in (1, 2):
-                os.dup2(sink.fileno(), fd)
-            if _writes_to_fd(real_stderr, 2):  # keep the terminal for progress bars
-                swapped = io.TextIOWrapper(os.fdopen(os.dup(saved[2]), "wb"), line_buffering=True)
-                sys.stderr = swapped
-            with contextlib.redirect_stdout(py_out), warnings.catch_warnings(), _logging_off():
-                warnings.simplefilter("ignore")
-                yield log
+            with fds_redirected(sink) as saved:
+                swapped = None
+                if writes_to_fd(real_stderr, 2):  # keep the terminal for progress bars
+                    swapped = io.TextIOWrapper(os.fdopen(os.dup(saved[2]), "wb"), line_buffering=True)
+                    sys.stderr = swapped
+                try:
+                    with contextlib.redirect_stdout(py_out), warnings.catch_warnings(), _logging_off():
+                        warnings.simplefilter("ignore")
+                        yield log
+                finally:
+                    sys.stdout.flush()
+                    if swapped is not None:
+                        sys.stderr = real_stderr
+                        swapped.close()
         finally:
-            sys.stdout.flush()
-            if swapped is not None:
-                sys.stderr = real_stderr
-                swapped.close()
-            for fd, dup in saved.items():
-                os.dup2(dup, fd)
-                os.close(dup)
             sink.seek(0)
             log.text = sink.read().decode("utf-8", "replace") + "\n" + py_out.getvalue()
-
-
-def _writes_to_fd(stream, fd: int) -> bool:
-    try:
-        return stream.fileno() == fd
-    except (AttributeError, OSError, ValueError):
-        return False
 
 
 @contextlib.contextmanager

@@ -79,45 +79,58 @@ def converter_output_to_log(staging: Path, dest: Path, verbose: bool = False):
 
 
 @contextlib.contextmanager
-def _redirected(log):
-    """fds 1 and 2, Python warnings and logging records go to `log`; edgeship's console keeps the terminal."""
+def fds_redirected(sink, fds=(1, 2)):
+    """The one fd redirect: file descriptors `fds` (C++ logging, native prints) write to the open
+    file `sink` for the block and are put back after. Yields {fd: a dup of the original}, valid
+    inside the block (for a stream that must keep reaching the terminal). quiet.py's export log and
+    convert/tflite_common.py's quiet_native_output both stand on it."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved_out, saved_err = os.dup(1), os.dup(2)
-    # edgeship's own lines keep going where they went: the terminal behind fd 2, or a stream that
-    # stands in for it (a test runner's capture), which the fd redirection does not touch.
-    terminal = os.fdopen(os.dup(saved_err), "w", buffering=1, errors="replace") if _is_fd2(sys.stderr) else None
-    console = err_console()
-    handler = logging.StreamHandler(log)
-    root = logging.getLogger()
-    root.addHandler(handler)
+    saved = {fd: os.dup(fd) for fd in fds}
     try:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        console.file = terminal or sys.stderr
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            warnings.showwarning = lambda msg, cat, fname, lineno, file=None, line=None: log.write(
-                warnings.formatwarning(msg, cat, fname, lineno, line))
-            yield
+        for fd in fds:
+            os.dup2(sink.fileno(), fd)
+        yield saved
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved_out, 1)
-        os.dup2(saved_err, 2)
-        os.close(saved_out)
-        os.close(saved_err)
-        console.file = None  # back to following sys.stderr
-        root.removeHandler(handler)
-        if terminal is not None:
-            terminal.close()
+        for fd, dup in saved.items():
+            os.dup2(dup, fd)
+            os.close(dup)
 
 
-def _is_fd2(stream) -> bool:
+def writes_to_fd(stream, fd: int) -> bool:
+    """Whether a Python stream writes straight to file descriptor `fd` (not a test runner's capture)."""
     try:
-        return stream.fileno() == 2
+        return stream.fileno() == fd
     except (AttributeError, OSError, ValueError):
         return False
+
+
+@contextlib.contextmanager
+def _redirected(log):
+    """fds 1 and 2, Python warnings and logging records go to `log`; edgeship's console keeps the terminal."""
+    console = err_console()
+    handler = logging.StreamHandler(log)
+    root = logging.getLogger()
+    with fds_redirected(log) as saved:
+        # edgeship's own lines keep going where they went: the terminal behind fd 2, or a stream that
+        # stands in for it (a test runner's capture), which the fd redirection does not touch.
+        terminal = (os.fdopen(os.dup(saved[2]), "w", buffering=1, errors="replace")
+                    if writes_to_fd(sys.stderr, 2) else None)
+        root.addHandler(handler)
+        try:
+            console.file = terminal or sys.stderr
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                warnings.showwarning = lambda msg, cat, fname, lineno, file=None, line=None: log.write(
+                    warnings.formatwarning(msg, cat, fname, lineno, line))
+                yield
+        finally:
+            console.file = None  # back to following sys.stderr
+            root.removeHandler(handler)
+            if terminal is not None:
+                terminal.close()
 
 
 def _keep(log, log_path: Path, dest: Path, error: BaseException) -> None:

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from edgeship.bundle import MANIFEST
 from edgeship.cli import cli
 from edgeship.hashing import sha256_file
-from edgeship.pipeline import ExportRequest, export
+from edgeship.pipeline import ExportFailed, ExportRequest, export
 from edgeship.validation import ValidateRequest, validate
 
 pytestmark = pytest.mark.slow
@@ -32,9 +32,18 @@ PLANTED = Path(__file__).resolve().parent / "planted"
 FRAGILE_TORCH = f"{PLANTED / 'fragile_torch.py'}:build"
 
 
-def _export(out: Path, source: str, **kw) -> dict:
+def _export(out: Path, source: str, misses: str | None = None, **kw) -> dict:
+    """Export; MISSES names the recipe whose artifact must miss its floor at export already (exit 1,
+    ExportFailed, the bundle still written with the artifact marked below_floor)."""
     kw.setdefault("calib_samples", 100)
-    return export(ExportRequest(source=source, out=out, force=True, **kw)).manifest
+    if misses is None:
+        return export(ExportRequest(source=source, out=out, force=True, **kw)).manifest
+    with pytest.raises(ExportFailed) as e:
+        export(ExportRequest(source=source, out=out, force=True, **kw))
+    manifest = e.value.result.manifest
+    low = {a["recipe"] for a in manifest["artifacts"] if a["smoke"]["status"] == "below_floor"}
+    assert low == {misses} and f".{misses}." in e.value.message, (low, e.value.message)
+    return manifest
 
 
 def _failed(bundle: Path) -> dict[str, set[str]]:
@@ -66,7 +75,7 @@ def data(tmp_path_factory) -> dict[str, str]:
 def test_int8_calibrated_on_wrong_data_fails_cosine(keras_digits, data, tmp_path):
     bundle = tmp_path / "b"
     _export(bundle, keras_digits.source, targets=["tflite"], recipes="fp32,int8", calib=data["noise"],
-            eval="digits:test")
+            eval="digits:test", misses="int8")  # export's own verdict already names it
     failed = _failed(bundle)
     assert "cosine" in failed["int8"]  # int8 output no longer points where the float model's does
     assert failed["fp32"] == set()  # the float artifact is fine: the fault is the calibration
@@ -75,7 +84,7 @@ def test_int8_calibrated_on_wrong_data_fails_cosine(keras_digits, data, tmp_path
 def test_wrong_normalization_fails_accuracy(keras_digits, data, tmp_path):
     bundle = tmp_path / "b"
     _export(bundle, keras_digits.source, targets=["tflite"], recipes="fp32,int8", calib="digits:train",
-            eval=data["raw_test"])
+            eval=data["raw_test"], misses="int8")  # export's own verdict already names it
     failed = _failed(bundle)
     assert "accuracy_drop" in failed["int8"]  # inputs 16x the calibrated range saturate int8
     assert failed["fp32"] == set()
@@ -191,13 +200,14 @@ def test_diff_names_the_fragile_layer_pte(tmp_path):
 def test_diff_names_the_fragile_layer_tflite(fragile_keras, tmp_path):
     bundle = tmp_path / "b"
     _export(bundle, fragile_keras, targets=["tflite"], recipes="fp32,int8", calib="digits:train",
-            eval="digits:test")
+            eval="digits:test", misses="int8")  # the outlier ruins plain int8: export says so, diff says where
     _diff(bundle / "fragile.int8.tflite", tmp_path)
 
 
 def test_diff_names_the_fragile_layer_pte_from_keras(fragile_keras, tmp_path):
     bundle = tmp_path / "b"
-    _export(bundle, fragile_keras, targets=["pte"], recipes="int8", calib="digits:train", eval="digits:test")
+    _export(bundle, fragile_keras, targets=["pte"], recipes="int8", calib="digits:train", eval="digits:test",
+            misses="int8")  # the outlier ruins plain int8: export says so, diff says where
     report = _diff(bundle / "fragile.int8.pte", tmp_path)
     assert {r["name"]: r["kind"] for r in report["layers"]} == {
         "conv1": "Conv2D", "fragile": "Sequential", "fc1": "Dense", "fc2": "Dense"}  # Keras' own class names

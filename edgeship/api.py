@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -184,7 +185,7 @@ def _saved_keras(model) -> Path:
     path = cache_root() / "models" / f"{model.name}-{h.hexdigest()[:16]}.keras"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".partial.keras")
+        tmp = path.with_suffix(f".partial-{os.getpid()}.keras")  # two processes saving at once never share it
         model.save(tmp)
         tmp.replace(path)
     return path
@@ -220,7 +221,7 @@ def _data_spec(data) -> str | None:
     path = cache_root() / "data" / f"{h.hexdigest()[:20]}.npz"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".partial.npz")
+        tmp = path.with_suffix(f".partial-{os.getpid()}.npz")  # two processes saving at once never share it
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
         tmp.replace(path)

@@ -261,7 +261,9 @@ class _counted:
 
 def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, convert: _counted) -> Outcome:
     """One (format, recipe): convert through the export's strategy, record, smoke-run against the floors.
-    A converter's failure is this artifact's failure (recorded, the export goes on), never the export's."""
+    A converter's failure (its own exception, or ConversionError) is this artifact's failure, recorded,
+    and the export goes on; a route's refusal of the model or recipe (UnsupportedError, InputError) is
+    bad usage: exit 2 with nothing written."""
     req = plan.req
     filename = f"{plan.name}.{recipe.name}.{EXTENSIONS[route.target]}"
     interrupts.raise_if_requested()  # a Ctrl-C/SIGTERM a finalizer swallowed stops here
@@ -273,8 +275,8 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
         done = plan.strategy.convert(route, rewritten, plan.model,
                                      recipe, lambda r: writer.path(f"{plan.name}.{r}.{EXTENSIONS[route.target]}"),
                                      plan.options)
-    except (InputError, DeviceError):  # bad input found late, or the search's device went away: the export's
-        raise
+    except (InputError, UnsupportedError, DeviceError):  # bad usage or input (a route that refuses this model or
+        raise  # recipe by design: exit 2, nothing written), or the search's device went away: the export's
     except Exception as e:  # a converter's own exception, or its ConversionError: report its last words
         if req.verbose:
             raise

@@ -146,8 +146,7 @@ class Sequence:
     def _trial(self, convert, model, recipe, calib, path: Path, options) -> Trial | None:
         result = convert(model, recipe, calib, path, options)
         try:
-            outs = run_path.outputs(path, list(self.inputs))
-            p50, times = run_path.p50_ms(path, list(self.inputs), warmup=3, runs=LATENCY_RUNS)
+            outs, p50, times = run_path.outputs_and_p50(path, list(self.inputs), warmup=3, runs=LATENCY_RUNS)
         except run_path.CandidateFailed as e:
             self.log(f"  {e.message}")
             return None

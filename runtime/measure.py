@@ -23,8 +23,14 @@ class CandidateFailed(ArtifactError):
 
 
 def as_arrays(samples: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Samples of batch 1 (one list of inputs each) -> one array per input, samples first."""
-    return [np.concatenate([np.asarray(s[k]) for s in samples]) for k in range(len(samples[0]))]
+    """Samples (one list of inputs each) -> one array per input, samples first, as golden vectors are
+    laid out: a batch-of-1 input's samples are concatenated, an input taken whole (an RNN state
+    [2, 1, 16], a time-first [8, 8]) is stacked."""
+    out = []
+    for k in range(len(samples[0])):
+        rows = [np.asarray(s[k]) for s in samples]
+        out.append(np.concatenate(rows) if rows[0].ndim and rows[0].shape[0] == 1 else np.stack(rows))
+    return out
 
 
 def outputs(path, arrays: list[np.ndarray], timeout: float = DECIDE_TIMEOUT_S) -> list[np.ndarray]:
@@ -35,6 +41,17 @@ def outputs(path, arrays: list[np.ndarray], timeout: float = DECIDE_TIMEOUT_S) -
     if not run.ok or run.outputs is None:
         raise CandidateFailed(f"{Path(path).name} could not run: {run.error or 'no outputs'}")
     return list(run.outputs)
+
+
+def outputs_and_p50(path, arrays: list[np.ndarray], warmup: int = 3, runs: int = 20, threads: int = 1,
+                    timeout: float = DECIDE_TIMEOUT_S) -> tuple[list[np.ndarray], float, list[float]]:
+    """(every output over ARRAYS' samples, p50 ms, per-run ms) from one child run, as validate measures."""
+    run = LocalDevice().run_artifact(Path(path), [np.ascontiguousarray(a) for a in arrays], None, threads=threads,
+                                     warmup=warmup, runs=runs, timeout=timeout)
+    if not run.ok or run.outputs is None:
+        raise CandidateFailed(f"{Path(path).name} could not run: {run.error or 'no outputs'}")
+    latency = (run.result or {}).get("latency") or {}
+    return list(run.outputs), float(latency.get("p50_ms")), [float(x) for x in latency.get("samples_ms") or []]
 
 
 def p50_ms(path, arrays: list[np.ndarray], warmup: int = 5, runs: int = 20, threads: int = 1,

@@ -199,8 +199,10 @@ def test_diff_names_the_fragile_layer_pte(tmp_path):
 
 def test_diff_names_the_fragile_layer_tflite(fragile_keras, tmp_path):
     bundle = tmp_path / "b"
+    # plain int8 (Keras bias correction, on by default, lifts the fragile layer's cosine over 0.5: 0.60 seen):
+    # the outlier ruins it, export says so, diff says where
     _export(bundle, fragile_keras, targets=["tflite"], recipes="fp32,int8", calib="digits:train",
-            eval="digits:test", misses="int8")  # the outlier ruins plain int8: export says so, diff says where
+            eval="digits:test", misses="int8", bias_correction="off")
     _diff(bundle / "fragile.int8.tflite", tmp_path)
 
 

@@ -179,16 +179,9 @@ def _torch_sha256(module) -> str:
 def _saved_keras(model) -> Path:
     """The Keras model as a .keras file in the cache, named by its architecture and weights, so the
     same model is saved once, exports of it are up to date, and the .pte route's child can load it."""
-    h = hashlib.sha256(model.to_json().encode())
-    for w in model.get_weights():
-        h.update(np.ascontiguousarray(w).tobytes())
-    path = cache_root() / "models" / f"{model.name}-{h.hexdigest()[:16]}.keras"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".partial-{os.getpid()}.keras")  # two processes saving at once never share it
-        model.save(tmp)
-        tmp.replace(path)
-    return path
+    from edgeship.quantize.keras_bias import saved  # the one writer of a Keras model into the cache
+
+    return saved(model)
 
 
 def _data_spec(data) -> str | None:

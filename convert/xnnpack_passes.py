@@ -12,6 +12,8 @@ one bad node costs one op of delegation rather than the whole graph.
 
 from __future__ import annotations
 
+from edgeship.convert import xnnpack_decompose
+
 MAX_EXCLUDED = 12  # nodes kept out of XNNPACK before giving up on a graph
 
 
@@ -80,18 +82,23 @@ def spatial_mean_keepdim(gm) -> int:
     return changed
 
 
-XNNPACK_PASSES = {"PReLU fed a 4-D view": prelu_to_4d, "spatial mean with keepdim": spatial_mean_keepdim}
+XNNPACK_PASSES = {"PReLU fed a 4-D view": prelu_to_4d, "spatial mean with keepdim": spatial_mean_keepdim,
+                  **xnnpack_decompose.PASSES}
 
 
 def prepare_for_xnnpack(program, examples):
-    """Apply XNNPACK_PASSES to a float ExportedProgram; re-export only if one changed something.
+    """Decompose fused attention (xnnpack_decompose.decompose_attention), then apply XNNPACK_PASSES
+    to a float ExportedProgram; re-export only if one changed something.
     Returns (program, {pass description: nodes changed}) with the unchanged ones left out."""
     import torch
 
-    graph = program.module()
+    decomposed, attention = xnnpack_decompose.decompose_attention(program)
+    graph = decomposed.module()
     done = {what: n for what, fn in XNNPACK_PASSES.items() if (n := fn(graph))}
     if not done:
         return program, {}
+    if attention:
+        done = {"attention decomposed": 1, **done}
     return torch.export.export(graph, tuple(examples)), done
 
 
@@ -111,14 +118,14 @@ def guarded_partitioner(excluded: frozenset = frozenset(), per_op_mode: bool = F
                 return ops, keep
             # an excluded op is decomposed as usual: ExecuTorch insists that ops kept whole for a
             # partitioner end up inside its partitions
-            return ops, lambda node: keep(node) and edge_name(node) not in excluded
+            return ops, lambda node: keep(node) and not ({edge_name(node)} | node_names(node)) & excluded
 
         def get_matched_nodes_from_configs(self, ep):
             groups = super().get_matched_nodes_from_configs(ep)
             if not excluded:
                 return groups
             # a group is one op with its q/dq and constants: drop the whole group of an excluded op
-            return [g for g in groups if not any(n.name in excluded for n in g)]
+            return [g for g in groups if not any(node_names(n) & excluded for n in g)]
 
     return GuardedXnnpackPartitioner(per_op_mode=per_op_mode)
 
@@ -132,10 +139,27 @@ def edge_name(node) -> str:
     return f"aten_{op}_{overload}{node.name[len(op):]}"
 
 
+def node_names(node) -> set[str]:
+    """A node's name and the names of the nodes it was made from (meta 'from_node', transitively):
+    XNNPACK's preprocessing rewrites some nodes (max.dim -> amax) under new names."""
+    names = {node.name}
+    todo = list(node.meta.get("from_node") or [])
+    while todo and len(names) < 64:
+        source = todo.pop()
+        names.add(source.name)
+        todo.extend(getattr(source, "from_node", None) or [])
+    return names
+
+
 def failing_node_name(exc: BaseException) -> str | None:
-    """The name of the graph node XNNPACK's preprocessing was handling when it raised: the
-    innermost traceback frame of executorch's XNNPACK backend holding an fx.Node in `target_node`
-    or `node`."""
+    """The name of the graph node XNNPACK's preprocessing was handling when it raised."""
+    node = failing_node(exc)
+    return None if node is None else node.name
+
+
+def failing_node(exc: BaseException):
+    """The graph node XNNPACK's preprocessing was handling when it raised: the innermost traceback
+    frame of executorch's XNNPACK backend holding an fx.Node in `target_node` or `node`."""
     import torch.fx
 
     found = None
@@ -147,7 +171,7 @@ def failing_node_name(exc: BaseException) -> str | None:
                 for key in ("target_node", "node"):
                     value = frame.f_locals.get(key)
                     if isinstance(value, torch.fx.Node) and value.op == "call_function":
-                        found = value.name
+                        found = value
                         break
             tb = tb.tb_next
     return found
@@ -155,19 +179,26 @@ def failing_node_name(exc: BaseException) -> str | None:
 
 def lower_guarded(program, lower, max_excluded: int = MAX_EXCLUDED):
     """`lower(program, excluded)` until it succeeds, each failure adding the node it failed on to
-    `excluded`. `program` is deep-copied for each try. Returns (lowered, excluded names); raises
-    the last error when the failing node cannot be named or too many nodes fail."""
+    `excluded`. `program` is deep-copied for each try. A node that fails again under the same
+    name was renamed by XNNPACK's preprocessing: the names it was made from are excluded then.
+    Returns (lowered, excluded names); raises the last error when the failing node cannot be
+    named or too many nodes fail."""
     import copy
 
     excluded: set[str] = set()
+    tries = 0
     while True:
         try:
             return lower(copy.deepcopy(program), frozenset(excluded)), sorted(excluded)
         except Exception as e:
-            name = failing_node_name(e)
-            if name is None or name in excluded or len(excluded) >= max_excluded:
+            node = failing_node(e)
+            tries += 1
+            if node is None or tries > max_excluded:
                 raise
-            excluded.add(name)
+            more = {node.name} if node.name not in excluded else node_names(node) - excluded
+            if not more:
+                raise
+            excluded |= more
 
 
 def _chain(exc: BaseException):

@@ -1,0 +1,426 @@
+"""Graph passes that write ops XNNPACK's partitioner refuses as ops it takes, for any model.
+
+They run on the float ATen graph before quantization and lowering (xnnpack_passes.prepare_for_xnnpack),
+so the int8 quantizer sees the rewritten ops too. What the installed executorch's XNNPACK partitioner
+(backends/xnnpack/partition/config) refuses, and the rewrite each pass makes:
+
+  layer norm         no config      -> mean / sub / mul / rsqrt / add, the means with keepdim
+  _safe_softmax      no config      -> _softmax, where the input can hold no -inf (no mask in its
+                                       ancestry: safe and plain softmax then agree)
+  matmul (batched)   expand_copy    -> view / bmm / view, batch dims flattened (no expand)
+  expand             no config      -> view, where it adds no elements (a batch-1 CLS token)
+  select             no config      -> slice (stride 1) + view
+  mul/add/sub/div.Scalar  no config -> the .Tensor op with a constant one-element tensor
+  squeeze/unsqueeze  unsqueeze only on the last dim, squeeze not at all -> view
+  amax, max.dim      4-D only, keepdim, dim 2 or 3 (the lowering raises otherwise)
+                                    -> view to 4-D (1, before, K, after), max.dim(2, keepdim), view
+  mean.dim           4-D over (2, 3) with keepdim only
+                                    -> (2, 3): keepdim + view; NHWC (1, 2): permute + the same;
+                                       any other dims: permute them last, view, linear(1/K), view
+
+Every pass returns how many nodes it rewrote; each keeps the values (tests/test_xnnpack_decompose.py
+compares each against eager on a minimal model).
+"""
+
+from __future__ import annotations
+
+import math
+
+# ops decomposed before the passes run: the fused attention kernels, into the ops the passes rewrite
+ATTENTION_OPS = ("scaled_dot_product", "_native_multi_head_attention", "_transformer_encoder_layer_fwd")
+
+
+def decompose_attention(program):
+    """Decompose SDPA (and torch's fused MHA/encoder ops, if any) in an ExportedProgram, keeping
+    `_safe_softmax` whole so `safe_softmax_to_softmax` can see it. Returns (program, decomposed?)."""
+    import torch
+
+    names = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    if not any(a in name for name in names for a in ATTENTION_OPS):
+        return program, False
+    table = {k: v for k, v in torch.export.default_decompositions().items()
+             if any(a in str(k) for a in ATTENTION_OPS)}
+    return program.run_decompositions(table), True
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: new nodes carry a fake "val" so later passes can read shapes
+
+
+def _val(node):
+    import torch
+
+    return node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+
+
+def _fake_mode(gm):
+    from torch._guards import detect_fake_mode
+
+    vals = [n.meta.get("val") for n in gm.graph.nodes if n.op == "placeholder"]
+    vals += [n.meta.get("val") for n in gm.graph.nodes if n.op == "call_function"][:8]
+    return detect_fake_mode([v for v in vals if v is not None])
+
+
+class _Builder:
+    """Insert call_function nodes before `anchor`, computing each one's fake value."""
+
+    def __init__(self, gm, anchor):
+        self.gm, self.graph, self.anchor = gm, gm.graph, anchor
+        self.mode = _fake_mode(gm)
+
+    def __call__(self, target, *args, **kwargs):
+        import torch
+
+        with self.graph.inserting_before(self.anchor):
+            node = self.graph.call_function(target, args, kwargs)
+        fake = lambda a: _val(a) if isinstance(a, torch.fx.Node) else a  # noqa: E731
+        f_args = torch.fx.node.map_aggregate(args, fake)
+        f_kwargs = torch.fx.node.map_aggregate(kwargs, fake)
+        if self.mode is not None:
+            with self.mode:
+                node.meta["val"] = target(*f_args, **f_kwargs)
+        node.meta["stack_trace"] = self.anchor.meta.get("stack_trace")
+        node.meta["nn_module_stack"] = self.anchor.meta.get("nn_module_stack")
+        return node
+
+    def constant(self, tensor, hint: str):
+        """A non-persistent buffer of the module, read with get_attr (lifted as a constant on re-export)."""
+        i = 0
+        while hasattr(self.gm, f"_xnnpack_{hint}_{i}"):
+            i += 1
+        name = f"_xnnpack_{hint}_{i}"
+        self.gm.register_buffer(name, tensor, persistent=False)
+        with self.graph.inserting_before(self.anchor):
+            node = self.graph.get_attr(name)
+        if self.mode is not None:
+            node.meta["val"] = self.mode.from_tensor(tensor)
+        return node
+
+
+def _replace(gm, node, new) -> None:
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
+
+
+def _calls(gm, *targets):
+    return [n for n in gm.graph.nodes if n.op == "call_function" and n.target in targets]
+
+
+def _static(val) -> bool:
+    import torch
+
+    return isinstance(val, torch.Tensor) and all(isinstance(d, int) for d in val.shape)
+
+
+def _finish(gm, changed: int) -> int:
+    if changed:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return changed
+
+
+def _arg(node, i, name, default=None):
+    if len(node.args) > i:
+        return node.args[i]
+    return node.kwargs.get(name, default)
+
+
+# ---------------------------------------------------------------------------------------------
+# Passes
+
+
+def layer_norm_decompose(gm) -> int:
+    """layer_norm / native_layer_norm over the last dim -> (x - mean) * rsqrt(var + eps) * w + b,
+    mean and var as mean.dim(-1, keepdim) (which `mean_for_xnnpack` turns into a linear)."""
+    import operator
+
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.layer_norm.default, aten.native_layer_norm.default):
+        x, shape = node.args[0], list(node.args[1])
+        weight, bias = _arg(node, 2, "weight"), _arg(node, 3, "bias")
+        eps = _arg(node, 4, "eps", 1e-5)
+        val = _val(x)
+        if not _static(val) or not val.is_floating_point() or len(shape) != 1 or val.shape[-1] != shape[0]:
+            continue
+        native = node.target == aten.native_layer_norm.default
+        if native and any(u.target is not operator.getitem or u.args[1] != 0 for u in node.users):
+            continue  # mean / rstd outputs used: a training graph, leave it
+        b = _Builder(gm, node)
+        mean = b(aten.mean.dim, x, [-1], True)
+        centred = b(aten.sub.Tensor, x, mean)
+        var = b(aten.mean.dim, b(aten.mul.Tensor, centred, centred), [-1], True)
+        eps_c = b.constant(torch.tensor([float(eps)], dtype=val.dtype), "eps")
+        out = b(aten.mul.Tensor, centred, b(aten.rsqrt.default, b(aten.add.Tensor, var, eps_c)))
+        if weight is not None:
+            out = b(aten.mul.Tensor, out, weight)
+        if bias is not None:
+            out = b(aten.add.Tensor, out, bias)
+        if native:
+            for user in list(node.users):
+                _replace(gm, user, out)
+            gm.graph.erase_node(node)
+        else:
+            _replace(gm, node, out)
+        changed += 1
+    return _finish(gm, changed)
+
+
+_MASKING = ("where", "masked_fill", "full", "full_like", "fill", "scalar_tensor")
+
+
+def _may_hold_neg_inf(gm, node) -> bool:
+    """Whether `node`'s value may contain -inf: a masking op, an inf literal, an inf constant or a
+    second float input in its ancestry (one input and finite parameters are taken as finite)."""
+    import torch
+
+    seen, todo, inputs = set(), [node], 0
+    while todo:
+        n = todo.pop()
+        if n in seen or not isinstance(n, torch.fx.Node):
+            continue
+        seen.add(n)
+        if n.op == "placeholder" and isinstance(_val(n), torch.Tensor) and _val(n).is_floating_point():
+            inputs += 1  # a second float input may be a mask the caller filled with -inf
+            if inputs > 1:
+                return True
+            continue
+        if n.op == "get_attr":
+            t = getattr(gm, n.target, None)
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and torch.isinf(t).any():
+                return True
+            continue
+        if n.op != "call_function":
+            continue
+        name = getattr(n.target, "__name__", str(n.target))
+        if any(name.split(".")[0] == m for m in _MASKING):
+            return True
+        for a in _flat(n.args, n.kwargs):
+            if isinstance(a, float) and math.isinf(a):
+                return True
+            if isinstance(a, torch.fx.Node):
+                todo.append(a)
+    return False
+
+
+def _flat(args, kwargs):
+    out = []
+    for a in list(args) + list(kwargs.values()):
+        out.extend(a if isinstance(a, (list, tuple)) else [a])
+    return out
+
+
+def safe_softmax_to_softmax(gm) -> int:
+    """_safe_softmax(x, dim) -> _softmax(x, dim, False) where x can hold no -inf. The two differ
+    only on a row that is all -inf (safe: zeros, plain: NaN), which needs a mask."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten._safe_softmax.default):
+        x, dim = node.args[0], node.args[1]
+        if _arg(node, 2, "dtype") is not None or _may_hold_neg_inf(gm, x):
+            continue
+        b = _Builder(gm, node)
+        _replace(gm, node, b(aten._softmax.default, x, dim, False))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def batched_matmul_to_bmm(gm) -> int:
+    """matmul(a, b) with a, b of the same rank >= 3 and the same batch dims -> view both to 3-D,
+    bmm, view back (torch's own decomposition adds expand_copy, which XNNPACK refuses)."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.matmul.default):
+        a, bb = node.args[0], node.args[1]
+        va, vb, vo = _val(a), _val(bb), _val(node)
+        if not (_static(va) and _static(vb) and va.dim() == vb.dim() >= 3 and va.shape[:-2] == vb.shape[:-2]):
+            continue
+        batch = math.prod(va.shape[:-2])
+        b = _Builder(gm, node)
+        a3 = b(aten.view.default, a, [batch, *va.shape[-2:]])
+        b3 = b(aten.view.default, bb, [batch, *vb.shape[-2:]])
+        _replace(gm, node, b(aten.view.default, b(aten.bmm.default, a3, b3), list(vo.shape)))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def expand_to_view(gm) -> int:
+    """expand(x, shape) that adds no elements (only size-1 dims 'expanded' to 1) -> view."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.expand.default, aten.expand_copy.default):
+        vi, vo = _val(node.args[0]), _val(node)
+        if not (_static(vi) and _static(vo)) or vi.numel() != vo.numel():
+            continue
+        b = _Builder(gm, node)
+        _replace(gm, node, b(aten.view.default, node.args[0], list(vo.shape)))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def select_to_slice(gm) -> int:
+    """select(x, dim, i) -> view(slice(x, dim, i, i + 1), shape without dim)."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.select.int, aten.select_copy.int):
+        x, dim, index = node.args[0], node.args[1], node.args[2]
+        vi, vo = _val(x), _val(node)
+        if not (_static(vi) and _static(vo)) or not isinstance(index, int):
+            continue
+        dim = dim % vi.dim()
+        index = index % vi.shape[dim]
+        b = _Builder(gm, node)
+        sliced = b(aten.slice.Tensor, x, dim, index, index + 1)
+        _replace(gm, node, b(aten.view.default, sliced, list(vo.shape)))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def scalar_ops_to_tensor(gm) -> int:
+    """mul/add/sub/div.Scalar(x, s), and the .Tensor ops with a Python number as the second
+    operand -> the .Tensor op with a one-element constant of x's dtype."""
+    import torch
+
+    aten = torch.ops.aten
+    pairs = {aten.mul.Scalar: aten.mul.Tensor, aten.add.Scalar: aten.add.Tensor,
+             aten.sub.Scalar: aten.sub.Tensor, aten.div.Scalar: aten.div.Tensor,
+             aten.mul.Tensor: aten.mul.Tensor, aten.add.Tensor: aten.add.Tensor,
+             aten.sub.Tensor: aten.sub.Tensor, aten.div.Tensor: aten.div.Tensor}
+    changed = 0
+    for node in _calls(gm, *pairs):
+        if len(node.args) != 2 or node.kwargs:  # alpha, rounding_mode: leave them
+            continue
+        x, s = node.args
+        vx = _val(x)
+        if not isinstance(s, (int, float)) or isinstance(s, bool) or not _static(vx) or not vx.is_floating_point():
+            continue
+        b = _Builder(gm, node)
+        const = b.constant(torch.tensor([float(s)], dtype=vx.dtype), "scalar")
+        _replace(gm, node, b(pairs[node.target], x, const))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def squeeze_to_view(gm) -> int:
+    """squeeze / unsqueeze with static shapes -> view."""
+    import torch
+
+    aten = torch.ops.aten
+    targets = [aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default, aten.unsqueeze.default,
+               aten.squeeze_copy.dim, aten.squeeze_copy.dims, aten.unsqueeze_copy.default]
+    changed = 0
+    for node in _calls(gm, *targets):
+        vi, vo = _val(node.args[0]), _val(node)
+        if not (_static(vi) and _static(vo)):
+            continue
+        b = _Builder(gm, node)
+        _replace(gm, node, b(aten.view.default, node.args[0], list(vo.shape)))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def max_to_4d_keepdim(gm) -> int:
+    """amax(x, [d]) or max.dim(x, d) (values only) of any rank, with or without keepdim ->
+    view(x, (1, before, K, after)) -> max.dim(2, keepdim=True) -> view to the result's shape:
+    the one form XNNPACK's max pooling lowers."""
+    import operator
+
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.amax.default, aten.max.dim):
+        x = node.args[0]
+        vi = _val(x)
+        if not _static(vi) or vi.dtype not in (torch.float32, torch.float16) or vi.dim() == 0:
+            continue
+        dims = _arg(node, 1, "dim", [])
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        if len(dims) != 1:
+            continue
+        d = dims[0] % vi.dim()
+        keep = bool(_arg(node, 2, "keepdim", False))
+        if node.target == aten.max.dim:
+            users = list(node.users)
+            if not all(u.target is operator.getitem and u.args[1] == 0 for u in users):
+                continue  # indices used
+            outs = users
+        else:
+            outs = [node]
+        before, k, after = math.prod(vi.shape[:d]), vi.shape[d], math.prod(vi.shape[d + 1:])
+        if vi.dim() == 4 and keep and d in (2, 3) and node.target == aten.max.dim:
+            continue  # already the lowered form
+        out_shape = [s for i, s in enumerate(vi.shape) if i != d] if not keep else \
+            [1 if i == d else s for i, s in enumerate(vi.shape)]
+        b = _Builder(gm, node)
+        x4 = b(aten.view.default, x, [1, before, k, after])
+        values = b(operator.getitem, b(aten.max.dim, x4, 2, True), 0)
+        result = b(aten.view.default, values, out_shape)
+        for o in outs:
+            o.replace_all_uses_with(result)
+        for o in outs:
+            if o is not node:
+                gm.graph.erase_node(o)
+        gm.graph.erase_node(node)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def mean_for_xnnpack(gm) -> int:
+    """mean.dim in a form XNNPACK takes: 4-D over (2, 3) -> keepdim + view; 4-D over (1, 2)
+    (NHWC) -> permute to NCHW + the same; over any other dims -> permute them last, view to
+    (rest, K), linear with a constant 1/K row, view to the result's shape."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.mean.dim):
+        x = node.args[0]
+        vi, vo = _val(x), _val(node)
+        if _arg(node, 3, "dtype") is not None or not (_static(vi) and _static(vo)) or not vi.is_floating_point():
+            continue
+        dims = _arg(node, 1, "dim")
+        if dims is None:
+            continue
+        dims = sorted({d % vi.dim() for d in ([dims] if isinstance(dims, int) else dims)})
+        keep = bool(_arg(node, 2, "keepdim", False))
+        if vi.dim() == 4 and dims == [2, 3] and keep:
+            continue  # XNNPACK's own form
+        b = _Builder(gm, node)
+        if vi.dim() == 4 and dims in ([2, 3], [1, 2]):
+            src = x if dims == [2, 3] else b(aten.permute.default, x, [0, 3, 1, 2])
+            pooled = b(aten.mean.dim, src, [2, 3], True)
+        else:
+            rest = [i for i in range(vi.dim()) if i not in dims]
+            src = x if rest + dims == list(range(vi.dim())) else b(aten.permute.default, x, rest + dims)
+            k = math.prod(vi.shape[d] for d in dims)
+            flat = b(aten.view.default, src, [math.prod(vi.shape[i] for i in rest), k])
+            row = b.constant(torch.full((1, k), 1.0 / k, dtype=vi.dtype), "mean")
+            pooled = b(aten.linear.default, flat, row)
+        _replace(gm, node, b(aten.view.default, pooled, list(vo.shape)))
+        changed += 1
+    return _finish(gm, changed)
+
+
+# in order: the layer-norm pass makes means the mean pass rewrites
+PASSES = {
+    "layer norm decomposed": layer_norm_decompose,
+    "safe softmax as softmax": safe_softmax_to_softmax,
+    "batched matmul as bmm": batched_matmul_to_bmm,
+    "expand as view": expand_to_view,
+    "select as slice": select_to_slice,
+    "scalar op with a tensor": scalar_ops_to_tensor,
+    "squeeze as view": squeeze_to_view,
+    "max as 4-D keepdim": max_to_4d_keepdim,
+    "mean for XNNPACK": mean_for_xnnpack,
+}

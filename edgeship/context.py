@@ -1,6 +1,6 @@
 """The one place for process state: the runtime choices of the command running now.
 
-A command's --pte-runtime and --runner hold for the devices it opens, and for nothing after it.
+A command's --pte-runtime, --tflite-runtime and --runner hold for the devices it opens, and for nothing after it.
 They live in ContextVars set by `runtime_choices()`, which the commands enter and which always
 resets them on the way out (return, error or sys.exit), so a later call in the same process (an
 in-process CLI call, a test, a Python API user) gets the defaults again. Nothing here is written to
@@ -22,14 +22,21 @@ from pathlib import Path
 from edgeship.errors import InputError
 
 PTE_RUNTIMES = ("native", "python")
+TFLITE_RUNTIMES = ("native", "python")
 
 _pte_runtime: ContextVar[str | None] = ContextVar("edgeship_pte_runtime", default=None)
+_tflite_runtime: ContextVar[str | None] = ContextVar("edgeship_tflite_runtime", default=None)
 _adb_runners: ContextVar[tuple[Path, ...]] = ContextVar("edgeship_adb_runners", default=())
 
 
 def pte_runtime() -> str | None:
     """The running command's --pte-runtime ('native' | 'python'), None when it chose none."""
     return _pte_runtime.get()
+
+
+def tflite_runtime() -> str | None:
+    """The running command's --tflite-runtime ('native' | 'python'), None when it chose none."""
+    return _tflite_runtime.get()
 
 
 def adb_runners() -> tuple[Path, ...]:
@@ -44,12 +51,23 @@ def check_pte_runtime(value: str, source: str = "--pte-runtime") -> str:
     return value
 
 
+def check_tflite_runtime(value: str, source: str = "--tflite-runtime") -> str:
+    value = value.strip().lower()
+    if value not in TFLITE_RUNTIMES:
+        raise InputError(f"unknown .tflite runtime '{value}' (from {source}); choose {' or '.join(TFLITE_RUNTIMES)}")
+    return value
+
+
 @contextmanager
-def runtime_choices(*, pte_runtime: str | None = None, adb_runners: Iterable = ()) -> Iterator[None]:
-    """PTE_RUNTIME and ADB_RUNNERS for every device opened inside the block; reset when it ends."""
+def runtime_choices(*, pte_runtime: str | None = None, adb_runners: Iterable = (),
+                    tflite_runtime: str | None = None) -> Iterator[None]:
+    """PTE_RUNTIME, TFLITE_RUNTIME and ADB_RUNNERS for every device opened inside the block; reset
+    when it ends."""
     tokens = []
     if pte_runtime:
         tokens.append((_pte_runtime, _pte_runtime.set(check_pte_runtime(pte_runtime))))
+    if tflite_runtime:
+        tokens.append((_tflite_runtime, _tflite_runtime.set(check_tflite_runtime(tflite_runtime))))
     runners = tuple(Path(p).resolve() for p in adb_runners or ())
     if runners:
         tokens.append((_adb_runners, _adb_runners.set(runners)))

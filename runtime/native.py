@@ -1,4 +1,4 @@
-"""Run a .pte through edgeship's native runner (native_build.py) with the agent's protocol.
+"""Run a .pte (or a .tflite) through edgeship's native runner (native_build.py) with the agent's protocol.
 
 The runner is a child process under a timeout, like the Python agent: a crash or a hang fails the
 artifact only. Inputs go in, and outputs come back, as raw tensor files (one per input/output,
@@ -9,7 +9,9 @@ latency from the same percentiles as timing.py, peak_rss_mb from VmHWM, runtime,
 
 `runner_cmd` is how to start the binary: [path] on the host, [qemu, -L, rootfs, -cpu, ..., path]
 on an emulated Pi. Remote devices (ssh) use `native_args`, `to_result` and `read_outputs` around
-their own transport.
+their own transport. `kind="litert"` runs a .tflite through litert_runner (libLiteRt.so's C API),
+with the same files in and out; its inputs and outputs are reordered as the signature lists them
+(`--want`, the Python runner's rule).
 """
 
 from __future__ import annotations
@@ -26,6 +28,21 @@ from edgeship.runtime.standalone import timing
 from edgeship.runtime.standalone.executorch import check_pte_bytes
 
 QUANTIZED = ("int8", "uint8", "int16")
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def kind_of(artifact) -> str:
+    """'litert' for a .tflite, 'pte' for everything else the native runners take."""
+    return "litert" if str(artifact).endswith(".tflite") else "pte"
+
+
+def check_tflite_bytes(head: bytes, size: int, where: str) -> None:
+    """The checks the Python runner makes before loading: a clear error instead of a runtime's."""
+    if size == 0:
+        raise ValueError(f"{where} is empty (0 bytes), not a TFLite model")
+    if size < 8 or head[4:8] != TFLITE_IDENTIFIER:
+        raise ValueError(f"{where} is not a TFLite model (file identifier {head[4:8]!r}, expected "
+                         f"{TFLITE_IDENTIFIER!r})")
 
 
 def write_inputs(workdir: Path, inputs: list[np.ndarray]) -> list[tuple[Path, str]]:
@@ -43,7 +60,7 @@ def write_inputs(workdir: Path, inputs: list[np.ndarray]) -> list[tuple[Path, st
 
 def native_args(artifact: str, input_files: list[tuple[str, str]], out_dir: str, samples: int,
                 signature: dict | None, *, threads=1, warmup=5, runs=50, max_seconds=30.0,
-                etdump: str | None = None) -> list[str]:
+                etdump: str | None = None, kind: str = "pte", profile: str | None = None) -> list[str]:
     args = [str(artifact), "--samples", str(samples), "--out-dir", str(out_dir), "--threads", str(threads),
             "--warmup", str(warmup), "--runs", str(runs), "--max-seconds", f"{max_seconds:g}"]
     for path, dtype in input_files:
@@ -55,13 +72,19 @@ def native_args(artifact: str, input_files: list[tuple[str, str]], out_dir: str,
                 args += ["--quant", f"{side}:{i}:{float(q['scale']):.9g}:{int(q.get('zero_point', 0))}"]
     if etdump:
         args += ["--etdump", str(etdump)]
+    if kind == "litert":  # the manifest's order over the file's: tensor name, else signature key
+        for side, key in (("input", "inputs"), ("output", "outputs")):
+            for i, entry in enumerate((signature or {}).get(key) or []):
+                args += ["--want", side, str(i), str(entry.get("artifact_name") or ""), str(entry.get("name") or "")]
+        if profile:
+            args += ["--profile", str(profile)]
     return args
 
 
 def to_result(report: dict, artifact) -> dict:
     """The runner's JSON as the agent's result dict."""
     keys = ("ok", "runtime", "delegate", "init_ms", "first_ms", "samples", "threads", "peak_rss_mb",
-            "rss_before_load_mb", "stage", "error", "etdump")
+            "rss_before_load_mb", "stage", "error", "etdump", "profile", "profile_events")
     out = {k: report[k] for k in keys if k in report}
     out["artifact"] = os.path.basename(str(artifact))
     out["platform"] = dict(report.get("platform") or {}, runner="native")
@@ -115,10 +138,14 @@ def finish(proc_returncode: int, stdout: str, stderr: str, artifact, out_dir: Pa
 
 def run_native(runner_cmd: list[str], artifact, inputs: list[np.ndarray], signature: dict | None, workdir: Path, *,
                threads=1, warmup=5, runs=50, timeout=300.0, env: dict | None = None,
-               etdump: str | None = None) -> AgentRun:
+               etdump: str | None = None, profile: str | None = None) -> AgentRun:
     workdir = Path(workdir)
+    kind = kind_of(artifact)
     try:  # a FIFO or device file is left to the child (and its timeout): reading it here could block
-        if Path(artifact).is_file():
+        if Path(artifact).is_file() and kind == "litert":
+            with open(artifact, "rb") as f:
+                check_tflite_bytes(f.read(8), Path(artifact).stat().st_size, f"'{artifact}'")
+        elif Path(artifact).is_file():
             check_pte_bytes(Path(artifact).read_bytes(), str(artifact))
     except (OSError, ValueError) as e:
         return AgentRun(False, {"platform": {"runner": "native"}}, error=f"load: {type(e).__name__}: {e}")
@@ -127,7 +154,8 @@ def run_native(runner_cmd: list[str], artifact, inputs: list[np.ndarray], signat
     out_dir.mkdir(exist_ok=True)
     n = int(np.asarray(inputs[0]).shape[0])
     args = native_args(str(Path(artifact).resolve()), [(str(p), d) for p, d in files], str(out_dir), n, signature,
-                       threads=threads, warmup=warmup, runs=runs, max_seconds=max(1.0, timeout / 4), etdump=etdump)
+                       threads=threads, warmup=warmup, runs=runs, max_seconds=max(1.0, timeout / 4), etdump=etdump,
+                       kind=kind, profile=profile)
     try:
         proc = subprocess.run(runner_cmd + args, capture_output=True, text=True, timeout=timeout,
                               env=env, stdin=subprocess.DEVNULL, errors="replace")

@@ -1,4 +1,5 @@
-"""Build edgeship's native ExecuTorch runner (runtime/native/pte_runner.cpp) at first use.
+"""Build edgeship's native runners at first use: the ExecuTorch one (runtime/native/pte_runner.cpp)
+and the LiteRT one (runtime/native/litert_runner.cpp, `ensure_runner(target, kind="litert")`).
 
 The runner links the executorch wheel's own shared libraries (runtime core + Module extension,
 XNNPACK, optimized and quantized kernels, threadpool, ETDump), none of which needs torch:
@@ -11,6 +12,12 @@ Builds are cached under ~/.cache/edgeship/native/<hash of source, executorch ver
 `pte_runner` and, for aarch64, `lib/` with the wheel's libraries (the runner's rpath is
 $ORIGIN/lib, so the folder can be pushed to a device as it is). A host without a compiler keeps
 the Python runner for .pte and says so once (NativeUnavailable carries the reason).
+
+The LiteRT runner links the ai-edge-litert wheel's libLiteRt.so (its C API, which needs only
+libc/libm/libstdc++/libgcc_s/libdl/librt/libpthread): on the host the installed package's, for
+aarch64 the manylinux aarch64 wheel of the same version (the one `devices setup emu:*` already
+cached under ~/.cache/edgeship/wheels/, else fetched by pip). Its cache folder holds
+`litert_runner` and `lib/libLiteRt.so` for aarch64, pushed to a device as it is.
 """
 
 from __future__ import annotations
@@ -33,13 +40,17 @@ from edgeship.errors import EdgeshipError
 from edgeship.runtime.rootfs import cache_root
 
 SOURCE = Path(__file__).resolve().parent / "native" / "pte_runner.cpp"
+LITERT_SOURCE = Path(__file__).resolve().parent / "native" / "litert_runner.cpp"
 TARGETS = ("host", "aarch64")
+KINDS = ("pte", "litert")
 LIBS = ("executorch", "executorch_backend_xnnpack", "executorch_kernels_optimized", "executorch_kernels_quantized",
         "executorch_threadpool", "executorch_etdump")
 CROSS_CXX = "aarch64-linux-gnu-g++"
 CROSS_APT = "apt-get install g++-aarch64-linux-gnu"
 ENV_RUNTIME = "EDGESHIP_PTE_RUNTIME"  # the user's default: native (default) | python
+ENV_TFLITE_RUNTIME = "EDGESHIP_TFLITE_RUNTIME"  # the same for .tflite
 PTE_RUNTIMES = context.PTE_RUNTIMES
+LITERT_LIB = "libLiteRt.so"
 _said: set[str] = set()
 
 
@@ -50,16 +61,19 @@ class NativeUnavailable(EdgeshipError):
 @dataclass(frozen=True)
 class NativeRunner:
     binary: Path
-    lib_dir: Path  # the executorch libraries it runs against
+    lib_dir: Path  # the executorch (or LiteRT) libraries it runs against
     target: str
-    version: str  # executorch version it was built against
+    version: str  # executorch (or ai-edge-litert) version it was built against
+    kind: str = "pte"
 
     @property
     def runtime(self) -> str:
-        return f"executorch-native {self.version}"
+        return f"{'executorch' if self.kind == 'pte' else 'litert'}-native {self.version}"
 
     def files(self) -> list[Path]:
         """The runner and its libraries: what a device needs."""
+        if self.kind == "litert":
+            return [self.binary, self.lib_dir / LITERT_LIB]
         return [self.binary] + [self.lib_dir / f"lib{name}.so" for name in LIBS]
 
 
@@ -111,14 +125,65 @@ def aarch64_executorch_dir(version: str) -> Path:
     return dest / "executorch"
 
 
+def litert_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ai-edge-litert").split("+")[0]
+    except PackageNotFoundError:
+        raise NativeUnavailable("ai-edge-litert is not installed on this host: no libLiteRt.so to build the native "
+                                "LiteRT runner against") from None
+
+
+def host_litert_dir() -> Path:
+    spec = importlib.util.find_spec("ai_edge_litert")
+    if spec is None or not spec.submodule_search_locations:
+        raise NativeUnavailable("ai-edge-litert is not installed on this host")
+    d = Path(list(spec.submodule_search_locations)[0])
+    if not (d / LITERT_LIB).is_file():
+        raise NativeUnavailable(f"the ai-edge-litert package at {d} has no {LITERT_LIB}")
+    return d
+
+
+def aarch64_litert_dir(version: str) -> Path:
+    """The aarch64 wheel's ai_edge_litert/libLiteRt.so, unpacked once: from the wheel `devices setup
+    emu:*` cached, else fetched by pip."""
+    wheels = cache_root() / "wheels"
+    dest = wheels / f"ai-edge-litert-{version}-aarch64"
+    if (dest / LITERT_LIB).is_file():
+        return dest
+    wheels.mkdir(parents=True, exist_ok=True)
+    pattern = f"ai_edge_litert-{version}-*manylinux*aarch64.whl"
+    with _lock(wheels / ".litert-aarch64.lock"):
+        found = sorted(wheels.glob(pattern)) + sorted(wheels.glob(f"*/{pattern}"))
+        if not found:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--platform",
+                   "manylinux_2_27_aarch64", "--python-version", "3.11", f"ai-edge-litert=={version}", "-d",
+                   str(wheels)]
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            found = sorted(wheels.glob(pattern))
+            if p.returncode != 0 or not found:
+                last = (p.stderr or p.stdout).strip().splitlines()
+                raise NativeUnavailable(f"could not fetch the aarch64 ai-edge-litert {version} wheel: "
+                                        f"{last[-1] if last else p.returncode}")
+        stage = Path(tempfile.mkdtemp(prefix=".unpack-", dir=wheels))
+        with zipfile.ZipFile(found[-1]) as z:
+            (stage / LITERT_LIB).write_bytes(z.read(f"ai_edge_litert/{LITERT_LIB}"))
+        shutil.rmtree(dest, ignore_errors=True)
+        stage.rename(dest)
+    return dest
+
+
 def compiler(target: str) -> str | None:
     if target == "host":
         return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     return shutil.which(CROSS_CXX)
 
 
-def build_key(target: str, version: str, et_dir: Path) -> str:
-    h = hashlib.sha256(SOURCE.read_bytes())
+def build_key(target: str, version: str, et_dir: Path, kind: str = "pte") -> str:
+    h = hashlib.sha256((SOURCE if kind == "pte" else LITERT_SOURCE).read_bytes())
+    if kind != "pte":
+        h.update(f"\0{kind}".encode())
     h.update(f"\0{version}\0{target}\0".encode())
     if target == "host":  # the binary's rpath points into this installation
         h.update(str(et_dir).encode())
@@ -133,10 +198,58 @@ def compile_command(cxx: str, source: Path, out: Path, et: Path, rpath: str, ver
             f"-L{et / 'lib'}", f"-Wl,-rpath,{rpath}", "-Wl,--no-as-needed", *(f"-l{name}" for name in LIBS)]
 
 
-def ensure_runner(target: str = "host") -> NativeRunner:
-    """The cached runner for TARGET, compiled now if missing. Raises NativeUnavailable."""
+def litert_compile_command(cxx: str, source: Path, out: Path, lib_dir: Path, rpath: str, version: str) -> list[str]:
+    """g++ against LIB_DIR/libLiteRt.so (its C API, declared in the source: the wheel has no headers)."""
+    return [cxx, "-O2", "-std=c++17", str(source), "-o", str(out), f'-DEDGESHIP_LITERT_VERSION="{version}"',
+            f"-L{lib_dir}", f"-Wl,-rpath,{rpath}", f"-l:{LITERT_LIB}"]
+
+
+def ensure_litert_runner(target: str = "host") -> NativeRunner:
+    """The cached LiteRT runner for TARGET, compiled now if missing. Raises NativeUnavailable."""
+    version = litert_version()
+    cxx = compiler(target)
+    if cxx is None:
+        hint = CROSS_APT if target == "aarch64" else "apt-get install g++"
+        raise NativeUnavailable(f"no C++ compiler for the native LiteRT runner ({target}): "
+                                f"{CROSS_CXX if target == 'aarch64' else 'g++'} not found ({hint})")
+    src_dir = host_litert_dir() if target == "host" else aarch64_litert_dir(version)
+    out = cache_root() / "native" / build_key(target, version, src_dir, "litert")
+    lib_dir = src_dir if target == "host" else out / "lib"
+    runner = NativeRunner(out / "litert_runner", lib_dir, target, version, "litert")
+    if runner.binary.is_file():
+        return runner
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(out.parent / ".lock"):
+        if runner.binary.is_file():
+            return runner
+        stage = Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))
+        try:
+            rpath = str(src_dir) if target == "host" else "$ORIGIN/lib"
+            cmd = litert_compile_command(cxx, LITERT_SOURCE, stage / "litert_runner", src_dir, rpath, version)
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            if p.returncode != 0:
+                errors = [ln for ln in p.stderr.splitlines() if "error" in ln] or p.stderr.strip().splitlines()
+                raise NativeUnavailable(f"building the native LiteRT runner ({target}) failed: "
+                                        f"{errors[0] if errors else p.returncode}")
+            if target != "host":
+                (stage / "lib").mkdir()
+                shutil.copy2(src_dir / LITERT_LIB, stage / "lib" / LITERT_LIB)
+            shutil.rmtree(out, ignore_errors=True)
+            stage.rename(out)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    return runner
+
+
+def ensure_runner(target: str = "host", kind: str = "pte") -> NativeRunner:
+    """The cached runner of KIND ('pte' | 'litert') for TARGET, compiled now if missing. Raises
+    NativeUnavailable."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown runner kind {kind!r}")
+    if kind == "litert":
+        return ensure_litert_runner(target)
     version = executorch_version()
     cxx = compiler(target)
     if cxx is None:
@@ -185,15 +298,28 @@ def pte_runtime(choice: str | None = None) -> str:
     return "native"
 
 
-def runner_or_none(target: str = "host") -> NativeRunner | None:
+def tflite_runtime(choice: str | None = None) -> str:
+    """'native' or 'python' for .tflite: the choice given (a device's own), else the running
+    command's --tflite-runtime (edgeship.context), else $EDGESHIP_TFLITE_RUNTIME, else native."""
+    if choice:
+        return context.check_tflite_runtime(choice)
+    if context.tflite_runtime():
+        return context.tflite_runtime()
+    if os.environ.get(ENV_TFLITE_RUNTIME):
+        return context.check_tflite_runtime(os.environ[ENV_TFLITE_RUNTIME], f"${ENV_TFLITE_RUNTIME}")
+    return "native"
+
+
+def runner_or_none(target: str = "host", kind: str = "pte") -> NativeRunner | None:
     """The native runner, or None after saying once why the Python runner is used instead."""
     try:
-        return ensure_runner(target)
+        return ensure_runner(target, kind)
     except NativeUnavailable as e:
-        if target not in _said:
-            _said.add(target)
-
-            info(f"{e.message}; .pte runs with ExecuTorch's Python runtime instead")
+        key = target if kind == "pte" else f"{kind}:{target}"
+        if key not in _said:
+            _said.add(key)
+            instead = ("ExecuTorch's Python runtime" if kind == "pte" else "ai-edge-litert's Python interpreter")
+            info(f"{e.message}; .{'pte' if kind == 'pte' else 'tflite'} runs with {instead} instead")
         return None
 
 

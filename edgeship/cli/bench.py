@@ -1,5 +1,5 @@
 """`edgeship bench ARTIFACT`: latency per thread count, warm-up and percentiles stated; with --profile,
-a .pte's time per op and per delegate call (runtime/native_profile.py measures it)."""
+a .pte's or .tflite's time per op and per delegate call (runtime/native_profile.py measures it)."""
 
 from __future__ import annotations
 
@@ -83,13 +83,14 @@ def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri:
 
 def run_profile(artifact: Path, device_uris, warmup: int, runs: int, threads: str = "1") -> None:
     """bench --profile: the per-op table for each device (after bench's own tables)."""
+    from edgeship.runtime import native_build
     from edgeship.runtime.device import open_device
     from edgeship.runtime.native_profile import TFLITE_UNAVAILABLE, profile
     from edgeship.validation import resolve
 
     bundle, records, paths = resolve(artifact)
     record, path = records[0], paths[0]
-    if path.suffix == ".tflite":
+    if path.suffix == ".tflite" and native_build.tflite_runtime() != "native":
         info(TFLITE_UNAVAILABLE)
         return
     inputs = _one_input(bundle, path)
@@ -105,7 +106,7 @@ def print_profile(path: Path, device_uri: str, report: dict, top: int = 30) -> N
 
     emulated = " (emulated: not device timings)" if report["emulated"] else ""
     t = Table(title=f"{path.name} on {device_uri}{emulated}: time per op and delegate call, slowest first "
-                    f"({escape(str(report['runtime']))}, ETDump)", title_justify="left")
+                    f"({escape(str(report['runtime']))}, {report.get('source', 'ETDump')})", title_justify="left")
     for col in ("event", "delegated", "calls", "p50 ms", "mean ms", "total ms"):
         t.add_column(col, justify="left" if col in ("event", "delegated") else "right")
     for r in report["rows"][:top]:
@@ -120,15 +121,16 @@ def print_profile(path: Path, device_uri: str, report: dict, top: int = 30) -> N
 @click.option("--warmup", default=10, show_default=True, help="Untimed runs before timing.")
 @click.option("--runs", default=100, show_default=True, help="Timed runs (latency percentiles).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON.")
-@click.option("--profile", is_flag=True, help=".pte: time per op and per delegate call (ETDump), slowest first.")
+@click.option("--profile", is_flag=True, help="Time per op and per delegate call, slowest first: ETDump for .pte, "
+              "LiteRT's profiler for .tflite (both through edgeship's native runners).")
 @device_options
 @click.pass_context
-def command(ctx, artifact, threads, warmup, runs, json_path, profile, device, runner, pte_runtime):
+def command(ctx, artifact, threads, warmup, runs, json_path, profile, device, runner, pte_runtime, tflite_runtime):
     """Time one artifact: warm-up, then p50/p90/p99 latency per thread count.
 
     Exits 1 when a run failed, 3 when a device cannot be reached (the other devices still run)."""
     check_adb_runner(device, runner)
-    with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner):  # this command's only
+    with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner, tflite_runtime=tflite_runtime):  # this command's only
         code = run_bench(artifact, threads, warmup, runs, device, json_path, ctx.obj["verbose"])
         if profile:
             run_profile(artifact, device, warmup, runs, threads)

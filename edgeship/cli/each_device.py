@@ -27,7 +27,10 @@ RUNNER_HELP = ("adb devices: the native runner to push: LiteRT's benchmark_model
 
 
 def device_options(f):
-    """--device (repeatable), --runner and --pte-runtime, shared by validate and bench."""
+    """--device (repeatable), --runner, --pte-runtime and --tflite-runtime, shared by validate and bench."""
+    f = click.option("--tflite-runtime", type=click.Choice(["native", "python"]), help=".tflite: edgeship's native "
+                     "LiteRT runner (default; built at first use, libLiteRt.so's C API) or ai-edge-litert's Python "
+                     "interpreter. Env: EDGESHIP_TFLITE_RUNTIME.")(f)
     f = click.option("--pte-runtime", type=click.Choice(["native", "python"]), help=".pte: edgeship's native "
                      "ExecuTorch runner (default; built at first use) or ExecuTorch's Python runtime (needs torch). "
                      "Env: EDGESHIP_PTE_RUNTIME.")(f)

@@ -30,7 +30,7 @@ from edgeship.context import runtime_choices
 @device_options
 @click.pass_context
 def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cosine, reference, metric, metric_drop,
-            min_metric, json_path, device, runner, pte_runtime):
+            min_metric, json_path, device, runner, pte_runtime, tflite_runtime):
     """Compare every artifact of a bundle (or one artifact) with the float reference.
 
     Prints accuracy (top-1, agreement, cosine, SNR, max error), latency (p50/p90/p99 after
@@ -43,7 +43,7 @@ def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cos
     req = ValidateRequest(target, data, device[0], threads, warmup, runs, timeout, max_drop, min_cosine,
                           ctx.obj["verbose"], reference=reference, metric=metric, metric_drop=metric_drop,
                           min_metric=min_metric)
-    with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner):  # this command's only
+    with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner, tflite_runtime=tflite_runtime):  # this command's only
         code = validate_on_devices(req, list(device), json_path)
     if code:
         sys.exit(code)

@@ -10,7 +10,9 @@ Latency measured here is the emulator's, not the board's: `emulated = True` labe
 .pte artifacts run through edgeship's native runner built for aarch64 (native_build.py) under the
 same QEMU, -L and -cpu: no torch. ExecuTorch's Python runtime needs a CPU torch, which PyPI does
 not serve for aarch64: without the cross compiler (or with --pte-runtime python) .pte artifacts
-get a per-artifact error saying so instead of a run.
+get a per-artifact error saying so instead of a run. .tflite artifacts run the same way through
+edgeship's aarch64 LiteRT runner (the aarch64 wheel's libLiteRt.so) unless --tflite-runtime python
+asks for the guest's ai-edge-litert.
 """
 
 from __future__ import annotations
@@ -144,6 +146,10 @@ class EmulatedDevice(LocalDevice):
         return result
 
     def run_artifact(self, artifact, inputs, signature, **kw) -> AgentRun:
+        if Path(artifact).suffix == ".tflite":  # the aarch64 LiteRT runner; the guest's Python if chosen
+            run = self.run_native_tflite(artifact, inputs, signature, **kw)
+            if run is not None:
+                return run
         if Path(artifact).suffix == ".pte":
             run = self.run_native_pte(artifact, inputs, signature, **kw)
             if run is not None:

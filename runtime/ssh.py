@@ -234,6 +234,11 @@ class SSHDevice:
                                      timeout=timeout)
             if run is not None:
                 return run
+        if artifact.suffix == ".tflite":  # edgeship's native LiteRT runner unless --tflite-runtime python
+            run = ssh_native.run_tflite(self, artifact, inputs, signature, threads=threads, warmup=warmup, runs=runs,
+                                        timeout=timeout)
+            if run is not None:
+                return run
         remote_artifact = self.push_artifact(artifact)
         run_dir = f"{HOME}/runs/{uuid.uuid4().hex[:12]}"
         with tempfile.TemporaryDirectory(prefix="edgeship-ssh-run-") as tmp:

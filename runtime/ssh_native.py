@@ -1,11 +1,14 @@
-""".pte on an ssh:// device through edgeship's native runner: no torch on the board.
+""".pte and .tflite on an ssh:// device through edgeship's native runners: no torch, no numpy and
+no ai-edge-litert needed on the board for the run itself.
 
-The aarch64 runner and the executorch wheel's libraries it links (native_build.py) are pushed
-once into ~/.edgeship/native-<build key>/ (pte_runner + lib/), each file checked by sha256 on the
-device, then each run sends its inputs as raw tensor files, runs the runner under `timeout -s KILL`
-and fetches the raw outputs, like the Python agent's runs (ssh.py) but with no interpreter.
+The aarch64 runner and the wheel's libraries it links (native_build.py: executorch's for .pte,
+libLiteRt.so for .tflite) are pushed once into ~/.edgeship/native-<build key>/ (the runner +
+lib/), each file checked by sha256 on the device, then each run sends its inputs as raw tensor
+files, runs the runner under `timeout -s KILL` and fetches the raw outputs, like the Python
+agent's runs (ssh.py) but with no interpreter.
 
-    run_pte(device, artifact, inputs, signature, ...) -> AgentRun | None   (None: use the Python agent)
+    run_pte(device, artifact, inputs, signature, ...) -> AgentRun | None     (None: use the Python agent)
+    run_tflite(device, artifact, inputs, signature, ...) -> AgentRun | None
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ def checksums(device, paths: list[str]) -> dict[str, str]:
 def push_runner(device, runner: native_build.NativeRunner) -> str:
     """The runner folder on the device (pushed when missing or different); returns its path."""
     rdir = remote_dir(runner)
-    local = {f"{rdir}/{'pte_runner' if f == runner.binary else 'lib/' + f.name}": f for f in runner.files()}
+    name = runner.binary.name
+    local = {f"{rdir}/{name if f == runner.binary else 'lib/' + f.name}": f for f in runner.files()}
     expected = {p: sha256_file(f) for p, f in local.items()}
     if checksums(device, list(expected)) == expected:
         return rdir
     tmp = f"{rdir}.tmp-{uuid.uuid4().hex[:8]}"
     device.ssh(f"mkdir -p {tmp}/lib")
-    device.scp([str(runner.binary)], device.remote(f"{tmp}/pte_runner"))
+    device.scp([str(runner.binary)], device.remote(f"{tmp}/{name}"))
     device.scp([str(f) for f in runner.files()[1:]], device.remote(f"{tmp}/lib/"))
     staged = {p.replace(rdir, tmp, 1): h for p, h in expected.items()}
     got = checksums(device, list(staged))
@@ -51,19 +55,34 @@ def push_runner(device, runner: native_build.NativeRunner) -> str:
         device.ssh(f"rm -rf {tmp}", check=False)
         raise DeviceError(f"{device.uri}: checksum mismatch after copying {', '.join(bad)} to the device",
                           hint="the copy was corrupted or the device's disk is full (edgeship devices doctor)")
-    device.ssh(f"chmod +x {tmp}/pte_runner && rm -rf {rdir} && mv {tmp} {rdir}")
+    device.ssh(f"chmod +x {tmp}/{name} && rm -rf {rdir} && mv {tmp} {rdir}")
     return rdir
 
 
-def ready_runner(device) -> native_build.NativeRunner | None:
-    """The aarch64 runner when the .pte runtime is native and this host can build it."""
-    if native_build.pte_runtime(getattr(device, "pte_runtime", None)) != "native":
+def ready_runner(device, kind: str = "pte") -> native_build.NativeRunner | None:
+    """The aarch64 runner of KIND when that format's runtime is native and this host can build it."""
+    if kind == "litert":
+        if native_build.tflite_runtime(getattr(device, "tflite_runtime", None)) != "native":
+            return None
+    elif native_build.pte_runtime(getattr(device, "pte_runtime", None)) != "native":
         return None
-    return native_build.runner_or_none("aarch64")
+    return native_build.runner_or_none("aarch64", kind)
 
 
 def run_pte(device, artifact: Path, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0) -> AgentRun | None:
-    runner = ready_runner(device)
+    return run_native_remote(device, artifact, inputs, signature, "pte", threads=threads, warmup=warmup, runs=runs,
+                             timeout=timeout)
+
+
+def run_tflite(device, artifact: Path, inputs, signature, *, threads=1, warmup=5, runs=50,
+               timeout=300.0) -> AgentRun | None:
+    return run_native_remote(device, artifact, inputs, signature, "litert", threads=threads, warmup=warmup, runs=runs,
+                             timeout=timeout)
+
+
+def run_native_remote(device, artifact: Path, inputs, signature, kind: str, *, threads=1, warmup=5, runs=50,
+                      timeout=300.0) -> AgentRun | None:
+    runner = ready_runner(device, kind)
     if runner is None:
         return None
     rdir = push_runner(device, runner)
@@ -79,8 +98,9 @@ def run_pte(device, artifact: Path, inputs, signature, *, threads=1, warmup=5, r
             return AgentRun(False, {"platform": {"runner": "native"}}, error="inputs were corrupted on the way to the device")
         n = int(inputs[0].shape[0])
         args = native.native_args(f"$HOME/{remote_artifact}", [(p.name, d) for p, d in files], "out", n, signature,
-                                  threads=threads, warmup=warmup, runs=runs, max_seconds=max(1.0, timeout / 4))
-        cmd = (f"cd {run_dir} && timeout -s KILL {int(timeout)} $HOME/{rdir}/pte_runner "
+                                  threads=threads, warmup=warmup, runs=runs, max_seconds=max(1.0, timeout / 4),
+                                  kind=kind)
+        cmd = (f"cd {run_dir} && timeout -s KILL {int(timeout)} $HOME/{rdir}/{runner.binary.name} "
                + " ".join(a if a.startswith("$HOME/") else shlex.quote(a) for a in args))
         try:
             proc = device.ssh(cmd, timeout=timeout + 60, check=False)

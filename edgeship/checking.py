@@ -19,6 +19,7 @@ from edgeship.console import info
 from edgeship.context import runtime_choices
 from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, CheckFailed, DeviceError, DeviceUnreachable, InputError
 from edgeship.gates.budgets import evaluate
+from edgeship.gates.delegation import delegation_gates
 from edgeship.gates.regression import load_baseline
 from edgeship.pipeline import ExportRequest, export
 from edgeship.records import validate_record
@@ -94,7 +95,7 @@ def export_all(cfg: LoadedConfig, verbose: bool) -> None:
             info(f"export's verdict on {bundle}: {e.message}; the check's gates judge the artifacts")
 
 
-def _not_shipped(bundle: Path, key: str, uri: str, emulated: bool) -> dict | None:
+def not_shipped(bundle: Path, key: str, uri: str, emulated: bool) -> dict | None:
     """An error record for a target whose artifact export could not make (failed_artifacts), or None."""
     import json
 
@@ -122,9 +123,9 @@ def measure_all(cfg: LoadedConfig, devices: dict, verbose: bool) -> tuple[list[d
         have = {f"{a['format']}:{a['recipe']}" for a in read_bundle(bundle).artifacts}
         missing = sorted(f"{f}:{r}" for f in formats for r in recipes if f"{f}:{r}" not in have)
         for key in list(missing):  # export could not make it: an error record per device
-            records = [_not_shipped(bundle, key, uri, device.emulated) for uri, device in devices.items()]
+            records = [not_shipped(bundle, key, uri, device.emulated) for uri, device in devices.items()]
             if records and all(records):
-                results += [{**r, "target": key, "threads": m.threads} for r in records] if key in wanted else []
+                results += [target_result(r, m.threads) for r in records] if key in wanted else []
                 missing.remove(key)
         if missing:
             raise InputError(f"bundle '{bundle}' has no artifact for {', '.join(missing)}",
@@ -135,10 +136,14 @@ def measure_all(cfg: LoadedConfig, devices: dict, verbose: bool) -> tuple[list[d
             records, context = validate(req, device=device)
             contexts.append({**context, "bundle": str(bundle)})
             for r in records:
-                key = f"{r['format']}:{r['recipe']}"
-                if key in wanted:
-                    results.append({**r, "target": key, "threads": r.get("threads") or m.threads})
+                if f"{r['format']}:{r['recipe']}" in wanted:
+                    results.append(target_result(r, m.threads))
     return results, contexts
+
+
+def target_result(record: dict, threads: int) -> dict:
+    """A validate record as a check result: named by its target (format:recipe), its threads said."""
+    return {**record, "target": f"{record['format']}:{record['recipe']}", "threads": record.get("threads") or threads}
 
 
 def report_dir_for(cfg: LoadedConfig, opts: CheckOptions) -> Path:
@@ -162,11 +167,18 @@ def run_check(opts: CheckOptions) -> CheckOutcome:
     if not opts.skip_export:
         export_all(cfg, opts.verbose)
     results, contexts = measure_all(cfg, devices, opts.verbose)
-    gates = evaluate(project, results, baseline)
+    return judge(cfg, opts, results, contexts, baseline, t0, "check")
+
+
+def judge(cfg: LoadedConfig, opts: CheckOptions, results: list[dict], contexts: list[dict], baseline: dict | None,
+          t0: float, what: str) -> CheckOutcome:
+    """The gates, the reports and the exit code for measured results: check's end, and `edgeship merge`'s
+    (edgeship/jobs/merge.py) for results that sharded jobs wrote into a results store."""
+    gates = evaluate(cfg.project, results, baseline) + delegation_gates(cfg.project, results)
     report = build_report(cfg, results, contexts, gates, baseline, time.perf_counter() - t0)
     out_dir = report_dir_for(cfg, opts)
-    written = write_reports(report, out_dir, project.report.formats)
+    written = write_reports(report, out_dir, cfg.project.report.formats)
     print_report(report, written)
-    info(f"check finished in {time.perf_counter() - t0:.0f} s")
+    info(f"{what} finished in {time.perf_counter() - t0:.0f} s")
     code = EXIT_OK if report["status"] == Status.PASS else EXIT_CHECK_FAILED
     return CheckOutcome(report, code, out_dir, written)

@@ -16,7 +16,7 @@ from edgeship.cli import cli
 
 HEAVY = ("numpy", "pydantic", "torch", "tensorflow", "keras", "executorch", "onnxruntime", "onnx", "ai_edge_litert",
          "litert_torch", "matplotlib", "sklearn", "jax")
-COMMANDS = ["export", "validate", "bench", "inspect", "diff", "demo", "check", "devices"]
+COMMANDS = ["export", "validate", "bench", "inspect", "diff", "demo", "check", "devices", "plan", "run", "merge"]
 HELP_PAGES = [[], *([c] for c in COMMANDS), ["devices", "setup"], ["devices", "doctor"]]
 
 CHILD = """

@@ -62,6 +62,9 @@ COMMANDS = {
     "demo": "edgeship.cli.demo:command",
     "check": "edgeship.cli.check:command",
     "devices": "edgeship.cli.devices:group",
+    "plan": "edgeship.cli.plan:command",
+    "run": "edgeship.cli.run:command",
+    "merge": "edgeship.cli.merge:command",
 }
 
 

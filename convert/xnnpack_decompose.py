@@ -9,7 +9,7 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
                                        ancestry: safe and plain softmax then agree)
   matmul (batched)   expand_copy    -> view / bmm / view, batch dims flattened (no expand)
   expand             no config      -> view, where it adds no elements (a batch-1 CLS token)
-  select             no config      -> slice (stride 1) + view
+  select, unbind     no config (to_edge writes unbind as squeeze_copy) -> slice (stride 1) + view
   mul/add/sub/div.Scalar  no config -> the .Tensor op with a constant one-element tensor
   squeeze/unsqueeze  unsqueeze only on the last dim, squeeze not at all -> view
   amax, max.dim      4-D only, keepdim, dim 2 or 3 (the lowering raises otherwise)
@@ -267,11 +267,28 @@ def expand_to_view(gm) -> int:
 
 
 def select_to_slice(gm) -> int:
-    """select(x, dim, i) -> view(slice(x, dim, i, i + 1), shape without dim)."""
+    """select(x, dim, i) -> view(slice(x, dim, i, i + 1), shape without dim); unbind(x, dim) -> one
+    such slice per output used."""
+    import operator
+
     import torch
 
     aten = torch.ops.aten
     changed = 0
+    for node in _calls(gm, aten.unbind.int):
+        x, vi = node.args[0], _val(node.args[0])
+        dim = _arg(node, 1, "dim", 0)
+        users = list(node.users)
+        if not _static(vi) or not all(u.target is operator.getitem for u in users):
+            continue
+        dim = dim % vi.dim()
+        shape = [s for i, s in enumerate(vi.shape) if i != dim]
+        for user in users:
+            i = user.args[1]
+            b = _Builder(gm, user)
+            _replace(gm, user, b(aten.view.default, b(aten.slice.Tensor, x, dim, i, i + 1), shape))
+        gm.graph.erase_node(node)
+        changed += 1
     for node in _calls(gm, aten.select.int, aten.select_copy.int):
         x, dim, index = node.args[0], node.args[1], node.args[2]
         vi, vo = _val(x), _val(node)
@@ -287,15 +304,13 @@ def select_to_slice(gm) -> int:
 
 
 def scalar_ops_to_tensor(gm) -> int:
-    """mul/add/sub/div.Scalar(x, s), and the .Tensor ops with a Python number as the second
-    operand -> the .Tensor op with a one-element constant of x's dtype."""
+    """mul/add/sub/div.Scalar(x, s) -> the .Tensor op with a one-element constant of x's dtype
+    (to_edge already turns a .Tensor op's Python-number operand into a tensor; not a .Scalar op's)."""
     import torch
 
     aten = torch.ops.aten
     pairs = {aten.mul.Scalar: aten.mul.Tensor, aten.add.Scalar: aten.add.Tensor,
-             aten.sub.Scalar: aten.sub.Tensor, aten.div.Scalar: aten.div.Tensor,
-             aten.mul.Tensor: aten.mul.Tensor, aten.add.Tensor: aten.add.Tensor,
-             aten.sub.Tensor: aten.sub.Tensor, aten.div.Tensor: aten.div.Tensor}
+             aten.sub.Scalar: aten.sub.Tensor, aten.div.Scalar: aten.div.Tensor}
     changed = 0
     for node in _calls(gm, *pairs):
         if len(node.args) != 2 or node.kwargs:  # alpha, rounding_mode: leave them

@@ -1,0 +1,160 @@
+"""Each XNNPACK graph pass (convert/xnnpack_decompose.py) on a minimal model with its pattern: the
+pattern leaves the graph, the outputs stay those of eager PyTorch, and more of the graph goes into
+XNNPACK than before the pass. The models are built for the pattern (seeded weights: the passes
+are exact rewrites, so any weights show a wrong one)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeship.convert import torch_pte, xnnpack_decompose, xnnpack_passes
+
+aten = torch.ops.aten
+
+
+class LayerNormNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.norm, self.b = nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.b(self.norm(self.a(x)))
+
+
+class Attention(nn.Module):  # SDPA without a mask: _safe_softmax, batched matmul, the scale as mul.Scalar
+    def __init__(self):
+        super().__init__()
+        self.qkv, self.out = nn.Linear(8, 24), nn.Linear(8, 8)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).view(1, 5, 3, 2, 4).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, 5, 8))
+
+
+class ClsToken(nn.Module):  # expand of a learned token, select of it at the end
+    def __init__(self):
+        super().__init__()
+        self.cls, self.proj, self.head = nn.Parameter(torch.randn(1, 1, 8)), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), self.proj(x)], 1)
+        return self.head(torch.relu(x)[:, 0])
+
+
+class Squeezed(nn.Module):  # unsqueeze / squeeze around a linear
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.a(x).unsqueeze(1) * 0.125 + 1.0
+        return self.b(torch.relu(y).squeeze(1))
+
+
+class MaxOverTime(nn.Module):  # the text CNN's torch.max(x, dim) without keepdim, and amax on 3-D
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv1d(4, 8, 3, padding=1), nn.Linear(16, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        return self.head(torch.cat([torch.max(y, 2)[0], torch.amax(y, dim=2)], 1))
+
+
+class NhwcMean(nn.Module):  # squeeze-excite as Keras writes it: NHWC, mean over (1, 2); a last-dim mean
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 8)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x)).permute(0, 2, 3, 1)
+        se = torch.sigmoid(self.fc(y.mean(dim=(1, 2))))
+        return (y * se[:, None, None, :]).mean(-1)
+
+
+CASES = {  # model, input, pass, ops it removes
+    "layer_norm": (LayerNormNet, (1, 5, 8), xnnpack_decompose.layer_norm_decompose,
+                   {aten.layer_norm.default, aten.native_layer_norm.default}),
+    "safe_softmax": (Attention, (1, 5, 8), xnnpack_decompose.safe_softmax_to_softmax, {aten._safe_softmax.default}),
+    "matmul": (Attention, (1, 5, 8), xnnpack_decompose.batched_matmul_to_bmm, {aten.matmul.default}),
+    "scalar_in_attention": (Attention, (1, 5, 8), xnnpack_decompose.scalar_ops_to_tensor, {aten.mul.Scalar}),
+    "expand": (ClsToken, (1, 4, 8), xnnpack_decompose.expand_to_view, {aten.expand.default}),
+    "select": (ClsToken, (1, 4, 8), xnnpack_decompose.select_to_slice, {aten.select.int}),
+    "unbind": (Attention, (1, 5, 8), xnnpack_decompose.select_to_slice, {aten.unbind.int}),
+    "squeeze": (Squeezed, (1, 8), xnnpack_decompose.squeeze_to_view,
+                {aten.squeeze.dim, aten.squeeze.dims, aten.unsqueeze.default}),
+    "max": (MaxOverTime, (1, 4, 6), xnnpack_decompose.max_to_4d_keepdim, {aten.amax.default}),
+    "mean": (NhwcMean, (1, 3, 5, 5), xnnpack_decompose.mean_for_xnnpack, set()),
+}
+
+
+def _ops(gm) -> list:
+    return [n.target for n in gm.graph.nodes if n.op == "call_function"]
+
+
+_BEFORE: dict[str, float] = {}  # a model's coverage before any pass, shared by its cases
+
+
+def _coverage(program, x) -> float:
+    """Share of edge ops inside XNNPACK partitions (0 where lowering fails outright)."""
+    try:
+        edge, _ = xnnpack_passes.lower_guarded(program, lambda p, names: torch_pte._lower(p, "xnnpack", None, names))
+    except Exception:
+        return 0.0
+    return torch_pte.count_delegation(edge.exported_program())["coverage"]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_pass_rewrites_its_pattern_keeps_values_and_delegates_more(case):
+    factory, shape, fn, removed = CASES[case]
+    torch.manual_seed(0)
+    model, x = factory().eval(), torch.randn(*shape)
+    program = torch.export.export(model, (x,))
+    program, _ = xnnpack_decompose.decompose_attention(program)
+    gm = program.module()
+    before = _ops(gm)
+    assert set(before) & removed or not removed, before
+    assert fn(gm) >= 1
+    after = _ops(gm)
+    assert not removed & set(after), after
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), model(x), rtol=1e-5, atol=1e-5)
+    rewritten = torch.export.export(gm, (x,))
+    if factory.__name__ not in _BEFORE:
+        _BEFORE[factory.__name__] = _coverage(program, x)
+    assert _coverage(rewritten, x) > _BEFORE[factory.__name__]
+
+
+def test_all_passes_delegate_attention_whole_with_eager_outputs():
+    """The passes together (prepare_for_xnnpack) on SDPA: one partition, every op in it."""
+    torch.manual_seed(0)
+    model, x = Attention().eval(), torch.randn(1, 5, 8)
+    program, done = xnnpack_passes.prepare_for_xnnpack(torch.export.export(model, (x,)), [x])
+    assert {"attention decomposed", "safe softmax as softmax", "batched matmul as bmm"} <= set(done), done
+    edge, excluded = xnnpack_passes.lower_guarded(program, lambda p, n: torch_pte._lower(p, "xnnpack", None, n))
+    d = torch_pte.count_delegation(edge.exported_program())
+    assert d["coverage"] == 1.0 and d["partitions"] == 1 and not excluded, d
+    from executorch.extension.pybindings import _C
+
+    from edgeship.runtime.standalone.executorch import load_kernel_libraries
+
+    load_kernel_libraries(_C)
+    buffer = edge.to_executorch().buffer  # the loaded program reads it in place: keep it alive
+    got = _C._load_program_from_buffer(buffer).load_method("forward").call([x])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_safe_softmax_stays_where_a_mask_can_reach_it():
+    """A masked row of -inf is where _safe_softmax (zeros) and _softmax (NaN) differ: left alone."""
+
+    class Masked(nn.Module):
+        def forward(self, x):
+            return aten._safe_softmax(x.masked_fill(x < -1, float("-inf")), -1)
+
+    gm = torch.export.export(Masked(), (torch.randn(2, 4),)).module()
+    assert xnnpack_decompose.safe_softmax_to_softmax(gm) == 0
+    assert aten._safe_softmax.default in _ops(gm)

@@ -26,6 +26,7 @@ from edgeship.console import track
 from edgeship.convert import ROUTES, int4_weight
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.torch_common import (
+    constants_observed_once,
     example_tensors,
     exported_program,
     quiet,
@@ -171,7 +172,7 @@ def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=
     what = "dynamic-int8" if dynamic else "int8"
     try:
         prepared = prepare_pt2e(program.module(), quantizer)
-        with torch.no_grad():
+        with torch.no_grad(), constants_observed_once(prepared):
             prepared(*examples)  # weight observers need one pass even for dynamic quantization
             if not dynamic:
                 for sample in track(calib.samples(), total=len(calib), description="calibrating"):

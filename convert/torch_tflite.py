@@ -24,6 +24,7 @@ from edgeship.console import track
 from edgeship.convert import ROUTES, int4_weight
 from edgeship.convert import tflite_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
+from edgeship.convert.torch_common import constants_observed_once
 from edgeship.convert.tflite_int8_annotations import annotate_remaining, prelu_as_int8_ops
 from edgeship.errors import InputError, UnsupportedError
 from edgeship.quantize.calibration import pt2e_config as calibration_config
@@ -151,7 +152,8 @@ def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool, f
             graph = torch.export.export(graph, (), sample).module()
         prepared = prepare_pt2e(graph, quantizer)
     _eval(prepared)
-    with torch.no_grad(), common.converting("int8 calibration (PT2E observers) failed", verbose):
+    with torch.no_grad(), common.converting("int8 calibration (PT2E observers) failed", verbose), \
+            constants_observed_once(prepared):
         for batch in track(calib.samples(), total=len(calib), description="calibrating"):
             prepared(**{n: torch.from_numpy(x.copy()) for n, x in zip(names, batch)})
     with common.converting("converting the calibrated model to int8 (PT2E) failed", verbose):

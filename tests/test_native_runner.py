@@ -229,8 +229,10 @@ def test_bench_profile_lists_ops_and_delegate_calls_slowest_first(bundle, tmp_pa
     totals = [row["total_ms"] for row in report["rows"]]
     assert totals == sorted(totals, reverse=True) and report["rows"][0]["name"] == "Method::execute"
     assert any(row["delegated"] for row in report["rows"])  # XNNPACK's own per-op events
+    python_tflite = LocalDevice()  # a .tflite's profile comes from the native LiteRT runner (test_litert_native)
+    python_tflite.tflite_runtime = "python"
     with pytest.raises(InputError, match="not available for .tflite"):
-        native_profile.profile(LocalDevice(), tmp_path / "m.tflite", [], None)
+        native_profile.profile(python_tflite, tmp_path / "m.tflite", [], None)
 
 
 def test_int8_io_quantized_by_the_program_constants(torch_digits, tmp_path):

@@ -24,11 +24,15 @@
 // (google-ai-edge/LiteRT, litert/c/*.h), unchanged from v2.2.0 to the 2.3.0 wheel built here, which
 // exports them as VERS_1.0 symbols. Only the handles, enums and structs this file uses.
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -113,7 +117,7 @@ typedef struct {
 
 LiteRtStatus LiteRtCreateEnvironment(int num_options, const LiteRtEnvOption* options, LiteRtEnvironment* env);
 void LiteRtDestroyEnvironment(LiteRtEnvironment env);
-LiteRtStatus LiteRtCreateModelFromFile(LiteRtEnvironment env, const char* filename, LiteRtModel* model);
+LiteRtStatus LiteRtCreateModelFromBuffer(LiteRtEnvironment env, const void* addr, size_t size, LiteRtModel* model);
 void LiteRtDestroyModel(LiteRtModel model);
 LiteRtStatus LiteRtGetNumModelSignatures(LiteRtModel model, LiteRtParamIndex* n);
 LiteRtStatus LiteRtGetModelSignature(LiteRtModel model, LiteRtParamIndex i, LiteRtSignature* signature);
@@ -223,6 +227,25 @@ struct Fail {
 
 LiteRtCompiledModel g_compiled = nullptr;  // for its error messages
 
+const char* status_name(int s) {  // litert/c/litert_common.h
+  switch (s) {
+    case 1: return "InvalidArgument";
+    case 2: return "MemoryAllocationFailure";
+    case 3: return "RuntimeFailure";
+    case 4: return "MissingInputTensor";
+    case 5: return "Unsupported";
+    case 6: return "NotFound";
+    case 7: return "TimeoutExpired";
+    case 8: return "WrongVersion";
+    case 500: return "FileIO";
+    case 501: return "InvalidFlatbuffer";
+    case 502: return "DynamicLoading";
+    case 504: return "Compilation";
+    case 1000: return "IndexOOB";
+    default: return "Unknown";
+  }
+}
+
 void check(LiteRtStatus s, const char* stage, const std::string& what) {
   if (s == kLiteRtStatusOk) return;
   std::string detail;
@@ -233,7 +256,8 @@ void check(LiteRtStatus s, const char* stage, const std::string& what) {
     while (!detail.empty() && (detail.back() == '\n' || detail.back() == ' ')) detail.pop_back();
     std::replace(detail.begin(), detail.end(), '\n', ' ');
   }
-  fail(stage, what + ": LiteRT status " + std::to_string(static_cast<int>(s)) + (detail.empty() ? "" : ": " + detail));
+  fail(stage, what + ": LiteRT status " + std::to_string(static_cast<int>(s)) + " " + status_name(static_cast<int>(s)) +
+                  (detail.empty() ? "" : ": " + detail));
 }
 
 struct DType {
@@ -384,6 +408,30 @@ std::vector<char> read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail("read", "cannot read input file " + path);
   return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// The model file's bytes for the process's lifetime: mapped read-only (the page cache, no copy),
+// or read whole when it is not a regular file. A FIFO nobody writes blocks here (the caller's timeout).
+const void* map_model(const std::string& path, size_t* size) {
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail("load", "cannot open '" + path + "': " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    if (st.st_size == 0) fail("load", "'" + path + "' is empty (0 bytes), not a TFLite model");
+    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) fail("load", "cannot map '" + path + "': " + std::strerror(errno));
+    *size = static_cast<size_t>(st.st_size);
+    return p;
+  }
+  auto* data = new std::vector<char>();
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) data->insert(data->end(), buf, buf + n);
+  close(fd);
+  if (data->empty()) fail("load", "'" + path + "' is empty (0 bytes), not a TFLite model");
+  *size = data->size();
+  return data->data();
 }
 
 struct Want {
@@ -546,8 +594,12 @@ std::string run(int argc, char** argv, std::string* partial) {
   auto t0 = Clock::now();
   LiteRtEnvironment env = nullptr;
   check(LiteRtCreateEnvironment(0, nullptr, &env), "load", "cannot create the LiteRT environment");
+  // from a buffer, not LiteRtCreateModelFromFile: only the buffer path runs the flatbuffer verifier
+  // (the Python interpreter verifies too), so a damaged file is an error here, not a crash later
+  size_t model_size = 0;
+  const void* model_bytes = map_model(a.model, &model_size);
   LiteRtModel model = nullptr;
-  check(LiteRtCreateModelFromFile(env, a.model.c_str(), &model), "load",
+  check(LiteRtCreateModelFromBuffer(env, model_bytes, model_size, &model), "load",
         "cannot load '" + a.model + "' as a LiteRT model (corrupt, truncated or not a .tflite)");
   LiteRtParamIndex n_sigs = 0;
   check(LiteRtGetNumModelSignatures(model, &n_sigs), "load", "signatures");

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from edgeship.errors import InputError, UnsupportedError
+from edgeship.errors import EdgeshipError, InputError, UnsupportedError
 
 
 @dataclass
@@ -59,3 +61,51 @@ class Route:
         import importlib
 
         return importlib.import_module(f"edgeship.convert.{self.module}").convert
+
+
+# ---------------------------------------------------------------------------------------------
+# A converter's error as one readable line
+
+MESSAGE_LIMIT = 300
+_PATH = re.compile(r"""(?<![\w.])(?:/[^\s'"():,;/]+)+/([^\s'"():,;/]+)""")
+# bundle staging folders ('.out.partial-123', see edgeship.bundle) and temporary directories are
+# gone by the time anyone reads the message
+_DEAD = re.compile(r"\.partial-\d+(/|$)|(^|/)(tmp|var/tmp)/|edgeship-[\w-]+-\w+/")
+_ORT_CODE = re.compile(r"\[ONNXRuntimeError\] : \d+ : (\w+) : ")
+_ORT_NODE = re.compile(r"""In Node, \("([^"]*)", (\w+), [^)]*\) : \(.*?\) -> \(.*?\) ?, Error """)
+# a C++ source location and the signature of the function that threw ('/onnxruntime_src/.../model.cc:256
+# onnxruntime::Model::Model(onnx::ModelProto&&, const onnxruntime::PathString&, ...) ')
+_CPP_WHERE = re.compile(r"(?:/[\w.+-]+)+\.(?:cc|cpp|cxx|h|hpp):\d+ (?:[\w:~<>]+\([^()]*\)(?: const)? )?")
+_NOISE = re.compile(r"^(Traceback \(most recent call last\)|File \"|During handling of|The above exception|"
+                    r"[\^~\s]+$)")
+
+
+def converter_message(error: BaseException | str, limit: int = MESSAGE_LIMIT) -> str:
+    """A converter's error as one line: its own words, without what makes them unreadable.
+
+    - temporary paths (the system temp folder, a bundle's staging folder, edgeship's job folders)
+      become their file name: the folder no longer exists when the message is read;
+    - onnxruntime's '[ONNXRuntimeError] : 10 : INVALID_GRAPH : ' code prefix becomes
+      'INVALID_GRAPH: ', and its node dump ('In Node, ("name", Erfc, "", -1) : (inputs) ->
+      (outputs) , Error ') becomes 'node name (Erfc): ', and a C++ source location with the
+      signature of the function that threw is dropped;
+    - of several lines, the first that says something is kept (not a traceback frame, not a
+      header ending in ':'), the others dropped;
+    - at most LIMIT characters, cut at a word.
+    An EdgeshipError gives its message; another exception 'Type: message'."""
+    if isinstance(error, EdgeshipError):
+        text = error.message
+    elif isinstance(error, BaseException):
+        text = f"{type(error).__name__}: {error}" if str(error).strip() else type(error).__name__
+    else:
+        text = str(error)
+    text = _PATH.sub(lambda m: m.group(1) if _DEAD.search(m.group(0)) else m.group(0), text)
+    text = _ORT_NODE.sub(lambda m: f"node {m.group(1)} ({m.group(2)}): ", _ORT_CODE.sub(r"\1: ", text))
+    text = _CPP_WHERE.sub(" ", text)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not _NOISE.match(ln.strip())]
+    line = next((ln for ln in lines if not ln.endswith(":")), lines[0] if lines else "")
+    line = re.sub(r"\s+", " ", line)
+    if len(line) > limit:
+        cut = line[:limit].rsplit(" ", 1)[0]
+        line = (cut if len(cut) > limit // 2 else line[:limit]).rstrip(",;: ") + " ..."
+    return line

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from edgeship.console import track
 from edgeship.convert import ROUTES, int4_weight
-from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
+from edgeship.convert.base import converter_message
+from edgeship.errors import ConversionError, InputError, UnsupportedError
 from edgeship.quantize.calibration import ORT_ENTROPY, ort_calibration, run_artifact, score
 
 STEPS = {
@@ -83,7 +84,7 @@ def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: b
         except (ConversionError, InputError, UnsupportedError):
             raise
         except Exception as e:
-            raise ConversionError(f"onnxruntime {recipe.name} quantization failed: {error_line(e, with_type=True)}") from None
+            raise ConversionError(f"onnxruntime {recipe.name} quantization failed: {converter_message(e)}") from None
         write(result, out_path)
     trial_load(out_path)
     return step, notes
@@ -214,7 +215,7 @@ def trial_load(path: Path) -> None:
         onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:
         path.unlink(missing_ok=True)
-        raise ConversionError(f"onnxruntime cannot load the exported model: {error_line(e, with_type=True)}") from None
+        raise ConversionError(f"onnxruntime cannot load the exported model: {converter_message(str(e))}") from None
 
 
 def versions(*names: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -243,6 +244,14 @@ def test_an_ssh_lease_is_a_lock_directory_on_the_board(emu_rootfs, tmp_path_fact
         assert not (emu_rootfs / "tmp" / "edgeship-device-lease").exists()
         with leases.lease(server.uri, second, wait_s=0):
             pass
+        # a holder that died holding it: its owner file went silent for longer than the ttl, so it is broken
+        lock = emu_rootfs / "tmp" / "edgeship-device-lease"
+        lock.mkdir()
+        (lock / "owner").write_text("deadhost:1\n")
+        os.utime(lock / "owner", (time.time() - 1000, time.time() - 1000))
+        with leases.lease(server.uri, first, wait_s=10):
+            assert (lock / "owner").read_text().split(":")[0] != "deadhost"
+        assert not lock.exists()
     finally:
         if old is None:
             os.environ.pop("EDGESHIP_SSH_CONFIG", None)

@@ -6,8 +6,8 @@ time on one board at once (exports need no lease and run in parallel).
     ssh://         a lock directory on the board, made by an atomic `mkdir` over the device's own ssh
     adb            the same on the phone, over adb shell (/data/local/tmp)
 
-A remote lease records its holder and when it was taken; one older than `ttl_s` (a holder that died
-without releasing it) is broken.
+A remote lease names its holder in an owner file whose mtime the holder refreshes every minute; one
+silent for `ttl_s` (a holder that died without releasing it) is broken.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import fcntl
 import os
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from edgeship.runtime.base import scheme_of
 
 REMOTE_DIR = {"ssh": "/tmp/edgeship-device-lease", "adb": "/data/local/tmp/edgeship-device-lease"}
 POLL_S = 0.5
+HEARTBEAT_S = 60.0  # a remote lease's holder touches it this often; silent for ttl_s, it is broken
 
 
 class LeaseBusy(DeviceError):
@@ -41,7 +43,7 @@ def _holder() -> str:
 
 
 @contextlib.contextmanager
-def lease(uri: str, device=None, wait_s: float | None = None, ttl_s: float = 3600.0):
+def lease(uri: str, device=None, wait_s: float | None = None, ttl_s: float = 300.0):
     """Hold the device URI exclusively for the block. DEVICE: the opened device (ssh/adb: its transport);
     wait_s: how long to wait for another holder (None: as long as it takes; 0: not at all)."""
     scheme = scheme_of(uri)
@@ -110,8 +112,9 @@ def _remote(uri: str, device, scheme: str, wait_s: float | None, ttl_s: float):
         device = open_device(uri)
     shell, d = _Shell(device, scheme), REMOTE_DIR[scheme]
     owner = re.sub(r"[^A-Za-z0-9_.:-]", "_", _holder())  # safe in a shell word
-    take = (f"if mkdir {d} 2>/dev/null; then echo \"{owner} $(date +%s)\" > {d}/owner; echo LEASED; "
-            f"else echo \"HELD $(cat {d}/owner 2>/dev/null) NOW $(date +%s)\"; fi")
+    # mkdir is the lock; the owner file names the holder and its mtime is the holder's heartbeat
+    take = (f"if mkdir {d} 2>/dev/null; then echo {owner} > {d}/owner; echo LEASED; else "
+            f"echo \"HELD $(cat {d}/owner 2>/dev/null) $(stat -c %Y {d}/owner 2>/dev/null) NOW $(date +%s)\"; fi")
     seen = {"by": ""}
 
     def attempt() -> bool:
@@ -122,14 +125,25 @@ def _remote(uri: str, device, scheme: str, wait_s: float | None, ttl_s: float):
         if not m:
             raise DeviceError(f"could not take the lease on {uri}: {out.strip()[-200:] or f'exit {rc}'}")
         seen["by"] = m.group(1)
-        if m.group(2) and int(m.group(3)) - int(m.group(2)) > ttl_s:  # its holder died holding it
-            info(f"breaking a stale lease on {uri} (held by {m.group(1)} for over {ttl_s:.0f} s)")
-            shell(f"rm -rf {d}")
+        if m.group(1) and m.group(2) and int(m.group(3)) - int(m.group(2)) > ttl_s:  # its holder died holding it
+            info(f"breaking a stale lease on {uri} (held by {m.group(1)}, silent for over {ttl_s:.0f} s)")
+            # only the lease seen stale: one a faster waiter took meanwhile names another owner
+            shell(f"[ \"$(cat {d}/owner 2>/dev/null)\" = {m.group(1)} ] && mv {d} {d}.stale.$$ && rm -rf {d}.stale.$$")
         return False
 
     _wait(uri, attempt, wait_s, lambda: seen["by"])
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):
+                shell(f"touch {d}/owner")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
     try:
         yield
     finally:
+        stop.set()
         with contextlib.suppress(Exception):
-            shell(f"rm -rf {d}")
+            shell(f"[ \"$(cat {d}/owner 2>/dev/null)\" = {owner} ] && rm -rf {d}")

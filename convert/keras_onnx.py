@@ -40,7 +40,9 @@ def export_float(model, verbose: bool = False):
         import tensorflow as tf
         import tf2onnx
 
-    tf2onnx.logging.set_level(tf2onnx.logging.DEBUG if verbose else tf2onnx.logging.ERROR)
+    # not ERROR: its "Unsupported ops" line names ops (Erfc) that erfc_as_erf then rewrites; an op
+    # left unsupported fails the trial load, whose error says which
+    tf2onnx.logging.set_level(tf2onnx.logging.DEBUG if verbose else tf2onnx.logging.CRITICAL)
     specs = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in model.io.inputs]
     try:
         with common.quiet(verbose):
@@ -49,6 +51,7 @@ def export_float(model, verbose: bool = False):
             proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=OPSET)
             proto.graph.doc_string = ""  # names TensorFlow's traced function, whose number changes per trace
             proto.graph.name = model.name
+            erfc_as_erf(proto)
             renumber(proto)
     except Exception as e:
         raise ConversionError(f"tf2onnx could not convert '{model.name}': {error_line(e, with_type=True)}",
@@ -88,6 +91,31 @@ def _serving(model, specs, tf):
         return [tf.identity(result[k], name=k) for k in out_names]
 
     return serve
+
+
+def erfc_as_erf(proto) -> int:
+    """Erfc(x) -> Sub(1, Erf(x)), the same function. tf2onnx writes TensorFlow's Erfc as an Erfc
+    node (Keras' exact GELU, `Dense(activation="gelu")`, is 0.5 * x * erfc(-x / sqrt 2)), an op
+    ONNX does not define: onnxruntime refused to load the model ("No Op registered for Erfc").
+    Erf is a standard op. Returns the number of nodes rewritten."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    nodes, rewritten = [], 0
+    for node in graph.node:
+        if node.op_type != "Erfc" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        erf, one = f"{node.output[0]}/erf", f"{node.name}/one"
+        graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), one))
+        nodes.append(helper.make_node("Erf", [node.input[0]], [erf], name=f"{node.name}/Erf"))
+        nodes.append(helper.make_node("Sub", [one, erf], list(node.output), name=node.name))
+        rewritten += 1
+    if rewritten:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return rewritten
 
 
 _NUMBERED = re.compile(r"__\d+(?=(:\d+)?$)")

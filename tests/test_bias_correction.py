@@ -114,3 +114,21 @@ def test_record_is_that_of_the_kept_artifact_with_cle_auto(tmp_path, monkeypatch
     kept = cle["snr_db_with"] if cle["applied"] else cle["snr_db_without"]
     assert cle["trial"] and rec["trial"] and rec["snr_db_without"] == kept, (cle, rec)
     assert rec["applied"] and rec["snr_db_with"] > kept and art["conversions"] == 3, (rec, art["conversions"])
+
+
+def test_auto_opens_the_trial_only_where_the_simulated_gain_clears_its_overstatement(tmp_path, monkeypatch):
+    """The simulation overstates bias correction's real gain (quantize/rewrites.py: BIAS_SIM_OVERSTATES,
+    measured), so auto converts a second time only where simulated gain / that factor reaches GATE_DB.
+    Raised past this net's simulated gain, the trial stays shut: one conversion, the reason recorded, and
+    the 'without' simulation is the one CLE's gate already ran (each module simulated once)."""
+    monkeypatch.setattr("edgeship.quantize.rewrites.BIAS_SIM_OVERSTATES", 1000.0)
+    out = tmp_path / "b"
+    r = CliRunner().invoke(cli, ["export", PLANTED, "--to", "onnx", "--quant", "int8", "--calib", "digits:train",
+                                 "--eval", "digits:test", "--cle", "auto", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    art = json.loads((out / "manifest.json").read_text())["artifacts"][0]
+    rec = art["bias_correction"]
+    assert rec["applied"] is False and rec["trial"] is False and "overstates" in rec["skipped"], rec
+    assert rec["simulated"]["threshold_db"] == 1000.0 and art["conversions"] == 1
+    assert rec["simulated"]["snr_db_without"] == art["cle"]["simulated"]["snr_db_without"]
+    assert "overstates it 1000x" in r.output

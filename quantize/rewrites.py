@@ -48,7 +48,7 @@ SIM_SAMPLES = 32
 # bias correction's simulated gain against its real trial's (weakest-output SNR, int8, dB), measured by
 # `edgeship export SRC --to tflite|pte --quant int8` on main (manifest bias_correction: simulated.gain_db
 # vs snr_db_with - snr_db_without): digits CNN 2.59 -> +1.12 (.tflite), +1.19 (.pte); the zoo's onet 1.21 ->
-# +0.65, -0.27; the zoo's MobileNetV2 1.78 -> -0.90 (.tflite). The simulation quantizes activations per
+# +0.65, -0.27; the zoo's MobileNetV2 1.78 -> -0.90 (.tflite), -0.69 (.pte). The simulation quantizes activations per
 # tensor from min/max, the converters from histograms: it overstates the gain about 2x, so the trial opens
 # only where half the simulated gain reaches GATE_DB. Each trial costs one more conversion.
 BIAS_SIM_OVERSTATES = 2.0

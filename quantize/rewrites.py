@@ -10,9 +10,9 @@ Per rewrite, in turn:
                             (quantize/simulate.py) without and with the rewrite; under GATE_DB (equalize.py, 1 dB) of
                             simulated gain the rewrite is not applied and nothing converts. For bias correction
                             the gate is the simulated gain over BIAS_SIM_OVERSTATES (2): measured, the simulation
-                            said twice the real gain or more (below). Otherwise a real trial: the current model's artifact (converted once, then reused) against
-                            the rewritten model's, both run by validate's runner in a child
-                            (runtime/measure.py).
+                            said twice the real gain or more (below). Otherwise a real trial: the current
+                            model's artifact (converted once, then reused) against the rewritten model's,
+                            both run by validate's runner in a child (runtime/measure.py).
 
 A trial keeps the rewrite only when all three hold (the rule):
   1. its weakest-output SNR is higher;
@@ -208,8 +208,8 @@ class Sequence:
                              f"simulation overstates it {BIAS_SIM_OVERSTATES:g}x) -> not applied, no real trial")
                     return Step("bias_correction", "skip", None, {
                         **record, "applied": False, "trial": False,
-                        "skipped": f"simulated gain {sim['gain_db']:+.2f} dB is under {gate} dB "
-                                   f"({equalize.GATE_DB} dB, at the {BIAS_SIM_OVERSTATES:g}x the simulation overstates)"})
+                        "skipped": f"simulated gain {sim['gain_db']:+.2f} dB is under {gate} dB ({equalize.GATE_DB} "
+                                   f"dB, at the {BIAS_SIM_OVERSTATES:g}x the simulation overstates)"})
             return Step("bias_correction", "trial", fixed, record)
         raise TypeError(f"not a rewrite: {type(rewrite).__name__}")
 

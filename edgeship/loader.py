@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -25,9 +26,12 @@ def load_callable(path: Path | str, name: str, what: str) -> Callable:
     if spec is None or spec.loader is None:
         raise InputError(f"'{path}' is not a Python file", hint=f"pass your {what} as path/to/file.py:name")
     module = importlib.util.module_from_spec(spec)
+    # registered before it runs, as `import` does: a @dataclass, pickle and typing look their module up there
+    sys.modules[spec.name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as e:
+        sys.modules.pop(spec.name, None)
         raise InputError(f"importing '{path}' failed: {type(e).__name__}: {e}") from None
     fn = getattr(module, name, None)
     if not callable(fn):

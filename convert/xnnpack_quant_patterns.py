@@ -101,6 +101,44 @@ def annotate_conv_clamp(gm, config, filter_fn=None) -> int:
     return done
 
 
+def integer_scalars_back(gm) -> int:
+    """Undo XNNPACKQuantizer's scalar -> tensor constant rewrite on integer adds and muls.
+
+    Its transform_for_annotation turns every scalar operand of add/mul into a float32 constant
+    tensor, integer ops included: Keras' Embedding (torch backend) wraps negative token ids with
+    `where(ids < 0, ids + vocab, ids)`, the int64 `ids + vocab` became `ids + tensor(20.)`, a
+    float, and aten.embedding refused its indices ("Expected tensor for argument #1 'indices' to
+    have one of the following scalar types: Long, Int"). An op whose traced value is an integer
+    tensor gets its scalar back, so integer ids stay integer; the gather stays a float op outside
+    the quantized graph. Returns the number of scalars put back."""
+    import torch
+
+    aten = torch.ops.aten
+    restored, replaced = 0, set()
+    for node in list(gm.graph.nodes):
+        val = node.meta.get("val")
+        if (node.op != "call_function" or node.target not in (aten.add.Tensor, aten.mul.Tensor)
+                or not isinstance(val, torch.Tensor) or val.is_floating_point()):
+            continue
+        args = list(node.args)
+        for i, arg in enumerate(args):
+            if getattr(arg, "op", None) != "get_attr" or not str(arg.target).startswith("_tensor_constant_"):
+                continue
+            constant = getattr(gm, arg.target)
+            if constant.dim() != 0 or not constant.is_floating_point() or constant.item() != int(constant.item()):
+                continue
+            args[i] = int(constant.item())
+            replaced.add(arg)
+            restored += 1
+        node.args = tuple(args)
+    for node in replaced:
+        if not node.users:
+            gm.graph.erase_node(node)
+    if restored:
+        gm.recompile()
+    return restored
+
+
 def clamp_fusing_quantizer():
     """A new XNNPACKQuantizer (subclass) that also annotates conv -> ReLU6 / hardtanh as one
     pattern. Configure it as XNNPACKQuantizer (set_global, set_filter_function)."""
@@ -109,6 +147,7 @@ def clamp_fusing_quantizer():
     class ClampFusingQuantizer(XNNPACKQuantizer):
         def transform_for_annotation(self, model):
             model = super().transform_for_annotation(model)
+            integer_scalars_back(model)
             relu6_to_hardtanh(model)
             fold_zero_pad_into_conv(model)
             return model

@@ -1,7 +1,9 @@
 """The native .pte runner against ExecuTorch's Python runtime and the .tflite of the same model,
-and its timed loop against a bare C++ loop, in one run.
+and its timed loop against a bare C++ loop, in one run; with --litert, the native LiteRT runner
+against ai-edge-litert's Python interpreter on the host and on emu:rpi4 instead.
 
     .venv/bin/python bench/native_runner.py [--repeats 5] [--mobilenet] [--out bench/NATIVE.md]
+    .venv/bin/python bench/native_runner.py --litert [--repeats 3] [--emu-repeats 2]
 
 1. start: each artifact through edgeship's device path on the host (LocalDevice.run_artifact: a
    child process, one sample, no timed runs), medians over --repeats interleaved runs of
@@ -14,7 +16,14 @@ and its timed loop against a bare C++ loop, in one run.
    against bench/native_bare.cpp, the Module API's forward() over the same samples, built with the
    same compiler and libraries; runs interleaved, medians of the p50s.
 Targets (not asserted): init <= 50 ms, peak <= 1.2x the .tflite's, first result <= 1.3x the
-.tflite's, loop overhead <= 10%.
+.tflite's, loop overhead <= 10%. The .tflite baseline here is ai-edge-litert's Python interpreter
+(--tflite-runtime python), as when these tables were first taken.
+
+--litert: the digits CNN's fp32 and int8 .tflite, each through LocalDevice / EmulatedDevice with
+the native runner and with the Python interpreter, interleaved: first result (wall time of a run
+with no timed runs, what validate pays before its first number), then a run with 10 warm-up and
+100 timed runs giving init, first, p50 and peak. Medians over --repeats (host) and --emu-repeats
+(emu:rpi4, QEMU user mode: the emulator's times, not a Pi's).
 """
 
 from __future__ import annotations
@@ -47,9 +56,11 @@ def export(source: str, out: Path, calib: str, name: str) -> Path:
     return out
 
 
-def device(runtime: str) -> LocalDevice:
+def device(runtime: str, fmt: str = "pte") -> LocalDevice:
     d = LocalDevice()
     d.pte_runtime = runtime
+    if fmt == "tflite":  # the .tflite baseline of these tables: ai-edge-litert's Python interpreter
+        d.tflite_runtime = "python"
     return d
 
 
@@ -65,7 +76,7 @@ def bench_start(bundle_dir: Path, label: str, repeats: int) -> list[str]:
     for _ in range(repeats):
         for recipe, fmt, runtime, path, io in cases:  # interleaved
             t0 = time.perf_counter()
-            run = device(runtime).run_artifact(path, x, io, warmup=0, runs=0)
+            run = device(runtime, fmt).run_artifact(path, x, io, warmup=0, runs=0)
             wall = (time.perf_counter() - t0) * 1000
             if not run.ok:
                 raise SystemExit(f"{path.name} ({runtime}): {run.error}")
@@ -124,13 +135,79 @@ def bench_loop(bundle_dir: Path, label: str, repeats: int, runs: int, tmp: Path)
     return lines + [""]
 
 
+def bench_litert(bundle_dir: Path, label: str, repeats: int, emu_repeats: int) -> list[str]:
+    from edgeship.runtime.emulated import EmulatedDevice
+
+    bundle = read_bundle(bundle_dir)
+    x = [a[:1] for a in bundle.golden().inputs]
+    lines = []
+    for uri, n in (("local", repeats), ("emu:rpi4", emu_repeats)):
+        got: dict = {}
+        for _ in range(n):
+            for recipe in ("fp32", "int8"):
+                rec = next(a for a in bundle.artifacts if a["format"] == "tflite" and a["recipe"] == recipe)
+                path = bundle.artifact_path(rec)
+                for runtime in ("python", "native"):  # interleaved
+                    d = LocalDevice() if uri == "local" else EmulatedDevice(uri)
+                    d.tflite_runtime = runtime
+                    t0 = time.perf_counter()
+                    first = d.run_artifact(path, x, rec["io"], warmup=0, runs=0)
+                    wall = (time.perf_counter() - t0) * 1000
+                    run = d.run_artifact(path, x, rec["io"], warmup=10, runs=100)
+                    if not (first.ok and run.ok):
+                        raise SystemExit(f"{path.name} on {uri} ({runtime}): {first.error or run.error}")
+                    g = got.setdefault((recipe, runtime), {"wall": [], "init": [], "first": [], "p50": [], "peak": []})
+                    g["wall"].append(wall)
+                    g["init"].append(run.result["init_ms"])
+                    g["first"].append(run.result["first_ms"])
+                    g["p50"].append(run.result["latency"]["p50_ms"])
+                    g["peak"].append(run.result["peak_rss_mb"])
+                    g["runtime"] = run.result["runtime"]
+        emulated = " (QEMU user mode, -cpu cortex-a72: the emulator's times)" if uri != "local" else ""
+        lines += [f"### {label}: native LiteRT runner vs Python interpreter, {uri}{emulated} ({n} interleaved "
+                  f"repeats, medians; 10 warm-up, 100 timed runs, 1 thread)", "",
+                  "| recipe | runtime | first result ms | init ms | first run ms | p50 ms | peak MB | "
+                  "first result vs Python | peak vs Python |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for recipe in ("fp32", "int8"):
+            base = {k: statistics.median(v) for k, v in got[(recipe, "python")].items() if k != "runtime"}
+            for runtime in ("python", "native"):
+                g = got[(recipe, runtime)]
+                m = {k: statistics.median(v) for k, v in g.items() if k != "runtime"}
+                lines.append(f"| {recipe} | {g['runtime']} | {m['wall']:.1f} | {m['init']:.2f} | {m['first']:.3f} | "
+                             f"{m['p50']:.4f} | {m['peak']:.1f} | {m['wall'] / base['wall']:.2f}x | "
+                             f"{m['peak'] / base['peak']:.2f}x |")
+        lines.append("")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--loop-runs", type=int, default=2000)
     p.add_argument("--mobilenet", action="store_true", help="also torch MobileNetV2 (random weights, 224x224)")
     p.add_argument("--out", type=Path)
+    p.add_argument("--litert", action="store_true", help="only the native LiteRT runner against the Python one, "
+                   "on the host and emu:rpi4")
+    p.add_argument("--emu-repeats", type=int, default=2)
+    p.add_argument("--bundle", type=Path, help="--litert: an exported bundle of the digits CNN with fp32 and int8 "
+                   ".tflite (skips the export)")
     args = p.parse_args()
+    if args.litert and args.bundle:
+        lines = bench_litert(args.bundle, "digits CNN (torch, 8x8)", args.repeats, args.emu_repeats)
+        print("\n".join(lines))
+        return
+    if args.litert:
+        with tempfile.TemporaryDirectory(prefix="edgeship-bench-litert-") as tmp:
+            cmd = [sys.executable, "-m", "edgeship", "-q", "export", f"{REPO / 'examples' / 'torch_digits.py'}:build",
+                   "--to", "tflite", "--quant", "fp32,int8", "--calib", "digits:train", "--golden-samples", "100",
+                   "--out", str(Path(tmp) / "digits"), "--name", "digits"]
+            subprocess.run(cmd, check=True, env=ENV, capture_output=True)
+            lines = bench_litert(Path(tmp) / "digits", "digits CNN (torch, 8x8)", args.repeats, args.emu_repeats)
+        print("\n".join(lines))
+        if args.out:
+            args.out.write_text("\n".join(lines) + "\n")
+        return
     lines = [f"command: `.venv/bin/python bench/native_runner.py --repeats {args.repeats}"
              + (" --mobilenet" if args.mobilenet else "") + "`", ""]
     with tempfile.TemporaryDirectory(prefix="edgeship-bench-native-") as tmp:

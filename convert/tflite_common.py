@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.convert import xnnpack_delegation
 from edgeship.errors import ConversionError, EdgeshipError, InputError
 from edgeship.quiet import fds_redirected, writes_to_fd
 from edgeship.runtime.standalone.tflite import inspect_bytes
@@ -306,15 +307,8 @@ def int8_warnings(data: bytes) -> list[str]:
 
 
 def delegation(details: dict) -> dict:
-    total, delegated = details["total_ops"], details["delegated_ops"]
-    left = sorted({op["op"] for op in details["ops"] if op.get("delegated") is False})
-    return {
-        "backend": "XNNPACK",
-        "delegated_ops": delegated,
-        "total_ops": total,
-        "coverage": (delegated / total) if total and delegated is not None else None,
-        "fallback": f"{total - delegated} ops on TFLite's own CPU kernels: {', '.join(left)}" if left else None,
-    }
+    """Counted as `edgeship inspect` and the .pte route count it (xnnpack_delegation.summarize)."""
+    return xnnpack_delegation.summarize(details, "tflite", "XNNPACK")
 
 
 def finish(data: bytes, model, recipe: str, int_io: bool, out_path: Path, input_keys: list[str],
@@ -327,4 +321,7 @@ def finish(data: bytes, model, recipe: str, int_io: bool, out_path: Path, input_
         if recipe == "int8":
             notes += int8_warnings(data)
     Path(out_path).write_bytes(data)
-    return notes, delegation(details)
+    summary = delegation(details)
+    if below := xnnpack_delegation.warning(summary):  # every artifact below 100% says which ops were left out
+        notes.append(below)
+    return notes, summary

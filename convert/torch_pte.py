@@ -10,8 +10,11 @@ Recipes (all lowered with the XNNPACK partitioner):
                 ranges calibrated on `calib`; optionally int8 inputs/outputs (options.int8_io)
 
 `export_pte` is shared with the Keras route (keras_pte.py), which hands it an ExportedProgram.
-If XNNPACK lowering fails, or the lowered program fails a trial run, it retries with one op per
-delegate, then with no delegation (portable kernels), and records what happened.
+Before lowering, xnnpack_passes/xnnpack_decompose rewrite the ops XNNPACK refuses into ops it takes;
+nodes it still cannot lower stay out of its partitions (the rest is delegated). If XNNPACK lowering
+fails anyway, or the lowered program fails a trial run, it retries with one op per delegate, then
+with no delegation (portable kernels), and records what happened. The delegation figure is counted
+from the written .pte the way `edgeship inspect` counts it (xnnpack_delegation.py).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from edgeship.console import track
-from edgeship.convert import ROUTES, int4_weight
+from edgeship.convert import ROUTES, int4_weight, xnnpack_delegation
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.torch_common import (
     constants_observed_once,
@@ -38,7 +41,7 @@ from edgeship.convert.xnnpack_passes import guarded_partitioner, lower_guarded, 
 from edgeship.convert.xnnpack_quant_patterns import clamp_fusing_quantizer
 from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
 from edgeship.quantize.calibration import pt2e_config as calibration_config
-from edgeship.runtime.standalone.executorch import load_kernel_libraries
+from edgeship.runtime.standalone.executorch import inspect_artifact, load_kernel_libraries
 
 BACKEND = "XnnpackBackend"
 # (mode, what the warning calls it); tried in this order until one lowers and runs
@@ -55,7 +58,11 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
     examples = example_tensors(model)
     if recipe.name == "int4-weight":
         return _int4_weight(model, recipe, examples, Path(out_path), options)
-    program = model.obj if model.kind == "torch-exported" else exported_program(model.obj.eval(), examples)
+    if model.kind == "torch-exported":
+        program = model.obj
+    else:
+        with no_fused_attention():
+            program = exported_program(model.obj.eval(), examples)
     return export_pte(program, recipe, examples, calib, Path(out_path), options, source="torch.export")
 
 
@@ -66,7 +73,8 @@ def _int4_weight(model, recipe, examples, out_path: Path, options: ConvertOption
                                "none left", hint="export from the nn.Module source (file.py:factory) instead")
     with quiet():
         module, done, kept = int4_weight.torch_8da4w(model.obj)
-    program = exported_program(module, examples)
+    with no_fused_attention():
+        program = exported_program(module, examples)
     source = f"torchao 8da4w (int4 weights, group {int4_weight.GROUP}, {len(done)} Linear) -> torch.export"
     result = export_pte(program, recipe, examples, None, out_path, options, source=source)
     if kept:
@@ -96,14 +104,13 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
             notes.append(f"int8 I/O applies to the int8 recipe only; the {recipe.name} artifact keeps float I/O")
         buffer, delegation = lower_with_fallback(program, examples, io_quant)
     if delegation.get("kept_out_of_xnnpack"):
-        notes.append(f"XNNPACK could not lower {', '.join(delegation['kept_out_of_xnnpack'])}: kept out of its "
-                     f"partitions, {delegation['delegated_ops']}/{delegation['total_ops']} ops delegated")
-    if delegation["fallback"]:
-        notes.append(
-            f"XNNPACK delegation failed ({delegation['fallback']}); fell back to "
-            f"{dict(LOWERING_MODES)[delegation['mode']]}: {delegation['delegated_ops']}/{delegation['total_ops']} "
-            "ops delegated"
-        )
+        notes.append(f"XNNPACK could not lower nodes {', '.join(delegation['kept_out_of_xnnpack'])}: kept out "
+                     "of its partitions")
+    if below := xnnpack_delegation.warning(delegation):  # names the ops left out, and a lowering fallback
+        notes.append(below)
+    elif delegation["lowering_error"]:
+        notes.append(f"XNNPACK delegation failed ({delegation['lowering_error']}); fell back to "
+                     f"{dict(LOWERING_MODES)[delegation['mode']]}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_bytes(buffer)
     lowering = {"xnnpack": "XNNPACK", "xnnpack-per-op": "XNNPACK per-op", "portable": "portable"}[delegation["mode"]]
@@ -265,7 +272,8 @@ def io_constant_methods(io_quant: dict | None) -> dict:
 
 
 def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
-    """Lower and serialize; each mode must also run the example once. Returns (pte bytes, delegation)."""
+    """Lower and serialize; each mode must also run the example once. Returns (pte bytes, delegation),
+    the delegation counted from the .pte as `edgeship inspect` counts it (artifact_delegation)."""
     import executorch.kernels.quantized  # noqa: F401  (out-variants of quantize ops for portable kernels)
 
     first_error = None
@@ -278,7 +286,6 @@ def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
                 edge, excluded = lower_guarded(attempt, lambda p, names: _lower(p, mode, io_quant, names))
             else:
                 edge = _lower(attempt, mode, io_quant)
-            delegation = count_delegation(edge.exported_program())
             stage = "serializing"
             buffer = edge.to_executorch().buffer
             stage = "trial run"
@@ -287,7 +294,12 @@ def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
             if first_error is None:
                 first_error = f"{stage}: {error_line(e)}"
             continue
-        delegation.update(mode=mode, fallback=first_error, kept_out_of_xnnpack=excluded)
+        delegation = artifact_delegation(bytes(buffer))
+        delegation.update(mode=mode, lowering_error=first_error, kept_out_of_xnnpack=excluded)
+        if first_error:  # the warning line validate and check print says why, and what was left out
+            delegation["fallback"] = (f"XNNPACK delegation failed ({first_error}); fell back to "
+                                      f"{dict(LOWERING_MODES)[mode]}" + (f": {delegation['fallback']}"
+                                                                         if delegation["fallback"] else ""))
         return bytes(buffer), delegation
     raise ConversionError(
         f"ExecuTorch lowering failed: {first_error}",
@@ -306,8 +318,38 @@ def _lower(program, mode: str, io_quant, excluded=frozenset()):
     return to_edge_transform_and_lower(program, partitioner=partitioner, constant_methods=methods)
 
 
+def artifact_delegation(buffer: bytes) -> dict:
+    """The .pte's delegation as `edgeship inspect` reads it: XNNPACK nodes in its delegate blobs
+    against the kernel calls left in its plan (xnnpack_delegation.summarize)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "program.pte")
+        path.write_bytes(buffer)
+        details = inspect_artifact(str(path))
+    return xnnpack_delegation.summarize(details, "pte", BACKEND)
+
+
+@contextlib.contextmanager
+def no_fused_attention():
+    """torch's MHA / TransformerEncoder fast path off while exporting: its fused kernels
+    (_native_multi_head_attention, _transformer_encoder_layer_fwd) are not core ATen."""
+    import torch
+
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
+        yield
+        return
+    was = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(was)
+
+
 def count_delegation(edge_program) -> dict:
-    """Ops of the edge program that went into delegates vs ops left to ExecuTorch's kernels."""
+    """Ops of an edge program that went into delegates vs ops left to ExecuTorch's kernels, counted
+    on the edge graph (a diagnostic for graphs not yet serialized; the manifest's figure is
+    artifact_delegation's, counted from the .pte)."""
     import operator
 
     gm = edge_program.graph_module

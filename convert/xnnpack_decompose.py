@@ -73,7 +73,7 @@ class _Builder:
 
         with self.graph.inserting_before(self.anchor):
             node = self.graph.call_function(target, args, kwargs)
-        fake = lambda a: _val(a) if isinstance(a, torch.fx.Node) else a  # noqa: E731
+        fake = lambda a: _val(a) if isinstance(a, torch.fx.Node) else a
         f_args = torch.fx.node.map_aggregate(args, fake)
         f_kwargs = torch.fx.node.map_aggregate(kwargs, fake)
         if self.mode is not None:
@@ -367,9 +367,12 @@ def max_to_4d_keepdim(gm) -> int:
         keep = bool(_arg(node, 2, "keepdim", False))
         if node.target == aten.max.dim:
             users = list(node.users)
-            if not all(u.target is operator.getitem and u.args[1] == 0 for u in users):
+            if not all(u.target is operator.getitem and (u.args[1] == 0 or not u.users) for u in users):
                 continue  # indices used
-            outs = users
+            for u in users:
+                if u.args[1] != 0:  # indices taken but unused (torch.export keeps the getitem)
+                    gm.graph.erase_node(u)
+            outs = [u for u in users if u.args[1] == 0]
         else:
             outs = [node]
         before, k, after = math.prod(vi.shape[:d]), vi.shape[d], math.prod(vi.shape[d + 1:])

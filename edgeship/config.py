@@ -8,7 +8,8 @@ says what was received, and every error names the file and the key (e.g. `gates.
     targets    = [{format = "tflite", recipe = "int8", max_drop = {top1 = 1.0}}, ...]
     devices    = ["local"]
     [measure]  threads, warmup, runs, timeout, adb_runners
-    [gates]    accuracy, latency (+ per device), size, memory, regression (the baseline floors)
+    [gates]    accuracy, latency (+ per device), size, memory, delegation (min share of ops in XNNPACK),
+               regression (the baseline floors)
     [report]   dir, formats
 """
 
@@ -115,6 +116,10 @@ class MemoryGates(_Strict):
     max_peak_mb: float | None = Field(None, gt=0)
 
 
+class DelegationGates(_Strict):
+    min: float | None = Field(None, ge=0, le=1)  # share of a .pte's / .tflite's ops delegated to XNNPACK
+
+
 class RegressionGates(_Strict):
     """A change against the baseline counts only when it clears BOTH floors (and, for latency,
     the one-sided statistical test at `confidence`)."""
@@ -134,6 +139,7 @@ class Gates(_Strict):
     latency: LatencyGates = Field(default_factory=LatencyGates)
     size: SizeGates = Field(default_factory=SizeGates)
     memory: MemoryGates = Field(default_factory=MemoryGates)
+    delegation: DelegationGates = Field(default_factory=DelegationGates)
     regression: RegressionGates = Field(default_factory=RegressionGates)
 
 

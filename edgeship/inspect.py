@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edgeship.children import die_with_parent
 from edgeship.console import console
+from edgeship.convert import xnnpack_delegation
 from edgeship.errors import ArtifactError, InputError
 from edgeship.model import IOSpec
 from edgeship.reports.tables import size_str
@@ -73,6 +74,7 @@ def artifact_io(path: Path, model_io: IOSpec, io_quantization: dict | None = Non
 
 
 def print_inspect(path: Path, d: dict) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
 
@@ -82,8 +84,11 @@ def print_inspect(path: Path, d: dict) -> None:
     total, delegated = d.get("total_ops"), d.get("delegated_ops")
     if total and delegated is None:
         c.print(f"ops: {total}, run by {d.get('runtime') or 'the runtime'} (no delegate)")
-    elif total:
-        c.print(f"ops: {total}, delegated: {delegated} ({(delegated or 0) / total * 100:.0f}%)")
+    elif total:  # the figure the manifest, export, validate and check's gate give for this file
+        summary = xnnpack_delegation.summarize(d, d["format"], "XNNPACK")
+        c.print(f"ops: {total}, delegated: {delegated} ({summary['coverage'] * 100:.0f}%)")
+        if summary["fallback"]:
+            c.print(f"[yellow]warning[/] not delegated: {escape(summary['fallback'])}")
     quantized = [t for t in d.get("tensors") or [] if t.get("quantization")]
     if quantized:
         per_channel = sum(isinstance(t["quantization"].get("scale"), list) for t in quantized)

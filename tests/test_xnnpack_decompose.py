@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from edgeship.convert import torch_pte, xnnpack_decompose, xnnpack_passes
 

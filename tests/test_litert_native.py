@@ -246,3 +246,17 @@ def test_emulated_pi_runs_the_aarch64_runner(models, feeds):
     assert native.result["platform"]["machine"] == "aarch64" and native.result["runtime"].startswith("litert-native")
     assert python.result["runtime"].startswith("ai-edge-litert") and python.result["platform"]["machine"] == "aarch64"
     np.testing.assert_array_equal(native.outputs[0], python.outputs[0])
+
+
+def test_no_compiler_keeps_the_python_interpreter_and_says_so_once(models, feeds, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))  # nothing built yet
+    monkeypatch.setenv("PATH", str(tmp_path))  # no g++ on it
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.delenv(native_build.ENV_TFLITE_RUNTIME, raising=False)
+    monkeypatch.setattr(native_build, "_said", set())
+    path, sig = models["int8"]
+    runs = [LocalDevice().run_artifact(path, [a[:2] for a in feeds], sig, warmup=0, runs=1) for _ in range(2)]
+    assert all(r.ok and r.result["runtime"].startswith("ai-edge-litert ") for r in runs), [r.error for r in runs]
+    err = capsys.readouterr().err
+    assert err.count("no C++ compiler for the native LiteRT runner") == 1, err
+    assert "Python interpreter instead" in err

@@ -20,6 +20,17 @@ INT8_OPS = ("add", "mul", "sub", "neg", "cat", "mean", "prelu", "relu", "hardtan
 # layer's raw range would make the converter fuse the clamp into the float conv and quantize the
 # clamped output with that wide range (EfficientNet-Lite0 with its stem conv float: 5 dB SNR)
 CLAMPS = ("relu", "hardtanh")
+# Ops whose int8 kernels in LiteRT insist on one output scale and zero point, whatever the data:
+# LOGISTIC and SOFTMAX 1/256 and -128 (their output is in [0, 1)), TANH 1/128 and 0 ([-1, 1)).
+# An observer's own step must not reach the converter: it forces the kernel's values on the op
+# and then finds them unequal to the next tensor's ("type of return operand 0 ('...3.906250e-03:
+# -128') doesn't match function result type ('...0.0039196601137518883:-128')": a mean over a
+# size-1 axis, observed on its own, folded away behind a sigmoid).
+FIXED_RANGE = {"sigmoid": (1 / 256, -128), "softmax": (1 / 256, -128), "_softmax": (1 / 256, -128),
+               "tanh": (1 / 128, 0)}
+# Ops whose outputs stay within their input's range: behind a fixed-range op they keep its quantization
+RANGE_KEEPING = ("mean", "avg_pool2d", "adaptive_avg_pool2d", "max_pool2d", "amax", "amin", "relu", "hardtanh")
+VIEWS = ("view", "reshape", "_unsafe_view", "squeeze", "unsqueeze", "flatten", "permute", "clone", "contiguous")
 PASS_THROUGH = ("_native_batch_norm_legit_no_training", "batch_norm", "view", "reshape", "flatten", "permute",
                 "clone", "contiguous")
 
@@ -56,7 +67,60 @@ def annotate_remaining(gm, quantization_config, filter_fn=None) -> int:
         node.meta["quantization_annotation"] = QuantizationAnnotation(
             input_qspec_map=qmap, output_qspec=act_out, _annotated=True)
         done += 1
+    keep_fixed_ranges(gm)
     return done
+
+
+def fixed_qspec(opname: str):
+    """The FixedQParamsQuantizationSpec LiteRT's int8 kernel of `opname` (FIXED_RANGE) requires."""
+    import torch
+    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec
+
+    scale, zero_point = FIXED_RANGE[opname]
+    return FixedQParamsQuantizationSpec(dtype=torch.int8, scale=scale, zero_point=zero_point, quant_min=-128,
+                                        quant_max=127, qscheme=torch.per_tensor_affine)
+
+
+def fixed_range_of(node):
+    """The fixed quantization `node`'s value must have: that of the sigmoid/softmax/tanh it comes
+    from through views and RANGE_KEEPING ops, else None."""
+    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec
+
+    while hasattr(node, "op") and node.op == "call_function":
+        name = getattr(node.target, "_opname", None)
+        if name in FIXED_RANGE:
+            spec = getattr(node.meta.get("quantization_annotation"), "output_qspec", None)
+            return spec if isinstance(spec, FixedQParamsQuantizationSpec) else fixed_qspec(name)
+        if name not in VIEWS + RANGE_KEEPING or not node.args:
+            return None
+        node = node.args[0]
+    return None
+
+
+def keep_fixed_ranges(gm) -> int:
+    """Whoever annotated them (litert-torch's patterns or annotate_remaining), the tensors that
+    carry a sigmoid's, softmax's or tanh's value get that op's fixed quantization instead of an
+    observer's: each input edge from one, and the output of a RANGE_KEEPING op behind one (in
+    graph order, so a chain sigmoid -> squeeze -> mean -> view keeps 1/256 to the end). Returns
+    the number of specs replaced."""
+    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec, QuantizationSpec
+
+    replaced = 0
+    for node in gm.graph.nodes:
+        annotation = node.meta.get("quantization_annotation")
+        if annotation is None or node.op != "call_function":
+            continue
+        for arg, spec in list(annotation.input_qspec_map.items()):
+            if isinstance(spec, QuantizationSpec) and (fixed := fixed_range_of(arg)) is not None:
+                annotation.input_qspec_map[arg] = fixed
+                replaced += 1
+        out = annotation.output_qspec
+        if (getattr(node.target, "_opname", None) in RANGE_KEEPING and node.args
+                and not isinstance(out, FixedQParamsQuantizationSpec) and out is not None
+                and (fixed := fixed_range_of(node.args[0])) is not None):
+            annotation.output_qspec = fixed
+            replaced += 1
+    return replaced
 
 
 def _behind_float_layer(node, filter_fn) -> bool:

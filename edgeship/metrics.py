@@ -31,14 +31,16 @@ def is_classifier_output(a: np.ndarray) -> bool:
     return a.ndim == 2 and a.shape[1] > 1
 
 
-def compare_output(reference: np.ndarray, other: np.ndarray) -> dict:
+def compare_output(reference: np.ndarray, other: np.ndarray, classes: bool | None = None) -> dict:
+    """Cosine, SNR and max error; top-1 agreement for a classification output (CLASSES; None: a
+    2-D [batch, classes] output)."""
     other = other.reshape(reference.shape)
     out = {
         "cosine": cosine(reference, other),
         "snr_db": snr_db(reference, other),
         "max_abs_error": float(np.abs(other.astype(np.float64) - reference).max()) if reference.size else 0.0,
     }
-    if is_classifier_output(reference):
+    if is_classifier_output(reference) if classes is None else classes:
         out["top1_agreement"] = float((reference.argmax(1) == other.argmax(1)).mean() * 100)
     return out
 
@@ -52,7 +54,8 @@ def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float | None:
 
 def compare(reference: list[np.ndarray], outputs: list[np.ndarray], names: list[str], labels=None) -> dict:
     """Per output metrics, plus accuracy vs labels (first output) for artifact and reference."""
-    per_output = {n: compare_output(r, o) for n, r, o in zip(names, reference, outputs)}
+    per_output = {n: compare_output(r, o, _classes(i, r, labels))
+                  for i, (n, r, o) in enumerate(zip(names, reference, outputs))}
     result: dict = {"outputs": per_output}
     first = per_output[names[0]]
     result.update({k: first[k] for k in ("cosine", "snr_db", "max_abs_error", "top1_agreement") if k in first})
@@ -64,3 +67,12 @@ def compare(reference: list[np.ndarray], outputs: list[np.ndarray], names: list[
             result["reference_accuracy"] = ref_acc
             result["accuracy_drop"] = ref_acc - acc
     return result
+
+
+def _classes(index: int, reference: np.ndarray, labels) -> bool:
+    """Whether output INDEX is a classification, which top-1 agreement is for: a 2-D [batch,
+    classes] output; where labels are given, only the output they label (the first), and only
+    when they are class ids (not masks, boxes or images)."""
+    if not is_classifier_output(reference):
+        return False
+    return labels is None or (index == 0 and class_ids(labels, len(reference)) is not None)

@@ -36,7 +36,7 @@ from edgeship.runtime import ssh_native
 from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
 from edgeship.runtime.emulated import agent_package
 from edgeship.runtime.local import load_outputs, save_inputs
-from edgeship.runtime.rootfs import cache_root, host_version, pip_platform_args
+from edgeship.runtime.rootfs import MARKER, cache_root, host_version, pip_platform_args
 
 HOME = ".edgeship"  # relative to the login directory: the same path for ssh and scp
 VENV_PYTHON = f"{HOME}/venv/bin/python"
@@ -81,7 +81,6 @@ class SSHFailure(Exception):
 
 
 class SSHDevice:
-    emulated = False
 
     def __init__(self, uri: str, require_runtime: bool = True):
         self.user, self.host, self.port = parse_uri(uri)
@@ -95,7 +94,19 @@ class SSHDevice:
         self.agent_remote = f"{HOME}/agent-{agent_hash(self.agent_dir)}"
         self.require_runtime = require_runtime
         self._ready = False
+        self._emulated: bool | None = None
         self.retries = 0  # runs retried after a dropped connection (kept for reports and tests)
+
+    @property
+    def emulated(self) -> bool:
+        """True when the board is edgeship's own emulated arm64 root filesystem (its marker file at
+        /, as the SSH tests' chroot under QEMU): a real board never has it. One round trip, kept."""
+        if self._emulated is None:
+            try:
+                self._emulated = self._connect().get("emurootfs") == "yes"
+            except DeviceError:
+                return False  # unreachable: the run says so
+        return self._emulated
 
     # -- transport ------------------------------------------------------------------------------
 
@@ -152,7 +163,8 @@ class SSHDevice:
     def _connect(self) -> dict:
         """One round trip: what the device has (runtime, this agent version)."""
         script = (f"echo arch=$(uname -m); command -v python3 >/dev/null && echo python3=yes; "
-                  f"test -x {VENV_PYTHON} && echo venv=yes; test -f {self.agent_remote}/ok && echo agent=yes; true")
+                  f"test -x {VENV_PYTHON} && echo venv=yes; test -f {self.agent_remote}/ok && echo agent=yes; "
+                  f"test -f /{MARKER} && echo emurootfs=yes; true")
         try:
             out = self.ssh(script, timeout=120).stdout
         except SSHFailure as e:
@@ -173,6 +185,7 @@ class SSHDevice:
         if self._ready:
             return
         state = self._connect()
+        self._emulated = state.get("emurootfs") == "yes"
         if self.require_runtime and state.get("venv") != "yes":
             raise DeviceError(f"{self.uri}: edgeship's runtime is not installed on the device (no ~/{VENV_PYTHON})",
                               hint=self.setup_hint())

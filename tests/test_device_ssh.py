@@ -159,8 +159,10 @@ def test_validate_over_ssh(ready_device, sshd, good_env, digits_bundle, tmp_path
     assert r.exit_code == 0, r.output
     data = json.loads(out.read_text())
     rec = data["artifacts"][0]
-    assert data["context"]["emulated"] is False  # an ssh device is a real board as far as edgeship knows
+    # this board is edgeship's emulated arm64 rootfs under QEMU (its marker file): labelled so
+    assert data["context"]["emulated"] is True and rec["emulated"] is True
     assert rec["status"] == "pass" and rec["platform"]["machine"] == "aarch64"
+    assert rec["runtime"].startswith("litert-native") and rec["platform"]["runner"] == "native"
     assert rec["delegate"]["active"] is True and rec["accuracy"]["top1_agreement"] >= 97.0
     # the artifact was pushed once, under its sha256, and the run folder was removed
     pushed = list((sshd.rootfs / "root/.edgeship/artifacts").glob("*/digits.int8.tflite"))
@@ -191,7 +193,8 @@ def drop_runs(sshd, monkeypatch):
     held = {"name": None, "left": 0}
 
     def ssh(self, command, timeout=120.0, check=True):
-        if held["left"] and "edgeship_agent.agent run" in command and held["name"] in command:
+        runs = "edgeship_agent.agent run" in command or "litert_runner" in command  # Python agent or native runner
+        if held["left"] and runs and held["name"] in command:
             held["left"] -= 1
             command = re.sub(r"--runs \d+", "--runs 1000000000", command)
             command = re.sub(r"--max-seconds \S+", "--max-seconds 1000000", command)
@@ -206,7 +209,7 @@ def drop_runs(sshd, monkeypatch):
         def watch():
             done, deadline = 0, time.monotonic() + 600  # a guard for the thread, not a verdict
             while done < times and time.monotonic() < deadline:
-                if sshd.running("edgeship_agent.agent run") and sshd.running("--runs 1000000000"):
+                if sshd.running("--runs 1000000000"):
                     sshd.drop_connections()
                     done += 1
                     while sshd.running("--runs 1000000000"):

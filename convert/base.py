@@ -99,7 +99,12 @@ def converter_message(error: BaseException | str, limit: int = MESSAGE_LIMIT) ->
         text = f"{type(error).__name__}: {error}" if str(error).strip() else type(error).__name__
     else:
         text = str(error)
-    text = _PATH.sub(lambda m: m.group(1) if _DEAD.search(m.group(0)) else m.group(0), text)
+    temp = tempfile.gettempdir().rstrip("/") + "/"  # $TMPDIR, where it is not /tmp
+
+    def dead(path: str) -> bool:
+        return bool(_DEAD.search(path)) or path.startswith(temp)
+
+    text = _PATH.sub(lambda m: m.group(1) if dead(m.group(0)) else m.group(0), text)
     text = _ORT_NODE.sub(lambda m: f"node {m.group(1)} ({m.group(2)}): ", _ORT_CODE.sub(r"\1: ", text))
     text = _CPP_WHERE.sub(" ", text)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not _NOISE.match(ln.strip())]

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from edgeship.convert import onnx_common as common
-from edgeship.convert.base import ConvertOptions, ConvertResult
+from edgeship.convert.base import ConvertOptions, ConvertResult, converter_message
 from edgeship.errors import ConversionError, InputError, error_line
 
 ROUTE = "tf2onnx -> onnxruntime .onnx"
@@ -54,7 +54,8 @@ def export_float(model, verbose: bool = False):
             erfc_as_erf(proto)
             renumber(proto)
     except Exception as e:
-        raise ConversionError(f"tf2onnx could not convert '{model.name}': {error_line(e, with_type=True)}",
+        raise ConversionError(f"tf2onnx could not convert '{model.name}': "
+                              f"{converter_message(error_line(e, with_type=True))}",
                               hint="run with --verbose for tf2onnx's log, or try --to tflite") from None
     versions = {"tensorflow": tf.__version__}
     if model.kind == "keras":

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.children import die_with_parent
-from edgeship.convert.base import ConvertOptions, ConvertResult
+from edgeship.convert.base import ConvertOptions, ConvertResult, converter_message
 from edgeship.convert.base import ConvertOptions as Options
 from edgeship.convert.layers import LayerError
 from edgeship.convert.torch_common import exported_program, quiet, to_tensors
@@ -116,7 +116,7 @@ def _read_answer(result_path: Path, returncode: int, log_text: str) -> dict:
         lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
         how = f"died with signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
         raise ConversionError(
-            f"the Keras -> pte child process {how}" + (f": {lines[-1]}" if lines else ""),
+            f"the Keras -> pte child process {how}" + (f": {converter_message(lines[-1])}" if lines else ""),
             hint="run with --verbose to see its output",
         )
     answer = json.loads(result_path.read_text())
@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug or a converter's surprise: one line back, the traceback in the log
 
         traceback.print_exc()
-        answer = {"ok": False, "type": "ConversionError", "message": f"{type(e).__name__}: {error_line(e)}"}
+        answer = {"ok": False, "type": "ConversionError",
+                  "message": converter_message(f"{type(e).__name__}: {error_line(e)}")}
     (job_dir / "result.json").write_text(json.dumps(answer))
     return 0 if answer["ok"] else 1
 

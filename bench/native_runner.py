@@ -164,11 +164,11 @@ def bench_litert(bundle_dir: Path, label: str, repeats: int, emu_repeats: int) -
                     g["peak"].append(run.result["peak_rss_mb"])
                     g["runtime"] = run.result["runtime"]
         emulated = " (QEMU user mode, -cpu cortex-a72: the emulator's times)" if uri != "local" else ""
-        lines += [f"### {label}: native LiteRT runner vs Python interpreter, {uri}{emulated} ({n} interleaved "
-                  f"repeats, medians; 10 warm-up, 100 timed runs, 1 thread)", "",
-                  "| recipe | runtime | first result ms | init ms | first run ms | p50 ms | peak MB | "
-                  "first result vs Python | peak vs Python |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        title = (f"### {label}: native LiteRT runner vs Python interpreter, {uri}{emulated} ({n} interleaved "
+                 f"repeats, medians; 10 warm-up, 100 timed runs, 1 thread)")
+        header = ("| recipe | runtime | first result ms | init ms | first run ms | p50 ms | peak MB | "
+                  "first result vs Python | peak vs Python |")
+        lines += [title, "", header, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for recipe in ("fp32", "int8"):
             base = {k: statistics.median(v) for k, v in got[(recipe, "python")].items() if k != "runtime"}
             for runtime in ("python", "native"):

@@ -234,6 +234,7 @@ def test_tflite_runtime_python_does_not_outlive_its_command(models, monkeypatch)
 @pytest.mark.skipif(shutil.which(native_build.CROSS_CXX) is None or shutil.which("qemu-aarch64-static") is None,
                     reason="needs g++-aarch64-linux-gnu and qemu-user-static")
 def test_emulated_pi_runs_the_aarch64_runner(models, feeds):
+    from edgeship.runtime import native_profile
     from edgeship.runtime.emulated import EmulatedDevice
     from edgeship.runtime.rootfs import cached_rootfs
 
@@ -247,6 +248,9 @@ def test_emulated_pi_runs_the_aarch64_runner(models, feeds):
     assert native.result["platform"]["machine"] == "aarch64" and native.result["runtime"].startswith("litert-native")
     assert python.result["runtime"].startswith("ai-edge-litert") and python.result["platform"]["machine"] == "aarch64"
     np.testing.assert_array_equal(native.outputs[0], python.outputs[0])
+    report = native_profile.profile(EmulatedDevice("emu:rpi4"), path, [a[:1] for a in feeds], sig, warmup=0, runs=2)
+    assert report["emulated"] is True and report["runtime"].startswith("litert-native")
+    assert any(r["delegated"] and r["name"].startswith("Convolution") for r in report["rows"]), report["rows"]
 
 
 def test_no_compiler_keeps_the_python_interpreter_and_says_so_once(models, feeds, tmp_path, monkeypatch, capsys):

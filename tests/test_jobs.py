@@ -105,6 +105,9 @@ def test_running_a_shard_again_does_no_work(sharded):
     r = cli_run("run", "--plan", sharded["plan"], "--results", sharded["store"], "--shard", "2/3")
     assert r.exit_code == 0, r.output
     assert "shard 2/3: 0 ran, 2 already in the store" in r.output
+    key = next(j["key"] for j in load_plan(sharded["plan"])["jobs"] if j["kind"] == "validate")
+    r = cli_run("run", "--plan", sharded["plan"], "--results", sharded["store"], "--job", key[:16])
+    assert r.exit_code == 0 and f"job {key[:12]}: 0 ran, 1 already in the store" in r.output, r.output
     after = (len(store.journal_entries()), {f: f.stat().st_mtime_ns for f in sharded["store"].glob("*/result.json")})
     assert after == before
 
@@ -170,6 +173,7 @@ def test_bad_input_is_one_line_and_exit_2(sharded, tmp_path):
         (["run", "--plan", plan, "--results", plan, "--shard", "1/3"], "is not writable"),
         (["merge", tmp_path / "empty", "--plan", plan], "no results store"),
         (["run", "--plan", plan, "--results", store, "--shard", "1/3", "--jobs", "2"], "without --shard"),
+        (["run", "--plan", plan, "--results", store, "--job", "nosuchkey"], "no job 'nosuchkey'"),
     ]:
         r = cli_run(*args)
         assert r.exit_code == 2 and words in r.output and "Traceback" not in r.output, (args, r.output)

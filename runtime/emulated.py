@@ -143,6 +143,7 @@ class EmulatedDevice(LocalDevice):
         result["rootfs"] = str(self.rootfs)
         self._executorch = bool(result.get("executorch", {}).get("available"))
         result["executorch_native"] = native_probe_for(self)
+        result["litert_native"] = native_probe_for(self, "litert")
         return result
 
     def run_artifact(self, artifact, inputs, signature, **kw) -> AgentRun:

@@ -179,28 +179,30 @@ def probe_native(runner_cmd: list[str] | None, reason: str | None = None, timeou
     if not report or not report.get("ok"):
         return {"available": False, "reason": describe_exit(proc.returncode, proc.stderr)}
     backends = report.get("backends") or []
+    name = "XnnpackBackend" if str(report.get("runtime")).startswith("executorch") else "CpuAccelerator"
     return {"available": True, "runtime": report.get("runtime"), "backends": backends,
             "machine": (report.get("platform") or {}).get("machine"),
-            "xnnpack": {"active": "XnnpackBackend" in backends,
-                        "detail": "XnnpackBackend registered" if "XnnpackBackend" in backends
-                        else "XnnpackBackend not registered"}}
+            "xnnpack": {"active": name in backends,
+                        "detail": f"{name} registered" if name in backends else f"{name} not registered"}}
 
 
-def native_probe_for(device) -> dict:
-    """probe_native for a LocalDevice-like device (its native_target and native_command)."""
+def native_probe_for(device, kind: str = "pte") -> dict:
+    """probe_native for a LocalDevice-like device (its native_target and native_command); KIND
+    'litert' probes the native LiteRT runner (its CPU accelerator is XNNPACK)."""
     try:
-        runner = ensure_runner(device.native_target)
+        runner = ensure_runner(device.native_target, kind)
     except NativeUnavailable as e:
         return probe_native(None, e.message)
     return probe_native(device.native_command(runner))
 
 
 def native_row(n: dict) -> str:
-    """The doctor table's 'ExecuTorch (native)' cell (rich markup)."""
+    """The doctor table's 'ExecuTorch (native)' or 'LiteRT (native)' cell (rich markup)."""
     from rich.markup import escape
 
     if not n.get("available"):
         return f"[red]unavailable[/]: {escape(str(n.get('reason')))}"
     x = n.get("xnnpack") or {}
-    return (f"[green]{escape(str(n.get('runtime')))}[/] ({n.get('machine')}; no torch); XNNPACK "
+    needs_none = "no torch" if str(n.get("runtime")).startswith("executorch") else "no Python"
+    return (f"[green]{escape(str(n.get('runtime')))}[/] ({n.get('machine')}; {needs_none}); XNNPACK "
             + ("[green]active[/]" if x.get("active") else "[red]not active[/]") + f": {escape(x.get('detail', ''))}")

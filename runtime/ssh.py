@@ -315,6 +315,7 @@ class SSHDevice:
             raise DeviceError(f"{self.uri}: the probe failed: {describe_exit(proc.returncode, proc.stderr)}")
         result["venv"] = state.get("venv") == "yes"
         result["executorch_native"] = ssh_native.probe(self)
+        result["litert_native"] = ssh_native.probe(self, "litert")
         if not result["venv"]:
             result["tflite"] = {"available": False, "reason": f"no edgeship runtime on the device; {self.setup_hint()}"}
         return result

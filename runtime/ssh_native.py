@@ -123,20 +123,21 @@ def run_native_remote(device, artifact: Path, inputs, signature, kind: str, *, t
             device.ssh(f"rm -rf {run_dir}", timeout=60, check=False)
 
 
-def probe(device) -> dict:
-    """The native runner on the device as doctor shows it (pushed first when this host can build it)."""
+def probe(device, kind: str = "pte") -> dict:
+    """The native runner of KIND on the device as doctor shows it (pushed first when this host can
+    build it)."""
     try:
-        runner = native_build.ensure_runner("aarch64")
+        runner = native_build.ensure_runner("aarch64", kind)
     except native_build.NativeUnavailable as e:
         return native.probe_native(None, e.message)
     rdir = push_runner(device, runner)
-    proc = device.ssh(f"$HOME/{rdir}/pte_runner --probe", timeout=120, check=False)
+    proc = device.ssh(f"$HOME/{rdir}/{runner.binary.name} --probe", timeout=120, check=False)
     report = parse_agent_stdout(proc.stdout)
     if not report or not report.get("ok"):
         return {"available": False, "reason": describe_exit(proc.returncode, proc.stderr)}
     backends = report.get("backends") or []
+    name = "XnnpackBackend" if kind == "pte" else "CpuAccelerator"
     return {"available": True, "runtime": report.get("runtime"), "backends": backends, "location": f"~/{rdir}",
             "machine": (report.get("platform") or {}).get("machine"),
-            "xnnpack": {"active": "XnnpackBackend" in backends,
-                        "detail": "XnnpackBackend registered" if "XnnpackBackend" in backends
-                        else "XnnpackBackend not registered"}}
+            "xnnpack": {"active": name in backends,
+                        "detail": f"{name} registered" if name in backends else f"{name} not registered"}}

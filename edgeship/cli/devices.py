@@ -96,6 +96,7 @@ def doctor_report(uri: str) -> dict:
                           timeout=300)
     report = json.loads(json.dumps(parse_agent_stdout(proc.stdout) or {"ok": False}))
     report["executorch_native"] = native_probe_for(LocalDevice())
+    report["litert_native"] = native_probe_for(LocalDevice(), "litert")
     return report
 
 
@@ -129,6 +130,8 @@ def print_doctor(uri: str, r: dict) -> bool:
               else f"[red]unavailable[/]: {et.get('reason')}")
     if "executorch_native" in r:
         t.add_row("ExecuTorch (native)", native_row(r["executorch_native"]))
+    if "litert_native" in r:
+        t.add_row("LiteRT (native)", native_row(r["litert_native"]))
     disk, mem, avail = r.get("disk_free_mb"), r.get("mem_total_mb"), r.get("mem_available_mb")
     t.add_row("free disk", f"{disk / 1024:.1f} GB" if disk is not None else "unknown")
     t.add_row("memory", f"{avail / 1024:.1f} GB available of {mem / 1024:.1f} GB" if mem and avail else "unknown")

@@ -62,6 +62,7 @@ typedef struct LiteRtOpaqueOptionsT* LiteRtOpaqueOptions;
 typedef struct LiteRtTensorBufferT* LiteRtTensorBuffer;
 typedef struct LiteRtTensorBufferRequirementsT* LiteRtTensorBufferRequirements;
 typedef struct LiteRtProfilerT* LiteRtProfiler;
+typedef struct LiteRtAcceleratorT* LiteRtAccelerator;
 typedef struct LiteRtEnvOptionT LiteRtEnvOption;  // never dereferenced: no options are passed
 typedef size_t LiteRtParamIndex;
 typedef int LiteRtHwAcceleratorSet;
@@ -117,6 +118,10 @@ typedef struct {
 
 LiteRtStatus LiteRtCreateEnvironment(int num_options, const LiteRtEnvOption* options, LiteRtEnvironment* env);
 void LiteRtDestroyEnvironment(LiteRtEnvironment env);
+// litert/c/internal/litert_accelerator.h
+LiteRtStatus LiteRtGetNumAccelerators(LiteRtEnvironment env, LiteRtParamIndex* n);
+LiteRtStatus LiteRtGetAccelerator(LiteRtEnvironment env, LiteRtParamIndex i, LiteRtAccelerator* accelerator);
+LiteRtStatus LiteRtGetAcceleratorName(const LiteRtAcceleratorT* accelerator, const char** name);
 LiteRtStatus LiteRtCreateModelFromBuffer(LiteRtEnvironment env, const void* addr, size_t size, LiteRtModel* model);
 void LiteRtDestroyModel(LiteRtModel model);
 LiteRtStatus LiteRtGetNumModelSignatures(LiteRtModel model, LiteRtParamIndex* n);
@@ -865,11 +870,22 @@ std::string run(int argc, char** argv, std::string* partial) {
 
 int main(int argc, char** argv) {
   std::string partial;
-  if (argc == 2 && std::strcmp(argv[1], "--probe") == 0) {
+  if (argc == 2 && std::strcmp(argv[1], "--probe") == 0) {  // the accelerators this libLiteRt.so registers
     LiteRtEnvironment env = nullptr;
     bool ok = LiteRtCreateEnvironment(0, nullptr, &env) == kLiteRtStatusOk;
-    std::printf("\n{\"ok\":%s,%s,\"accelerators\":[\"CPU (XNNPACK)\"]}\n", ok ? "true" : "false",
-                platform_json().c_str());
+    std::string names;
+    LiteRtParamIndex n = 0;
+    if (ok && LiteRtGetNumAccelerators(env, &n) == kLiteRtStatusOk) {
+      for (LiteRtParamIndex i = 0; i < n; ++i) {
+        LiteRtAccelerator acc = nullptr;
+        const char* name = nullptr;
+        if (LiteRtGetAccelerator(env, i, &acc) == kLiteRtStatusOk && acc &&
+            LiteRtGetAcceleratorName(acc, &name) == kLiteRtStatusOk && name)
+          names += std::string(names.empty() ? "" : ",") + json_str(name);
+      }
+    }
+    std::printf("\n{\"ok\":%s,%s,\"backends\":[%s]}\n", ok ? "true" : "false", platform_json().c_str(),
+                names.c_str());
     return ok ? 0 : 1;
   }
   try {

@@ -130,7 +130,8 @@ def command(ctx, artifact, threads, warmup, runs, json_path, profile, device, ru
 
     Exits 1 when a run failed, 3 when a device cannot be reached (the other devices still run)."""
     check_adb_runner(device, runner)
-    with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner, tflite_runtime=tflite_runtime):  # this command's only
+    # this command's only
+    with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner, tflite_runtime=tflite_runtime):
         code = run_bench(artifact, threads, warmup, runs, device, json_path, ctx.obj["verbose"])
         if profile:
             run_profile(artifact, device, warmup, runs, threads)

@@ -43,7 +43,8 @@ def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cos
     req = ValidateRequest(target, data, device[0], threads, warmup, runs, timeout, max_drop, min_cosine,
                           ctx.obj["verbose"], reference=reference, metric=metric, metric_drop=metric_drop,
                           min_metric=min_metric)
-    with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner, tflite_runtime=tflite_runtime):  # this command's only
+    # this command's only
+    with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner, tflite_runtime=tflite_runtime):
         code = validate_on_devices(req, list(device), json_path)
     if code:
         sys.exit(code)

@@ -14,6 +14,9 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
   squeeze/unsqueeze  unsqueeze only on the last dim, squeeze not at all -> view
   amax, max.dim      4-D only, keepdim, dim 2 or 3 (the lowering raises otherwise)
                                     -> view to 4-D (1, before, K, after), max.dim(2, keepdim), view
+  conv1d             lowered as a conv2d between layout transposes, twice per conv
+                                    -> conv2d on (N, C, 1, L) views; `sink_views` then moves views
+                                       below unary ops and cancels view pairs, so a conv chain stays 4-D
   mean.dim           4-D over (2, 3) with keepdim only
                                     -> (2, 3): keepdim + view; NHWC (1, 2): permute + the same;
                                        any other dims: permute them last, view, linear(1/K), view
@@ -327,12 +330,12 @@ def scalar_ops_to_tensor(gm) -> int:
 
 
 def squeeze_to_view(gm) -> int:
-    """squeeze / unsqueeze with static shapes -> view."""
+    """squeeze / unsqueeze / flatten with static shapes -> view."""
     import torch
 
     aten = torch.ops.aten
     targets = [aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default, aten.unsqueeze.default,
-               aten.squeeze_copy.dim, aten.squeeze_copy.dims, aten.unsqueeze_copy.default]
+               aten.squeeze_copy.dim, aten.squeeze_copy.dims, aten.unsqueeze_copy.default, aten.flatten.using_ints]
     changed = 0
     for node in _calls(gm, *targets):
         vi, vo = _val(node.args[0]), _val(node)
@@ -381,8 +384,11 @@ def max_to_4d_keepdim(gm) -> int:
         out_shape = [s for i, s in enumerate(vi.shape) if i != d] if not keep else \
             [1 if i == d else s for i, s in enumerate(vi.shape)]
         b = _Builder(gm, node)
-        x4 = b(aten.view.default, x, [1, before, k, after])
-        values = b(operator.getitem, b(aten.max.dim, x4, 2, True), 0)
+        if vi.dim() == 4 and d in (2, 3):  # already 4-D: only keepdim is missing
+            values = b(operator.getitem, b(aten.max.dim, x, d, True), 0)
+        else:
+            x4 = b(aten.view.default, x, [1, before, k, after])
+            values = b(operator.getitem, b(aten.max.dim, x4, 2, True), 0)
         result = b(aten.view.default, values, out_shape)
         for o in outs:
             o.replace_all_uses_with(result)
@@ -430,8 +436,77 @@ def mean_for_xnnpack(gm) -> int:
     return _finish(gm, changed)
 
 
-# in order: the layer-norm pass makes means the mean pass rewrites
+def conv1d_as_conv2d(gm) -> int:
+    """conv1d(x, w) -> view(conv2d(view(x, (N, C, 1, L)), w as (O, I, 1, K)), (N, O, L')): written
+    4-D here, consecutive convs stay 4-D once `sink_views` cancels the views between them, and
+    XNNPACK converts the layout once per chain instead of twice per conv."""
+    import functools
+
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.conv1d.default):
+        x, w = node.args[0], node.args[1]
+        vi, vo = _val(x), _val(node)
+        bias = _arg(node, 2, "bias")
+        stride, padding, dilation = (list(_arg(node, i, k, [d])) for i, k, d in
+                                     ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1)))
+        groups = _arg(node, 6, "groups", 1)
+        if w.op != "get_attr" or not (_static(vi) and _static(vo)) or vi.dim() != 3 or not vi.is_floating_point():
+            continue
+        b = _Builder(gm, node)
+        weight = functools.reduce(getattr, w.target.split("."), gm)
+        w4 = b.constant(weight.detach().unsqueeze(2).clone(), "conv_weight")
+        x4 = b(aten.view.default, x, [vi.shape[0], vi.shape[1], 1, vi.shape[2]])
+        y = b(aten.conv2d.default, x4, w4, bias, [1, *stride], [0, *padding], [1, *dilation], groups)
+        _replace(gm, node, b(aten.view.default, y, list(vo.shape)))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def sink_views(gm) -> int:
+    """Move a view below the unary elementwise op that takes it (op(view(x)) -> view(op(x))), merge
+    view chains and drop views to the shape they start from: the views between two 4-D ops vanish,
+    and with them XNNPACK's layout transposes around each."""
+    import torch
+
+    aten = torch.ops.aten
+    views = {aten.view.default, aten.reshape.default, aten._unsafe_view.default}
+    unary = {aten.relu.default, aten.gelu.default, aten.sigmoid.default, aten.tanh.default, aten.hardtanh.default,
+             aten.hardswish.default, aten.clamp.default, aten.leaky_relu.default, aten.elu.default,
+             aten.silu.default, aten.abs.default, aten.neg.default, aten.exp.default, aten.relu6.default}
+    changed = 0
+    for _ in range(64):
+        moved = False
+        for node in list(gm.graph.nodes):
+            if node.op != "call_function":
+                continue
+            src = node.args[0] if node.args else None
+            if node.target in unary and getattr(src, "target", None) in views and len(src.users) == 1 \
+                    and all(not isinstance(a, torch.fx.Node) for a in node.args[1:]):
+                b = _Builder(gm, node)
+                inner = b(node.target, src.args[0], *node.args[1:], **node.kwargs)
+                _replace(gm, node, b(aten.view.default, inner, list(_val(node).shape)))
+                moved = True
+            elif node.target in views and getattr(src, "target", None) in views:
+                node.args = (src.args[0], *node.args[1:])  # view(view(x)) -> view(x)
+                moved = True
+            elif node.target in views and _static(_val(src)) and list(_val(src).shape) == list(_val(node).shape):
+                _replace(gm, node, src)
+                moved = True
+            if moved:
+                changed += 1
+                gm.graph.eliminate_dead_code()
+                break
+        if not moved:
+            break
+    return _finish(gm, changed)
+
+
+# in order: the layer-norm pass makes means the mean pass rewrites; views are sunk last
 PASSES = {
+    "conv1d as conv2d": conv1d_as_conv2d,
     "layer norm decomposed": layer_norm_decompose,
     "safe softmax as softmax": safe_softmax_to_softmax,
     "batched matmul as bmm": batched_matmul_to_bmm,
@@ -441,4 +516,5 @@ PASSES = {
     "squeeze as view": squeeze_to_view,
     "max as 4-D keepdim": max_to_4d_keepdim,
     "mean for XNNPACK": mean_for_xnnpack,
+    "views sunk and merged": sink_views,
 }

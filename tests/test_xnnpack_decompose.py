@@ -158,3 +158,33 @@ def test_safe_softmax_stays_where_a_mask_can_reach_it():
     gm = torch.export.export(Masked(), (torch.randn(2, 4),)).module()
     assert xnnpack_decompose.safe_softmax_to_softmax(gm) == 0
     assert aten._safe_softmax.default in _ops(gm)
+
+
+def test_conv1d_chain_stays_4d_with_fewer_layout_transposes(tmp_path):
+    """conv1d as conv2d plus sunk views: the same delegation, fewer XNNPACK transposes, eager outputs."""
+    from edgeship.runtime.standalone.executorch import inspect_artifact
+
+    class Conv1dChain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv1d(4, 8, 3, padding=1), nn.Conv1d(8, 8, 3, dilation=2, padding=2)
+
+        def forward(self, x):
+            return torch.relu(self.b(torch.relu(self.a(x))))
+
+    torch.manual_seed(0)
+    model, x = Conv1dChain().eval(), torch.randn(1, 4, 12)
+    stock = torch.export.export(model, (x,))
+    program, done = xnnpack_passes.prepare_for_xnnpack(stock, [x])
+    assert done.get("conv1d as conv2d") == 2 and done.get("views sunk and merged"), done
+    transposes = []
+    for p in (stock, program):
+        buffer, d = torch_pte.lower_with_fallback(p, [x])
+        assert d["coverage"] == 1.0, d
+        path = tmp_path / f"{len(transposes)}.pte"
+        path.write_bytes(buffer)
+        ops = {o["op"]: o["count"] for o in inspect_artifact(str(path))["ops"]}
+        transposes.append(ops.get("XNNStaticTranspose", 0))
+    assert transposes[1] < transposes[0], transposes
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), rtol=1e-5, atol=1e-5)

@@ -49,7 +49,7 @@ def test_recipe_matches_the_keras_model(recipe, artifacts, keras_digits):
     assert keras_digits.float_accuracy - top1(logits, keras_digits.test.labels) <= floor.max_top1_drop
     if recipe == "fp32":
         assert np.abs(logits - reference).max() < FP32_MAX_ABS
-    assert result.delegation["fallback"] is None and result.delegation["partitions"] == 1
+    assert result.delegation["lowering_error"] is None and result.delegation["partitions"] == 1
     # the graph passes leave XNNPACK everything but fp16's two boundary casts
     assert result.delegation["total_ops"] - result.delegation["delegated_ops"] == (2 if recipe == "fp16" else 0)
     assert result.route.startswith("Keras (torch backend) -> torch.export -> graph passes")

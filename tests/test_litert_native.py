@@ -265,3 +265,14 @@ def test_no_compiler_keeps_the_python_interpreter_and_says_so_once(models, feeds
     err = capsys.readouterr().err
     assert err.count("no C++ compiler for the native LiteRT runner") == 1, err
     assert "Python interpreter instead" in err
+
+
+def test_doctor_shows_the_native_litert_runner():
+    from click.testing import CliRunner
+
+    from edgeship.cli import cli
+
+    r = CliRunner().invoke(cli, ["devices", "doctor", "local"])
+    text = " ".join(r.output.split())
+    assert "LiteRT (native)" in text and f"litert-native {native_build.litert_version()}" in text, r.output
+    assert "XNNPACK active: CpuAccelerator registered" in text, r.output

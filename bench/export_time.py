@@ -245,6 +245,9 @@ def run_edgeship(m: Bench, fmt: str, recipe: str, work: Path, rescues_off: bool)
            "conversions_manifest": manifest, "conversions_by_route": per_route}
     if not ok or proc.returncode != 0:
         row["error"] = _last_line(proc.stderr) or _last_line(proc.stdout)
+    if ok:  # what each rewrite decided (and why it cost a conversion or none)
+        arts = json.loads((out / "manifest.json").read_text()).get("artifacts") or [{}]
+        row["rewrites"] = {k: arts[0][k] for k in ("cle", "weight_rounding", "bias_correction") if k in arts[0]}
     shutil.rmtree(out, ignore_errors=True)
     return row
 
@@ -294,6 +297,7 @@ def _factory(source: str):
     sys.path.insert(0, str(Path(path).parent))
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # as import does: a @dataclass in the file looks its module up there
     spec.loader.exec_module(mod)
     return getattr(mod, fn)()
 

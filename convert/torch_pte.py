@@ -92,7 +92,7 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
     seed_everything()
     notes: list[str] = []
     with quiet():
-        program, rewrites = prepare_for_xnnpack(program, examples)
+        program, rewrites = prepare_for_xnnpack(program, examples, quantized=recipe.name in ("int8", "dynamic-int8"))
         program, steps = prepare_program(program, recipe, examples, calib, options.float_layers, layer_prefix,
                                          calibration=options.calibration)
         steps = [f"XNNPACK graph passes ({', '.join(f'{k}: {v}' for k, v in rewrites.items())})"] * bool(rewrites) + steps

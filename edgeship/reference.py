@@ -20,7 +20,7 @@ import numpy as np
 from edgeship import reference_keras
 from edgeship.console import info
 from edgeship.data import has_batch_axis
-from edgeship.errors import InputError, UnsupportedError, suggest
+from edgeship.errors import InputError, UnsupportedError, error_line, suggest
 from edgeship.sources import batch_one, flatten_outputs
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -73,10 +73,19 @@ def run(model, ds, device: str = "cpu", batch: int = DEFAULT_BATCH) -> tuple[lis
     t0 = time.perf_counter()
     whole = not batchable(model, ds)
     with _exact_float32() if device == "cuda" else contextlib.nullcontext():
-        if whole:  # a tensor taken whole (an RNN state, a time-first input): one sample a call
-            parts = [[_as_row(o) for o in fn(ds.sample(i))] for i in range(len(ds))]
-        else:
-            parts = [fn(ds.batch(i, i + batch)) for i in range(0, len(ds), batch)]
+        parts = None
+        if not whole:
+            try:
+                parts = [fn(ds.batch(i, i + batch)) for i in range(0, len(ds), batch)]
+            except Exception:  # noqa: BLE001 - a forward that fixes batch 1 (view(1, ...)): one sample a call
+                whole = True
+        if whole:  # also a tensor taken whole (an RNN state, a time-first input)
+            try:
+                parts = [[_as_row(o) for o in fn(ds.sample(i))] for i in range(len(ds))]
+            except Exception as e:
+                raise InputError(f"the float model '{model.name}' failed on the data: {error_line(e)}",
+                                 hint="check the input shapes (--input-shape) and dtypes the model expects; "
+                                      "--verbose shows the traceback") from e
         if device == "cuda":
             import torch
 

@@ -145,6 +145,82 @@ def _fp32_twin(bundle, model) -> bytes:
     return fp32_twin(model, get_route(model.framework, "tflite").load(), ConvertOptions())
 
 
+def run_stages(req: DiffRequest, device_uri: str | None) -> dict:
+    """--stages: the stage bisection of one artifact (edgeship/stages.py), printed; the report."""
+    from edgeship.bundle import find_bundle_of, write_json_atomic
+    from edgeship.stages import bisect
+
+    artifact = Path(req.artifact)
+    if not artifact.is_file():
+        raise InputError(f"not found: '{artifact}'", hint="pass a .tflite, .pte or .onnx artifact")
+    found = find_bundle_of(artifact)
+    bundle, record = found if found else (None, {})
+    recipe = record.get("recipe") or _recipe_from_name(artifact)
+    model = _model(req, bundle)
+    feeds, data_note = _inputs(req, bundle, model)
+    calib = None
+    if recipe == "int8" and model.framework == "torch":
+        calib = _calibration(req, bundle, model)
+    device = None
+    if device_uri:
+        from edgeship.runtime.device import open_device
+
+        device = open_device(device_uri)
+        preflight = getattr(device, "preflight", None)
+        if preflight is not None:
+            preflight()
+    kept = list((record.get("accuracy_aware") or {}).get("kept_float", []))
+    recorded = (record.get("smoke") or {}).get("floors")  # what export held it to (its --floor included)
+    floors = {recipe: recorded} if recorded else None
+    from edgeship import quiet
+
+    with quiet.loading_output_held(req.verbose):  # torchao's and torch.export's own lines stay off the terminal
+        result = bisect(model, artifact, recipe, feeds, calib, device, floors, kept, log=info)
+    report = {**result.to_dict(), "data": data_note}
+    print_stages(report)
+    if req.json_path:
+        write_json_atomic(Path(req.json_path), report)
+    return report
+
+
+def _recipe_from_name(artifact: Path) -> str:
+    from edgeship.quantize import RECIPES
+
+    parts = artifact.name.split(".")
+    found = [p for p in parts[1:-1] if p in RECIPES]
+    if not found:
+        raise InputError(f"the recipe of '{artifact.name}' is unknown: it is not in a bundle, and its name has none",
+                         hint="diff an artifact inside its export bundle (NAME.RECIPE.FORMAT)")
+    return found[-1]
+
+
+def print_stages(report: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=f"[bold]{escape(Path(report['artifact']).name)}[/]: stage by stage against the float model "
+                    f"({report['samples']} samples of {escape(report['data'])})", title_justify="left")
+    for col in ("stage", "what", "SNR dB", "cosine", "floor", "vs previous", "verdict"):
+        t.add_column(col, justify="right" if col in ("SNR dB", "cosine", "floor") else "left")
+    for s in report["stages"]:
+        if not s["ran"]:
+            verdict = "[red]failed[/]" if s["passed"] is False else "[dim]skipped[/]"
+            t.add_row(s["name"], escape(s["what"]), "", "", "", "", f"{verdict}: {escape(s['skipped'])}")
+            continue
+        v, p = s["vs_float"], s["vs_previous"]
+        prev = f"{p['stage']}: cos {p['cosine']:.4f}" if p else ""
+        floor = "" if s["floor"] is None else f"{s['floor']:g}"
+        verdict = "reference" if s["name"] == "eager" else ("[green]within[/]" if s["passed"] else "[red]leaves[/]")
+        t.add_row(s["name"], escape(s["what"]), f"{v['snr_db']:.1f}", f"{v['cosine']:.5f}", floor, prev, verdict)
+    c = console()
+    c.print(t)
+    if report["first_failing"]:
+        c.print(f"first stage out of tolerance: [bold]{report['first_failing']}[/]"
+                + (f" ({escape(report['node'])})" if report["node"] else ""), soft_wrap=True)
+    else:
+        c.print("every stage that ran is within its floor", soft_wrap=True)
+
+
 def print_report(report: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -194,7 +270,11 @@ def dumps(report: dict) -> str:
 
 
 @click.command("diff")
-@click.argument("artifact", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, metavar="[SOURCE] ARTIFACT", type=click.Path(path_type=Path))
+@click.option("--stages", is_flag=True,
+              help="Bisect by stage: eager, exported, quantized (simulated), the artifact here, on --device; "
+                   "name the first that leaves its floor.")
+@click.option("--device", "device_uri", metavar="URI", help="--stages: also run the artifact there (e.g. emu:rpi4).")
 @click.option("--data", metavar="DATA", help="Inputs to compare on (default: the bundle's golden vectors).")
 @click.option("--source", help="The float model (default: the bundle's source).")
 @click.option("--calib", metavar="DATA", help=".pte: the calibration data (default: the bundle's).")
@@ -202,7 +282,7 @@ def dumps(report: dict) -> str:
 @click.option("--png", type=click.Path(path_type=Path), help="Bar chart to write (default: ARTIFACT-stem.diff.png here).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the per-layer numbers as JSON.")
 @click.pass_context
-def command(ctx, artifact, data, source, calib, samples, png, json_path):
+def command(ctx, paths, stages, device_uri, data, source, calib, samples, png, json_path):
     """Per-layer error of an int8 artifact against the float model: SNR, cosine and max error of
     each layer's output, worst first (by SNR lost at the layer), and a bar chart PNG.
 
@@ -210,5 +290,32 @@ def command(ctx, artifact, data, source, calib, samples, png, json_path):
     route. .pte (from PyTorch or Keras) and .tflite from PyTorch: the route's int8 graph simulated
     on the host (PT2E q/dq graph vs the float graph): ExecuTorch exposes no intermediate tensors,
     and litert-torch renames them.
+
+    --stages [SOURCE] ARTIFACT runs the same inputs through every stage the model passed on its way
+    to the artifact (eager, torch.export, the simulated int8 graph, the artifact on this host, on
+    --device), holds each against the float model at the recipe's floor, and names the first
+    stage that leaves it; exit 1 when one does:
+
+        edgeship diff --stages model.py:build bundle/model.int8.pte --device emu:rpi4
     """
-    run_diff(DiffRequest(artifact, data, source, calib, samples, png, json_path, ctx.obj["verbose"]))
+    if len(paths) > 2 or (len(paths) == 2 and not stages):
+        raise InputError(f"diff takes one ARTIFACT{' (or SOURCE ARTIFACT with --stages)' if not stages else ''}, "
+                         f"not {len(paths)} paths", hint="edgeship diff ARTIFACT, or edgeship diff --stages SOURCE "
+                                                         "ARTIFACT")
+    if device_uri and not stages:
+        raise InputError("--device is where --stages runs its last stage", hint="add --stages")
+    if len(paths) == 2:
+        if source:
+            raise InputError("the source was given twice (SOURCE and --source)", hint="pass one of them")
+        source = str(paths[0])
+    req = DiffRequest(paths[-1], data, source, calib, samples, png, json_path, ctx.obj["verbose"])
+    if stages:
+        from edgeship.errors import CheckFailed
+
+        report = run_stages(req, device_uri)
+        if report["first_failing"]:
+            raise CheckFailed(f"{Path(req.artifact).name} leaves its floor first at stage '{report['first_failing']}'"
+                              + (f": {report['node']}" if report["node"] else ""),
+                              hint="the table above holds every stage against the float model")
+        return
+    run_diff(req)

@@ -18,6 +18,7 @@ from edgeship import export_modes, interrupts, quiet, reference, smoke
 from edgeship.bundle import GOLDEN, SCHEMA, BundleWriter, Golden
 from edgeship.console import info, warn
 from edgeship.convert import TARGETS, ConvertOptions, get_route
+from edgeship.convert.base import converter_message
 from edgeship.data import Dataset, ImageOptions, check_calibration, has_batch_axis, load_data
 from edgeship.errors import (ArtifactError, CheckFailed, DeviceError, EdgeshipError, InputError, UnsupportedError,
                              suggest)
@@ -280,8 +281,7 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     except Exception as e:  # a converter's own exception, or its ConversionError: report its last words
         if req.verbose:
             raise
-        msg = e.message if isinstance(e, EdgeshipError) else (
-            str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__)
+        msg = converter_message(e.message if isinstance(e, EdgeshipError) else e)  # one line, no dead temp paths
         writer.path(filename).unlink(missing_ok=True)
         return Outcome(failed=smoke.not_converted(filename, route.target, recipe.name, route.summary, msg))
     seconds = time.perf_counter() - t0

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -25,6 +24,8 @@ from edgeship.bundle import MANIFEST
 from edgeship.cli import cli
 from edgeship.gates.floors import floors_for, parse_floors
 from edgeship.errors import InputError
+
+from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -91,37 +92,20 @@ def test_a_floor_miss_exits_1_with_the_bundle_written_and_the_artifact_named(tmp
     assert _validated(accepted / "fragile_torch.int8.tflite") == ("pass", set())
 
 
-def _keras_text_model(folder: Path) -> str:
-    """A small Keras text classifier (int32 token ids -> Embedding -> mean -> Dense), trained on a
-    real rule: does the sequence hold token 7."""
-    import keras
-
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 20, (600, 12)).astype("int32")
-    y = (x == 7).any(1).astype("int32")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((12,), dtype="int32", name="ids"), keras.layers.Embedding(20, 8),
-                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=3, verbose=0)
-    path = folder / "text.keras"
-    model.save(path)
-    np.savez(folder / "ids.npz", ids=x[:200], labels=y[:200])
-    return str(path)
-
-
 def test_a_converter_failure_keeps_the_other_artifacts(tmp_path):
-    source = _keras_text_model(tmp_path)
-    out = tmp_path / "text"
-    r = CliRunner().invoke(cli, ["export", source, "--to", "tflite,pte", "--quant", "int8", "--calib",
-                                 str(tmp_path / "ids.npz"), "--out", str(out), "--floor", "int8:top1_drop=100",
-                                 "--floor", "int8:cosine=0"])
+    """logcumsumexp has no litert-torch lowering; torch.onnx exports it (tests/planted/unsupported_op_torch.py).
+    (The Keras Embedding whose int8 .pte used to fail here converts since Keras ids stay integer.)"""
+    source = f"{REPO / 'tests' / 'planted' / 'unsupported_op_torch.py'}:build"
+    out = tmp_path / "lse"
+    r = CliRunner().invoke(cli, ["export", source, "--to", "tflite,onnx", "--quant", "fp32", "--calib",
+                                 "digits:train", "--out", str(out)])
     assert r.exit_code == 1, r.output
     assert "Traceback" not in r.output
     m = _manifest(out)
     shipped = {a["path"] for a in m["artifacts"]}
-    assert shipped == {"text.int8.tflite"} and (out / "text.int8.tflite").is_file()
+    assert shipped == {"unsupported_op_torch.fp32.onnx"} and (out / "unsupported_op_torch.fp32.onnx").is_file()
     failed = m["failed_artifacts"]
-    assert [f["path"] for f in failed] == ["text.int8.pte"] and failed[0]["stage"] == "convert"
-    assert failed[0]["error"] and not (out / "text.int8.pte").exists()
-    assert "text.int8.pte: not converted" in r.output
+    assert [f["path"] for f in failed] == ["unsupported_op_torch.fp32.tflite"] and failed[0]["stage"] == "convert"
+    assert "logcumsumexp" in failed[0]["error"] and "\n" not in failed[0]["error"]  # the converter's words, one line
+    assert not (out / "unsupported_op_torch.fp32.tflite").exists()
+    assert "unsupported_op_torch.fp32.tflite: not converted" in r.output

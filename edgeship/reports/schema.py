@@ -16,7 +16,7 @@ added within /1; renaming or removing one makes /2. Readers should ignore keys t
                                    "accuracy.min_top1" | "accuracy.metric_drop" | "accuracy.min_metric" |
                                    "latency.p50" | "latency.p90" | "size" | "memory" |
                                    "baseline.match" | "regression.accuracy" | "regression.latency" |
-                                   "regression.size" | "regression.memory"
+                                   "regression.size" | "regression.memory" | "delegation"
                       target       "tflite:int8" (format:recipe); artifact (file name); device (URI)
                       status       "pass" | "fail" | "not_measured" | "skipped"
                       value, limit (numbers or null; for regression.* limit is the baseline's value)

@@ -10,7 +10,6 @@ from pathlib import Path
 import edgeship.convert.torch_tflite as tt, edgeship.convert.torch_pte as tp
 from edgeship.pipeline import ExportRequest, prepare
 from edgeship.convert import get_route
-from edgeship.quantize import parse_recipes
 src = sys.argv[1]; calib = sys.argv[2]
 req = ExportRequest(source=src, out=Path('/tmp/obs_x'), targets=['tflite','pte'], recipes='int8', calib=calib, force=True, cle='off', bias_correction='off')
 plan = prepare(req)

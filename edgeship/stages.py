@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.errors import ArtifactError
+from edgeship.errors import EdgeshipError, InputError, error_line
 from edgeship.gates.floors import floors_for
 from edgeship.quantize.calibration import score
 from edgeship.runtime import measure
@@ -76,8 +76,14 @@ def bisect(model, artifact: Path, recipe: str, feeds: list[list[np.ndarray]], ca
         except Skip as e:
             stage.skipped = str(e)
             return
-        except (ArtifactError, measure.CandidateFailed) as e:
+        except EdgeshipError as e:  # the artifact could not run there, torch.export or PT2E failed
             stage.skipped, stage.passed = f"could not run: {e.message}", False
+            return
+        except Exception as e:  # noqa: BLE001 - a stage that crashes is that stage's failure, in its words
+            if stage.name == "eager":  # nothing to hold the others against
+                raise InputError(f"the float model failed on the inputs: {error_line(e, with_type=True)}",
+                                 hint="check --data against the model's inputs (--verbose: the traceback)") from e
+            stage.skipped, stage.passed = f"could not run: {error_line(e, with_type=True)}", False
             return
         stage.ran = True
         outputs[stage.name] = got

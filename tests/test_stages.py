@@ -67,6 +67,18 @@ def test_a_divergence_only_under_export_is_found_at_exported(mlp, tmp_path):
     assert _by_name(result)["device"].skipped == "no --device given"
 
 
+def test_a_stage_that_cannot_run_fails_in_its_own_words(mlp):
+    """torch.export refuses a data-dependent branch: the exported stage fails, said, and later stages
+    still run against eager (the MLP's own artifact matches it)."""
+    _, good, _ = mlp
+    model = load_model(f"{STAGES}:data_dependent")
+    result = bisect(model, good, "fp32", _feeds(model), log=lambda *_: None)
+    stages = _by_name(result)
+    assert result.first_failing == "exported" and stages["exported"].ran is False, result
+    assert stages["exported"].skipped.startswith("could not run: torch.export"), stages["exported"].skipped
+    assert stages["artifact"].passed and stages["artifact"].vs_previous["stage"] == "eager"
+
+
 def test_a_wrong_conversion_is_found_at_artifact(mlp):
     model, _, bad = mlp
     result = bisect(model, bad, "fp32", _feeds(model), log=lambda *_: None)

@@ -45,3 +45,21 @@ def perturbed():
     with torch.no_grad():
         model.fc1.weight.mul_(1.5)
     return model, (torch.zeros(TORCH_INPUT),)
+
+
+class DataDependent(torch.nn.Module):
+    """Branches on a value: eager runs it, torch.export refuses it (a data-dependent guard)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        out = self.inner(x)
+        if out.sum() > -1e9:
+            return out
+        return -out
+
+
+def data_dependent():
+    return DataDependent(train(epochs=8)).eval(), (torch.zeros(TORCH_INPUT),)

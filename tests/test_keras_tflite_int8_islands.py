@@ -69,7 +69,9 @@ def test_keras_int8_tflite_runs_every_op_in_int8(tmp_path):
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "PRELU", "MUL", "MEAN",
             "CONCATENATION"} <= names, ops  # the ops are there, and int8
     assert ops[("DEQUANTIZE", "float32")] == 1  # the float output's boundary only
-    assert not any(op in w for w in result.warnings for op in ISLAND_OPS), result.warnings
+    float_notes = [w for w in result.warnings if "stay float32" in w]  # tflite_common's float-island warning
+    assert not any(op in w for w in float_notes for op in ISLAND_OPS), result.warnings
+    # (the delegation warning may name int8 ops XNNPACK has no kernel for, e.g. PRELU, SOFTMAX: int8 still)
     # and the int8 model still computes the same thing
     from edgeship.runtime.standalone.tflite import Runner
 

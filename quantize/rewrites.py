@@ -10,7 +10,10 @@ Per rewrite, in turn:
                             (quantize/simulate.py) without and with the rewrite; under GATE_DB (equalize.py, 1 dB) of
                             simulated gain the rewrite is not applied and nothing converts. For bias correction
                             the gate is the simulated gain over BIAS_SIM_OVERSTATES (2): measured, the simulation
-                            said twice the real gain or more (below). Otherwise a real trial: the current
+                            said twice the real gain or more (below); past it, bias correction is applied on the
+                            prediction with no trial (it moves bias values only, so the graph, its delegation and
+                            its latency stay; only SNR is in question, and the smoke measures the shipped one).
+                            Where no simulation runs (a Keras model), and for CLE: a real trial: the current
                             model's artifact (converted once, then reused) against the rewritten model's,
                             both run by validate's runner in a child (runtime/measure.py).
 
@@ -24,7 +27,7 @@ A rewritten artifact that crashes or hangs in the child loses its trial; the exp
 
 So k auto rewrites cost at most k+1 conversions (one more when a later `on` rewrite follows the last
 trial), against 2^k when each auto converted both ways around everything inside it; a rewrite the
-simulation rules out costs none. Records come back as values: `records_for(path)` gives
+simulation rules out costs none, and one it rules in without a trial (bias correction) none more. Records come back as values: `records_for(path)` gives
 {manifest key: record} for the artifact written there.
 """
 
@@ -210,6 +213,18 @@ class Sequence:
                         **record, "applied": False, "trial": False,
                         "skipped": f"simulated gain {sim['gain_db']:+.2f} dB is under {gate} dB ({equalize.GATE_DB} "
                                    f"dB, at the {BIAS_SIM_OVERSTATES:g}x the simulation overstates)"})
+                # Bias correction moves bias values only: the graph, so delegation and latency (the rule's 2
+                # and 3), is the same by construction, and SNR is all there is to decide. Past the gate the
+                # simulation predicts a gain (every measured case above it gained, see BIAS_SIM_OVERSTATES):
+                # applied on that prediction, one conversion; the shipped artifact's real SNR is the smoke's.
+                predicted = round(sim["gain_db"] / BIAS_SIM_OVERSTATES, 3)
+                self.log(f"  bias correction auto: simulated SNR {sim['snr_db_without']:.2f} dB without, "
+                         f"{sim['snr_db_with']:.2f} dB with ({sim['gain_db']:+.2f} dB >= {gate} dB) -> applied, "
+                         f"no real trial (predicted {predicted:+.2f} dB real)")
+                return Step("bias_correction", "apply", fixed, {
+                    **record, "applied": True, "trial": False, "predicted_gain_db": predicted,
+                    "decided": f"simulated gain {sim['gain_db']:+.2f} dB >= {gate} dB: applied on the simulation's "
+                               f"prediction, one conversion (bias values only: same graph, same delegation)"})
             return Step("bias_correction", "trial", fixed, record)
         raise TypeError(f"not a rewrite: {type(rewrite).__name__}")
 

@@ -5,7 +5,8 @@ known_hosts apply as they do on the command line (EDGESHIP_SSH_CONFIG names anot
 passed as `-F`). BatchMode=yes: nothing ever prompts; host key checking stays as configured and is
 never turned off here. Everything lives under ~/.edgeship on the device:
 
-    ~/.edgeship/venv/                   numpy + ai-edge-litert (`edgeship devices setup ssh://...`)
+    ~/.edgeship/venv/                   numpy, ai-edge-litert, onnxruntime (`edgeship devices setup ssh://...`):
+                                        only .onnx and --pte-runtime/--tflite-runtime python need it
     ~/.edgeship/agent-<hash>/edgeship_agent/   the agent, pushed once per version
     ~/.edgeship/artifacts/<sha256>/NAME        artifacts, pushed once, checked by sha256
     ~/.edgeship/runs/<id>/                     one run's inputs and outputs, removed afterwards
@@ -42,7 +43,7 @@ HOME = ".edgeship"  # relative to the login directory: the same path for ssh and
 VENV_PYTHON = f"{HOME}/venv/bin/python"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_INDEX_ENV = "EDGESHIP_TORCH_INDEX_URL"
-WHEELS = ("numpy", "ai-edge-litert")
+WHEELS = ("numpy", "ai-edge-litert", "onnxruntime")
 DROPPED = ("connection closed", "closed by remote host", "connection reset", "broken pipe", "timeout, server",
            "not responding", "connection to .* closed", "lost connection", "client_loop: send disconnect")
 
@@ -92,8 +93,9 @@ class SSHDevice:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgeship-ssh-")
         self.agent_dir = agent_package(Path(self._tmp.name) / "agent")
         self.agent_remote = f"{HOME}/agent-{agent_hash(self.agent_dir)}"
-        self.require_runtime = require_runtime
+        self.require_runtime = require_runtime  # kept for callers; no run needs the venv up front any more
         self._ready = False
+        self._state: dict | None = None  # the last probe_script answer
         self._emulated: bool | None = None
         self.retries = 0  # runs retried after a dropped connection (kept for reports and tests)
 
@@ -161,37 +163,59 @@ class SSHDevice:
     # -- preparation --------------------------------------------------------------------------
 
     def _connect(self) -> dict:
-        """One round trip: what the device has (runtime, this agent version)."""
-        script = (f"echo arch=$(uname -m); command -v python3 >/dev/null && echo python3=yes; "
-                  f"test -x {VENV_PYTHON} && echo venv=yes; test -f {self.agent_remote}/ok && echo agent=yes; "
-                  f"test -f /{MARKER} && echo emurootfs=yes; true")
+        """One round trip, in the device's POSIX shell (no Python needed there): what the device is
+        (probe_script) and what it has (python3, the venv, this agent version, native runners)."""
         try:
-            out = self.ssh(script, timeout=120).stdout
+            out = self.ssh(probe_script(self.agent_remote), timeout=120).stdout
         except SSHFailure as e:
             raise self.connection_error(e) from None
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        state = parse_probe(out)
+        self._state = state
+        self._emulated = state.get("emurootfs") == "yes"
+        return state
 
     def preflight(self) -> None:
-        """Connect now and check the runtime (edgeship check calls this before its exports)."""
+        """Connect now and check that the device can run something (edgeship check calls this
+        before its exports): an aarch64 board runs .tflite and .pte through the runners edgeship
+        pushes; another needs the venv that `edgeship devices setup` builds."""
         try:
             self._ensure_ready()
         except SSHFailure as e:
             raise self.connection_error(e) from None
+        state = self._state or {}
+        if state.get("arch") not in NATIVE_ARCHES and state.get("venv") != "yes":
+            raise DeviceError(f"{self.uri}: the device is {state.get('arch') or 'of unknown architecture'}: "
+                              f"edgeship's native runners are aarch64, and it has no ~/{HOME}/venv for the Python "
+                              f"agent", hint=self.setup_hint())
 
     def setup_hint(self) -> str:
-        return f"run `edgeship devices setup {self.uri}` (installs numpy and ai-edge-litert into ~/{HOME}/venv)"
+        return (f"run `edgeship devices setup {self.uri}` (installs numpy, ai-edge-litert and onnxruntime into "
+                f"~/{HOME}/venv; needs python3 on the device)")
 
     def _ensure_ready(self) -> None:
+        """Connect once. Nothing is required here: the native runners are pushed by the runs that
+        use them, and the Python agent by the runs that need it (needs_venv)."""
         if self._ready:
             return
-        state = self._connect()
-        self._emulated = state.get("emurootfs") == "yes"
-        if self.require_runtime and state.get("venv") != "yes":
-            raise DeviceError(f"{self.uri}: edgeship's runtime is not installed on the device (no ~/{VENV_PYTHON})",
-                              hint=self.setup_hint())
+        self._connect()
+        self._ready = True
+
+    def needs_venv(self, artifact: Path) -> str | None:
+        """None when the Python agent can run ARTIFACT here (pushing the agent first when missing);
+        else the one-line reason it cannot, naming the fix."""
+        state = self._state or self._connect()
+        if state.get("venv") != "yes":
+            return (f"{self.uri} has no ~/{VENV_PYTHON}: {python_reason(artifact)} needs Python on the device; "
+                    f"run `edgeship devices setup {self.uri}`" + ("" if state.get("python3") else
+                                                                 " (after installing python3 there)"))
+        self._ensure_agent()
+        return None
+
+    def _ensure_agent(self) -> None:
+        state = self._state or self._connect()
         if state.get("agent") != "yes":
             self._push_agent()
-        self._ready = True
+            state["agent"] = "yes"
 
     def _push_agent(self) -> None:
         tmp = f"{self.agent_remote}.tmp-{uuid.uuid4().hex[:8]}"
@@ -252,6 +276,9 @@ class SSHDevice:
                                         timeout=timeout)
             if run is not None:
                 return run
+        missing = self.needs_venv(artifact)
+        if missing:
+            return AgentRun(False, error=missing)
         remote_artifact = self.push_artifact(artifact)
         run_dir = f"{HOME}/runs/{uuid.uuid4().hex[:12]}"
         with tempfile.TemporaryDirectory(prefix="edgeship-ssh-run-") as tmp:
@@ -289,6 +316,8 @@ class SSHDevice:
                         error += (f"; ExecuTorch's Python runtime needs torch and executorch in ~/{HOME}/venv on "
                                   f"the device (torch from PyTorch's CPU index: `pip install torch --index-url "
                                   f"https://download.pytorch.org/whl/cpu`)")
+                    if artifact.suffix == ".onnx" and "onnxruntime" in error:
+                        error += f"; `edgeship devices setup {self.uri}` installs it into ~/{HOME}/venv"
                     return AgentRun(False, result, error=error)
                 self.scp([self.remote(f"{run_dir}/out.npz")], str(tmp / "out.npz"))
                 return AgentRun(True, result, load_outputs(tmp / "out.npz"))
@@ -301,28 +330,36 @@ class SSHDevice:
     # -- setup and doctor ------------------------------------------------------------------------
 
     def probe(self) -> dict:
+        """What the device is and has, from the POSIX shell probe (no Python needed there); the
+        native runners are pushed and asked what they register; the Python agent's probe adds the
+        Python runtimes only where the venv exists."""
         state = self._connect()
-        if state.get("agent") != "yes":
-            self._push_agent()
-        python = f"$HOME/{VENV_PYTHON}" if state.get("venv") == "yes" else "python3"
-        if state.get("python3") != "yes" and state.get("venv") != "yes":
-            raise DeviceError(f"{self.uri}: python3 is not installed on the device",
-                              hint="install it there: `sudo apt install python3 python3-venv`")
-        proc = self.ssh(f"PYTHONPATH=$HOME/{self.agent_remote} {python} -m edgeship_agent.probe", timeout=300,
-                        check=False)
-        result = parse_agent_stdout(proc.stdout)
-        if result is None:
-            raise DeviceError(f"{self.uri}: the probe failed: {describe_exit(proc.returncode, proc.stderr)}")
-        result["venv"] = state.get("venv") == "yes"
-        result["executorch_native"] = ssh_native.probe(self)
-        result["litert_native"] = ssh_native.probe(self, "litert")
-        if not result["venv"]:
-            result["tflite"] = {"available": False, "reason": f"no edgeship runtime on the device; {self.setup_hint()}"}
+        result = shell_report(state)
+        if state.get("venv") == "yes":
+            self._ensure_agent()
+            proc = self.ssh(f"PYTHONPATH=$HOME/{self.agent_remote} $HOME/{VENV_PYTHON} -m edgeship_agent.probe",
+                            timeout=300, check=False)
+            agent = parse_agent_stdout(proc.stdout)
+            if agent is None:
+                raise DeviceError(f"{self.uri}: the probe in ~/{HOME}/venv failed: "
+                                  f"{describe_exit(proc.returncode, proc.stderr)}",
+                                  hint=f"rebuild it: `edgeship devices setup {self.uri} --rebuild`")
+            result.update({k: agent[k] for k in ("tflite", "executorch", "python", "python_executable") if k in agent})
+        else:
+            why = f"no ~/{VENV_PYTHON} (needed only for .onnx and the Python runtimes); {self.setup_hint()}"
+            result["tflite"] = {"available": False, "reason": why}
+            result["executorch"] = {"available": False, "reason": why}
+        for key, kind in (("executorch_native", "pte"), ("litert_native", "litert")):
+            n = result[key] = ssh_native.probe(self, kind)
+            if n.get("location"):  # cached before this probe, or pushed by it
+                n["cached_before"] = any(c.startswith(n["location"].rsplit("/", 1)[-1] + "/")
+                                         for c in state.get("native", []))
+        result["formats"] = formats(result, state, self.uri)
         return result
 
     def setup(self, progress=None, rebuild: bool = False, with_executorch: bool = False) -> dict:
         steps = ["connect", "download aarch64 wheels on this host", "create ~/.edgeship/venv",
-                 "install numpy and ai-edge-litert" + (", torch (CPU) and executorch" if with_executorch else ""),
+                 "install numpy, ai-edge-litert and onnxruntime" + (", torch (CPU) and executorch" if with_executorch else ""),
                  "check"]
 
         def step(i):
@@ -337,9 +374,13 @@ class SSHDevice:
 
     def _setup(self, step, rebuild: bool, with_executorch: bool = False) -> dict:
         state = self._connect()
-        if state.get("python3") != "yes":
-            raise DeviceError(f"{self.uri}: python3 is not installed on the device",
-                              hint="install it there: `sudo apt install python3 python3-venv`")
+        if not state.get("python3"):  # nothing to build a venv with: the native runners are all it gets
+            step(4)
+            report = self.probe()
+            step(5)
+            report["setup"] = ("native runners only: no python3 on the device, so no venv for .onnx and the "
+                               "Python runtimes (`sudo apt install python3 python3-venv`, then setup again)")
+            return report
         info = json.loads(self.ssh("python3 -c 'import json, platform, sys; print(json.dumps({\"py\": "
                                    "\"%d.%d\" % sys.version_info[:2], \"libc\": platform.libc_ver()[1]}))'").stdout)
         arch = state.get("arch", "")
@@ -390,7 +431,7 @@ def _pin(dist: str, fallback: str) -> str:
 
 
 def _pins() -> list[str]:
-    return [_pin("numpy", "2.2.6"), _pin("ai-edge-litert", "2.3.0")]
+    return [_pin("numpy", "2.2.6"), _pin("ai-edge-litert", "2.3.0"), _pin("onnxruntime", "1.31.0")]
 
 
 def _wheel_cache(py: str, libc: str, key: list[str], suffix: str = "") -> tuple[Path, Path, int]:
@@ -455,6 +496,133 @@ def download_wheels(arch: str, py: str, libc: str) -> Path:
                           hint="this host needs access to PyPI (or a configured index)")
     stamp.touch()
     return dest
+
+
+NATIVE_ARCHES = ("aarch64", "arm64")  # what edgeship's native runners are built for
+PROBE_KEYS = ("arch", "kernel", "cores", "os", "libc", "disk", "python3", "venv", "onnxruntime", "agent", "emurootfs")
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+             "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78"}
+
+
+def probe_script(agent_remote: str) -> str:
+    """The device probe, a POSIX shell command (dash, bash and busybox ash run it): one key=value
+    per line. cpu= and mem= repeat (lines of /proc/cpuinfo and /proc/meminfo), native= names each
+    runner cached under ~/.edgeship/native-<key>/."""
+    return "; ".join([
+        "echo arch=$(uname -m)", "echo kernel=$(uname -r)",
+        "echo cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null)",
+        "grep -E '^(model name|Model|Hardware|CPU part)[[:space:]]*:' /proc/cpuinfo 2>/dev/null | sed 's/^/cpu=/'",
+        "grep -E '^(MemTotal|MemAvailable):' /proc/meminfo 2>/dev/null | sed 's/^/mem=/'",
+        "sed -n 's/^PRETTY_NAME=/os=/p' /etc/os-release 2>/dev/null",
+        "echo libc=$(getconf GNU_LIBC_VERSION 2>/dev/null)",
+        "echo disk=$(stat -f -c '%a %S' . 2>/dev/null)",
+        "p=$(command -v python3 2>/dev/null) && echo \"python3=$p $(python3 --version 2>&1)\"",
+        f"test -x {VENV_PYTHON} && echo venv=yes",
+        f"for d in {HOME}/venv/lib/python3*/site-packages/onnxruntime; do test -d \"$d\" && echo onnxruntime=yes; "
+        "done",
+        f"test -f {agent_remote}/ok && echo agent=yes",
+        f"test -f /{MARKER} && echo emurootfs=yes",
+        f"for d in {HOME}/native-*; do for r in pte_runner litert_runner; do test -x \"$d/$r\" && "
+        f"echo \"native=${{d#{HOME}/}}/$r\"; done; done",
+        "true"])
+
+
+def parse_probe(out: str) -> dict:
+    """probe_script's answer: {key: value} (the last of each), with 'cpu', 'mem' and 'native' as
+    lists; lines that are not the probe's (a login banner) are left out."""
+    state: dict = {"cpu": [], "mem": [], "native": []}
+    for line in out.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if key in ("cpu", "mem", "native"):
+            state[key].append(value.strip())
+        elif key in PROBE_KEYS and value.strip():
+            state[key] = value.strip()
+    return state
+
+
+def shell_report(state: dict) -> dict:
+    """The doctor report's fields from parse_probe's state (the Python agent's probe's names)."""
+    cpu: dict[str, str] = {}
+    for line in state.get("cpu", []):
+        k, _, v = line.partition(":")
+        cpu.setdefault(k.strip(), v.strip())
+    model = next((cpu[k] for k in ("model name", "Model", "Hardware") if cpu.get(k)), None)
+    if model is None and cpu.get("CPU part"):
+        part = cpu["CPU part"].lower()
+        model = f"{ARM_PARTS.get(part, 'Arm core')} (CPU part {part})"
+    mem = {}
+    for line in state.get("mem", []):
+        k, _, v = line.partition(":")
+        try:
+            mem[k.strip()] = int(v.split()[0]) / 1024.0
+        except (IndexError, ValueError):
+            pass
+    try:
+        avail, block = (int(x) for x in state.get("disk", "").split())
+        disk = avail * block / 2**20
+    except ValueError:
+        disk = None
+    try:
+        cores = int(state.get("cores", ""))
+    except ValueError:
+        cores = None
+    py_path, _, py_version = (state.get("python3") or "").partition(" ")
+    return {"ok": True, "machine": state.get("arch"), "cpu_model": model, "cores": cores,
+            "kernel": state.get("kernel"), "os": (state.get("os") or "").strip('"') or None,
+            "libc": state.get("libc") or None, "disk_free_mb": disk, "mem_total_mb": mem.get("MemTotal"),
+            "mem_available_mb": mem.get("MemAvailable"), "emulated": state.get("emurootfs") == "yes",
+            "python": py_version.replace("Python", "").strip() or None if py_path else None,
+            "python_executable": py_path or None, "python3": bool(py_path), "venv": state.get("venv") == "yes",
+            "onnxruntime": state.get("onnxruntime") == "yes",
+            "native_cached": sorted(state.get("native", [])), "probe": "shell"}
+
+
+def python_reason(artifact: Path) -> str:
+    """What makes ARTIFACT's run need the Python agent on the device (one clause)."""
+    from edgeship.runtime import native_build
+
+    if artifact.suffix == ".onnx":
+        return ".onnx (run by onnxruntime in the Python agent)"
+    if artifact.suffix == ".tflite":
+        if native_build.tflite_runtime() == "python":
+            return "--tflite-runtime python"
+        return ".tflite without the native LiteRT runner (this host cannot build it; see above)"
+    if artifact.suffix == ".pte":
+        if native_build.pte_runtime() == "python":
+            return "--pte-runtime python"
+        return ".pte without the native ExecuTorch runner (this host cannot build it; see above)"
+    return f"'{artifact.suffix}'"
+
+
+def formats(report: dict, state: dict, uri: str) -> dict:
+    """{'.tflite' | '.pte' | '.onnx': {'runs': bool, 'how': str}}: which formats the device runs, and
+    with what (the native runners first, as runs use them)."""
+    from edgeship.runtime import native_build
+
+    venv = state.get("venv") == "yes"
+    setup = f"`edgeship devices setup {uri}`"
+    out = {}
+    for ext, native_key, python_key, choice, name in (
+            (".tflite", "litert_native", "tflite", native_build.tflite_runtime(), "LiteRT"),
+            (".pte", "executorch_native", "executorch", native_build.pte_runtime(), "ExecuTorch")):
+        nat, py = report.get(native_key) or {}, report.get(python_key) or {}
+        if choice == "native" and nat.get("available"):
+            out[ext] = {"runs": True, "how": f"native {name} runner, pushed by edgeship (no Python)"}
+        elif py.get("available"):
+            out[ext] = {"runs": True, "how": f"{py.get('runtime')} in ~/{VENV_PYTHON}"}
+        else:
+            why = (nat.get("reason") if choice == "native" else None) or py.get("reason") or "no runtime"
+            out[ext] = {"runs": False, "how": str(why)}
+    if venv and state.get("onnxruntime") == "yes":
+        out[".onnx"] = {"runs": True, "how": f"onnxruntime in ~/{VENV_PYTHON}"}
+    elif venv:
+        out[".onnx"] = {"runs": False, "how": f"no onnxruntime in ~/{VENV_PYTHON}: {setup} --rebuild"}
+    else:
+        out[".onnx"] = {"runs": False, "how": f"needs Python on the device (~/{VENV_PYTHON}): {setup}"}
+    return out
 
 
 def _known_hosts_name(host: str, port: int | None) -> str:

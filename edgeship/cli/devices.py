@@ -1,7 +1,8 @@
 """`edgeship devices setup URI` and `edgeship devices doctor URI`.
 
 setup prepares a device: for emu:* it builds (once) the cached arm64 root filesystem; for ssh://
-it installs the runtime into a virtual environment on the device. doctor shows what the device
+it pushes edgeship's native runners and, where the device has python3, installs the Python
+runtimes (.onnx needs them) into a virtual environment there. doctor shows what the device
 can run: architecture, CPU model, cores, Python, the TFLite runtime and whether XNNPACK is active,
 whether ExecuTorch is available (and why not), free disk and memory.
 """
@@ -102,6 +103,7 @@ def doctor_report(uri: str) -> dict:
 
 def print_doctor(uri: str, r: dict) -> bool:
     """The report as a two-column table; returns True when the device can run .tflite artifacts."""
+    from rich.markup import escape
     from rich.table import Table
 
     from edgeship.runtime.native import native_row
@@ -115,18 +117,22 @@ def print_doctor(uri: str, r: dict) -> bool:
     t.add_row("CPU model", str(r.get("cpu_model") or "unknown"))
     t.add_row("cores", str(r.get("cores")) + (f" (the host's, under QEMU; the board has {r['board_cores']})"
                                               if r.get("board_cores") else ""))
-    t.add_row("Python", f"{r.get('python')} ({r.get('python_executable')})")
+    if r.get("probe") == "shell":  # ssh://: what the device has, found by its POSIX shell
+        _device_rows(t, r, uri)
+    else:
+        t.add_row("Python", f"{r.get('python')} ({r.get('python_executable')})")
     tfl = r.get("tflite") or {}
+    py = " (Python)" if r.get("probe") == "shell" else ""  # beside the native runners' rows
     if tfl.get("available"):
         x = tfl.get("xnnpack") or {}
-        t.add_row("TFLite", f"{tfl['runtime']}" + (f" (numpy {tfl['numpy']})" if tfl.get("numpy") else ""))
+        t.add_row("TFLite" + py, f"{tfl['runtime']}" + (f" (numpy {tfl['numpy']})" if tfl.get("numpy") else ""))
         t.add_row("XNNPACK", ("[green]active[/]" if x.get("active") else "unknown" if x.get("active") is None
                               else "[red]not active[/]") +
                   f": {x.get('detail', '')}")
     else:
-        t.add_row("TFLite", f"[red]unavailable[/]: {tfl.get('reason')}")
+        t.add_row("TFLite" + py, f"[red]unavailable[/]: {tfl.get('reason')}")
     et = r.get("executorch") or {}
-    t.add_row("ExecuTorch", f"[green]{et['runtime']}[/]" if et.get("available")
+    t.add_row("ExecuTorch" + py, f"[green]{et['runtime']}[/]" if et.get("available")
               else f"[red]unavailable[/]: {et.get('reason')}")
     if "executorch_native" in r:
         t.add_row("ExecuTorch (native)", native_row(r["executorch_native"]))
@@ -137,10 +143,37 @@ def print_doctor(uri: str, r: dict) -> bool:
     t.add_row("memory", f"{avail / 1024:.1f} GB available of {mem / 1024:.1f} GB" if mem and avail else "unknown")
     if r.get("rootfs"):
         t.add_row("root filesystem", r["rootfs"])
+    for ext, f in (r.get("formats") or {}).items():
+        t.add_row(f"runs {ext}", ("[green]yes[/]: " if f["runs"] else "[red]no[/]: ") + escape(f["how"]))
     if r.get("setup"):
         t.add_row("setup", f"{r['setup']} in {r.get('setup_seconds', 0):.0f} s")
     console().print(t)
-    return bool(tfl.get("available"))
+    return runs_tflite(r)
+
+
+def runs_tflite(r: dict) -> bool:
+    """Whether the report's device runs .tflite: its formats (ssh://), else the Python runtime."""
+    if r.get("formats"):
+        return bool(r["formats"][".tflite"]["runs"])
+    return bool((r.get("tflite") or {}).get("available"))
+
+
+def _device_rows(t, r: dict, uri: str) -> None:
+    """python3, the venv and the cached native runners of an ssh:// device."""
+    from rich.markup import escape
+
+    t.add_row("OS", escape(" · ".join(str(x) for x in (r.get("os"), r.get("kernel") and f"kernel {r['kernel']}",
+                                                     r.get("libc")) if x) or "unknown"))
+    t.add_row("python3", f"yes: {r.get('python')} ({escape(str(r.get('python_executable')))})" if r.get("python3")
+              else "[yellow]no[/] (not needed for .tflite and .pte)")
+    t.add_row("venv", "yes: ~/.edgeship/venv" + (" with onnxruntime" if r.get("onnxruntime") else " (no onnxruntime)")
+              if r.get("venv") else f"[yellow]no[/] (only .onnx and the Python runtimes need it: "
+              f"`edgeship devices setup {escape(uri)}`)")
+    cached = [(name, n) for name, n in (("ExecuTorch", r.get("executorch_native") or {}),
+                                        ("LiteRT", r.get("litert_native") or {})) if n.get("location")]
+    t.add_row("native runners", "; ".join(
+        f"{name}: {'cached' if n.get('cached_before') else 'pushed now'} in {escape(n['location'])}"
+        for name, n in cached) or "[yellow]none cached[/] (pushed at first use)")
 
 
 @click.group("devices", cls=SuggestingGroup)
@@ -156,8 +189,9 @@ def group():
 @click.option("--json", "as_json", is_flag=True, help="Print the device report as JSON.")
 def setup_command(uri, rebuild, with_executorch, as_json):
     """Prepare URI: emu:* builds and caches the arm64 root filesystem with the runtimes (once);
-    ssh:// installs numpy and ai-edge-litert into a virtual environment on the device (and with
-    --with-executorch, torch and executorch, so .pte artifacts run there too)."""
+    ssh:// pushes edgeship's native runners (all .tflite and .pte need) and, where the device has
+    python3, installs numpy, ai-edge-litert and onnxruntime into a virtual environment there for
+    .onnx and the Python runtimes (with --with-executorch also torch and executorch)."""
     report = setup(uri, rebuild=rebuild, with_executorch=with_executorch)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -170,11 +204,12 @@ def setup_command(uri, rebuild, with_executorch, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def doctor_command(uri, as_json):
     """Show what URI can run: architecture, CPU, cores, Python, LiteRT and XNNPACK, ExecuTorch
-    (and why not), free disk and memory. Exits 1 when it cannot run .tflite artifacts."""
+    (and why not), free disk and memory; for ssh:// also python3, the venv, the native runners
+    cached there and which formats run. Exits 1 when it cannot run .tflite artifacts."""
     report = doctor_report(uri)
     if as_json:
         click.echo(json.dumps(report, indent=2))
-        ok = bool((report.get("tflite") or {}).get("available"))
+        ok = runs_tflite(report)
     else:
         ok = print_doctor(uri, report)
     if not ok:

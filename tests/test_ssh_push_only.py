@@ -1,0 +1,173 @@
+"""An ssh:// device with no Python at all, and no `devices setup`: edgeship pushes its own aarch64
+runners and their libraries at first use, and .tflite and .pte validate and bench there.
+
+What is real: OpenSSH's sshd and client, the arm64 Debian userland (bookworm, from the emulated Pi's
+cached root filesystem), edgeship's aarch64 LiteRT and ExecuTorch runners with the wheels' own
+libraries, run by QEMU user mode. What stands in: the board (the sshd chroots each session into the
+rootfs under QEMU, so the device reports itself emulated), and "no Python": a hard-linked view of
+the rootfs made for this module, with every python3, pip and Python library directory left out of
+the view (the shared rootfs, which other tests use, is read and never changed) and an empty /root,
+so the device folder ~/.edgeship starts empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeship.cli import cli
+
+from device_support import SSHTestServer, emu_rootfs  # noqa: F401  (fixtures)
+
+PYTHON_PATHS = re.compile(r"^(usr/bin/(python|pydoc|pip|py3)[^/]*|usr/(local/)?lib/python3[^/]*)$")
+
+
+def python_free_view(rootfs: Path, dest: Path) -> Path:
+    """DEST: ROOTFS hard-linked file by file (symlinks re-made, directories new), leaving out
+    python3, pip and Python's library directories, with an empty /root. Nothing in ROOTFS changes;
+    the view's new files (~/.edgeship) are its own."""
+    for dirpath, dirnames, filenames in os.walk(rootfs):
+        src_dir = Path(dirpath)
+        rel_dir = src_dir.relative_to(rootfs)
+        out_dir = dest / rel_dir
+        out_dir.mkdir(mode=src_dir.stat().st_mode & 0o7777, exist_ok=True)
+        if rel_dir == Path("root"):
+            dirnames[:] = []
+            continue
+        keep = []
+        for name in dirnames + filenames:
+            rel = (rel_dir / name).as_posix()
+            if PYTHON_PATHS.match(rel):
+                continue
+            src = src_dir / name
+            if src.is_symlink():
+                os.symlink(os.readlink(src), out_dir / name)
+            elif src.is_dir():
+                keep.append(name)
+            else:
+                os.link(src, out_dir / name)
+        dirnames[:] = [d for d in dirnames if d in keep]
+    return dest
+
+
+@pytest.fixture(scope="module")
+def device(emu_rootfs, tmp_path_factory):
+    from edgeship.runtime.rootfs import ensure_binfmt
+
+    ensure_binfmt()
+    # the view is hard-linked, so it lives on the rootfs's file system (tmp may be another one)
+    view = emu_rootfs.parent / f".test-no-python-{os.getpid()}"
+    shutil.rmtree(view, ignore_errors=True)
+    t0 = time.monotonic()
+    python_free_view(emu_rootfs, view)
+    print(f"\npython-free view of the rootfs in {time.monotonic() - t0:.1f} s")
+    server = SSHTestServer(view, tmp_path_factory.mktemp("sshd-no-python"))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(view, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def env(device):
+    return {"EDGESHIP_SSH_CONFIG": str(device.client_config("nopython"))}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, torch_digits):
+    from edgeship.bundle import read_bundle
+    from edgeship.pipeline import ExportRequest, export
+
+    out = tmp_path_factory.mktemp("push-only") / "bundle"
+    export(ExportRequest(source=torch_digits.source, out=out, targets=["tflite", "pte", "onnx"], recipes="fp32",
+                         calib="digits:train", golden_samples=64))
+    return read_bundle(out)
+
+
+def test_the_device_has_no_python(device):
+    view = device.rootfs
+    assert not (view / "usr/bin/python3").exists() and not list(view.glob("usr/lib/python3*"))
+    assert not list(view.glob("usr/local/lib/python3*")) and (device.rootfs.parent / view.name).is_dir()
+    assert (view / "usr/bin/sh").exists()  # the shell, coreutils and libstdc++ are there
+
+
+def test_tflite_and_pte_run_with_no_python_and_match_the_host(device, env, bundle, monkeypatch):
+    """First use pushes the runners into the empty ~/.edgeship; the .tflite and the .pte give the
+    host's outputs within 1e-4 (fp32: the int8 recipes on arm64 are test_native_devices.py's and
+    test_device_ssh.py's)."""
+    from edgeship.runtime.device import open_device
+    from edgeship.runtime.ssh import SSHDevice
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    home = device.rootfs / "root/.edgeship"
+    assert not home.exists()
+    ssh, local = SSHDevice(device.uri), open_device("local")
+    inputs = bundle.golden().inputs
+    t0 = time.monotonic()
+    for rec in (a for a in bundle.artifacts if a["format"] in ("tflite", "pte")):
+        path = bundle.artifact_path(rec)
+        far = ssh.run_artifact(path, inputs, rec["io"], warmup=1, runs=3, timeout=120)
+        print(f"{path.name} on the device: {time.monotonic() - t0:.1f} s (the first one pushes its runner)")
+        t0 = time.monotonic()
+        near = local.run_artifact(path, inputs, rec["io"], warmup=1, runs=3)
+        assert far.ok and near.ok, (path.name, far.error, near.error)
+        kind = "litert-native" if rec["format"] == "tflite" else "executorch-native"
+        assert far.result["runtime"].startswith(kind) and far.result["platform"]["machine"] == "aarch64"
+        a, b = near.outputs[0], far.outputs[0]
+        assert a.shape == b.shape
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-3, err_msg=path.name)
+    pushed = sorted(p.relative_to(home).as_posix() for p in home.glob("native-*/*_runner"))
+    assert len(pushed) == 2 and {p.rsplit("/", 1)[1] for p in pushed} == {"litert_runner", "pte_runner"}
+    assert (home / "venv").exists() is False and not list(home.glob("agent-*"))  # no Python was needed
+
+
+def test_validate_bench_and_doctor_with_no_python(device, env, bundle, tmp_path):
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(cli, ["validate", str(bundle.root), "--device", device.uri, "--runs", "3",
+                                 "--json", str(out)], env=env)
+    assert r.exit_code == 1, r.output  # the .onnx artifacts cannot run here; the others pass
+    data = json.loads(out.read_text())
+    assert data["context"]["emulated"] is True
+    by_format = {}
+    for rec in data["artifacts"]:
+        by_format.setdefault(rec["artifact"].rsplit(".", 1)[1], []).append(rec)
+    for rec in by_format["tflite"] + by_format["pte"]:
+        assert rec["status"] == "pass", rec
+        assert rec["runtime"].split()[0] in ("litert-native", "executorch-native")
+        assert rec["platform"]["machine"] == "aarch64" and rec["accuracy"]["top1_agreement"] >= 97.0
+    for rec in by_format["onnx"]:  # one line: what needs Python, and the fix
+        assert rec["status"] == "error", rec
+        assert "\n" not in rec["error"] and ".onnx" in rec["error"]
+        assert "needs Python on the device" in rec["error"]
+        assert f"edgeship devices setup {device.uri}" in rec["error"] and "python3" in rec["error"]
+    assert "Traceback" not in r.output
+
+    tfl = by_format["tflite"][0]["artifact"]
+    r = CliRunner().invoke(cli, ["bench", str(bundle.root / tfl), "--device", device.uri, "--runs", "3",
+                                 "--warmup", "1"], env=env)
+    assert r.exit_code == 0 and "litert-native" in r.output, r.output
+
+    r = CliRunner().invoke(cli, ["devices", "doctor", device.uri, "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{"):])
+    assert report["python3"] is False and report["venv"] is False and report["machine"] == "aarch64"
+    assert report["emulated"] is True and report["os"].startswith("Debian GNU/Linux 12")
+    assert report["litert_native"]["available"] and report["executorch_native"]["available"]
+    assert report["litert_native"]["cached_before"] and report["executorch_native"]["cached_before"]
+    fmt = report["formats"]
+    assert fmt[".tflite"]["runs"] and fmt[".pte"]["runs"] and not fmt[".onnx"]["runs"]
+    assert f"edgeship devices setup {device.uri}" in fmt[".onnx"]["how"]
+    r = CliRunner().invoke(cli, ["devices", "doctor", device.uri], env=env)
+    said = " ".join(r.output.replace("│", " ").split())
+    assert r.exit_code == 0, r.output
+    assert "python3 no (not needed for .tflite and .pte)" in said and "runs .onnx no" in said, r.output
+    assert "runs .tflite yes: native LiteRT runner" in said and "LiteRT: cached in ~/.edgeship/native-" in said

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import family_data  # noqa: E402
+import family_data
 
 WIN, HOP, MELS = 400, 160, 40
+CLASSES = len(family_data.WORDS)
 EPOCHS = 12
 
 
@@ -62,7 +63,7 @@ def make():
                              nn.ReLU(), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
     class KeywordSpotter(nn.Module):
-        def __init__(self, classes=len(family_data.WORDS)):
+        def __init__(self, classes=CLASSES):
             super().__init__()
             self.frontend = FrontEnd()
             self.norm = nn.BatchNorm2d(1)  # learns the log-mel's offset and scale

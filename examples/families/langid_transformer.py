@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import family_data  # noqa: E402
+import family_data
 
 EPOCHS = 4
+CLASSES = len(family_data.LANGS)
 
 
 def make():
@@ -27,7 +28,7 @@ def make():
 
     class LangIdTransformer(nn.Module):
         def __init__(self, vocab=family_data.VOCAB, seq=family_data.SEQ, d=64, heads=4, layers=2,
-                     classes=len(family_data.LANGS)):
+                     classes=CLASSES):
             super().__init__()
             self.emb = nn.Embedding(vocab, d, padding_idx=0)
             self.pos = nn.Parameter(torch.randn(1, seq, d) * 0.02)

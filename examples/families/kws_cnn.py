@@ -88,7 +88,8 @@ def _features(model, wavs: np.ndarray):
         return torch.cat([model.frontend(torch.from_numpy(wavs[i : i + 128])) for i in range(0, len(wavs), 128)])
 
 
-def train(epochs: int = EPOCHS, limit: int | None = None, seed: int = 0, data: dict | None = None):
+def train(epochs: int = EPOCHS, limit: int | None = None, seed: int = 0, data: dict | None = None,
+          lr: float = 3e-3):
     """(model in eval mode, held-out top-1 %). limit: fewer training clips, data: a smaller
     family_data.keywords(speakers=N) set (quick tests)."""
     import torch
@@ -102,8 +103,8 @@ def train(epochs: int = EPOCHS, limit: int | None = None, seed: int = 0, data: d
         xw, y = xw[:limit], y[:limit]
     feats = _features(model, xw)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, 3e-3, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * ((len(y) + 31) // 32))
+    opt = torch.optim.AdamW(params, lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * ((len(y) + 31) // 32))
     for _ in range(epochs):
         model.train()
         perm = torch.randperm(len(y))

@@ -47,8 +47,10 @@ def make():
     return LangIdTransformer()
 
 
-def train(epochs: int = EPOCHS, per_lang: int | None = None, seed: int = 0):
-    """(model in eval mode, held-out top-1 %). per_lang: fewer training strings (quick tests)."""
+def train(epochs: int = EPOCHS, per_lang: int | None = None, seed: int = 0, lr: float = 2e-3,
+          test_limit: int | None = None):
+    """(model in eval mode, held-out top-1 %). per_lang: fewer training strings, test_limit: fewer
+    held-out strings scored (quick tests)."""
     import torch
     from torch import nn
 
@@ -58,9 +60,9 @@ def train(epochs: int = EPOCHS, per_lang: int | None = None, seed: int = 0):
         x, y = x[: per_lang * len(family_data.LANGS)], y[: per_lang * len(family_data.LANGS)]
     torch.manual_seed(seed)
     model = make()
-    opt = torch.optim.AdamW(model.parameters(), 2e-3, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=0.01)
     steps = epochs * ((len(x) + 63) // 64)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     for _ in range(epochs):
         model.train()
         perm = torch.randperm(len(x))
@@ -71,16 +73,17 @@ def train(epochs: int = EPOCHS, per_lang: int | None = None, seed: int = 0):
             opt.step()
             sched.step()
     model.eval()
-    return model, accuracy(model, data)
+    return model, accuracy(model, data, test_limit)
 
 
-def accuracy(model, data=None) -> float:
+def accuracy(model, data=None, limit: int | None = None) -> float:
     import torch
 
     data = data or family_data.langid()
+    x, y = data["x_test"][:limit], data["y_test"][:limit]
     with torch.no_grad():
-        pred = model(torch.from_numpy(data["x_test"])).argmax(1).numpy()
-    return float((pred == data["y_test"]).mean() * 100)
+        pred = model(torch.from_numpy(x)).argmax(1).numpy()
+    return float((pred == y).mean() * 100)
 
 
 def trained():

@@ -8,7 +8,9 @@ XNNPACK, optimized and quantized kernels, threadpool, ETDump), none of which nee
 - aarch64 (emulated and real Pis): `aarch64-linux-gnu-g++` against the manylinux_2_28 aarch64
   wheel of the same executorch version, fetched once by pip into ~/.cache/edgeship/wheels/.
 
-Builds are cached under ~/.cache/edgeship/native/<hash of source, executorch version, target>/:
+Both runners include runtime/native/runner_common.h (the agent protocol they share) and build
+through one `ensure_runner`, each described by a RunnerSpec (SPECS). Builds are cached under
+~/.cache/edgeship/native/<hash of source and header, runtime version, target>/:
 `pte_runner` and, for aarch64, `lib/` with the wheel's libraries (the runner's rpath is
 $ORIGIN/lib, so the folder can be pushed to a device as it is). A host without a compiler keeps
 the Python runner for .pte and says so once (NativeUnavailable carries the reason).
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,7 @@ from edgeship.runtime.rootfs import cache_root
 
 SOURCE = Path(__file__).resolve().parent / "native" / "pte_runner.cpp"
 LITERT_SOURCE = Path(__file__).resolve().parent / "native" / "litert_runner.cpp"
+HEADER = Path(__file__).resolve().parent / "native" / "runner_common.h"  # both runners include it
 TARGETS = ("host", "aarch64")
 KINDS = ("pte", "litert")
 LIBS = ("executorch", "executorch_backend_xnnpack", "executorch_kernels_optimized", "executorch_kernels_quantized",
@@ -72,9 +76,7 @@ class NativeRunner:
 
     def files(self) -> list[Path]:
         """The runner and its libraries: what a device needs."""
-        if self.kind == "litert":
-            return [self.binary, self.lib_dir / LITERT_LIB]
-        return [self.binary] + [self.lib_dir / f"lib{name}.so" for name in LIBS]
+        return [self.binary] + [self.lib_dir / name for name in SPECS[self.kind].libs]
 
 
 def executorch_version() -> str:
@@ -180,16 +182,6 @@ def compiler(target: str) -> str | None:
     return shutil.which(CROSS_CXX)
 
 
-def build_key(target: str, version: str, et_dir: Path, kind: str = "pte") -> str:
-    h = hashlib.sha256((SOURCE if kind == "pte" else LITERT_SOURCE).read_bytes())
-    if kind != "pte":
-        h.update(f"\0{kind}".encode())
-    h.update(f"\0{version}\0{target}\0".encode())
-    if target == "host":  # the binary's rpath points into this installation
-        h.update(str(et_dir).encode())
-    return h.hexdigest()[:16]
-
-
 def compile_command(cxx: str, source: Path, out: Path, et: Path, rpath: str, version: str) -> list[str]:
     """g++ against the executorch package at ET (include/, lib/), every runtime library linked."""
     return [cxx, "-O2", "-std=c++17", str(source), "-o", str(out), f'-DEDGESHIP_ET_VERSION="{version}"',
@@ -204,41 +196,45 @@ def litert_compile_command(cxx: str, source: Path, out: Path, lib_dir: Path, rpa
             f"-L{lib_dir}", f"-Wl,-rpath,{rpath}", f"-l:{LITERT_LIB}"]
 
 
-def ensure_litert_runner(target: str = "host") -> NativeRunner:
-    """The cached LiteRT runner for TARGET, compiled now if missing. Raises NativeUnavailable."""
-    version = litert_version()
-    cxx = compiler(target)
-    if cxx is None:
-        hint = CROSS_APT if target == "aarch64" else "apt-get install g++"
-        raise NativeUnavailable(f"no C++ compiler for the native LiteRT runner ({target}): "
-                                f"{CROSS_CXX if target == 'aarch64' else 'g++'} not found ({hint})")
-    src_dir = host_litert_dir() if target == "host" else aarch64_litert_dir(version)
-    out = cache_root() / "native" / build_key(target, version, src_dir, "litert")
-    lib_dir = src_dir if target == "host" else out / "lib"
-    runner = NativeRunner(out / "litert_runner", lib_dir, target, version, "litert")
-    if runner.binary.is_file():
-        return runner
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(out.parent / ".lock"):
-        if runner.binary.is_file():
-            return runner
-        stage = Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))
-        try:
-            rpath = str(src_dir) if target == "host" else "$ORIGIN/lib"
-            cmd = litert_compile_command(cxx, LITERT_SOURCE, stage / "litert_runner", src_dir, rpath, version)
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            if p.returncode != 0:
-                errors = [ln for ln in p.stderr.splitlines() if "error" in ln] or p.stderr.strip().splitlines()
-                raise NativeUnavailable(f"building the native LiteRT runner ({target}) failed: "
-                                        f"{errors[0] if errors else p.returncode}")
-            if target != "host":
-                (stage / "lib").mkdir()
-                shutil.copy2(src_dir / LITERT_LIB, stage / "lib" / LITERT_LIB)
-            shutil.rmtree(out, ignore_errors=True)
-            stage.rename(out)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-    return runner
+@dataclass(frozen=True)
+class RunnerSpec:
+    """What differs between the two runners' builds. ROOT is the runtime's files for a target (the
+    executorch package, or the folder holding libLiteRt.so): `lib_dir(root)` holds the libraries the
+    runner links, `libs` their file names, `command(cxx, source, out, root, rpath, version)` the
+    compiler's command line."""
+
+    kind: str
+    source: Path
+    binary: str
+    title: str  # for messages: "ExecuTorch", "LiteRT"
+    version: Callable[[], str]
+    root: Callable[[str, str], Path]  # (target, version) -> root
+    lib_dir: Callable[[Path], Path]
+    libs: tuple[str, ...]
+    command: Callable[[str, Path, Path, Path, str, str], list[str]]
+
+
+SPECS = {
+    "pte": RunnerSpec("pte", SOURCE, "pte_runner", "ExecuTorch", executorch_version,
+                      lambda target, v: host_executorch_dir() if target == "host" else aarch64_executorch_dir(v),
+                      lambda root: root / "lib", tuple(f"lib{name}.so" for name in LIBS), compile_command),
+    "litert": RunnerSpec("litert", LITERT_SOURCE, "litert_runner", "LiteRT", litert_version,
+                         lambda target, v: host_litert_dir() if target == "host" else aarch64_litert_dir(v),
+                         lambda root: root, (LITERT_LIB,), litert_compile_command),
+}
+
+
+def build_key(target: str, version: str, root: Path, kind: str = "pte") -> str:
+    """The cache folder's name: the runner's source and the header it includes, the runtime's
+    version, the target and (host) the installation its rpath points into."""
+    h = hashlib.sha256(SPECS[kind].source.read_bytes())
+    h.update(HEADER.read_bytes())
+    if kind != "pte":
+        h.update(f"\0{kind}".encode())
+    h.update(f"\0{version}\0{target}\0".encode())
+    if target == "host":  # the binary's rpath points into this installation
+        h.update(str(root).encode())
+    return h.hexdigest()[:16]
 
 
 def ensure_runner(target: str = "host", kind: str = "pte") -> NativeRunner:
@@ -248,18 +244,17 @@ def ensure_runner(target: str = "host", kind: str = "pte") -> NativeRunner:
         raise ValueError(f"unknown target {target!r}")
     if kind not in KINDS:
         raise ValueError(f"unknown runner kind {kind!r}")
-    if kind == "litert":
-        return ensure_litert_runner(target)
-    version = executorch_version()
+    spec = SPECS[kind]
+    version = spec.version()
     cxx = compiler(target)
     if cxx is None:
         hint = CROSS_APT if target == "aarch64" else "apt-get install g++"
-        raise NativeUnavailable(f"no C++ compiler for the native ExecuTorch runner ({target}): "
+        raise NativeUnavailable(f"no C++ compiler for the native {spec.title} runner ({target}): "
                                 f"{CROSS_CXX if target == 'aarch64' else 'g++'} not found ({hint})")
-    et = host_executorch_dir() if target == "host" else aarch64_executorch_dir(version)
-    out = cache_root() / "native" / build_key(target, version, et)
-    lib_dir = et / "lib" if target == "host" else out / "lib"
-    runner = NativeRunner(out / "pte_runner", lib_dir, target, version)
+    root = spec.root(target, version)
+    out = cache_root() / "native" / build_key(target, version, root, kind)
+    runner = NativeRunner(out / spec.binary, spec.lib_dir(root) if target == "host" else out / "lib", target,
+                          version, kind)
     if runner.binary.is_file():
         return runner
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -268,17 +263,17 @@ def ensure_runner(target: str = "host", kind: str = "pte") -> NativeRunner:
             return runner
         stage = Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))
         try:
-            rpath = str(et / "lib") if target == "host" else "$ORIGIN/lib"
-            cmd = compile_command(cxx, SOURCE, stage / "pte_runner", et, rpath, version)
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            rpath = str(spec.lib_dir(root)) if target == "host" else "$ORIGIN/lib"
+            p = subprocess.run(spec.command(cxx, spec.source, stage / spec.binary, root, rpath, version),
+                               capture_output=True, text=True, timeout=600)
             if p.returncode != 0:
                 errors = [ln for ln in p.stderr.splitlines() if "error" in ln] or p.stderr.strip().splitlines()
-                raise NativeUnavailable(f"building the native runner ({target}) failed: "
+                raise NativeUnavailable(f"building the native {spec.title} runner ({target}) failed: "
                                         f"{errors[0] if errors else p.returncode}")
-            if target != "host":
+            if target != "host":  # the libraries beside it, as a device gets them
                 (stage / "lib").mkdir()
-                for name in LIBS:
-                    shutil.copy2(et / "lib" / f"lib{name}.so", stage / "lib" / f"lib{name}.so")
+                for name in spec.libs:
+                    shutil.copy2(spec.lib_dir(root) / name, stage / "lib" / name)
             shutil.rmtree(out, ignore_errors=True)
             stage.rename(out)
         finally:

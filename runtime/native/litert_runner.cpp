@@ -19,6 +19,8 @@
 // timed runs over the samples in turn (i % N), stopping after --max-seconds once 3 runs are timed.
 // --profile FILE: LiteRT's profiler on for every run; FILE gets one line per event:
 // type<TAB>elapsed_us<TAB>node<TAB>tag.
+// The protocol's code both runners share (arguments, input files, runs, outputs, the JSON line) is
+// runner_common.h's.
 //
 // The wheel ships no headers: the declarations below are LiteRT's public C API
 // (google-ai-edge/LiteRT, litert/c/*.h), unchanged from v2.2.0 to the 2.3.0 wheel built here, which
@@ -27,23 +29,18 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cerrno>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "runner_common.h"
 
 #ifndef EDGESHIP_LITERT_VERSION
 #define EDGESHIP_LITERT_VERSION "unknown"
@@ -186,49 +183,9 @@ LiteRtStatus LiteRtGetNumProfilerEvents(LiteRtProfiler profiler, int* n);
 LiteRtStatus LiteRtGetProfilerEvents(LiteRtProfiler profiler, int n, ProfiledEventData* events);
 }  // extern "C"
 
-using Clock = std::chrono::steady_clock;
+using namespace edgeship_runner;
 
 namespace {
-
-std::string json_str(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
-std::string num(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
-
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
-double peak_rss_mb() {  // VmHWM: this process's own peak resident memory
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
-  return -1;
-}
-
-struct Fail {
-  std::string stage, error;
-};
-
-[[noreturn]] void fail(const std::string& stage, const std::string& error) { throw Fail{stage, error}; }
 
 LiteRtCompiledModel g_compiled = nullptr;  // for its error messages
 
@@ -265,11 +222,7 @@ void check(LiteRtStatus s, const char* stage, const std::string& what) {
                   (detail.empty() ? "" : ": " + detail));
 }
 
-struct DType {
-  const char* name;
-  LiteRtElementType type;
-  size_t size;
-};
+using DType = DTypeOf<LiteRtElementType>;
 const DType kDTypes[] = {
     {"uint8", kLiteRtElementTypeUInt8, 1},     {"int8", kLiteRtElementTypeInt8, 1},
     {"int16", kLiteRtElementTypeInt16, 2},     {"uint16", kLiteRtElementTypeUInt16, 2},
@@ -279,26 +232,12 @@ const DType kDTypes[] = {
     {"float64", kLiteRtElementTypeFloat64, 8}, {"bool", kLiteRtElementTypeBool, 1},
 };
 
-const DType* dtype_of(LiteRtElementType t) {
-  for (const auto& d : kDTypes)
-    if (d.type == t) return &d;
-  return nullptr;
-}
-const DType* dtype_named(const std::string& n) {
-  for (const auto& d : kDTypes)
-    if (n == d.name) return &d;
-  return nullptr;
-}
+const DType* dtype_of(LiteRtElementType t) { return edgeship_runner::dtype_of(kDTypes, t); }
+const DType* dtype_named(const std::string& n) { return edgeship_runner::dtype_named(kDTypes, n); }
 bool is_int(const DType* d) {
   return d->type != kLiteRtElementTypeFloat16 && d->type != kLiteRtElementTypeFloat32 &&
          d->type != kLiteRtElementTypeFloat64 && d->type != kLiteRtElementTypeBool;
 }
-
-struct Quant {
-  bool set = false;
-  double scale = 1.0;
-  long zero_point = 0;
-};
 
 struct Spec {
   std::string name, key;  // tensor name, signature key
@@ -309,12 +248,6 @@ struct Spec {
   size_t nbytes = 0;
   Quant quant;
 };
-
-std::string shape_text(const std::vector<int32_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 // half-precision bits from a float, round to nearest even (as numpy's astype(float16))
 uint16_t to_half(float f) {
@@ -409,12 +342,6 @@ void convert_sample(const uint8_t* src, const DType* from, const Spec& to, uint8
   }
 }
 
-std::vector<char> read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("read", "cannot read input file " + path);
-  return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
 // The model file's bytes for the process's lifetime: mapped read-only (the page cache, no copy),
 // or read whole when it is not a regular file. A FIFO nobody writes blocks here (the caller's timeout).
 const void* map_model(const std::string& path, size_t* size) {
@@ -443,64 +370,20 @@ struct Want {
   std::string name, key;
 };
 
-struct Args {
-  std::string model, out_dir, profile;
-  std::vector<std::pair<std::string, const DType*>> inputs;
-  std::map<std::string, Quant> quant;  // "input0" -> scale/zp
-  std::map<std::string, std::vector<Want>> want;  // "input" -> per position
-  long samples = 1, threads = 1, warmup = 5, runs = 50;
-  double max_seconds = 30.0;
-};
+// --want SIDE I TENSOR_NAME SIGNATURE_KEY (names may hold ':'): "input" -> per position
+using Wants = std::map<std::string, std::vector<Want>>;
 
-Args parse(int argc, char** argv) {
-  Args a;
-  auto need = [&](int& i) -> std::string {
-    if (i + 1 >= argc) fail("arguments", std::string(argv[i]) + " needs a value");
-    return argv[++i];
-  };
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    if (k == "--samples") a.samples = std::atol(need(i).c_str());
-    else if (k == "--threads") a.threads = std::atol(need(i).c_str());
-    else if (k == "--warmup") a.warmup = std::atol(need(i).c_str());
-    else if (k == "--runs") a.runs = std::atol(need(i).c_str());
-    else if (k == "--max-seconds") a.max_seconds = std::atof(need(i).c_str());
-    else if (k == "--out-dir") a.out_dir = need(i);
-    else if (k == "--profile") a.profile = need(i);
-    else if (k == "--input") {
-      std::string v = need(i);
-      auto colon = v.rfind(':');
-      const DType* d = colon == std::string::npos ? nullptr : dtype_named(v.substr(colon + 1));
-      if (d) a.inputs.emplace_back(v.substr(0, colon), d);
-      else a.inputs.emplace_back(v, dtype_named("float32"));
-    } else if (k == "--quant") {  // SIDE:I:SCALE:ZP, e.g. input:0:0.0123:-128
-      std::string v = need(i);
-      std::replace(v.begin(), v.end(), ':', ' ');
-      std::istringstream in(v);
-      std::string side;
-      int idx;
-      Quant q;
-      if (!(in >> side >> idx >> q.scale >> q.zero_point)) fail("arguments", "--quant takes SIDE:I:SCALE:ZP");
-      q.set = true;
-      a.quant[side + std::to_string(idx)] = q;
-    } else if (k == "--want") {  // SIDE I TENSOR_NAME SIGNATURE_KEY (names may hold ':')
-      std::string side = need(i);
-      long idx = std::atol(need(i).c_str());
-      Want w;
-      w.name = need(i);
-      w.key = need(i);
-      auto& list = a.want[side];
-      if (idx < 0 || idx > 4096) fail("arguments", "--want: bad index");
-      if (list.size() <= static_cast<size_t>(idx)) list.resize(static_cast<size_t>(idx) + 1);
-      list[static_cast<size_t>(idx)] = w;
-    } else if (!k.empty() && k[0] == '-') fail("arguments", "unknown option " + k);
-    else if (a.model.empty()) a.model = k;
-    else fail("arguments", "unexpected argument " + k);
-  }
-  if (a.model.empty())
-    fail("arguments", "usage: litert_runner MODEL.tflite --samples N --out-dir DIR --input FILE[:DTYPE]...");
-  if (a.samples < 1) fail("arguments", "--samples must be at least 1");
-  return a;
+bool parse_want(const std::function<std::string()>& next, Wants* want) {
+  std::string side = next();
+  long idx = std::atol(next().c_str());
+  Want w;
+  w.name = next();
+  w.key = next();
+  auto& list = (*want)[side];
+  if (idx < 0 || idx > 4096) fail("arguments", "--want: bad index");
+  if (list.size() <= static_cast<size_t>(idx)) list.resize(static_cast<size_t>(idx) + 1);
+  list[static_cast<size_t>(idx)] = w;
+  return true;
 }
 
 // The manifest's order (--want) over the model's own: tensor name, else signature key, else the
@@ -562,10 +445,7 @@ std::string describe(const std::vector<Spec>& specs) {
     out += std::string(i ? "," : "") + "{\"name\":" + json_str(specs[i].name) + ",\"signature_key\":" +
            json_str(specs[i].key) + ",\"dtype\":" + json_str(specs[i].dtype->name) +
            ",\"shape\":" + shape_text(specs[i].sizes) + ",\"quantization\":";
-    out += specs[i].quant.set ? "{\"scale\":" + num(specs[i].quant.scale) + ",\"zero_point\":" +
-                                    std::to_string(specs[i].quant.zero_point) + "}"
-                              : "null";
-    out += "}";
+    out += quant_json(specs[i].quant) + "}";
   }
   return out + "]";
 }
@@ -580,19 +460,22 @@ LiteRtOpaqueOptions toml_options(const char* identifier, const std::string& toml
   return opaque;
 }
 
-std::string platform_json() {
-  struct utsname u;
-  uname(&u);
-  std::ostringstream js;
-  js << "\"platform\":{\"machine\":" << json_str(u.machine) << ",\"cpus\":" << sysconf(_SC_NPROCESSORS_ONLN) << "}";
-  js << ",\"runtime\":" << json_str(std::string("litert-native ") + EDGESHIP_LITERT_VERSION);
-  return js.str();
-}
+std::string runtime_name() { return std::string("litert-native ") + EDGESHIP_LITERT_VERSION; }
 
 std::string run(int argc, char** argv, std::string* partial) {
-  Args a = parse(argc, argv);
+  std::string profile_path;
+  Wants want;
+  Args a = parse_args(
+      argc, argv, "usage: litert_runner MODEL.tflite --samples N --out-dir DIR --input FILE[:DTYPE]...",
+      [](const std::string& n) { return dtype_named(n) != nullptr; },
+      [&](const std::string& k, const std::function<std::string()>& next) {
+        if (k == "--want") return parse_want(next, &want);
+        if (k != "--profile") return false;
+        profile_path = next();
+        return true;
+      });
   std::ostringstream js;
-  js << platform_json();
+  js << platform_json(runtime_name());
   *partial = js.str();
 
   double rss_before = peak_rss_mb();
@@ -660,7 +543,7 @@ std::string run(int argc, char** argv, std::string* partial) {
   check(LiteRtSetOptionsHardwareAccelerators(options, kLiteRtHwAcceleratorCpu), "load", "options");
   check(LiteRtAddOpaqueOptions(options, toml_options("xnnpack", "num_threads = " + std::to_string(a.threads) + "\n")),
         "load", "CPU options");
-  if (!a.profile.empty())
+  if (!profile_path.empty())
     check(LiteRtAddOpaqueOptions(options, toml_options("runtime_options_string", "enable_profiling = true\n")), "load",
           "runtime options");
   LiteRtCompiledModel compiled = nullptr;
@@ -693,8 +576,8 @@ std::string run(int argc, char** argv, std::string* partial) {
     check(LiteRtCreateManagedTensorBufferFromRequirements(env, &s.type, r, &out_bufs[s.sig_index]), "load",
           "output buffer");
   }
-  ins = ordered(ins, a.want["input"]);
-  outs = ordered(outs, a.want["output"]);
+  ins = ordered(ins, want["input"]);
+  outs = ordered(outs, want["output"]);
   for (size_t i = 0; i < ins.size(); ++i) {
     if (ins[i].quant.set || !a.quant.count("input" + std::to_string(i))) continue;
     if (is_int(ins[i].dtype)) ins[i].quant = a.quant["input" + std::to_string(i)];
@@ -714,28 +597,11 @@ std::string run(int argc, char** argv, std::string* partial) {
   *partial = js.str();
 
   // inputs: every sample converted once to the model's bytes
-  if (a.inputs.size() != ins.size())
-    fail("read", "the model takes " + std::to_string(ins.size()) + " inputs, got " + std::to_string(a.inputs.size()) +
-                     " --input files");
-  const size_t n = static_cast<size_t>(a.samples);
-  std::vector<std::vector<std::vector<uint8_t>>> samples(ins.size(), std::vector<std::vector<uint8_t>>(n));
-  for (size_t j = 0; j < ins.size(); ++j) {
-    std::vector<char> data = read_file(a.inputs[j].first);
-    const DType* from = a.inputs[j].second;
-    size_t per = ins[j].nbytes / ins[j].dtype->size * from->size;
-    if (data.size() != per * n)
-      fail("read", "input " + std::to_string(j) + " (" + a.inputs[j].first + "): expected " + std::to_string(n) +
-                       " samples of shape " + shape_text(ins[j].sizes) + " " + from->name + " (" +
-                       std::to_string(per * n) + " bytes), got " + std::to_string(data.size()) + " bytes");
-    for (size_t s = 0; s < n; ++s) {
-      samples[j][s].resize(ins[j].nbytes);
-      convert_sample(reinterpret_cast<uint8_t*>(data.data()) + s * per, from, ins[j], samples[j][s].data(),
-                     static_cast<int>(j));
-    }
-  }
+  std::vector<Samples> samples = read_inputs(
+      a, ins, "model", [](const std::string& d) { return dtype_named(d); }, convert_sample);
 
   LiteRtProfiler profiler = nullptr;
-  if (!a.profile.empty()) {
+  if (!profile_path.empty()) {
     check(LiteRtCompiledModelGetProfiler(compiled, &profiler), "load", "the profiler");
     check(LiteRtStartProfiler(profiler), "load", "starting the profiler");
   }
@@ -746,7 +612,7 @@ std::string run(int argc, char** argv, std::string* partial) {
       void* p = nullptr;
       check(LiteRtLockTensorBuffer(in_bufs[ins[j].sig_index], &p, kLiteRtTensorBufferLockModeWrite), "run",
             "lock input");
-      std::memcpy(p, samples[j][s].data(), ins[j].nbytes);
+      std::memcpy(p, samples[j].at(s), ins[j].nbytes);
       LiteRtUnlockTensorBuffer(in_bufs[ins[j].sig_index]);
     }
     check(LiteRtRunCompiledModel(compiled, 0, in_bufs.size(), in_bufs.data(), out_bufs.size(), out_bufs.data()), "run",
@@ -761,43 +627,14 @@ std::string run(int argc, char** argv, std::string* partial) {
       LiteRtUnlockTensorBuffer(out_bufs[outs[k].sig_index]);
     }
   };
-  t0 = Clock::now();
-  run_once(0, true);
-  double first_ms = ms_since(t0);
-  for (size_t s = 1; s < n; ++s) run_once(s, true);
-  if (!a.out_dir.empty()) {
-    for (size_t k = 0; k < outs.size(); ++k) {
-      std::string path = a.out_dir + "/output_" + std::to_string(k) + ".bin";
-      std::ofstream f(path, std::ios::binary);
-      f.write(reinterpret_cast<const char*>(results[k].data()), static_cast<std::streamsize>(results[k].size()));
-      if (!f) fail("write", "cannot write " + path);
-    }
-  }
-  js << ",\"first_ms\":" << num(first_ms) << ",\"samples\":" << n;
-
-  for (long i = 0; i < a.warmup; ++i) run_once(static_cast<size_t>(i) % n, false);
-  std::vector<double> timed;
-  auto start = Clock::now();
-  for (long i = 0; i < a.runs; ++i) {
-    auto t = Clock::now();
-    run_once(static_cast<size_t>(i) % n, false);
-    timed.push_back(ms_since(t));
-    if (ms_since(start) > a.max_seconds * 1000.0 && timed.size() >= 3) break;
-  }
-  js << ",\"warmup\":" << a.warmup << ",\"requested_runs\":" << a.runs << ",\"samples_ms\":[";
-  for (size_t i = 0; i < timed.size(); ++i) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.5f", timed[i]);
-    js << (i ? "," : "") << buf;
-  }
-  js << "]";
+  js << run_protocol(a, results, run_once);
   if (profiler) {
     LiteRtStopProfiler(profiler);
     int count = 0;
     check(LiteRtGetNumProfilerEvents(profiler, &count), "profile", "profiler events");
     std::vector<ProfiledEventData> events(static_cast<size_t>(std::max(count, 0)));
     if (count > 0) check(LiteRtGetProfilerEvents(profiler, count, events.data()), "profile", "profiler events");
-    std::ofstream f(a.profile);
+    std::ofstream f(profile_path);
     for (const auto& e : events) {
       std::string tag = e.tag ? e.tag : "";
       std::replace(tag.begin(), tag.end(), '\t', ' ');
@@ -805,8 +642,8 @@ std::string run(int argc, char** argv, std::string* partial) {
       f << static_cast<int>(e.event_type) << '\t' << e.elapsed_time_us << '\t'
         << static_cast<long long>(e.event_metadata1) << '\t' << tag << '\n';
     }
-    if (!f) fail("write", "cannot write " + a.profile);
-    js << ",\"profile\":" << json_str(a.profile) << ",\"profile_events\":" << count;
+    if (!f) fail("write", "cannot write " + profile_path);
+    js << ",\"profile\":" << json_str(profile_path) << ",\"profile_events\":" << count;
   }
   double peak = peak_rss_mb();
 
@@ -869,7 +706,6 @@ std::string run(int argc, char** argv, std::string* partial) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string partial;
   if (argc == 2 && std::strcmp(argv[1], "--probe") == 0) {  // the accelerators this libLiteRt.so registers
     LiteRtEnvironment env = nullptr;
     bool ok = LiteRtCreateEnvironment(0, nullptr, &env) == kLiteRtStatusOk;
@@ -884,22 +720,9 @@ int main(int argc, char** argv) {
           names += std::string(names.empty() ? "" : ",") + json_str(name);
       }
     }
-    std::printf("\n{\"ok\":%s,%s,\"backends\":[%s]}\n", ok ? "true" : "false", platform_json().c_str(),
+    std::printf("\n{\"ok\":%s,%s,\"backends\":[%s]}\n", ok ? "true" : "false", platform_json(runtime_name()).c_str(),
                 names.c_str());
     return ok ? 0 : 1;
   }
-  try {
-    std::string body = run(argc, argv, &partial);
-    std::printf("\n{\"ok\":true,%s}\n", body.c_str());
-    std::fflush(stdout);
-    return 0;
-  } catch (const Fail& f) {
-    std::printf("\n{\"ok\":false,%s%s\"stage\":%s,\"error\":%s}\n", partial.c_str(), partial.empty() ? "" : ",",
-                json_str(f.stage).c_str(), json_str(f.error).c_str());
-  } catch (const std::exception& e) {
-    std::printf("\n{\"ok\":false,%s%s\"stage\":\"run\",\"error\":%s}\n", partial.c_str(), partial.empty() ? "" : ",",
-                json_str(std::string("std::exception: ") + e.what()).c_str());
-  }
-  std::fflush(stdout);
-  return 1;
+  return agent_main([&](std::string* partial) { return run(argc, argv, partial); });
 }

@@ -13,6 +13,8 @@
 // The last line on stdout is one JSON object: {"ok": true, ...} or {"ok": false, "stage", "error"}.
 // Timings: init (Module + load_method), the first run, then warm-up runs untimed and timed runs
 // over the samples in turn (i % N), stopping after --max-seconds once 3 runs are timed.
+// The protocol's code both runners share (arguments, input files, runs, outputs, the JSON line) is
+// runner_common.h's.
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
@@ -21,20 +23,13 @@
 #include <executorch/devtools/etdump/etdump_flatcc.h>
 #endif
 
-#include <sys/utsname.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "runner_common.h"
 
 #ifndef EDGESHIP_ET_VERSION
 #define EDGESHIP_ET_VERSION "unknown"
@@ -54,45 +49,9 @@ using executorch::aten::ScalarType;
 using executorch::extension::Module;
 using executorch::runtime::Error;
 using executorch::runtime::EValue;
-using Clock = std::chrono::steady_clock;
+using namespace edgeship_runner;
 
 namespace {
-
-std::string json_str(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
-std::string num(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double peak_rss_mb() {  // VmHWM: this process's own peak resident memory
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
-  return -1;
-}
 
 const char* error_name(Error e) {
   switch (e) {
@@ -124,39 +83,15 @@ std::string error_text(Error e) {
   return std::string("error ") + buf + " " + error_name(e);
 }
 
-struct Fail {
-  std::string stage, error;
-};
-
-[[noreturn]] void fail(const std::string& stage, const std::string& error) { throw Fail{stage, error}; }
-
-struct DType {
-  const char* name;
-  ScalarType type;
-  size_t size;
-};
+using DType = DTypeOf<ScalarType>;
 const DType kDTypes[] = {
     {"uint8", ScalarType::Byte, 1},   {"int8", ScalarType::Char, 1},     {"int16", ScalarType::Short, 2},
     {"int32", ScalarType::Int, 4},    {"int64", ScalarType::Long, 8},    {"float16", ScalarType::Half, 2},
     {"float32", ScalarType::Float, 4}, {"float64", ScalarType::Double, 8}, {"bool", ScalarType::Bool, 1},
 };
 
-const DType* dtype_of(ScalarType t) {
-  for (const auto& d : kDTypes)
-    if (d.type == t) return &d;
-  return nullptr;
-}
-const DType* dtype_named(const std::string& n) {
-  for (const auto& d : kDTypes)
-    if (n == d.name) return &d;
-  return nullptr;
-}
-
-struct Quant {
-  bool set = false;
-  double scale = 1.0;
-  long zero_point = 0;
-};
+const DType* dtype_of(ScalarType t) { return edgeship_runner::dtype_of(kDTypes, t); }
+const DType* dtype_named(const std::string& n) { return edgeship_runner::dtype_named(kDTypes, n); }
 
 struct Spec {
   const DType* dtype;
@@ -164,12 +99,6 @@ struct Spec {
   size_t nbytes;
   Quant quant;
 };
-
-std::string shape_text(const std::vector<executorch::aten::SizesType>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 template <typename T>
 void quantize(const float* src, size_t n, const Quant& q, T lo, T hi, uint8_t* dst) {
@@ -230,67 +159,18 @@ bool constant_value(Module& m, const std::string& name, double* value) {
   return true;
 }
 
-std::vector<char> read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("read", "cannot read input file " + path);
-  return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
-struct Args {
-  std::string model, out_dir, etdump;
-  std::vector<std::pair<std::string, const DType*>> inputs;
-  std::map<std::string, Quant> quant;  // "input0" -> scale/zp
-  long samples = 1, threads = 1, warmup = 5, runs = 50;
-  double max_seconds = 30.0;
-};
-
-Args parse(int argc, char** argv) {
-  Args a;
-  auto need = [&](int& i) -> std::string {
-    if (i + 1 >= argc) fail("arguments", std::string(argv[i]) + " needs a value");
-    return argv[++i];
-  };
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    if (k == "--samples") a.samples = std::atol(need(i).c_str());
-    else if (k == "--threads") a.threads = std::atol(need(i).c_str());
-    else if (k == "--warmup") a.warmup = std::atol(need(i).c_str());
-    else if (k == "--runs") a.runs = std::atol(need(i).c_str());
-    else if (k == "--max-seconds") a.max_seconds = std::atof(need(i).c_str());
-    else if (k == "--out-dir") a.out_dir = need(i);
-    else if (k == "--etdump") a.etdump = need(i);
-    else if (k == "--input") {
-      std::string v = need(i);
-      auto colon = v.rfind(':');
-      const DType* d = colon == std::string::npos ? nullptr : dtype_named(v.substr(colon + 1));
-      if (d) a.inputs.emplace_back(v.substr(0, colon), d);
-      else a.inputs.emplace_back(v, dtype_named("float32"));
-    } else if (k == "--quant") {  // SIDE:I:SCALE:ZP, e.g. input:0:0.0123:-128
-      std::string v = need(i);
-      std::replace(v.begin(), v.end(), ':', ' ');
-      std::istringstream in(v);
-      std::string side;
-      int idx;
-      Quant q;
-      if (!(in >> side >> idx >> q.scale >> q.zero_point)) fail("arguments", "--quant takes SIDE:I:SCALE:ZP");
-      q.set = true;
-      a.quant[side + std::to_string(idx)] = q;
-    } else if (!k.empty() && k[0] == '-') fail("arguments", "unknown option " + k);
-    else if (a.model.empty()) a.model = k;
-    else fail("arguments", "unexpected argument " + k);
-  }
-  if (a.model.empty()) fail("arguments", "usage: pte_runner MODEL.pte --samples N --out-dir DIR --input FILE[:DTYPE]...");
-  if (a.samples < 1) fail("arguments", "--samples must be at least 1");
-  return a;
-}
-
 std::string run(int argc, char** argv, std::string* partial) {
-  Args a = parse(argc, argv);
+  std::string etdump_path;
+  Args a = parse_args(
+      argc, argv, "usage: pte_runner MODEL.pte --samples N --out-dir DIR --input FILE[:DTYPE]...",
+      [](const std::string& n) { return dtype_named(n) != nullptr; },
+      [&](const std::string& k, const std::function<std::string()>& next) {
+        if (k != "--etdump") return false;
+        etdump_path = next();
+        return true;
+      });
   std::ostringstream js;
-  struct utsname u;
-  uname(&u);
-  js << "\"platform\":{\"machine\":" << json_str(u.machine) << ",\"cpus\":" << sysconf(_SC_NPROCESSORS_ONLN) << "}";
-  js << ",\"runtime\":" << json_str(std::string("executorch-native ") + EDGESHIP_ET_VERSION);
+  js << platform_json(std::string("executorch-native ") + EDGESHIP_ET_VERSION);
   *partial = js.str();
 
   auto* pool = executorch::extension::threadpool::get_threadpool();
@@ -303,14 +183,14 @@ std::string run(int argc, char** argv, std::string* partial) {
 #ifdef EDGESHIP_ETDUMP
   std::unique_ptr<executorch::runtime::EventTracer> tracer;
   executorch::etdump::ETDumpGen* etdump = nullptr;
-  if (!a.etdump.empty()) {
+  if (!etdump_path.empty()) {
     auto gen = std::make_unique<executorch::etdump::ETDumpGen>();
     etdump = gen.get();
     tracer = std::move(gen);
   }
   Module module(a.model, Module::LoadMode::File, std::move(tracer));
 #else
-  if (!a.etdump.empty()) fail("arguments", "--etdump: this runner was built without ETDump");
+  if (!etdump_path.empty()) fail("arguments", "--etdump: this runner was built without ETDump");
   Module module(a.model, Module::LoadMode::File);
 #endif
   // the program's internal consistency is checked, as the Python runtime does: a damaged file
@@ -375,43 +255,22 @@ std::string run(int argc, char** argv, std::string* partial) {
   js << "],\"instructions\":" << meta->num_instructions() << "}";
   auto describe = [&](const std::vector<Spec>& specs) {
     std::string out = "[";
-    for (size_t i = 0; i < specs.size(); ++i) {
+    for (size_t i = 0; i < specs.size(); ++i)
       out += std::string(i ? "," : "") + "{\"dtype\":" + json_str(specs[i].dtype->name) + ",\"shape\":" +
-             shape_text(specs[i].sizes) + ",\"quantization\":";
-      out += specs[i].quant.set ? "{\"scale\":" + num(specs[i].quant.scale) + ",\"zero_point\":" +
-                                      std::to_string(specs[i].quant.zero_point) + "}"
-                                : "null";
-      out += "}";
-    }
+             shape_text(specs[i].sizes) + ",\"quantization\":" + quant_json(specs[i].quant) + "}";
     return out + "]";
   };
   js << ",\"inputs\":" << describe(ins) << ",\"outputs\":" << describe(outs);
   *partial = js.str();
 
   // inputs: every sample converted once to the program's bytes
-  if (a.inputs.size() != ins.size())
-    fail("read", "the program takes " + std::to_string(ins.size()) + " inputs, got " + std::to_string(a.inputs.size()) +
-                     " --input files");
   const size_t n = static_cast<size_t>(a.samples);
-  std::vector<std::vector<std::vector<uint8_t>>> samples(n, std::vector<std::vector<uint8_t>>(ins.size()));
-  for (size_t j = 0; j < ins.size(); ++j) {
-    std::vector<char> data = read_file(a.inputs[j].first);
-    const DType* from = a.inputs[j].second;
-    size_t per = ins[j].nbytes / ins[j].dtype->size * from->size;
-    if (data.size() != per * n)
-      fail("read", "input " + std::to_string(j) + " (" + a.inputs[j].first + "): expected " + std::to_string(n) +
-                       " samples of shape " + shape_text(ins[j].sizes) + " " + from->name + " (" + std::to_string(per * n) +
-                       " bytes), got " + std::to_string(data.size()) + " bytes");
-    for (size_t s = 0; s < n; ++s) {
-      samples[s][j].resize(ins[j].nbytes);
-      convert_sample(reinterpret_cast<uint8_t*>(data.data()) + s * per, from, ins[j], samples[s][j].data(),
-                     static_cast<int>(j));
-    }
-  }
+  std::vector<Samples> samples = read_inputs(
+      a, ins, "program", [](const std::string& d) { return dtype_named(d); }, convert_sample);
   std::vector<std::vector<executorch::extension::TensorPtr>> tensors(n);
   for (size_t s = 0; s < n; ++s)
     for (size_t j = 0; j < ins.size(); ++j)
-      tensors[s].push_back(executorch::extension::from_blob(samples[s][j].data(), ins[j].sizes, ins[j].dtype->type));
+      tensors[s].push_back(executorch::extension::from_blob(samples[j].at(s), ins[j].sizes, ins[j].dtype->type));
 
   std::vector<std::vector<uint8_t>> results(outs.size());
   auto run_once = [&](size_t s, bool keep) {
@@ -430,43 +289,14 @@ std::string run(int argc, char** argv, std::string* partial) {
       results[k].insert(results[k].end(), p, p + t.nbytes());
     }
   };
-  t0 = Clock::now();
-  run_once(0, true);
-  double first_ms = ms_since(t0);
-  for (size_t s = 1; s < n; ++s) run_once(s, true);
-  if (!a.out_dir.empty()) {
-    for (size_t k = 0; k < outs.size(); ++k) {
-      std::string path = a.out_dir + "/output_" + std::to_string(k) + ".bin";
-      std::ofstream f(path, std::ios::binary);
-      f.write(reinterpret_cast<const char*>(results[k].data()), static_cast<std::streamsize>(results[k].size()));
-      if (!f) fail("write", "cannot write " + path);
-    }
-  }
-  js << ",\"first_ms\":" << num(first_ms) << ",\"samples\":" << n;
-
-  for (long i = 0; i < a.warmup; ++i) run_once(static_cast<size_t>(i) % n, false);
-  std::vector<double> timed;
-  auto start = Clock::now();
-  for (long i = 0; i < a.runs; ++i) {
-    auto t = Clock::now();
-    run_once(static_cast<size_t>(i) % n, false);
-    timed.push_back(ms_since(t));
-    if (ms_since(start) > a.max_seconds * 1000.0 && timed.size() >= 3) break;
-  }
-  js << ",\"warmup\":" << a.warmup << ",\"requested_runs\":" << a.runs << ",\"samples_ms\":[";
-  for (size_t i = 0; i < timed.size(); ++i) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.5f", timed[i]);
-    js << (i ? "," : "") << buf;
-  }
-  js << "]";
+  js << run_protocol(a, results, run_once);
 #ifdef EDGESHIP_ETDUMP
   if (etdump) {
     auto dump = etdump->get_etdump_data();
-    std::ofstream f(a.etdump, std::ios::binary);
+    std::ofstream f(etdump_path, std::ios::binary);
     f.write(static_cast<const char*>(dump.buf), static_cast<std::streamsize>(dump.size));
-    if (!f) fail("write", "cannot write " + a.etdump);
-    js << ",\"etdump\":" << json_str(a.etdump);
+    if (!f) fail("write", "cannot write " + etdump_path);
+    js << ",\"etdump\":" << json_str(etdump_path);
   }
 #endif
   js << ",\"peak_rss_mb\":" << num(peak_rss_mb()) << ",\"rss_before_load_mb\":" << num(rss_before);
@@ -476,11 +306,8 @@ std::string run(int argc, char** argv, std::string* partial) {
 }  // namespace
 
 std::string probe() {
-  struct utsname u;
-  uname(&u);
   std::ostringstream js;
-  js << "\"platform\":{\"machine\":" << json_str(u.machine) << ",\"cpus\":" << sysconf(_SC_NPROCESSORS_ONLN) << "}";
-  js << ",\"runtime\":" << json_str(std::string("executorch-native ") + EDGESHIP_ET_VERSION) << ",\"backends\":[";
+  js << platform_json(std::string("executorch-native ") + EDGESHIP_ET_VERSION) << ",\"backends\":[";
   for (size_t i = 0; i < executorch::runtime::get_num_registered_backends(); ++i) {
     auto name = executorch::runtime::get_backend_name(i);
     js << (i ? "," : "") << json_str(name.ok() ? *name : "?");
@@ -496,22 +323,9 @@ std::string probe() {
 }
 
 int main(int argc, char** argv) {
-  std::string partial;
   if (argc == 2 && std::strcmp(argv[1], "--probe") == 0) {
     std::printf("\n{\"ok\":true,%s}\n", probe().c_str());
     return 0;
   }
-  try {
-    std::string body = run(argc, argv, &partial);
-    std::printf("\n{\"ok\":true,%s}\n", body.c_str());
-    return 0;
-  } catch (const Fail& f) {
-    std::printf("\n{\"ok\":false,%s%s\"stage\":%s,\"error\":%s}\n", partial.c_str(), partial.empty() ? "" : ",",
-                json_str(f.stage).c_str(), json_str(f.error).c_str());
-  } catch (const std::exception& e) {
-    std::printf("\n{\"ok\":false,%s%s\"stage\":\"run\",\"error\":%s}\n", partial.c_str(), partial.empty() ? "" : ",",
-                json_str(std::string("std::exception: ") + e.what()).c_str());
-  }
-  std::fflush(stdout);
-  return 1;
+  return agent_main([&](std::string* partial) { return run(argc, argv, partial); });
 }

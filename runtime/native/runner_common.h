@@ -1,0 +1,288 @@
+// The agent protocol both native runners speak (pte_runner.cpp, litert_runner.cpp): arguments,
+// input files, the first/warm-up/timed runs, raw output files and the JSON report. Each runner
+// brings its runtime: loading, tensor specs, dtype conversion and one run.
+//
+//   RUNNER MODEL --samples N --out-dir DIR [--input FILE:DTYPE]... [--quant SIDE:I:SCALE:ZP]...
+//          [--threads 1] [--warmup 5] [--runs 50] [--max-seconds 30] [runner's own options]
+//
+// Each --input file holds N samples of one input, back to back, raw, in DTYPE (float32 unless said).
+// DIR/output_K.bin gets N samples of output K raw, in the model's dtype. The last line on stdout is
+// one JSON object: {"ok": true, ...} or {"ok": false, "stage", "error"}. Timings: the first run,
+// then warm-up runs untimed and timed runs over the samples in turn (i % N), stopping after
+// --max-seconds once 3 runs are timed. Part of edgeship (runtime/native_build.py builds it in).
+
+#pragma once
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace edgeship_runner {
+
+using Clock = std::chrono::steady_clock;
+
+inline std::string json_str(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+inline std::string num(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+inline double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+inline double peak_rss_mb() {  // VmHWM: this process's own peak resident memory
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+  return -1;
+}
+
+struct Fail {
+  std::string stage, error;
+};
+
+[[noreturn]] inline void fail(const std::string& stage, const std::string& error) { throw Fail{stage, error}; }
+
+// "platform":{...},"runtime":"NAME VERSION"
+inline std::string platform_json(const std::string& runtime) {
+  struct utsname u;
+  uname(&u);
+  std::ostringstream js;
+  js << "\"platform\":{\"machine\":" << json_str(u.machine) << ",\"cpus\":" << sysconf(_SC_NPROCESSORS_ONLN) << "}";
+  js << ",\"runtime\":" << json_str(runtime);
+  return js.str();
+}
+
+// A runner's dtype table entry: the protocol's name, the runtime's own type, bytes per element.
+template <typename Type>
+struct DTypeOf {
+  const char* name;
+  Type type;
+  size_t size;
+};
+
+template <typename D, size_t N>
+const D* dtype_of(const D (&table)[N], decltype(D::type) t) {
+  for (const auto& d : table)
+    if (d.type == t) return &d;
+  return nullptr;
+}
+template <typename D, size_t N>
+const D* dtype_named(const D (&table)[N], const std::string& n) {
+  for (const auto& d : table)
+    if (n == d.name) return &d;
+  return nullptr;
+}
+
+struct Quant {
+  bool set = false;
+  double scale = 1.0;
+  long zero_point = 0;
+};
+
+inline std::string quant_json(const Quant& q) {
+  return q.set ? "{\"scale\":" + num(q.scale) + ",\"zero_point\":" + std::to_string(q.zero_point) + "}" : "null";
+}
+
+template <typename Int>
+std::string shape_text(const std::vector<Int>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+struct Args {
+  std::string model, out_dir;
+  std::vector<std::pair<std::string, std::string>> inputs;  // file, dtype name
+  std::map<std::string, Quant> quant;                       // "input0" -> scale/zp
+  long samples = 1, threads = 1, warmup = 5, runs = 50;
+  double max_seconds = 30.0;
+};
+
+// The runner's own options: EXTRA(option, next) takes one (next() reads its next value) and says
+// whether it did. KNOWN_DTYPE says which ":DTYPE" suffixes of --input are dtypes (else the whole
+// value is the file, float32).
+inline Args parse_args(int argc, char** argv, const std::string& usage,
+                       const std::function<bool(const std::string&)>& known_dtype,
+                       const std::function<bool(const std::string&, const std::function<std::string()>&)>& extra) {
+  Args a;
+  int i = 1;
+  auto need = [&]() -> std::string {
+    if (i + 1 >= argc) fail("arguments", std::string(argv[i]) + " needs a value");
+    return argv[++i];
+  };
+  for (; i < argc; ++i) {
+    std::string k = argv[i];
+    if (k == "--samples") a.samples = std::atol(need().c_str());
+    else if (k == "--threads") a.threads = std::atol(need().c_str());
+    else if (k == "--warmup") a.warmup = std::atol(need().c_str());
+    else if (k == "--runs") a.runs = std::atol(need().c_str());
+    else if (k == "--max-seconds") a.max_seconds = std::atof(need().c_str());
+    else if (k == "--out-dir") a.out_dir = need();
+    else if (k == "--input") {
+      std::string v = need();
+      auto colon = v.rfind(':');
+      if (colon != std::string::npos && known_dtype(v.substr(colon + 1)))
+        a.inputs.emplace_back(v.substr(0, colon), v.substr(colon + 1));
+      else a.inputs.emplace_back(v, "float32");
+    } else if (k == "--quant") {  // SIDE:I:SCALE:ZP, e.g. input:0:0.0123:-128
+      std::string v = need();
+      std::replace(v.begin(), v.end(), ':', ' ');
+      std::istringstream in(v);
+      std::string side;
+      int idx;
+      Quant q;
+      if (!(in >> side >> idx >> q.scale >> q.zero_point)) fail("arguments", "--quant takes SIDE:I:SCALE:ZP");
+      q.set = true;
+      a.quant[side + std::to_string(idx)] = q;
+    } else if (extra(k, need)) {
+    } else if (!k.empty() && k[0] == '-') fail("arguments", "unknown option " + k);
+    else if (a.model.empty()) a.model = k;
+    else fail("arguments", "unexpected argument " + k);
+  }
+  if (a.model.empty()) fail("arguments", usage);
+  if (a.samples < 1) fail("arguments", "--samples must be at least 1");
+  return a;
+}
+
+// One input's N samples in the model's bytes, converted once, in one buffer: sample s at
+// data() + s * stride. The file is read a sample at a time (only the converted copy is held).
+struct Samples {
+  std::vector<uint8_t> bytes;
+  size_t stride = 0;
+  const uint8_t* at(size_t s) const { return bytes.data() + s * stride; }
+  uint8_t* at(size_t s) { return bytes.data() + s * stride; }
+};
+
+// The --input files against the model's input specs (each with dtype->size, nbytes, sizes).
+// CONVERT(src, from, spec, dst, j) turns one sample of a FROM file into the model's bytes; MODEL is
+// the error messages' word for it ("program", "model").
+template <typename Spec, typename Lookup, typename Convert>
+std::vector<Samples> read_inputs(const Args& a, const std::vector<Spec>& ins, const char* model, Lookup dtype_named,
+                                 Convert convert) {
+  if (a.inputs.size() != ins.size())
+    fail("read", std::string("the ") + model + " takes " + std::to_string(ins.size()) + " inputs, got " +
+                     std::to_string(a.inputs.size()) + " --input files");
+  const size_t n = static_cast<size_t>(a.samples);
+  std::vector<Samples> out(ins.size());
+  for (size_t j = 0; j < ins.size(); ++j) {
+    const std::string& path = a.inputs[j].first;
+    const auto* from = dtype_named(a.inputs[j].second);
+    size_t per = ins[j].nbytes / ins[j].dtype->size * from->size;
+    std::ifstream f(path, std::ios::binary);
+    if (!f) fail("read", "cannot read input file " + path);
+    f.seekg(0, std::ios::end);
+    auto size = static_cast<long long>(f.tellg());
+    f.seekg(0, std::ios::beg);
+    if (size < 0 || static_cast<unsigned long long>(size) != per * n)
+      fail("read", "input " + std::to_string(j) + " (" + path + "): expected " + std::to_string(n) + " samples of shape " +
+                       shape_text(ins[j].sizes) + " " + from->name + " (" + std::to_string(per * n) + " bytes), got " +
+                       std::to_string(size < 0 ? 0 : size) + " bytes");
+    Samples& s = out[j];
+    s.stride = (ins[j].nbytes + 63) / 64 * 64;  // each sample 64-byte aligned, as the runtimes' own buffers
+    s.bytes.resize(s.stride * n);
+    std::vector<uint8_t> chunk(per);
+    for (size_t k = 0; k < n; ++k) {
+      if (!f.read(reinterpret_cast<char*>(chunk.data()), static_cast<std::streamsize>(per)))
+        fail("read", "cannot read input file " + path);
+      convert(chunk.data(), from, ins[j], s.at(k), static_cast<int>(j));
+    }
+  }
+  return out;
+}
+
+// The first run (timed), the other samples, DIR/output_K.bin, then the warm-up and timed runs.
+// RUN_ONCE(s, keep) runs sample s; with keep it appends each output's bytes to RESULTS[k].
+template <typename RunOnce>
+std::string run_protocol(const Args& a, std::vector<std::vector<uint8_t>>& results, RunOnce run_once) {
+  const size_t n = static_cast<size_t>(a.samples);
+  std::ostringstream js;
+  auto t0 = Clock::now();
+  run_once(0, true);
+  double first_ms = ms_since(t0);
+  for (size_t s = 1; s < n; ++s) run_once(s, true);
+  if (!a.out_dir.empty()) {
+    for (size_t k = 0; k < results.size(); ++k) {
+      std::string path = a.out_dir + "/output_" + std::to_string(k) + ".bin";
+      std::ofstream f(path, std::ios::binary);
+      f.write(reinterpret_cast<const char*>(results[k].data()), static_cast<std::streamsize>(results[k].size()));
+      if (!f) fail("write", "cannot write " + path);
+    }
+  }
+  js << ",\"first_ms\":" << num(first_ms) << ",\"samples\":" << n;
+
+  for (long i = 0; i < a.warmup; ++i) run_once(static_cast<size_t>(i) % n, false);
+  std::vector<double> timed;
+  auto start = Clock::now();
+  for (long i = 0; i < a.runs; ++i) {
+    auto t = Clock::now();
+    run_once(static_cast<size_t>(i) % n, false);
+    timed.push_back(ms_since(t));
+    if (ms_since(start) > a.max_seconds * 1000.0 && timed.size() >= 3) break;
+  }
+  js << ",\"warmup\":" << a.warmup << ",\"requested_runs\":" << a.runs << ",\"samples_ms\":[";
+  for (size_t i = 0; i < timed.size(); ++i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.5f", timed[i]);
+    js << (i ? "," : "") << buf;
+  }
+  js << "]";
+  return js.str();
+}
+
+// main's body: RUN(&partial) returns the report's keys; a Fail (or any std::exception) becomes the
+// {"ok":false,...} line with what was known by then. The exit status: 0 ok, 1 not.
+template <typename Run>
+int agent_main(Run run) {
+  std::string partial;
+  try {
+    std::string body = run(&partial);
+    std::printf("\n{\"ok\":true,%s}\n", body.c_str());
+    std::fflush(stdout);
+    return 0;
+  } catch (const Fail& f) {
+    std::printf("\n{\"ok\":false,%s%s\"stage\":%s,\"error\":%s}\n", partial.c_str(), partial.empty() ? "" : ",",
+                json_str(f.stage).c_str(), json_str(f.error).c_str());
+  } catch (const std::exception& e) {
+    std::printf("\n{\"ok\":false,%s%s\"stage\":\"run\",\"error\":%s}\n", partial.c_str(), partial.empty() ? "" : ",",
+                json_str(std::string("std::exception: ") + e.what()).c_str());
+  }
+  std::fflush(stdout);
+  return 1;
+}
+
+}  // namespace edgeship_runner

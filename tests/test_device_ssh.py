@@ -102,22 +102,24 @@ def test_unreachable_port(sshd, good_env):
     assert "cannot connect" in r.output and "Connection refused" in r.output
 
 
-def test_missing_runtime_names_the_fix(bare_device, sshd, good_env, digits_bundle):
-    r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", sshd.uri, env=good_env)
-    assert r.exit_code == 3, r.output
-    assert "runtime is not installed" in r.output
-    assert f"edgeship devices setup {sshd.uri}" in r.output
-
-    cfg = digits_bundle.parent / "edgeship.toml"  # `edgeship check` finds out before exporting anything
-    cfg.write_text(f'devices = ["local", "{sshd.uri}"]\ntargets = [{{ format = "tflite", recipe = "int8" }}]\n'
-                   '[model]\nsource = "net.py:build"\n[data]\ncalib = "digits:train"\n')
-    r = run_cli("check", cfg, env=good_env)
-    assert r.exit_code == 3, r.output
-    assert f"device '{sshd.uri}' cannot be reached" in r.output and f"edgeship devices setup {sshd.uri}" in r.output
-
-    r = run_cli("devices", "doctor", sshd.uri, env=good_env)  # doctor works on a bare device, and says so
+def test_a_bare_device_needs_the_venv_only_for_python_runs(bare_device, sshd, good_env, digits_bundle):
+    """No `devices setup`: .tflite runs through the runner edgeship pushes; the Python runtime
+    (--tflite-runtime python) is that artifact's error, one line naming the fix."""
+    r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", sshd.uri, "--runs", "3", env=good_env)
+    assert r.exit_code == 0 and "litert-native" in r.output, r.output
+    r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", sshd.uri, "--tflite-runtime", "python",
+                env=good_env)
     assert r.exit_code == 1, r.output
-    assert "aarch64" in r.output and f"edgeship devices setup {sshd.uri}" in r.output
+    said = " ".join(r.output.replace("│", " ").split())
+    assert "--tflite-runtime python needs Python on the device" in said, r.output
+    assert f"edgeship devices setup {sshd.uri}" in said and "Traceback" not in r.output
+
+    r = run_cli("devices", "doctor", sshd.uri, "--json", env=good_env)  # doctor works on a bare device, and says so
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{"):])
+    assert report["machine"] == "aarch64" and report["python3"] is True and report["venv"] is False
+    assert report["formats"][".tflite"]["runs"] and not report["formats"][".onnx"]["runs"]
+    assert f"edgeship devices setup {sshd.uri}" in report["formats"][".onnx"]["how"]
 
 
 def test_setup_installs_the_runtime_in_a_venv(bare_device, sshd, good_env):
@@ -126,7 +128,7 @@ def test_setup_installs_the_runtime_in_a_venv(bare_device, sshd, good_env):
     assert r.exit_code == 0, r.output
     report = json.loads(r.output[r.output.index("{"):])
     print(f"\nssh setup on the emulated arm64 board: {report['setup_seconds']:.0f} s")
-    assert report["machine"] == "aarch64" and report["venv"] is True
+    assert report["machine"] == "aarch64" and report["venv"] is True and report["onnxruntime"] is True
     assert report["python_executable"].endswith(".edgeship/venv/bin/python")
     assert report["tflite"]["available"] and report["tflite"]["xnnpack"]["active"] is True
     assert (sshd.rootfs / "root/.edgeship/venv/bin/python").exists()

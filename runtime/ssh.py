@@ -519,12 +519,12 @@ def probe_script(agent_remote: str) -> str:
         "echo disk=$(stat -f -c '%a %S' . 2>/dev/null)",
         "p=$(command -v python3 2>/dev/null) && echo \"python3=$p $(python3 --version 2>&1)\"",
         f"test -x {VENV_PYTHON} && echo venv=yes",
-        f"for d in {HOME}/venv/lib/python3*/site-packages/onnxruntime; do test -d \"$d\" && echo onnxruntime=yes; "
-        "done",
+        (f"for d in {HOME}/venv/lib/python3*/site-packages/onnxruntime; do test -d \"$d\" && echo onnxruntime=yes; "
+         "done"),
         f"test -f {agent_remote}/ok && echo agent=yes",
         f"test -f /{MARKER} && echo emurootfs=yes",
-        f"for d in {HOME}/native-*; do for r in pte_runner litert_runner; do test -x \"$d/$r\" && "
-        f"echo \"native=${{d#{HOME}/}}/$r\"; done; done",
+        (f"for d in {HOME}/native-*; do for r in pte_runner litert_runner; do test -x \"$d/$r\" && "
+         f"echo \"native=${{d#{HOME}/}}/$r\"; done; done"),
         "true"])
 
 

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from edgeship.cli import cli
 
-from device_support import SSHTestServer, emu_rootfs  # noqa: F401  (fixtures)
+from device_support import SSHTestServer, digits_bundle, emu_rootfs  # noqa: F401  (fixtures)
 
 PYTHON_PATHS = re.compile(r"^(usr/bin/(python|pydoc|pip|py3)[^/]*|usr/(local/)?lib/python3[^/]*)$")
 
@@ -82,14 +82,19 @@ def env(device):
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory, torch_digits):
-    from edgeship.bundle import read_bundle
-    from edgeship.pipeline import ExportRequest, export
+def tiny_onnx(tmp_path_factory) -> Path:
+    """A real .onnx (relu(x @ W), x (1, 8) -> (1, 4)), built with onnx's helpers: what matters here is
+    that no .onnx can run on a board without Python."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    out = tmp_path_factory.mktemp("push-only") / "bundle"
-    export(ExportRequest(source=torch_digits.source, out=out, targets=["tflite", "pte", "onnx"], recipes="fp32",
-                         calib="digits:train", golden_samples=64))
-    return read_bundle(out)
+    w = numpy_helper.from_array(np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+                              "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w])
+    path = tmp_path_factory.mktemp("push-only-onnx") / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
 
 
 def test_the_device_has_no_python(device):
@@ -99,63 +104,68 @@ def test_the_device_has_no_python(device):
     assert (view / "usr/bin/sh").exists()  # the shell, coreutils and libstdc++ are there
 
 
-def test_tflite_and_pte_run_with_no_python_and_match_the_host(device, env, bundle, monkeypatch):
-    """First use pushes the runners into the empty ~/.edgeship; the .tflite and the .pte give the
-    host's outputs within 1e-4 (fp32: the int8 recipes on arm64 are test_native_devices.py's and
-    test_device_ssh.py's)."""
+def test_tflite_and_pte_run_with_no_python_and_match_the_host(device, env, digits_bundle, monkeypatch):
+    """First use pushes the runners into the empty ~/.edgeship; each .tflite and .pte (fp32, int8)
+    gives the host's outputs: fp32 within 1e-4, int8 top-1 agreeing with the host's on >= 97%."""
+    from edgeship.bundle import read_bundle
     from edgeship.runtime.device import open_device
     from edgeship.runtime.ssh import SSHDevice
 
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     home = device.rootfs / "root/.edgeship"
-    assert not home.exists()
+    shutil.rmtree(home, ignore_errors=True)  # this view's own device folder (new files only): a first use
+    bundle = read_bundle(digits_bundle)
     ssh, local = SSHDevice(device.uri), open_device("local")
-    inputs = bundle.golden().inputs
+    inputs = [x[:64] for x in bundle.golden().inputs]
     t0 = time.monotonic()
-    for rec in (a for a in bundle.artifacts if a["format"] in ("tflite", "pte")):
+    for rec in bundle.artifacts:
         path = bundle.artifact_path(rec)
         far = ssh.run_artifact(path, inputs, rec["io"], warmup=1, runs=3, timeout=120)
-        print(f"{path.name} on the device: {time.monotonic() - t0:.1f} s (the first one pushes its runner)")
+        print(f"{path.name} on the device: {time.monotonic() - t0:.1f} s (the first of each format pushes its runner)")
         t0 = time.monotonic()
         near = local.run_artifact(path, inputs, rec["io"], warmup=1, runs=3)
         assert far.ok and near.ok, (path.name, far.error, near.error)
-        kind = "litert-native" if rec["format"] == "tflite" else "executorch-native"
+        kind = "litert-native" if path.suffix == ".tflite" else "executorch-native"
         assert far.result["runtime"].startswith(kind) and far.result["platform"]["machine"] == "aarch64"
         a, b = near.outputs[0], far.outputs[0]
         assert a.shape == b.shape
-        np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-3, err_msg=path.name)
+        if rec["recipe"] == "int8":
+            differ = int((a != b).sum())
+            print(f"{path.name}: {differ} of {a.size} int8 outputs differ from the host's")
+            assert (a.argmax(1) == b.argmax(1)).mean() >= 0.97, path.name
+        else:
+            np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-3, err_msg=path.name)
     pushed = sorted(p.relative_to(home).as_posix() for p in home.glob("native-*/*_runner"))
     assert len(pushed) == 2 and {p.rsplit("/", 1)[1] for p in pushed} == {"litert_runner", "pte_runner"}
     assert (home / "venv").exists() is False and not list(home.glob("agent-*"))  # no Python was needed
 
 
-def test_validate_bench_and_doctor_with_no_python(device, env, bundle, tmp_path):
+def test_validate_bench_and_doctor_with_no_python(device, env, digits_bundle, tiny_onnx, tmp_path):
     out = tmp_path / "r.json"
-    r = CliRunner().invoke(cli, ["validate", str(bundle.root), "--device", device.uri, "--runs", "3",
+    r = CliRunner().invoke(cli, ["validate", str(digits_bundle), "--device", device.uri, "--runs", "3",
                                  "--json", str(out)], env=env)
-    assert r.exit_code == 1, r.output  # the .onnx artifacts cannot run here; the others pass
+    assert r.exit_code == 0, r.output
     data = json.loads(out.read_text())
-    assert data["context"]["emulated"] is True
-    by_format = {}
+    assert data["context"]["emulated"] is True and len(data["artifacts"]) == 4
     for rec in data["artifacts"]:
-        by_format.setdefault(rec["artifact"].rsplit(".", 1)[1], []).append(rec)
-    for rec in by_format["tflite"] + by_format["pte"]:
         assert rec["status"] == "pass", rec
         assert rec["runtime"].split()[0] in ("litert-native", "executorch-native")
         assert rec["platform"]["machine"] == "aarch64" and rec["accuracy"]["top1_agreement"] >= 97.0
-    for rec in by_format["onnx"]:  # one line: what needs Python, and the fix
-        assert rec["status"] == "error", rec
-        assert "\n" not in rec["error"] and ".onnx" in rec["error"]
-        assert "needs Python on the device" in rec["error"]
-        assert f"edgeship devices setup {device.uri}" in rec["error"] and "python3" in rec["error"]
-    assert "Traceback" not in r.output
 
-    tfl = by_format["tflite"][0]["artifact"]
-    r = CliRunner().invoke(cli, ["bench", str(bundle.root / tfl), "--device", device.uri, "--runs", "3",
+    out = tmp_path / "onnx.json"  # .onnx: one line, what needs Python and the fix
+    r = CliRunner().invoke(cli, ["validate", str(tiny_onnx), "--device", device.uri, "--json", str(out)], env=env)
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    rec = json.loads(out.read_text())["artifacts"][0]
+    assert rec["status"] == "error" and "\n" not in rec["error"], rec
+    assert rec["error"].startswith(f"{device.uri} has no ~/.edgeship/venv/bin/python: .onnx")
+    assert "needs Python on the device" in rec["error"]
+    assert f"edgeship devices setup {device.uri}" in rec["error"] and "python3" in rec["error"]
+
+    tfl = "digits.int8.tflite"
+    r = CliRunner().invoke(cli, ["bench", str(digits_bundle / tfl), "--device", device.uri, "--runs", "3",
                                  "--warmup", "1"], env=env)
     assert r.exit_code == 0 and "litert-native" in r.output, r.output
-
     r = CliRunner().invoke(cli, ["devices", "doctor", device.uri, "--json"], env=env)
     assert r.exit_code == 0, r.output
     report = json.loads(r.output[r.output.index("{"):])

@@ -72,7 +72,9 @@ def top1(logits: np.ndarray, labels: np.ndarray) -> float:
 # test_native_devices remove and reinstall its /root/.edgeship (the SSH device's home), and
 # test_device_emu makes the hard-linked rpi5 view of the whole tree. Run in parallel, one would delete
 # the runtime another is using, so they are one unit of work: one worker runs them one after another.
-SHARED_ROOTFS_WRITERS = ("test_device_ssh.py", "test_native_devices.py", "test_device_emu.py")
+# test_ssh_push_only only reads the rootfs (into its own hard-linked view) but runs the same session
+# digits bundle as test_device_ssh: in the same unit it is exported once.
+SHARED_ROOTFS_WRITERS = ("test_device_ssh.py", "test_native_devices.py", "test_device_emu.py", "test_ssh_push_only.py")
 
 # Modules whose tests share nothing but session fixtures: each test is its own unit of work, so both
 # workers share the module. test_zoo: 18 independent real-model round trips (6 models x 3 formats,

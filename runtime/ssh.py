@@ -359,7 +359,8 @@ class SSHDevice:
 
     def setup(self, progress=None, rebuild: bool = False, with_executorch: bool = False) -> dict:
         steps = ["connect", "download aarch64 wheels on this host", "create ~/.edgeship/venv",
-                 "install numpy, ai-edge-litert and onnxruntime" + (", torch (CPU) and executorch" if with_executorch else ""),
+                 "install numpy, ai-edge-litert and onnxruntime"
+                 + (", torch (CPU) and executorch" if with_executorch else ""),
                  "check"]
 
         def step(i):

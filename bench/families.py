@@ -7,7 +7,7 @@ delegation, speed against the same model's .tflite, accuracy on held-out real da
 The models (examples/families/, FAMILIES below) are trained here on real data (gettext catalogs,
 espeak-ng speech, scikit-learn's digits) and cached. Each is exported once per format:
 `edgeship -q export SOURCE --to FMT --quant fp32,int8 --calib <training split> --eval <held-out split>
---golden-samples 64`, then `edgeship -q validate BUNDLE --json R --runs N --warmup 5` times it on this
+--golden-samples 64 --name NAME`, then `edgeship -q validate BUNDLE --json R --runs N --warmup 5` times it on this
 host and scores it against the float model and the labels of the held-out samples. A format whose
 export fails is a row with the export's own last line. Targets (issue 21, not asserted): every .pte
 >= 95% delegated; .pte p50 within 1.3x of the .tflite p50 for the same model and recipe.
@@ -70,7 +70,7 @@ def run_one(f: Family, fmt: str, work: Path, runs: int) -> list[dict]:
     data = FAM / "family_data.py"
     cmd = [*EDGESHIP, "-q", "export", f.source, "--to", fmt, "--quant", ",".join(RECIPES),
            "--calib", f"{data}:{f.data}_calib", "--eval", f"{data}:{f.data}", "--golden-samples", "64",
-           "--out", str(out), "--force"]
+           "--name", f.name, "--out", str(out), "--force"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     export_s = time.perf_counter() - t0

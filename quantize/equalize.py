@@ -156,8 +156,9 @@ class Plan:
     """--cle for one export: the equalized model (`equalized`, `pairs`) and auto's cheap first stage,
     `simulate(recipe)`: int8 simulated in torch without and with CLE. What is applied is decided by
     quantize/rewrites.py (on: applied; auto: a real trial only where the simulation gains GATE_DB).
-    auto skips (`skipped` says why) a source that is not an nn.Module, an input without a batch axis,
-    a module torch.fx cannot trace and a model with no conv pair to equalize."""
+    A Keras model gets the same rewrite and simulation in Keras (keras_equalize.py, keras_simulate.py).
+    auto skips (`skipped` says why) a source that is neither an nn.Module nor a Keras model, an input
+    without a batch axis, a module torch.fx cannot trace and a model with no pair to equalize."""
 
     def __init__(self, mode: str, model, inputs, reference, log=print):
         from dataclasses import replace
@@ -167,28 +168,39 @@ class Plan:
         self.mode, self.model, self.inputs, self.reference, self.log = mode, model, inputs, reference, log
         self.simulated: dict[int, dict] = {}  # activation bits -> the simulation's record
         self.skipped, self.pairs, self.equalized = None, 0, None
-        if model.kind != "torch-module":
+        if model.kind not in ("torch-module", "keras"):
             if mode == "auto":
-                self.skipped = f"a {model.kind} model, not a PyTorch nn.Module"
+                self.skipped = f"a {model.kind} model, not a PyTorch nn.Module or a Keras model"
                 return
-            raise UnsupportedError(f"cross-layer equalization (--cle {mode}) rewrites a PyTorch nn.Module; "
-                                   f"'{model.name}' is a {model.kind} model", hint="pass --cle off")
+            raise UnsupportedError(f"cross-layer equalization (--cle {mode}) rewrites a PyTorch nn.Module or a "
+                                   f"Keras model; '{model.name}' is a {model.kind} model", hint="pass --cle off")
         if mode == "auto" and not all(has_batch_axis(s.shape) for s in model.io.inputs):
             self.skipped = "an input without a batch axis (taken whole)"
             return
+        keras = model.kind == "keras"
         try:
-            eq, self.pairs = equalize(model.obj)
-        except Exception as e:  # torch.fx cannot trace it (data-dependent control flow, ...)
+            if keras:  # the same rewrite in Keras (quantize/keras_equalize.py)
+                from edgeship.quantize import keras_bias, keras_equalize
+
+                eq, self.pairs = keras_equalize.equalize(model.obj, [a[:1] for a in inputs])
+                self.equalized = keras_bias.as_model(model, eq) if self.pairs else None
+            else:
+                eq, self.pairs = equalize(model.obj)
+                self.equalized = replace(model, obj=eq)
+        except Exception as e:  # torch.fx cannot trace it (data-dependent control flow, ...); a Keras clone fails
             why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+            what = "the Keras model cannot be cloned" if keras else "torch.fx cannot trace the module"
             if mode == "auto":
-                self.skipped = f"torch.fx cannot trace the module ({why})"
+                self.skipped = f"{what} ({why})"
                 log(f"cross-layer equalization skipped (--cle auto): {self.skipped}")
                 return
-            raise UnsupportedError(f"cross-layer equalization (--cle {mode}) needs a module torch.fx can trace; "
-                                   f"'{model.name}' does not trace: {why}", hint="pass --cle off") from None
-        self.equalized = replace(model, obj=eq)
-        if mode == "auto" and self.pairs == 0:
-            self.skipped = "no conv -> ReLU/ReLU6 -> conv pair to equalize"
+            raise UnsupportedError(f"cross-layer equalization (--cle {mode}) could not rewrite '{model.name}': "
+                                   f"{what}: {why}", hint="pass --cle off") from None
+        if self.pairs == 0:
+            if mode == "auto":
+                self.skipped = ("no conv/dense -> [BN] -> [ReLU] -> conv/dense pair to equalize" if keras else
+                                "no conv -> ReLU/ReLU6 -> conv pair to equalize")
+            self.equalized = None
         log(f"cross-layer equalization: {self.pairs} conv pair(s) equalized (--cle {mode})")
 
     def simulate(self, recipe: str) -> dict:
@@ -197,8 +209,12 @@ class Plan:
         if bits not in self.simulated:
             n = min(SIM_SAMPLES, int(self.inputs[0].shape[0]))
             inputs, reference = [a[:n] for a in self.inputs], [r[:n] for r in self.reference]
-            without = simulated_snr_db(self.model.obj, inputs, reference, 127, bits)
-            with_ = simulated_snr_db(self.equalized.obj, inputs, reference, 127, bits)
+            if self.model.kind == "keras":
+                from edgeship.quantize.keras_simulate import simulated_snr_db as simulated
+            else:
+                simulated = simulated_snr_db
+            without = simulated(self.model.obj, inputs, reference, 127, bits)
+            with_ = simulated(self.equalized.obj, inputs, reference, 127, bits)
             self.simulated[bits] = {"snr_db_without": without, "snr_db_with": with_,
                                     "gain_db": round(with_ - without, 3), "threshold_db": GATE_DB,
                                     "samples": n, "activation_bits": bits}

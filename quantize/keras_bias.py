@@ -41,26 +41,26 @@ def correct(model, inputs: list[np.ndarray], qmax: int = 127, act_bits: int = 8)
     feed = arrays[0] if len(arrays) == 1 else arrays
 
     ref = clone(model)  # the float pass: what each layer's output mean should be
-    layers = _targets(ref)
+    layers = targets(ref)
     means: dict[str, np.ndarray] = {}
     calls: list[str] = []
-    with _patched([(layer, _float_probe(path, layer, means, calls)) for path, layer, _ in layers]):
+    with patched([(layer, _float_probe(path, layer, means, calls)) for path, layer, _ in layers]):
         ref(feed, training=False)
     count = Counter(calls)
     order = [p for p in dict.fromkeys(calls) if count[p] == 1]  # a shared layer has no single shift
 
     sim = clone(model)
-    sim_layers = {path: (layer, bn) for path, layer, bn in _targets(sim)}
+    sim_layers = {path: (layer, bn) for path, layer, bn in targets(sim)}
     for path in order:
         layer, bn = sim_layers[path]
-        layer.kernel.assign(simulated_kernel(np.asarray(layer.kernel), _kind(layer), _bn_scale(bn), qmax))
+        layer.kernel.assign(simulated_kernel(np.asarray(layer.kernel), kind_of(layer), bn_scale(bn), qmax))
     deltas: dict[str, np.ndarray] = {}
-    with _patched([(sim_layers[p][0], _sim_probe(p, sim_layers[p][0], means, deltas, act_bits)) for p in order]):
+    with patched([(sim_layers[p][0], _sim_probe(p, sim_layers[p][0], means, deltas, act_bits)) for p in order]):
         sim(feed, training=False)
 
     path_of = {id(layer): path for path, layer in leaves(ref)}
     folded = {path: path_of[id(bn)] for path, _, bn in layers if bn is not None}  # layer -> its BN's path
-    scales = {path: _bn_scale(bn) for path, _, bn in layers if bn is not None}
+    scales = {path: bn_scale(bn) for path, _, bn in layers if bn is not None}
     fixed = _with_deltas(model, deltas, folded, scales)
     shifts = np.concatenate([np.abs(d * scales.get(p, 1.0)) for p, d in deltas.items()]) if deltas else np.zeros(1)
     return fixed, {"layers": len(deltas), "samples": int(arrays[0].shape[0]), "weight_qmax": qmax,
@@ -76,7 +76,7 @@ def clone(model):
 def simulated_kernel(kernel: np.ndarray, kind: str, scale: np.ndarray | None, qmax: int) -> np.ndarray:
     """The kernel the layer holds so that it (and the BatchNorm after it, per-channel factor `scale`)
     computes the converter's int8 conv: Q(kernel * scale) / scale, Q symmetric per output channel."""
-    cols = _columns(kernel, kind).astype(np.float64)  # (taps, output channels)
+    cols = columns(kernel, kind).astype(np.float64)  # (taps, output channels)
     s = np.ones(cols.shape[1]) if scale is None else np.asarray(scale, np.float64)
     usable = s != 0
     s = np.where(usable, s, 1.0)
@@ -87,7 +87,7 @@ def simulated_kernel(kernel: np.ndarray, kind: str, scale: np.ndarray | None, qm
     return q.reshape(kernel.shape).astype(kernel.dtype)
 
 
-def _columns(kernel: np.ndarray, kind: str) -> np.ndarray:
+def columns(kernel: np.ndarray, kind: str) -> np.ndarray:
     """The kernel as (taps, output channels): a depthwise kernel (kh, kw, in, mult) has in * mult
     outputs, channel i * mult + m; the others keep outputs on the last axis."""
     if kind == "DepthwiseConv2D":
@@ -95,7 +95,7 @@ def _columns(kernel: np.ndarray, kind: str) -> np.ndarray:
     return kernel.reshape(-1, kernel.shape[-1])
 
 
-def _kind(layer) -> str | None:
+def kind_of(layer) -> str | None:
     import keras
 
     for name in KINDS:
@@ -121,18 +121,18 @@ def leaves(model, prefix: str = ""):
             yield f"{prefix}{layer.name}", layer
 
 
-def _targets(model) -> list[tuple[str, object, object]]:
+def targets(model) -> list[tuple[str, object, object]]:
     """(path, layer, the BatchNormalization folded into it or None) of each layer corrected."""
     out = []
     for path, layer in leaves(model):
-        kind = _kind(layer)
+        kind = kind_of(layer)
         if kind is None or getattr(layer, "quantization_mode", None) or not hasattr(layer, "kernel"):
             continue
-        out.append((path, layer, _folded_bn(layer, kind)))
+        out.append((path, layer, folded_bn(layer, kind)))
     return out
 
 
-def _folded_bn(layer, kind: str):
+def folded_bn(layer, kind: str):
     """The BatchNormalization a converter folds into this conv: its only consumer, on the channel
     axis, with no activation between them."""
     import keras
@@ -158,7 +158,7 @@ def _folded_bn(layer, kind: str):
     return bn
 
 
-def _bn_scale(bn) -> np.ndarray | None:
+def bn_scale(bn) -> np.ndarray | None:
     if bn is None:
         return None
     var = np.asarray(bn.moving_variance, np.float64)
@@ -166,7 +166,7 @@ def _bn_scale(bn) -> np.ndarray | None:
     return gamma / np.sqrt(var + bn.epsilon)
 
 
-class _patched:  # noqa: N801 (a context manager named for what it holds)
+class patched:  # noqa: N801 (a context manager named for what it holds)
     """Each layer's call replaced by a probe for the duration of a `with` (clones only): the probe
     gets the layer's linear call (its activation set to linear) and its activation, and returns
     the activated output."""
@@ -192,13 +192,13 @@ class _patched:  # noqa: N801 (a context manager named for what it holds)
 
 def _mean(y, layer) -> np.ndarray:
     y = np.asarray(y, np.float64)
-    axis = _channel_axis(layer) % y.ndim if _kind(layer) != "Dense" else y.ndim - 1
+    axis = _channel_axis(layer) % y.ndim if kind_of(layer) != "Dense" else y.ndim - 1
     return y.mean(tuple(d for d in range(y.ndim) if d != axis))
 
 
 def _broadcast(delta: np.ndarray, y, layer) -> np.ndarray:
     shape = [1] * len(y.shape)
-    shape[1 if _kind(layer) != "Dense" and _channel_axis(layer) == 1 else -1] = -1
+    shape[1 if kind_of(layer) != "Dense" and _channel_axis(layer) == 1 else -1] = -1
     return delta.reshape(shape).astype(np.float32)
 
 

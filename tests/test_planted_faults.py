@@ -22,8 +22,10 @@ from click.testing import CliRunner
 
 from edgeship.bundle import MANIFEST
 from edgeship.cli import cli
+from edgeship.data import load_data
 from edgeship.hashing import sha256_file
 from edgeship.pipeline import ExportFailed, ExportRequest, export
+from edgeship.sources import load_model
 from edgeship.validation import ValidateRequest, validate
 
 pytestmark = pytest.mark.slow
@@ -160,7 +162,7 @@ def test_accuracy_aware_pte_keeps_only_the_fragile_layer(tmp_path):
 def test_accuracy_aware_tflite_keeps_only_the_fragile_layer(fragile_keras, tmp_path):
     bundle = tmp_path / "b"
     manifest = _export(bundle, fragile_keras, targets=["tflite"], recipes="int8", calib="digits:train",
-                       eval="digits:test", max_drop=1.0)
+                       eval="digits:test", max_drop=1.0, cle="off")  # CLE auto would rescue the fragile layer
     _check_search(manifest)
     assert _failed(bundle) == {"int8": set()}
 
@@ -170,7 +172,7 @@ def test_accuracy_aware_pte_from_keras_keeps_only_the_fragile_layer(fragile_kera
     PT2E quantizer can leave `fragile` out of int8."""
     bundle = tmp_path / "b"
     manifest = _export(bundle, fragile_keras, targets=["pte"], recipes="int8", calib="digits:train",
-                       eval="digits:test", max_drop=1.0)
+                       eval="digits:test", max_drop=1.0, cle="off")
     _check_search(manifest)
     assert "kept float: fragile" in manifest["artifacts"][0]["route"]
     assert _failed(bundle) == {"int8": set()}
@@ -202,14 +204,42 @@ def test_diff_names_the_fragile_layer_tflite(fragile_keras, tmp_path):
     # plain int8 (Keras bias correction, on by default, lifts the fragile layer's cosine over 0.5: 0.60 seen):
     # the outlier ruins it, export says so, diff says where
     _export(bundle, fragile_keras, targets=["tflite"], recipes="fp32,int8", calib="digits:train",
-            eval="digits:test", misses="int8", bias_correction="off")
+            eval="digits:test", misses="int8", bias_correction="off", cle="off")
     _diff(bundle / "fragile.int8.tflite", tmp_path)
+
+
+def test_keras_cle_auto_rescues_the_fragile_layer(fragile_keras, tmp_path):
+    """Cross-layer equalization of a Keras model (quantize/keras_equalize.py): the planted pair
+    (expand conv -> ReLU -> project conv, one channel 1000x between them, inside a nested Sequential)
+    is found with the one other pair (fc1 -> ReLU -> fc2), the float function is kept, and --cle auto's Keras simulation sees the
+    gain, its real trial confirms it, and the int8 .tflite that plain int8 ruins (the test above:
+    below its floor) passes its floor."""
+    import keras
+
+    from edgeship.quantize.keras_equalize import equalize, pairs
+
+    model = keras.models.load_model(fragile_keras)
+    x = load_data("digits:test", load_model(fragile_keras).io).take(64).arrays[0]
+    found = pairs(model, [x[:1]])
+    assert [(a.name, b.name) for a, _, b in found] == [("expand", "project"), ("fc1", "fc2")]
+    eq, n = equalize(model, [x[:1]])
+    ref, out = np.asarray(model(x)), np.asarray(eq(x))
+    assert n == 2 and np.abs(out - ref).max() < 1e-3 * np.abs(ref).max()
+    bundle = tmp_path / "b"
+    manifest = _export(bundle, fragile_keras, targets=["tflite"], recipes="int8", calib="digits:train",
+                       eval="digits:test", bias_correction="off")  # cle: auto, the default
+    art = manifest["artifacts"][0]
+    cle = art["cle"]
+    assert cle["applied"] and cle["trial"] and cle["pairs"] == 2, cle
+    assert cle["simulated"]["gain_db"] >= cle["simulated"]["threshold_db"], cle
+    assert cle["snr_db_with"] > cle["snr_db_without"] + 10, cle
+    assert art["smoke"]["status"] == "pass", art["smoke"]
 
 
 def test_diff_names_the_fragile_layer_pte_from_keras(fragile_keras, tmp_path):
     bundle = tmp_path / "b"
     _export(bundle, fragile_keras, targets=["pte"], recipes="int8", calib="digits:train", eval="digits:test",
-            misses="int8")  # the outlier ruins plain int8: export says so, diff says where
+            misses="int8", cle="off")  # the outlier ruins plain int8: export says so, diff says where
     report = _diff(bundle / "fragile.int8.pte", tmp_path)
     assert {r["name"]: r["kind"] for r in report["layers"]} == {
         "conv1": "Conv2D", "fragile": "Sequential", "fc1": "Dense", "fc2": "Dense"}  # Keras' own class names

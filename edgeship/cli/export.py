@@ -63,8 +63,8 @@ def floats(text: str | None):
                    "for PT2E routes, minmax for onnxruntime and TFLiteConverter); auto measures each on --eval "
                    "(or a held-out half of --calib) and keeps the best. Recorded in the manifest with its score.")
 @click.option("--cle", type=click.Choice(["off", "on", "auto"]), default="auto", show_default=True,
-              help="Cross-layer equalization of a PyTorch model's conv -> ReLU/ReLU6 -> conv pairs before int8 "
-                   "(same float function); auto (the default) simulates int8 in torch without and with it, "
+              help="Cross-layer equalization of a PyTorch or Keras model's conv -> ReLU -> conv pairs before int8 "
+                   "(same float function); auto (the default) simulates int8 without and with it, "
                    "tries it for real only where the simulation gains 1 dB, keeps it only with a higher measured "
                    "SNR, no op leaving the delegate and p50 within 5%, and skips other sources.")
 @click.option("--bias-correction", type=click.Choice(["off", "on", "auto"]), default="auto", show_default=True,

@@ -248,6 +248,8 @@ def run_edgeship(m: Bench, fmt: str, recipe: str, work: Path, rescues_off: bool)
     if ok:  # what each rewrite decided (and why it cost a conversion or none)
         arts = json.loads((out / "manifest.json").read_text()).get("artifacts") or [{}]
         row["rewrites"] = {k: arts[0][k] for k in ("cle", "weight_rounding", "bias_correction") if k in arts[0]}
+        # what the rescues buy: the shipped artifact's weakest-output SNR against the float model (the smoke's)
+        row["snr_db"] = ((arts[0].get("smoke") or {}).get("accuracy") or {}).get("snr_db")
     shutil.rmtree(out, ignore_errors=True)
     return row
 
@@ -455,14 +457,21 @@ def _conv(x) -> str:
     return "-" if x is None else (f"{x:g}")
 
 
+def _snr(row: dict, v: str) -> str:
+    found = [r["snr_db"] for r in row["runs"].get(v, []) if r.get("snr_db") is not None]
+    return f"{found[0]:.2f}" if found else "-"
+
+
 def table(rows: list[dict], repeats: int) -> str:
     what = f" (medians of {repeats})" if repeats > 1 else ""
     head = (f"| model | format | recipe | bare s, wall / CPU{what} | default s (x bare) "
             f"| rescues-off s (x bare) "
-            f"| conversions default / rescues-off |\n|---|---|---|---|---|---|---|\n")
+            f"| conversions default / rescues-off | SNR dB default / rescues-off |\n"
+            f"|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {r['model']} | {r['format']} | {r['recipe']} | {_cell(r, 'bare')} | {_cell(r, 'default')} "
              f"| {_cell(r, 'rescues-off')} | {_conv(r['default_conversions'])} / "
-             f"{_conv(r['rescues-off_conversions'])} |" for r in rows]
+             f"{_conv(r['rescues-off_conversions'])} | {_snr(r, 'default')} / {_snr(r, 'rescues-off')} |"
+             for r in rows]
     return head + "\n".join(lines) + "\n"
 
 

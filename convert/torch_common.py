@@ -92,12 +92,17 @@ def constants_observed_once(prepared):
     before convert_pt2e reads the observers."""
     from torchao.quantization.pt2e.observer import ObserverBase
 
-    modules = dict(prepared.named_modules())
-    watched = []
+    inputs: dict[int, tuple] = {}  # observer -> (observer, every call of it reads a constant)
     for node in prepared.graph.nodes:
-        module = modules.get(node.target) if node.op == "call_module" else None
-        if isinstance(module, ObserverBase) and node.args and getattr(node.args[0], "op", None) == "get_attr":
-            watched.append(module)
+        # get_submodule, not named_modules(): that lists a shared observer under one of its names only
+        module = prepared.get_submodule(node.target) if node.op == "call_module" else None
+        if isinstance(module, ObserverBase):
+            constant = bool(node.args) and getattr(node.args[0], "op", None) == "get_attr"
+            inputs[id(module)] = (module, inputs.get(id(module), (module, True))[1] and constant)
+    # an observer shared by a constant and activations (a SharedQuantizationSpec: cat's inputs and output,
+    # a learned token concatenated to the patches) must see every sample: frozen after the constant's
+    # call, it would set the whole group's range from the constant alone and clip the activations
+    watched = [module for module, constant in inputs.values() if constant]
 
     def once(module):
         original = module.forward

@@ -86,23 +86,23 @@ XNNPACK_PASSES = {"PReLU fed a 4-D view": prelu_to_4d, "spatial mean with keepdi
                   **xnnpack_decompose.PASSES}
 
 
-# Quantized recipes (PT2E int8, dynamic int8) get only these, as before the xnnpack_decompose passes:
-# with all of those, a digits ViT's int8 .pte was 100% delegated but its top-1 fell from 88.5% to
-# 59% (float 89%); each pass alone kept 88.5%, some combination of them does not (not yet found).
-QUANTIZED_PASSES = ("PReLU fed a 4-D view", "spatial mean with keepdim")
-
-
 def prepare_for_xnnpack(program, examples, quantized: bool = False):
     """Decompose fused attention (xnnpack_decompose.decompose_attention), then apply XNNPACK_PASSES
-    to a float ExportedProgram (only QUANTIZED_PASSES, no decomposition, when it will be quantized);
-    re-export only if one changed something. Returns (program, {pass description: nodes changed})
-    with the unchanged ones left out."""
+    to a float ExportedProgram, for float and quantized recipes alike; re-export only if one changed
+    something. Returns (program, {pass description: nodes changed}) with the unchanged ones left out.
+
+    `quantized` (the program will go through PT2E next) changes nothing now. Quantized recipes once got
+    only the PReLU and spatial-mean passes: with all of them a digits ViT's int8 .pte fell from 88.5% to
+    59% top-1. The cause was not in these passes: `expand as view` + `views sunk and merged` hand the CLS
+    parameter straight to `cat`, whose inputs and output share one PT2E observer, and the calibration
+    shortcut that observes constants once (torch_common.constants_observed_once) froze that shared
+    observer after the parameter's call, so the patch tokens were clipped to the CLS token's range."""
     import torch
 
-    decomposed, attention = (program, False) if quantized else xnnpack_decompose.decompose_attention(program)
+    del quantized
+    decomposed, attention = xnnpack_decompose.decompose_attention(program)
     graph = decomposed.module()
-    passes = {k: v for k, v in XNNPACK_PASSES.items() if not quantized or k in QUANTIZED_PASSES}
-    done = {what: n for what, fn in passes.items() if (n := fn(graph))}
+    done = {what: n for what, fn in XNNPACK_PASSES.items() if (n := fn(graph))}
     if not done:
         return program, {}
     if attention:

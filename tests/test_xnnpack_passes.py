@@ -144,3 +144,115 @@ def test_portable_int8_program_loads_in_edgeship_runtime(tmp_path):
         want = net(x)[1].numpy()
     got = _run_pte(buffer, x)[1]
     assert np.abs(got - want).max() < 0.1  # face probability, int8
+
+
+# ---------------------------------------------------------------------------------------------
+# int8 of a transformer block: every decomposing pass on, delegated whole, and within its floor
+
+
+class _TinyViT(torch.nn.Module):
+    """One pre-norm encoder layer behind Conv2d patches, a CLS token concatenated in front and learned
+    positions, read at the CLS token: the ViT pattern in miniature (8x8 digits, 16 patches)."""
+
+    def __init__(self, d=32):
+        super().__init__()
+        nn = torch.nn
+        self.patch = nn.Conv2d(1, d, 2, 2)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos = nn.Parameter(torch.randn(1, 17, d) * 0.02)
+        self.block = nn.TransformerEncoderLayer(d, 2, 2 * d, dropout=0.0, activation="gelu", batch_first=True,
+                                                norm_first=True)
+        self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, 10)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        return self.head(self.norm(self.block(x))[:, 0])
+
+
+@pytest.fixture(scope="module")
+def tiny_vit():
+    """_TinyViT trained on digits for a few seconds (float top-1 about 80%), with 32 calibration and
+    64 held-out images."""
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    digits = load_digits()
+    x = torch.from_numpy((digits.images / 16.0).astype(np.float32)).unsqueeze(1)
+    y = torch.from_numpy(digits.target)
+    perm = torch.randperm(len(x))
+    x, y = x[perm], y[perm]
+    model = _TinyViT()
+    opt = torch.optim.AdamW(model.parameters(), 3e-3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: threads only contend
+    try:
+        for _ in range(6):
+            for i in range(0, 1400, 64):
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64]).backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval(), x[1400:1432], x[-64:]
+
+
+def test_int8_transformer_block_is_delegated_whole_and_keeps_its_outputs(tiny_vit, tmp_path):
+    """Red before: int8 got only the PReLU / spatial-mean passes (72% delegated, 9 partitions), and with
+    all passes the CLS parameter fed `cat` directly, whose shared observer was frozen after that
+    constant's call (cosine 0.25 against float)."""
+    from edgeship.convert.base import ConvertOptions
+    from edgeship.quantize.recipes import get_recipe
+
+    model, calib, held_out = tiny_vit
+    example = calib[:1]
+    with torch_pte.no_fused_attention():
+        program = torch.export.export(model, (example,))
+    data = Dataset("digits", [calib.numpy()], [TensorSpec("x", tuple(calib.shape), "float32")])
+    out = tmp_path / "tiny_vit.pte"
+    result = torch_pte.export_pte(program, get_recipe("int8"), [example], data, out, ConvertOptions(),
+                                  source="torch.export")
+    d = result.delegation
+    assert d["coverage"] == 1.0 and d["partitions"] == 1, d
+    assert "layer norm decomposed: 3" in result.route and "PT2E static int8" in result.route
+    from edgeship.runtime.standalone.executorch import Runner
+
+    runner = Runner(out, threads=1)
+    got = torch.cat([torch.from_numpy(runner.run([held_out[i:i + 1].numpy()])[0]) for i in range(len(held_out))])
+    with torch.no_grad():
+        want = model(held_out)
+    cosine = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0).item()
+    assert cosine > 0.99, cosine
+    assert (got.argmax(1) == want.argmax(1)).float().mean() >= 0.9
+
+
+def test_an_observer_shared_with_a_constant_sees_every_sample():
+    """cat(parameter, activation): PT2E gives the inputs and the output one observer; observing
+    constants once must not freeze it at the parameter's range."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                        get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from edgeship.convert.torch_common import constants_observed_once
+
+    class Token(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token = torch.nn.Parameter(torch.full((1, 1, 4), 0.01))
+            self.proj = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.proj(torch.cat([self.token, x], 1))
+
+    x = torch.randn(1, 3, 4) * 5
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(torch.export.export(Token(), (x,)).module(), quantizer)
+    cat = next(n for n in prepared.graph.nodes if n.target == aten.cat.default)
+    shared = {id(prepared.get_submodule(n.target)) for n in [*cat.args[0], *cat.users]}
+    assert len(shared) == 1  # one observer for the token, the activation and the output
+    observer = prepared.get_submodule(next(iter(cat.users)).target)
+    with torch.no_grad(), constants_observed_once(prepared) as frozen:
+        prepared(x)
+        prepared(x * 2)
+    assert frozen == 1  # the Linear's weight
+    assert float(observer.max_val) == pytest.approx(float((x * 2).max()))

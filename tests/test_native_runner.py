@@ -68,6 +68,28 @@ def test_recipe_matches_the_python_runtime(bundle, recipe):
     assert 0 < native.result["peak_rss_mb"] < python.result["peak_rss_mb"]
 
 
+def test_inputs_read_a_sample_at_a_time_keep_each_samples_outputs(bundle, tmp_path):
+    """The runner reads its input files a sample at a time (runner_common.h's InputFeed): sample k
+    of a 5-sample run gives the same bytes as sample k run alone, and a file shorter than --samples
+    says is one read error, before any run."""
+    path, rec = pte(bundle, "int8")
+    x = bundle.golden().inputs[0][:5]
+    together = device("native").run_artifact(path, [x], rec["io"], warmup=3, runs=7)
+    assert together.ok, together.error
+    for k in range(5):
+        alone = device("native").run_artifact(path, [x[k : k + 1]], rec["io"], warmup=0, runs=0)
+        assert alone.ok and np.array_equal(alone.outputs[0], together.outputs[0][k : k + 1]), k
+    runner = native_build.ensure_runner("host")
+    x[:4].astype(np.float32).tofile(tmp_path / "short.bin")
+    cmd = [str(runner.binary), str(path), "--samples", "5", "--input", f"{tmp_path / 'short.bin'}:float32",
+           "--out-dir", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 1 and report["ok"] is False and report["stage"] == "read", report
+    assert "expected 5 samples of shape [1,1,8,8] float32 (1280 bytes), got 1024 bytes" in report["error"]
+    assert not (tmp_path / "output_0.bin").exists()
+
+
 def test_portable_int8_runs_natively_where_the_python_runtime_refuses(bundle, torch_digits, tmp_path):
     """int8 lowered with no delegate: quantize/dequantize and quantized ops on portable kernels.
     The Python runtime lacks the quantized kernels (error 0x14); the native runner links them."""

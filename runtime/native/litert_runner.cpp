@@ -596,8 +596,8 @@ std::string run(int argc, char** argv, std::string* partial) {
   js << ",\"inputs\":" << describe(ins) << ",\"outputs\":" << describe(outs);
   *partial = js.str();
 
-  // inputs: every sample converted once to the model's bytes
-  std::vector<Samples> samples = read_inputs(
+  // inputs: read and converted a sample at a time
+  InputFeed<Spec, DType> feed(
       a, ins, "model", [](const std::string& d) { return dtype_named(d); }, convert_sample);
 
   LiteRtProfiler profiler = nullptr;
@@ -612,7 +612,7 @@ std::string run(int argc, char** argv, std::string* partial) {
       void* p = nullptr;
       check(LiteRtLockTensorBuffer(in_bufs[ins[j].sig_index], &p, kLiteRtTensorBufferLockModeWrite), "run",
             "lock input");
-      std::memcpy(p, samples[j].at(s), ins[j].nbytes);
+      std::memcpy(p, feed.at(j), ins[j].nbytes);
       LiteRtUnlockTensorBuffer(in_bufs[ins[j].sig_index]);
     }
     check(LiteRtRunCompiledModel(compiled, 0, in_bufs.size(), in_bufs.data(), out_bufs.size(), out_bufs.data()), "run",
@@ -627,7 +627,7 @@ std::string run(int argc, char** argv, std::string* partial) {
       LiteRtUnlockTensorBuffer(out_bufs[outs[k].sig_index]);
     }
   };
-  js << run_protocol(a, results, run_once);
+  js << run_protocol(a, results, [&](size_t s) { feed.load(s); }, run_once);
   if (profiler) {
     LiteRtStopProfiler(profiler);
     int count = 0;
@@ -670,6 +670,7 @@ std::string run(int argc, char** argv, std::string* partial) {
       g_compiled = compiled;
       check(LiteRtCompiledModelGetProfiler(compiled, &profiler), "delegation", "the profiler");
       check(LiteRtStartProfiler(profiler), "delegation", "starting the profiler");
+      feed.load(0);
       run_once(0, false);
     }
     LiteRtStopProfiler(profiler);

@@ -263,19 +263,17 @@ std::string run(int argc, char** argv, std::string* partial) {
   js << ",\"inputs\":" << describe(ins) << ",\"outputs\":" << describe(outs);
   *partial = js.str();
 
-  // inputs: every sample converted once to the program's bytes
-  const size_t n = static_cast<size_t>(a.samples);
-  std::vector<Samples> samples = read_inputs(
+  // inputs: read and converted a sample at a time, into one tensor per input
+  InputFeed<Spec, DType> feed(
       a, ins, "program", [](const std::string& d) { return dtype_named(d); }, convert_sample);
-  std::vector<std::vector<executorch::extension::TensorPtr>> tensors(n);
-  for (size_t s = 0; s < n; ++s)
-    for (size_t j = 0; j < ins.size(); ++j)
-      tensors[s].push_back(executorch::extension::from_blob(samples[j].at(s), ins[j].sizes, ins[j].dtype->type));
+  std::vector<executorch::extension::TensorPtr> tensors;
+  for (size_t j = 0; j < ins.size(); ++j)
+    tensors.push_back(executorch::extension::from_blob(feed.at(j), ins[j].sizes, ins[j].dtype->type));
 
   std::vector<std::vector<uint8_t>> results(outs.size());
   auto run_once = [&](size_t s, bool keep) {
     for (size_t j = 0; j < ins.size(); ++j) {
-      Error e = module.set_input("forward", tensors[s][j], j);
+      Error e = module.set_input("forward", tensors[j], j);
       if (e != Error::Ok) fail("run", "set input " + std::to_string(j) + ": " + error_text(e));
     }
     auto r = module.execute("forward");
@@ -289,7 +287,7 @@ std::string run(int argc, char** argv, std::string* partial) {
       results[k].insert(results[k].end(), p, p + t.nbytes());
     }
   };
-  js << run_protocol(a, results, run_once);
+  js << run_protocol(a, results, [&](size_t s) { feed.load(s); }, run_once);
 #ifdef EDGESHIP_ETDUMP
   if (etdump) {
     auto dump = etdump->get_etdump_data();

@@ -179,62 +179,87 @@ inline Args parse_args(int argc, char** argv, const std::string& usage,
   return a;
 }
 
-// One input's N samples in the model's bytes, converted once, in one buffer: sample s at
-// data() + s * stride. The file is read a sample at a time (only the converted copy is held).
-struct Samples {
-  std::vector<uint8_t> bytes;
-  size_t stride = 0;
-  const uint8_t* at(size_t s) const { return bytes.data() + s * stride; }
-  uint8_t* at(size_t s) { return bytes.data() + s * stride; }
-};
+// The --input files, checked against the model's input specs (each with dtype->size, nbytes and
+// sizes) and read a sample at a time: load(s) puts sample s of every input, converted to the
+// model's bytes, at at(j). One sample per input is held, whatever N (a whole file, or every
+// sample converted ahead, would be N times the input in memory). CONVERT(src, from, spec, dst, j)
+// turns one sample of a FROM file into the model's bytes; MODEL is the error messages' word for it
+// ("program", "model").
+template <typename Spec, typename DType>
+class InputFeed {
+ public:
+  using Convert = std::function<void(const uint8_t*, const DType*, const Spec&, uint8_t*, int)>;
 
-// The --input files against the model's input specs (each with dtype->size, nbytes, sizes).
-// CONVERT(src, from, spec, dst, j) turns one sample of a FROM file into the model's bytes; MODEL is
-// the error messages' word for it ("program", "model").
-template <typename Spec, typename Lookup, typename Convert>
-std::vector<Samples> read_inputs(const Args& a, const std::vector<Spec>& ins, const char* model, Lookup dtype_named,
-                                 Convert convert) {
-  if (a.inputs.size() != ins.size())
-    fail("read", std::string("the ") + model + " takes " + std::to_string(ins.size()) + " inputs, got " +
-                     std::to_string(a.inputs.size()) + " --input files");
-  const size_t n = static_cast<size_t>(a.samples);
-  std::vector<Samples> out(ins.size());
-  for (size_t j = 0; j < ins.size(); ++j) {
-    const std::string& path = a.inputs[j].first;
-    const auto* from = dtype_named(a.inputs[j].second);
-    size_t per = ins[j].nbytes / ins[j].dtype->size * from->size;
-    std::ifstream f(path, std::ios::binary);
-    if (!f) fail("read", "cannot read input file " + path);
-    f.seekg(0, std::ios::end);
-    auto size = static_cast<long long>(f.tellg());
-    f.seekg(0, std::ios::beg);
-    if (size < 0 || static_cast<unsigned long long>(size) != per * n)
-      fail("read", "input " + std::to_string(j) + " (" + path + "): expected " + std::to_string(n) + " samples of shape " +
-                       shape_text(ins[j].sizes) + " " + from->name + " (" + std::to_string(per * n) + " bytes), got " +
-                       std::to_string(size < 0 ? 0 : size) + " bytes");
-    Samples& s = out[j];
-    s.stride = (ins[j].nbytes + 63) / 64 * 64;  // each sample 64-byte aligned, as the runtimes' own buffers
-    s.bytes.resize(s.stride * n);
-    std::vector<uint8_t> chunk(per);
-    for (size_t k = 0; k < n; ++k) {
-      if (!f.read(reinterpret_cast<char*>(chunk.data()), static_cast<std::streamsize>(per)))
-        fail("read", "cannot read input file " + path);
-      convert(chunk.data(), from, ins[j], s.at(k), static_cast<int>(j));
+  InputFeed(const Args& a, const std::vector<Spec>& ins, const char* model,
+            const std::function<const DType*(const std::string&)>& dtype_named, Convert convert)
+      : ins_(ins), convert_(std::move(convert)), inputs_(ins.size()) {
+    if (a.inputs.size() != ins.size())
+      fail("read", std::string("the ") + model + " takes " + std::to_string(ins.size()) + " inputs, got " +
+                       std::to_string(a.inputs.size()) + " --input files");
+    const size_t n = static_cast<size_t>(a.samples);
+    for (size_t j = 0; j < ins.size(); ++j) {
+      Input& in = inputs_[j];
+      in.path = a.inputs[j].first;
+      in.from = dtype_named(a.inputs[j].second);
+      in.per = ins[j].nbytes / ins[j].dtype->size * in.from->size;
+      in.file.open(in.path, std::ios::binary);
+      if (!in.file) fail("read", "cannot read input file " + in.path);
+      in.file.seekg(0, std::ios::end);
+      auto size = static_cast<long long>(in.file.tellg());
+      if (size < 0 || static_cast<unsigned long long>(size) != in.per * n)
+        fail("read", "input " + std::to_string(j) + " (" + in.path + "): expected " + std::to_string(n) +
+                         " samples of shape " + shape_text(ins[j].sizes) + " " + in.from->name + " (" +
+                         std::to_string(in.per * n) + " bytes), got " + std::to_string(size < 0 ? 0 : size) + " bytes");
+      in.raw.resize(in.per);
+      in.bytes.resize(ins[j].nbytes);
     }
   }
-  return out;
-}
+
+  void load(size_t s) {
+    if (s == loaded_) return;
+    loaded_ = SIZE_MAX;
+    for (size_t j = 0; j < inputs_.size(); ++j) {
+      Input& in = inputs_[j];
+      in.file.clear();
+      in.file.seekg(static_cast<std::streamoff>(s * in.per));
+      if (!in.file.read(reinterpret_cast<char*>(in.raw.data()), static_cast<std::streamsize>(in.per)))
+        fail("read", "cannot read sample " + std::to_string(s) + " of input file " + in.path);
+      convert_(in.raw.data(), in.from, ins_[j], in.bytes.data(), static_cast<int>(j));
+    }
+    loaded_ = s;
+  }
+
+  uint8_t* at(size_t j) { return inputs_[j].bytes.data(); }
+
+ private:
+  struct Input {
+    std::string path;
+    std::ifstream file;
+    const DType* from = nullptr;
+    size_t per = 0;
+    std::vector<uint8_t> raw, bytes;
+  };
+  const std::vector<Spec>& ins_;
+  Convert convert_;
+  std::vector<Input> inputs_;
+  size_t loaded_ = SIZE_MAX;
+};
 
 // The first run (timed), the other samples, DIR/output_K.bin, then the warm-up and timed runs.
-// RUN_ONCE(s, keep) runs sample s; with keep it appends each output's bytes to RESULTS[k].
-template <typename RunOnce>
-std::string run_protocol(const Args& a, std::vector<std::vector<uint8_t>>& results, RunOnce run_once) {
+// LOAD(s) readies sample s (untimed); RUN_ONCE(s, keep) runs it, and with keep appends each
+// output's bytes to RESULTS[k].
+template <typename Load, typename RunOnce>
+std::string run_protocol(const Args& a, std::vector<std::vector<uint8_t>>& results, Load load, RunOnce run_once) {
   const size_t n = static_cast<size_t>(a.samples);
   std::ostringstream js;
+  load(0);
   auto t0 = Clock::now();
   run_once(0, true);
   double first_ms = ms_since(t0);
-  for (size_t s = 1; s < n; ++s) run_once(s, true);
+  for (size_t s = 1; s < n; ++s) {
+    load(s);
+    run_once(s, true);
+  }
   if (!a.out_dir.empty()) {
     for (size_t k = 0; k < results.size(); ++k) {
       std::string path = a.out_dir + "/output_" + std::to_string(k) + ".bin";
@@ -245,10 +270,14 @@ std::string run_protocol(const Args& a, std::vector<std::vector<uint8_t>>& resul
   }
   js << ",\"first_ms\":" << num(first_ms) << ",\"samples\":" << n;
 
-  for (long i = 0; i < a.warmup; ++i) run_once(static_cast<size_t>(i) % n, false);
+  for (long i = 0; i < a.warmup; ++i) {
+    load(static_cast<size_t>(i) % n);
+    run_once(static_cast<size_t>(i) % n, false);
+  }
   std::vector<double> timed;
   auto start = Clock::now();
   for (long i = 0; i < a.runs; ++i) {
+    load(static_cast<size_t>(i) % n);
     auto t = Clock::now();
     run_once(static_cast<size_t>(i) % n, false);
     timed.push_back(ms_since(t));

@@ -4,6 +4,7 @@ against ai-edge-litert's Python interpreter on the host and on emu:rpi4 instead.
 
     .venv/bin/python bench/native_runner.py [--repeats 5] [--mobilenet] [--out bench/NATIVE.md]
     .venv/bin/python bench/native_runner.py --litert [--repeats 3] [--emu-repeats 2]
+    .venv/bin/python bench/native_runner.py --memory BUNDLE [--samples 100] [--baseline DIR] [--repeats 3]
 
 1. start: each artifact through edgeship's device path on the host (LocalDevice.run_artifact: a
    child process, one sample, no timed runs), medians over --repeats interleaved runs of
@@ -24,6 +25,10 @@ the native runner and with the Python interpreter, interleaved: first result (wa
 with no timed runs, what validate pays before its first number), then a run with 10 warm-up and
 100 timed runs giving init, first, p50 and peak. Medians over --repeats (host) and --emu-repeats
 (emu:rpi4, QEMU user mode: the emulator's times, not a Pi's).
+
+--memory BUNDLE: the peak RSS (VmHWM) of both native runners on the bundle's fp32 and int8 .pte
+and .tflite as validate runs them, beside the Python LiteRT interpreter and, with --baseline, an
+earlier build of the runners (outputs compared bit for bit).
 """
 
 from __future__ import annotations
@@ -181,6 +186,52 @@ def bench_litert(bundle_dir: Path, label: str, repeats: int, emu_repeats: int) -
     return lines
 
 
+def bench_memory(bundle_dir: Path, samples: int, repeats: int, baseline: Path | None) -> list[str]:
+    """Peak RSS of the native runners on a bundle's fp32 and int8 .pte and .tflite, as validate runs
+    them (the golden inputs, repeated to SAMPLES; 5 warm-up and 50 timed runs), with the Python
+    LiteRT interpreter for reference and, from BASELINE (a folder with an earlier build's pte_runner
+    and litert_runner), the same runners before a change: outputs compared bit for bit."""
+    from edgeship.runtime import native
+
+    bundle = read_bundle(bundle_dir)
+    x = [np.concatenate([a] * -(-samples // len(a)))[:samples] for a in bundle.golden().inputs]
+    got: dict = {}
+    for _ in range(repeats):
+        for recipe in ("fp32", "int8"):
+            for fmt in ("pte", "tflite"):
+                rec = next(a for a in bundle.artifacts if a["format"] == fmt and a["recipe"] == recipe)
+                path = bundle.artifact_path(rec)
+                kinds = ["native"] + (["baseline"] if baseline else []) + (["python"] if fmt == "tflite" else [])
+                for kind in kinds:  # interleaved
+                    if kind == "baseline":
+                        binary = baseline / ("pte_runner" if fmt == "pte" else "litert_runner")
+                        with tempfile.TemporaryDirectory(prefix="edgeship-bench-mem-") as tmp:
+                            run = native.run_native([str(binary)], path, x, rec["io"], Path(tmp), warmup=5, runs=50)
+                    else:
+                        d = LocalDevice()
+                        d.tflite_runtime = kind if fmt == "tflite" else None
+                        run = d.run_artifact(path, x, rec["io"], warmup=5, runs=50)
+                    if not run.ok:
+                        raise SystemExit(f"{path.name} ({kind}): {run.error}")
+                    g = got.setdefault((recipe, fmt, kind), {"peak": [], "model": [], "outputs": None})
+                    g["peak"].append(run.result["peak_rss_mb"])
+                    g["model"].append(run.result.get("model_rss_mb") or 0.0)
+                    g["runtime"] = run.result["runtime"] + (" (baseline build)" if kind == "baseline" else "")
+                    g["outputs"] = [np.asarray(o).tobytes() for o in run.outputs]
+    title = (f"### {bundle_dir.name}: peak memory, host ({samples} samples, 5 warm-up, 50 timed runs; {repeats} "
+             "interleaved repeats, medians)")
+    header = ("| recipe | artifact | runtime | peak MB | model MB (peak - before load) | peak vs native .tflite | "
+              "outputs as the native runner's |")
+    lines = [title, "", header, "| --- | --- | --- | --- | --- | --- | --- |"]
+    for (recipe, fmt, kind), g in got.items():
+        peak, model = statistics.median(g["peak"]), statistics.median(g["model"])
+        ref = statistics.median(got[(recipe, "tflite", "native")]["peak"])
+        same = ("-" if kind == "native" else "bit-identical" if g["outputs"] == got[(recipe, fmt, "native")]["outputs"]
+                else "differ")
+        lines.append(f"| {recipe} | .{fmt} | {g['runtime']} | {peak:.1f} | {model:.1f} | {peak / ref:.2f}x | {same} |")
+    return lines + [""]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=5)
@@ -192,7 +243,18 @@ def main() -> None:
     p.add_argument("--emu-repeats", type=int, default=2)
     p.add_argument("--bundle", type=Path, help="--litert: an exported bundle of the digits CNN with fp32 and int8 "
                    ".tflite (skips the export)")
+    p.add_argument("--memory", type=Path, metavar="BUNDLE", help="only peak memory of the native runners on BUNDLE "
+                   "(fp32 and int8, .pte and .tflite)")
+    p.add_argument("--samples", type=int, default=100, help="--memory: samples per run (validate's golden count)")
+    p.add_argument("--baseline", type=Path, help="--memory: a folder with an earlier build's pte_runner and "
+                   "litert_runner, measured beside the current ones")
     args = p.parse_args()
+    if args.memory:
+        lines = bench_memory(args.memory, args.samples, args.repeats, args.baseline)
+        print("\n".join(lines))
+        if args.out:
+            args.out.write_text("\n".join(lines) + "\n")
+        return
     if args.litert and args.bundle:
         lines = bench_litert(args.bundle, "digits CNN (torch, 8x8)", args.repeats, args.emu_repeats)
         print("\n".join(lines))

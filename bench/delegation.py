@@ -6,13 +6,14 @@
   text_cnn  a text CNN on token ids (Embedding -> three dilated Conv1d -> torch.max(x, 3) -> two
             Linear), trained on the digits read as 64 tokens of 17 grey levels
 
-    .venv/bin/python bench/delegation.py [--before REV] [--runs 200] [--epochs 8]
+    .venv/bin/python bench/delegation.py [--before REV] [--runs 200] [--epochs 8] [--quant int8]
 
 Both models are trained once here; the same weights are exported by the edgeship of REV (default: the
 commit before the passes, extracted with `git archive`) and by this tree, with the Python API
 (`edgeship.export(module, (x,), to=..., quant="fp32")`): delegation is the manifest's figure. Then
 one process times the before .pte, the after .pte and the .tflite side by side (1 thread, runs
-interleaved round-robin, p50 in ms) with edgeship's own runners.
+interleaved round-robin, p50 in ms) with edgeship's own runners, and runs each on the held-out quarter
+(top-1). --quant int8: PT2E / litert-torch int8, calibrated on 32 training images.
 """
 
 from __future__ import annotations
@@ -111,7 +112,17 @@ def train(name: str, epochs: int, out: Path) -> dict:
     return {"model": name, "test_top1": round(acc, 1)}
 
 
-def export_side(work: Path, side: str) -> None:
+def split(name: str):
+    """(32 calibration inputs from the training part, held-out inputs, held-out labels): train()'s split."""
+    torch.manual_seed(0)
+    x, y = data(name)
+    perm = torch.randperm(len(x))
+    x, y = x[perm], y[perm]
+    n = int(len(x) * 0.75)
+    return x[:32], x[n:], y[n:]
+
+
+def export_side(work: Path, side: str, quant: str = "fp32") -> None:
     """In a child process whose `edgeship` is the tree under test: export both models."""
     import edgeship
 
@@ -122,8 +133,9 @@ def export_side(work: Path, side: str) -> None:
         model.eval()
         to = "pte,tflite" if side == "after" else "pte"
         t0 = time.perf_counter()
-        bundle = edgeship.export(model, (saved["example"],), to=to, quant="fp32", out=work / f"{side}-{name}",
-                                 force=True, name=name, golden_samples=2)
+        calib = split(name)[0].numpy() if quant != "fp32" else None
+        bundle = edgeship.export(model, (saved["example"],), to=to, quant=quant, calib=calib,
+                                 out=work / f"{side}-{name}", force=True, name=name, golden_samples=2)
         row = {"seconds": time.perf_counter() - t0}
         for a in bundle.artifacts:
             row[a["format"]] = {"path": str(bundle.path / a["path"]), "delegation": a.get("delegation"),
@@ -131,7 +143,7 @@ def export_side(work: Path, side: str) -> None:
         (work / f"{side}-{name}.json").write_text(json.dumps(row, default=str))
 
 
-def _child(work: Path, side: str, tree: Path) -> None:
+def _child(work: Path, side: str, tree: Path, quant: str = "fp32") -> None:
     """Run export_side with `edgeship` imported from `tree` (an extracted older commit, or this one)."""
     finder = next(Path(sys.prefix, "lib").glob("python3*/site-packages/__editable___edgeship_*_finder.py"))
     code = (
@@ -144,7 +156,7 @@ def _child(work: Path, side: str, tree: Path) -> None:
         f"sys.path.insert(0, {str(REPO / 'bench')!r})\n"
         "import delegation, edgeship\n"
         f"assert edgeship.__file__.startswith({str(tree)!r}), edgeship.__file__\n"
-        f"delegation.export_side(__import__('pathlib').Path({str(work)!r}), {side!r})\n"
+        f"delegation.export_side(__import__('pathlib').Path({str(work)!r}), {side!r}, {quant!r})\n"
     )
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     # cwd: not the repository, whose edgeship/ folder would shadow the tree under test
@@ -172,6 +184,20 @@ def time_side_by_side(paths: dict[str, str], feeds, runs: int) -> dict[str, floa
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def held_out_top1(paths: dict[str, str], name: str) -> dict[str, float]:
+    """Top-1 (%) of each artifact on the held-out quarter, one sample at a time."""
+    from edgeship.runtime.standalone import executorch as et_runner
+    from edgeship.runtime.standalone import tflite as tfl_runner
+
+    _, x, y = split(name)
+    out = {}
+    for k, p in paths.items():
+        runner = (et_runner if p.endswith(".pte") else tfl_runner).Runner(p, threads=1)
+        hits = sum(int(np.argmax(runner.run([x[i:i + 1].numpy()])[0]) == int(y[i])) for i in range(len(x)))
+        out[k] = 100.0 * hits / len(x)
+    return out
+
+
 def main() -> None:
     from edgeship.convert import torch_pte
 
@@ -180,6 +206,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--out", type=Path, default=None, help="also write the table to this file")
+    ap.add_argument("--quant", default="fp32", choices=("fp32", "int8"), help="the recipe exported (default fp32)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgeship-delegation-") as tmp:
         work, old = Path(tmp), Path(tmp, "before-tree")
@@ -187,22 +214,23 @@ def main() -> None:
         archive = subprocess.run(["git", "-C", str(REPO), "archive", args.before], capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
         trained = [train(name, args.epochs, work) for name in MODELS]
-        _child(work, "before", old)
-        _child(work, "after", REPO)
+        _child(work, "before", old, args.quant)
+        _child(work, "after", REPO, args.quant)
         rows = []
         for t in trained:
             name = t["model"]
             before = json.loads((work / f"before-{name}.json").read_text())
             after = json.loads((work / f"after-{name}.json").read_text())
             example = torch.load(work / f"{name}.pt")["example"].numpy()
-            p50 = time_side_by_side({"before": before["pte"]["path"], "after": after["pte"]["path"],
-                                     "tflite": after["tflite"]["path"]}, [example], args.runs)
+            paths = {"before": before["pte"]["path"], "after": after["pte"]["path"], "tflite": after["tflite"]["path"]}
+            p50 = time_side_by_side(paths, [example], args.runs)
+            top1 = held_out_top1(paths, name)
             # the before .pte counted as this tree counts (from the file, as inspect does); its own manifest
             # counted edge-graph nodes, kept for the notes
             recount = torch_pte.artifact_delegation(Path(before["pte"]["path"]).read_bytes())
             rows.append({**t, "before": recount, "before_manifest": before["pte"]["delegation"],
                          "after": after["pte"]["delegation"],
-                         "tflite": after["tflite"]["delegation"], "p50": p50,
+                         "tflite": after["tflite"]["delegation"], "p50": p50, "top1": top1,
                          "warnings": after["pte"]["warnings"]})
     table = render(rows, args)
     print(table)
@@ -220,14 +248,17 @@ def _pct(d: dict | None) -> str:
 
 def render(rows: list[dict], args) -> str:
     load = os.getloadavg()[0]
-    out = [f"`.venv/bin/python bench/delegation.py --before {args.before} --runs {args.runs} --epochs {args.epochs}`"
-           f" (1 thread; load average {load:.1f} on {os.cpu_count()} cores while timing)", "",
-           "| model | test top-1 | .pte before: delegated | .pte after: delegated | .tflite delegated | "
+    out = [f"`.venv/bin/python bench/delegation.py --before {args.before} --runs {args.runs} --epochs {args.epochs}"
+           f" --quant {args.quant}` (1 thread; load average {load:.1f} on {os.cpu_count()} cores while timing)", "",
+           "| model | recipe | float top-1 | top-1 .pte before / after / .tflite | .pte before: delegated | "
+           ".pte after: delegated | .tflite delegated | "
            "p50 ms .pte before | p50 ms .pte after | p50 ms .tflite | before / .tflite | after / .tflite |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p = r["p50"]
-        out.append(f"| {r['model']} | {r['test_top1']:.1f}% | {_pct(r['before'])} | {_pct(r['after'])} | "
+        t = r["top1"]
+        out.append(f"| {r['model']} | {args.quant} | {r['test_top1']:.1f}% | "
+                   f"{t['before']:.1f}% / {t['after']:.1f}% / {t['tflite']:.1f}% | {_pct(r['before'])} | {_pct(r['after'])} | "
                    f"{_pct(r['tflite'])} | {p['before']:.3f} | {p['after']:.3f} | {p['tflite']:.3f} | "
                    f"{p['before'] / p['tflite']:.2f}x | {p['after'] / p['tflite']:.2f}x |")
     out.append("")

@@ -11,9 +11,13 @@ import torch
 import mtcnn_nets
 
 from edgeship.convert import torch_pte, xnnpack_passes
+from edgeship.convert.base import ConvertOptions
+from edgeship.convert.torch_common import constants_observed_once
 from edgeship.data import Dataset
 from edgeship.errors import error_line
 from edgeship.model import TensorSpec
+from edgeship.quantize.recipes import get_recipe
+from edgeship.runtime.standalone.executorch import Runner
 
 aten = torch.ops.aten
 
@@ -201,9 +205,6 @@ def test_int8_transformer_block_is_delegated_whole_and_keeps_its_outputs(tiny_vi
     """Red before: int8 got only the PReLU / spatial-mean passes (72% delegated, 9 partitions), and with
     all passes the CLS parameter fed `cat` directly, whose shared observer was frozen after that
     constant's call (cosine 0.25 against float)."""
-    from edgeship.convert.base import ConvertOptions
-    from edgeship.quantize.recipes import get_recipe
-
     model, calib, held_out = tiny_vit
     example = calib[:1]
     with torch_pte.no_fused_attention():
@@ -215,8 +216,6 @@ def test_int8_transformer_block_is_delegated_whole_and_keeps_its_outputs(tiny_vi
     d = result.delegation
     assert d["coverage"] == 1.0 and d["partitions"] == 1, d
     assert "layer norm decomposed: 3" in result.route and "PT2E static int8" in result.route
-    from edgeship.runtime.standalone.executorch import Runner
-
     runner = Runner(out, threads=1)
     got = torch.cat([torch.from_numpy(runner.run([held_out[i:i + 1].numpy()])[0]) for i in range(len(held_out))])
     with torch.no_grad():
@@ -229,11 +228,11 @@ def test_int8_transformer_block_is_delegated_whole_and_keeps_its_outputs(tiny_vi
 def test_an_observer_shared_with_a_constant_sees_every_sample():
     """cat(parameter, activation): PT2E gives the inputs and the output one observer; observing
     constants once must not freeze it at the parameter's range."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                        get_symmetric_quantization_config)
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
-
-    from edgeship.convert.torch_common import constants_observed_once
 
     class Token(torch.nn.Module):
         def __init__(self):

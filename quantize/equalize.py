@@ -19,6 +19,8 @@ from edgeship.errors import InputError, UnsupportedError
 from edgeship.quantize.simulate import simulated_snr_db
 
 ITERATIONS = 4
+DEAD = 1e-6  # a channel whose range is under this fraction of its layer's largest is left as it is
+MAX_SCALE = 1e4  # the most any channel is scaled by, all iterations together
 
 
 def equalize(module):
@@ -57,8 +59,12 @@ def equalize(module):
                     r2 = w2.abs().flatten(1).amax(1)
                 else:
                     r2 = w2.abs().transpose(0, 1).flatten(1).amax(1)
-                s = torch.sqrt(r1 / r2.clamp_min(1e-12)).clamp(1e-4, 1e4)
-                s = torch.where((r1 > 0) & (r2 > 0), s, torch.ones_like(s))
+                # a dead channel (range under DEAD of its layer's largest) keeps its scale, and no channel
+                # moves by more than MAX_SCALE over all iterations: clamping each iteration alone compounded
+                # (1e4 four times over) on a near-zero range, and XNNPACK then refused the layer
+                live = (r1 > DEAD * r1.max()) & (r2 > DEAD * r2.max())
+                s = torch.where(live, torch.sqrt(r1 / r2.clamp_min(1e-30)), torch.ones_like(r1))
+                s = (s / total).clamp(1 / MAX_SCALE, MAX_SCALE) * total  # total is 1 / (the product of s so far)
                 _scale_out(conv1, 1 / s)
                 _scale_in(conv2, s)
                 total = total / s

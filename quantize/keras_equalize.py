@@ -22,6 +22,8 @@ import numpy as np
 from edgeship.quantize.keras_bias import bn_scale, clone, columns, folded_bn, kind_of, leaves, patched
 
 ITERATIONS = 4
+DEAD = 1e-6  # a channel whose range is under this fraction of its layer's largest is left as it is
+MAX_SCALE = 1e4  # the most any channel is scaled by, all iterations together
 LINEAR_KINDS = ("Conv1D", "Conv2D", "Dense")
 
 
@@ -31,13 +33,19 @@ def equalize(model, sample: list[np.ndarray]):
     eq = clone(model)
     found = pairs(eq, sample)
     for layer1, bn, layer2 in found:
+        total = np.ones(_out_channels(layer1))
         for _ in range(ITERATIONS):
             r1 = np.abs(_folded_out(layer1, bn)).max(0)
             r2 = _input_ranges(layer2)
-            s = np.sqrt(r1 / np.maximum(r2, 1e-12)).clip(1e-4, 1e4)
-            s = np.where((r1 > 0) & (r2 > 0), s, 1.0)
+            # a dead channel (range under DEAD of its layer's largest) keeps its scale: equalizing it
+            # would multiply the other side by the ratio of a near-zero range, and the scale each
+            # channel moves by over all iterations stays within MAX_SCALE either way
+            live = (r1 > DEAD * r1.max()) & (r2 > DEAD * r2.max())
+            s = np.where(live, np.sqrt(r1 / np.maximum(r2, 1e-30)), 1.0)
+            s = np.clip(total * s, 1 / MAX_SCALE, MAX_SCALE) / total
             _scale_out(layer1, bn, 1.0 / s)
             _scale_in(layer2, s)
+            total = total * s
     return eq, len(found)
 
 

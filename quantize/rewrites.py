@@ -23,7 +23,8 @@ A trial keeps the rewrite only when all three hold (the rule):
   3. its p50 is not slower by more than LATENCY_MARGIN (5%) and LATENCY_FLOOR_MS (0.05 ms) with a
      one-sided Mann-Whitney p below LATENCY_ALPHA (0.01) over the per-run times: a difference the
      test cannot separate, or one too small to matter on any device (a few microseconds), is none.
-A rewritten artifact that crashes or hangs in the child loses its trial; the export goes on.
+A rewritten model that does not convert (or whose artifact fails the route's load check), or an
+artifact that crashes or hangs in the child, loses its trial; the export goes on.
 
 So k auto rewrites cost at most k+1 conversions (one more when a later `on` rewrite follows the last
 trial), against 2^k when each auto converted both ways around everything inside it; a rewrite the
@@ -38,6 +39,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeship.convert.base import converter_message
 from edgeship.hashing import sha256_file
 from edgeship.quantize.calibration import score
 from edgeship.quantize import equalize  # its GATE_DB: the simulated gain below which an auto rewrite is not tried
@@ -156,7 +158,11 @@ class Sequence:
         return result
 
     def _trial(self, convert, model, recipe, calib, path: Path, options) -> Trial | None:
-        result = convert(model, recipe, calib, path, options)
+        try:
+            result = convert(model, recipe, calib, path, options)
+        except Exception as e:  # noqa: BLE001 - a candidate the converter or its load check refuses loses its trial
+            self.log(f"  {path.name} did not convert: {converter_message(e)}")
+            return None
         try:
             outs, p50, times = run_path.outputs_and_p50(path, list(self.inputs), warmup=3, runs=LATENCY_RUNS)
         except run_path.CandidateFailed as e:

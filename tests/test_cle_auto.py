@@ -2,8 +2,8 @@
 CLE (quantize/simulate.py) decides whether the real trial (quantize/rewrites.py: the artifact without
 and with CLE, two conversions) runs at all. On a net built to need CLE (tests/planted/ranges_torch.py: channel ranges 100x apart before a
 depthwise conv) the simulation gains far above the gate, the real trial runs and keeps CLE; on a
-trained digits CNN (balanced ranges) and an MLP (no conv pair) it records the skip and never
-converts twice; a Keras model is skipped and recorded; the fp32 artifact is never touched."""
+trained digits CNN (balanced ranges, in torch and in Keras) and an MLP (no conv pair) it records the
+skip and never converts twice; the fp32 artifact is never touched."""
 
 from __future__ import annotations
 
@@ -90,14 +90,18 @@ def test_default_export_skips_where_cle_cannot_help(tmp_path, trials, torch_digi
         assert "simulated" not in rec and "no conv" in rec["skipped"]
 
 
-def test_keras_default_export_skips_cle(tmp_path, keras_digits, trials):
+def test_keras_default_export_simulates_cle_and_skips_where_it_cannot_help(tmp_path, keras_digits, trials):
+    """A Keras source gets CLE auto too (quantize/keras_equalize.py): the trained digits CNN's conv pair
+    is simulated in Keras, gains under the gate (balanced ranges), and costs no conversion."""
     out = tmp_path / "b"
     r = CliRunner().invoke(cli, ["export", keras_digits.source, "--to", "tflite", "--quant", "int8", "--calib",
                                  "digits:train", "--bias-correction", "off", "--out", str(out)])
     assert r.exit_code == 0, r.output
     (art,) = json.loads((out / "manifest.json").read_text())["artifacts"]
-    assert art["cle"]["applied"] is False and "nn.Module" in art["cle"]["skipped"]
-    assert trials == []
+    rec = art["cle"]
+    assert rec["mode"] == "auto" and rec["pairs"] >= 1 and rec["applied"] is False, rec
+    assert rec["trial"] is False and rec["simulated"]["gain_db"] < GATE_DB, rec
+    assert trials == [] and art["conversions"] == 1
 
 
 def test_auto_skips_a_module_fx_cannot_trace(tmp_path):

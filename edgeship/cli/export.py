@@ -70,9 +70,9 @@ def floats(text: str | None):
 @click.option("--bias-correction", type=click.Choice(["off", "on", "auto"]), default="auto", show_default=True,
               help="Fold the output-mean shift that int8 weights cause in each conv/linear (measured on --calib, "
                    "layer by layer) into its bias, for calibrated recipes of a PyTorch nn.Module or a Keras model; "
-                   "auto (the default) simulates int8 without and with it (PyTorch), tries it for real only where "
-                   "that gains 1 dB (always for Keras), and keeps it only with a higher measured SNR, no op leaving "
-                   "the delegate and p50 within 5%; it skips other sources. The fp32 artifact is never changed.")
+                   "auto (the default) simulates int8 without and with it (PyTorch) and applies it, converting once, "
+                   "where the simulation gains 2 dB; a Keras model is converted both ways and keeps the higher "
+                   "measured SNR; it skips other sources. The fp32 artifact is never changed.")
 @click.option("--weight-rounding", type=click.Choice(["nearest", "gptq", "auto"]), default="nearest",
               show_default=True,
               help="How a PyTorch model's conv/linear weights are rounded onto the route's int8 grid for "

@@ -193,7 +193,7 @@ class Plan:
             else:
                 eq, self.pairs = equalize(model.obj)
                 self.equalized = replace(model, obj=eq)
-        except Exception as e:  # torch.fx cannot trace it (data-dependent control flow, ...); a Keras clone fails
+        except Exception as e:  # noqa: BLE001 - fx cannot trace it; a Keras clone fails
             why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
             what = "the Keras model cannot be cloned" if keras else "torch.fx cannot trace the module"
             if mode == "auto":

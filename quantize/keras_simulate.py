@@ -9,8 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from edgeship.metrics import snr_db
-from edgeship.quantize.keras_bias import (bn_scale, clone, fake_quant_activation, kind_of, patched,
-                                          simulated_kernel, targets)
+from edgeship.quantize.keras_bias import (
+    bn_scale,
+    clone,
+    fake_quant_activation,
+    kind_of,
+    patched,
+    simulated_kernel,
+    targets,
+)
 from edgeship.sources import flatten_outputs
 
 

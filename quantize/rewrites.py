@@ -28,8 +28,9 @@ artifact that crashes or hangs in the child, loses its trial; the export goes on
 
 So k auto rewrites cost at most k+1 conversions (one more when a later `on` rewrite follows the last
 trial), against 2^k when each auto converted both ways around everything inside it; a rewrite the
-simulation rules out costs none, and one it rules in without a trial (bias correction) none more. Records come back as values: `records_for(path)` gives
-{manifest key: record} for the artifact written there.
+simulation rules out costs none, and one it rules in without a trial (bias correction) none more.
+Records come back as values: `records_for(path)` gives {manifest key: record} for the artifact
+written there.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from pathlib import Path
 
 from edgeship.convert.base import converter_message
 from edgeship.hashing import sha256_file
-from edgeship.quantize.calibration import score
 from edgeship.quantize import equalize  # its GATE_DB: the simulated gain below which an auto rewrite is not tried
+from edgeship.quantize.calibration import score
 from edgeship.runtime import measure as run_path
 
 LATENCY_MARGIN = 0.05

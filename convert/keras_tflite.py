@@ -9,21 +9,37 @@ SavedModel is converted: the path that freezes Keras 3 variables reliably.
   dynamic-int8  int8 weights, activations quantized at run time (Optimize.DEFAULT, no data)
   int8          full-integer: TFLITE_BUILTINS_INT8, per-channel weights (the converter's default),
                 activation ranges from the calibration data; float I/O unless options.int8_io
+
+A calibrated conversion (int8, int16x8) runs in a child process (`python -m
+edgeship.convert.keras_tflite JOB`): TFLiteConverter's calibrator runs the model in TensorFlow's C++,
+and on some graphs it dies of SIGSEGV (measured: any Keras GRU, whose WHILE loop it calibrates, even a
+one-layer Embedding -> GRU -> Dense). A crash there is then one artifact's failure, in one line, and the
+export's other artifacts are kept. The child reads the SavedModel and the calibration samples the
+parent wrote, prints one line per sample (the parent's progress bar) and writes the .tflite.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from edgeship.children import die_with_parent
 from edgeship.console import track
 from edgeship.convert import ROUTES, int4_weight
 from edgeship.convert import tflite_common as common
-from edgeship.convert.base import ConvertOptions, ConvertResult
+from edgeship.convert.base import ConvertOptions, ConvertResult, converter_message
 from edgeship.convert.layers import denylisted_nodes, keras_layers
-from edgeship.errors import InputError, UnsupportedError
+from edgeship.errors import ConversionError, EdgeshipError, InputError, UnsupportedError
 from edgeship.quantize.calibration import check_method
+
+CALIBRATED = ("int8", "int16x8")
 
 ROUTE = "TFLiteConverter -> LiteRT .tflite"
 
@@ -45,13 +61,17 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
     with tempfile.TemporaryDirectory(prefix="edgeship-savedmodel-") as tmp:
         with common.converting(f"saving '{model.name}' as a batch-1 SavedModel failed", options.verbose):
             output_keys = _save_static(model, input_keys, tmp, tf)
-        with common.converting(f"TFLiteConverter could not convert '{model.name}' ({recipe.name})", options.verbose):
-            converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serving_default"])
-            _apply_recipe(converter, recipe.name, calib, input_keys, int_io, tf)
-            if recipe.name == "int8" and options.float_layers:
-                data = _selective_int8(converter, tmp, model, options.float_layers, int_io, tf)
-            else:
-                data = converter.convert()
+        what = f"TFLiteConverter could not convert '{model.name}' ({recipe.name})"
+        if recipe.name in CALIBRATED and not options.float_layers:
+            data = _calibrated_in_child(tmp, recipe.name, calib, input_keys, int_io, what, options.verbose)
+        else:
+            with common.converting(what, options.verbose):
+                converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serving_default"])
+                _apply_recipe(converter, recipe.name, _representative(calib, input_keys), int_io, tf)
+                if recipe.name == "int8" and options.float_layers:
+                    data = _selective_int8(converter, tmp, model, options.float_layers, int_io, tf)
+                else:
+                    data = converter.convert()
         if recipe.name == "int4-weight":
             with common.converting("ai-edge-quantizer's blockwise int4 failed", options.verbose):
                 data, _ = int4_weight.tflite_blockwise(data)
@@ -82,7 +102,15 @@ def _save_static(model, input_keys: list[str], directory: str, tf) -> list[str]:
     return [o.name for o in model.io.outputs]
 
 
-def _apply_recipe(converter, recipe: str, calib, input_keys: list[str], int_io: bool, tf) -> None:
+def _representative(calib, input_keys: list[str]):
+    """The converter's representative_dataset over CALIB's samples, with a progress bar (None: no data)."""
+    if calib is None:
+        return None
+    return lambda: (dict(zip(input_keys, sample))
+                    for sample in track(calib.samples(), total=len(calib), description="calibrating"))
+
+
+def _apply_recipe(converter, recipe: str, representative, int_io: bool, tf) -> None:
     if recipe in ("fp32", "int4-weight"):  # int4-weight: ai-edge-quantizer on the float .tflite
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -90,20 +118,91 @@ def _apply_recipe(converter, recipe: str, calib, input_keys: list[str], int_io: 
         converter.target_spec.supported_types = [tf.float16]
     elif recipe == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.representative_dataset = lambda: (
-            dict(zip(input_keys, sample))
-            for sample in track(calib.samples(), total=len(calib), description="calibrating")
-        )
+        converter.representative_dataset = representative
         if int_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
     elif recipe == "int16x8":  # float I/O; int16 activations, int8 weights
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        converter.representative_dataset = lambda: (
-            dict(zip(input_keys, sample))
-            for sample in track(calib.samples(), total=len(calib), description="calibrating")
-        )
+        converter.representative_dataset = representative
+
+
+# ---------------------------------------------------------------------------------------------
+# The calibrated conversion in a child process
+
+
+def _calibrated_in_child(saved_model: str, recipe: str, calib, input_keys: list[str], int_io: bool, what: str,
+                         verbose: bool) -> bytes:
+    """The .tflite bytes of a calibrated conversion, made by a child process (module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="edgeship-tflite-calibrated-") as tmp:
+        job = Path(tmp)
+        samples = list(calib.samples())
+        np.savez(job / "calib.npz", **{f"s{i}_{k}": a for i, sample in enumerate(samples) for k, a in enumerate(sample)})
+        (job / "job.json").write_text(json.dumps({"saved_model": saved_model, "recipe": recipe, "what": what,
+                                                 "input_keys": input_keys, "int_io": int_io,
+                                                 "samples": len(samples)}))
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+        cmd = [sys.executable, "-m", "edgeship.convert.keras_tflite", str(job)]
+        with open(job / "child.log", "w") as log:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+                                    preexec_fn=die_with_parent())
+            for _ in track(_sample_lines(proc.stdout), total=len(samples), description="calibrating"):
+                pass
+            rc = proc.wait()
+        log_text = (job / "child.log").read_text(errors="replace")
+        if verbose:
+            sys.stderr.write(log_text)
+        out, error = job / "out.tflite", job / "error.json"
+        if rc == 0 and out.exists():
+            return out.read_bytes()
+        if error.exists():
+            answer = json.loads(error.read_text())
+            raise ConversionError(answer["message"], hint=answer.get("hint"))
+        how = (f"crashed ({signal.Signals(-rc).name})" if rc < 0 and -rc in signal.valid_signals()
+               else f"exited with code {rc}")
+        lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+        raise ConversionError(f"{what}: TensorFlow's converter {how} while calibrating"
+                              + (f" ({converter_message(lines[-1])})" if lines else ""),
+                              hint="the other artifacts are kept; try another recipe for this one (fp16, "
+                                   "dynamic-int8) or another format, and --verbose for the converter's output")
+
+
+def _sample_lines(stream):
+    for line in stream:
+        if line.startswith("edgeship-calibration-sample"):
+            yield line
+
+
+def _child(job: Path) -> int:
+    spec = json.loads((job / "job.json").read_text())
+    keys = spec["input_keys"]
+    with np.load(job / "calib.npz") as z:
+        samples = [[z[f"s{i}_{k}"] for k in range(len(keys))] for i in range(spec["samples"])]
+
+    progress = os.fdopen(os.dup(1), "w")  # the parent's pipe: `converting` sends fds 1 and 2 to its log
+
+    def representative():
+        for sample in samples:
+            yield dict(zip(keys, sample))
+            progress.write("edgeship-calibration-sample\n")
+            progress.flush()
+
+    try:
+        with common.converting(spec["what"]):
+            import tensorflow as tf
+
+            converter = tf.lite.TFLiteConverter.from_saved_model(spec["saved_model"],
+                                                                 signature_keys=["serving_default"])
+            _apply_recipe(converter, spec["recipe"], representative, spec["int_io"], tf)
+            data = converter.convert()
+    except EdgeshipError as e:
+        (job / "error.json").write_text(json.dumps({"message": e.message, "hint": e.hint}))
+        return 1
+    partial = job / "out.tflite.partial"
+    partial.write_bytes(data)
+    partial.replace(job / "out.tflite")
+    return 0
 
 
 def _selective_int8(converter, saved_model: str, model, float_layers, int_io: bool, tf) -> bytes:
@@ -140,3 +239,12 @@ def _versions(tf) -> dict[str, str]:
 
     return {"tensorflow": tf.__version__, "keras": keras.__version__}
 
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    return _child(Path(args[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,6 +16,7 @@ import copy
 
 from edgeship.data import has_batch_axis
 from edgeship.errors import InputError, UnsupportedError
+from edgeship.quantize import keras_bias, keras_equalize, keras_simulate
 from edgeship.quantize.simulate import simulated_snr_db
 
 ITERATIONS = 4
@@ -186,8 +187,6 @@ class Plan:
         keras = model.kind == "keras"
         try:
             if keras:  # the same rewrite in Keras (quantize/keras_equalize.py)
-                from edgeship.quantize import keras_bias, keras_equalize
-
                 eq, self.pairs = keras_equalize.equalize(model.obj, [a[:1] for a in inputs])
                 self.equalized = keras_bias.as_model(model, eq) if self.pairs else None
             else:
@@ -215,10 +214,7 @@ class Plan:
         if bits not in self.simulated:
             n = min(SIM_SAMPLES, int(self.inputs[0].shape[0]))
             inputs, reference = [a[:n] for a in self.inputs], [r[:n] for r in self.reference]
-            if self.model.kind == "keras":
-                from edgeship.quantize.keras_simulate import simulated_snr_db as simulated
-            else:
-                simulated = simulated_snr_db
+            simulated = keras_simulate.simulated_snr_db if self.model.kind == "keras" else simulated_snr_db
             without = simulated(self.model.obj, inputs, reference, 127, bits)
             with_ = simulated(self.equalized.obj, inputs, reference, 127, bits)
             self.simulated[bits] = {"snr_db_without": without, "snr_db_with": with_,

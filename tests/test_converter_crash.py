@@ -1,6 +1,6 @@
 """A converter that dies costs one artifact, not the export (issue 20: "one failure loses
-everything"). TensorFlow's TFLiteConverter kills its process with SIGSEGV calibrating any Keras GRU
-for int8 (tests/planted/gru_keras.py, a real GRU trained on the digits); edgeship runs calibrated
+everything"). TensorFlow's TFLiteConverter (2.21) kills its process with SIGSEGV calibrating every Keras
+GRU tried for int8 (tests/planted/gru_keras.py, a real GRU trained on the digits); edgeship runs calibrated
 Keras -> .tflite conversions in a child process (convert/keras_tflite.py), so the fp32 artifact of
 the same export is written and proven, the int8 one is a failure line that names the crash, and
 export exits 1 with its bundle. Before the child, the whole export died with exit 139 and wrote

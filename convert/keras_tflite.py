@@ -13,8 +13,8 @@ SavedModel is converted: the path that freezes Keras 3 variables reliably.
 A calibrated conversion (int8, int16x8) runs in a child process (`python -m
 edgeship.convert.keras_tflite JOB`): TFLiteConverter's calibrator runs the model in TensorFlow's C++,
 and on some graphs it dies of SIGSEGV (TensorFlow 2.21: every Keras GRU tried, whose WHILE loop it
-calibrates: Embedding -> GRU -> Dense with and without a mask, a GRU on float rows). A crash there is then one artifact's failure, in one line, and the
-export's other artifacts are kept. The child reads the SavedModel and the calibration samples the
+calibrates: Embedding -> GRU -> Dense with and without a mask, a GRU on float rows). A crash there
+is then one artifact's failure, in one line, and the export's other artifacts are kept. The child reads the SavedModel and the calibration samples the
 parent wrote, prints one line per sample (the parent's progress bar) and writes the .tflite.
 """
 

@@ -14,8 +14,9 @@ A calibrated conversion (int8, int16x8) runs in a child process (`python -m
 edgeship.convert.keras_tflite JOB`): TFLiteConverter's calibrator runs the model in TensorFlow's C++,
 and on some graphs it dies of SIGSEGV (TensorFlow 2.21: every Keras GRU tried, whose WHILE loop it
 calibrates: Embedding -> GRU -> Dense with and without a mask, a GRU on float rows). A crash there
-is then one artifact's failure, in one line, and the export's other artifacts are kept. The child reads the SavedModel and the calibration samples the
-parent wrote, prints one line per sample (the parent's progress bar) and writes the .tflite.
+is then one artifact's failure, in one line, and the export's other artifacts are kept. The child
+reads the SavedModel and the calibration samples the parent wrote, prints one line per sample (the
+parent's progress bar) and writes the .tflite.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def _calibrated_in_child(saved_model: str, recipe: str, calib, input_keys: list[
     with tempfile.TemporaryDirectory(prefix="edgeship-tflite-calibrated-") as tmp:
         job = Path(tmp)
         samples = list(calib.samples())
-        np.savez(job / "calib.npz", **{f"s{i}_{k}": a for i, sample in enumerate(samples) for k, a in enumerate(sample)})
+        np.savez(job / "calib.npz", **{f"s{i}_{k}": a for i, sample in enumerate(samples)
+                                       for k, a in enumerate(sample)})
         (job / "job.json").write_text(json.dumps({"saved_model": saved_model, "recipe": recipe, "what": what,
                                                  "input_keys": input_keys, "int_io": int_io,
                                                  "samples": len(samples)}))

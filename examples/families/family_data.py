@@ -271,3 +271,35 @@ def digits_keras():
 
 def digits_keras_calib():
     yield from _pairs(digits(), "train")
+
+
+# ---------------------------------------------------------------------------------------------
+# Trained weights, cached by family, epochs and data
+
+
+def cached_torch_model(name: str, epochs: int, data: dict[str, np.ndarray], make, train):
+    """A family's trained torch module: from CACHE/NAME-eEPOCHS-<data fingerprint>.pt (loaded into
+    make()), else train() -> (module, held-out top-1) now, and cached."""
+    import torch
+
+    path = CACHE / f"{name}-e{epochs}-{fingerprint(data)}.pt"
+    model = make()
+    if path.exists():
+        model.load_state_dict(torch.load(path)["state"])
+        return model.eval()
+    model, acc = train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state": model.state_dict(), "test_top1": acc}, path)
+    return model
+
+
+def cached_keras_model(name: str, epochs: int, data: dict[str, np.ndarray], train) -> Path:
+    """A family's trained Keras model as a .keras file: CACHE/NAME-eEPOCHS-<data fingerprint>.keras,
+    trained now (train() -> (model, held-out top-1)) and saved with its top-1 beside it when missing."""
+    path = CACHE / f"{name}-e{epochs}-{fingerprint(data)}.keras"
+    if not path.exists():
+        model, acc = train()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+        path.with_suffix(".top1").write_text(f"{acc:.1f}\n")
+    return path

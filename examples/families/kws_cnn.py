@@ -131,18 +131,8 @@ def accuracy(model, data=None) -> float:
 
 
 def trained():
-    import torch
-
-    data = family_data.keywords()
-    path = family_data.CACHE / f"kws_cnn-e{EPOCHS}-{family_data.fingerprint(data)}.pt"
-    model = make()
-    if path.exists():
-        model.load_state_dict(torch.load(path)["state"])
-        return model.eval()
-    model, acc = train()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state": model.state_dict(), "test_top1": acc}, path)
-    return model
+    """The trained model, from the cache or trained now (and cached)."""
+    return family_data.cached_torch_model("kws_cnn", EPOCHS, family_data.keywords(), make, train)
 
 
 def build():

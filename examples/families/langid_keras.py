@@ -65,14 +65,7 @@ def accuracy(model, data=None) -> float:
 
 
 def trained() -> Path:
-    data = family_data.langid()
-    path = family_data.CACHE / f"langid_keras-e{EPOCHS}-{family_data.fingerprint(data)}.keras"
-    if not path.exists():
-        model, acc = train()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(path)
-        path.with_suffix(".top1").write_text(f"{acc:.1f}\n")
-    return path
+    return family_data.cached_keras_model("langid_keras", EPOCHS, family_data.langid(), train)
 
 
 def build() -> str:

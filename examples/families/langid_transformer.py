@@ -88,18 +88,7 @@ def accuracy(model, data=None, limit: int | None = None) -> float:
 
 def trained():
     """The trained model, from the cache or trained now (and cached)."""
-    import torch
-
-    data = family_data.langid()
-    path = family_data.CACHE / f"langid_transformer-e{EPOCHS}-{family_data.fingerprint(data)}.pt"
-    model = make()
-    if path.exists():
-        model.load_state_dict(torch.load(path)["state"])
-        return model.eval()
-    model, acc = train()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state": model.state_dict(), "test_top1": acc}, path)
-    return model
+    return family_data.cached_torch_model("langid_transformer", EPOCHS, family_data.langid(), make, train)
 
 
 def build():

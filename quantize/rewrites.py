@@ -109,6 +109,7 @@ class Sequence:
         self._by_bytes: dict[str, dict] = {}
         self._last: dict = {}
         self._simulated: dict[tuple, tuple] = {}  # (id(module), bits) -> (module, SNR): each module simulated once
+        self._conversion_error: Exception | None = None  # the last trial conversion's error
 
     def records_for(self, path) -> dict:
         """{manifest key: record} of the conversion that wrote these bytes; else (a search that rebuilt
@@ -127,6 +128,7 @@ class Sequence:
     def _run(self, convert, target, model, recipe, calib, out_path: Path, options):
         records: dict[str, dict] = {}
         current, kept = model, None  # kept: the Trial of `current`, once one was converted
+        unconverted = None  # (model, error) of a current model whose trial conversion failed
         with tempfile.TemporaryDirectory(prefix="edgeship-rewrites-") as tmp:
             for i, rewrite in enumerate(self.rewrites):
                 step = self._propose(rewrite, current, recipe, calib, target)
@@ -135,8 +137,11 @@ class Sequence:
                     current, kept = step.model, None
                 elif step.decide == "trial":
                     if kept is None:
+                        self._conversion_error = None
                         kept = self._trial(convert, current, recipe, calib, Path(tmp) / f"{i}-without{out_path.suffix}",
                                            options)
+                        if self._conversion_error is not None:
+                            unconverted = (current, self._conversion_error)
                     if kept is None:  # the current model's own artifact cannot run: nothing to compare with
                         step.record.update(applied=False, trial=True, skipped="the artifact without it could not run")
                         continue
@@ -153,6 +158,8 @@ class Sequence:
             if kept is not None and kept.model is current:
                 shutil.copyfile(kept.path, out_path)
                 result = kept.result
+            elif unconverted is not None and unconverted[0] is current:  # it failed to convert once already
+                raise unconverted[1]
             else:
                 result = convert(current, recipe, calib, out_path, options)
         self._by_bytes[sha256_file(out_path)] = self._last = records
@@ -163,6 +170,7 @@ class Sequence:
             result = convert(model, recipe, calib, path, options)
         except Exception as e:  # noqa: BLE001 - a candidate the converter or its load check refuses loses its trial
             self.log(f"  {path.name} did not convert: {converter_message(e)}")
+            self._conversion_error = e
             return None
         try:
             outs, p50, times = run_path.outputs_and_p50(path, list(self.inputs), warmup=3, runs=LATENCY_RUNS)

@@ -31,6 +31,10 @@ FIXED_RANGE = {"sigmoid": (1 / 256, -128), "softmax": (1 / 256, -128), "_softmax
 # Ops whose outputs stay within their input's range: behind a fixed-range op they keep its quantization
 RANGE_KEEPING = ("mean", "avg_pool2d", "adaptive_avg_pool2d", "max_pool2d", "amax", "amin", "relu", "hardtanh")
 VIEWS = ("view", "reshape", "_unsafe_view", "squeeze", "unsqueeze", "flatten", "permute", "clone", "contiguous")
+# Clamps LiteRT fuses into the conv in front of it (CONV_2D/DEPTHWISE_CONV_2D's fused activation RELU6 or
+# RELU_N1_TO_1), by (low, high): only the clamp's output range reaches the .tflite
+FUSED_CLAMPS = {(0.0, 6.0), (-1.0, 1.0)}
+CONVS = ("conv1d", "conv2d", "convolution")
 PASS_THROUGH = ("_native_batch_norm_legit_no_training", "batch_norm", "view", "reshape", "flatten", "permute",
                 "clone", "contiguous")
 
@@ -69,6 +73,64 @@ def annotate_remaining(gm, quantization_config, filter_fn=None) -> int:
         done += 1
     keep_fixed_ranges(gm)
     return done
+
+
+def annotate_conv_clamps(gm, quantization_config, filter_fn=None) -> int:
+    """conv -> ReLU6 (hardtanh or clamp to [0, 6], or to [-1, 1]) as one fused pattern, as litert-torch's
+    conv_relu does conv -> relu: the conv's inputs and weights get their specs, the clamp's output the
+    activation spec, and the conv's raw output, which LiteRT's fused conv never writes, no observer.
+    Only where the conv's output is read by the clamp alone (BatchNorm is folded into the conv
+    before annotation). Run before the stock patterns, which would observe the conv's output. Returns
+    the number of pairs annotated."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer_utils import (get_bias_qspec, get_input_act_qspec,
+                                                            get_output_act_qspec, get_weight_qspec)
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    done = 0
+    for clamp in gm.graph.nodes:
+        if clamp.op != "call_function" or _clamp_bounds(clamp) not in FUSED_CLAMPS:
+            continue
+        conv = clamp.args[0]
+        if (not isinstance(conv, torch.fx.Node) or conv.op != "call_function"
+                or getattr(conv.target, "_opname", None) not in CONVS or len(conv.users) != 1):
+            continue
+        weight, bias = conv.args[1], conv.args[2] if len(conv.args) > 2 else None
+        if not isinstance(conv.args[0], torch.fx.Node) or not isinstance(weight, torch.fx.Node):
+            continue
+        partition = [clamp, conv, weight] + ([bias] if isinstance(bias, torch.fx.Node) else [])
+        if any("quantization_annotation" in n.meta for n in partition):
+            continue
+        if filter_fn is not None and not all(filter_fn(n) for n in partition):
+            continue
+        qmap = {conv.args[0]: get_input_act_qspec(quantization_config), weight: get_weight_qspec(quantization_config)}
+        if isinstance(bias, torch.fx.Node):
+            qmap[bias] = get_bias_qspec(quantization_config)
+        conv.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map=qmap, _annotated=True)
+        clamp.meta["quantization_annotation"] = QuantizationAnnotation(
+            output_qspec=get_output_act_qspec(quantization_config), _annotated=True)
+        for n in partition[2:]:  # the weight and bias: taken, as the stock patterns mark theirs
+            n.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
+        done += 1
+    return done
+
+
+def _clamp_bounds(node):
+    """(low, high) of a hardtanh or clamp node with constant bounds, else None."""
+    name = getattr(node.target, "_opname", None)
+    if name in ("hardtanh", "hardtanh_"):
+        args = list(node.args[1:3])
+        low = args[0] if args else node.kwargs.get("min_val", -1.0)
+        high = args[1] if len(args) > 1 else node.kwargs.get("max_val", 1.0)
+    elif name in ("clamp", "clamp_"):
+        args = list(node.args[1:3])
+        low = args[0] if args else node.kwargs.get("min")
+        high = args[1] if len(args) > 1 else node.kwargs.get("max")
+    else:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        return None
+    return float(low), float(high)
 
 
 def fixed_qspec(opname: str):

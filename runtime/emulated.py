@@ -1,18 +1,22 @@
 """`emu:rpi4` and `emu:rpi5`: a Raspberry Pi's userland (Debian arm64) under QEMU user mode.
 
-The agent runs as `qemu-aarch64-static -L ROOTFS -cpu cortex-a72 ROOTFS/usr/bin/python3 -m
-edgeship_agent.agent ...`: the arm64 Python of the cached root filesystem (rootfs.py), with the
-board's CPU model so the guest does not claim features the Pi lacks. No chroot and no binfmt_misc
-are needed to run it, nor root: `-L` makes QEMU look paths up in the root filesystem first (its
-libraries, its /sys stub for XNNPACK), then on the host (the run's own files).
+.tflite and .pte run through edgeship's native runners built for aarch64 (native_build.py: the
+LiteRT one against the aarch64 wheel's libLiteRt.so, the ExecuTorch one against executorch's
+aarch64 libraries), started as `qemu-aarch64-static -L ROOTFS -cpu cortex-a72 RUNNER`: they need
+the root filesystem's libc and libstdc++ and no Python package (rootfs.py installs none). No
+chroot and no binfmt_misc are needed to run them, nor root: `-L` makes QEMU look paths up in the
+root filesystem first (its libraries, its /sys stub for XNNPACK), then on the host (the run's own
+files). The board's CPU model keeps the guest from claiming features the Pi lacks.
+
+The Python agent (`ROOTFS/usr/bin/python3 -m edgeship_agent.agent`, same QEMU flags) runs .onnx
+and --tflite-runtime python. Its packages (numpy, ai-edge-litert, onnxruntime) are the Python
+side, a folder beside the root filesystem (rootfs.ensure_python_side) put on the guest's
+PYTHONPATH: installed by `edgeship devices setup emu:rpi4 --with-python`, or at the first run that
+needs it. ExecuTorch's Python runtime needs a CPU torch, which PyPI does not serve for aarch64:
+with --pte-runtime python (or without the cross compiler) .pte artifacts get a per-artifact error
+saying so instead of a run.
 
 Latency measured here is the emulator's, not the board's: `emulated = True` labels it everywhere.
-.pte artifacts run through edgeship's native runner built for aarch64 (native_build.py) under the
-same QEMU, -L and -cpu: no torch. ExecuTorch's Python runtime needs a CPU torch, which PyPI does
-not serve for aarch64: without the cross compiler (or with --pte-runtime python) .pte artifacts
-get a per-artifact error saying so instead of a run. .tflite artifacts run the same way through
-edgeship's aarch64 LiteRT runner (the aarch64 wheel's libLiteRt.so) unless --tflite-runtime python
-asks for the guest's ai-edge-litert.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeship.children import die_with_parent
+from edgeship.console import info
 from edgeship.errors import DeviceUnreachable, InputError, suggest
+from edgeship.runtime import native_build
 from edgeship.runtime import rootfs as rootfs_mod
 from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
 from edgeship.runtime.local import LocalDevice
@@ -104,7 +110,7 @@ class EmulatedDevice(LocalDevice):
         self.board_id = parse_board(uri)
         self.board = BOARDS[self.board_id]
         self.uri = f"emu:{self.board_id}"
-        base = rootfs or rootfs_mod.cached_rootfs()
+        base = rootfs or rootfs_mod.usable_rootfs()
         if base is None:
             raise DeviceUnreachable(f"the emulated arm64 root filesystem for {self.uri} is not set up",
                                     hint=f"run `edgeship devices setup {self.uri}` (about 5 minutes, once)")
@@ -116,11 +122,20 @@ class EmulatedDevice(LocalDevice):
         self._tmp = tempfile.TemporaryDirectory(prefix="edgeship-emu-agent-")
         self.agent_dir = agent_package(Path(self._tmp.name))
         self._executorch: bool | None = None
+        self.python_side = rootfs_mod.cached_python_side()  # None until installed (only .onnx and Python runtimes)
 
     def guest_command(self, module: str) -> list[str]:
+        path = f"{self.agent_dir}:{self.python_side}" if self.python_side else str(self.agent_dir)
         return [self.qemu, "-L", str(self.rootfs), "-cpu", self.board.cpu, "-U", "PYTHONHOME",
-                "-E", f"PYTHONPATH={self.agent_dir}", "-E", "PYTHONNOUSERSITE=1",
+                "-E", f"PYTHONPATH={path}", "-E", "PYTHONNOUSERSITE=1",
                 str(self.rootfs / "usr/bin/python3"), "-m", f"edgeship_agent.{module}"]
+
+    def ensure_python_side(self) -> None:
+        """Install the guest's Python packages now if they are missing (raises SetupError)."""
+        if self.python_side is None:
+            info(f"{self.uri}: installing the Python side (numpy, ai-edge-litert, onnxruntime for aarch64), once; "
+                 f"only .onnx and the Python runtimes need it")
+            self.python_side, _ = rootfs_mod.ensure_python_side()
 
     def agent_command(self) -> list[str]:
         return self.guest_command("agent")
@@ -129,6 +144,8 @@ class EmulatedDevice(LocalDevice):
         return [self.qemu, "-L", str(self.rootfs), "-cpu", self.board.cpu, str(runner.binary)]
 
     def probe(self, timeout: float = 300.0) -> dict:
+        """What the board has: the guest Python's probe (the standard library only; numpy and the
+        runtimes when the Python side is installed), the native runners, and which formats run."""
         try:
             proc = subprocess.run(self.guest_command("probe"), capture_output=True, text=True, timeout=timeout,
                                   preexec_fn=die_with_parent())
@@ -141,10 +158,18 @@ class EmulatedDevice(LocalDevice):
         result["qemu_cpu"] = self.board.cpu
         result["board_cores"] = self.board.cores
         result["rootfs"] = str(self.rootfs)
+        result["python_side"] = str(self.python_side) if self.python_side else None
         self._executorch = bool(result.get("executorch", {}).get("available"))
+        if self.python_side is None and not (result.get("tflite") or {}).get("available"):
+            result["tflite"] = {"available": False, "reason": f"no Python side ({self.python_hint()})"}
         result["executorch_native"] = native_probe_for(self)
         result["litert_native"] = native_probe_for(self, "litert")
+        result["formats"] = formats(result, self.uri)
         return result
+
+    def python_hint(self) -> str:
+        return (f"needed only for .onnx and --tflite-runtime python: `edgeship devices setup {self.uri} "
+                f"--with-python`")
 
     def run_artifact(self, artifact, inputs, signature, **kw) -> AgentRun:
         if Path(artifact).suffix == ".tflite":  # the aarch64 LiteRT runner; the guest's Python if chosen
@@ -156,11 +181,43 @@ class EmulatedDevice(LocalDevice):
             if run is not None:
                 return run
             if self._executorch is None:
-                self._executorch = self._guest_imports("torch")
+                self._executorch = self.python_side is not None and self._guest_imports("torch")
             if not self._executorch:
                 return AgentRun(False, {"platform": {"machine": "aarch64"}}, error=EXECUTORCH_ON_AARCH64)
+        try:
+            self.ensure_python_side()
+        except rootfs_mod.SetupError as e:
+            return AgentRun(False, {"platform": {"machine": "aarch64"}},
+                            error=f"{Path(artifact).suffix} on {self.uri} needs the Python side, and installing it "
+                                  f"failed: {e.message}")
         return self.run_agent(artifact, inputs, signature, **kw)
 
     def _guest_imports(self, module: str) -> bool:
         cmd = self.guest_command("probe")[:-2] + ["-c", f"import {module}"]
         return subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+
+
+def formats(report: dict, uri: str) -> dict:
+    """{'.tflite' | '.pte' | '.onnx': {'runs': bool, 'how': str}} for an emulated board's probe
+    REPORT: the native runners first (no Python package needed), as runs use them."""
+    out = {}
+    side = report.get("python_side")
+    setup = f"`edgeship devices setup {uri} --with-python`"
+    for ext, native_key, python_key, choice, name in (
+            (".tflite", "litert_native", "tflite", native_build.tflite_runtime(), "LiteRT"),
+            (".pte", "executorch_native", "executorch", native_build.pte_runtime(), "ExecuTorch")):
+        nat, py = report.get(native_key) or {}, report.get(python_key) or {}
+        if choice == "native" and nat.get("available"):
+            out[ext] = {"runs": True, "how": f"native {name} runner under QEMU (no Python package in the rootfs)"}
+        elif py.get("available"):
+            out[ext] = {"runs": True, "how": f"{py.get('runtime')} (the Python side, {side})"}
+        elif ext == ".tflite" and not side:
+            out[ext] = {"runs": False, "how": f"needs ai-edge-litert, the Python side: {setup} (or the first run "
+                                              f"installs it)"}
+        else:
+            why = (nat.get("reason") if choice == "native" else None) or py.get("reason") or "no runtime"
+            out[ext] = {"runs": False, "how": str(why)}
+    out[".onnx"] = ({"runs": True, "how": f"onnxruntime (the Python side, {side})"} if side else
+                    {"runs": False, "how": f"needs onnxruntime, the Python side: {setup} (or the first .onnx run "
+                                           f"installs it)"})
+    return out

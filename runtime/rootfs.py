@@ -1,16 +1,26 @@
 """The emulated Raspberry Pi's root filesystem: Debian bookworm arm64, built once and cached.
 
-    path = ensure_rootfs(progress=callback)   # builds when missing, else returns the cached one
+    path = ensure_rootfs(progress=callback)        # builds when missing, else returns the cached one
+    site = ensure_python_side(progress=callback)   # the guest's Python packages, only when asked
 
 Built with debootstrap (minbase, python3, python3-venv, python3-pip), then: the host's CA bundle
-and resolv.conf copied in (so pip inside works behind the host's proxy), a stub /sys holding only
-devices/system/cpu/{possible,present} (XNNPACK is skipped without them and the host's /sys makes
-it crash), and the aarch64 wheels of numpy and ai-edge-litert installed from the host with
-`pip install --platform ... --target` at the host's own versions. The cache folder is keyed by a
-hash of all that (`~/.cache/edgeship/rootfs/bookworm-arm64-<key>`; EDGESHIP_CACHE moves it), and
-a folder appears there only when complete: a failed or interrupted build leaves nothing behind.
-The build needs root (debootstrap) and qemu-aarch64 registered with binfmt_misc (done here when
-missing); running the result does not (see emulated.py).
+and resolv.conf copied in, and a stub /sys holding only devices/system/cpu/{possible,present}
+(XNNPACK is skipped without them and the host's /sys makes it crash). No Python package goes into
+it: .tflite and .pte run through edgeship's aarch64 native runners (native_build.py), which need
+only the rootfs's libc and libstdc++. The cache folder is keyed by a hash of all that
+(`~/.cache/edgeship/rootfs/bookworm-arm64-<key>`; EDGESHIP_CACHE moves it), and a folder appears
+there only when complete: a failed or interrupted build leaves nothing behind. The build needs
+root (debootstrap) and qemu-aarch64 registered with binfmt_misc (done here when missing); running
+the result does not (see emulated.py).
+
+A root filesystem built by an older edgeship (builder 1, with numpy and ai-edge-litert installed
+into it) is not built again: the new one is derived from it in seconds, hard-linked (`cp -al`),
+with its Python packages left out.
+
+The Python side (numpy, ai-edge-litert, onnxruntime: what .onnx and --tflite-runtime python need)
+is a folder beside the root filesystem, `python-cp311-<key>/`, filled by the host's pip with the
+aarch64 wheels of the host's own versions (`pip install --platform ... --target`) and put on the
+guest Python's path (PYTHONPATH) by emulated.py; the root filesystem itself stays free of it.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"  # EDGESHIP_DEBIAN_MIRROR overri
 PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
 GUEST_PYTHON = "3.11"  # bookworm's
 SITE = f"usr/local/lib/python{GUEST_PYTHON}/dist-packages"
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 1: numpy and ai-edge-litert installed into the rootfs
 MARKER = ".edgeship-rootfs.json"
 QEMU = "qemu-aarch64-static"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
@@ -56,12 +66,15 @@ def host_version(dist: str, fallback: str) -> str:
 
 
 def recipe() -> dict:
-    return {
-        "suite": SUITE, "arch": "arm64", "variant": "minbase", "packages": list(PACKAGES),
-        "python": GUEST_PYTHON, "builder": BUILDER_VERSION,
-        "wheels": [f"numpy=={host_version('numpy', '2.2.6')}",
-                   f"ai-edge-litert=={host_version('ai-edge-litert', '2.3.0')}"],
-    }
+    return {"suite": SUITE, "arch": "arm64", "variant": "minbase", "packages": list(PACKAGES),
+            "python": GUEST_PYTHON, "builder": BUILDER_VERSION}
+
+
+def python_wheels() -> list[str]:
+    """The Python side's pins: the host's own versions."""
+    return [f"numpy=={host_version('numpy', '2.2.6')}",
+            f"ai-edge-litert=={host_version('ai-edge-litert', '2.3.0').split('+')[0]}",
+            f"onnxruntime=={host_version('onnxruntime', '1.31.0').split('+')[0]}"]
 
 
 def rootfs_path() -> Path:
@@ -72,6 +85,88 @@ def rootfs_path() -> Path:
 def cached_rootfs() -> Path | None:
     path = rootfs_path()
     return path if (path / MARKER).is_file() else None
+
+
+def usable_rootfs() -> Path | None:
+    """The cached root filesystem; derived first (seconds) from an older builder's when only that
+    exists; None when neither does (`edgeship devices setup emu:rpi4` builds it)."""
+    path = cached_rootfs()
+    if path is None and legacy_rootfs() is not None:
+        path, _ = ensure_rootfs()
+    return path
+
+
+def python_side_path() -> Path:
+    """The folder of the guest's Python packages (present or not), keyed by the pins."""
+    key = hashlib.sha256(json.dumps([GUEST_PYTHON, *python_wheels()]).encode()).hexdigest()[:12]
+    return cache_root() / "rootfs" / f"python-cp{GUEST_PYTHON.replace('.', '')}-aarch64-{key}"
+
+
+def cached_python_side() -> Path | None:
+    """The guest's Python packages when they were installed (setup --with-python, or a first run
+    that needed them), else None."""
+    path = python_side_path()
+    return path if (path / MARKER).is_file() else None
+
+
+def ensure_python_side(progress=None) -> tuple[Path, bool]:
+    """(folder, installed now): numpy, ai-edge-litert and onnxruntime for aarch64 CPython
+    GUEST_PYTHON, installed by the host's pip when missing. Raises SetupError."""
+    final = python_side_path()
+    if (final / MARKER).is_file():
+        return final, False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / ".python.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / MARKER).is_file():
+            return final, False
+        if progress:
+            progress(0, 1, f"install aarch64 {', '.join(w.split('==')[0] for w in python_wheels())} (the Python side)")
+        stage = final.parent / f".{final.name}.partial-{os.getpid()}"
+        log = final.parent / f"{final.name}.log"
+        log.write_text("")
+        t0 = time.monotonic()
+        try:
+            _run([sys.executable, "-m", "pip", "install", "-q", "--target", str(stage),
+                  *pip_platform_args(GUEST_PYTHON), *python_wheels()], log, "installing the aarch64 wheels")
+            (stage / MARKER).write_text(json.dumps({"python": GUEST_PYTHON, "wheels": python_wheels(),
+                                                    "installed_seconds": round(time.monotonic() - t0, 1)}))
+            shutil.rmtree(final, ignore_errors=True)
+            stage.rename(final)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        if progress:
+            progress(1, 1, "done")
+    return final, True
+
+
+def legacy_rootfs() -> Path | None:
+    """A complete root filesystem of an older builder with the same Debian recipe (builder 1 had
+    numpy and ai-edge-litert installed into it), to derive the current one from; None if none."""
+    base = {k: v for k, v in recipe().items() if k != "builder"}
+    for path in sorted((cache_root() / "rootfs").glob(f"{SUITE}-arm64-*")):
+        if path.name.count(".") or not (path / MARKER).is_file():
+            continue  # a board view (NAME.rpi5) or an incomplete folder
+        try:
+            meta = json.loads((path / MARKER).read_text())
+        except (OSError, ValueError):
+            continue
+        if meta.get("builder") != BUILDER_VERSION and all(meta.get(k) == v for k, v in base.items()):
+            return path
+    return None
+
+
+def derive_rootfs(old: Path, stage: Path) -> None:
+    """STAGE: OLD hard-linked (`cp -al`: new directories, shared file contents), without the Python
+    packages builder 1 installed and without what runs left in /root and /tmp. OLD is unchanged:
+    removing a name in the copy's own directory never touches the original's."""
+    subprocess.run(["cp", "-al", str(old), str(stage)], check=True)
+    for rel in (SITE, "root/.edgeship", "tmp"):
+        shutil.rmtree(stage / rel, ignore_errors=True)
+    (stage / SITE).mkdir(parents=True)
+    (stage / "tmp").mkdir(mode=0o1777)
+    os.chmod(stage / "tmp", 0o1777)
+    (stage / MARKER).unlink()
 
 
 def wheel_platforms(glibc_minor: int = 36) -> list[str]:
@@ -149,8 +244,6 @@ def _run(cmd: list[str], log: Path, what: str, **kw) -> None:
 
 def build_steps(stage: Path, log: Path):
     """(description, function) per build step, in order."""
-    site = stage / SITE
-
     def debootstrap():
         _run(["debootstrap", "--arch=arm64", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
               str(stage), os.environ.get("EDGESHIP_DEBIAN_MIRROR") or DEFAULT_MIRROR], log, "debootstrap")
@@ -164,17 +257,14 @@ def build_steps(stage: Path, log: Path):
                 shutil.copyfile(src, dst)
         write_cpu_files(stage, CORTEX_A72, 4)
 
-    def wheels():
+    def python3():
         guest = os.readlink(stage / "usr/bin/python3") if (stage / "usr/bin/python3").is_symlink() else "?"
         if guest != f"python{GUEST_PYTHON}":
             raise SetupError(f"the root filesystem's python3 is {guest}, expected python{GUEST_PYTHON}")
-        site.mkdir(parents=True, exist_ok=True)
-        _run([sys.executable, "-m", "pip", "install", "-q", "--target", str(site), *pip_platform_args(GUEST_PYTHON),
-              *recipe()["wheels"]], log, "installing the aarch64 wheels")
 
     return [("debootstrap Debian bookworm arm64 (minbase, python3)", debootstrap),
-            ("copy CA bundle, resolv.conf; Pi 4 cpuinfo and /sys stub for XNNPACK", host_files),
-            ("install aarch64 numpy and ai-edge-litert", wheels)]
+            ("copy CA bundle, resolv.conf; Pi 4 cpuinfo and /sys stub for XNNPACK; check python3",
+             lambda: (host_files(), python3()))]
 
 
 def check_host_tools() -> None:
@@ -187,29 +277,39 @@ def check_host_tools() -> None:
 
 
 def ensure_rootfs(progress=None, rebuild: bool = False) -> tuple[Path, bool]:
-    """(path, built): the cached root filesystem, built first when missing (or when rebuild)."""
+    """(path, built): the cached root filesystem, built first when missing (or when rebuild); an
+    older builder's root filesystem, when there is one, is the new one's source (no debootstrap)."""
     final = rootfs_path()
     if not rebuild and (final / MARKER).is_file():
         return final, False
-    check_host_tools()
+    old = None if rebuild else legacy_rootfs()
+    if old is None:
+        check_host_tools()
     final.parent.mkdir(parents=True, exist_ok=True)
     with open(final.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; others wait and then reuse it
         if not rebuild and (final / MARKER).is_file():
             return final, False
-        ensure_binfmt()
         stage = final.parent / f".{final.name}.partial-{os.getpid()}"
         log = final.parent / f"{final.name}.log"
         log.write_text("")
         t0 = time.monotonic()
-        try:
+        if old is not None:
+            steps = [(f"derive from {old.name} (hard-linked, without its Python packages)",
+                      lambda: derive_rootfs(old, stage))]
+        else:
+            ensure_binfmt()
             steps = build_steps(stage, log)
+        try:
             for i, (what, fn) in enumerate(steps):
                 if progress:
                     progress(i, len(steps), what)
                 fn()
-            (stage / MARKER).write_text(json.dumps({**recipe(), "built_seconds": round(time.monotonic() - t0, 1),
-                                                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+            meta = {**recipe(), "built_seconds": round(time.monotonic() - t0, 1),
+                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            if old is not None:
+                meta["derived_from"] = old.name
+            (stage / MARKER).write_text(json.dumps(meta))
             if final.exists():
                 shutil.rmtree(final)
             stage.rename(final)

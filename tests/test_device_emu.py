@@ -1,4 +1,5 @@
-"""emu:rpi4 / emu:rpi5 for real: Debian arm64 under qemu-aarch64-static, with LiteRT and XNNPACK.
+"""emu:rpi4 / emu:rpi5 for real: Debian arm64 under qemu-aarch64-static, edgeship's aarch64 LiteRT and
+ExecuTorch runners with XNNPACK, no Python package in the root filesystem.
 
 The session fixture builds the root filesystem with edgeship's own setup code (minutes, once;
 cached under ~/.cache/edgeship). Needs root, debootstrap and qemu-user-static (see .ci/run).
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
@@ -29,15 +31,15 @@ def test_setup_again_is_cached_and_doctor_reports_the_board(emu_rootfs):
     assert report["setup"] == "cached" and isinstance(report["setup_seconds"], (int, float))
     assert report["machine"] == "aarch64"
     assert report["cpu_model"].startswith("Cortex-A72")
-    assert report["tflite"]["available"] and report["tflite"]["runtime"].startswith("ai-edge-litert")
-    assert report["tflite"]["xnnpack"]["active"] is True
+    assert report["litert_native"]["available"] and report["litert_native"]["xnnpack"]["active"] is True
+    assert report["formats"][".tflite"]["runs"] and report["formats"][".pte"]["runs"]
     et = report["executorch"]
     assert et["available"] is False and "torch" in et["reason"] and "aarch64" in et["reason"]
 
     r = run_cli("devices", "doctor", "emu:rpi4")
     assert r.exit_code == 0, r.output
     for words in ("Raspberry Pi 4", "emulated", "aarch64", "Cortex-A72", "XNNPACK", "active", "ExecuTorch",
-                  "unavailable", "free disk", "memory"):
+                  "unavailable", "free disk", "memory", "runs .tflite", "Python side"):
         assert words in r.output, words
 
 
@@ -46,10 +48,53 @@ def test_rpi5_sees_a_cortex_a76_and_computes_int8_right(emu_rootfs, digits_bundl
     assert r.exit_code == 0, r.output
     report = json.loads(r.output[r.output.index("{"):])
     assert report["qemu_cpu"] == "cortex-a76" and report["cpu_model"].startswith("Cortex-A76")
-    assert report["tflite"]["xnnpack"]["active"] is True
+    assert report["litert_native"]["xnnpack"]["active"] is True
     # The A76 has dot-product instructions: XNNPACK takes other int8 kernels than on the A72.
     r = run_cli("validate", digits_bundle / "digits.int8.tflite", "--device", "emu:rpi5", "--runs", "3")
     assert r.exit_code == 0, r.output
+
+
+def test_tflite_and_pte_validate_with_no_python_package_on_the_board(emu_rootfs, digits_bundle, tmp_path,
+                                                                      monkeypatch):
+    """The rootfs as setup builds it has no Python package, and with no Python side installed
+    (a cache of its own, holding only the rootfs and the native runners) every .tflite and .pte
+    of the bundle validates on emu:rpi4 through the aarch64 native runners; doctor says .onnx is
+    what would need the Python side, and nothing gets installed."""
+    from edgeship.runtime.emulated import EmulatedDevice
+    from edgeship.runtime.rootfs import SITE, cache_root, cached_python_side
+
+    real = cache_root()
+    cache = tmp_path / "cache"
+    (cache / "rootfs").mkdir(parents=True)
+    (cache / "rootfs" / emu_rootfs.name).symlink_to(emu_rootfs)
+    for name in ("native", "wheels"):  # the runners built (or to build) for aarch64: no Python in them
+        (real / name).mkdir(parents=True, exist_ok=True)
+        (cache / name).symlink_to(real / name)
+    monkeypatch.setenv("EDGESHIP_CACHE", str(cache))
+    assert cached_python_side() is None
+    assert not any((emu_rootfs / SITE).iterdir()), "setup installed Python packages into the rootfs"
+    guest = EmulatedDevice("emu:rpi4").guest_command("probe")[:-2]
+    proc = subprocess.run([*guest, "-c", "import numpy"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "No module named 'numpy'" in proc.stderr, proc.stderr
+
+    out = tmp_path / "report.json"
+    r = run_cli("validate", digits_bundle, "--device", "emu:rpi4", "--runs", "3", "--json", out)
+    assert r.exit_code == 0, r.output
+    records = json.loads(out.read_text())["artifacts"]
+    assert {Path(a["artifact"]).suffix for a in records} == {".tflite", ".pte"} and len(records) == 4
+    for rec in records:
+        assert rec["status"] == "pass", rec
+        want = "litert-native" if rec["artifact"].endswith(".tflite") else "executorch-native"
+        assert rec["runtime"].startswith(want) and rec["platform"]["machine"] == "aarch64", rec
+
+    r = run_cli("devices", "doctor", "emu:rpi4", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{"):])
+    assert report["python_side"] is None and report["tflite"]["available"] is False
+    f = report["formats"]
+    assert f[".tflite"]["runs"] and f[".pte"]["runs"] and "no Python package" in f[".tflite"]["how"]
+    assert not f[".onnx"]["runs"] and "--with-python" in f[".onnx"]["how"]
+    assert cached_python_side() is None  # nothing was installed on the way
 
 
 def test_validate_int8_on_emulated_pi(emu_rootfs, digits_bundle, tmp_path):

@@ -1,6 +1,8 @@
 """`edgeship devices setup URI` and `edgeship devices doctor URI`.
 
-setup prepares a device: for emu:* it builds (once) the cached arm64 root filesystem; for ssh://
+setup prepares a device: for emu:* it builds (once) the cached arm64 root filesystem, with no
+Python package in it (the native runners run .tflite and .pte; --with-python adds numpy,
+ai-edge-litert and onnxruntime beside it for .onnx and the Python runtimes); for ssh://
 it pushes edgeship's native runners and, where the device has python3, installs the Python
 runtimes (.onnx needs them) into a virtual environment there. doctor shows what the device
 can run: architecture, CPU model, cores, Python, the TFLite runtime and whether XNNPACK is active,
@@ -50,10 +52,10 @@ def _step_printer():
     return show
 
 
-def setup(uri: str, rebuild: bool = False, with_executorch: bool = False) -> dict:
+def setup(uri: str, rebuild: bool = False, with_executorch: bool = False, with_python: bool = False) -> dict:
     """Prepare the device; returns its doctor report (with 'setup_seconds' and 'setup' added)."""
     from edgeship.runtime.emulated import EmulatedDevice, parse_board
-    from edgeship.runtime.rootfs import ensure_rootfs
+    from edgeship.runtime.rootfs import ensure_python_side, ensure_rootfs
     from edgeship.runtime.ssh import SSHDevice
 
     scheme = _scheme(uri)
@@ -61,13 +63,21 @@ def setup(uri: str, rebuild: bool = False, with_executorch: bool = False) -> dic
         raise InputError(f"--with-executorch installs onto ssh:// devices, not {uri}",
                          hint="emu:* has no CPU torch for arm64 (PyPI's is a CUDA build); adb runs .pte with "
                               "--runner executor_runner")
+    if with_python and scheme != "emu":
+        raise InputError(f"--with-python is for emu:* devices, not {uri}",
+                         hint="ssh:// setup installs the Python side wherever the device has python3")
     t0 = time.monotonic()
     if scheme == "emu":
         parse_board(uri)
         path, built = ensure_rootfs(progress=_step_printer(), rebuild=rebuild)
         info(f"{'built' if built else 'cached'} arm64 root filesystem: {path} ({time.monotonic() - t0:.0f} s)")
+        said = "built" if built else "cached"
+        if with_python:
+            side, installed = ensure_python_side(progress=_step_printer())
+            info(f"{'installed' if installed else 'cached'} Python side: {side}")
+            said += f"; Python side {'installed' if installed else 'cached'}"
         report = EmulatedDevice(uri, rootfs=path).probe()
-        report["setup"] = "built" if built else "cached"
+        report["setup"] = said
     elif scheme == "ssh":
         device = SSHDevice(uri, require_runtime=False)
         report = device.setup(progress=_step_printer(), rebuild=rebuild, with_executorch=with_executorch)
@@ -121,8 +131,12 @@ def print_doctor(uri: str, r: dict) -> bool:
         _device_rows(t, r, uri)
     else:
         t.add_row("Python", f"{r.get('python')} ({r.get('python_executable')})")
+    if r.get("board"):  # emu:*: the guest's packages live beside the root filesystem, when installed
+        t.add_row("Python side", escape(r["python_side"]) if r.get("python_side") else
+                  "[yellow]none[/] (not needed for .tflite and .pte; .onnx and the Python runtimes install it: "
+                  f"`edgeship devices setup {escape(uri)} --with-python`)")
     tfl = r.get("tflite") or {}
-    py = " (Python)" if r.get("probe") == "shell" else ""  # beside the native runners' rows
+    py = " (Python)" if r.get("formats") else ""  # beside the native runners' rows
     if tfl.get("available"):
         x = tfl.get("xnnpack") or {}
         t.add_row("TFLite" + py, f"{tfl['runtime']}" + (f" (numpy {tfl['numpy']})" if tfl.get("numpy") else ""))
@@ -186,13 +200,17 @@ def group():
 @click.option("--rebuild", is_flag=True, help="Rebuild even when a prepared runtime is cached.")
 @click.option("--with-executorch", is_flag=True, help="ssh:// devices: also install ExecuTorch's runtime (torch "
               "from PyTorch's CPU index, executorch from PyPI), fetched by this host.")
+@click.option("--with-python", is_flag=True, help="emu:* devices: also install numpy, ai-edge-litert and onnxruntime "
+              "for the guest's Python (.onnx and --tflite-runtime python need them; .tflite and .pte do not).")
 @click.option("--json", "as_json", is_flag=True, help="Print the device report as JSON.")
-def setup_command(uri, rebuild, with_executorch, as_json):
-    """Prepare URI: emu:* builds and caches the arm64 root filesystem with the runtimes (once);
+def setup_command(uri, rebuild, with_executorch, with_python, as_json):
+    """Prepare URI: emu:* builds and caches the arm64 root filesystem (once), with no Python
+    package in it: edgeship's native runners run .tflite and .pte there (--with-python adds the
+    Python side .onnx needs, which its first run would otherwise install);
     ssh:// pushes edgeship's native runners (all .tflite and .pte need) and, where the device has
     python3, installs numpy, ai-edge-litert and onnxruntime into a virtual environment there for
     .onnx and the Python runtimes (with --with-executorch also torch and executorch)."""
-    report = setup(uri, rebuild=rebuild, with_executorch=with_executorch)
+    report = setup(uri, rebuild=rebuild, with_executorch=with_executorch, with_python=with_python)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     elif not print_doctor(uri, report):

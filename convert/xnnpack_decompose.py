@@ -81,7 +81,7 @@ class _Builder:
         f_kwargs = torch.fx.node.map_aggregate(kwargs, fake)
         if self.mode is not None:
             with self.mode:
-                node.meta["val"] = target(*f_args, **f_kwargs)
+                node.meta["val"] = _concrete(target(*f_args, **f_kwargs))
         node.meta["stack_trace"] = self.anchor.meta.get("stack_trace")
         node.meta["nn_module_stack"] = self.anchor.meta.get("nn_module_stack")
         return node
@@ -96,8 +96,24 @@ class _Builder:
         with self.graph.inserting_before(self.anchor):
             node = self.graph.get_attr(name)
         if self.mode is not None:
-            node.meta["val"] = self.mode.from_tensor(tensor)
+            node.meta["val"] = self.mode.from_tensor(tensor, static_shapes=True)
         return node
+
+
+def _concrete(val):
+    """A fake value whose sizes are symbols of known value (a conv's output length) as one with int
+    sizes, so later passes see a static shape."""
+    import torch
+
+    if isinstance(val, (list, tuple)):
+        return type(val)(_concrete(v) for v in val)
+    if not isinstance(val, torch.Tensor) or all(isinstance(d, int) for d in val.shape):
+        return val
+    try:
+        sizes = [int(d) for d in val.shape]  # a size symbol of a static graph has one value
+    except Exception:
+        return val
+    return torch.empty(sizes, dtype=val.dtype, device=val.device)
 
 
 def _replace(gm, node, new) -> None:
@@ -403,25 +419,27 @@ def max_to_4d_keepdim(gm) -> int:
 def mean_for_xnnpack(gm) -> int:
     """mean.dim in a form XNNPACK takes: 4-D over (2, 3) -> keepdim + view; 4-D over (1, 2)
     (NHWC) -> permute to NCHW + the same; over any other dims -> permute them last, view to
-    (rest, K), linear with a constant 1/K row, view to the result's shape."""
+    (rest, K), linear with a constant 1/K row, view to the result's shape. sum.dim_IntList (no
+    XNNPACK config) of a float tensor: the same linear with a row of ones."""
     import torch
 
     aten = torch.ops.aten
     changed = 0
-    for node in _calls(gm, aten.mean.dim):
+    for node in _calls(gm, aten.mean.dim, aten.sum.dim_IntList):
         x = node.args[0]
         vi, vo = _val(x), _val(node)
         if _arg(node, 3, "dtype") is not None or not (_static(vi) and _static(vo)) or not vi.is_floating_point():
             continue
         dims = _arg(node, 1, "dim")
-        if dims is None:
+        if dims is None or (not isinstance(dims, int) and len(dims) == 0):
             continue
         dims = sorted({d % vi.dim() for d in ([dims] if isinstance(dims, int) else dims)})
         keep = bool(_arg(node, 2, "keepdim", False))
-        if vi.dim() == 4 and dims == [2, 3] and keep:
+        is_sum = node.target == aten.sum.dim_IntList
+        if vi.dim() == 4 and dims == [2, 3] and keep and not is_sum:
             continue  # XNNPACK's own form
         b = _Builder(gm, node)
-        if vi.dim() == 4 and dims in ([2, 3], [1, 2]):
+        if vi.dim() == 4 and dims in ([2, 3], [1, 2]) and not is_sum:
             src = x if dims == [2, 3] else b(aten.permute.default, x, [0, 3, 1, 2])
             pooled = b(aten.mean.dim, src, [2, 3], True)
         else:
@@ -429,7 +447,7 @@ def mean_for_xnnpack(gm) -> int:
             src = x if rest + dims == list(range(vi.dim())) else b(aten.permute.default, x, rest + dims)
             k = math.prod(vi.shape[d] for d in dims)
             flat = b(aten.view.default, src, [math.prod(vi.shape[i] for i in rest), k])
-            row = b.constant(torch.full((1, k), 1.0 / k, dtype=vi.dtype), "mean")
+            row = b.constant(torch.full((1, k), 1.0 if is_sum else 1.0 / k, dtype=vi.dtype), "mean")
             pooled = b(aten.linear.default, flat, row)
         _replace(gm, node, b(aten.view.default, pooled, list(vo.shape)))
         changed += 1
@@ -504,11 +522,317 @@ def sink_views(gm) -> int:
     return _finish(gm, changed)
 
 
+# ---------------------------------------------------------------------------------------------
+# Masks: boolean mask arithmetic as 0/1 float arithmetic, -inf attention masks as a finite bias
+
+# the bias a masked score gets instead of -inf: exp() of it, less the row's max, is exactly 0 in float32 while
+# masked and kept scores of a row differ by less than MASK_BIAS - 104; it stays finite in float16 (fp16 recipe)
+MASK_BIAS = 3.0e4
+
+
+def _is_float_cast(node) -> bool:
+    """A dtype conversion of a bool tensor to a float one, that converts nothing else."""
+    import torch
+
+    aten = torch.ops.aten
+    if getattr(node, "op", None) != "call_function" or node.target not in (aten._to_copy.default, aten.to.dtype):
+        return False
+    vi, vo = _val(node.args[0]), _val(node)
+    extra = {k for k, v in node.kwargs.items() if v is not None} - {"dtype", "layout", "device", "pin_memory"}
+    return (isinstance(vi, torch.Tensor) and vi.dtype == torch.bool and isinstance(vo, torch.Tensor)
+            and vo.dtype.is_floating_point and not extra)
+
+
+class _FloatMask:
+    """Boolean nodes as 0/1 float nodes: not -> 1 - m, and -> a * b, or -> maximum, view-like ops
+    replayed on the float values; any other boolean node (a comparison, an input) is cast to float
+    once, right after it (that cast stays on the runtime's kernels: XNNPACK converts no bool)."""
+
+    def __init__(self, gm, dtype):
+        import torch
+
+        aten = torch.ops.aten
+        self.gm, self.dtype, self.memo = gm, dtype, {}
+        self.nots = {aten.logical_not.default, aten.bitwise_not.default}
+        self.ands = {aten.logical_and.default, aten.bitwise_and.Tensor}
+        self.ors = {aten.logical_or.default, aten.bitwise_or.Tensor}
+        self.shape_ops = {aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.expand.default,
+                          aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.permute.default,
+                          aten.transpose.int, aten.slice.Tensor, aten.select.int, aten.clone.default,
+                          aten.alias.default}
+
+    def __call__(self, node):
+        import torch
+
+        aten = torch.ops.aten
+        if node in self.memo:
+            return self.memo[node]
+        if node.op == "call_function" and node.target in self.nots:
+            m = self(node.args[0])
+            b = _Builder(self.gm, node)
+            out = b(aten.sub.Tensor, b.constant(torch.ones(1, dtype=self.dtype), "one"), m)
+        elif node.op == "call_function" and node.target in self.ands | self.ors and \
+                all(isinstance(a, torch.fx.Node) for a in node.args[:2]):
+            x, y = self(node.args[0]), self(node.args[1])
+            out = _Builder(self.gm, node)(aten.mul.Tensor if node.target in self.ands else aten.maximum.default, x, y)
+        elif node.op == "call_function" and node.target in self.shape_ops and not node.kwargs:
+            out = _Builder(self.gm, node)(node.target, self(node.args[0]), *node.args[1:])
+        else:
+            out = self.cast(node)
+        self.memo[node] = out
+        return out
+
+    def cast(self, node):
+        import torch
+
+        for user in node.users:  # one cast per boolean source
+            if _is_float_cast(user) and _val(user).dtype == self.dtype and user.kwargs.get("device") is None:
+                return user
+        return _Builder(self.gm, node.next)(torch.ops.aten._to_copy.default, node, dtype=self.dtype)
+
+
+def bool_mask_as_float(gm) -> int:
+    """A boolean mask cast to float (`(~pad).unsqueeze(-1).float()`) -> the same arithmetic on the
+    0/1 float of the mask's source: not, and, or and view-like ops become sub/mul/maximum/view, which
+    XNNPACK takes, and one cast of the source is left (the comparison that made it). Values are
+    those of the casts they replace: 0 and 1."""
+    import torch
+
+    changed = 0
+    for node in list(gm.graph.nodes):
+        if not _is_float_cast(node) or node not in gm.graph.nodes:
+            continue
+        src = node.args[0]
+        masks = _FloatMask(gm, _val(node).dtype)
+        if src.op != "call_function" or src.target not in masks.nots | masks.ands | masks.ors | masks.shape_ops:
+            continue  # already the cast of a source
+        new = masks(src)
+        if new is node or not isinstance(new, torch.fx.Node):
+            continue
+        _replace(gm, node, new)
+        changed += 1
+    if changed:
+        _drop_lone_asserts(gm)
+    return _finish(gm, changed)
+
+
+def _drop_lone_asserts(gm) -> None:
+    """Erase metadata asserts on nodes nothing else uses (they would keep a dead boolean chain alive)."""
+    import torch
+
+    check = torch.ops.aten._assert_tensor_metadata.default
+    for node in _calls(gm, check):
+        subject = node.args[0]
+        if isinstance(subject, torch.fx.Node) and all(u.target == check for u in subject.users):
+            gm.graph.erase_node(node)
+
+
+def _neg_inf_fill(node):
+    """The boolean mask of a node that is -inf where the mask is set and 0 elsewhere
+    (masked_fill(zeros, m, -inf), where(m, -inf, 0)), else None."""
+    import torch
+
+    aten = torch.ops.aten
+    if getattr(node, "op", None) != "call_function":
+        return None
+    if node.target == aten.masked_fill.Scalar and _is_zeros(node.args[0]) and _neg_inf(node.args[2]):
+        return node.args[1]
+    if node.target == aten.where.self and _neg_inf_const(node.args[1]) and _is_zeros(node.args[2]):
+        return node.args[0]
+    return None
+
+
+def _neg_inf(v) -> bool:
+    return isinstance(v, (int, float)) and math.isinf(v) and v < 0
+
+
+def _neg_inf_const(node) -> bool:
+    import torch
+
+    aten = torch.ops.aten
+    if getattr(node, "op", None) != "call_function":
+        return False
+    if node.target == aten.scalar_tensor.default or node.target == aten.full.default:
+        return _neg_inf(node.args[-1] if node.target == aten.full.default else node.args[0])
+    return False
+
+
+def _is_zeros(node) -> bool:
+    import torch
+
+    aten = torch.ops.aten
+    if getattr(node, "op", None) != "call_function":
+        return False
+    if node.target in (aten.zeros_like.default, aten.zeros.default, aten.new_zeros.default):
+        return True
+    if node.target in (aten.full_like.default, aten.full.default, aten.new_full.default):
+        return node.args[1] == 0 if node.target != aten.new_full.default else node.args[2] == 0
+    if node.target == aten.scalar_tensor.default:
+        return node.args[0] == 0
+    return False
+
+
+def masked_softmax(gm) -> int:
+    """_safe_softmax(scores + bias, dim), the bias -inf where a boolean mask is set and 0 elsewhere
+    (a padding or attention mask, through views and expands), or _safe_softmax(scores.masked_fill(mask,
+    -inf), dim), scores free of -inf ->
+    _softmax(scores - MASK_BIAS * m, dim) * amax(1 - m, dim, keepdim), m the mask as 0/1 float.
+
+    Exact: a masked score's exp underflows to 0 as -inf's does, and the factor is 0 exactly on the rows
+    _safe_softmax sets to 0 (every key masked), 1 elsewhere. XNNPACK takes every op of it but the mask's
+    cast; the safe softmax's own masking (eq, logical_not, any, where, full_like) and the bias'
+    (zeros_like, masked_fill) are gone."""
+    import torch
+
+    aten = torch.ops.aten
+    shape_ops = {aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.expand.default,
+                 aten.unsqueeze.default, aten.squeeze.dim, aten.permute.default, aten.transpose.int, aten.clone.default}
+    changed = 0
+    masks = {}
+    for node in _calls(gm, aten._safe_softmax.default):
+        x, dim = node.args[0], node.args[1]
+        vx = _val(x)
+        if _arg(node, 2, "dtype") is not None or not _static(vx) or not vx.is_floating_point():
+            continue
+        found = None
+        if getattr(x, "target", None) == aten.masked_fill.Scalar and _neg_inf(x.args[2]) \
+                and not _may_hold_neg_inf(gm, x.args[0]):  # scores.masked_fill(mask, -inf): the same, unbroadcast
+            found = x.args[0], x.args[1], []
+        elif getattr(x, "target", None) != aten.add.Tensor or x.kwargs.get("alpha") not in (None, 1):
+            continue
+        for scores, bias in ((x.args[0], x.args[1]), (x.args[1], x.args[0])) if found is None else ():
+            chain, src = [], bias
+            while getattr(src, "op", None) == "call_function" and src.target in shape_ops and not src.kwargs:
+                chain.append(src)
+                src = src.args[0]
+            mask = _neg_inf_fill(src)
+            if mask is not None and _val(mask) is not None and _val(mask).dtype == torch.bool \
+                    and isinstance(scores, torch.fx.Node) and not _may_hold_neg_inf(gm, scores):
+                found = scores, mask, chain[::-1]
+                break
+        if found is None:
+            continue
+        scores, mask, chain = found
+        view = _broadcast_view(_val(mask), chain)  # the chain as one view that the add broadcasts, if it is one
+        if view is not None and list(torch.broadcast_shapes(tuple(_val(scores).shape), tuple(view))) == list(vx.shape):
+            chain = [view]
+        floats = masks.setdefault(vx.dtype, _FloatMask(gm, vx.dtype))
+        b = _Builder(gm, node)
+        m = floats(mask)
+        for op in chain:  # the bias' views and expands, on the 0/1 mask
+            m = b(aten.view.default, m, op) if isinstance(op, list) else b(op.target, m, *op.args[1:])
+        bias = b(aten.mul.Tensor, m, b.constant(torch.tensor([MASK_BIAS], dtype=vx.dtype), "mask_bias"))
+        soft = b(aten._softmax.default, b(aten.sub.Tensor, scores, bias), dim, False)
+        keep = b(aten.sub.Tensor, b.constant(torch.ones(1, dtype=vx.dtype), "one"), m)
+        vm = _val(m)
+        d = dim % vx.dim() - (vx.dim() - vm.dim())  # the softmax dim in the mask's shape, broadcast from the right
+        if d >= 0 and vm.shape[d] != 1:  # the row has a key left: where _safe_softmax keeps it
+            keep = b(aten.amax.default, keep, [d], True)
+        _replace(gm, node, b(aten.mul.Tensor, soft, keep))
+        changed += 1
+    return _finish(gm, changed)
+
+
+
+def _broadcast_view(val, chain):
+    """The shape P such that the view/expand `chain` applied to a tensor of `val`'s shape equals
+    view(t, P) broadcast to the chain's result; None if no such P (checked on an arange)."""
+    import torch
+
+    if not _static(val) or not chain or len(chain) > 16:
+        return None
+    probe = torch.arange(val.numel()).reshape(tuple(val.shape))
+    try:
+        out = probe
+        for op in chain:
+            out = op.target(out, *op.args[1:])
+    except Exception:
+        return None
+    shape = [n if n > 1 and not (out.narrow(i, 0, 1) == out).all() else 1 for i, n in enumerate(out.shape)]
+    if math.prod(shape) != val.numel() or not torch.equal(probe.reshape(shape).expand(out.shape), out):
+        return None
+    return shape
+
+
+def expand_into_broadcast(gm) -> int:
+    """expand(x) whose every user is an elementwise binary op that broadcasts x to the same result
+    without it -> x (XNNPACK refuses an expand that adds elements; its binary ops broadcast)."""
+    import torch
+
+    aten = torch.ops.aten
+    binary = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.maximum.default,
+              aten.minimum.default}
+    changed = 0
+    for node in _calls(gm, aten.expand.default, aten.expand_copy.default):
+        src, vo = node.args[0], _val(node)
+        vi = _val(src)
+        if not (_static(vi) and _static(vo)) or vi.numel() == vo.numel() or not node.users:
+            continue
+        ok = True
+        for user in node.users:
+            if user.op != "call_function" or user.target not in binary or user.kwargs.get("alpha") not in (None, 1) \
+                    or len(user.args) != 2:
+                ok = False
+                break
+            other = user.args[1] if user.args[0] is node else user.args[0]
+            vother = _val(other) if isinstance(other, torch.fx.Node) else torch.empty(())
+            if other is node or not _static(vother) or not _static(_val(user)):
+                ok = False
+                break
+            try:
+                shape = torch.broadcast_shapes(tuple(vi.shape), tuple(vother.shape))
+            except RuntimeError:
+                ok = False
+                break
+            if list(shape) != list(_val(user).shape):
+                ok = False
+                break
+        if not ok:
+            continue
+        _replace(gm, node, src)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def split_to_slices(gm) -> int:
+    """chunk / split / split_with_sizes (to_edge: split_with_sizes_copy, which XNNPACK refuses) ->
+    one slice (stride 1) per output used."""
+    import operator
+
+    import torch
+
+    aten = torch.ops.aten
+    splits = [aten.chunk.default, aten.split.Tensor, aten.split_with_sizes.default, aten.split_with_sizes_copy.default,
+              aten.unsafe_split.Tensor, aten.split_copy.Tensor]
+    changed = 0
+    for node in _calls(gm, *splits):
+        x, vi, outs = node.args[0], _val(node.args[0]), node.meta.get("val")
+        users = list(node.users)
+        if not _static(vi) or not isinstance(outs, (list, tuple)) or \
+                not all(u.target is operator.getitem for u in users):
+            continue
+        dim = _arg(node, 2, "dim", 0) % vi.dim()
+        starts = [0]
+        for o in outs:
+            starts.append(starts[-1] + o.shape[dim])
+        for user in users:
+            i = user.args[1]
+            b = _Builder(gm, user)
+            _replace(gm, user, b(aten.slice.Tensor, x, dim, starts[i], starts[i + 1]))
+        gm.graph.erase_node(node)
+        changed += 1
+    return _finish(gm, changed)
+
+
 # in order: the layer-norm pass makes means the mean pass rewrites; views are sunk last
 PASSES = {
     "conv1d as conv2d": conv1d_as_conv2d,
     "layer norm decomposed": layer_norm_decompose,
+    "masked safe softmax as softmax with a finite bias": masked_softmax,
     "safe softmax as softmax": safe_softmax_to_softmax,
+    "bool mask as 0/1 float": bool_mask_as_float,
+    "expand into broadcast": expand_into_broadcast,
+    "split as slices": split_to_slices,
     "batched matmul as bmm": batched_matmul_to_bmm,
     "expand as view": expand_to_view,
     "select as slice": select_to_slice,

@@ -25,7 +25,7 @@ from edgeship.errors import (ArtifactError, CheckFailed, DeviceError, EdgeshipEr
 from edgeship.hashing import sha256_file
 from edgeship.inspect import artifact_io
 from edgeship.model import Model, TensorSpec
-from edgeship.quantize import Recipe, calibration, parse_recipes, recipe_search
+from edgeship.quantize import Recipe, calibration, parse_recipes, ranges, recipe_search
 from edgeship.quantize.accuracy_aware import check_request, report_searches
 from edgeship.quantize.bias_correction import Plan as BiasPlan
 from edgeship.quantize.weight_rounding import Plan as RoundingPlan
@@ -78,6 +78,8 @@ class ExportRequest:
     device: str | None = None  # --quant auto: measure the candidates there (runtime/device.py URI); None: here
     # --floor: known losses accepted, {recipe or '*': {'cosine': min, 'top1_drop': max}} (gates/floors.py)
     floors: dict = field(default_factory=dict)
+    # --keep-float-ranges auto|off: int8 keeps float the layers whose activations int8 cannot hold (quantize/ranges.py)
+    keep_float_ranges: str = "auto"
 
 
 @dataclass
@@ -132,6 +134,7 @@ class Prepared:
     strategy: object  # export_modes: Plain | CalibrationSearch | AccuracyAware | RecipeSearch
     rewrites: RewriteSequence | None  # the float-model rewrites of calibrated recipes (CLE, rounding, bias)
     name: str
+    float_ranges: object = None  # quantize/ranges.py's Finding: layers int8 keeps float (None: no int8 to keep for)
 
 
 @dataclass
@@ -155,7 +158,7 @@ def export(req: ExportRequest) -> ExportResult:
     with BundleWriter(req.out, req.force) as writer, quiet.converter_output_to_log(writer.staging, req.out,
                                                                                  req.verbose):
         for route in plan.routes:
-            convert = _counted(route.load())
+            convert = _counted(ranges.wrap(plan.float_ranges, route.load(), route, plan.model))
             for recipe in ([recipe_search.AUTO_RECIPE] if _auto(req) else plan.recipes):
                 outcomes.append(export_one(plan, writer, route, recipe, convert))
                 if _auto(req):
@@ -227,8 +230,9 @@ def prepare(req: ExportRequest) -> Prepared:
         if req.calibration != "auto":
             options.calibration = req.calibration
     strategy = export_modes.choose(req, calib, golden, options, info, calibration_plan, search_device)
+    float_ranges = ranges.plan(req.keep_float_ranges, model, calib, recipes, routes, info)
     return Prepared(req, inputs_key, model, routes, recipes, calib, proof, golden, reference_record, options,
-                    strategy, _rewrites(req, model, recipes, golden), req.name or model.name)
+                    strategy, _rewrites(req, model, recipes, golden), req.name or model.name, float_ranges)
 
 
 def _rewrites(req: ExportRequest, model: Model, recipes: list[Recipe], golden: Golden) -> RewriteSequence | None:
@@ -296,6 +300,7 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     except ArtifactError as e:  # it cannot even be read: a dead artifact, like one that cannot run
         return Outcome(failed=smoke.unreadable(writer.staging, path, route.target, recipe.name, e.message))
     fields = dict(done.fields)
+    fields.update(ranges.record_for(plan.float_ranges, route, plan.model, recipe))
     if plan.rewrites and recipe.needs_calibration:
         fields.update(plan.rewrites.records_for(path))
     sha256, size_bytes = sha256_file(path), path.stat().st_size

@@ -115,6 +115,9 @@ class ArtifactRecord(Record):
     bias_correction: dict | None = None  # --bias-correction: layers corrected, shifts, and the SNRs it was chosen on
     weight_rounding: dict | None = None  # --weight-rounding: GPTQ layers, output error ratio, the SNRs it was chosen on
     recipe_search: RecipeSearchRecord | None = None  # --quant auto: the search table (quantize/recipe_search.py)
+    # --keep-float-ranges: the layers int8 kept float because int8 could not hold their activations, and why
+    # (quantize/ranges.py: mode, threshold, samples, kept_float, why [{name, op, layer, zeroed, ...}])
+    float_ranges: dict | None = None
 
 
 class ModelInfo(Record):

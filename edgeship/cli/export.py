@@ -73,6 +73,11 @@ def floats(text: str | None):
                    "auto (the default) simulates int8 without and with it (PyTorch) and applies it, converting once, "
                    "where the simulation gains 2 dB; a Keras model is converted both ways and keeps the higher "
                    "measured SNR; it skips other sources. The fp32 artifact is never changed.")
+@click.option("--keep-float-ranges", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+              help="int8 keeps in float the layers whose activations one int8 scale per tensor cannot hold (over "
+                   "half their non-zero values would round to zero: a power spectrum, a mask of -inf), measured on "
+                   "the float model over --calib; printed and recorded in manifest.json (float_ranges). off "
+                   "quantizes them.")
 @click.option("--weight-rounding", type=click.Choice(["nearest", "gptq", "auto"]), default="nearest",
               show_default=True,
               help="How a PyTorch model's conv/linear weights are rounded onto the route's int8 grid for "
@@ -94,7 +99,8 @@ def floats(text: str | None):
 @click.pass_context
 def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape,
             int8_io, calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr,
-            reference_device, max_drop, metric, calibration, cle, bias_correction, weight_rounding, device, floors, runner):
+            reference_device, max_drop, metric, calibration, cle, bias_correction, weight_rounding, device, floors,
+            runner, keep_float_ranges):
     """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
 
     SOURCE is file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder.
@@ -117,6 +123,7 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
         trust_source=trust_source, name=name, verbose=ctx.obj["verbose"], reference_device=reference_device,
         max_drop=max_drop, metric=metric, calibration=calibration, cle=cle, bias_correction=bias_correction,
         weight_rounding=weight_rounding, device=device, floors=parse_floors(floors),
+        keep_float_ranges=keep_float_ranges,
     )
     if device:
         check_adb_runner([device], runner)

@@ -1,0 +1,368 @@
+"""Activations int8 cannot hold, found on the float model before any conversion, and the layers
+kept in float for them (--keep-float-ranges auto, the default for int8).
+
+One int8 scale per tensor spreads 256 codes over the tensor's range [min(lo, 0), max(hi, 0)]. A
+tensor whose values span many decades (a power spectrum, a mel energy before its log) keeps its
+few large values and sends nearly all the others to code zero; a following log or division turns
+that into nonsense, though the tensor's own SNR looks fine. The statistic, per activation, over
+the calibration samples:
+
+    zeroed = share of its non-zero values v with |v| < step / 2, step = range / 255
+
+(an infinite or NaN range, a mask of -inf added to attention scores, counts as 1: no value
+survives). An activation is flagged when zeroed > THRESHOLD. The outputs of fixed-range ops
+(softmax, sigmoid, tanh: their int8 kernels fix the output step at 1/256 by design and their
+consumers sum them against other values) and integer or boolean tensors are not measured.
+
+Where, by framework:
+  torch  every float output of the exported graph's call_function nodes (torch.export, the graph the
+         PT2E and ONNX routes quantize), run by an FX interpreter over the samples; a flagged node
+         belongs to the innermost module of its nn_module_stack (a container is not a layer). Nested
+         names collapse to the outermost (a front end and its conv: the front end). A node of the
+         top-level forward has no module to keep float: it is reported, not kept.
+  keras  the output of every top-level layer (an intermediate-output model); a flagged layer is kept
+         float when it holds weights (convert/layers.py's Keras layer), else its weighted producer.
+
+THRESHOLD 0.8, from data: the largest zeroed share of any activation (32 calibration samples each) of the
+trained models whose int8 holds: digits CNN 0.02, the zoo's onet 0.26, MobileNetV2 (ImageNet weights) 0.28,
+fer_xception (Keras) 0.29, langid_transformer 0.05 (its finite tensors), MobileNetV3-Small (Keras, digits)
+0.47 (a squeeze-excite multiply); kws_cnn's front end: DFT conv 0.89, mel conv 0.91, power 0.97-0.98, the
+rest of kws_cnn 0.14 at most. Margin: 0.33 above the highest that holds, 0.09 below the lowest of the
+front end (its power, the tensor that matters, is 0.17 above). speaker_lstm's gate pre-activations (0.72,
+its int8 fails for other reasons too) stay under it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgeship.convert.layers import CONTAINERS, keras_layers, normalize_fqn, type_name
+
+MODES = ("auto", "off")
+THRESHOLD = 0.8  # share of non-zero values that round to zero at an int8 step of range/255 (data: module doc)
+SAMPLES = 32  # calibration samples the activations are measured on
+KEEP_VALUES = 4096  # values kept per activation per sample (a random subset; min and max are exact)
+FIXED_RANGE = ("softmax", "sigmoid", "tanh", "hardsigmoid", "log_softmax")
+SHAPE_OPS = ("view", "reshape", "permute", "transpose", "squeeze", "unsqueeze", "flatten", "getitem", "split",
+             "chunk", "slice", "select", "expand", "contiguous", "clone", "alias", "detach", "t", "_to_copy",
+             "dropout", "cat", "stack", "pad", "max_pool", "adaptive_max_pool", "unbind", "narrow")
+
+
+@dataclass
+class Activation:
+    """One measured activation: the graph node (torch) or layer output (Keras)."""
+
+    name: str
+    op: str
+    layer: str | None  # the innermost layer it is computed in; None: none encloses it
+    lo: float
+    hi: float
+    zeroed: float  # share of non-zero values that round to zero at an int8 step of range/255
+    spread: float  # range / median |non-zero value|
+    # the layers kept float for it: its own; for an infinite range (a mask of -inf), its consumers' (the
+    # sum of it and the scores is what a route quantizes: onnxruntime's Add got scale inf)
+    keep: tuple[str, ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        return self.zeroed > THRESHOLD
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (round(v, 4) if isinstance(v, float) and np.isfinite(v) else
+                    (str(v) if isinstance(v, float) else v)) for k, v in d.items()}
+
+
+@dataclass
+class Finding:
+    """What --keep-float-ranges found on one model: the layers to keep float, and why."""
+
+    mode: str
+    layers: tuple[str, ...] = ()
+    flagged: list[Activation] = field(default_factory=list)
+    measured: int = 0
+    samples: int = 0
+    skipped: str | None = None  # why nothing was measured
+
+    def record(self) -> dict:
+        return {
+            "mode": self.mode, "threshold": THRESHOLD, "samples": self.samples, "activations": self.measured,
+            "kept_float": list(self.layers),
+            "why": [a.to_dict() for a in self.flagged][:20],
+            **({"skipped": self.skipped} if self.skipped else {}),
+        }
+
+    def line(self) -> str | None:
+        """The one line export prints, or None when there is nothing to say."""
+        if self.skipped or not self.flagged:
+            return None
+        why = []
+        for layer in self.layers:
+            inside = [a for a in self.flagged if any(k == layer or k.startswith(layer + ".") for k in a.keep)]
+            why.append(f"{layer}: {_said(max(inside, key=lambda a: a.zeroed))}")
+        alone = [a for a in self.flagged if not a.keep]
+        if alone:
+            why.append(f"{len(alone)} more in the model's own forward, no layer to keep (e.g. {_said(alone[0])})")
+        kept = ", ".join(self.layers) or "nothing"
+        return (f"int8 keeps float: {kept}; activations one int8 scale per tensor cannot hold (over "
+                f"{_pct(THRESHOLD)} of the non-zero values round to 0): {'; '.join(why)} "
+                f"(--keep-float-ranges off quantizes them)")
+
+
+def _said(a: Activation) -> str:
+    if a.spread == float("inf"):
+        return f"{a.op} '{a.name}' ranges over [{a.lo:.3g}, {a.hi:.3g}]"
+    return f"{a.op} '{a.name}' {_pct(a.zeroed)}"
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f}%"
+
+
+# ---------------------------------------------------------------------------------------------
+# the statistic
+
+class _Stats:
+    """Exact min/max and a random subset of one activation's values, over the samples."""
+
+    def __init__(self, rng):
+        self.rng, self.lo, self.hi, self.parts = rng, np.inf, -np.inf, []
+
+    def add(self, values: np.ndarray) -> None:
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if v.size == 0:
+            return
+        self.lo, self.hi = min(self.lo, float(np.min(v))), max(self.hi, float(np.max(v)))
+        if v.size > KEEP_VALUES:
+            v = v[self.rng.choice(v.size, KEEP_VALUES, replace=False)]
+        self.parts.append(v)
+
+    def measure(self) -> tuple[float, float]:
+        """(zeroed, spread)."""
+        v = np.concatenate(self.parts) if self.parts else np.zeros(0)
+        return zeroed_share(v, self.lo, self.hi)
+
+
+def zeroed_share(values: np.ndarray, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:
+    """(share of the non-zero VALUES whose int8 code at one per-tensor scale over [lo, hi] is zero,
+    range / median |non-zero value|). An infinite or NaN range loses everything: (1, inf)."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    lo = float(np.min(v)) if lo is None and v.size else (lo or 0.0)
+    hi = float(np.max(v)) if hi is None and v.size else (hi or 0.0)
+    span = max(hi, 0.0) - min(lo, 0.0)
+    if not np.isfinite(span) or np.isnan(v).any():
+        return 1.0, float("inf")
+    nonzero = np.abs(v[v != 0])
+    if nonzero.size == 0 or span == 0:
+        return 0.0, 0.0
+    step = span / 255.0
+    return float(np.mean(nonzero < step / 2)), float(span / np.median(nonzero))
+
+
+# ---------------------------------------------------------------------------------------------
+# torch
+
+def _op_name(node) -> str:
+    target = getattr(node.target, "__name__", str(node.target))
+    return target.split(".")[0].lstrip("_") if target.startswith("_") else target.split(".")[0]
+
+
+def _innermost(node) -> str | None:
+    """The innermost non-container module a graph node runs in (None: the model's own forward)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    found = None
+    for fqn, kind in stack.values():
+        name = normalize_fqn(fqn)
+        if name and type_name(kind) not in CONTAINERS:
+            found = name
+    return found
+
+
+def measurable(op: str) -> bool:
+    return not any(op == s or op.startswith(s + "_") for s in FIXED_RANGE + SHAPE_OPS)
+
+
+def torch_activations(program, samples: list[list[np.ndarray]]) -> list[Activation]:
+    """Every float activation of an ExportedProgram's graph over SAMPLES (each a list of batch-1
+    arrays, one per input), measured."""
+    import torch
+
+    gm = program.module()
+    rng = np.random.default_rng(0)
+    stats: dict[str, _Stats] = {}
+    nodes = {n.name: n for n in gm.graph.nodes if n.op == "call_function"}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if n.name in nodes and isinstance(out, torch.Tensor) and out.is_floating_point() \
+                    and measurable(_op_name(n)):
+                stats.setdefault(n.name, _Stats(rng)).add(out.detach().float().cpu().numpy())
+            return out
+
+    with torch.no_grad():
+        for sample in samples:
+            Recorder(gm).run(*[torch.from_numpy(np.array(a, copy=True)) for a in sample])
+    out = []
+    for name, s in stats.items():
+        node = nodes[name]
+        zeroed, spread = s.measure()
+        layer = _innermost(node)
+        keep = _consumer_layers(node) if not np.isfinite(s.hi - s.lo) else (layer,)
+        out.append(Activation(name, _op_name(node), layer, s.lo, s.hi, zeroed, spread,
+                              tuple(k for k in keep if k)))
+    return out
+
+
+def _consumer_layers(node) -> tuple[str | None, ...]:
+    """The innermost layers of the ops that read NODE's values, through shape-only ops."""
+    found, todo, seen = [], list(node.users), set()
+    while todo:
+        user = todo.pop(0)
+        if user.name in seen or user.op != "call_function":
+            continue
+        seen.add(user.name)
+        if measurable(_op_name(user)) or _op_name(user) in FIXED_RANGE:
+            found.append(_innermost(user))
+        else:
+            todo.extend(user.users)
+    return tuple(dict.fromkeys(found))
+
+
+# ---------------------------------------------------------------------------------------------
+# keras
+
+def keras_activations(model, samples: list[list[np.ndarray]]) -> list[Activation]:
+    """The output of every top-level layer of a Keras model over SAMPLES, measured; each belongs to
+    itself when it holds weights, else to the nearest weighted layer that feeds it."""
+    import keras
+
+    weighted = {n for n, _ in keras_layers(model)}
+    layers = [ly for ly in model.layers if not isinstance(ly, keras.layers.InputLayer)]
+    probe = keras.Model(model.inputs, [ly.output for ly in layers])
+    rng = np.random.default_rng(0)
+    stats = [_Stats(rng) for _ in layers]
+    for sample in samples:
+        outs = probe(sample if len(sample) > 1 else sample[0], training=False)
+        for s, o in zip(stats, outs if isinstance(outs, (list, tuple)) else [outs]):
+            arr = np.asarray(o)
+            if arr.dtype.kind == "f":
+                s.add(arr)
+    out = []
+    for ly, s in zip(layers, stats):
+        op = type(ly).__name__
+        activation = getattr(getattr(ly, "activation", None), "__name__", "")
+        if not s.parts or not measurable(op.lower()) or activation in FIXED_RANGE or op in ("Softmax",):
+            continue
+        zeroed, spread = s.measure()
+        layer = ly.name if ly.name in weighted else _weighted_producer(ly, weighted)
+        out.append(Activation(ly.name, op, layer, s.lo, s.hi, zeroed, spread, (layer,) if layer else ()))
+    return out
+
+
+def _weighted_producer(layer, weighted: set[str]) -> str | None:
+    seen, todo = set(), [layer]
+    while todo:
+        ly = todo.pop()
+        for node in getattr(ly, "_inbound_nodes", []):
+            for parent in getattr(node, "parent_nodes", []) or []:
+                p = parent.operation
+                if p.name in weighted:
+                    return p.name
+                if p.name not in seen:
+                    seen.add(p.name)
+                    todo.append(p)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the decision
+
+def kept_layers(flagged: list[Activation]) -> tuple[str, ...]:
+    """The layers of the flagged activations, nested names collapsed to the outermost, in order."""
+    names = list(dict.fromkeys(k for a in flagged for k in a.keep))
+    return tuple(n for n in names if not any(n != o and n.startswith(o + ".") for o in names))
+
+
+def find(model, inputs: list[np.ndarray], mode: str = "auto") -> Finding:
+    """Measure MODEL (edgeship.model.Model) on the first SAMPLES rows of INPUTS (arrays, batch first)."""
+    if mode == "off":
+        return Finding(mode, skipped="--keep-float-ranges off")
+    n = min(SAMPLES, len(inputs[0])) if inputs else 0
+    samples = [[a[i : i + 1] for a in inputs] for i in range(n)]
+    if model.framework != "torch" and model.kind != "keras":
+        return Finding(mode, skipped=f"a {model.kind} model has no layers edgeship can keep float")
+    try:
+        if model.framework == "torch":
+            from edgeship.convert.torch_common import program_of
+
+            acts = torch_activations(program_of(model)[0], samples)
+        else:
+            acts = keras_activations(model.obj, samples)
+    except Exception as e:  # noqa: BLE001 - a model the probe cannot run: int8 as before, the record says why
+        from edgeship.convert.base import converter_message
+
+        return Finding(mode, samples=n, skipped=f"could not measure the activations: {converter_message(e)}")
+    flagged = [a for a in acts if a.flagged]
+    return Finding(mode, kept_layers(flagged), flagged, len(acts), n)
+
+
+# ---------------------------------------------------------------------------------------------
+# into export
+
+SUPPORTED = {("torch", "pte"), ("torch", "tflite"), ("torch", "onnx"), ("keras", "tflite"), ("keras", "pte")}
+
+
+def plan(mode: str, model, calib, recipes, routes, log=print) -> Finding | None:
+    """The finding of one export, or None where no int8 is made on a route that can keep layers
+    float. Prints its one line when it keeps (or would keep) something."""
+    if not any(r.name == "int8" or r.name == "auto" for r in recipes):
+        return None
+    if not any(_supports(route, model) for route in routes):
+        return None
+    if calib is None:
+        return None
+    finding = find(model, list(calib.arrays), mode)
+    line = finding.line()
+    if line:
+        log(line)
+    return finding
+
+
+def _supports(route, model) -> bool:
+    return (route.source, route.target) in SUPPORTED and model.kind != "savedmodel"
+
+
+def wrap(finding: Finding | None, convert, route, model):
+    """ROUTE's convert function with the finding's layers kept float in every int8 conversion (the
+    modes' own float layers added to them). A route that cannot find a layer converts without it,
+    and its result says so in a warning."""
+    if finding is None or not finding.layers or not _supports(route, model):
+        return convert
+    from dataclasses import replace
+
+    from edgeship.errors import InputError
+
+    def converted(model, recipe, calib, out_path, options):
+        if recipe.name != "int8":
+            return convert(model, recipe, calib, out_path, options)
+        keep = tuple(dict.fromkeys(finding.layers + tuple(options.float_layers)))
+        try:
+            return convert(model, recipe, calib, out_path, replace(options, float_layers=keep))
+        except InputError as e:  # the route found no op of a kept layer: int8 as before, said
+            result = convert(model, recipe, calib, out_path, options)
+            result.warnings.append(f"--keep-float-ranges: could not keep {', '.join(finding.layers)} float "
+                                   f"({e.message}); int8 throughout")
+            return result
+
+    return converted
+
+
+def record_for(finding: Finding | None, route, model, recipe) -> dict:
+    """The manifest field of one artifact: {'float_ranges': record} for int8 on a route that keeps
+    layers float; {} otherwise."""
+    if finding is None or recipe.name != "int8" or not _supports(route, model):
+        return {}
+    return {"float_ranges": finding.record()}

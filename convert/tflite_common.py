@@ -307,7 +307,9 @@ def int8_warnings(data: bytes) -> list[str]:
 
 
 def delegation(details: dict) -> dict:
-    """Counted as `edgeship inspect` and the .pte route count it (xnnpack_delegation.summarize)."""
+    """Counted as `edgeship inspect` and the .pte route count it (xnnpack_delegation.summarize): DETAILS
+    are inspect's, whose delegated ops are runtime.standalone.tflite.delegated_ops's (subgraph 0's ops in
+    XNNPACK's partitions), the figure validate's native and Python runners report for the same file."""
     return xnnpack_delegation.summarize(details, "tflite", "XNNPACK")
 
 

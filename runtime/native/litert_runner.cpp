@@ -682,7 +682,11 @@ std::string run(int argc, char** argv, std::string* partial) {
     std::vector<bool> seen(n_ops, false);
     undelegated = 0;
     for (const auto& e : events)
-      if (e.event_type == kEventOperator && e.event_metadata1 < n_ops && !seen[e.event_metadata1]) {
+      // metadata1 is the node's index in its subgraph, metadata2 the subgraph's: a WHILE's condition and
+      // body (subgraphs 1..) number their nodes from 0 too, and are not the n_ops counted here (subgraph 0's,
+      // as inspect counts them: runtime/standalone/tflite.py delegated_ops)
+      if (e.event_type == kEventOperator && e.event_metadata2 == 0 && e.event_metadata1 < n_ops &&
+          !seen[e.event_metadata1]) {
         seen[e.event_metadata1] = true;
         ++undelegated;
       }

@@ -170,10 +170,15 @@ def _nodes(it) -> list[dict]:
     ]
 
 
-def _delegated_ops(nodes: list[dict], n_ops: int) -> list[bool]:
-    """Which of the model's first n_ops nodes a delegate took. Each DELEGATE node lists the tensors
-    its partition reads and writes: an op is in a partition if it writes one of the partition's
-    outputs, or writes a tensor that an op of that partition reads from inside the partition."""
+def delegated_ops(nodes: list[dict], n_ops: int) -> list[bool]:
+    """Which of the model's first n_ops nodes a delegate took: edgeship's one definition of a
+    .tflite's delegation (inspect, the manifest, export's warning and the Python runner's record
+    count it here; the native runner counts the same ops from LiteRT's profiler, litert_runner.cpp).
+    The ops counted are subgraph 0's, the model's main graph; a WHILE's condition and body are
+    subgraphs of their own and not counted (the WHILE op is, as one op). Each DELEGATE node lists the
+    tensors its partition reads and writes: an op is in a partition if it writes one of the
+    partition's outputs, or writes a tensor that an op of that partition reads from inside the
+    partition."""
     producer = {}
     for i, node in enumerate(nodes[:n_ops]):
         for t in node["outputs"]:
@@ -201,7 +206,7 @@ def _delegate_status(it, n_ops: int | None = None) -> dict:
     if n_ops is None:
         n_ops = next((i for i, n in enumerate(nodes) if n["op"] == _DELEGATE_NODE), len(nodes))
     partitions = sum(n["op"] == _DELEGATE_NODE for n in nodes[n_ops:])
-    taken = sum(_delegated_ops(nodes, n_ops))
+    taken = sum(delegated_ops(nodes, n_ops))
     detail = (f"{taken} of {n_ops} ops in {partitions} XNNPACK partition(s)" if partitions
               else "no ops delegated: the interpreter runs TFLite's own CPU kernels")
     return {"name": "XNNPACK", "active": bool(partitions), "delegated_ops": taken, "total_ops": n_ops,
@@ -227,7 +232,7 @@ def inspect_bytes(data: bytes, where: str = "the model") -> dict:
     n_ops = layout["ops"] if layout else None
     status = _delegate_status(it, n_ops)
     n_ops = status.get("total_ops", len(nodes))
-    taken = _delegated_ops(nodes, n_ops) if status.get("active") is not None else [None] * n_ops
+    taken = delegated_ops(nodes, n_ops) if status.get("active") is not None else [None] * n_ops
     ops: dict[tuple, int] = {}
     for node, t in zip(nodes[:n_ops], taken):
         ops[(node["op"], t)] = ops.get((node["op"], t), 0) + 1

@@ -7,6 +7,14 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
   layer norm         no config      -> mean / sub / mul / rsqrt / add, the means with keepdim
   _safe_softmax      no config      -> _softmax, where the input can hold no -inf (no mask in its
                                        ancestry: safe and plain softmax then agree)
+  _safe_softmax of scores + a -inf mask (key padding, attention mask), and its masking ops (eq, logical_not,
+                     any, where, full_like; to_edge's)
+                                    -> _softmax(scores - 3e4 * mask) * amax(1 - mask): exact, rows with
+                                       every key masked still 0
+  bool ops (not, and, or, views) cast to float: no config for bool
+                                    -> sub / mul / maximum / view on the 0/1 float of the mask's source
+  expand             no config      -> dropped where the binary op it feeds broadcasts the same
+  chunk, split       split_with_sizes_copy: no config -> slices (stride 1)
   matmul (batched)   expand_copy    -> view / bmm / view, batch dims flattened (no expand)
   expand             no config      -> view, where it adds no elements (a batch-1 CLS token)
   select, unbind     no config (to_edge writes unbind as squeeze_copy) -> slice (stride 1) + view
@@ -20,9 +28,10 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
   mean.dim           4-D over (2, 3) with keepdim only
                                     -> (2, 3): keepdim + view; NHWC (1, 2): permute + the same;
                                        any other dims: permute them last, view, linear(1/K), view
+  sum.dim_IntList    no config      -> the same linear, with a row of ones
 
 Every pass returns how many nodes it rewrote; each keeps the values (tests/test_xnnpack_decompose.py
-compares each against eager on a minimal model).
+compares each against eager on a minimal model; the mask and split passes: tests/test_xnnpack_passes.py).
 """
 
 from __future__ import annotations
@@ -111,7 +120,7 @@ def _concrete(val):
         return val
     try:
         sizes = [int(d) for d in val.shape]  # a size symbol of a static graph has one value
-    except Exception:
+    except (RuntimeError, TypeError, ValueError):
         return val
     return torch.empty(sizes, dtype=val.dtype, device=val.device)
 
@@ -733,7 +742,6 @@ def masked_softmax(gm) -> int:
     return _finish(gm, changed)
 
 
-
 def _broadcast_view(val, chain):
     """The shape P such that the view/expand `chain` applied to a tensor of `val`'s shape equals
     view(t, P) broadcast to the chain's result; None if no such P (checked on an arange)."""
@@ -746,7 +754,7 @@ def _broadcast_view(val, chain):
         out = probe
         for op in chain:
             out = op.target(out, *op.args[1:])
-    except Exception:
+    except (RuntimeError, TypeError, ValueError, IndexError):
         return None
     shape = [n if n > 1 and not (out.narrow(i, 0, 1) == out).all() else 1 for i, n in enumerate(out.shape)]
     if math.prod(shape) != val.numel() or not torch.equal(probe.reshape(shape).expand(out.shape), out):

@@ -31,7 +31,7 @@ import numpy as np
 
 from edgeship.errors import InputError, UnsupportedError
 from edgeship.quantize import keras_bias
-from edgeship.quantize.simulate import fake_quant_activation, fake_quant_weight  # noqa: F401 (public here too)
+from edgeship.quantize.simulate import channels_last, fake_quant_activation, fake_quant_weight, fast_layout_first
 from edgeship.quantize.simulate import folded as _folded
 from edgeship.quantize.simulate import hooks as _hooks
 
@@ -49,16 +49,23 @@ def correct(module, inputs: list[np.ndarray], qmax: int = 127, act_bits: int = 8
     absorb the output-mean shift of quantization, measured on `inputs` (arrays, batch first).
     Returns (new module, record {layers, samples, weight_qmax, activation_bits, mean_abs_shift,
     max_abs_shift})."""
+    return fast_layout_first(lambda fast: _correct(module, inputs, qmax, act_bits, fast))
+
+
+def _correct(module, inputs, qmax: int, act_bits: int, fast: bool):
     import torch
 
     model = _folded(module)
     tensors = [torch.from_numpy(np.ascontiguousarray(a[:SAMPLES])) for a in inputs]
     layers = _layers(model, tensors)
+    # the two passes run on a copy (in channels_last where `fast`); the model returned keeps its layout
+    measured, tensors = channels_last(copy.deepcopy(model), tensors) if fast else (model, tensors)
+    running = dict(measured.named_modules())
     float_means: dict[str, torch.Tensor] = {}
-    with torch.no_grad(), _hooks([(m, None, _keep_mean(name, float_means)) for name, m in layers]):
-        model(*tensors)
+    with torch.no_grad(), _hooks([(running[name], None, _keep_mean(name, float_means)) for name, _ in layers]):
+        measured(*tensors)
 
-    simulated = copy.deepcopy(model)
+    simulated = copy.deepcopy(measured)
     sim = dict(simulated.named_modules())
     deltas: dict[str, torch.Tensor] = {}
     with torch.no_grad():

@@ -33,17 +33,24 @@ def fake_quant_weight(w, qmax: int):
 
 def fake_quant_activation(x, bits: int = 8, lo: float | None = None, hi: float | None = None):
     """Asymmetric per-tensor min-max rounding (zero kept exactly representable), over x's own range
-    or a fixed [lo, hi] (values outside are clamped, as a calibrated range clamps them)."""
+    or a fixed [lo, hi] (values outside are clamped, as a calibrated range clamps them).
+
+    One new tensor, rounded and clamped in place: clamp(round(x / s), -z, L - z) * s is
+    (clamp(round(x / s) + z, 0, L) - z) * s value for value (integers in float32), with three
+    temporaries fewer on every conv input of every simulated pass."""
     import torch
 
-    lo = min(float(x.min()) if lo is None else lo, 0.0)
-    hi = max(float(x.max()) if hi is None else hi, 0.0)
+    if lo is None or hi is None:
+        x_lo, x_hi = (float(v) for v in torch.aminmax(x))  # one pass over x, not two
+        lo = x_lo if lo is None else lo
+        hi = x_hi if hi is None else hi
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
     levels = 2**bits - 1
     if hi - lo <= 0:
         return x
     scale = (hi - lo) / levels
     zero = round(-lo / scale)
-    return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
+    return torch.div(x, scale).round_().clamp_(-zero, levels - zero).mul_(scale)
 
 
 def folded(module):
@@ -70,12 +77,18 @@ def simulated_outputs(module, inputs: list[np.ndarray], qmax: int = 127, act_bit
     """Every output of `module` over `inputs` (arrays, batch first) with int8 simulated: weights
     per channel in [-qmax, qmax], each conv/linear input per tensor over its min-max range on these
     same inputs (one range over all of them, as a calibrated converter fixes one)."""
+    return fast_layout_first(lambda fast: _simulated_outputs(module, inputs, qmax, act_bits, fast))
+
+
+def _simulated_outputs(module, inputs, qmax: int, act_bits: int, fast: bool) -> list[np.ndarray]:
     import torch
 
     model = folded(module)
     layers = quantizable(model)
     chunks = [[torch.from_numpy(np.ascontiguousarray(a[i:i + CHUNK])) for a in inputs]
               for i in range(0, int(inputs[0].shape[0]), CHUNK)]
+    if fast:
+        model, chunks = channels_last(model, chunks)
     ranges: dict[str, list[float]] = {}
     with torch.no_grad(), hooks([(m, _keep_range(n, ranges), None) for n, m in layers]):
         for chunk in chunks:
@@ -90,6 +103,37 @@ def simulated_outputs(module, inputs: list[np.ndarray], qmax: int = 127, act_bit
     return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
 
 
+# The simulations run a 2-D conv net in channels_last: on MobileNetV2 at 224x224 its float forward
+# takes 1.37 s of CPU for 16 samples against 2.25 s (PyTorch's oneDNN convolutions take NHWC); the
+# values differ by float rounding (1e-5 of the output's range). A model that cannot run so (a view
+# that needs the default strides) runs as it is.
+CHANNELS_LAST = True
+
+
+def channels_last(model, tensors: list) -> tuple:
+    """`model` (in place) and its 4-D `tensors` in channels_last, where the model has a Conv2d."""
+    import torch
+
+    if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        return model, tensors
+    def nhwc(t):
+        return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+    model = model.to(memory_format=torch.channels_last)
+    return model, [[nhwc(t) for t in c] if isinstance(c, list) else nhwc(c) for c in tensors]
+
+
+def fast_layout_first(run):
+    """run(fast=True) where CHANNELS_LAST, and run(fast=False) if that raises (a layout the model
+    cannot take); run must start from its own copy of the model each time."""
+    if CHANNELS_LAST:
+        try:
+            return run(True)
+        except RuntimeError:
+            pass
+    return run(False)
+
+
 def simulated_snr_db(module, inputs: list[np.ndarray], reference: list[np.ndarray], qmax: int = 127,
                      act_bits: int = 8) -> float:
     """The weakest output's SNR (dB) of the simulated quantized `module` against `reference`."""
@@ -98,9 +142,10 @@ def simulated_snr_db(module, inputs: list[np.ndarray], reference: list[np.ndarra
 
 
 def _keep_range(name, ranges):
+    import torch
+
     def hook(module, args):
-        x = args[0]
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = (float(v) for v in torch.aminmax(args[0]))
         old = ranges.get(name)
         ranges[name] = [lo, hi] if old is None else [min(old[0], lo), max(old[1], hi)]
 

@@ -275,8 +275,12 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     info(f"[bold]export[/] {filename}  ({route.summary})")
     before = convert.calls
     t0 = time.perf_counter()
+    # layers kept float by --keep-float-ranges: no rewrite (its int8 simulation quantizes them, and its fx-traced
+    # model loses the modules the float layers are named by)
+    rewrites = plan.rewrites if recipe.needs_calibration and not ranges.keeps(plan.float_ranges, route, plan.model,
+                                                                             recipe) else None
     try:
-        rewritten = plan.rewrites.wrap(convert, route.target) if plan.rewrites and recipe.needs_calibration else convert
+        rewritten = rewrites.wrap(convert, route.target) if rewrites else convert
         done = plan.strategy.convert(route, rewritten, plan.model,
                                      recipe, lambda r: writer.path(f"{plan.name}.{r}.{EXTENSIONS[route.target]}"),
                                      plan.options)
@@ -300,9 +304,9 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     except ArtifactError as e:  # it cannot even be read: a dead artifact, like one that cannot run
         return Outcome(failed=smoke.unreadable(writer.staging, path, route.target, recipe.name, e.message))
     fields = dict(done.fields)
-    fields.update(ranges.record_for(plan.float_ranges, route, plan.model, recipe))
-    if plan.rewrites and recipe.needs_calibration:
-        fields.update(plan.rewrites.records_for(path))
+    fields.update(ranges.record_for(plan.float_ranges, route, plan.model, recipe, skipped=bool(plan.rewrites)))
+    if rewrites:
+        fields.update(rewrites.records_for(path))
     sha256, size_bytes = sha256_file(path), path.stat().st_size
     judged = smoke.check(writer.staging, path, io, recipe.name, plan.golden, req.floors,
                          own_budget="accuracy_aware" in fields or "recipe_search" in fields)

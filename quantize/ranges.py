@@ -360,9 +360,19 @@ def wrap(finding: Finding | None, convert, route, model):
     return converted
 
 
-def record_for(finding: Finding | None, route, model, recipe) -> dict:
+def keeps(finding: Finding | None, route, model, recipe) -> bool:
+    """Whether RECIPE's artifact on ROUTE keeps layers float for the finding (int8, or --quant auto's
+    search, whose int8 candidates do)."""
+    return bool(finding and finding.layers and _supports(route, model) and recipe.name in ("int8", "auto"))
+
+
+def record_for(finding: Finding | None, route, model, recipe, skipped: bool = False) -> dict:
     """The manifest field of one artifact: {'float_ranges': record} for int8 on a route that keeps
-    layers float; {} otherwise."""
+    layers float; {} otherwise. SKIPPED: the export's float-model rewrites were not applied to it."""
     if finding is None or recipe.name != "int8" or not _supports(route, model):
         return {}
-    return {"float_ranges": finding.record()}
+    record = finding.record()
+    if skipped and keeps(finding, route, model, recipe):
+        record["rewrites"] = ("not applied (CLE, weight rounding, bias correction): their int8 simulation quantizes "
+                              "the layers kept float, and their traced model loses the modules those are named by")
+    return {"float_ranges": record}

@@ -1,8 +1,8 @@
 """--keep-float-ranges (quantize/ranges.py): int8 keeps float the layers whose activations one int8
 scale per tensor cannot hold, found on the float model, by default.
 
-The pattern: a fixed "spectrum" front end (a linear projection whose bins decay over four decades,
-power, log) before a small classifier trained here on scikit-learn's digits. The power spans eight
+The pattern: a fixed "spectrum" front end (a linear projection whose bins decay over five decades,
+power, log) before a small classifier trained here on scikit-learn's digits. The power spans ten
 decades: at one int8 step of range/255 nearly all of it rounds to zero, the log turns that into
 -13.8, and the int8 model is lost. Exported to .onnx (the fastest int8 route here) with and without
 the mechanism; a normal CNN (conftest's torch_digits) keeps nothing float.
@@ -31,7 +31,7 @@ def _spectrum_net():
             super().__init__()
             g = torch.Generator().manual_seed(0)
             self.proj = nn.Linear(64, BINS, bias=False)
-            decay = 10.0 ** (-4.0 * torch.arange(BINS, dtype=torch.float32) / BINS)  # bins over four decades
+            decay = 10.0 ** (-5.0 * torch.arange(BINS, dtype=torch.float32) / BINS)  # bins over five decades
             with torch.no_grad():
                 self.proj.weight.copy_(torch.randn(BINS, 64, generator=g) / 8 * decay[:, None])
             self.proj.weight.requires_grad_(False)
@@ -44,11 +44,10 @@ def _spectrum_net():
         def __init__(self):
             super().__init__()
             self.frontend = FrontEnd()
-            self.norm = nn.BatchNorm1d(BINS)
             self.head = nn.Sequential(nn.Linear(BINS, 32), nn.ReLU(), nn.Linear(32, 10))
 
         def forward(self, x):
-            return self.head(self.norm(self.frontend(x)))
+            return self.head(self.frontend(x) / 8)
 
     digits = load_digits()
     x = digits.data.astype(np.float32)
@@ -80,7 +79,7 @@ def _export(net, train, test, out, mode):
     try:
         bundle = edgeship.export(net, (torch.zeros(1, 64),), to="onnx", quant="int8", calib=train[0][:200],
                                  eval=(test[0][:100], test[1][:100]), out=out, force=True, golden_samples=100,
-                                 cle="off", bias_correction="off", keep_float_ranges=mode)
+                                 keep_float_ranges=mode)  # CLE and bias correction auto, as a user gets them
         return bundle.manifest["artifacts"][0], True
     except CheckFailed as e:  # below its floor: export's verdict, the bundle written
         return e.result.manifest["artifacts"][0], False
@@ -118,7 +117,7 @@ def test_the_front_end_is_found_and_a_normal_cnn_keeps_nothing(spectrum, torch_d
 
 def test_int8_misses_its_floor_without_and_passes_with(spectrum, tmp_path):
     net, train, test, acc = spectrum
-    assert acc > 90
+    assert acc > 80  # 86% held out: a trained classifier, not a random one
     off, off_ok = _export(net, train, test, tmp_path / "off", "off")
     on, on_ok = _export(net, train, test, tmp_path / "auto", "auto")
 
@@ -134,6 +133,8 @@ def test_int8_misses_its_floor_without_and_passes_with(spectrum, tmp_path):
     assert on["float_ranges"]["kept_float"] == ["frontend"]
     assert on["float_ranges"]["why"] and all(w["zeroed"] > ranges.THRESHOLD for w in on["float_ranges"]["why"])
     assert "kept float: frontend" in on["route"]
+    # bias correction's fx-traced model would lose the 'frontend' module (its power and log then int8 again)
+    assert "rewrites" in on["float_ranges"] and "bias_correction" not in on, on.get("bias_correction")
     import onnx
 
     ops = [n.op_type for n in onnx.load(tmp_path / "auto" / on["path"]).graph.node]

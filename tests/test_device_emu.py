@@ -234,6 +234,40 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
     assert left == []
 
 
+def test_an_older_rootfs_with_python_packages_is_derived_not_rebuilt(emu_rootfs, monkeypatch):
+    """A cache holding only a builder-1 root filesystem (numpy and ai-edge-litert installed into it):
+    setup derives the current one from it, hard-linked, in seconds, without its Python packages and
+    without debootstrap; the old one is left as it was."""
+    import os
+    import shutil
+
+    from edgeship.runtime.rootfs import MARKER, SITE, recipe, rootfs_path
+
+    cache = emu_rootfs.parent / f".test-derive-{os.getpid()}"  # hard links: the rootfs's own file system
+    shutil.rmtree(cache, ignore_errors=True)
+    old = cache / "rootfs" / "bookworm-arm64-000000000001"
+    try:
+        old.parent.mkdir(parents=True)
+        subprocess.run(["cp", "-al", str(emu_rootfs), str(old)], check=True)
+        (old / MARKER).unlink()
+        (old / MARKER).write_text(json.dumps({**recipe(), "builder": 1, "wheels": ["numpy==2.4.6"]}))
+        (old / SITE / "numpy").mkdir(parents=True)
+        (old / SITE / "numpy" / "__init__.py").write_text("")
+        monkeypatch.setenv("EDGESHIP_CACHE", str(cache))
+        monkeypatch.setenv("EDGESHIP_DEBIAN_MIRROR", "http://127.0.0.1:9/debian")  # a debootstrap would fail
+        r = run_cli("devices", "setup", "emu:rpi4", "--json")
+        assert r.exit_code == 0, r.output
+        assert "derive from bookworm-arm64-000000000001" in r.output
+        new = rootfs_path()
+        meta = json.loads((new / MARKER).read_text())
+        assert meta["derived_from"] == old.name and meta["builder"] == recipe()["builder"]
+        assert not any((new / SITE).iterdir()) and (old / SITE / "numpy" / "__init__.py").is_file()
+        report = json.loads(r.output[r.output.index("{"):])
+        assert report["formats"][".tflite"]["runs"] and report["python_side"] is None
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def test_check_config_accepts_emulated_and_ssh_devices(tmp_path):
     from edgeship.config import load_config
 

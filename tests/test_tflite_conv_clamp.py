@@ -82,6 +82,26 @@ def test_a_conv_with_another_reader_keeps_its_observer():
     assert [u for u in conv.users if _is_observer(u, gm)]
 
 
+def test_clamps_litert_fuses_are_fused_and_others_not():
+    """clamp(0, 6) and clamp(-1, 1) are LiteRT's RELU6 and RELU_N1_TO_1 (checked: the converted
+    .tflite is the same 3 CONV_2D either way); clamp(0, 4) is no fused activation: its conv is observed."""
+    import torch
+
+    class Clamps(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2, self.c3 = (torch.nn.Conv2d(4, 4, 3, padding=1) for _ in range(3))
+
+        def forward(self, x):
+            x = torch.clamp(self.c1(x), 0.0, 6.0)
+            x = torch.clamp(self.c2(x), min=-1.0, max=1.0)
+            return torch.clamp(self.c3(x), 0.0, 4.0)
+
+    gm = _prepared(Clamps().eval(), (torch.zeros(1, 4, 8, 8),))
+    convs = [n for n in gm.graph.nodes if _is_conv(n)]
+    assert [any(_is_observer(u, gm) for u in c.users) for c in convs] == [False, False, True]
+
+
 @pytest.mark.slow
 def test_the_fused_tflite_is_all_int8_and_accurate(planted, tmp_path):
     from edgeship.runtime.standalone.tflite import inspect_bytes

@@ -19,7 +19,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     (r.source, r.target): r
     for r in (
         Route("torch", "pte", WITH_INT4, "torch_pte", "torch.export -> XNNPACK partitioner -> ExecuTorch .pte"),
-        Route("torch", "tflite", WITH_INT4, "torch_tflite", "litert-torch -> LiteRT .tflite"),
+        Route("torch", "tflite", WITH_INT16, "torch_tflite", "litert-torch -> LiteRT .tflite"),
         Route("keras", "tflite", WITH_INT16, "keras_tflite", "TFLiteConverter -> LiteRT .tflite"),
         Route("keras", "pte", ALL_RECIPES, "keras_pte", "Keras (torch backend) -> torch.export -> XNNPACK -> .pte"),
         Route("torch", "onnx", WITH_INT16, "torch_onnx", "torch.onnx.export -> onnxruntime .onnx"),

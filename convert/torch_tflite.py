@@ -12,6 +12,9 @@ Inputs keep the torch model's layout (NCHW); the signature's input names are the
                 (torchao prepare_pt2e / convert_pt2e). litert-torch gives the artifact int8 I/O;
                 edgeship adds QUANTIZE/DEQUANTIZE at the boundary for float I/O (the default),
                 and keeps int8 I/O with options.int8_io.
+  int16x8       the float .tflite through ai-edge-quantizer's static_wi8_ai16, ranges from the
+                calibration data (tflite_16x8.py): int16 activations, int8 per-channel weights,
+                float I/O. litert-torch's own int16 spec leaves int32 biases LiteRT's kernels refuse.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 from pathlib import Path
 
 from edgeship.console import track
-from edgeship.convert import ROUTES, int4_weight
+from edgeship.convert import ROUTES, int4_weight, tflite_16x8
 from edgeship.convert import tflite_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.tflite_int8_annotations import annotate_conv_clamps, annotate_remaining, prelu_as_int8_ops
@@ -70,6 +73,10 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
     if recipe.name == "int4-weight":
         with common.converting("ai-edge-quantizer's blockwise int4 failed", options.verbose):
             data, _ = int4_weight.tflite_blockwise(data)
+    if recipe.name == "int16x8":
+        with common.converting("ai-edge-quantizer's int16x8 failed", options.verbose):
+            samples = track(calib.samples(), total=len(calib), description="calibrating (int16x8)")
+            data = common.float_io(tflite_16x8.static_16x8(data, names, samples))
     if int_io:
         _require_int8_io(data)
     warnings, delegation = common.finish(data, model, recipe.name, int_io, out_path, names, output_keys,
@@ -222,6 +229,7 @@ def _describe(recipe: str, int_io: bool) -> str:
         "dynamic-int8": "dynamic-range int8 per-channel weights (ai-edge-quantizer)",
         "int8": "PT2E static int8, per-channel weights" + (", int8 I/O" if int_io else ", float I/O"),
         "int4-weight": INT4_STEP,
+        "int16x8": "int16 activations, int8 per-channel weights (ai-edge-quantizer, calibrated ranges), float I/O",
     }[recipe]
 
 

@@ -39,14 +39,6 @@ RECIPES: dict[str, Recipe] = {
 # (recipe, target format) -> why that format cannot run it
 REFUSED: dict[tuple[str, str], str] = {
     ("int16x8", "pte"): "XNNPACK has no int16 activations",
-    # litert-torch's PT2E quantizer is int8-only: an int16 activation spec converts, but its int32
-    # biases fail LiteRT's 16x8 kernels (they need int64); the LiteRT quantizer's own static_wi8_ai16
-    # on litert-torch's float .tflite reached 17.6 dB SNR on the digits CNN (its int8: 17.3 dB)
-    # where PT2E int8 reaches 39.6 dB
-    ("int16x8", "torch-tflite"): "litert-torch's quantizer has no int16 activations (its int16 spec leaves int32 "
-                                 "biases that LiteRT's 16x8 kernels refuse), and ai-edge-quantizer's 16x8 on its float "
-                                 ".tflite lost accuracy (17.6 dB SNR on the digits CNN against 39.6 dB for int8); "
-                                 "use --to onnx, or a Keras source for .tflite",
     ("int4-weight", "keras-pte"): "torchao's 8da4w quantizes nn.Linear modules, and a Keras model under the torch "
                                   "backend has none (its Dense layers are plain matmuls); use --to tflite or onnx "
                                   "for a Keras model, or a PyTorch source for .pte",

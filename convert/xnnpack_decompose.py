@@ -332,13 +332,13 @@ def select_to_slice(gm) -> int:
 
 
 def scalar_ops_to_tensor(gm) -> int:
-    """mul/add/sub/div.Scalar(x, s) -> the .Tensor op with a one-element constant of x's dtype
+    """mul/add/sub/div.Scalar(x, s) -> the .Tensor op with a one-element constant of x's dtype (rsub: s - x)
     (to_edge already turns a .Tensor op's Python-number operand into a tensor; not a .Scalar op's)."""
     import torch
 
     aten = torch.ops.aten
     pairs = {aten.mul.Scalar: aten.mul.Tensor, aten.add.Scalar: aten.add.Tensor,
-             aten.sub.Scalar: aten.sub.Tensor, aten.div.Scalar: aten.div.Tensor}
+             aten.sub.Scalar: aten.sub.Tensor, aten.div.Scalar: aten.div.Tensor, aten.rsub.Scalar: aten.sub.Tensor}
     changed = 0
     for node in _calls(gm, *pairs):
         if len(node.args) != 2 or node.kwargs:  # alpha, rounding_mode: leave them
@@ -349,7 +349,8 @@ def scalar_ops_to_tensor(gm) -> int:
             continue
         b = _Builder(gm, node)
         const = b.constant(torch.tensor([float(s)], dtype=vx.dtype), "scalar")
-        _replace(gm, node, b(pairs[node.target], x, const))
+        args = (const, x) if node.target == aten.rsub.Scalar else (x, const)  # rsub(x, s) = s - x
+        _replace(gm, node, b(pairs[node.target], *args))
         changed += 1
     return _finish(gm, changed)
 
@@ -584,6 +585,14 @@ class _FloatMask:
                 all(isinstance(a, torch.fx.Node) for a in node.args[:2]):
             x, y = self(node.args[0]), self(node.args[1])
             out = _Builder(self.gm, node)(aten.mul.Tensor if node.target in self.ands else aten.maximum.default, x, y)
+        elif node.op == "call_function" and node.target in (aten.any.dim, aten.any.dims) and not node.kwargs:
+            dims = node.args[1] if len(node.args) > 1 else None  # any over some dims -> their max
+            if dims is None or (not isinstance(dims, int) and len(dims) == 0):
+                out = self.cast(node)
+            else:
+                keep = bool(node.args[2]) if len(node.args) > 2 else False
+                out = _Builder(self.gm, node)(aten.amax.default, self(node.args[0]),
+                                              [dims] if isinstance(dims, int) else list(dims), keep)
         elif node.op == "call_function" and node.target in self.shape_ops and not node.kwargs:
             out = _Builder(self.gm, node)(node.target, self(node.args[0]), *node.args[1:])
         else:
@@ -597,7 +606,10 @@ class _FloatMask:
         for user in node.users:  # one cast per boolean source
             if _is_float_cast(user) and _val(user).dtype == self.dtype and user.kwargs.get("device") is None:
                 return user
-        return _Builder(self.gm, node.next)(torch.ops.aten._to_copy.default, node, dtype=self.dtype)
+        anchor = node.next
+        while anchor.op == "placeholder":  # a boolean input: cast after the last input
+            anchor = anchor.next
+        return _Builder(self.gm, anchor)(torch.ops.aten._to_copy.default, node, dtype=self.dtype)
 
 
 def bool_mask_as_float(gm) -> int:
@@ -608,12 +620,14 @@ def bool_mask_as_float(gm) -> int:
     import torch
 
     changed = 0
+    floats = {}
     for node in list(gm.graph.nodes):
-        if not _is_float_cast(node) or node not in gm.graph.nodes:
+        if not _is_float_cast(node):
             continue
         src = node.args[0]
-        masks = _FloatMask(gm, _val(node).dtype)
-        if src.op != "call_function" or src.target not in masks.nots | masks.ands | masks.ors | masks.shape_ops:
+        masks = floats.setdefault(_val(node).dtype, _FloatMask(gm, _val(node).dtype))
+        rewritable = masks.nots | masks.ands | masks.ors | masks.shape_ops | {torch.ops.aten.any.dim, torch.ops.aten.any.dims}
+        if src.op != "call_function" or src.target not in rewritable:
             continue  # already the cast of a source
         new = masks(src)
         if new is node or not isinstance(new, torch.fx.Node):
@@ -637,17 +651,23 @@ def _drop_lone_asserts(gm) -> None:
 
 
 def _neg_inf_fill(node):
-    """The boolean mask of a node that is -inf where the mask is set and 0 elsewhere
-    (masked_fill(zeros, m, -inf), where(m, -inf, 0)), else None."""
+    """(boolean mask, negated) of a node that is -inf where the mask is set (where it is not, if negated)
+    and 0 elsewhere: masked_fill(zeros, m, -inf), where(m, -inf, 0), where(keep, 0, -inf) (SDPA's boolean
+    attn_mask) in their Tensor/Scalar forms; None otherwise."""
     import torch
 
     aten = torch.ops.aten
     if getattr(node, "op", None) != "call_function":
         return None
     if node.target == aten.masked_fill.Scalar and _is_zeros(node.args[0]) and _neg_inf(node.args[2]):
-        return node.args[1]
-    if node.target == aten.where.self and _neg_inf_const(node.args[1]) and _is_zeros(node.args[2]):
-        return node.args[0]
+        return node.args[1], False
+    wheres = (aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar)
+    if node.target in wheres and len(node.args) == 3:
+        cond, a, b = node.args
+        if _neg_inf_const(a) and _is_zeros(b):
+            return cond, False
+        if _is_zeros(a) and _neg_inf_const(b):
+            return cond, True
     return None
 
 
@@ -659,6 +679,8 @@ def _neg_inf_const(node) -> bool:
     import torch
 
     aten = torch.ops.aten
+    if _neg_inf(node):
+        return True
     if getattr(node, "op", None) != "call_function":
         return False
     if node.target == aten.scalar_tensor.default or node.target == aten.full.default:
@@ -670,6 +692,8 @@ def _is_zeros(node) -> bool:
     import torch
 
     aten = torch.ops.aten
+    if isinstance(node, (int, float)) and not isinstance(node, bool):
+        return node == 0
     if getattr(node, "op", None) != "call_function":
         return False
     if node.target in (aten.zeros_like.default, aten.zeros.default, aten.new_zeros.default):
@@ -703,10 +727,10 @@ def masked_softmax(gm) -> int:
         vx = _val(x)
         if _arg(node, 2, "dtype") is not None or not _static(vx) or not vx.is_floating_point():
             continue
-        found = None
+        found, negated = None, False
         if getattr(x, "target", None) == aten.masked_fill.Scalar and _neg_inf(x.args[2]) \
                 and not _may_hold_neg_inf(gm, x.args[0]):  # scores.masked_fill(mask, -inf): the same, unbroadcast
-            found = x.args[0], x.args[1], []
+            found, negated = (x.args[0], x.args[1], []), False
         elif getattr(x, "target", None) != aten.add.Tensor or x.kwargs.get("alpha") not in (None, 1):
             continue
         for scores, bias in ((x.args[0], x.args[1]), (x.args[1], x.args[0])) if found is None else ():
@@ -714,8 +738,9 @@ def masked_softmax(gm) -> int:
             while getattr(src, "op", None) == "call_function" and src.target in shape_ops and not src.kwargs:
                 chain.append(src)
                 src = src.args[0]
-            mask = _neg_inf_fill(src)
-            if mask is not None and _val(mask) is not None and _val(mask).dtype == torch.bool \
+            mask, negated = _neg_inf_fill(src) or (None, False)
+            if mask is not None and _static(_val(mask)) and _val(mask).dtype == torch.bool \
+                    and list(_val(mask).shape) == list(_val(src).shape) \
                     and isinstance(scores, torch.fx.Node) and not _may_hold_neg_inf(gm, scores):
                 found = scores, mask, chain[::-1]
                 break
@@ -728,6 +753,8 @@ def masked_softmax(gm) -> int:
         floats = masks.setdefault(vx.dtype, _FloatMask(gm, vx.dtype))
         b = _Builder(gm, node)
         m = floats(mask)
+        if negated:  # -inf where the mask is not set
+            m = b(aten.sub.Tensor, b.constant(torch.ones(1, dtype=vx.dtype), "one"), m)
         for op in chain:  # the bias' views and expands, on the 0/1 mask
             m = b(aten.view.default, m, op) if isinstance(op, list) else b(op.target, m, *op.args[1:])
         bias = b(aten.mul.Tensor, m, b.constant(torch.tensor([MASK_BIAS], dtype=vx.dtype), "mask_bias"))

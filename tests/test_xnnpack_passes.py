@@ -342,6 +342,43 @@ def test_masked_encoder_graph_keeps_its_values_with_no_boolean_arithmetic_left(p
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+class _BoolMaskAttention(torch.nn.Module):
+    """SDPA with a boolean attn_mask given as an input (its decomposition writes where(keep, 0, -inf)), and
+    the rows with no key zeroed by hand: any, logical_not, a cast, 1 - w (rsub)."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv, self.out = torch.nn.Linear(8, 24), torch.nn.Linear(8, 3)
+
+    def forward(self, x, keep):
+        q, k, v = self.qkv(x).view(1, 5, 3, 2, 4).permute(2, 0, 3, 1, 4).unbind(0)
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep.view(1, 1, 5, 5))
+        empty = keep.any(-1).logical_not().unsqueeze(-1).float()
+        return self.out(y.transpose(1, 2).reshape(1, 5, 8)) * (1 - empty)
+
+
+def test_boolean_attention_mask_input_leaves_only_its_cast():
+    """Red before: where, any, logical_not, the -inf scalar and _safe_softmax's masking stayed boolean (no
+    XNNPACK config). Now the one boolean op left is the input's cast to float; values equal eager's on masks
+    with a row of no keys, for masks other than the one exported with."""
+    torch.manual_seed(0)
+    model, x = _BoolMaskAttention().eval(), torch.randn(1, 5, 8)
+    keeps = [torch.rand(5, 5) > p for p in (0.4, 0.6, 0.0)]
+    keeps[0][2] = False
+    keeps[1][0] = False
+    program = torch.export.export(model, (x, keeps[0]))
+    rewritten, done = xnnpack_passes.prepare_for_xnnpack(program, [x, keeps[0]])
+    assert {"masked safe softmax as softmax with a finite bias", "bool mask as 0/1 float"} <= set(done), done
+    calls = [n for n in rewritten.graph.nodes if n.op == "call_function"]
+    assert not [n.target for n in calls if isinstance(n.meta["val"], torch.Tensor) and n.meta["val"].dtype == torch.bool]
+    assert [n.target for n in calls if n.target == aten._to_copy.default] == [aten._to_copy.default]
+    assert not {n.target for n in calls} & {aten._safe_softmax.default, aten.rsub.Scalar, aten.where.ScalarSelf}
+    gm = rewritten.module()
+    with torch.no_grad():
+        for keep in keeps:
+            torch.testing.assert_close(gm(x, keep), model(x, keep), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("recipe", ["fp32", "int8"])
 def test_masked_encoder_pte_is_delegated_but_its_id_ops(padded_encoder, recipe, tmp_path):
     """Red without the mask passes: 79/93 ops (85%, fp32) and 101/115 (88%, int8) delegated, the mask's

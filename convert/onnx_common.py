@@ -193,7 +193,22 @@ def layer_nodes(proto, layers) -> tuple[str, ...]:
     if missing:
         raise InputError(f"no node of the .onnx graph belongs to layer(s) {', '.join(missing)}",
                          hint=f"layers the graph has: {', '.join(sorted(known)[:12]) or 'none'}")
-    return tuple(n for nodes in found.values() for n in nodes)
+    return tuple(n for nodes in found.values() for n in nodes) + _unscoped_inside(proto, found, weights)
+
+
+def _unscoped_inside(proto, found: dict, weights: set) -> tuple[str, ...]:
+    """Nodes the optimizer made without a scope (a Split for torch.chunk) fed only by the kept layers' nodes:
+    theirs too, else onnxruntime quantizes the tensor between two float ops (kws_cnn's DFT output)."""
+    kept = {n for nodes in found.values() for n in nodes}
+    producer = {o: node.name for node in proto.graph.node for o in node.output}
+    added: list[str] = []
+    for node in proto.graph.node:
+        scoped = any(p.key == "pkg.torch.onnx.name_scopes" for p in node.metadata_props)
+        feeds = [producer.get(i) for i in node.input if i and i not in weights]
+        if not scoped and node.name not in kept and feeds and all(f in kept for f in feeds):
+            kept.add(node.name)
+            added.append(node.name)
+    return tuple(added)
 
 
 def write(proto, path: Path) -> None:

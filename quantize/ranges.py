@@ -10,9 +10,13 @@ the calibration samples:
     zeroed = share of its non-zero values v with |v| < step / 2, step = range / 255
 
 (an infinite or NaN range, a mask of -inf added to attention scores, counts as 1: no value
-survives). An activation is flagged when zeroed > THRESHOLD. The outputs of fixed-range ops
-(softmax, sigmoid, tanh: their int8 kernels fix the output step at 1/256 by design and their
-consumers sum them against other values) and integer or boolean tensors are not measured.
+survives), and the same with one step per channel (channel axis 1 for torch, -1 for Keras). An
+activation is flagged when zeroed > THRESHOLD and its per-channel share > CHANNEL_THRESHOLD: its values
+span decades inside each channel. One channel far larger than the others (tests/planted/fragile_torch.py:
+per tensor 0.94, per channel 0.005) is not flagged: that is what CLE and --max-drop are for. The
+outputs of fixed-range ops (softmax, sigmoid, tanh: their int8 kernels fix the output step at 1/256 by
+design and their consumers sum them against other values) and integer or boolean tensors are not
+measured.
 
 Where, by framework:
   torch  every float output of the exported graph's call_function nodes (torch.export, the graph the
@@ -23,13 +27,15 @@ Where, by framework:
   keras  the output of every top-level layer (an intermediate-output model); a flagged layer is kept
          float when it holds weights (convert/layers.py's Keras layer), else its weighted producer.
 
-THRESHOLD 0.8, from data: the largest zeroed share of any activation (32 calibration samples each) of the
-trained models whose int8 holds: digits CNN 0.02, the zoo's onet 0.26, MobileNetV2 (ImageNet weights) 0.28,
-fer_xception (Keras) 0.29, langid_transformer 0.05 (its finite tensors), MobileNetV3-Small (Keras, digits)
-0.47 (a squeeze-excite multiply); kws_cnn's front end: DFT conv 0.89, mel conv 0.91, power 0.97-0.98, the
-rest of kws_cnn 0.14 at most. Margin: 0.33 above the highest that holds, 0.09 below the lowest of the
-front end (its power, the tensor that matters, is 0.17 above). speaker_lstm's gate pre-activations (0.72,
-its int8 fails for other reasons too) stay under it.
+THRESHOLD 0.8, from data: the largest per-tensor zeroed share of any activation (32 calibration samples each)
+of the trained models whose int8 holds: digits CNN 0.02, the zoo's onet 0.26, MobileNetV2 (ImageNet weights)
+0.28, fer_xception (Keras) 0.29, langid_transformer 0.05 (its finite tensors), MobileNetV3-Small (Keras,
+digits) 0.47 (a squeeze-excite multiply); kws_cnn's front end: DFT conv 0.89, mel conv 0.91, power
+0.97-0.98, the rest of kws_cnn 0.14 at most. Margin: 0.33 above the highest that holds, 0.09 below the
+lowest of the front end (the power, the tensor that matters, 0.17). speaker_lstm's gate pre-activations
+(0.72; its int8 fails for other reasons too) stay under it. CHANNEL_THRESHOLD 0.5: kws_cnn's power 0.88-0.91
+and mel 0.83 per channel (its DFT 0.48: kept with the front end anyway); the planted fragile channel 0.005,
+the zoo CNNs' per-channel shares are below their per-tensor ones.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ from edgeship.convert.layers import CONTAINERS, keras_layers, normalize_fqn, typ
 
 MODES = ("auto", "off")
 THRESHOLD = 0.8  # share of non-zero values that round to zero at an int8 step of range/255 (data: module doc)
+# ... and of them, at one scale per channel: over it, the values span decades inside each channel, which
+# no per-channel rescaling (CLE) fixes; under it, one channel dwarfs the others, which CLE or --max-drop handle
+CHANNEL_THRESHOLD = 0.5
 SAMPLES = 32  # calibration samples the activations are measured on
 KEEP_VALUES = 4096  # values kept per activation per sample (a random subset; min and max are exact)
 FIXED_RANGE = ("softmax", "sigmoid", "tanh", "hardsigmoid", "log_softmax")
@@ -61,13 +70,14 @@ class Activation:
     hi: float
     zeroed: float  # share of non-zero values that round to zero at an int8 step of range/255
     spread: float  # range / median |non-zero value|
+    per_channel: float  # share of non-zero values that round to zero at one int8 scale per channel
     # the layers kept float for it: its own; for an infinite range (a mask of -inf), its consumers' (the
     # sum of it and the scores is what a route quantizes: onnxruntime's Add got scale inf)
     keep: tuple[str, ...] = ()
 
     @property
     def flagged(self) -> bool:
-        return self.zeroed > THRESHOLD
+        return self.zeroed > THRESHOLD and self.per_channel > CHANNEL_THRESHOLD
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -125,24 +135,40 @@ def _pct(x: float) -> str:
 # the statistic
 
 class _Stats:
-    """Exact min/max and a random subset of one activation's values, over the samples."""
+    """Exact min/max (per tensor and per channel) and a random subset of one activation's values with
+    their channels, over the samples. AXIS: the channel axis (torch 1, Keras -1)."""
 
-    def __init__(self, rng):
-        self.rng, self.lo, self.hi, self.parts = rng, np.inf, -np.inf, []
+    def __init__(self, rng, axis: int = 1):
+        self.rng, self.axis, self.lo, self.hi, self.parts, self.channels = rng, axis, np.inf, -np.inf, [], []
+        self.clo = self.chi = None
 
     def add(self, values: np.ndarray) -> None:
-        v = np.asarray(values, dtype=np.float64).reshape(-1)
-        if v.size == 0:
+        a = np.asarray(values, dtype=np.float64)
+        if a.size == 0:
             return
-        self.lo, self.hi = min(self.lo, float(np.min(v))), max(self.hi, float(np.max(v)))
-        if v.size > KEEP_VALUES:
-            v = v[self.rng.choice(v.size, KEEP_VALUES, replace=False)]
-        self.parts.append(v)
+        self.lo, self.hi = min(self.lo, float(np.min(a))), max(self.hi, float(np.max(a)))
+        a = np.moveaxis(a, self.axis, -1) if a.ndim >= 2 else a[:, None]
+        flat = a.reshape(-1, a.shape[-1])
+        lo, hi = flat.min(0), flat.max(0)
+        if self.clo is None or self.clo.shape != lo.shape:
+            self.clo, self.chi = lo, hi
+        else:
+            self.clo, self.chi = np.minimum(self.clo, lo), np.maximum(self.chi, hi)
+        idx = np.arange(flat.size) if flat.size <= KEEP_VALUES else self.rng.choice(flat.size, KEEP_VALUES,
+                                                                                   replace=False)
+        self.parts.append(flat.reshape(-1)[idx])
+        self.channels.append(idx % flat.shape[1])
 
-    def measure(self) -> tuple[float, float]:
-        """(zeroed, spread)."""
+    def measure(self) -> tuple[float, float, float]:
+        """(zeroed at one scale per tensor, spread, zeroed at one scale per channel)."""
         v = np.concatenate(self.parts) if self.parts else np.zeros(0)
-        return zeroed_share(v, self.lo, self.hi)
+        zeroed, spread = zeroed_share(v, self.lo, self.hi)
+        if not v.size or not np.isfinite(spread):
+            return zeroed, spread, zeroed
+        c = np.concatenate(self.channels)
+        step = (np.maximum(self.chi, 0) - np.minimum(self.clo, 0))[c] / 255.0
+        nonzero = v != 0
+        return zeroed, spread, float(np.mean(np.abs(v[nonzero]) < step[nonzero] / 2)) if nonzero.any() else 0.0
 
 
 def zeroed_share(values: np.ndarray, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:
@@ -208,10 +234,10 @@ def torch_activations(program, samples: list[list[np.ndarray]]) -> list[Activati
     out = []
     for name, s in stats.items():
         node = nodes[name]
-        zeroed, spread = s.measure()
+        zeroed, spread, per_channel = s.measure()
         layer = _innermost(node)
         keep = _consumer_layers(node) if not np.isfinite(s.hi - s.lo) else (layer,)
-        out.append(Activation(name, _op_name(node), layer, s.lo, s.hi, zeroed, spread,
+        out.append(Activation(name, _op_name(node), layer, s.lo, s.hi, zeroed, spread, per_channel,
                               tuple(k for k in keep if k)))
     return out
 
@@ -243,7 +269,7 @@ def keras_activations(model, samples: list[list[np.ndarray]]) -> list[Activation
     layers = [ly for ly in model.layers if not isinstance(ly, keras.layers.InputLayer)]
     probe = keras.Model(model.inputs, [ly.output for ly in layers])
     rng = np.random.default_rng(0)
-    stats = [_Stats(rng) for _ in layers]
+    stats = [_Stats(rng, -1) for _ in layers]
     for sample in samples:
         outs = probe(sample if len(sample) > 1 else sample[0], training=False)
         for s, o in zip(stats, outs if isinstance(outs, (list, tuple)) else [outs]):
@@ -256,9 +282,10 @@ def keras_activations(model, samples: list[list[np.ndarray]]) -> list[Activation
         activation = getattr(getattr(ly, "activation", None), "__name__", "")
         if not s.parts or not measurable(op.lower()) or activation in FIXED_RANGE or op in ("Softmax",):
             continue
-        zeroed, spread = s.measure()
+        zeroed, spread, per_channel = s.measure()
         layer = ly.name if ly.name in weighted else _weighted_producer(ly, weighted)
-        out.append(Activation(ly.name, op, layer, s.lo, s.hi, zeroed, spread, (layer,) if layer else ()))
+        out.append(Activation(ly.name, op, layer, s.lo, s.hi, zeroed, spread, per_channel,
+                              (layer,) if layer else ()))
     return out
 
 

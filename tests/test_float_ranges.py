@@ -36,8 +36,8 @@ def _spectrum_net():
                 self.proj.weight.copy_(torch.randn(BINS, 64, generator=g) / 8 * decay[:, None])
             self.proj.weight.requires_grad_(False)
 
-        def forward(self, x):
-            y = self.proj(x)
+        def forward(self, x):  # (b, 64) -> a one-channel "spectrogram" (b, 1, BINS), as audio front ends lay it out
+            y = self.proj(x).unsqueeze(1)
             return torch.log(y * y + 1e-6)
 
     class Net(nn.Module):
@@ -47,7 +47,7 @@ def _spectrum_net():
             self.head = nn.Sequential(nn.Linear(BINS, 32), nn.ReLU(), nn.Linear(32, 10))
 
         def forward(self, x):
-            return self.head(self.frontend(x) / 8)
+            return self.head(self.frontend(x).flatten(1) / 8)
 
     digits = load_digits()
     x = digits.data.astype(np.float32)

@@ -83,8 +83,12 @@ def annotate_conv_clamps(gm, quantization_config, filter_fn=None) -> int:
     before annotation). Run before the stock patterns, which would observe the conv's output. Returns
     the number of pairs annotated."""
     import torch
-    from litert_torch.quantize.pt2e_quantizer_utils import (get_bias_qspec, get_input_act_qspec,
-                                                            get_output_act_qspec, get_weight_qspec)
+    from litert_torch.quantize.pt2e_quantizer_utils import (
+        get_bias_qspec,
+        get_input_act_qspec,
+        get_output_act_qspec,
+        get_weight_qspec,
+    )
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
     done = 0

@@ -74,6 +74,10 @@ class Activation:
     # the layers kept float for it: its own; for an infinite range (a mask of -inf), its consumers' (the
     # sum of it and the scores is what a route quantizes: onnxruntime's Add got scale inf)
     keep: tuple[str, ...] = ()
+    # the formats where it matters; empty: every one. A -inf mask read only by the fused attention op: .onnx
+    # (torch.onnx splits it into MatMul, Add, Softmax and onnxruntime quantizes the Add: scale inf; the PT2E
+    # quantizers of .pte and .tflite leave the fused op float: langid_transformer int8 .tflite 0.9999 without)
+    targets: tuple[str, ...] = ()
 
     @property
     def flagged(self) -> bool:
@@ -95,6 +99,13 @@ class Finding:
     measured: int = 0
     samples: int = 0
     skipped: str | None = None  # why nothing was measured
+
+    def for_target(self, target: str) -> Finding:
+        """The finding as it applies to one format (a mask read by fused attention matters to .onnx only)."""
+        flagged = [a for a in self.flagged if not a.targets or target in a.targets]
+        if len(flagged) == len(self.flagged):
+            return self
+        return Finding(self.mode, kept_layers(flagged), flagged, self.measured, self.samples, self.skipped)
 
     def record(self) -> dict:
         return {
@@ -123,7 +134,8 @@ class Finding:
 
 def _said(a: Activation) -> str:
     if a.spread == float("inf"):
-        return f"{a.op} '{a.name}' ranges over [{a.lo:.3g}, {a.hi:.3g}]"
+        return f"{a.op} '{a.name}' ranges over [{a.lo:.3g}, {a.hi:.3g}]" + (
+            f" ({', '.join('.' + t for t in a.targets)} only: read by fused attention)" if a.targets else "")
     return f"{a.op} '{a.name}' {_pct(a.zeroed)}"
 
 
@@ -236,14 +248,19 @@ def torch_activations(program, samples: list[list[np.ndarray]]) -> list[Activati
         node = nodes[name]
         zeroed, spread, per_channel = s.measure()
         layer = _innermost(node)
-        keep = _consumer_layers(node) if not np.isfinite(s.hi - s.lo) else (layer,)
+        keep, targets = (layer,), ()
+        if not np.isfinite(s.hi - s.lo):
+            readers = _readers(node)
+            keep = tuple(dict.fromkeys(_innermost(r) for r in readers))
+            if readers and all(_op_name(r) == "scaled_dot_product_attention" for r in readers):
+                targets = ("onnx",)
         out.append(Activation(name, _op_name(node), layer, s.lo, s.hi, zeroed, spread, per_channel,
-                              tuple(k for k in keep if k)))
+                              tuple(k for k in keep if k), targets))
     return out
 
 
-def _consumer_layers(node) -> tuple[str | None, ...]:
-    """The innermost layers of the ops that read NODE's values, through shape-only ops."""
+def _readers(node) -> list:
+    """The ops that read NODE's values, through shape-only ops."""
     found, todo, seen = [], list(node.users), set()
     while todo:
         user = todo.pop(0)
@@ -251,10 +268,10 @@ def _consumer_layers(node) -> tuple[str | None, ...]:
             continue
         seen.add(user.name)
         if measurable(_op_name(user)) or _op_name(user) in FIXED_RANGE:
-            found.append(_innermost(user))
+            found.append(user)
         else:
             todo.extend(user.users)
-    return tuple(dict.fromkeys(found))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,7 +383,10 @@ def wrap(finding: Finding | None, convert, route, model):
     """ROUTE's convert function with the finding's layers kept float in every int8 conversion (the
     modes' own float layers added to them). A route that cannot find a layer converts without it,
     and its result says so in a warning."""
-    if finding is None or not finding.layers or not _supports(route, model):
+    if finding is None or not _supports(route, model):
+        return convert
+    finding = finding.for_target(route.target)
+    if not finding.layers:
         return convert
     from dataclasses import replace
 
@@ -390,7 +410,8 @@ def wrap(finding: Finding | None, convert, route, model):
 def keeps(finding: Finding | None, route, model, recipe) -> bool:
     """Whether RECIPE's artifact on ROUTE keeps layers float for the finding (int8, or --quant auto's
     search, whose int8 candidates do)."""
-    return bool(finding and finding.layers and _supports(route, model) and recipe.name in ("int8", "auto"))
+    return bool(finding and _supports(route, model) and finding.for_target(route.target).layers
+                and recipe.name in ("int8", "auto"))
 
 
 def record_for(finding: Finding | None, route, model, recipe, skipped: bool = False) -> dict:
@@ -398,7 +419,7 @@ def record_for(finding: Finding | None, route, model, recipe, skipped: bool = Fa
     layers float; {} otherwise. SKIPPED: the export's float-model rewrites were not applied to it."""
     if finding is None or recipe.name != "int8" or not _supports(route, model):
         return {}
-    record = finding.record()
+    record = finding.for_target(route.target).record()
     if skipped and keeps(finding, route, model, recipe):
         record["rewrites"] = ("not applied (CLE, weight rounding, bias correction): their int8 simulation quantizes "
                               "the layers kept float, and their traced model loses the modules those are named by")

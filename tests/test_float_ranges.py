@@ -139,3 +139,36 @@ def test_int8_misses_its_floor_without_and_passes_with(spectrum, tmp_path):
 
     ops = [n.op_type for n in onnx.load(tmp_path / "auto" / on["path"]).graph.node]
     assert "QuantizeLinear" in ops and "Log" in ops  # still int8 where it can be
+
+
+def test_a_padding_mask_of_minus_inf_keeps_attention_float_in_the_onnx_only():
+    """A -inf padding mask read by the fused attention op: the .onnx splits it into MatMul, Add, Softmax and
+    onnxruntime quantizes the Add (scale inf; langid_transformer int8 .onnx cosine 0.65 without); .pte and
+    .tflite leave the fused op float, so they keep nothing."""
+    import torch
+    from torch import nn
+
+    from edgeship.sources import model_from_torch
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.emb = nn.Embedding(20, 16)
+            self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 1,
+                                             enable_nested_tensor=False)
+            self.out = nn.Linear(16, 4)
+
+        def forward(self, ids):
+            return self.out(self.enc(self.emb(ids), src_key_padding_mask=ids == 0).mean(1))
+
+    ids = np.random.default_rng(0).integers(1, 20, (8, 12)).astype(np.int64)
+    ids[:, 9:] = 0  # padding
+    net = Tagger().eval()
+    model = model_from_torch(net, (torch.from_numpy(ids[:1]),), "tagger", "python:Tagger", None, None)
+    found = ranges.find(model, [ids])
+    masks = [a for a in found.flagged if a.spread == float("inf")]
+    assert masks and all(a.lo == -np.inf and a.targets == ("onnx",) for a in masks), found.record()
+    assert found.for_target("onnx").layers == ("enc.layers.0.self_attn",)
+    assert found.for_target("tflite").layers == () and found.for_target("pte").layers == ()
+    assert ".onnx only" in found.line()

@@ -20,18 +20,25 @@ from edgeship.console import info, warn
 from edgeship.convert import TARGETS, ConvertOptions, get_route
 from edgeship.convert.base import converter_message
 from edgeship.data import Dataset, ImageOptions, check_calibration, has_batch_axis, load_data
-from edgeship.errors import (ArtifactError, CheckFailed, DeviceError, EdgeshipError, InputError, UnsupportedError,
-                             suggest)
+from edgeship.errors import (
+    ArtifactError,
+    CheckFailed,
+    DeviceError,
+    EdgeshipError,
+    InputError,
+    UnsupportedError,
+    suggest,
+)
 from edgeship.hashing import sha256_file
 from edgeship.inspect import artifact_io
 from edgeship.model import Model, TensorSpec
 from edgeship.quantize import Recipe, calibration, parse_recipes, ranges, recipe_search
 from edgeship.quantize.accuracy_aware import check_request, report_searches
 from edgeship.quantize.bias_correction import Plan as BiasPlan
-from edgeship.quantize.weight_rounding import Plan as RoundingPlan
 from edgeship.quantize.equalize import Plan as EqualizePlan
 from edgeship.quantize.recipes import refusal
 from edgeship.quantize.rewrites import Sequence as RewriteSequence
+from edgeship.quantize.weight_rounding import Plan as RoundingPlan
 from edgeship.records import artifact_record, manifest_record
 from edgeship.reports.search_table import print_searches
 from edgeship.runtime.device import open_device

@@ -55,7 +55,7 @@ def fake_quant_activation(x, bits: int = 8, lo: float | None = None, hi: float |
 
 def folded(module):
     """A copy of `module` in eval mode, BatchNorm folded into the conv before it where torch.fx traces it."""
-    import torch.fx as fx
+    from torch import fx
     from torch.fx.experimental.optimization import fuse
 
     module = copy.deepcopy(module).eval()
@@ -159,7 +159,7 @@ def _quantize_in_range(bits, lo, hi):
     return hook
 
 
-class hooks:  # noqa: N801 (a context manager named for what it holds)
+class hooks:
     """Forward (pre-)hooks on modules for the duration of a `with`: specs are (module, pre, post)."""
 
     def __init__(self, specs):

@@ -4,11 +4,10 @@ and portable int8 programs load in edgeship's own runtime."""
 
 from __future__ import annotations
 
+import mtcnn_nets
 import numpy as np
 import pytest
 import torch
-
-import mtcnn_nets
 
 from edgeship.convert import torch_pte, xnnpack_passes
 from edgeship.convert.base import ConvertOptions
@@ -128,7 +127,7 @@ def test_portable_int8_program_loads_in_edgeship_runtime(tmp_path):
     import subprocess
     import sys
 
-    import executorch.kernels.quantized  # noqa: F401  (AOT out-variants, for serializing)
+    import executorch.kernels.quantized
 
     from edgeship.runtime.standalone.executorch import Runner
 

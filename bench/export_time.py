@@ -250,6 +250,8 @@ def run_edgeship(m: Bench, fmt: str, recipe: str, work: Path, rescues_off: bool)
         row["rewrites"] = {k: arts[0][k] for k in ("cle", "weight_rounding", "bias_correction") if k in arts[0]}
         # what the rescues buy: the shipped artifact's weakest-output SNR against the float model (the smoke's)
         row["snr_db"] = ((arts[0].get("smoke") or {}).get("accuracy") or {}).get("snr_db")
+        # where the export's own time went (manifest timings: edgeship/stage_clock.py), wall seconds per stage
+        row["stages"] = (json.loads((out / "manifest.json").read_text()).get("timings") or {}).get("stages")
     shutil.rmtree(out, ignore_errors=True)
     return row
 
@@ -426,6 +428,8 @@ def measure(m: Bench, fmt: str, recipe: str, repeats: int, work: Path, calib_npz
             log(f"  {m.name} {fmt} {recipe} #{i + 1} {variant}: {r['seconds']:.1f} s, CPU {r['cpu_s']:.1f} s "
                 f"(load {r['load1']:.2f})"
                 f"{extra}{status}")
+            if r.get("stages"):
+                log("    stages (wall s): " + ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()))
     return {"model": m.name, "format": fmt, "recipe": recipe, "runs": runs, **summary(runs)}
 
 

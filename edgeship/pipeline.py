@@ -43,6 +43,7 @@ from edgeship.records import artifact_record, manifest_record
 from edgeship.reports.search_table import print_searches
 from edgeship.runtime.device import open_device
 from edgeship.sources import load_model, source_sha256
+from edgeship.stage_clock import Clock
 from edgeship.uptodate import inputs_sha256, up_to_date
 from edgeship.version import __version__
 
@@ -142,6 +143,7 @@ class Prepared:
     rewrites: RewriteSequence | None  # the float-model rewrites of calibrated recipes (CLE, rounding, bias)
     name: str
     float_ranges: object = None  # quantize/ranges.py's Finding: layers int8 keeps float (None: no int8 to keep for)
+    clock: Clock = field(default_factory=Clock)  # seconds per stage: the manifest's `timings`
 
 
 @dataclass
@@ -160,7 +162,8 @@ def export(req: ExportRequest) -> ExportResult:
     done = _already_done(req)
     if done is not None:
         return done
-    plan = prepare(req)
+    clock = Clock()
+    plan = prepare(req, clock)
     outcomes: list[Outcome] = []
     with BundleWriter(req.out, req.force) as writer, quiet.converter_output_to_log(writer.staging, req.out,
                                                                                  req.verbose):
@@ -195,7 +198,7 @@ def _already_done(req: ExportRequest) -> ExportResult | None:
     return result
 
 
-def prepare(req: ExportRequest) -> Prepared:
+def prepare(req: ExportRequest, clock: Clock | None = None) -> Prepared:
     """Every check that can fail on the user's input, then the model, data and golden vectors: all
     before the first conversion (exit 2 for bad usage or input, 3 for an unreachable device)."""
     auto = _auto(req)
@@ -210,7 +213,8 @@ def prepare(req: ExportRequest) -> Prepared:
     inputs_key = inputs_sha256(req)
     BundleWriter(req.out, req.force).check_destination()  # fail before loading anything heavy
     search_device = _search_device(req.device) if auto and req.device else None  # unreachable: exit 3 now
-    with quiet.loading_output_held(req.verbose):
+    clock = clock or Clock()
+    with quiet.loading_output_held(req.verbose), clock.stage("load"):
         model = req.model or load_model(req.source, req.framework, req.input_shapes or None, req.trust_source)
     routes = [get_route(model.framework, t) for t in req.targets]
     for route in routes:
@@ -221,7 +225,8 @@ def prepare(req: ExportRequest) -> Prepared:
                                  + (f": {why}" if why else "") + f"; it has {', '.join(route.recipes)}")
 
     device = reference.resolve(req.reference_device, model)
-    calib = _calibration(req, model, recipes)
+    with clock.stage("calibration data"):
+        calib = _calibration(req, model, recipes)
     if auto:
         recipe_search.check_request(req, model, routes)
     elif req.max_drop is not None:
@@ -229,7 +234,8 @@ def prepare(req: ExportRequest) -> Prepared:
     # the golden vectors come from the user's data even where no recipe calibrates (--quant fp16 with
     # --calib): random inputs proved an fp16 .tflite that gives NaN on every sample of real speech
     proof = calib if calib is not None or not req.calib else load_data(req.calib, model.io, req.image)
-    golden, reference_record = _golden(req, model, proof, device)
+    with clock.stage("golden reference"):
+        golden, reference_record = _golden(req, model, proof, device)
     options = ConvertOptions(int8_io=req.int8_io, verbose=req.verbose)
     calibration_plan = None
     if req.calibration and not auto:
@@ -237,9 +243,10 @@ def prepare(req: ExportRequest) -> Prepared:
         if req.calibration != "auto":
             options.calibration = req.calibration
     strategy = export_modes.choose(req, calib, golden, options, info, calibration_plan, search_device)
-    float_ranges = ranges.plan(req.keep_float_ranges, model, calib, recipes, routes, info)
+    with clock.stage("keep-float-ranges"):
+        float_ranges = ranges.plan(req.keep_float_ranges, model, calib, recipes, routes, info)
     return Prepared(req, inputs_key, model, routes, recipes, calib, proof, golden, reference_record, options,
-                    strategy, _rewrites(req, model, recipes, golden), req.name or model.name, float_ranges)
+                    strategy, _rewrites(req, model, recipes, golden), req.name or model.name, float_ranges, clock)
 
 
 def _rewrites(req: ExportRequest, model: Model, recipes: list[Recipe], golden: Golden) -> RewriteSequence | None:
@@ -282,6 +289,7 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     info(f"[bold]export[/] {filename}  ({route.summary})")
     before = convert.calls
     t0 = time.perf_counter()
+    spent = plan.rewrites.seconds() if plan.rewrites else {}
     # layers kept float by --keep-float-ranges: no rewrite (its int8 simulation quantizes them, and its fx-traced
     # model loses the modules the float layers are named by)
     rewrites = plan.rewrites if recipe.needs_calibration and not ranges.keeps(plan.float_ranges, route, plan.model,
@@ -300,6 +308,7 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
         writer.path(filename).unlink(missing_ok=True)
         return Outcome(failed=smoke.not_converted(filename, route.target, recipe.name, route.summary, msg))
     seconds = time.perf_counter() - t0
+    _clock_conversion(plan, seconds, spent)
     path, recipe, result = done.path, done.recipe, done.result
     if not path.exists() or path.stat().st_size == 0:
         return Outcome(failed=smoke.not_converted(path.name, route.target, recipe.name, route.summary,
@@ -315,11 +324,22 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     if rewrites:
         fields.update(rewrites.records_for(path))
     sha256, size_bytes = sha256_file(path), path.stat().st_size
-    judged = smoke.check(writer.staging, path, io, recipe.name, plan.golden, req.floors,
-                         own_budget="accuracy_aware" in fields or "recipe_search" in fields)
+    with plan.clock.stage("smoke runs"):
+        judged = smoke.check(writer.staging, path, io, recipe.name, plan.golden, req.floors,
+                             own_budget="accuracy_aware" in fields or "recipe_search" in fields)
     record = _artifact_record(judged.path, sha256, size_bytes, route, recipe, plan.model, result, io, seconds,
                               req.int8_io, smoke=judged.result, conversions=convert.calls - before, **fields)
     return Outcome(record=record, tools=result.tools) if judged.ran else Outcome(failed=record, tools=result.tools)
+
+
+def _clock_conversion(plan: Prepared, seconds: float, before: dict) -> None:
+    """One artifact's conversion time on the clock, its rewrites' decisions and trials apart."""
+    after = plan.rewrites.seconds() if plan.rewrites else {}
+    rewrites = 0.0
+    for stage, total in after.items():
+        plan.clock.add(stage, total - before.get(stage, 0.0))
+        rewrites += total - before.get(stage, 0.0)
+    plan.clock.add("conversions", seconds - rewrites)
 
 
 def write_manifest(plan: Prepared, writer: BundleWriter, outcomes: list[Outcome]) -> dict:
@@ -357,6 +377,7 @@ def write_manifest(plan: Prepared, writer: BundleWriter, outcomes: list[Outcome]
             o.failed.get("conversions", 0) for o in outcomes if o.failed),
         "artifacts": [o.record for o in outcomes if o.record is not None],
         **({"failed_artifacts": failed} if failed else {}),
+        "timings": plan.clock.record(),  # seconds per stage (edgeship/stage_clock.py), up to the manifest
     })
     writer.commit(manifest)
     return manifest

@@ -25,6 +25,8 @@ manifest.json (schema "edgeship.manifest/1"):
                  {status pass | below_floor | fail, samples, runtime, cosine, max_abs_error, accuracy, floors,
                  missed | error}, conversions (how many times the converter ran for it)
     conversions  the converter runs of the whole export
+    timings      {total, stages {load, calibration data, golden reference, keep-float-ranges, rewrite
+                 decisions, rewrite trials, conversions, smoke runs, other}}: seconds (edgeship/stage_clock.py)
     failed_artifacts  artifacts not shipped: a conversion that failed {path (not written), format, recipe,
                  stage "convert", route, error}, or an artifact that could not run {path (under failed/),
                  format, recipe, smoke, ...}
@@ -144,6 +146,7 @@ class Manifest(Record):
     artifacts: list[ArtifactRecord]
     conversions: int | None = None  # converter runs of the whole export
     failed_artifacts: list[dict] | None = None  # not shipped: failed to convert, or to run (kept under failed/)
+    timings: dict | None = None  # {total, stages {name: seconds}}: where the export's time went (stage_clock.py)
 
     def dump(self) -> dict:
         d = super().dump()

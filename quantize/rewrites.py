@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +111,11 @@ class Sequence:
         self._last: dict = {}
         self._simulated: dict[tuple, tuple] = {}  # (id(module), bits) -> (module, SNR): each module simulated once
         self._conversion_error: Exception | None = None  # the last trial conversion's error
+        self._seconds = {"rewrite decisions": 0.0, "rewrite trials": 0.0}  # the export's clock reads these
+
+    def seconds(self) -> dict[str, float]:
+        """Seconds spent so far deciding (the rewrites' math and simulations) and in real trials."""
+        return dict(self._seconds)
 
     def records_for(self, path) -> dict:
         """{manifest key: record} of the conversion that wrote these bytes; else (a search that rebuilt
@@ -131,7 +137,9 @@ class Sequence:
         unconverted = None  # (model, error) of a current model whose trial conversion failed
         with tempfile.TemporaryDirectory(prefix="edgeship-rewrites-") as tmp:
             for i, rewrite in enumerate(self.rewrites):
+                t0 = time.perf_counter()
                 step = self._propose(rewrite, current, recipe, calib, target)
+                self._seconds["rewrite decisions"] += time.perf_counter() - t0
                 records[step.key] = step.record
                 if step.decide == "apply":
                     current, kept = step.model, None
@@ -166,6 +174,13 @@ class Sequence:
         return result
 
     def _trial(self, convert, model, recipe, calib, path: Path, options) -> Trial | None:
+        t0 = time.perf_counter()
+        try:
+            return self._timed_trial(convert, model, recipe, calib, path, options)
+        finally:
+            self._seconds["rewrite trials"] += time.perf_counter() - t0
+
+    def _timed_trial(self, convert, model, recipe, calib, path: Path, options) -> Trial | None:
         try:
             result = convert(model, recipe, calib, path, options)
         except Exception as e:  # noqa: BLE001 - a candidate the converter or its load check refuses loses its trial
@@ -277,7 +292,7 @@ class Sequence:
         try:
             without, with_ = (self._snr(m.obj, bits, lambda m=m: simulated_snr_db(m.obj, inputs, reference, 127,
                                                                                    bits)) for m in (model, fixed))
-        except Exception:  # a module the simulation cannot run: the real trial decides
+        except Exception:  # noqa: BLE001 - a module the simulation cannot run: the real trial decides
             return None
         return {"snr_db_without": without, "snr_db_with": with_, "gain_db": round(with_ - without, 3),
                 "threshold_db": equalize.GATE_DB, "samples": n, "activation_bits": bits}

@@ -63,6 +63,7 @@ def _export(tmp_path, name, mode):
     r = CliRunner().invoke(cli, ["export", PLANTED, "--to", "onnx", "--quant", "fp32,int8", "--calib",
                                  "digits:train", "--eval", "digits:test", "--bias-correction", mode, "--out", str(out)])
     assert r.exit_code == 0, r.output
+    assert "time: " in r.output  # export's last line: where its time went
     return {a["recipe"]: a for a in json.loads((out / "manifest.json").read_text())["artifacts"]}
 
 
@@ -75,6 +76,11 @@ def test_auto_through_export_and_fp32_untouched(tmp_path):
     shipped int8 artifact's real SNR (the smoke's, on the golden samples) is well above the same export's
     without correction."""
     arts = _export(tmp_path, "auto", "auto")
+    timings = json.loads((tmp_path / "auto" / "manifest.json").read_text())["timings"]
+    # the simulation's seconds are counted as the rewrite's decision, not as conversion time
+    assert {"load", "golden reference", "rewrite decisions", "conversions", "smoke runs"} <= set(timings["stages"])
+    assert "rewrite trials" not in timings["stages"], timings  # applied on the prediction: no trial
+    assert sum(timings["stages"].values()) == pytest.approx(timings["total"], abs=0.05)
     rec = arts["int8"]["bias_correction"]
     assert rec["mode"] == "auto" and rec["applied"] and rec["layers"] == 3
     assert rec["trial"] is False and "simulation" in rec["decided"] and arts["int8"]["conversions"] == 1, rec

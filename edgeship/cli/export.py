@@ -11,6 +11,7 @@ from edgeship.console import console
 from edgeship.context import runtime_choices
 from edgeship.convert import TARGETS
 from edgeship.quantize.recipes import RECIPE_NAMES
+from edgeship.stage_clock import Clock
 
 
 def floats(text: str | None):
@@ -109,7 +110,6 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
     from edgeship.gates.floors import parse_floors
     from edgeship.pipeline import ExportFailed, ExportRequest, parse_targets
     from edgeship.pipeline import export as run_export
-    from edgeship.reports.tables import export_table
     from edgeship.sources import parse_input_shape
 
     image = ImageOptions(
@@ -131,8 +131,15 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
         try:
             result = run_export(req)
         except ExportFailed as e:  # the bundle is written: show it, then the verdict's exit 1
-            console().print(export_table(e.result.manifest))
-            console().print(f"bundle: {e.result.bundle}")
+            _summary(e.result)
             raise
+    _summary(result)
+
+
+def _summary(result) -> None:
+    from edgeship.reports.tables import export_table
+
     console().print(export_table(result.manifest))
     console().print(f"bundle: {result.bundle}")
+    if result.model is not None and result.manifest.get("timings"):  # exported now, not found up to date
+        console().print(f"time: {Clock.line(result.manifest['timings'])}")

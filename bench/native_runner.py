@@ -5,6 +5,7 @@ against ai-edge-litert's Python interpreter on the host and on emu:rpi4 instead.
     .venv/bin/python bench/native_runner.py [--repeats 5] [--mobilenet] [--out bench/NATIVE.md]
     .venv/bin/python bench/native_runner.py --litert [--repeats 3] [--emu-repeats 2]
     .venv/bin/python bench/native_runner.py --memory BUNDLE [--samples 100] [--baseline DIR] [--repeats 3]
+    .venv/bin/python bench/native_runner.py --harness [--runs 100] [--warmup 5] [--repeats 3] [--bundle BUNDLE]
 
 1. start: each artifact through edgeship's device path on the host (LocalDevice.run_artifact: a
    child process, one sample, no timed runs), medians over --repeats interleaved runs of
@@ -29,12 +30,29 @@ with no timed runs, what validate pays before its first number), then a run with
 --memory BUNDLE: the peak RSS (VmHWM) of both native runners on the bundle's fp32 and int8 .pte
 and .tflite as validate runs them, beside the Python LiteRT interpreter and, with --baseline, an
 earlier build of the runners (outputs compared bit for bit).
+
+--harness: the whole command a user runs, `edgeship validate ARTIFACT.pte --runs N --warmup W
+--threads 1 --json F` as a child process, against the bare C++ loop (native_bare.cpp, its
+threadpool set to 1 thread) doing the same forwards on the same .pte and inputs (the G golden
+samples once, W warm-up, N timed: G + W untimed, N timed), its process start and model load
+included; wall and CPU time (RUSAGE_CHILDREN) of each, interleaved A B A B over --repeats. Then
+where validate's extra time goes, each part timed on its own in the same repeats: Python start +
+the imports validate makes (a child that only imports them), the bundle and golden read, the
+sha256 check, the child runner as validate calls it (LocalDevice.run_artifact: inputs written,
+runner process, outputs read back) and the golden comparison (metrics.compare); the rest is the
+table, the JSON and what is not timed apart. Without --bundle: the zoo's ImageNet MobileNetV2 at
+224x224 (bench/export_time.py:mobilenet_v2_224, about 20 ms a run on one x86 core) exported with
+the CLI to .pte fp32 (--int8: and int8), 20 golden samples of bench/models/photos.py:calib.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
+import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,9 +65,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgeship.bundle import read_bundle  # noqa: E402
-from edgeship.runtime import native_build  # noqa: E402
-from edgeship.runtime.local import LocalDevice  # noqa: E402
+from edgeship.bundle import read_bundle
+from edgeship.runtime import native_build
+from edgeship.runtime.local import LocalDevice
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="true")
 
@@ -118,8 +136,8 @@ def bench_loop(bundle_dir: Path, label: str, repeats: int, runs: int, tmp: Path)
     x = bundle.golden().inputs[0].astype(np.float32)
     n = len(x)
     x.tofile(tmp / "samples.bin")
-    lines = [f"### {label}: native runner loop vs bare C++ loop, host ({runs} timed runs over {n} samples, "
-             f"50 warm-up, {repeats} interleaved repeats, medians of p50)", "",
+    lines = [(f"### {label}: native runner loop vs bare C++ loop, host ({runs} timed runs over {n} samples, "
+             f"50 warm-up, {repeats} interleaved repeats, medians of p50)"), "",
              "| recipe | bare forward() p50 ms | native runner p50 ms | overhead | bare mean-run ms | runner mean ms |",
              "| --- | --- | --- | --- | --- | --- |"]
     for recipe in ("fp32", "int8"):
@@ -232,6 +250,186 @@ def bench_memory(bundle_dir: Path, samples: int, repeats: int, baseline: Path | 
     return lines + [""]
 
 
+# native_bare.cpp with ExecuTorch's threadpool set to one thread before main (as the runner's
+# --threads 1 does): left alone, the bare loop would run XNNPACK on every core.
+BARE_ONE_THREAD = """\
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+namespace executorch::extension::threadpool {
+class ThreadPool {
+ public:
+  size_t get_thread_count() const;
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
+static const int bare_threads = [] {
+  auto* pool = executorch::extension::threadpool::get_threadpool();
+  if (pool && pool->get_thread_count() != 1) pool->_unsafe_reset_threadpool(1);
+  std::fprintf(stderr, "threads %zu\\n", pool ? pool->get_thread_count() : size_t{0});
+  return 0;
+}();
+#include "%s"
+"""
+
+# what `edgeship validate` imports before it runs anything (the CLI, the engine, the tables, the runtimes)
+VALIDATE_IMPORTS = ("import edgeship.cli.main, edgeship.cli.validate, edgeship.cli.each_device, edgeship.validation, "
+                    "edgeship.reports.tables, edgeship.runtime.local, edgeship.runtime.native, sys; "
+                    "print(len(sys.modules), *[m for m in ('torch', 'tensorflow', 'executorch') if m in sys.modules])")
+
+
+def build_bare_one_thread(tmp: Path) -> Path:
+    runner = native_build.ensure_runner("host")
+    et = runner.lib_dir.parent
+    src = tmp / "native_bare_1t.cpp"
+    src.write_text(BARE_ONE_THREAD.replace("%s", str(REPO / "bench" / "native_bare.cpp")))
+    out = tmp / "native_bare_1t"
+    cmd = native_build.compile_command(native_build.compiler("host"), src, out, et, str(et / "lib"), runner.version)
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+def timed_child(cmd: list[str], env: dict | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall s, CPU s of the child and every child it waited for, the finished process)."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), proc
+
+
+def export_mobilenet(out: Path, int8: bool) -> Path:
+    cmd = [sys.executable, "-m", "edgeship", "-q", "export", "bench/export_time.py:mobilenet_v2_224", "--to", "pte",
+           "--quant", "fp32,int8" if int8 else "fp32", "--calib", "bench/models/photos.py:calib",
+           "--golden-samples", "20", "--out", str(out), "--name", "mnv2_224"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, check=False, env=ENV, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode:
+        raise SystemExit(f"export failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    print(f"exported {out} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def bench_harness(bundle_dir: Path, repeats: int, runs: int, warmup: int, tmp: Path) -> list[str]:
+    from edgeship.metrics import compare
+    from edgeship.validation import _integrity_check
+
+    edgeship = Path(sys.executable).parent / "edgeship"
+    bundle = read_bundle(bundle_dir)
+    golden = bundle.golden()
+    x = golden.inputs[0].astype(np.float32)
+    n = len(x)
+    x.tofile(tmp / "samples.bin")
+    bare = build_bare_one_thread(tmp)
+    records = [r for r in bundle.artifacts if r["format"] == "pte"]
+    keys = ("a_wall", "a_cpu", "b_wall", "b_cpu", "a_p50", "b_p50", "imp_wall", "imp_cpu", "read", "sha", "run_wall",
+            "run_cpu", "init", "first", "timed", "cmp", "a_init", "a_first")
+    got = {r["recipe"]: {k: [] for k in keys} for r in records}
+    seen: dict = {}
+    for rep in range(repeats):
+        for rec in records:  # interleaved: A, B, then the parts, per artifact per repeat
+            g, path = got[rec["recipe"]], bundle.artifact_path(rec)
+            js = tmp / "validate.json"
+            cmd = [str(edgeship), "validate", str(path), "--runs", str(runs), "--warmup", str(warmup), "--threads", "1",
+                   "--json", str(js)]
+            wall, cpu, proc = timed_child(cmd)
+            if proc.returncode not in (0, 1) or not js.exists():
+                raise SystemExit(f"validate failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+            art = json.loads(js.read_text())["artifacts"][0]
+            js.unlink()
+            g["a_wall"].append(wall)
+            g["a_cpu"].append(cpu)
+            g["a_p50"].append(art["latency"]["p50_ms"])
+            g["a_init"].append(art["init_ms"])
+            g["a_first"].append(art["first_ms"])
+            seen[rec["recipe"]] = {"status": art["status"], "runtime": art["runtime"], "threads": art["threads"],
+                                   "runs": art["latency"]["runs"], "cmd": " ".join(cmd[1:-2])}
+
+            wall, cpu, proc = timed_child([str(bare), str(path), str(tmp / "samples.bin"), str(n), str(n + warmup),
+                                           str(runs)])
+            if proc.returncode:
+                raise SystemExit(f"bare loop failed ({proc.returncode}): {proc.stderr}")
+            g["b_wall"].append(wall)
+            g["b_cpu"].append(cpu)
+            g["b_p50"].append(float(proc.stdout.split()[0]))
+            threads = re.search(r"^threads (\d+)$", proc.stderr, re.MULTILINE)
+            seen[rec["recipe"]]["bare_threads"] = threads.group(1) if threads else "?"
+
+            # the parts of A, each on its own
+            wall, cpu, proc = timed_child([sys.executable, "-c", VALIDATE_IMPORTS])
+            g["imp_wall"].append(wall)
+            g["imp_cpu"].append(cpu)
+            seen["imports"] = proc.stdout.split()
+            t0 = time.perf_counter()
+            b2 = read_bundle(bundle_dir)
+            gold = b2.golden()
+            g["read"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            _integrity_check(rec, path)
+            g["sha"].append(time.perf_counter() - t0)
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            run = LocalDevice().run_artifact(path, gold.inputs, rec.get("io"), threads=1, warmup=warmup, runs=runs,
+                                             timeout=600.0)
+            g["run_wall"].append(time.perf_counter() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            g["run_cpu"].append((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
+            if not run.ok:
+                raise SystemExit(f"run_artifact: {run.error}")
+            g["init"].append(run.result["init_ms"] / 1000)
+            g["first"].append(run.result["first_ms"] / 1000)
+            g["timed"].append(sum(run.result["latency"]["samples_ms"]) / 1000)
+            names = [t["name"] for t in (rec.get("io") or {}).get("outputs", [])] or [
+                f"output_{i}" for i in range(len(gold.outputs))]
+            t0 = time.perf_counter()
+            compare(gold.outputs, run.outputs, names, gold.labels)
+            g["cmp"].append(time.perf_counter() - t0)
+        print(f"repeat {rep + 1}/{repeats} done", file=sys.stderr, flush=True)
+
+    med = {rc: {k: statistics.median(v) for k, v in g.items()} for rc, g in got.items()}
+    lines = [(f"### MobileNetV2 224 (.pte, {bundle_dir.name}): `validate` against a bare loop, host "
+             f"({n} golden samples, {warmup} warm-up, {runs} timed runs, 1 thread; {repeats} interleaved repeats, "
+             "medians)"), "",
+             ("| recipe | validate wall s | validate CPU s | bare loop wall s | bare loop CPU s | overhead s | "
+             "overhead | validate p50 ms | bare p50 ms | p50 ratio |"),
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for rc, m in med.items():
+        over = m["a_wall"] - m["b_wall"]
+        lines.append(f"| {rc} | {m['a_wall']:.2f} | {m['a_cpu']:.2f} | {m['b_wall']:.2f} | {m['b_cpu']:.2f} | "
+                     f"{over:+.2f} | {over / m['b_wall'] * 100:+.0f}% | {m['a_p50']:.2f} | {m['b_p50']:.2f} | "
+                     f"{m['a_p50'] / m['b_p50']:.3f}x |")
+    lines += ["", ("Where validate's wall time goes (each part timed on its own in the same repeats, medians; "
+              "in-process parts run in an already-started Python):"), "",
+              "| recipe | part | wall s | CPU s |", "| --- | --- | --- | --- |"]
+    for rc, m in med.items():
+        parts = [("Python start + validate's imports (a child that only imports)", m["imp_wall"], m["imp_cpu"]),
+                 ("bundle + golden vectors read", m["read"], None),
+                 ("sha256 integrity check", m["sha"], None),
+                 ("child runner as validate calls it (inputs written, runner, outputs read)", m["run_wall"],
+                  m["run_cpu"]),
+                 ("- of which the runner's init (Module + load_method)", m["init"], None),
+                 ("- of which its first run", m["first"], None),
+                 (f"- of which its {runs} timed runs", m["timed"], None),
+                 ("golden comparison (metrics.compare)", m["cmp"], None)]
+        rest = m["a_wall"] - sum(p[1] for p in parts if not p[0].startswith("-"))
+        parts.append(("rest (table, JSON, device open, not timed apart)", rest, None))
+        parts.append(("bare loop, whole process (for reference)", m["b_wall"], m["b_cpu"]))
+        for name, w, c in parts:
+            lines.append(f"| {rc} | {name} | {w:.3f} | {'' if c is None else f'{c:.3f}'} |")
+    lines.append("")
+    for rc, s in seen.items():
+        if rc == "imports":
+            lines.append(f"- the import child: {s[0]} modules" + (f", imported {', '.join(s[1:])}" if s[1:] else
+                                                                  ", no torch/tensorflow/executorch"))
+        else:
+            lines.append(f"- {rc}: `edgeship {s['cmd']} --json F`: status {s['status']}, runtime {s['runtime']}, "
+                         f"{s['threads']} thread(s), {s['runs']} timed runs; bare loop threads: {s['bare_threads']}; "
+                         f"validate's own init {med[rc]['a_init']:.1f} ms, first run {med[rc]['a_first']:.1f} ms")
+    return lines + [""]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=5)
@@ -242,13 +440,34 @@ def main() -> None:
                    "on the host and emu:rpi4")
     p.add_argument("--emu-repeats", type=int, default=2)
     p.add_argument("--bundle", type=Path, help="--litert: an exported bundle of the digits CNN with fp32 and int8 "
-                   ".tflite (skips the export)")
+                   ".tflite; --harness: a bundle with .pte artifacts (skips the export)")
+    p.add_argument("--harness", action="store_true", help="only the whole validate command against a bare loop on "
+                   "MobileNetV2 224 .pte (the harness overhead)")
+    p.add_argument("--runs", type=int, default=100, help="--harness: timed runs")
+    p.add_argument("--warmup", type=int, default=5, help="--harness: warm-up runs (validate's default)")
+    p.add_argument("--int8", action="store_true", help="--harness without --bundle: export int8 as well as fp32")
     p.add_argument("--memory", type=Path, metavar="BUNDLE", help="only peak memory of the native runners on BUNDLE "
                    "(fp32 and int8, .pte and .tflite)")
     p.add_argument("--samples", type=int, default=100, help="--memory: samples per run (validate's golden count)")
     p.add_argument("--baseline", type=Path, help="--memory: a folder with an earlier build's pte_runner and "
                    "litert_runner, measured beside the current ones")
     args = p.parse_args()
+    if args.harness:
+        load0, start = os.getloadavg(), datetime.datetime.now(datetime.timezone.utc)
+        with tempfile.TemporaryDirectory(prefix="edgeship-bench-harness-") as tmp:
+            bundle = args.bundle or export_mobilenet(Path(tmp) / "mnv2_224", args.int8)
+            lines = bench_harness(bundle, args.repeats, args.runs, args.warmup, Path(tmp))
+        load1 = os.getloadavg()
+        cmd = (f".venv/bin/python bench/native_runner.py --harness --runs {args.runs} --warmup {args.warmup} "
+               f"--repeats {args.repeats}" + (" --bundle BUNDLE" if args.bundle else "")
+               + (" --int8" if args.int8 and not args.bundle else ""))
+        lines = [f"command: `{cmd}`", "",
+                 (f"started {start:%Y-%m-%d %H:%M} UTC; load average at start {load0[0]:.2f} / {load0[1]:.2f} / "
+                 f"{load0[2]:.2f}, at end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f} (1/5/15 min)"), ""] + lines
+        print("\n".join(lines))
+        if args.out:
+            args.out.write_text("\n".join(lines) + "\n")
+        return
     if args.memory:
         lines = bench_memory(args.memory, args.samples, args.repeats, args.baseline)
         print("\n".join(lines))

@@ -245,8 +245,10 @@ def prepare(req: ExportRequest, clock: Clock | None = None) -> Prepared:
     strategy = export_modes.choose(req, calib, golden, options, info, calibration_plan, search_device)
     with clock.stage("keep-float-ranges"):
         float_ranges = ranges.plan(req.keep_float_ranges, model, calib, recipes, routes, info)
+    with clock.stage("rewrite decisions"):  # a plan's own set-up (CLE equalizes its copy here)
+        rewrites = _rewrites(req, model, recipes, golden)
     return Prepared(req, inputs_key, model, routes, recipes, calib, proof, golden, reference_record, options,
-                    strategy, _rewrites(req, model, recipes, golden), req.name or model.name, float_ranges, clock)
+                    strategy, rewrites, req.name or model.name, float_ranges, clock)
 
 
 def _rewrites(req: ExportRequest, model: Model, recipes: list[Recipe], golden: Golden) -> RewriteSequence | None:
@@ -304,6 +306,7 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     except Exception as e:  # a converter's own exception, or its ConversionError: report its last words
         if req.verbose:
             raise
+        _clock_conversion(plan, time.perf_counter() - t0, spent)
         msg = converter_message(e.message if isinstance(e, EdgeshipError) else e)  # one line, no dead temp paths
         writer.path(filename).unlink(missing_ok=True)
         return Outcome(failed=smoke.not_converted(filename, route.target, recipe.name, route.summary, msg))

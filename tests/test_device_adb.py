@@ -95,17 +95,24 @@ def test_parse_executor_runner():
 
 @pytest.fixture(scope="module")
 def standin(emu_rootfs, tmp_path_factory) -> Path:
-    """The benchmark_model stand-in as an executable whose #! is the rootfs's arm64 python3."""
-    from edgeship.runtime.rootfs import ensure_binfmt
+    """The benchmark_model stand-in as an executable whose #! is the rootfs's arm64 python3, with the
+    arm64 numpy and ai-edge-litert it needs: the rootfs has no Python packages since they became the
+    optional Python side (`devices setup emu:* --with-python`), so the stand-in puts that folder first
+    on its path."""
+    from edgeship.runtime.rootfs import ensure_binfmt, ensure_python_side
 
     ensure_binfmt()  # the server's shell execs arm64 programs through binfmt_misc
-    return install_standin(tmp_path_factory.mktemp("runner"), "benchmark_model", f"{emu_rootfs}/usr/bin/python3")
+    side, _ = ensure_python_side()
+    return install_standin(tmp_path_factory.mktemp("runner"), "benchmark_model", f"{emu_rootfs}/usr/bin/python3",
+                           site=side)
 
 
-def install_standin(folder: Path, name: str, python: str) -> Path:
-    """tests/runner_standins/NAME.py as an executable NAME run by `python` (its #! line)."""
+def install_standin(folder: Path, name: str, python: str, site: Path | None = None) -> Path:
+    """tests/runner_standins/NAME.py as an executable NAME run by `python` (its #! line), with SITE
+    (a folder of packages) first on its import path."""
     path = folder / name
-    path.write_text(f"#!{python}\n" + (STANDINS / f"{name}.py").read_text())
+    first = f"import sys as _sys; _sys.path.insert(0, {str(site)!r})\n" if site else ""
+    path.write_text(f"#!{python}\n" + first + (STANDINS / f"{name}.py").read_text())
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
 

@@ -40,9 +40,10 @@ where validate's extra time goes, each part timed on its own in the same repeats
 the imports validate makes (a child that only imports them), the bundle and golden read, the
 sha256 check, the child runner as validate calls it (LocalDevice.run_artifact: inputs written,
 runner process, outputs read back) and the golden comparison (metrics.compare); the rest is the
-table, the JSON and what is not timed apart. Without --bundle: the zoo's ImageNet MobileNetV2 at
-224x224 (bench/export_time.py:mobilenet_v2_224, about 20 ms a run on one x86 core) exported with
-the CLI to .pte fp32 (--int8: and int8), 20 golden samples of bench/models/photos.py:calib.
+table, the JSON and what is not timed apart. Without --bundle: the zoo's ImageNet MobileNetV2
+(bench/export_time.py:mobilenet_v2_224) at 384x384 (mobilenet_v2_384 here: about 20 ms a run on
+one core of this x86 host; --size 224: about 7 ms) exported with the CLI to .pte fp32 (--int8: and
+int8), 20 golden samples of bench/models/photos.py's crops at that size.
 """
 
 from __future__ import annotations
@@ -300,10 +301,38 @@ def timed_child(cmd: list[str], env: dict | None = None) -> tuple[float, float, 
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), proc
 
 
-def export_mobilenet(out: Path, int8: bool) -> Path:
-    cmd = [sys.executable, "-m", "edgeship", "-q", "export", "bench/export_time.py:mobilenet_v2_224", "--to", "pte",
-           "--quant", "fp32,int8" if int8 else "fp32", "--calib", "bench/models/photos.py:calib",
-           "--golden-samples", "20", "--out", str(out), "--name", "mnv2_224"]
+def _bench_module(name: str):
+    import importlib.util
+
+    module = "native_runner_" + name.replace("/", "_")
+    spec = importlib.util.spec_from_file_location(module, REPO / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # export_time.py's dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def mobilenet_v2_384():
+    """edgeship source: bench/export_time.py's mobilenet_v2_224 (the zoo's ImageNet MobileNetV2,
+    fully convolutional up to a global mean) with a 384x384 input: about 20 ms a run on one core
+    of this x86 host, where 224x224 takes about 7 ms."""
+    import torch
+
+    model, _ = _bench_module("export_time").mobilenet_v2_224()
+    return model, (torch.zeros(1, 3, 384, 384),)
+
+
+def photos_384():
+    """edgeship data: bench/models/photos.py's calibration crops at 384x384 (32 of them)."""
+    yield from _bench_module("models/photos").crops(32, 0, "calib", size=384)
+
+
+def export_mobilenet(out: Path, int8: bool, size: int) -> Path:
+    source, calib = (("bench/export_time.py:mobilenet_v2_224", "bench/models/photos.py:calib") if size == 224 else
+                     ("bench/native_runner.py:mobilenet_v2_384", "bench/native_runner.py:photos_384"))
+    cmd = [sys.executable, "-m", "edgeship", "-q", "export", source, "--to", "pte",
+           "--quant", "fp32,int8" if int8 else "fp32", "--calib", calib,
+           "--golden-samples", "20", "--out", str(out), "--name", f"mnv2_{size}"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, check=False, env=ENV, capture_output=True, text=True, cwd=REPO)
     if proc.returncode:
@@ -389,7 +418,8 @@ def bench_harness(bundle_dir: Path, repeats: int, runs: int, warmup: int, tmp: P
         print(f"repeat {rep + 1}/{repeats} done", file=sys.stderr, flush=True)
 
     med = {rc: {k: statistics.median(v) for k, v in g.items()} for rc, g in got.items()}
-    lines = [(f"### MobileNetV2 224 (.pte, {bundle_dir.name}): `validate` against a bare loop, host "
+    size = "x".join(str(d) for d in x.shape[-2:])
+    lines = [(f"### MobileNetV2 {size} (.pte, {bundle_dir.name}): `validate` against a bare loop, host "
              f"({n} golden samples, {warmup} warm-up, {runs} timed runs, 1 thread; {repeats} interleaved repeats, "
              "medians)"), "",
              ("| recipe | validate wall s | validate CPU s | bare loop wall s | bare loop CPU s | overhead s | "
@@ -446,6 +476,8 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=100, help="--harness: timed runs")
     p.add_argument("--warmup", type=int, default=5, help="--harness: warm-up runs (validate's default)")
     p.add_argument("--int8", action="store_true", help="--harness without --bundle: export int8 as well as fp32")
+    p.add_argument("--size", type=int, choices=(224, 384), default=384, help="--harness without --bundle: "
+                   "MobileNetV2's input size (384: about 20 ms a run on one core here; 224: about 7 ms)")
     p.add_argument("--memory", type=Path, metavar="BUNDLE", help="only peak memory of the native runners on BUNDLE "
                    "(fp32 and int8, .pte and .tflite)")
     p.add_argument("--samples", type=int, default=100, help="--memory: samples per run (validate's golden count)")
@@ -455,12 +487,12 @@ def main() -> None:
     if args.harness:
         load0, start = os.getloadavg(), datetime.datetime.now(datetime.timezone.utc)
         with tempfile.TemporaryDirectory(prefix="edgeship-bench-harness-") as tmp:
-            bundle = args.bundle or export_mobilenet(Path(tmp) / "mnv2_224", args.int8)
+            bundle = args.bundle or export_mobilenet(Path(tmp) / f"mnv2_{args.size}", args.int8, args.size)
             lines = bench_harness(bundle, args.repeats, args.runs, args.warmup, Path(tmp))
         load1 = os.getloadavg()
         cmd = (f".venv/bin/python bench/native_runner.py --harness --runs {args.runs} --warmup {args.warmup} "
                f"--repeats {args.repeats}" + (" --bundle BUNDLE" if args.bundle else "")
-               + (" --int8" if args.int8 and not args.bundle else ""))
+               + (f" --size {args.size}" + (" --int8" if args.int8 else "") if not args.bundle else ""))
         lines = [f"command: `{cmd}`", "",
                  (f"started {start:%Y-%m-%d %H:%M} UTC; load average at start {load0[0]:.2f} / {load0[1]:.2f} / "
                  f"{load0[2]:.2f}, at end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f} (1/5/15 min)"), ""] + lines

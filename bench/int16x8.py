@@ -101,10 +101,11 @@ def measure(name: str, source: str, calib: str, evaluation: str, runs: int, work
     if not (out / "manifest.json").exists():
         return [{"model": name, "error": (exported.stderr or exported.stdout).strip().splitlines()[-1:]}]
     manifest = json.loads((out / "manifest.json").read_text())
-    checked = edgeship("validate", str(out), "--json", "--runs", str(runs))
+    report_path = work / f"{name}.validate.json"
+    checked = edgeship("validate", str(out), "--json", str(report_path), "--runs", str(runs))
     try:
-        report = json.loads(checked.stdout)
-    except ValueError:
+        report = json.loads(report_path.read_text())
+    except (OSError, ValueError):
         return [{"model": name, "error": (checked.stderr or checked.stdout).strip().splitlines()[-1:]}]
     rows = []
     by_path = {Path(a["path"]).name: a for a in manifest["artifacts"]}

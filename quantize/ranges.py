@@ -294,7 +294,7 @@ def keras_activations(model, samples: list[list[np.ndarray]]) -> list[Activation
     rng = np.random.default_rng(0)
     stats = [_Stats(rng, -1) for _ in layers]
     for sample in samples:
-        outs = probe(sample if len(sample) > 1 else sample[0], training=False)
+        outs = probe(list(sample), training=False)  # built on model.inputs, a list: a bare tensor made Keras warn
         for s, o in zip(stats, outs if isinstance(outs, (list, tuple)) else [outs]):
             arr = np.asarray(o)
             if arr.dtype.kind == "f":

@@ -172,3 +172,20 @@ def test_a_padding_mask_of_minus_inf_keeps_attention_float_in_the_onnx_only():
     assert found.for_target("onnx").layers == ("enc.layers.0.self_attn",)
     assert found.for_target("tflite").layers == () and found.for_target("pte").layers == ()
     assert ".onnx only" in found.line()
+
+
+def test_a_keras_cnn_is_measured_per_layer_keeps_nothing_and_keras_says_nothing(keras_digits, recwarn):
+    """The Keras side of the statistic, on a trained Keras CNN (conftest: the demo's digits CNN saved
+    as .keras): every top-level layer with a float output is measured, a normal CNN keeps nothing
+    float, and the probe is fed as Keras built it (a list), so Keras warns of no input structure
+    mismatch (it did: a bare tensor printed Keras' UserWarning in the demo's terminal)."""
+    from sklearn.datasets import load_digits
+
+    from edgeship.sources import load_model
+
+    model = load_model(keras_digits.source)
+    x = (load_digits().images[:32, :, :, None] / 16.0).astype(np.float32)
+    finding = ranges.find(model, [x])
+    assert finding.skipped is None and finding.samples == 32
+    assert finding.measured >= 3 and finding.layers == () and finding.flagged == []
+    assert not [w for w in recwarn if "structure of `inputs`" in str(w.message)]

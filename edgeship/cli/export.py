@@ -76,7 +76,8 @@ def floats(text: str | None):
                    "measured SNR; it skips other sources. The fp32 artifact is never changed.")
 @click.option("--keep-float-ranges", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
               help="int8 keeps in float the layers whose activations one int8 scale per tensor cannot hold (over "
-                   "half their non-zero values would round to zero: a power spectrum, a mask of -inf), measured on "
+                   "80% of their non-zero values would round to zero, and over half at one scale per channel: a "
+                   "power spectrum, a mask of -inf), measured on "
                    "the float model over --calib; printed and recorded in manifest.json (float_ranges). off "
                    "quantizes them.")
 @click.option("--weight-rounding", type=click.Choice(["nearest", "gptq", "auto"]), default="nearest",

@@ -34,6 +34,8 @@ class LocalDevice:
     pte_runtime: str | None = None
     # the same for .tflite: --tflite-runtime, else $EDGESHIP_TFLITE_RUNTIME, else native
     tflite_runtime: str | None = None
+    # the same for .onnx: $EDGESHIP_ONNX_RUNTIME, else native (onnxruntime's Python package when it cannot be built)
+    onnx_runtime: str | None = None
     native_target = "host"
 
     def agent_command(self) -> list[str]:
@@ -43,8 +45,8 @@ class LocalDevice:
         return [str(runner.binary)]
 
     def run_artifact(self, artifact, inputs, signature, **kw) -> AgentRun:
-        """A .pte or .tflite through its native runner (native_build.py) unless the Python one was
-        asked for or no runner can be built here; everything else through the Python agent."""
+        """A .pte, .tflite or .onnx through its native runner (native_build.py) unless the Python one
+        was asked for or no runner can be built here; everything else through the Python agent."""
         if Path(artifact).suffix == ".pte":
             run = self.run_native_pte(artifact, inputs, signature, **kw)
             if run is not None:
@@ -53,7 +55,23 @@ class LocalDevice:
             run = self.run_native_tflite(artifact, inputs, signature, **kw)
             if run is not None:
                 return run
+        if Path(artifact).suffix == ".onnx":
+            run = self.run_native_onnx(artifact, inputs, signature, **kw)
+            if run is not None:
+                return run
         return self.run_agent(artifact, inputs, signature, **kw)
+
+    def run_native_onnx(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
+                        verbose=False) -> AgentRun | None:
+        """None when onnxruntime's Python package is to run it (chosen, or no native runner here)."""
+        if native_build.onnx_runtime(self.onnx_runtime) != "native":
+            return None
+        runner = native_build.runner_or_none(self.native_target, "ort")
+        if runner is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="edgeship-native-") as tmp:
+            return native.run_native(self.native_command(runner), artifact, inputs, signature, Path(tmp),
+                                     threads=threads, warmup=warmup, runs=runs, timeout=timeout)
 
     def run_native_tflite(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
                           verbose=False, profile=None) -> AgentRun | None:

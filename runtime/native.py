@@ -11,7 +11,9 @@ latency from the same percentiles as timing.py, peak_rss_mb from VmHWM, runtime,
 on an emulated Pi. Remote devices (ssh) use `native_args`, `to_result` and `read_outputs` around
 their own transport. `kind="litert"` runs a .tflite through litert_runner (libLiteRt.so's C API),
 with the same files in and out; its inputs and outputs are reordered as the signature lists them
-(`--want`, the Python runner's rule).
+(`--want`, the Python runner's rule). `kind="ort"` runs a .onnx through ort_runner (libonnxruntime's
+C API) the same way, and is told each input's sample shape (`--shape`) for the dimensions the
+model leaves open.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
-from edgeship.runtime.native_build import NativeUnavailable, ensure_runner
+from edgeship.runtime.native_build import NativeUnavailable, ensure_runner, kind_for
 from edgeship.runtime.standalone import timing
 from edgeship.runtime.standalone.executorch import check_pte_bytes
 
@@ -32,8 +34,19 @@ TFLITE_IDENTIFIER = b"TFL3"
 
 
 def kind_of(artifact) -> str:
-    """'litert' for a .tflite, 'pte' for everything else the native runners take."""
-    return "litert" if str(artifact).endswith(".tflite") else "pte"
+    """'litert' for a .tflite, 'ort' for a .onnx (native_build.SPECS' formats), 'pte' for everything else."""
+    return kind_for(artifact) or "pte"
+
+
+def check_onnx_bytes(head: bytes, size: int, where: str) -> None:
+    """The Python runner's check before loading: an empty file is named as such."""
+    if size == 0:
+        raise ValueError(f"{where} is empty (0 bytes), not an ONNX model")
+
+
+def sample_shapes(inputs) -> list[list[int]]:
+    """Each input's sample shape as the Python agent feeds it (a[i:i+1]): for open dimensions."""
+    return [[1, *np.asarray(a).shape[1:]] for a in inputs]
 
 
 def check_tflite_bytes(head: bytes, size: int, where: str) -> None:
@@ -60,7 +73,8 @@ def write_inputs(workdir: Path, inputs: list[np.ndarray]) -> list[tuple[Path, st
 
 def native_args(artifact: str, input_files: list[tuple[str, str]], out_dir: str, samples: int,
                 signature: dict | None, *, threads=1, warmup=5, runs=50, max_seconds=30.0,
-                etdump: str | None = None, kind: str = "pte", profile: str | None = None) -> list[str]:
+                etdump: str | None = None, kind: str = "pte", profile: str | None = None,
+                shapes: list[list[int]] | None = None) -> list[str]:
     args = [str(artifact), "--samples", str(samples), "--out-dir", str(out_dir), "--threads", str(threads),
             "--warmup", str(warmup), "--runs", str(runs), "--max-seconds", f"{max_seconds:g}"]
     for path, dtype in input_files:
@@ -72,12 +86,15 @@ def native_args(artifact: str, input_files: list[tuple[str, str]], out_dir: str,
                 args += ["--quant", f"{side}:{i}:{float(q['scale']):.9g}:{int(q.get('zero_point', 0))}"]
     if etdump:
         args += ["--etdump", str(etdump)]
-    if kind == "litert":  # the manifest's order over the file's: tensor name, else signature key
+    if kind in ("litert", "ort"):  # the manifest's order over the file's: tensor name, else signature key
         for side, key in (("input", "inputs"), ("output", "outputs")):
             for i, entry in enumerate((signature or {}).get(key) or []):
                 args += ["--want", side, str(i), str(entry.get("artifact_name") or ""), str(entry.get("name") or "")]
-        if profile:
-            args += ["--profile", str(profile)]
+    if kind == "litert" and profile:
+        args += ["--profile", str(profile)]
+    if kind == "ort":
+        for i, shape in enumerate(shapes or []):
+            args += ["--shape", f"{i}:{','.join(str(int(d)) for d in shape)}"]
     return args
 
 
@@ -145,6 +162,8 @@ def run_native(runner_cmd: list[str], artifact, inputs: list[np.ndarray], signat
         if Path(artifact).is_file() and kind == "litert":
             with open(artifact, "rb") as f:
                 check_tflite_bytes(f.read(8), Path(artifact).stat().st_size, f"'{artifact}'")
+        elif Path(artifact).is_file() and kind == "ort":
+            check_onnx_bytes(b"", Path(artifact).stat().st_size, f"'{artifact}'")
         elif Path(artifact).is_file():
             check_pte_bytes(Path(artifact).read_bytes(), str(artifact))
     except (OSError, ValueError) as e:
@@ -155,7 +174,7 @@ def run_native(runner_cmd: list[str], artifact, inputs: list[np.ndarray], signat
     n = int(np.asarray(inputs[0]).shape[0])
     args = native_args(str(Path(artifact).resolve()), [(str(p), d) for p, d in files], str(out_dir), n, signature,
                        threads=threads, warmup=warmup, runs=runs, max_seconds=max(1.0, timeout / 4), etdump=etdump,
-                       kind=kind, profile=profile)
+                       kind=kind, profile=profile, shapes=sample_shapes(inputs))
     try:
         proc = subprocess.run(runner_cmd + args, capture_output=True, text=True, timeout=timeout,
                               env=env, stdin=subprocess.DEVNULL, errors="replace")
@@ -178,12 +197,28 @@ def probe_native(runner_cmd: list[str] | None, reason: str | None = None, timeou
     report = parse_agent_stdout(proc.stdout)
     if not report or not report.get("ok"):
         return {"available": False, "reason": describe_exit(proc.returncode, proc.stderr)}
+    return available(report)
+
+
+# what each runtime registers when its CPU path is there: XNNPACK for ExecuTorch and LiteRT, onnxruntime's
+# own CPU execution provider (no XNNPACK in the wheel's build)
+CPU_BACKENDS = {"executorch": "XnnpackBackend", "litert": "CpuAccelerator", "onnxruntime": "CPUExecutionProvider"}
+
+
+def available(report: dict, **extra) -> dict:
+    """A runner's --probe REPORT (ok) as doctor shows it; EXTRA keys added (an ssh device's location)."""
     backends = report.get("backends") or []
-    name = "XnnpackBackend" if str(report.get("runtime")).startswith("executorch") else "CpuAccelerator"
-    return {"available": True, "runtime": report.get("runtime"), "backends": backends,
-            "machine": (report.get("platform") or {}).get("machine"),
-            "xnnpack": {"active": name in backends,
-                        "detail": f"{name} registered" if name in backends else f"{name} not registered"}}
+    runtime = str(report.get("runtime"))
+    name = next((b for prefix, b in CPU_BACKENDS.items() if runtime.startswith(prefix)), "CpuAccelerator")
+    out = {"available": True, "runtime": report.get("runtime"), "backends": backends, **extra,
+           "machine": (report.get("platform") or {}).get("machine")}
+    if name == "CPUExecutionProvider":
+        out["cpu"] = {"active": name in backends,
+                      "detail": f"{name} registered" if name in backends else f"{name} not registered"}
+    else:
+        out["xnnpack"] = {"active": name in backends,
+                          "detail": f"{name} registered" if name in backends else f"{name} not registered"}
+    return out
 
 
 def native_probe_for(device, kind: str = "pte") -> dict:
@@ -197,11 +232,15 @@ def native_probe_for(device, kind: str = "pte") -> dict:
 
 
 def native_row(n: dict) -> str:
-    """The doctor table's 'ExecuTorch (native)' or 'LiteRT (native)' cell (rich markup)."""
+    """The doctor table's 'ExecuTorch (native)', 'LiteRT (native)' or 'ONNX Runtime (native)' cell (rich markup)."""
     from rich.markup import escape
 
     if not n.get("available"):
         return f"[red]unavailable[/]: {escape(str(n.get('reason')))}"
+    if "cpu" in n:  # onnxruntime: its own CPU execution provider
+        c = n["cpu"]
+        return (f"[green]{escape(str(n.get('runtime')))}[/] ({n.get('machine')}; no Python); "
+                + ("[green]CPU execution provider[/]" if c.get("active") else "[red]no CPU execution provider[/]"))
     x = n.get("xnnpack") or {}
     needs_none = "no torch" if str(n.get("runtime")).startswith("executorch") else "no Python"
     return (f"[green]{escape(str(n.get('runtime')))}[/] ({n.get('machine')}; {needs_none}); XNNPACK "

@@ -20,6 +20,15 @@ libc/libm/libstdc++/libgcc_s/libdl/librt/libpthread): on the host the installed 
 aarch64 the manylinux aarch64 wheel of the same version (the one `devices setup emu:*` already
 cached under ~/.cache/edgeship/wheels/, else fetched by pip). Its cache folder holds
 `litert_runner` and `lib/libLiteRt.so` for aarch64, pushed to a device as it is.
+
+The ONNX Runtime runner (runtime/native/ort_runner.cpp, `kind="ort"`) links the onnxruntime
+wheel's libonnxruntime.so (its C API through OrtGetApiBase, declared in the source: the wheel has
+no header; it needs only libc/libm/libstdc++/libgcc_s/libdl/librt/libpthread). The library's
+soname is libonnxruntime.so.1 and the wheel ships only libonnxruntime.so.<version>, so each target
+gets a folder holding it as `libonnxruntime.so.1`: on the host a symlink to the installed package's
+file (~/.cache/edgeship/wheels/onnxruntime-<version>-host-<hash of its path>/), for aarch64 the
+manylinux aarch64 wheel's file, taken from the wheel the emulated Pi's Python side cached or
+fetched by pip. The aarch64 cache folder holds `ort_runner` and `lib/libonnxruntime.so.1`.
 """
 
 from __future__ import annotations
@@ -39,22 +48,26 @@ from pathlib import Path
 
 from edgeship import context
 from edgeship.console import info
-from edgeship.errors import EdgeshipError
+from edgeship.errors import EdgeshipError, InputError
 from edgeship.runtime.rootfs import cache_root
 
 SOURCE = Path(__file__).resolve().parent / "native" / "pte_runner.cpp"
 LITERT_SOURCE = Path(__file__).resolve().parent / "native" / "litert_runner.cpp"
-HEADER = Path(__file__).resolve().parent / "native" / "runner_common.h"  # both runners include it
+ORT_SOURCE = Path(__file__).resolve().parent / "native" / "ort_runner.cpp"
+HEADER = Path(__file__).resolve().parent / "native" / "runner_common.h"  # every runner includes it
 TARGETS = ("host", "aarch64")
-KINDS = ("pte", "litert")
+KINDS = ("pte", "litert", "ort")
 LIBS = ("executorch", "executorch_backend_xnnpack", "executorch_kernels_optimized", "executorch_kernels_quantized",
         "executorch_threadpool", "executorch_etdump")
 CROSS_CXX = "aarch64-linux-gnu-g++"
 CROSS_APT = "apt-get install g++-aarch64-linux-gnu"
 ENV_RUNTIME = "EDGESHIP_PTE_RUNTIME"  # the user's default: native (default) | python
 ENV_TFLITE_RUNTIME = "EDGESHIP_TFLITE_RUNTIME"  # the same for .tflite
+ENV_ONNX_RUNTIME = "EDGESHIP_ONNX_RUNTIME"  # the same for .onnx
 PTE_RUNTIMES = context.PTE_RUNTIMES
+ONNX_RUNTIMES = ("native", "python")
 LITERT_LIB = "libLiteRt.so"
+ORT_LIB = "libonnxruntime.so.1"  # the library's soname, what the runner's DT_NEEDED names
 _said: set[str] = set()
 
 
@@ -72,7 +85,7 @@ class NativeRunner:
 
     @property
     def runtime(self) -> str:
-        return f"{'executorch' if self.kind == 'pte' else 'litert'}-native {self.version}"
+        return f"{SPECS[self.kind].runtime}-native {self.version}"
 
     def files(self) -> list[Path]:
         """The runner and its libraries: what a device needs."""
@@ -176,6 +189,79 @@ def aarch64_litert_dir(version: str) -> Path:
     return dest
 
 
+def ort_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onnxruntime").split("+")[0]
+    except PackageNotFoundError:
+        raise NativeUnavailable("onnxruntime is not installed on this host: no libonnxruntime.so to build the native "
+                                "ONNX Runtime runner against") from None
+
+
+def _ort_file(folder: Path, version: str) -> Path | None:
+    found = sorted(folder.glob(f"libonnxruntime.so.{version}")) or sorted(folder.glob("libonnxruntime.so.1*"))
+    return found[-1] if found else None
+
+
+def host_ort_dir(version: str) -> Path:
+    """A folder holding the installed onnxruntime's library as libonnxruntime.so.1 (a symlink)."""
+    spec = importlib.util.find_spec("onnxruntime")
+    if spec is None or not spec.submodule_search_locations:
+        raise NativeUnavailable("onnxruntime is not installed on this host")
+    capi = Path(next(iter(spec.submodule_search_locations))) / "capi"
+    lib = _ort_file(capi, version)
+    if lib is None:
+        raise NativeUnavailable(f"the onnxruntime package at {capi.parent} has no capi/libonnxruntime.so.*")
+    lib = lib.resolve()
+    dest = cache_root() / "wheels" / f"onnxruntime-{version}-host-{hashlib.sha256(str(lib).encode()).hexdigest()[:12]}"
+    if (dest / ORT_LIB).resolve() == lib:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".ort-", dir=dest.parent))
+    (stage / ORT_LIB).symlink_to(lib)
+    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        stage.rename(dest)
+    except OSError:  # another process made it first
+        shutil.rmtree(stage, ignore_errors=True)
+    return dest
+
+
+def aarch64_ort_dir(version: str) -> Path:
+    """The aarch64 wheel's onnxruntime/capi/libonnxruntime.so.<version> as libonnxruntime.so.1, unpacked
+    once: from the wheel the emulated Pi's Python side cached, else fetched by pip."""
+    wheels = cache_root() / "wheels"
+    dest = wheels / f"onnxruntime-{version}-aarch64"
+    if (dest / ORT_LIB).is_file():
+        return dest
+    wheels.mkdir(parents=True, exist_ok=True)
+    pattern = f"onnxruntime-{version}-*manylinux*aarch64.whl"
+    with _lock(wheels / ".ort-aarch64.lock"):
+        found = sorted(wheels.glob(pattern)) + sorted(wheels.glob(f"*/{pattern}"))
+        if not found:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--platform",
+                   "manylinux_2_28_aarch64", "--python-version", "3.11", f"onnxruntime=={version}", "-d",
+                   str(wheels)]
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+            found = sorted(wheels.glob(pattern))
+            if p.returncode != 0 or not found:
+                last = (p.stderr or p.stdout).strip().splitlines()
+                raise NativeUnavailable(f"could not fetch the aarch64 onnxruntime {version} wheel: "
+                                        f"{last[-1] if last else p.returncode}")
+        stage = Path(tempfile.mkdtemp(prefix=".unpack-", dir=wheels))
+        with zipfile.ZipFile(found[-1]) as z:
+            names = [n for n in z.namelist() if n.startswith("onnxruntime/capi/libonnxruntime.so.")]
+            if not names:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise NativeUnavailable(f"the aarch64 onnxruntime wheel {found[-1].name} has no "
+                                        f"capi/libonnxruntime.so.*")
+            (stage / ORT_LIB).write_bytes(z.read(max(names)))
+        shutil.rmtree(dest, ignore_errors=True)
+        stage.rename(dest)
+    return dest
+
+
 def compiler(target: str) -> str | None:
     if target == "host":
         return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
@@ -196,6 +282,14 @@ def litert_compile_command(cxx: str, source: Path, out: Path, lib_dir: Path, rpa
             f"-L{lib_dir}", f"-Wl,-rpath,{rpath}", f"-l:{LITERT_LIB}"]
 
 
+def ort_compile_command(cxx: str, source: Path, out: Path, lib_dir: Path, rpath: str, version: str) -> list[str]:
+    """g++ against LIB_DIR/libonnxruntime.so.1 (its C API, declared in the source: the wheel has no header);
+    the C API version asked for is the release's minor number (1.31 -> 31)."""
+    api = version.split(".")[1] if version.count(".") >= 1 and version.split(".")[1].isdigit() else "1"
+    return [cxx, "-O2", "-std=c++17", str(source), "-o", str(out), f'-DEDGESHIP_ORT_VERSION="{version}"',
+            f"-DEDGESHIP_ORT_API_VERSION={api}", f"-L{lib_dir}", f"-Wl,-rpath,{rpath}", f"-l:{ORT_LIB}"]
+
+
 @dataclass(frozen=True)
 class RunnerSpec:
     """What differs between the two runners' builds. ROOT is the runtime's files for a target (the
@@ -212,16 +306,31 @@ class RunnerSpec:
     lib_dir: Callable[[Path], Path]
     libs: tuple[str, ...]
     command: Callable[[str, Path, Path, Path, str, str], list[str]]
+    runtime: str  # the report's runtime name: "<runtime>-native <version>"
+    fmt: str  # the format it runs: ".pte", ".tflite", ".onnx"
+    python: str  # what runs that format instead when this runner cannot be built
 
 
 SPECS = {
     "pte": RunnerSpec("pte", SOURCE, "pte_runner", "ExecuTorch", executorch_version,
                       lambda target, v: host_executorch_dir() if target == "host" else aarch64_executorch_dir(v),
-                      lambda root: root / "lib", tuple(f"lib{name}.so" for name in LIBS), compile_command),
+                      lambda root: root / "lib", tuple(f"lib{name}.so" for name in LIBS), compile_command,
+                      "executorch", ".pte", "ExecuTorch's Python runtime"),
     "litert": RunnerSpec("litert", LITERT_SOURCE, "litert_runner", "LiteRT", litert_version,
                          lambda target, v: host_litert_dir() if target == "host" else aarch64_litert_dir(v),
-                         lambda root: root, (LITERT_LIB,), litert_compile_command),
+                         lambda root: root, (LITERT_LIB,), litert_compile_command,
+                         "litert", ".tflite", "ai-edge-litert's Python interpreter"),
+    "ort": RunnerSpec("ort", ORT_SOURCE, "ort_runner", "ONNX Runtime", ort_version,
+                      lambda target, v: host_ort_dir(v) if target == "host" else aarch64_ort_dir(v),
+                      lambda root: root, (ORT_LIB,), ort_compile_command,
+                      "onnxruntime", ".onnx", "onnxruntime's Python package"),
 }
+
+
+def kind_for(artifact) -> str | None:
+    """The native runner kind that runs ARTIFACT's format (SPECS' fmt), None for none."""
+    suffix = Path(str(artifact)).suffix
+    return next((k for k, spec in SPECS.items() if spec.fmt == suffix), None)
 
 
 def build_key(target: str, version: str, root: Path, kind: str = "pte") -> str:
@@ -305,6 +414,18 @@ def tflite_runtime(choice: str | None = None) -> str:
     return "native"
 
 
+def onnx_runtime(choice: str | None = None) -> str:
+    """'native' or 'python' for .onnx: the choice given (a device's own), else $EDGESHIP_ONNX_RUNTIME,
+    else native."""
+    value, source = (choice, "the device's .onnx runtime") if choice else (os.environ.get(ENV_ONNX_RUNTIME), f"${ENV_ONNX_RUNTIME}")
+    if not value:
+        return "native"
+    value = value.strip().lower()
+    if value not in ONNX_RUNTIMES:
+        raise InputError(f"unknown .onnx runtime '{value}' (from {source}); choose {' or '.join(ONNX_RUNTIMES)}")
+    return value
+
+
 def runner_or_none(target: str = "host", kind: str = "pte") -> NativeRunner | None:
     """The native runner, or None after saying once why the Python runner is used instead."""
     try:
@@ -313,8 +434,8 @@ def runner_or_none(target: str = "host", kind: str = "pte") -> NativeRunner | No
         key = target if kind == "pte" else f"{kind}:{target}"
         if key not in _said:
             _said.add(key)
-            instead = ("ExecuTorch's Python runtime" if kind == "pte" else "ai-edge-litert's Python interpreter")
-            info(f"{e.message}; .{'pte' if kind == 'pte' else 'tflite'} runs with {instead} instead")
+            spec = SPECS[kind]
+            info(f"{e.message}; {spec.fmt} runs with {spec.python} instead")
         return None
 
 

@@ -8,8 +8,9 @@ chroot and no binfmt_misc are needed to run them, nor root: `-L` makes QEMU look
 root filesystem first (its libraries, its /sys stub for XNNPACK), then on the host (the run's own
 files). The board's CPU model keeps the guest from claiming features the Pi lacks.
 
-The Python agent (`ROOTFS/usr/bin/python3 -m edgeship_agent.agent`, same QEMU flags) runs .onnx
-and --tflite-runtime python. Its packages (numpy, ai-edge-litert, onnxruntime) are the Python
+The Python agent (`ROOTFS/usr/bin/python3 -m edgeship_agent.agent`, same QEMU flags) runs
+--tflite-runtime python, EDGESHIP_ONNX_RUNTIME=python, and .onnx when this host cannot build the
+native ONNX Runtime runner. Its packages (numpy, ai-edge-litert, onnxruntime) are the Python
 side, a folder beside the root filesystem (rootfs.ensure_python_side) put on the guest's
 PYTHONPATH: installed by `edgeship devices setup emu:rpi4 --with-python`, or at the first run that
 needs it. ExecuTorch's Python runtime needs a CPU torch, which PyPI does not serve for aarch64:
@@ -122,7 +123,7 @@ class EmulatedDevice(LocalDevice):
         self._tmp = tempfile.TemporaryDirectory(prefix="edgeship-emu-agent-")
         self.agent_dir = agent_package(Path(self._tmp.name))
         self._executorch: bool | None = None
-        self.python_side = rootfs_mod.cached_python_side()  # None until installed (only .onnx and Python runtimes)
+        self.python_side = rootfs_mod.cached_python_side()  # None until installed (only the Python runtimes)
 
     def guest_command(self, module: str) -> list[str]:
         path = f"{self.agent_dir}:{self.python_side}" if self.python_side else str(self.agent_dir)
@@ -134,7 +135,7 @@ class EmulatedDevice(LocalDevice):
         """Install the guest's Python packages now if they are missing (raises SetupError)."""
         if self.python_side is None:
             info(f"{self.uri}: installing the Python side (numpy, ai-edge-litert, onnxruntime for aarch64), once; "
-                 f"only .onnx and the Python runtimes need it")
+                 f"only the Python runtimes need it")
             self.python_side, _ = rootfs_mod.ensure_python_side()
 
     def agent_command(self) -> list[str]:
@@ -164,12 +165,13 @@ class EmulatedDevice(LocalDevice):
             result["tflite"] = {"available": False, "reason": f"no Python side ({self.python_hint()})"}
         result["executorch_native"] = native_probe_for(self)
         result["litert_native"] = native_probe_for(self, "litert")
+        result["ort_native"] = native_probe_for(self, "ort")
         result["formats"] = formats(result, self.uri)
         return result
 
     def python_hint(self) -> str:
-        return (f"needed only for .onnx and --tflite-runtime python: `edgeship devices setup {self.uri} "
-                f"--with-python`")
+        return (f"needed only for --tflite-runtime python and Python's onnxruntime (.onnx without the native "
+                f"runner): `edgeship devices setup {self.uri} --with-python`")
 
     def run_artifact(self, artifact, inputs, signature, **kw) -> AgentRun:
         if Path(artifact).suffix == ".tflite":  # the aarch64 LiteRT runner; the guest's Python if chosen
@@ -184,6 +186,10 @@ class EmulatedDevice(LocalDevice):
                 self._executorch = self.python_side is not None and self._guest_imports("torch")
             if not self._executorch:
                 return AgentRun(False, {"platform": {"machine": "aarch64"}}, error=EXECUTORCH_ON_AARCH64)
+        if Path(artifact).suffix == ".onnx":  # the aarch64 ONNX Runtime runner; the guest's Python if chosen
+            run = self.run_native_onnx(artifact, inputs, signature, **kw)
+            if run is not None:
+                return run
         try:
             self.ensure_python_side()
         except rootfs_mod.SetupError as e:
@@ -205,10 +211,17 @@ def formats(report: dict, uri: str) -> dict:
     setup = f"`edgeship devices setup {uri} --with-python`"
     for ext, native_key, python_key, choice, name in (
             (".tflite", "litert_native", "tflite", native_build.tflite_runtime(), "LiteRT"),
-            (".pte", "executorch_native", "executorch", native_build.pte_runtime(), "ExecuTorch")):
+            (".pte", "executorch_native", "executorch", native_build.pte_runtime(), "ExecuTorch"),
+            (".onnx", "ort_native", "onnxruntime", native_build.onnx_runtime(), "ONNX Runtime")):
         nat, py = report.get(native_key) or {}, report.get(python_key) or {}
         if choice == "native" and nat.get("available"):
             out[ext] = {"runs": True, "how": f"native {name} runner under QEMU (no Python package in the rootfs)"}
+        elif ext == ".onnx" and side:
+            out[ext] = {"runs": True, "how": f"onnxruntime (the Python side, {side})"}
+        elif ext == ".onnx":
+            out[ext] = {"runs": False, "how": f"needs onnxruntime, the Python side: {setup} (or the first .onnx run "
+                                              f"installs it)" + (f"; the native runner: {nat.get('reason')}"
+                                                                 if choice == "native" and nat.get("reason") else "")}
         elif py.get("available"):
             out[ext] = {"runs": True, "how": f"{py.get('runtime')} (the Python side, {side})"}
         elif ext == ".tflite" and not side:
@@ -217,7 +230,4 @@ def formats(report: dict, uri: str) -> dict:
         else:
             why = (nat.get("reason") if choice == "native" else None) or py.get("reason") or "no runtime"
             out[ext] = {"runs": False, "how": str(why)}
-    out[".onnx"] = ({"runs": True, "how": f"onnxruntime (the Python side, {side})"} if side else
-                    {"runs": False, "how": f"needs onnxruntime, the Python side: {setup} (or the first .onnx run "
-                                           f"installs it)"})
     return out

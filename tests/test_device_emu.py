@@ -1,5 +1,5 @@
 """emu:rpi4 / emu:rpi5 for real: Debian arm64 under qemu-aarch64-static, edgeship's aarch64 LiteRT and
-ExecuTorch runners with XNNPACK, no Python package in the root filesystem.
+ExecuTorch runners with XNNPACK and its ONNX Runtime runner, no Python package in the root filesystem.
 
 The session fixture builds the root filesystem with edgeship's own setup code (minutes, once;
 cached under ~/.cache/edgeship). Needs root, debootstrap and qemu-user-static (see .ci/run).
@@ -13,11 +13,23 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from edgeship.cli import cli
 
 from device_support import REPO, digits_bundle, emu_rootfs  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(scope="module")
+def onnx_bundle(tmp_path_factory):
+    """The torch digits CNN exported to .onnx, fp32 and int8, 100 golden samples."""
+    out = tmp_path_factory.mktemp("emu-onnx") / "digits"
+    r = run_cli("-q", "export", f"{REPO / 'examples' / 'torch_digits.py'}:build", "--to", "onnx", "--quant",
+                "fp32,int8", "--calib", "digits:train", "--eval", "digits:test", "--golden-samples", "100", "--out",
+                out, "--name", "digits")
+    assert r.exit_code == 0, r.output
+    return out
 
 
 def run_cli(*args, env=None):
@@ -54,12 +66,12 @@ def test_rpi5_sees_a_cortex_a76_and_computes_int8_right(emu_rootfs, digits_bundl
     assert r.exit_code == 0, r.output
 
 
-def test_tflite_and_pte_validate_with_no_python_package_on_the_board(emu_rootfs, digits_bundle, tmp_path,
-                                                                      monkeypatch):
+def test_tflite_pte_and_onnx_validate_with_no_python_package_on_the_board(emu_rootfs, digits_bundle, onnx_bundle,
+                                                                           tmp_path, monkeypatch):
     """The rootfs as setup builds it has no Python package, and with no Python side installed
-    (a cache of its own, holding only the rootfs and the native runners) every .tflite and .pte
-    of the bundle validates on emu:rpi4 through the aarch64 native runners; doctor says .onnx is
-    what would need the Python side, and nothing gets installed."""
+    (a cache of its own, holding only the rootfs and the native runners) every .tflite, .pte and
+    .onnx of the bundles validates on emu:rpi4 through the aarch64 native runners; doctor says all
+    three run with no Python package, and nothing gets installed."""
     from edgeship.runtime.emulated import EmulatedDevice
     from edgeship.runtime.rootfs import SITE, cache_root, cached_python_side
 
@@ -87,13 +99,23 @@ def test_tflite_and_pte_validate_with_no_python_package_on_the_board(emu_rootfs,
         want = "litert-native" if rec["artifact"].endswith(".tflite") else "executorch-native"
         assert rec["runtime"].startswith(want) and rec["platform"]["machine"] == "aarch64", rec
 
+    out = tmp_path / "onnx.json"
+    r = run_cli("validate", onnx_bundle, "--device", "emu:rpi4", "--runs", "3", "--json", out)
+    assert r.exit_code == 0, r.output
+    records = json.loads(out.read_text())["artifacts"]
+    assert {Path(a["artifact"]).suffix for a in records} == {".onnx"} and len(records) == 2
+    for rec in records:
+        assert rec["status"] == "pass", rec
+        assert rec["runtime"].startswith("onnxruntime-native") and rec["platform"]["machine"] == "aarch64", rec
+
     r = run_cli("devices", "doctor", "emu:rpi4", "--json")
     assert r.exit_code == 0, r.output
     report = json.loads(r.output[r.output.index("{"):])
     assert report["python_side"] is None and report["tflite"]["available"] is False
     f = report["formats"]
     assert f[".tflite"]["runs"] and f[".pte"]["runs"] and "no Python package" in f[".tflite"]["how"]
-    assert not f[".onnx"]["runs"] and "--with-python" in f[".onnx"]["how"]
+    assert f[".onnx"]["runs"] and "native ONNX Runtime runner" in f[".onnx"]["how"], f[".onnx"]
+    assert report["ort_native"]["available"] and report["ort_native"]["machine"] == "aarch64"
     assert cached_python_side() is None  # nothing was installed on the way
 
 

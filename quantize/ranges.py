@@ -24,8 +24,13 @@ Where, by framework:
          belongs to the innermost module of its nn_module_stack (a container is not a layer). Nested
          names collapse to the outermost (a front end and its conv: the front end). A node of the
          top-level forward has no module to keep float: it is reported, not kept.
-  keras  the output of every top-level layer (an intermediate-output model); a flagged layer is kept
-         float when it holds weights (convert/layers.py's Keras layer), else its weighted producer.
+  keras  the output of every layer (an intermediate-output model), nested Functional and Sequential models
+         opened recursively: each nested model gets a probe of its own, fed the inputs the outer graph gave
+         it (its `layer.output` is its own graph's tensor, not connected to the outer inputs: a top-level
+         probe of a base model used as a layer failed, and nothing was measured). A flagged layer is kept
+         float when it holds weights (convert/layers.py's Keras layer), else its weighted producer; one
+         inside a nested model ('base/block_1_expand') keeps the top-level nested model ('base') float,
+         the only layer both Keras routes can find (their layers are top-level layers), and the line says so.
 
 THRESHOLD 0.8, from data: the largest per-tensor zeroed share of any activation (32 calibration samples each)
 of the trained models whose int8 holds: digits CNN 0.02, the zoo's onet 0.26, MobileNetV2 (ImageNet weights)
@@ -122,7 +127,10 @@ class Finding:
         why = []
         for layer in self.layers:
             inside = [a for a in self.flagged if any(k == layer or k.startswith(layer + ".") for k in a.keep)]
-            why.append(f"{layer}: {_said(max(inside, key=lambda a: a.zeroed))}")
+            nested = any(a.name.startswith(layer + "/") for a in inside)  # a Keras layer inside a nested model
+            why.append(f"{layer}: {_said(max(inside, key=lambda a: a.zeroed))}" + (
+                f" (inside the nested model '{layer}': the Keras routes keep top-level layers, so all of it stays "
+                f"float)" if nested else ""))
         alone = [a for a in self.flagged if not a.keep]
         if alone:
             why.append(f"{len(alone)} more in the model's own forward, no layer to keep (e.g. {_said(alone[0])})")
@@ -284,32 +292,121 @@ def _readers(node) -> list:
 # keras
 
 def keras_activations(model, samples: list[list[np.ndarray]]) -> list[Activation]:
-    """The output of every top-level layer of a Keras model over SAMPLES, measured; each belongs to
-    itself when it holds weights, else to the nearest weighted layer that feeds it."""
-    import keras
-
+    """The output of every layer of a Keras model over SAMPLES, measured, nested Functional and
+    Sequential models opened (recursively): a nested model's layers are measured by a probe of their
+    own, fed the nested model's inputs as the outer graph computed them. Each belongs to itself when
+    it holds weights, else to the nearest weighted layer that feeds it; one inside a nested model
+    belongs to the top-level layer that holds it (the Keras routes keep top-level layers float)."""
     weighted = {n for n, _ in keras_layers(model)}
-    layers = [ly for ly in model.layers if not isinstance(ly, keras.layers.InputLayer)]
-    probe = keras.Model(model.inputs, [ly.output for ly in layers])
-    rng = np.random.default_rng(0)
-    stats = [_Stats(rng, -1) for _ in layers]
-    for sample in samples:
-        outs = probe(list(sample), training=False)  # built on model.inputs, a list: a bare tensor made Keras warn
-        for s, o in zip(stats, outs if isinstance(outs, (list, tuple)) else [outs]):
-            arr = np.asarray(o)
-            if arr.dtype.kind == "f":
-                s.add(arr)
+    top = {ly.name: ly for ly in model.layers}
     out = []
-    for ly, s in zip(layers, stats):
+    for path, ly, s, graph in _keras_probe(model, samples, (), np.random.default_rng(0)):
         op = type(ly).__name__
         activation = getattr(getattr(ly, "activation", None), "__name__", "")
         if not s.parts or not measurable(op.lower()) or activation in FIXED_RANGE or op in ("Softmax",):
             continue
         zeroed, spread, per_channel = s.measure()
-        layer = ly.name if ly.name in weighted else _weighted_producer(ly, weighted)
-        out.append(Activation(ly.name, op, layer, s.lo, s.hi, zeroed, spread, per_channel,
-                              (layer,) if layer else ()))
+        name = "/".join(path)
+        outer = path[0].split("#", 1)[0]  # a shared nested model's later calls: 'name#2'
+        if len(path) == 1 or outer not in top:
+            layer = ly.name if ly.name in weighted else _weighted_producer(ly, weighted)
+            keep = layer
+        else:  # inside a nested model: its own name (or its weighted producer's) for the record, the
+            # nested model (or what feeds it) for the routes
+            inner = ly.name if ly.weights else _weighted_producer(ly, {g.name for g in graph.layers if g.weights})
+            keep = outer if outer in weighted else _weighted_producer(top[outer], weighted)
+            layer = "/".join(path[:-1] + (inner,)) if inner else keep
+        out.append(Activation(name, op, layer, s.lo, s.hi, zeroed, spread, per_channel, (keep,) if keep else ()))
     return out
+
+
+def _nested(layer):
+    """LAYER as a graph model (Functional, Sequential) whose layers a probe can reach, else None."""
+    import keras
+
+    if not isinstance(layer, keras.Model):
+        return None
+    try:
+        return layer if layer.inputs and layer.outputs else None
+    except (AttributeError, ValueError):  # a subclassed model: one layer, measured whole
+        return None
+
+
+def _graph_nodes(model) -> list:
+    """[(operation, node)] of MODEL's graph, inputs first: the calls that compute model.outputs from
+    model.inputs, found from the outputs' Keras history (a nested model's call is one node, its
+    input and output tensors in this graph, where `layer.output` is its own graph's)."""
+    inputs = {id(t) for t in model.inputs}
+    order, done, open_ = [], set(), set()
+    todo = [(t, False) for t in reversed(model.outputs)]
+    while todo:
+        t, finished = todo.pop()
+        if id(t) in inputs:
+            continue
+        op, index, _ = t._keras_history
+        node = op._inbound_nodes[index]
+        if finished:
+            if id(node) not in done:
+                done.add(id(node))
+                order.append((op, node))
+            continue
+        if id(node) in done or id(node) in open_:
+            continue
+        open_.add(id(node))
+        todo.append((t, True))
+        todo.extend((p, False) for p in reversed(node.input_tensors))
+    return order
+
+
+def _keras_probe(model, samples, path: tuple, rng) -> list:
+    """[(path of layer names, layer, _Stats, the model whose graph holds it)] for every layer output of
+    MODEL's graph over SAMPLES (each a list of arrays, one per model input), in graph order; a nested graph
+    model's entries in its place, from a probe of its own fed the inputs this graph gave it (kept per sample:
+    one nested model's inputs, not every activation). A shared layer's later calls are 'name#2', ...; a
+    layer with several outputs 'name:0', 'name:1'."""
+    import keras
+
+    nodes = [(op, node) for op, node in _graph_nodes(model)
+             if isinstance(op, keras.layers.Layer) and not isinstance(op, keras.layers.InputLayer)]
+    inputs = {id(t): i for i, t in enumerate(model.inputs)}
+    fetch, where = [], {}  # tensors the probe returns; id -> ('in', input position) or ('out', probe position)
+    for t in model.inputs:
+        where[id(t)] = ("in", inputs[id(t)])
+    wanted = []  # per node: (the nested model or None, layer, name, its tensors: a nested model's inputs, else outputs)
+    calls: dict[int, int] = {}
+    for op, node in nodes:
+        nested = _nested(op)
+        tensors = list(node.input_tensors if nested is not None else node.output_tensors)
+        for t in tensors:
+            if id(t) not in where:
+                where[id(t)] = ("out", len(fetch))
+                fetch.append(t)
+        calls[id(op)] = calls.get(id(op), 0) + 1
+        name = op.name if calls[id(op)] == 1 else f"{op.name}#{calls[id(op)]}"  # a shared layer's later calls
+        wanted.append((nested, op, name, tensors))
+    probe = keras.Model(model.inputs, fetch) if fetch else None
+    stats = [[_Stats(rng, -1) for _ in ts] if nested is None else None for nested, _, _, ts in wanted]
+    captured = [[] if nested is not None else None for nested, _, _, _ in wanted]
+    for sample in samples:
+        outs = probe(list(sample), training=False) if probe else []  # built on a list: a bare tensor made Keras warn
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        for (nested, _, _, tensors), st, cap in zip(wanted, stats, captured):
+            values = [np.asarray(sample[i] if kind == "in" else outs[i])
+                      for kind, i in (where[id(t)] for t in tensors)]
+            if nested is not None:
+                cap.append(values)
+                continue
+            for s, v in zip(st, values):
+                if v.dtype.kind == "f":
+                    s.add(v)
+    found = []
+    for (nested, op, name, tensors), st, cap in zip(wanted, stats, captured):
+        if nested is not None:
+            found.extend(_keras_probe(nested, cap, path + (name,), rng))
+            continue
+        for i, s in enumerate(st):
+            found.append((path + (name if len(st) == 1 else f"{name}:{i}",), op, s, model))
+    return found
 
 
 def _weighted_producer(layer, weighted: set[str]) -> str | None:

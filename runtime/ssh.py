@@ -6,11 +6,12 @@ passed as `-F`). BatchMode=yes: nothing ever prompts; host key checking stays as
 never turned off here. Everything lives under ~/.edgeship on the device:
 
     ~/.edgeship/venv/                   numpy, ai-edge-litert, onnxruntime (`edgeship devices setup ssh://...`):
-                                        only .onnx and --pte-runtime/--tflite-runtime python need it
+                                        only the Python runtimes (--pte-runtime/--tflite-runtime python,
+                                        EDGESHIP_ONNX_RUNTIME=python) need it
     ~/.edgeship/agent-<hash>/edgeship_agent/   the agent, pushed once per version
     ~/.edgeship/artifacts/<sha256>/NAME        artifacts, pushed once, checked by sha256
     ~/.edgeship/runs/<id>/                     one run's inputs and outputs, removed afterwards
-    ~/.edgeship/native-<key>/                  the native .pte runner + executorch libraries (ssh_native.py)
+    ~/.edgeship/native-<key>/                  a native runner + its libraries (.pte, .tflite, .onnx: ssh_native.py)
 
 A run has a timeout on both ends (`timeout` on the device, the subprocess's here). A connection
 that drops during a run is retried once; a second drop fails that artifact only, so the results
@@ -176,7 +177,7 @@ class SSHDevice:
 
     def preflight(self) -> None:
         """Connect now and check that the device can run something (edgeship check calls this
-        before its exports): an aarch64 board runs .tflite and .pte through the runners edgeship
+        before its exports): an aarch64 board runs .tflite, .pte and .onnx through the runners edgeship
         pushes; another needs the venv that `edgeship devices setup` builds."""
         try:
             self._ensure_ready()
@@ -276,6 +277,11 @@ class SSHDevice:
                                         timeout=timeout)
             if run is not None:
                 return run
+        if artifact.suffix == ".onnx":  # edgeship's native ONNX Runtime runner unless EDGESHIP_ONNX_RUNTIME=python
+            run = ssh_native.run_onnx(self, artifact, inputs, signature, threads=threads, warmup=warmup, runs=runs,
+                                      timeout=timeout)
+            if run is not None:
+                return run
         missing = self.needs_venv(artifact)
         if missing:
             return AgentRun(False, error=missing)
@@ -346,10 +352,10 @@ class SSHDevice:
                                   hint=f"rebuild it: `edgeship devices setup {self.uri} --rebuild`")
             result.update({k: agent[k] for k in ("tflite", "executorch", "python", "python_executable") if k in agent})
         else:
-            why = f"no ~/{VENV_PYTHON} (needed only for .onnx and the Python runtimes); {self.setup_hint()}"
+            why = f"no ~/{VENV_PYTHON} (needed only for the Python runtimes); {self.setup_hint()}"
             result["tflite"] = {"available": False, "reason": why}
             result["executorch"] = {"available": False, "reason": why}
-        for key, kind in (("executorch_native", "pte"), ("litert_native", "litert")):
+        for key, kind in (("executorch_native", "pte"), ("litert_native", "litert"), ("ort_native", "ort")):
             n = result[key] = ssh_native.probe(self, kind)
             if n.get("location"):  # cached before this probe, or pushed by it
                 n["cached_before"] = any(c.startswith(n["location"].rsplit("/", 1)[-1] + "/")
@@ -379,8 +385,8 @@ class SSHDevice:
             step(4)
             report = self.probe()
             step(5)
-            report["setup"] = ("native runners only: no python3 on the device, so no venv for .onnx and the "
-                               "Python runtimes (`sudo apt install python3 python3-venv`, then setup again)")
+            report["setup"] = ("native runners only: no python3 on the device, so no venv for the Python "
+                               "runtimes (`sudo apt install python3 python3-venv`, then setup again)")
             return report
         info = json.loads(self.ssh("python3 -c 'import json, platform, sys; print(json.dumps({\"py\": "
                                    "\"%d.%d\" % sys.version_info[:2], \"libc\": platform.libc_ver()[1]}))'").stdout)
@@ -524,7 +530,7 @@ def probe_script(agent_remote: str) -> str:
          "done"),
         f"test -f {agent_remote}/ok && echo agent=yes",
         f"test -f /{MARKER} && echo emurootfs=yes",
-        (f"for d in {HOME}/native-*; do for r in pte_runner litert_runner; do test -x \"$d/$r\" && "
+        (f"for d in {HOME}/native-*; do for r in pte_runner litert_runner ort_runner; do test -x \"$d/$r\" && "
          f"echo \"native=${{d#{HOME}/}}/$r\"; done; done"),
         "true"])
 
@@ -586,7 +592,9 @@ def python_reason(artifact: Path) -> str:
     from edgeship.runtime import native_build
 
     if artifact.suffix == ".onnx":
-        return ".onnx (run by onnxruntime in the Python agent)"
+        if native_build.onnx_runtime() == "python":
+            return "EDGESHIP_ONNX_RUNTIME=python"
+        return ".onnx without the native ONNX Runtime runner (this host cannot build it; see above)"
     if artifact.suffix == ".tflite":
         if native_build.tflite_runtime() == "python":
             return "--tflite-runtime python"
@@ -608,21 +616,23 @@ def formats(report: dict, state: dict, uri: str) -> dict:
     out = {}
     for ext, native_key, python_key, choice, name in (
             (".tflite", "litert_native", "tflite", native_build.tflite_runtime(), "LiteRT"),
-            (".pte", "executorch_native", "executorch", native_build.pte_runtime(), "ExecuTorch")):
+            (".pte", "executorch_native", "executorch", native_build.pte_runtime(), "ExecuTorch"),
+            (".onnx", "ort_native", "onnxruntime", native_build.onnx_runtime(), "ONNX Runtime")):
         nat, py = report.get(native_key) or {}, report.get(python_key) or {}
         if choice == "native" and nat.get("available"):
             out[ext] = {"runs": True, "how": f"native {name} runner, pushed by edgeship (no Python)"}
+        elif ext == ".onnx" and venv and state.get("onnxruntime") == "yes":
+            out[ext] = {"runs": True, "how": f"onnxruntime in ~/{VENV_PYTHON}"}
+        elif ext == ".onnx":
+            fix = (f"no onnxruntime in ~/{VENV_PYTHON}: {setup} --rebuild" if venv else
+                   f"needs Python on the device (~/{VENV_PYTHON}): {setup}")
+            out[ext] = {"runs": False, "how": fix + (f"; the native runner: {nat.get('reason')}"
+                                                     if choice == "native" and nat.get("reason") else "")}
         elif py.get("available"):
             out[ext] = {"runs": True, "how": f"{py.get('runtime')} in ~/{VENV_PYTHON}"}
         else:
             why = (nat.get("reason") if choice == "native" else None) or py.get("reason") or "no runtime"
             out[ext] = {"runs": False, "how": str(why)}
-    if venv and state.get("onnxruntime") == "yes":
-        out[".onnx"] = {"runs": True, "how": f"onnxruntime in ~/{VENV_PYTHON}"}
-    elif venv:
-        out[".onnx"] = {"runs": False, "how": f"no onnxruntime in ~/{VENV_PYTHON}: {setup} --rebuild"}
-    else:
-        out[".onnx"] = {"runs": False, "how": f"needs Python on the device (~/{VENV_PYTHON}): {setup}"}
     return out
 
 

@@ -1,14 +1,15 @@
-""".pte and .tflite on an ssh:// device through edgeship's native runners: no torch, no numpy and
-no ai-edge-litert needed on the board for the run itself.
+""".pte, .tflite and .onnx on an ssh:// device through edgeship's native runners: no torch, no numpy,
+no ai-edge-litert and no onnxruntime needed on the board for the run itself.
 
 The aarch64 runner and the wheel's libraries it links (native_build.py: executorch's for .pte,
-libLiteRt.so for .tflite) are pushed once into ~/.edgeship/native-<build key>/ (the runner +
+libLiteRt.so for .tflite, libonnxruntime for .onnx) are pushed once into ~/.edgeship/native-<build key>/ (the runner +
 lib/), each file checked by sha256 on the device, then each run sends its inputs as raw tensor
 files, runs the runner under `timeout -s KILL` and fetches the raw outputs, like the Python
 agent's runs (ssh.py) but with no interpreter.
 
     run_pte(device, artifact, inputs, signature, ...) -> AgentRun | None     (None: use the Python agent)
     run_tflite(device, artifact, inputs, signature, ...) -> AgentRun | None
+    run_onnx(device, artifact, inputs, signature, ...) -> AgentRun | None
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def ready_runner(device, kind: str = "pte") -> native_build.NativeRunner | None:
     if kind == "litert":
         if native_build.tflite_runtime(getattr(device, "tflite_runtime", None)) != "native":
             return None
+    elif kind == "ort":
+        if native_build.onnx_runtime(getattr(device, "onnx_runtime", None)) != "native":
+            return None
     elif native_build.pte_runtime(getattr(device, "pte_runtime", None)) != "native":
         return None
     return native_build.runner_or_none("aarch64", kind)
@@ -77,6 +81,12 @@ def run_pte(device, artifact: Path, inputs, signature, *, threads=1, warmup=5, r
 def run_tflite(device, artifact: Path, inputs, signature, *, threads=1, warmup=5, runs=50,
                timeout=300.0) -> AgentRun | None:
     return run_native_remote(device, artifact, inputs, signature, "litert", threads=threads, warmup=warmup, runs=runs,
+                             timeout=timeout)
+
+
+def run_onnx(device, artifact: Path, inputs, signature, *, threads=1, warmup=5, runs=50,
+             timeout=300.0) -> AgentRun | None:
+    return run_native_remote(device, artifact, inputs, signature, "ort", threads=threads, warmup=warmup, runs=runs,
                              timeout=timeout)
 
 
@@ -99,7 +109,7 @@ def run_native_remote(device, artifact: Path, inputs, signature, kind: str, *, t
         n = int(inputs[0].shape[0])
         args = native.native_args(f"$HOME/{remote_artifact}", [(p.name, d) for p, d in files], "out", n, signature,
                                   threads=threads, warmup=warmup, runs=runs, max_seconds=max(1.0, timeout / 4),
-                                  kind=kind)
+                                  kind=kind, shapes=native.sample_shapes(inputs))
         cmd = (f"cd {run_dir} && timeout -s KILL {int(timeout)} $HOME/{rdir}/{runner.binary.name} "
                + " ".join(a if a.startswith("$HOME/") else shlex.quote(a) for a in args))
         try:
@@ -135,9 +145,4 @@ def probe(device, kind: str = "pte") -> dict:
     report = parse_agent_stdout(proc.stdout)
     if not report or not report.get("ok"):
         return {"available": False, "reason": describe_exit(proc.returncode, proc.stderr)}
-    backends = report.get("backends") or []
-    name = "XnnpackBackend" if kind == "pte" else "CpuAccelerator"
-    return {"available": True, "runtime": report.get("runtime"), "backends": backends, "location": f"~/{rdir}",
-            "machine": (report.get("platform") or {}).get("machine"),
-            "xnnpack": {"active": name in backends,
-                        "detail": f"{name} registered" if name in backends else f"{name} not registered"}}
+    return native.available(report, location=f"~/{rdir}")

@@ -108,6 +108,7 @@ def doctor_report(uri: str) -> dict:
     report = json.loads(json.dumps(parse_agent_stdout(proc.stdout) or {"ok": False}))
     report["executorch_native"] = native_probe_for(LocalDevice())
     report["litert_native"] = native_probe_for(LocalDevice(), "litert")
+    report["ort_native"] = native_probe_for(LocalDevice(), "ort")
     return report
 
 
@@ -133,7 +134,7 @@ def print_doctor(uri: str, r: dict) -> bool:
         t.add_row("Python", f"{r.get('python')} ({r.get('python_executable')})")
     if r.get("board"):  # emu:*: the guest's packages live beside the root filesystem, when installed
         t.add_row("Python side", escape(r["python_side"]) if r.get("python_side") else
-                  "[yellow]none[/] (not needed for .tflite and .pte; .onnx and the Python runtimes install it: "
+                  "[yellow]none[/] (not needed for .tflite, .pte and .onnx; the Python runtimes install it: "
                   f"`edgeship devices setup {escape(uri)} --with-python`)")
     tfl = r.get("tflite") or {}
     py = " (Python)" if r.get("formats") else ""  # beside the native runners' rows
@@ -152,6 +153,8 @@ def print_doctor(uri: str, r: dict) -> bool:
         t.add_row("ExecuTorch (native)", native_row(r["executorch_native"]))
     if "litert_native" in r:
         t.add_row("LiteRT (native)", native_row(r["litert_native"]))
+    if "ort_native" in r:
+        t.add_row("ONNX Runtime (native)", native_row(r["ort_native"]))
     disk, mem, avail = r.get("disk_free_mb"), r.get("mem_total_mb"), r.get("mem_available_mb")
     t.add_row("free disk", f"{disk / 1024:.1f} GB" if disk is not None else "unknown")
     t.add_row("memory", f"{avail / 1024:.1f} GB available of {mem / 1024:.1f} GB" if mem and avail else "unknown")
@@ -179,12 +182,13 @@ def _device_rows(t, r: dict, uri: str) -> None:
     t.add_row("OS", escape(" · ".join(str(x) for x in (r.get("os"), r.get("kernel") and f"kernel {r['kernel']}",
                                                      r.get("libc")) if x) or "unknown"))
     t.add_row("python3", f"yes: {r.get('python')} ({escape(str(r.get('python_executable')))})" if r.get("python3")
-              else "[yellow]no[/] (not needed for .tflite and .pte)")
+              else "[yellow]no[/] (not needed for .tflite, .pte and .onnx)")
     t.add_row("venv", "yes: ~/.edgeship/venv" + (" with onnxruntime" if r.get("onnxruntime") else " (no onnxruntime)")
-              if r.get("venv") else f"[yellow]no[/] (only .onnx and the Python runtimes need it: "
+              if r.get("venv") else f"[yellow]no[/] (only the Python runtimes need it: "
               f"`edgeship devices setup {escape(uri)}`)")
     cached = [(name, n) for name, n in (("ExecuTorch", r.get("executorch_native") or {}),
-                                        ("LiteRT", r.get("litert_native") or {})) if n.get("location")]
+                                        ("LiteRT", r.get("litert_native") or {}),
+                                        ("ONNX Runtime", r.get("ort_native") or {})) if n.get("location")]
     t.add_row("native runners", "; ".join(
         f"{name}: {'cached' if n.get('cached_before') else 'pushed now'} in {escape(n['location'])}"
         for name, n in cached) or "[yellow]none cached[/] (pushed at first use)")
@@ -201,15 +205,16 @@ def group():
 @click.option("--with-executorch", is_flag=True, help="ssh:// devices: also install ExecuTorch's runtime (torch "
               "from PyTorch's CPU index, executorch from PyPI), fetched by this host.")
 @click.option("--with-python", is_flag=True, help="emu:* devices: also install numpy, ai-edge-litert and onnxruntime "
-              "for the guest's Python (.onnx and --tflite-runtime python need them; .tflite and .pte do not).")
+              "for the guest's Python (--tflite-runtime python and EDGESHIP_ONNX_RUNTIME=python need them; .tflite, .pte "
+              "and .onnx do not).")
 @click.option("--json", "as_json", is_flag=True, help="Print the device report as JSON.")
 def setup_command(uri, rebuild, with_executorch, with_python, as_json):
     """Prepare URI: emu:* builds and caches the arm64 root filesystem (once), with no Python
-    package in it: edgeship's native runners run .tflite and .pte there (--with-python adds the
-    Python side .onnx needs, which its first run would otherwise install);
-    ssh:// pushes edgeship's native runners (all .tflite and .pte need) and, where the device has
+    package in it: edgeship's native runners run .tflite, .pte and .onnx there (--with-python adds the
+    Python side the Python runtimes need);
+    ssh:// pushes edgeship's native runners (all .tflite, .pte and .onnx need) and, where the device has
     python3, installs numpy, ai-edge-litert and onnxruntime into a virtual environment there for
-    .onnx and the Python runtimes (with --with-executorch also torch and executorch)."""
+    the Python runtimes (with --with-executorch also torch and executorch)."""
     report = setup(uri, rebuild=rebuild, with_executorch=with_executorch, with_python=with_python)
     if as_json:
         click.echo(json.dumps(report, indent=2))

@@ -1,9 +1,11 @@
 """The native .pte runner against ExecuTorch's Python runtime and the .tflite of the same model,
 and its timed loop against a bare C++ loop, in one run; with --litert, the native LiteRT runner
-against ai-edge-litert's Python interpreter on the host and on emu:rpi4 instead.
+against ai-edge-litert's Python interpreter on the host and on emu:rpi4 instead; with --onnx, the
+native ONNX Runtime runner against Python's onnxruntime the same way.
 
     .venv/bin/python bench/native_runner.py [--repeats 5] [--mobilenet] [--out bench/NATIVE.md]
     .venv/bin/python bench/native_runner.py --litert [--repeats 3] [--emu-repeats 2]
+    .venv/bin/python bench/native_runner.py --onnx [--bundle BUNDLE] [--repeats 3] [--emu-repeats 2]
     .venv/bin/python bench/native_runner.py --memory BUNDLE [--samples 100] [--baseline DIR] [--repeats 3]
     .venv/bin/python bench/native_runner.py --harness [--runs 100] [--warmup 5] [--repeats 3] [--bundle BUNDLE]
 
@@ -26,6 +28,10 @@ the native runner and with the Python interpreter, interleaved: first result (wa
 with no timed runs, what validate pays before its first number), then a run with 10 warm-up and
 100 timed runs giving init, first, p50 and peak. Medians over --repeats (host) and --emu-repeats
 (emu:rpi4, QEMU user mode: the emulator's times, not a Pi's).
+
+--onnx: the same for the digits CNN's fp32 and int8 .onnx, native ONNX Runtime runner against the
+Python onnxruntime (EDGESHIP_ONNX_RUNTIME=native|python, the device's onnx_runtime); emu:rpi4's
+Python side must be installed for its Python rows (`edgeship devices setup emu:rpi4 --with-python`).
 
 --memory BUNDLE: the peak RSS (VmHWM) of both native runners on the bundle's fp32 and int8 .pte
 and .tflite as validate runs them, beside the Python LiteRT interpreter and, with --baseline, an
@@ -159,21 +165,27 @@ def bench_loop(bundle_dir: Path, label: str, repeats: int, runs: int, tmp: Path)
     return lines + [""]
 
 
-def bench_litert(bundle_dir: Path, label: str, repeats: int, emu_repeats: int) -> list[str]:
+def bench_litert(bundle_dir: Path, label: str, repeats: int, emu_repeats: int, fmt: str = "tflite") -> list[str]:
+    """FMT 'tflite': the native LiteRT runner against ai-edge-litert's interpreter; 'onnx': the native
+    ONNX Runtime runner against Python's onnxruntime."""
     from edgeship.runtime.emulated import EmulatedDevice
 
+    attr, name, python = (("tflite_runtime", "LiteRT", "Python interpreter") if fmt == "tflite" else
+                          ("onnx_runtime", "ONNX Runtime", "Python onnxruntime"))
     bundle = read_bundle(bundle_dir)
     x = [a[:1] for a in bundle.golden().inputs]
     lines = []
     for uri, n in (("local", repeats), ("emu:rpi4", emu_repeats)):
+        if n < 1:
+            continue
         got: dict = {}
         for _ in range(n):
             for recipe in ("fp32", "int8"):
-                rec = next(a for a in bundle.artifacts if a["format"] == "tflite" and a["recipe"] == recipe)
+                rec = next(a for a in bundle.artifacts if a["format"] == fmt and a["recipe"] == recipe)
                 path = bundle.artifact_path(rec)
                 for runtime in ("python", "native"):  # interleaved
                     d = LocalDevice() if uri == "local" else EmulatedDevice(uri)
-                    d.tflite_runtime = runtime
+                    setattr(d, attr, runtime)
                     t0 = time.perf_counter()
                     first = d.run_artifact(path, x, rec["io"], warmup=0, runs=0)
                     wall = (time.perf_counter() - t0) * 1000
@@ -188,7 +200,7 @@ def bench_litert(bundle_dir: Path, label: str, repeats: int, emu_repeats: int) -
                     g["peak"].append(run.result["peak_rss_mb"])
                     g["runtime"] = run.result["runtime"]
         emulated = " (QEMU user mode, -cpu cortex-a72: the emulator's times)" if uri != "local" else ""
-        title = (f"### {label}: native LiteRT runner vs Python interpreter, {uri}{emulated} ({n} interleaved "
+        title = (f"### {label}: native {name} runner vs {python}, {uri}{emulated} ({n} interleaved "
                  f"repeats, medians; 10 warm-up, 100 timed runs, 1 thread)")
         header = ("| recipe | runtime | first result ms | init ms | first run ms | p50 ms | peak MB | "
                   "first result vs Python | peak vs Python |")
@@ -468,6 +480,8 @@ def main() -> None:
     p.add_argument("--out", type=Path)
     p.add_argument("--litert", action="store_true", help="only the native LiteRT runner against the Python one, "
                    "on the host and emu:rpi4")
+    p.add_argument("--onnx", action="store_true", help="only the native ONNX Runtime runner against Python's "
+                   "onnxruntime, on the host and emu:rpi4 (--emu-repeats 0: the host only)")
     p.add_argument("--emu-repeats", type=int, default=2)
     p.add_argument("--bundle", type=Path, help="--litert: an exported bundle of the digits CNN with fp32 and int8 "
                    ".tflite; --harness: a bundle with .pte artifacts (skips the export)")
@@ -502,6 +516,27 @@ def main() -> None:
         return
     if args.memory:
         lines = bench_memory(args.memory, args.samples, args.repeats, args.baseline)
+        print("\n".join(lines))
+        if args.out:
+            args.out.write_text("\n".join(lines) + "\n")
+        return
+    if args.onnx:
+        load0, start = os.getloadavg(), datetime.datetime.now(datetime.timezone.utc)
+        with tempfile.TemporaryDirectory(prefix="edgeship-bench-onnx-") as tmp:
+            bundle = args.bundle
+            if bundle is None:
+                bundle = Path(tmp) / "digits"
+                subprocess.run([sys.executable, "-m", "edgeship", "-q", "export",
+                                f"{REPO / 'examples' / 'torch_digits.py'}:build", "--to", "onnx", "--quant", "fp32,int8",
+                                "--calib", "digits:train", "--golden-samples", "100", "--out", str(bundle), "--name",
+                                "digits"], check=True, env=ENV, capture_output=True)
+            lines = bench_litert(bundle, "digits CNN (torch, 8x8)", args.repeats, args.emu_repeats, fmt="onnx")
+        load1 = os.getloadavg()
+        cmd = (f".venv/bin/python bench/native_runner.py --onnx --repeats {args.repeats} --emu-repeats "
+               f"{args.emu_repeats}" + (" --bundle BUNDLE" if args.bundle else ""))
+        lines = [f"command: `{cmd}`", "",
+                 (f"started {start:%Y-%m-%d %H:%M} UTC; load average at start {load0[0]:.2f} / {load0[1]:.2f} / "
+                  f"{load0[2]:.2f}, at end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f} (1/5/15 min)"), ""] + lines
         print("\n".join(lines))
         if args.out:
             args.out.write_text("\n".join(lines) + "\n")

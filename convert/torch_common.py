@@ -25,6 +25,34 @@ def quiet():
         yield
 
 
+@contextlib.contextmanager
+def shared_provenance():
+    """Let torch.fx's provenance records be shared, not deep-copied, while a route converts.
+
+    Every fx pass gives each node a `NodeSource` of the node it came from, and `NodeSource(node)`
+    deep-copies that node's whole `from_node` chain, which every earlier pass lengthened: the cost of
+    a pass grows with the number of passes before it, over every node. An unrolled LSTM's .pte
+    lowering spent a fifth of its time there (py-spy, bench/EXPORT_TIME.md). A NodeSource is never
+    changed after it is built (torch appends to a node's own `meta["from_node"]` list, which is
+    still copied), so sharing the records gives the same graph and the same bytes. The class gets a
+    `__deepcopy__` returning the record itself for the duration, and loses it after; nesting is a no-op.
+    """
+    from torch.fx.traceback import NodeSource
+
+    if "__deepcopy__" in vars(NodeSource):  # an outer conversion already shares them
+        yield
+        return
+    NodeSource.__deepcopy__ = _shared_copy
+    try:
+        yield
+    finally:
+        del NodeSource.__deepcopy__
+
+
+def _shared_copy(self, memo):
+    return self
+
+
 def exported_program(module, examples, what: str = "", hint: str | None = EXPORT_HINT):
     """torch.export.export(module, examples), quietly; a failure is a ConversionError with the
     exporter's own last words."""

@@ -34,6 +34,7 @@ from edgeship.convert.torch_common import (
     exported_program,
     quiet,
     seed_everything,
+    shared_provenance,
     to_tensors,
     tool_versions,
 )
@@ -91,7 +92,7 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
     ROUTES[("torch", "pte")].require(recipe)
     seed_everything()
     notes: list[str] = []
-    with quiet():
+    with quiet(), shared_provenance():
         program, rewrites = prepare_for_xnnpack(program, examples, quantized=recipe.name in ("int8", "dynamic-int8"))
         program, steps = prepare_program(program, recipe, examples, calib, options.float_layers, layer_prefix,
                                          calibration=options.calibration)

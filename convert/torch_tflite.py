@@ -28,7 +28,7 @@ from edgeship.convert import ROUTES, int4_weight, tflite_16x8
 from edgeship.convert import tflite_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
 from edgeship.convert.tflite_int8_annotations import annotate_conv_clamps, annotate_remaining, prelu_as_int8_ops
-from edgeship.convert.torch_common import constants_observed_once
+from edgeship.convert.torch_common import constants_observed_once, shared_provenance
 from edgeship.errors import InputError, UnsupportedError
 from edgeship.quantize.calibration import pt2e_config as calibration_config
 from edgeship.runtime.standalone.tflite import inspect_bytes
@@ -39,6 +39,11 @@ INT4_STEP = (f"blockwise-{int4_weight.GROUP} int4 FULLY_CONNECTED weights, dynam
 
 
 def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
+    with shared_provenance():  # torch.fx's provenance records shared, not deep-copied (torch_common.py)
+        return _convert(model, recipe, calib, out_path, options)
+
+
+def _convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> ConvertResult:
     if model.kind not in ("torch-module", "torch-exported"):
         raise InputError(f"the PyTorch -> .tflite route takes an nn.Module or a .pt2, not '{model.kind}'")
     ROUTES[("torch", "tflite")].require(recipe, calib)

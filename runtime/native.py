@@ -1,4 +1,4 @@
-"""Run a .pte (or a .tflite) through edgeship's native runner (native_build.py) with the agent's protocol.
+"""Run a .pte, .tflite or .onnx through edgeship's native runners (native_build.py) with the agent's protocol.
 
 The runner is a child process under a timeout, like the Python agent: a crash or a hang fails the
 artifact only. Inputs go in, and outputs come back, as raw tensor files (one per input/output,

@@ -1,5 +1,6 @@
-"""Build edgeship's native runners at first use: the ExecuTorch one (runtime/native/pte_runner.cpp)
-and the LiteRT one (runtime/native/litert_runner.cpp, `ensure_runner(target, kind="litert")`).
+"""Build edgeship's native runners at first use: the ExecuTorch one (runtime/native/pte_runner.cpp),
+the LiteRT one (runtime/native/litert_runner.cpp, `ensure_runner(target, kind="litert")`) and the
+ONNX Runtime one (runtime/native/ort_runner.cpp, `kind="ort"`).
 
 The runner links the executorch wheel's own shared libraries (runtime core + Module extension,
 XNNPACK, optimized and quantized kernels, threadpool, ETDump), none of which needs torch:
@@ -292,8 +293,8 @@ def ort_compile_command(cxx: str, source: Path, out: Path, lib_dir: Path, rpath:
 
 @dataclass(frozen=True)
 class RunnerSpec:
-    """What differs between the two runners' builds. ROOT is the runtime's files for a target (the
-    executorch package, or the folder holding libLiteRt.so): `lib_dir(root)` holds the libraries the
+    """What differs between the runners' builds. ROOT is the runtime's files for a target (the
+    executorch package, or the folder holding libLiteRt.so or libonnxruntime.so.1): `lib_dir(root)` holds the libraries the
     runner links, `libs` their file names, `command(cxx, source, out, root, rpath, version)` the
     compiler's command line."""
 
@@ -347,7 +348,7 @@ def build_key(target: str, version: str, root: Path, kind: str = "pte") -> str:
 
 
 def ensure_runner(target: str = "host", kind: str = "pte") -> NativeRunner:
-    """The cached runner of KIND ('pte' | 'litert') for TARGET, compiled now if missing. Raises
+    """The cached runner of KIND ('pte' | 'litert' | 'ort') for TARGET, compiled now if missing. Raises
     NativeUnavailable."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}")

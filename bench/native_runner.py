@@ -527,8 +527,8 @@ def main() -> None:
             if bundle is None:
                 bundle = Path(tmp) / "digits"
                 subprocess.run([sys.executable, "-m", "edgeship", "-q", "export",
-                                f"{REPO / 'examples' / 'torch_digits.py'}:build", "--to", "onnx", "--quant", "fp32,int8",
-                                "--calib", "digits:train", "--golden-samples", "100", "--out", str(bundle), "--name",
+                                f"{REPO / 'examples' / 'torch_digits.py'}:build", "--to", "onnx", "--quant",
+                                "fp32,int8", "--calib", "digits:train", "--golden-samples", "100", "--out", str(bundle), "--name",
                                 "digits"], check=True, env=ENV, capture_output=True)
             lines = bench_litert(bundle, "digits CNN (torch, 8x8)", args.repeats, args.emu_repeats, fmt="onnx")
         load1 = os.getloadavg()

@@ -294,9 +294,9 @@ def ort_compile_command(cxx: str, source: Path, out: Path, lib_dir: Path, rpath:
 @dataclass(frozen=True)
 class RunnerSpec:
     """What differs between the runners' builds. ROOT is the runtime's files for a target (the
-    executorch package, or the folder holding libLiteRt.so or libonnxruntime.so.1): `lib_dir(root)` holds the libraries the
-    runner links, `libs` their file names, `command(cxx, source, out, root, rpath, version)` the
-    compiler's command line."""
+    executorch package, or the folder holding libLiteRt.so or libonnxruntime.so.1): `lib_dir(root)`
+    holds the libraries the runner links, `libs` their file names, `command(cxx, source, out, root,
+    rpath, version)` the compiler's command line."""
 
     kind: str
     source: Path
@@ -418,7 +418,8 @@ def tflite_runtime(choice: str | None = None) -> str:
 def onnx_runtime(choice: str | None = None) -> str:
     """'native' or 'python' for .onnx: the choice given (a device's own), else $EDGESHIP_ONNX_RUNTIME,
     else native."""
-    value, source = (choice, "the device's .onnx runtime") if choice else (os.environ.get(ENV_ONNX_RUNTIME), f"${ENV_ONNX_RUNTIME}")
+    value, source = ((choice, "the device's .onnx runtime") if choice else
+                     (os.environ.get(ENV_ONNX_RUNTIME), f"${ENV_ONNX_RUNTIME}"))
     if not value:
         return "native"
     value = value.strip().lower()

@@ -85,7 +85,8 @@ def test_integer_io_is_quantized_and_cast_like_python(tmp_path):
                  helper.make_tensor_value_info("u", TensorProto.UINT8, [1, 4])],
         [helper.make_tensor_value_info("q_out", TensorProto.INT8, [1, 16]),
          helper.make_tensor_value_info("u32", TensorProto.INT32, [1, 4])],
-        [numpy_helper.from_array(np.array(0.05, np.float32), "s_in"), numpy_helper.from_array(np.array(3, np.int8), "z_in"),
+        [numpy_helper.from_array(np.array(0.05, np.float32), "s_in"),
+         numpy_helper.from_array(np.array(3, np.int8), "z_in"),
          numpy_helper.from_array(np.array(0.02, np.float32), "s_out"),
          numpy_helper.from_array(np.array(-5, np.int8), "z_out")])
     path = tmp_path / "ints.onnx"

@@ -205,8 +205,8 @@ def group():
 @click.option("--with-executorch", is_flag=True, help="ssh:// devices: also install ExecuTorch's runtime (torch "
               "from PyTorch's CPU index, executorch from PyPI), fetched by this host.")
 @click.option("--with-python", is_flag=True, help="emu:* devices: also install numpy, ai-edge-litert and onnxruntime "
-              "for the guest's Python (--tflite-runtime python and EDGESHIP_ONNX_RUNTIME=python need them; .tflite, .pte "
-              "and .onnx do not).")
+              "for the guest's Python (--tflite-runtime python and EDGESHIP_ONNX_RUNTIME=python need them; "
+              ".tflite, .pte and .onnx do not).")
 @click.option("--json", "as_json", is_flag=True, help="Print the device report as JSON.")
 def setup_command(uri, rebuild, with_executorch, with_python, as_json):
     """Prepare URI: emu:* builds and caches the arm64 root filesystem (once), with no Python

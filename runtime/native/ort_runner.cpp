@@ -401,7 +401,8 @@ void describe_type(OrtTypeInfo* info, Spec* s, const char* side, size_t i) {
   s->dtype = dtype_of(type);
   if (!s->dtype)
     fail("load", std::string(side) + " " + std::to_string(i) + " (" + s->name + ") has ONNX element type " +
-                     std::to_string(type) + (type == ort::kFloat16 ? " (float16)" : type == ort::kString ? " (string)" : "") +
+                     std::to_string(type) +
+                     (type == ort::kFloat16 ? " (float16)" : type == ort::kString ? " (string)" : "") +
                      ", which this runner does not handle");
 }
 
@@ -488,7 +489,8 @@ std::string run(int argc, char** argv, std::string* partial) {
                               ? hint->second[d]
                               : 1;
     ins[i].nbytes = count_of(ins[i].sizes) * ins[i].dtype->size;
-    if (is_int(ins[i].dtype) && a.quant.count("input" + std::to_string(i))) ins[i].quant = a.quant["input" + std::to_string(i)];
+    if (is_int(ins[i].dtype) && a.quant.count("input" + std::to_string(i)))
+      ins[i].quant = a.quant["input" + std::to_string(i)];
   }
   for (size_t i = 0; i < outs.size(); ++i)
     if (is_int(outs[i].dtype) && a.quant.count("output" + std::to_string(i)))
@@ -525,8 +527,9 @@ std::string run(int argc, char** argv, std::string* partial) {
     }
   };
   auto run_once = [&](size_t s, bool keep) {
-    OrtStatus* st = ort::fn<ort::RunFn>(ort::kRun)(session, nullptr, in_names.data(), in_values.data(), in_values.size(),
-                                                   out_names.data(), out_names.size(), out_values.data());
+    OrtStatus* st = ort::fn<ort::RunFn>(ort::kRun)(session, nullptr, in_names.data(), in_values.data(),
+                                                   in_values.size(), out_names.data(), out_names.size(),
+                                                   out_values.data());
     if (st) release_outputs();
     check(st, "run", "run failed on sample " + std::to_string(s));
     if (keep) {

@@ -57,11 +57,11 @@ def test_export_validate_end_to_end(bundle, torch_digits_pt2, tmp_path):
     report = tmp_path / "report.json"
     r = run_cli("validate", out, "--runs", "20", "--json", report)
     assert r.exit_code == 0, r.output + r.stderr
-    assert "runtimes: onnxruntime 1." in r.output and "(.onnx)" in r.output
+    assert "runtimes: onnxruntime-native 1." in r.output and "(.onnx)" in r.output  # the native runner by default
     by = {a["artifact"]: a for a in json.loads(report.read_text())["artifacts"]}
     fp32, int8 = by["digits_cnn.fp32.onnx"], by["digits_cnn.int8.onnx"]
     assert fp32["status"] == int8["status"] == "pass"
-    assert fp32["runtime"].startswith("onnxruntime ") and fp32["delegate"]["name"] == "CPUExecutionProvider"
+    assert fp32["runtime"].startswith("onnxruntime-native ") and fp32["delegate"]["name"] == "CPUExecutionProvider"
     assert fp32["accuracy"]["max_abs_error"] < 1e-4
     assert int8["accuracy"]["accuracy_drop"] <= 1.0 and int8["latency"]["p50_ms"] > 0
     assert abs(fp32["accuracy"]["reference_accuracy"] - torch_digits_pt2.float_accuracy) < 1.0

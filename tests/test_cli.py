@@ -111,3 +111,37 @@ def test_help_pages(argv):
     r = run_cli(*argv)
     assert r.exit_code == 0
     assert r.output.strip()
+
+
+def _onnx_of(tmp_path, name, shape, elem):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", elem, shape)
+    y = helper.make_tensor_value_info("y", elem, shape)
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], name, [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_bench_of_a_bare_artifact_with_an_open_dimension_is_one_line(tmp_path):
+    from onnx import TensorProto
+
+    path = _onnx_of(tmp_path, "open", ["batch", 4], TensorProto.FLOAT)
+    r = run_cli("bench", path, "--runs", "3", "--warmup", "1")
+    assert r.exit_code == 2, r.output + r.stderr
+    said = " ".join(r.stderr.split())
+    assert "open.onnx: input x has an open dimension (?x4)" in said and "--input-shape" in said
+    assert "Traceback" not in r.output + r.stderr
+
+
+def test_bench_of_a_bare_artifact_with_integer_inputs_feeds_integers(tmp_path):
+    from onnx import TensorProto
+
+    path = _onnx_of(tmp_path, "ids", [1, 8], TensorProto.INT64)  # token ids: noise of float32 would not load
+    r = run_cli("bench", path, "--runs", "3", "--warmup", "1")
+    assert r.exit_code == 0, r.output + r.stderr
+    assert "ids.onnx" in r.output and "Traceback" not in r.output + r.stderr

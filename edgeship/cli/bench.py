@@ -34,8 +34,19 @@ def _one_input(bundle, path: Path) -> list:
 
     if bundle is not None:
         return [a[:1] for a in bundle.golden().inputs]
-    return [np.random.default_rng(0).standard_normal(t["shape"]).astype(np.float32)
-            for t in inspect_file(path)["inputs"]]
+    rng, out = np.random.default_rng(0), []
+    for i, t in enumerate(inspect_file(path)["inputs"]):
+        shape = t["shape"]
+        if any(not isinstance(d, int) or d < 0 for d in shape):  # an open (dynamic) dimension: no size to fill
+            shown = "x".join(str(d) if isinstance(d, int) and d >= 0 else "?" for d in shape)
+            raise InputError(f"{path.name}: input {t.get('name') or i} has an open dimension ({shown}), so bench "
+                             "cannot make a sample for it",
+                             hint="bench the artifact inside its bundle (its golden vectors set the shape), or "
+                                  "export with a fixed shape (--input-shape NAME=1x...)")
+        dtype = np.dtype(t.get("dtype") or "float32")
+        # noise for float inputs; zeros for integer ones (token ids, quantized inputs): always in range
+        out.append(rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype))
+    return out
 
 
 def _bench_one(artifact: Path, threads: str, warmup: int, runs: int, device_uri: str, verbose):

@@ -25,7 +25,7 @@ from edgeship.children import die_with_parent
 from edgeship.convert.base import ConvertOptions, ConvertResult, converter_message
 from edgeship.convert.base import ConvertOptions as Options
 from edgeship.convert.layers import LayerError
-from edgeship.convert.torch_common import exported_program, quiet, to_tensors
+from edgeship.convert.torch_common import exported_program, quiet, shared_provenance, to_tensors
 from edgeship.convert.torch_pte import export_pte
 from edgeship.convert.xnnpack_quant_patterns import pad_after_permute
 from edgeship.data import Dataset
@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
 
     job_dir = Path((argv or sys.argv[1:])[0])
     try:
-        answer = {"ok": True, **_in_child(job_dir)}
+        with shared_provenance():  # torch.fx's provenance records shared, not deep-copied (torch_common.py)
+            answer = {"ok": True, **_in_child(job_dir)}
     except EdgeshipError as e:
         answer = {"ok": False, "type": type(e).__name__, "message": e.message, "hint": e.hint}
     except Exception as e:  # a bug or a converter's surprise: one line back, the traceback in the log

@@ -266,17 +266,8 @@ def bench_memory(bundle_dir: Path, samples: int, repeats: int, baseline: Path | 
 # native_bare.cpp with ExecuTorch's threadpool set to one thread before main (as the runner's
 # --threads 1 does): left alone, the bare loop would run XNNPACK on every core.
 BARE_ONE_THREAD = """\
-#include <cstddef>
-#include <cstdint>
 #include <cstdio>
-namespace executorch::extension::threadpool {
-class ThreadPool {
- public:
-  size_t get_thread_count() const;
-  bool _unsafe_reset_threadpool(uint32_t num_threads);
-};
-ThreadPool* get_threadpool();
-}  // namespace executorch::extension::threadpool
+#include "%h"
 static const int bare_threads = [] {
   auto* pool = executorch::extension::threadpool::get_threadpool();
   if (pool && pool->get_thread_count() != 1) pool->_unsafe_reset_threadpool(1);
@@ -296,7 +287,8 @@ def build_bare_one_thread(tmp: Path) -> Path:
     runner = native_build.ensure_runner("host")
     et = runner.lib_dir.parent
     src = tmp / "native_bare_1t.cpp"
-    src.write_text(BARE_ONE_THREAD.replace("%s", str(REPO / "bench" / "native_bare.cpp")))
+    src.write_text(BARE_ONE_THREAD.replace("%s", str(REPO / "bench" / "native_bare.cpp"))
+                   .replace("%h", str(REPO / "runtime" / "native" / "et_threadpool.h")))
     out = tmp / "native_bare_1t"
     cmd = native_build.compile_command(native_build.compiler("host"), src, out, et, str(et / "lib"), runner.version)
     subprocess.run(cmd, check=True, capture_output=True)

@@ -55,7 +55,8 @@ from edgeship.runtime.rootfs import cache_root
 SOURCE = Path(__file__).resolve().parent / "native" / "pte_runner.cpp"
 LITERT_SOURCE = Path(__file__).resolve().parent / "native" / "litert_runner.cpp"
 ORT_SOURCE = Path(__file__).resolve().parent / "native" / "ort_runner.cpp"
-HEADER = Path(__file__).resolve().parent / "native" / "runner_common.h"  # every runner includes it
+# the headers the runners include (runner_common.h: every runner; et_threadpool.h: the .pte runner)
+HEADERS = tuple(sorted((Path(__file__).resolve().parent / "native").glob("*.h")))
 TARGETS = ("host", "aarch64")
 KINDS = ("pte", "litert", "ort")
 LIBS = ("executorch", "executorch_backend_xnnpack", "executorch_kernels_optimized", "executorch_kernels_quantized",
@@ -335,10 +336,11 @@ def kind_for(artifact) -> str | None:
 
 
 def build_key(target: str, version: str, root: Path, kind: str = "pte") -> str:
-    """The cache folder's name: the runner's source and the header it includes, the runtime's
+    """The cache folder's name: the runner's source and the headers beside it, the runtime's
     version, the target and (host) the installation its rpath points into."""
     h = hashlib.sha256(SPECS[kind].source.read_bytes())
-    h.update(HEADER.read_bytes())
+    for header in HEADERS:
+        h.update(header.read_bytes())
     if kind != "pte":
         h.update(f"\0{kind}".encode())
     h.update(f"\0{version}\0{target}\0".encode())

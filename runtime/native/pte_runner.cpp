@@ -29,21 +29,13 @@
 #include <string>
 #include <vector>
 
+#include "et_threadpool.h"
 #include "runner_common.h"
 
 #ifndef EDGESHIP_ET_VERSION
 #define EDGESHIP_ET_VERSION "unknown"
 #endif
 
-namespace executorch::extension::threadpool {
-// libexecutorch_threadpool.so exports these; the wheel ships no threadpool.h
-class ThreadPool {
- public:
-  size_t get_thread_count() const;
-  bool _unsafe_reset_threadpool(uint32_t num_threads);
-};
-ThreadPool* get_threadpool();
-}  // namespace executorch::extension::threadpool
 
 using executorch::aten::ScalarType;
 using executorch::extension::Module;

@@ -1,12 +1,27 @@
 """`adb` and `adb:SERIAL`: an Android device through Debian's `adb` client and a native runner.
 
-Android has no Python for the agent, so the user supplies the runtime's own native runner
-(`--runner PATH`): LiteRT's `benchmark_model` for .tflite, ExecuTorch's `executor_runner` for
-.pte. Both are pushed with the artifact to /data/local/tmp/edgeship/, made executable and run
-under a timeout; their output is parsed into the agent's result keys (latency in ms, init_ms,
-runtime, delegate). `executor_runner` also writes outputs (`--inputs a.bin,b.bin
---output_file out` -> out-0.bin, ...), which are pulled back for accuracy. `benchmark_model`
-writes none: accuracy is then not measured, and the record says so.
+Android has no Python for the agent, so runs are native. By default (no --runner) edgeship
+pushes its own aarch64 runners (adb_native.py: pte_runner for .pte, litert_runner for .tflite,
+ort_runner for .onnx) with the wheels' libraries and a glibc of their own, and starts them
+through the pushed loader (`lib/ld-linux-aarch64.so.1 --library-path lib runner ARGS`), so
+nothing of the phone's bionic libc is used; their JSON report gives outputs, timings and the
+delegate record. That path is proven on the arm64 test device only -- a Debian chroot under
+QEMU behind a test adb server (tests/adb_test_server.py) -- not on Android hardware. On Android
+it needs /data/local/tmp to allow exec (it does for `adb shell` on stock Android) and the pushed
+glibc loader started explicitly, as adb_native does (the runners' own PT_INTERP,
+/lib/ld-linux-aarch64.so.1, does not exist there); SELinux or seccomp policies that a real phone
+applies to such programs are untested.
+
+The user's own runners (`--runner PATH`) win for their format: LiteRT's `benchmark_model` for
+.tflite, ExecuTorch's `executor_runner` for .pte. Both are pushed with the artifact to
+/data/local/tmp/edgeship/, made executable and run under a timeout; their output is parsed into
+the agent's result keys (latency in ms, init_ms, runtime, delegate). `executor_runner` also writes
+outputs (`--inputs a.bin,b.bin --output_file out` -> out-0.bin, ...), which are pulled back for
+accuracy; its ET_LOG lines come from its stdout or, built with ExecuTorch's Android preset (log
+through __android_log_print, tag ExecuTorch), from `logcat -d -s ExecuTorch:*` after a
+`logcat -c`. Its log names no backend, so its delegate is recorded as null ("not reported by
+executor_runner"), not guessed. `benchmark_model` writes no outputs: accuracy is then not
+measured, and the record says so.
 
 The adb server's port follows ANDROID_ADB_SERVER_PORT, as the client itself does.
 """
@@ -25,11 +40,16 @@ import numpy as np
 
 from edgeship import context
 from edgeship.errors import DeviceError, DeviceUnreachable, InputError, last_line
+from edgeship.runtime import adb_native, native_build
 from edgeship.runtime.base import AgentRun
 from edgeship.runtime.standalone.executorch import from_stored, to_stored
 from edgeship.runtime.standalone.timing import summarize
 
 REMOTE_DIR = "/data/local/tmp/edgeship"
+# what doctor says of edgeship's own runners on adb (adb_native.py)
+ON_ANDROID = ("proven on the arm64 test device only (a Debian chroot under QEMU behind a test adb server), not on "
+              "Android hardware; on Android it needs /data/local/tmp to allow exec and the pushed glibc loader "
+              "started explicitly (edgeship does)")
 RUNNER_ENV = "EDGESHIP_ADB_RUNNER"  # the user's default runners (os.pathsep-separated); --runner wins
 NO_OUTPUTS = "not measured: benchmark_model prints timings only, no outputs (use executor_runner or another device for accuracy)"
 
@@ -42,6 +62,9 @@ _STATS = re.compile(r"count=(\d+)((?: \w+=[\d.eE+-]+)*)")
 _ET_ITER = re.compile(r"Iteration (\d+) of (\d+): ([\d.eE+-]+) ms")
 _ET_LOAD = re.compile(r"Model loaded in ([\d.eE+-]+) ms")
 _ET_DONE = re.compile(r"Model executed successfully (\d+) time\(s\) in ([\d.eE+-]+) ms")
+# executorch runtime/platform/default/android.cpp, et_pal_emit_log_message:
+# __android_log_print(level, "ExecuTorch", "%s", message) -- the message alone, no file:line prefix
+LOGCAT_TAG = "ExecuTorch"
 
 
 def parse_benchmark_model(text: str) -> dict:
@@ -105,10 +128,6 @@ class AdbDevice:
         # the command's --runner (edgeship.context.runtime_choices), else $EDGESHIP_ADB_RUNNER (the user's default)
         given = ([runner] if runner else list(context.adb_runners())
                  or [p for p in os.environ.get(RUNNER_ENV, "").split(os.pathsep) if p])
-        if not given and require_runner:
-            raise InputError(f"--device {uri} needs --runner PATH: the native runner to push (LiteRT's "
-                             "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)",
-                             hint="in a project file: [measure] adb_runners = [\"path/to/benchmark_model\", ...]")
         self.runners: dict[str, Path] = {}
         for path in map(Path, given):
             if not path.is_file():
@@ -208,8 +227,12 @@ class AdbDevice:
         cpu = re.search(r"^(?:Hardware|model name)\s*:\s*(.+)$", cpuinfo, re.M)
         parts_ = sorted(set(re.findall(r"^CPU part\s*:\s*(\S+)", cpuinfo, re.M)))
         bm, et = self.runners.get("benchmark_model"), self.runners.get("executor_runner")
-        runner = f"pushed per run ({bm.name})" if bm else "pushed per run (--runner PATH)"
-        et_runner = f"pushed per run ({et.name})" if et else "pushed per run (--runner PATH/executor_runner)"
+        own = "edgeship's aarch64 {} with a pushed glibc, started through its loader"
+        formats = {fmt: {"runs": True, "how": (f"{user.name} (--runner), pushed per run" if user else own.format(
+                   native_build.SPECS[kind].binary) + f"; {ON_ANDROID}")}
+                   for fmt, kind, user in ((".tflite", "litert", bm), (".pte", "pte", et), (".onnx", "ort", None))}
+        runner = f"pushed per run ({bm.name})" if bm else "edgeship's litert_runner; or benchmark_model via --runner PATH"
+        et_runner = f"pushed per run ({et.name})" if et else "edgeship's pte_runner; or executor_runner via --runner PATH"
         return {"ok": True, "device": self.uri, "serial": self.serial, "emulated": self.emulated,
                 "model": props[0].strip(),
                 "android": props[1].strip(), "machine": props[2].strip(),
@@ -220,7 +243,8 @@ class AdbDevice:
                 "tflite": {"available": True, "runtime": f"native benchmark_model, {runner}",
                            "xnnpack": {"active": None, "detail": "the runner's choice (benchmark_model: --use_xnnpack)"}},
                 "executorch": {"available": True, "runtime": f"native executor_runner, {et_runner}"},
-                "mem_total_mb": kb("MemTotal"), "mem_available_mb": kb("MemAvailable"), "disk_free_mb": disk}
+                "mem_total_mb": kb("MemTotal"), "mem_available_mb": kb("MemAvailable"), "disk_free_mb": disk,
+                "formats": formats}
 
     # -- Device protocol ----------------------------------------------------------------------
 
@@ -228,13 +252,12 @@ class AdbDevice:
                      warmup: int = 5, runs: int = 50, timeout: float = 300.0, verbose: bool = False) -> AgentRun:
         artifact = Path(artifact)
         kind = {".tflite": "benchmark_model", ".pte": "executor_runner"}.get(artifact.suffix)
-        if kind is None:
-            return AgentRun(False, {}, None, f"adb runs .tflite and .pte only, not {artifact.suffix}")
-        runner = self.runners.get(kind)
-        if runner is None:
-            given = ", ".join(p.name for p in self.runners.values()) or "none"
-            return AgentRun(False, {}, None, f"{artifact.suffix} on adb needs {kind} (runners given: {given}); "
-                                             f"pass --runner PATH/{kind} too")
+        runner = self.runners.get(kind) if kind else None
+        if runner is None:  # edgeship's own aarch64 runner, with the glibc it needs (adb_native.py)
+            if artifact.suffix not in adb_native.FORMATS:
+                return AgentRun(False, {}, None, f"adb runs .tflite, .pte and .onnx only, not {artifact.suffix}")
+            return adb_native.run(self, artifact, inputs, signature, threads=threads, warmup=warmup, runs=runs,
+                                  timeout=timeout)
         rdir = f"{REMOTE_DIR}/{artifact.stem}"
         rc, out = self.shell(f"rm -rf {shlex.quote(rdir)} && mkdir -p {shlex.quote(rdir)}")
         if rc:
@@ -248,8 +271,21 @@ class AdbDevice:
         base = {"device": self.uri, "runner": runner.name, "emulated": self.emulated, "threads": threads}
         if kind == "benchmark_model":
             return self._benchmark_model(rrunner, rmodel, threads, warmup, runs, timeout, base)
-        base["delegate"] = "XNNPACK" if b"XnnpackBackend" in artifact.read_bytes() else None
+        # executor_runner's log names no backend: nothing is guessed from the program's bytes
+        base["delegate"] = None
+        base["delegate_note"] = "not reported by executor_runner"
         return self._executor_runner(rrunner, rmodel, rdir, inputs, signature, threads, warmup, runs, timeout, base)
+
+    def _with_logcat(self, out: str) -> str:
+        """executor_runner's ET_LOG lines: on its stdout, or (built with ExecuTorch's Android preset,
+        whose PAL logs through __android_log_print with the tag ExecuTorch) in Android's log."""
+        if _ET_DONE.search(out) or "executorch:" in out:
+            return out
+        try:
+            rc, log = self.shell(f"logcat -d -s '{LOGCAT_TAG}:*'", timeout=60)
+        except DeviceUnreachable:
+            return out
+        return out + "\n" + log if rc == 0 and log.strip() else out
 
     def _run_runner(self, cmd: str, timeout: float, before: str = "") -> tuple[int, str] | AgentRun:
         # the device enforces the timeout too, so a hung runner does not outlive the call
@@ -297,11 +333,13 @@ class AdbDevice:
                 execs = warmup + runs if i == 0 else 1
                 cmd = (f"{shlex.quote(rrunner)} --model_path={shlex.quote(rmodel)} --inputs={','.join(names)} "
                        f"--output_file={rdir}/out --num_executions={execs} --cpu_threads={threads} --print_output=none")
-                # in the same shell call: a failed run must not leave the last sample's outputs behind
-                got = self._run_runner(cmd, timeout, before=f"rm -f {rdir}/out-*.bin; ")
+                # in the same shell call: a failed run must not leave the last sample's outputs behind,
+                # nor Android's log an earlier run's lines
+                got = self._run_runner(cmd, timeout, before=f"rm -f {rdir}/out-*.bin; logcat -c >/dev/null 2>&1; ")
                 if isinstance(got, AgentRun):
                     return got
                 rc, out = got
+                out = self._with_logcat(out)
                 try:
                     parsed = parse_executor_runner(out, warmup if i == 0 else 0)
                     if rc != 0:

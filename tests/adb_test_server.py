@@ -27,11 +27,20 @@ DATA = "/data/local/tmp"
 
 
 class AdbTestServer:
-    def __init__(self, rootfs: Path, data_dir: Path, devices: dict[str, str] | None = None):
+    def __init__(self, rootfs: Path, data_dir: Path, devices: dict[str, str] | None = None,
+                 hide_glibc: bool = False):
         self.rootfs, self.data = Path(rootfs), Path(data_dir)
         self.data.mkdir(parents=True, exist_ok=True)
         self.devices = dict({"emulator-5554": "device"} if devices is None else devices)  # serial -> state
         self.requests: list[str] = []
+        self.sent: list[str] = []  # the device paths of every sync SEND (adb push), in order
+        # hide_glibc: what `timeout` starts runs with a QEMU_LD_PREFIX holding only the rootfs's
+        # /proc and /sys (its CPU files), so the rootfs's /lib/ld-linux-aarch64.so.1 and
+        # /lib/aarch64-linux-gnu (the "phone's" glibc) are not there for it (this host has no arm64
+        # glibc of its own); the shell and the rootfs's tools keep it
+        self.hide_glibc = hide_glibc
+        self.no_glibc = self.data.parent / f"{self.data.name}-no-glibc"
+        self.logcat = self.data.parent / f"{self.data.name}-logcat"  # the logcat stand-in's buffer
         server = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -186,6 +195,21 @@ class AdbTestServer:
                  "ro.product.cpu.abi": "arm64-v8a", "ro.kernel.qemu": "1"}
         cases = " ".join(f"{k}) echo '{v}';;" for k, v in props.items())
         cmd = f'getprop() {{ case "$1" in {cases} *) echo;; esac; }}; ' + cmd
+        # `logcat` is Android's: a stand-in over a plain file (EDGESHIP_TEST_LOGCAT, which a test's
+        # runner appends to as Android's log would): -c empties it, -d prints it, -s TAG:* keeps TAG's lines
+        env["EDGESHIP_TEST_LOGCAT"] = str(self.logcat)
+        self.logcat.touch()
+        cmd = ('logcat() { clear=; tag=; for a in "$@"; do case "$a" in -c) clear=1;; *:*) tag="${a%%:*}";; esac; '
+               'done; if [ -n "$clear" ]; then : > "$EDGESHIP_TEST_LOGCAT"; elif [ -n "$tag" ]; then '
+               'grep " $tag *: " "$EDGESHIP_TEST_LOGCAT"; else cat "$EDGESHIP_TEST_LOGCAT"; fi; true; }; ') + cmd
+        if self.hide_glibc:  # stand-in: what `timeout` starts sees no glibc of the "phone's" (see __init__)
+            self.no_glibc.mkdir(exist_ok=True)
+            for name in ("proc", "sys"):  # but the board's CPU description (rootfs.write_cpu_files), as a phone has
+                if not (self.no_glibc / name).is_symlink():
+                    (self.no_glibc / name).symlink_to(self.rootfs / name)
+            cmd = (f'timeout() {{ t=$1; shift; if [ "$t" = -s ]; then s=$1; t=$2; shift 2; set -- -s "$s" "$t" '
+                   f'env QEMU_LD_PREFIX={self.no_glibc} "$@"; else set -- "$t" env QEMU_LD_PREFIX={self.no_glibc} "$@"; '
+                   f'fi; command timeout "$@"; }}; ') + cmd
         p = subprocess.Popen(["qemu-aarch64-static", "-L", r, "-cpu", "cortex-a72", f"{r}/bin/sh", "-c",
                               self._rewrite(cmd)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, env=env, cwd=str(self.data))
@@ -212,6 +236,7 @@ class AdbTestServer:
                 s.sendall(b"DONE" + struct.pack("<IIII", 0, 0, 0, 0))
             elif cmd == b"SEND":
                 path, _, mode = self._recv(s, n).decode().rpartition(",")
+                self.sent.append(path)
                 try:
                     dest = self.host_path(path)
                 except PermissionError:

@@ -229,6 +229,10 @@ def test_doctor_through_adb(adb_server):
     assert r.exit_code == 0, r.output
     # plumbing: the server's getprop hands these back verbatim (model, ABI)
     assert "arm64-v8a" in r.output and "Emulated arm64" in r.output and "benchmark_model" in r.output
+    said = " ".join(r.output.replace("│", " ").split())
+    for fmt, runner in ((".tflite", "litert_runner"), (".pte", "pte_runner"), (".onnx", "ort_runner")):
+        assert f"runs {fmt}" in said and runner in said, said
+    assert "not on Android hardware" in said and "/data/local/tmp to allow exec" in said, said
     r = run_cli("devices", "doctor", "adb", "--json", env=env_for(server))
     rep = json.loads(r.output)
     assert rep["android"] == "14" and rep["emulated"] is True  # plumbing: getprop's answers again
@@ -263,19 +267,28 @@ def test_validate_pte_through_adb_with_executor_runner(adb_server, et_standin, s
         assert a["runtime"] == "executorch (executor_runner)"
         assert a["emulated"] is True  # plumbing: the server's getprop says ro.kernel.qemu=1
         assert a["latency"]["runs"] == 5 and a["latency"]["warmup"] == 2
+        # executor_runner's log names no backend: no guess from the program's bytes
+        assert a["delegate"] is None, a["delegate"]
     runs = [q for q in server.requests if q.startswith("shell:") and "executor_runner --model_path=" in q]
     assert len(runs) == 2 * 12, len(runs)  # once per golden sample, per artifact
     assert all("--inputs=/data/local/tmp/edgeship/" in q and "--output_file=" in q for q in runs)
     assert not any("benchmark_model --graph" in q for q in server.requests)
 
 
-def test_a_pte_without_executor_runner_is_a_clear_error(adb_server, standin, small_pte_bundle, tmp_path):
+def test_a_pte_without_executor_runner_runs_through_edgeships_own_runner(adb_server, standin, small_pte_bundle,
+                                                                        tmp_path):
+    """Only benchmark_model given: the .pte runs through edgeship's aarch64 pte_runner, pushed with
+    its glibc and started through the pushed loader (tests/test_adb_native.py tests that path)."""
     server = adb_server()
+    out = tmp_path / "v.json"
     r = run_cli("validate", small_pte_bundle / "digits.int8.pte", "--device", "adb", "--runner", standin,
-                env=env_for(server))
-    assert r.exit_code == 1, r.output
-    said = " ".join(r.output.split())
-    assert ".pte on adb needs executor_runner (runners given: benchmark_model)" in said, r.output
+                "--runs", "3", "--json", out, env=env_for(server))
+    assert r.exit_code == 0, r.output
+    a = json.loads(out.read_text())["artifacts"][0]
+    assert a["status"] == "pass" and a["runtime"].startswith("executorch-native"), a
+    assert a["delegate"]["name"] == "XNNPACK" and a["delegate"]["active"] is True, a["delegate"]  # pte_runner's report
+    assert any("/lib/ld-linux-aarch64.so.1 --library-path " in q and "/pte_runner " in q for q in server.requests)
+    assert not any("executor_runner --model_path=" in q or "benchmark_model --graph" in q for q in server.requests)
     assert "Traceback" not in r.output
 
 
@@ -295,9 +308,13 @@ def test_check_reads_the_adb_runners_from_the_project_file(adb_server, et_standi
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert "Traceback" not in r.output and json.dumps(report).count("executor_runner") >= 1
     assert any("executor_runner --model_path=" in q for q in server.requests)
+    # no adb_runners: edgeship's own aarch64 pte_runner runs it, through the glibc loader pushed with it
     cfg.write_text(cfg.read_text().replace('adb_runners = ["executor_runner"]\n', ""))
+    del server.requests[:]
     r = run_cli("check", cfg, "--skip-export", "--report-dir", tmp_path / "report2", env=env_for(server))
-    assert r.exit_code == 3 and "adb_runners" in r.output, r.output
+    assert r.exit_code == 0, r.output
+    assert not any("executor_runner --model_path=" in q for q in server.requests)
+    assert any("/lib/ld-linux-aarch64.so.1 --library-path " in q and "/pte_runner " in q for q in server.requests)
 
 
 def test_a_failing_executor_runner_is_one_clear_line(adb_server, small_pte_bundle, tmp_path):
@@ -313,4 +330,37 @@ def test_a_failing_executor_runner_is_one_clear_line(adb_server, small_pte_bundl
     assert r.exit_code == 1, (r.output, r.exception)
     said = " ".join(r.output.split())
     assert "executor_runner exit 1" in said and "executor_runner.cpp:156] Loading of method" in said, r.output
+    assert "Traceback" not in r.output
+
+
+def test_executor_runner_logging_to_logcat_is_read_from_logcat(adb_server, et_standin, small_pte_bundle, tmp_path):
+    """An executor_runner built with ExecuTorch's Android preset prints no ET_LOG lines: its PAL
+    (runtime/platform/default/android.cpp) sends them to Android's log, tag ExecuTorch. Stand-ins:
+    the runner (a wrapper around the executor_runner stand-in, itself real ExecuTorch on the host,
+    that writes those lines, as logcat prints them, into the test server's logcat buffer and nothing
+    to stdout) and `logcat` (the server's shell function over that buffer). edgeship clears the log
+    before each run (logcat -c) and reads `logcat -d -s ExecuTorch:*` when stdout has no ET_LOG."""
+    server = adb_server()
+    wrapper = tmp_path / "executor_runner"
+    wrapper.write_text(
+        "#!/bin/sh\n# stand-in: executor_runner built for Android, logging through __android_log_print\n"
+        f'{et_standin} "$@" > "$EDGESHIP_TEST_LOGCAT.run" 2>&1\nrc=$?\n'
+        "sed -E 's/^([DIEF]) [0-9:.]+ executorch:[^]]*\\] ?(.*)$/12-07 05:00:00.000  4242  4242 \\1 ExecuTorch: \\2/' "
+        '"$EDGESHIP_TEST_LOGCAT.run" | grep " ExecuTorch: " >> "$EDGESHIP_TEST_LOGCAT"\n'
+        "exit $rc\n")
+    wrapper.chmod(0o755)
+    # an earlier run's lines left in the log: `logcat -c` must clear them
+    server.logcat.write_text("12-07 04:59:59.000  4000  4000 I ExecuTorch: Iteration 1 of 1: 999.000000 ms\n"
+                             "12-07 04:59:59.000  4000  4000 I ExecuTorch: Model executed successfully 1 time(s) "
+                             "in 999.000000 ms.\n")
+    out = tmp_path / "b.json"
+    r = run_cli("bench", small_pte_bundle / "digits.fp32.pte", "--device", "adb", "--runner", wrapper,
+                "--warmup", "1", "--runs", "4", "--json", out, env=env_for(server))
+    assert r.exit_code == 0, r.output
+    rec = json.loads(out.read_text())["artifacts"][0]
+    assert rec["runtime"] == "executorch (executor_runner)" and rec["latency"]["runs"] == 4, rec
+    assert rec["latency"]["max_ms"] < 999, rec["latency"]  # the stale line was cleared, not parsed
+    assert rec["init_ms"] > 0 and rec["delegate"] is None, rec
+    assert any("logcat -c" in q for q in server.requests) and any("logcat -d -s 'ExecuTorch:*'" in q
+                                                                 for q in server.requests), server.requests
     assert "Traceback" not in r.output

@@ -342,69 +342,10 @@ void convert_sample(const uint8_t* src, const DType* from, const Spec& to, uint8
   }
 }
 
-// The model file's bytes for the process's lifetime: mapped read-only (the page cache, no copy),
-// or read whole when it is not a regular file. A FIFO nobody writes blocks here (the caller's timeout).
-const void* map_model(const std::string& path, size_t* size) {
-  int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail("load", "cannot open '" + path + "': " + std::strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-    if (st.st_size == 0) fail("load", "'" + path + "' is empty (0 bytes), not a TFLite model");
-    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) fail("load", "cannot map '" + path + "': " + std::strerror(errno));
-    *size = static_cast<size_t>(st.st_size);
-    return p;
-  }
-  auto* data = new std::vector<char>();
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) data->insert(data->end(), buf, buf + n);
-  close(fd);
-  if (data->empty()) fail("load", "'" + path + "' is empty (0 bytes), not a TFLite model");
-  *size = data->size();
-  return data->data();
-}
 
-struct Want {
-  std::string name, key;
-};
 
-// --want SIDE I TENSOR_NAME SIGNATURE_KEY (names may hold ':'): "input" -> per position
-using Wants = std::map<std::string, std::vector<Want>>;
 
-bool parse_want(const std::function<std::string()>& next, Wants* want) {
-  std::string side = next();
-  long idx = std::atol(next().c_str());
-  Want w;
-  w.name = next();
-  w.key = next();
-  auto& list = (*want)[side];
-  if (idx < 0 || idx > 4096) fail("arguments", "--want: bad index");
-  if (list.size() <= static_cast<size_t>(idx)) list.resize(static_cast<size_t>(idx) + 1);
-  list[static_cast<size_t>(idx)] = w;
-  return true;
-}
 
-// The manifest's order (--want) over the model's own: tensor name, else signature key, else the
-// same position; the model's own order when any match is ambiguous (the Python runner's _ordered).
-std::vector<Spec> ordered(const std::vector<Spec>& own, const std::vector<Want>& want) {
-  if (want.empty() || want.size() != own.size()) return own;
-  std::vector<Spec> out;
-  std::vector<bool> used(own.size(), false);
-  for (size_t i = 0; i < want.size(); ++i) {
-    size_t pick = i;
-    bool found = false;
-    for (size_t j = 0; j < own.size() && !found; ++j)
-      if (!want[i].name.empty() && own[j].name == want[i].name) pick = j, found = true;
-    for (size_t j = 0; j < own.size() && !found; ++j)
-      if (!want[i].key.empty() && own[j].key == want[i].key) pick = j, found = true;
-    if (used[pick]) return own;
-    used[pick] = true;
-    out.push_back(own[pick]);
-  }
-  return out;
-}
 
 void describe_tensor(LiteRtTensor t, Spec* s, const char* side, size_t i) {
   const char* name = nullptr;
@@ -485,7 +426,7 @@ std::string run(int argc, char** argv, std::string* partial) {
   // from a buffer, not LiteRtCreateModelFromFile: only the buffer path runs the flatbuffer verifier
   // (the Python interpreter verifies too), so a damaged file is an error here, not a crash later
   size_t model_size = 0;
-  const void* model_bytes = map_model(a.model, &model_size);
+  const void* model_bytes = map_model(a.model, &model_size, "a TFLite model");
   LiteRtModel model = nullptr;
   check(LiteRtCreateModelFromBuffer(env, model_bytes, model_size, &model), "load",
         "cannot load '" + a.model + "' as a LiteRT model (corrupt, truncated or not a .tflite)");
@@ -576,8 +517,9 @@ std::string run(int argc, char** argv, std::string* partial) {
     check(LiteRtCreateManagedTensorBufferFromRequirements(env, &s.type, r, &out_bufs[s.sig_index]), "load",
           "output buffer");
   }
-  ins = ordered(ins, want["input"]);
-  outs = ordered(outs, want["output"]);
+  auto key_of = [](const Spec& s) { return s.key; };  // what a wanted key matches: the signature key
+  ins = ordered(ins, want["input"], key_of);
+  outs = ordered(outs, want["output"], key_of);
   for (size_t i = 0; i < ins.size(); ++i) {
     if (ins[i].quant.set || !a.quant.count("input" + std::to_string(i))) continue;
     if (is_int(ins[i].dtype)) ins[i].quant = a.quant["input" + std::to_string(i)];

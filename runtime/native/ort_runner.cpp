@@ -297,47 +297,8 @@ void convert_sample(const uint8_t* src, const DType* from, const Spec& to, uint8
   }
 }
 
-// The model file's bytes for the process's lifetime: mapped read-only, or read whole when it is not a
-// regular file. A FIFO nobody writes blocks here (the caller's timeout).
-const void* map_model(const std::string& path, size_t* size) {
-  int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail("load", "cannot open '" + path + "': " + std::strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-    if (st.st_size == 0) fail("load", "'" + path + "' is empty (0 bytes), not an ONNX model");
-    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) fail("load", "cannot map '" + path + "': " + std::strerror(errno));
-    *size = static_cast<size_t>(st.st_size);
-    return p;
-  }
-  auto* data = new std::vector<char>();
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) data->insert(data->end(), buf, buf + n);
-  close(fd);
-  if (data->empty()) fail("load", "'" + path + "' is empty (0 bytes), not an ONNX model");
-  *size = data->size();
-  return data->data();
-}
 
-struct Want {
-  std::string name, key;
-};
-using Wants = std::map<std::string, std::vector<Want>>;  // "input" -> per position
 
-bool parse_want(const std::function<std::string()>& next, Wants* want) {
-  std::string side = next();
-  long idx = std::atol(next().c_str());
-  Want w;
-  w.name = next();
-  w.key = next();
-  if (idx < 0 || idx > 4096) fail("arguments", "--want: bad index");
-  auto& list = (*want)[side];
-  if (list.size() <= static_cast<size_t>(idx)) list.resize(static_cast<size_t>(idx) + 1);
-  list[static_cast<size_t>(idx)] = w;
-  return true;
-}
 
 // --shape I:D0,D1,...: input I's sample shape, for the dimensions the model leaves open
 bool parse_shape(const std::string& v, std::map<size_t, std::vector<int64_t>>* shapes) {
@@ -353,25 +314,6 @@ bool parse_shape(const std::string& v, std::map<size_t, std::vector<int64_t>>* s
   return true;
 }
 
-// The manifest's order (--want) over the session's: tensor name, else model name, else the same
-// position; the session's own order when any match is ambiguous (the Python runner's _ordered).
-std::vector<Spec> ordered(const std::vector<Spec>& own, const std::vector<Want>& want) {
-  if (want.empty() || want.size() != own.size()) return own;
-  std::vector<Spec> out;
-  std::vector<bool> used(own.size(), false);
-  for (size_t i = 0; i < want.size(); ++i) {
-    size_t pick = i;
-    bool found = false;
-    for (size_t j = 0; j < own.size() && !found; ++j)
-      if (!want[i].name.empty() && own[j].name == want[i].name) pick = j, found = true;
-    for (size_t j = 0; j < own.size() && !found; ++j)
-      if (!want[i].key.empty() && own[j].name == want[i].key) pick = j, found = true;
-    if (used[pick]) return own;
-    used[pick] = true;
-    out.push_back(own[pick]);
-  }
-  return out;
-}
 
 size_t count_of(const std::vector<int64_t>& sizes) {
   size_t n = 1;
@@ -448,7 +390,7 @@ std::string run(int argc, char** argv, std::string* partial) {
   check(ort::fn<ort::SetIntFn>(ort::kSetSessionExecutionMode)(options, ort::kSequential), "load", "execution mode");
   check(ort::fn<ort::SetIntFn>(ort::kSetSessionLogSeverityLevel)(options, 3), "load", "log level");
   size_t model_size = 0;
-  const void* model_bytes = map_model(a.model, &model_size);
+  const void* model_bytes = map_model(a.model, &model_size, "an ONNX model");
   OrtSession* session = nullptr;
   check(ort::fn<ort::CreateSessionFromArrayFn>(ort::kCreateSessionFromArray)(env, model_bytes, model_size, options,
                                                                               &session),
@@ -479,8 +421,9 @@ std::string run(int argc, char** argv, std::string* partial) {
     return specs;
   };
   std::vector<Spec> ins = collect(true), outs = collect(false);
-  ins = ordered(ins, want["input"]);
-  outs = ordered(outs, want["output"]);
+  auto key_of = [](const Spec& s) { return s.name; };  // what a wanted key matches: an ONNX model's second name is its own name
+  ins = ordered(ins, want["input"], key_of);
+  outs = ordered(outs, want["output"], key_of);
   for (size_t i = 0; i < ins.size(); ++i) {  // open dimensions: the sample's, else 1
     auto hint = shapes.find(i);
     for (size_t d = 0; d < ins[i].sizes.size(); ++d)

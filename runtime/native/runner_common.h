@@ -1,4 +1,4 @@
-// The agent protocol both native runners speak (pte_runner.cpp, litert_runner.cpp): arguments,
+// The agent protocol the native runners speak (pte_runner.cpp, litert_runner.cpp, ort_runner.cpp): arguments,
 // input files, the first/warm-up/timed runs, raw output files and the JSON report. Each runner
 // brings its runtime: loading, tensor specs, dtype conversion and one run.
 //
@@ -13,10 +13,14 @@
 
 #pragma once
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -312,6 +316,72 @@ int agent_main(Run run) {
   }
   std::fflush(stdout);
   return 1;
+}
+
+// The model file's bytes for the process's lifetime: mapped read-only (the page cache, no copy),
+// or read whole when it is not a regular file. A FIFO nobody writes blocks here (the caller's
+// timeout). WHAT names the format in the error ("a TFLite model").
+inline const void* map_model(const std::string& path, size_t* size, const std::string& what) {
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail("load", "cannot open '" + path + "': " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    if (st.st_size == 0) fail("load", "'" + path + "' is empty (0 bytes), not " + what);
+    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) fail("load", "cannot map '" + path + "': " + std::strerror(errno));
+    *size = static_cast<size_t>(st.st_size);
+    return p;
+  }
+  auto* data = new std::vector<char>();
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) data->insert(data->end(), buf, buf + n);
+  close(fd);
+  if (data->empty()) fail("load", "'" + path + "' is empty (0 bytes), not " + what);
+  *size = data->size();
+  return data->data();
+}
+
+// --want SIDE I TENSOR_NAME KEY (names may hold ':'): the manifest's name and key of each position
+struct Want {
+  std::string name, key;
+};
+using Wants = std::map<std::string, std::vector<Want>>;  // "input" -> per position
+
+inline bool parse_want(const std::function<std::string()>& next, Wants* want) {
+  std::string side = next();
+  long idx = std::atol(next().c_str());
+  Want w;
+  w.name = next();
+  w.key = next();
+  if (idx < 0 || idx > 4096) fail("arguments", "--want: bad index");
+  auto& list = (*want)[side];
+  if (list.size() <= static_cast<size_t>(idx)) list.resize(static_cast<size_t>(idx) + 1);
+  list[static_cast<size_t>(idx)] = w;
+  return true;
+}
+
+// The manifest's order (--want) over the model's own: tensor name, else KEY_OF(spec) against the
+// wanted key, else the same position; the model's own order when any match is ambiguous (the
+// Python runners' _ordered).
+template <class Spec, class KeyOf>
+std::vector<Spec> ordered(const std::vector<Spec>& own, const std::vector<Want>& want, KeyOf key_of) {
+  if (want.empty() || want.size() != own.size()) return own;
+  std::vector<Spec> out;
+  std::vector<bool> used(own.size(), false);
+  for (size_t i = 0; i < want.size(); ++i) {
+    size_t pick = i;
+    bool found = false;
+    for (size_t j = 0; j < own.size() && !found; ++j)
+      if (!want[i].name.empty() && own[j].name == want[i].name) pick = j, found = true;
+    for (size_t j = 0; j < own.size() && !found; ++j)
+      if (!want[i].key.empty() && key_of(own[j]) == want[i].key) pick = j, found = true;
+    if (used[pick]) return own;
+    used[pick] = true;
+    out.push_back(own[pick]);
+  }
+  return out;
 }
 
 }  // namespace edgeship_runner

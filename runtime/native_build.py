@@ -165,27 +165,40 @@ def host_litert_dir() -> Path:
 def aarch64_litert_dir(version: str) -> Path:
     """The aarch64 wheel's ai_edge_litert/libLiteRt.so, unpacked once: from the wheel `devices setup
     emu:*` cached, else fetched by pip."""
+    return _aarch64_wheel_lib("ai-edge-litert", "ai_edge_litert", version, "manylinux_2_27_aarch64",
+                              lambda names: f"ai_edge_litert/{LITERT_LIB}" if f"ai_edge_litert/{LITERT_LIB}" in names
+                              else None, LITERT_LIB, f"ai_edge_litert/{LITERT_LIB}")
+
+
+def _aarch64_wheel_lib(dist: str, wheel_name: str, version: str, platform: str, member, lib_name: str,
+                       member_said: str) -> Path:
+    """A shared library out of DIST's aarch64 wheel, unpacked once into ~/.cache/edgeship/wheels/
+    DIST-VERSION-aarch64/LIB_NAME: from a wheel already cached there (`devices setup emu:*` caches
+    them), else fetched by pip for PLATFORM. MEMBER picks the library's path among the wheel's names
+    (None: not there)."""
     wheels = cache_root() / "wheels"
-    dest = wheels / f"ai-edge-litert-{version}-aarch64"
-    if (dest / LITERT_LIB).is_file():
+    dest = wheels / f"{dist}-{version}-aarch64"
+    if (dest / lib_name).is_file():
         return dest
     wheels.mkdir(parents=True, exist_ok=True)
-    pattern = f"ai_edge_litert-{version}-*manylinux*aarch64.whl"
-    with _lock(wheels / ".litert-aarch64.lock"):
+    pattern = f"{wheel_name}-{version}-*manylinux*aarch64.whl"
+    with _lock(wheels / f".{dist}-aarch64.lock"):
         found = sorted(wheels.glob(pattern)) + sorted(wheels.glob(f"*/{pattern}"))
         if not found:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--platform",
-                   "manylinux_2_27_aarch64", "--python-version", "3.11", f"ai-edge-litert=={version}", "-d",
-                   str(wheels)]
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+                   platform, "--python-version", "3.11", f"{dist}=={version}", "-d", str(wheels)]
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
             found = sorted(wheels.glob(pattern))
             if p.returncode != 0 or not found:
                 last = (p.stderr or p.stdout).strip().splitlines()
-                raise NativeUnavailable(f"could not fetch the aarch64 ai-edge-litert {version} wheel: "
+                raise NativeUnavailable(f"could not fetch the aarch64 {dist} {version} wheel: "
                                         f"{last[-1] if last else p.returncode}")
-        stage = Path(tempfile.mkdtemp(prefix=".unpack-", dir=wheels))
         with zipfile.ZipFile(found[-1]) as z:
-            (stage / LITERT_LIB).write_bytes(z.read(f"ai_edge_litert/{LITERT_LIB}"))
+            name = member(z.namelist())
+            if name is None:
+                raise NativeUnavailable(f"the aarch64 {dist} wheel {found[-1].name} has no {member_said}")
+            stage = Path(tempfile.mkdtemp(prefix=".unpack-", dir=wheels))
+            (stage / lib_name).write_bytes(z.read(name))
         shutil.rmtree(dest, ignore_errors=True)
         stage.rename(dest)
     return dest
@@ -233,35 +246,12 @@ def host_ort_dir(version: str) -> Path:
 def aarch64_ort_dir(version: str) -> Path:
     """The aarch64 wheel's onnxruntime/capi/libonnxruntime.so.<version> as libonnxruntime.so.1, unpacked
     once: from the wheel the emulated Pi's Python side cached, else fetched by pip."""
-    wheels = cache_root() / "wheels"
-    dest = wheels / f"onnxruntime-{version}-aarch64"
-    if (dest / ORT_LIB).is_file():
-        return dest
-    wheels.mkdir(parents=True, exist_ok=True)
-    pattern = f"onnxruntime-{version}-*manylinux*aarch64.whl"
-    with _lock(wheels / ".ort-aarch64.lock"):
-        found = sorted(wheels.glob(pattern)) + sorted(wheels.glob(f"*/{pattern}"))
-        if not found:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--platform",
-                   "manylinux_2_28_aarch64", "--python-version", "3.11", f"onnxruntime=={version}", "-d",
-                   str(wheels)]
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-            found = sorted(wheels.glob(pattern))
-            if p.returncode != 0 or not found:
-                last = (p.stderr or p.stdout).strip().splitlines()
-                raise NativeUnavailable(f"could not fetch the aarch64 onnxruntime {version} wheel: "
-                                        f"{last[-1] if last else p.returncode}")
-        stage = Path(tempfile.mkdtemp(prefix=".unpack-", dir=wheels))
-        with zipfile.ZipFile(found[-1]) as z:
-            names = [n for n in z.namelist() if n.startswith("onnxruntime/capi/libonnxruntime.so.")]
-            if not names:
-                shutil.rmtree(stage, ignore_errors=True)
-                raise NativeUnavailable(f"the aarch64 onnxruntime wheel {found[-1].name} has no "
-                                        f"capi/libonnxruntime.so.*")
-            (stage / ORT_LIB).write_bytes(z.read(max(names)))
-        shutil.rmtree(dest, ignore_errors=True)
-        stage.rename(dest)
-    return dest
+    def member(names):
+        libs = [n for n in names if n.startswith("onnxruntime/capi/libonnxruntime.so.")]
+        return max(libs) if libs else None
+
+    return _aarch64_wheel_lib("onnxruntime", "onnxruntime", version, "manylinux_2_28_aarch64", member, ORT_LIB,
+                              "capi/libonnxruntime.so.*")
 
 
 def compiler(target: str) -> str | None:

@@ -227,12 +227,25 @@ class AdbDevice:
         cpu = re.search(r"^(?:Hardware|model name)\s*:\s*(.+)$", cpuinfo, re.M)
         parts_ = sorted(set(re.findall(r"^CPU part\s*:\s*(\S+)", cpuinfo, re.M)))
         bm, et = self.runners.get("benchmark_model"), self.runners.get("executor_runner")
-        own = "edgeship's aarch64 {} with a pushed glibc, started through its loader"
-        formats = {fmt: {"runs": True, "how": (f"{user.name} (--runner), pushed per run" if user else own.format(
-                   native_build.SPECS[kind].binary) + f"; {ON_ANDROID}")}
-                   for fmt, kind, user in ((".tflite", "litert", bm), (".pte", "pte", et), (".onnx", "ort", None))}
-        runner = f"pushed per run ({bm.name})" if bm else "edgeship's litert_runner; or benchmark_model via --runner PATH"
-        et_runner = f"pushed per run ({et.name})" if et else "edgeship's pte_runner; or executor_runner via --runner PATH"
+        # edgeship's own runners, pushed and asked --probe through the pushed loader: whether this phone runs them
+        natives = {kind: adb_native.probe(self, kind) for kind in native_build.KINDS}
+        formats = {}
+        for fmt, kind, user in ((".tflite", "litert", bm), (".pte", "pte", et), (".onnx", "ort", None)):
+            n = natives.get(kind) or {"available": False, "reason": "no native runner of this kind"}
+            formats[fmt] = ({"runs": True, "how": f"{user.name} (--runner), pushed per run"} if user else
+                            {"runs": bool(n["available"]), "how": (
+                                f"edgeship's aarch64 {native_build.SPECS[kind].binary} with a pushed glibc, started "
+                                f"through its loader; {ON_ANDROID}" if n["available"] else
+                                f"edgeship's aarch64 {native_build.SPECS[kind].binary} does not start: "
+                                f"{n.get('reason')}")})
+        # the user's runners (--runner), where given; else no Python runtime: the native rows run the formats
+        tflite = ({"available": True, "runtime": f"native benchmark_model, pushed per run ({bm.name})",
+                   "xnnpack": {"active": None, "detail": "the runner's choice (benchmark_model: --use_xnnpack)"}} if bm
+                  else {"available": False, "reason": "no Python on Android: edgeship's litert_runner runs .tflite "
+                        "(LiteRT (native)); or LiteRT's benchmark_model via --runner PATH"})
+        executorch = ({"available": True, "runtime": f"native executor_runner, pushed per run ({et.name})"} if et
+                      else {"available": False, "reason": "no Python on Android: edgeship's pte_runner runs .pte "
+                            "(ExecuTorch (native)); or ExecuTorch's executor_runner via --runner PATH"})
         return {"ok": True, "device": self.uri, "serial": self.serial, "emulated": self.emulated,
                 "model": props[0].strip(),
                 "android": props[1].strip(), "machine": props[2].strip(),
@@ -240,11 +253,10 @@ class AdbDevice:
                 + (f" (CPU part {', '.join(parts_)})" if parts_ else ""),
                 "cores": len(re.findall(r"^processor\s*:", cpuinfo, re.M)) or None,
                 "python": "none (Android)", "python_executable": "native runners only",
-                "tflite": {"available": True, "runtime": f"native benchmark_model, {runner}",
-                           "xnnpack": {"active": None, "detail": "the runner's choice (benchmark_model: --use_xnnpack)"}},
-                "executorch": {"available": True, "runtime": f"native executor_runner, {et_runner}"},
+                "tflite": tflite, "executorch": executorch,
                 "mem_total_mb": kb("MemTotal"), "mem_available_mb": kb("MemAvailable"), "disk_free_mb": disk,
-                "formats": formats}
+                "formats": formats, **{key: natives[kind] for key, kind in (("executorch_native", "pte"), (
+                    "litert_native", "litert"), ("ort_native", "ort")) if kind in natives}}
 
     # -- Device protocol ----------------------------------------------------------------------
 

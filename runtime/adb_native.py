@@ -37,7 +37,7 @@ from pathlib import Path
 from edgeship.errors import DeviceError, DeviceUnreachable
 from edgeship.hashing import sha256_file
 from edgeship.runtime import native, native_build, rootfs
-from edgeship.runtime.base import AgentRun, parse_agent_stdout
+from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
 
 REMOTE_DIR = "/data/local/tmp/edgeship"  # adb.REMOTE_DIR (adb.py imports this module)
 LOADER = "ld-linux-aarch64.so.1"
@@ -213,3 +213,21 @@ def run(device, artifact: Path, inputs, signature, *, threads=1, warmup=5, runs=
                   "loader": f"pushed glibc loader ({rdir}/lib/{LOADER})", "pushed_runner": pushed,
                   "platform": dict(got.result.get("platform") or {}, runner="native")}
     return got
+
+
+def probe(device, kind: str = "pte") -> dict:
+    """The runner of KIND on the device as doctor shows it: pushed (when missing or different) and
+    asked `--probe` through the pushed loader, so doctor shows whether the phone runs it at all."""
+    try:
+        runner = native_build.ensure_runner("aarch64", kind)
+        rdir, _ = push_runner(device, runner)
+    except native_build.NativeUnavailable as e:
+        return native.probe_native(None, e.message)
+    except (DeviceError, DeviceUnreachable) as e:
+        return {"available": False, "reason": e.message}
+    rc, out = device.shell("timeout -s KILL 120 " + command(rdir, runner.binary.name, ["--probe"]), timeout=180)
+    report = parse_agent_stdout(out)
+    if not report or not report.get("ok"):
+        code = -(rc - 128) if 128 < rc < 160 else rc
+        return {"available": False, "reason": describe_exit(code, out)}
+    return native.available(report, location=rdir, loader=f"{rdir}/lib/{LOADER}")

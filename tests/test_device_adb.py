@@ -232,10 +232,19 @@ def test_doctor_through_adb(adb_server):
     said = " ".join(r.output.replace("│", " ").split())
     for fmt, runner in ((".tflite", "litert_runner"), (".pte", "pte_runner"), (".onnx", "ort_runner")):
         assert f"runs {fmt}" in said and runner in said, said
+    assert "ExecuTorch (native)" in said and "ONNX Runtime (native)" in said and "LiteRT (native)" in said, said
     assert "not on Android hardware" in said and "/data/local/tmp to allow exec" in said, said
     r = run_cli("devices", "doctor", "adb", "--json", env=env_for(server))
     rep = json.loads(r.output)
     assert rep["android"] == "14" and rep["emulated"] is True  # plumbing: getprop's answers again
+    # edgeship's own runners, pushed and asked --probe through the pushed loader on the arm64 "phone"
+    for key in ("executorch_native", "litert_native", "ort_native"):
+        n = rep[key]
+        assert n["available"] and n["machine"] == "aarch64", (key, n)
+        assert n["loader"].startswith("/data/local/tmp/edgeship/native-") and n["loader"].endswith(
+            "/lib/ld-linux-aarch64.so.1"), n
+    assert rep["executorch_native"]["xnnpack"]["active"] and rep["litert_native"]["xnnpack"]["active"]
+    assert all(f["runs"] for f in rep["formats"].values()), rep["formats"]
     # parsed by edgeship from what the device's own files say, not from the server's answers: the
     # shell's /proc/cpuinfo and /proc/meminfo are this host kernel's (read here too), df of /data/local/tmp
     host_cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()

@@ -125,7 +125,8 @@ class AdbDevice:
         self.serial = uri.split(":", 1)[1] if ":" in uri else None
         if self.serial == "":
             raise InputError("adb:SERIAL needs a serial (see `adb devices`), or use plain `adb`")
-        # the command's --runner (edgeship.context.runtime_choices), else $EDGESHIP_ADB_RUNNER (the user's default)
+        # the command's --runner (edgeship.context.runtime_choices), else $EDGESHIP_ADB_RUNNER (the user's default);
+        # none is fine: edgeship's own runners run every format (adb_native.py), so require_runner is unused
         given = ([runner] if runner else list(context.adb_runners())
                  or [p for p in os.environ.get(RUNNER_ENV, "").split(os.pathsep) if p])
         self.runners: dict[str, Path] = {}

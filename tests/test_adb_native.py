@@ -73,9 +73,8 @@ def test_validate_every_format_over_adb_with_no_runner(adb_server, bundle, monke
     """No runner given: every artifact of the bundle passes on the "phone" through edgeship's own
     runner, started as `<dir>/lib/ld-linux-aarch64.so.1 --library-path <dir>/lib <dir>/<runner>`;
     accuracy measured, the delegate record the runner's own report. A second validate pushes no
-    runner, library or model file (only each run's inputs). Through edgeship.api.validate: the CLI's
-    validate/bench still refuse adb without --runner (cli/each_device.check_adb_runner, not this
-    change's file)."""
+    runner, library or model file (only each run's inputs). Through edgeship.api.validate; the CLI's
+    path is test_the_cli_runs_adb_with_no_runner."""
     from edgeship.api import validate
 
     server = adb_server()
@@ -113,6 +112,18 @@ def test_validate_every_format_over_adb_with_no_runner(adb_server, bundle, monke
     assert server.sent and all(p.rsplit("/", 1)[1].startswith("input_") for p in server.sent), server.sent
     print(f"\nfirst validate {first_s:.1f} s ({len(first)} runner/library/model files pushed), "
           f"second {second_s:.1f} s (none)")
+
+
+def test_the_cli_runs_adb_with_no_runner(adb_server, bundle, monkeypatch):
+    """`edgeship bench X --device adb` with no --runner (it was refused with 'needs --runner PATH'):
+    edgeship's own aarch64 runner, through the pushed loader, on the stand-in phone."""
+    server = adb_server()
+    monkeypatch.delenv("EDGESHIP_ADB_RUNNER", raising=False)
+    r = run_cli("bench", bundle / "digits.int8.tflite", "--device", "adb", "--runs", "3", "--warmup", "1",
+                env={**server.env(), "EDGESHIP_ADB_RUNNER": ""})
+    assert r.exit_code == 0, r.output
+    assert "needs --runner" not in r.output and "Traceback" not in r.output
+    assert any(LOADER in req for req in server.requests), "the runner was not started through the pushed loader"
 
 
 def test_outputs_match_the_host_within_1e4(adb_server, bundle, monkeypatch):

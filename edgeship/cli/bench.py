@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgeship.cli.each_device import check_adb_runner, device_options, each_device, exit_code, merged_context, unique
+from edgeship.cli.each_device import device_options, each_device, exit_code, merged_context, unique
 from edgeship.console import console, escape, info
 from edgeship.context import runtime_choices
 from edgeship.errors import InputError
@@ -140,7 +140,6 @@ def command(ctx, artifact, threads, warmup, runs, json_path, profile, device, ru
     """Time one artifact: warm-up, then p50/p90/p99 latency per thread count.
 
     Exits 1 when a run failed, 3 when a device cannot be reached (the other devices still run)."""
-    check_adb_runner(device, runner)
     # this command's only
     with runtime_choices(pte_runtime=pte_runtime, adb_runners=runner, tflite_runtime=tflite_runtime):
         code = run_bench(artifact, threads, warmup, runs, device, json_path, ctx.obj["verbose"])

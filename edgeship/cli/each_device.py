@@ -18,11 +18,12 @@ from typing import Callable
 import click
 
 from edgeship.console import error_line
-from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, DeviceError, InputError
+from edgeship.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, DeviceError
 from edgeship.status import Status
 
 DEVICE_HELP = "Where to run: local, emu:rpi4, emu:rpi5, ssh://user@host[:port], adb[:SERIAL]. Repeat to run on each."
-RUNNER_HELP = ("adb devices: the native runner to push: LiteRT's benchmark_model for .tflite, ExecuTorch's "
+RUNNER_HELP = ("adb devices: your own native runner to push instead of edgeship's (the default: its aarch64 "
+               "runners with their own glibc loader): LiteRT's benchmark_model for .tflite, ExecuTorch's "
                "executor_runner for .pte (a name holding 'executor_runner' runs .pte). Repeat for both.")
 
 
@@ -37,14 +38,6 @@ def device_options(f):
     f = click.option("--runner", type=click.Path(path_type=Path), multiple=True,
                      help=RUNNER_HELP)(f)
     return click.option("--device", multiple=True, default=["local"], show_default=True, help=DEVICE_HELP)(f)
-
-
-def check_adb_runner(devices, runner) -> None:
-    """--runner is for adb devices, which need it (the command hands it to them: edgeship.context)."""
-    adb = [d for d in devices if d == "adb" or d.startswith("adb:")]
-    if adb and not runner:
-        raise InputError(f"--device {adb[0]} needs --runner PATH: the native runner to push (LiteRT's "
-                         "benchmark_model for .tflite, ExecuTorch's executor_runner for .pte)")
 
 
 @dataclass

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from edgeship.cli.each_device import check_adb_runner
 from edgeship.console import console
 from edgeship.context import runtime_choices
 from edgeship.convert import TARGETS
@@ -96,8 +95,8 @@ def floats(text: str | None):
                    "drop 1). An artifact below its floor is still written, marked in manifest.json, and makes "
                    "export exit 1; validate holds it to the same floor.")
 @click.option("--runner", type=click.Path(path_type=Path), multiple=True,
-              help="--device adb: the native runner to push (LiteRT's benchmark_model, ExecuTorch's "
-                   "executor_runner); repeat for both.")
+              help="--device adb: your own native runner to push instead of edgeship's aarch64 runners "
+                   "(LiteRT's benchmark_model, ExecuTorch's executor_runner); repeat for both.")
 @click.pass_context
 def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape,
             int8_io, calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr,
@@ -126,8 +125,6 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
         weight_rounding=weight_rounding, device=device, floors=parse_floors(floors),
         keep_float_ranges=keep_float_ranges,
     )
-    if device:
-        check_adb_runner([device], runner)
     with runtime_choices(adb_runners=runner):  # this command's only
         try:
             result = run_export(req)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgeship.cli.each_device import check_adb_runner, device_options, validate_on_devices
+from edgeship.cli.each_device import device_options, validate_on_devices
 from edgeship.context import runtime_choices
 
 
@@ -39,7 +39,6 @@ def command(ctx, target, data, threads, warmup, runs, timeout, max_drop, min_cos
     """
     from edgeship.validation import ValidateRequest
 
-    check_adb_runner(device, runner)
     req = ValidateRequest(target, data, device[0], threads, warmup, runs, timeout, max_drop, min_cosine,
                           ctx.obj["verbose"], reference=reference, metric=metric, metric_drop=metric_drop,
                           min_metric=min_metric)

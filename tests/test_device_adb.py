@@ -2,8 +2,9 @@
 for the tests (tests/adb_test_server.py), whose device is the emulated Pi's arm64 root filesystem.
 The runners pushed are stand-ins (tests/runner_standins/): for LiteRT's benchmark_model, run by the
 rootfs's arm64 Python with the real LiteRT runtime, so its timings are real emulated timings; for
-ExecuTorch's executor_runner, run by the host's Python with the real ExecuTorch runtime (there is
-no arm64 ExecuTorch here), so its outputs are real ExecuTorch outputs read back through adb.
+ExecuTorch's executor_runner, a C++ program of ours built for aarch64 against the aarch64
+executorch wheel's libraries and run as arm64 code under QEMU, so its outputs are real ExecuTorch
+outputs read back through adb and its timings emulated ones. Nothing run on the phone is x86 code.
 The parsers are also checked on output in the real runners' formats (sources cited per test).
 Some checks are plumbing: values the test server injects (its getprop answers: model, Android
 release, ABI, ro.kernel.qemu) come back through edgeship and adb verbatim; they are labelled so.
@@ -117,18 +118,62 @@ def install_standin(folder: Path, name: str, python: str, site: Path | None = No
     return path
 
 
-@pytest.fixture(scope="module")
-def et_standin(tmp_path_factory) -> Path:
-    """The executor_runner stand-in as an executable whose #! is the host's Python (x86 ExecuTorch)."""
-    import sys
+ET_STANDIN_LIB = "et-standin-lib"  # the phone's /data/local/tmp/et-standin-lib: the stand-in's libraries there
 
-    return install_standin(tmp_path_factory.mktemp("runner"), "executor_runner", sys.executable)
+
+@pytest.fixture(scope="module")
+def et_standin() -> Path:
+    """The executor_runner stand-in, tests/runner_standins/executor_runner.cpp, as an arm64 program:
+    built with edgeship's cross compiler against the aarch64 executorch wheel (native_build's
+    compile_command, as ensure_runner("aarch64") builds pte_runner), cached under
+    ~/.cache/edgeship/standins/<sha256 of its source, the threadpool header, the version>/ with
+    lib/ (the wheel's libraries edgeship pushes with pte_runner) beside it. The server runs it as
+    arm64 code under QEMU. adb pushes only the file (--runner), so its rpath has two entries:
+    $ORIGIN/lib for the cached file run as it is (the logcat test's wrapper), and
+    $ORIGIN/../../et-standin-lib for the copy pushed to /data/local/tmp/edgeship/<artifact>/, whose
+    libraries the adb_server fixture puts in the phone's /data/local/tmp/et-standin-lib (a link in
+    the server's data folder) for every test that uses this fixture."""
+    import hashlib
+    import subprocess
+    import tempfile
+
+    from edgeship.runtime import native_build
+    from edgeship.runtime.rootfs import cache_root
+
+    source = STANDINS / "executor_runner.cpp"
+    header = native_build.SOURCE.parent / "et_threadpool.h"
+    spec, version = native_build.SPECS["pte"], native_build.executorch_version()
+    cxx = native_build.compiler("aarch64")
+    if cxx is None:
+        pytest.fail(f"{native_build.CROSS_CXX} is not installed; this test needs it: {native_build.CROSS_APT}",
+                    pytrace=False)
+    root = spec.root("aarch64", version)  # the aarch64 wheel's executorch/{include,lib}
+    key = hashlib.sha256(source.read_bytes() + header.read_bytes() + f"\0{version}".encode()).hexdigest()[:16]
+    out = cache_root() / "standins" / key
+    if (out / "executor_runner").is_file():
+        return out / "executor_runner"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))
+    try:
+        cmd = native_build.compile_command(cxx, source, stage / "executor_runner", root,
+                                           f"$ORIGIN/lib:$ORIGIN/../../{ET_STANDIN_LIB}", version)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+        assert p.returncode == 0, f"building the executor_runner stand-in failed:\n{p.stderr[-4000:]}"
+        (stage / "lib").mkdir()
+        for name in spec.libs:
+            shutil.copy2(spec.lib_dir(root) / name, stage / "lib" / name)
+        if not (out / "executor_runner").is_file():  # another session may have built it meanwhile
+            shutil.rmtree(out, ignore_errors=True)
+            stage.rename(out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out / "executor_runner"
 
 
 @pytest.fixture(scope="module")
 def small_pte_bundle(tmp_path_factory) -> Path:
     """torch digits CNN -> .pte, fp32 and int8 with integer I/O, 12 golden samples: executor_runner
-    runs once per sample, and each run here starts the host's ExecuTorch anew."""
+    runs once per sample, and each run here starts the arm64 ExecuTorch anew under QEMU."""
     from device_support import REPO
 
     out = tmp_path_factory.mktemp("adbpte") / "digits"
@@ -140,12 +185,16 @@ def small_pte_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def adb_server(emu_rootfs, tmp_path):
+def adb_server(emu_rootfs, tmp_path, request):
     require_tool("adb", "adb")  # Debian's adb client: edgeship drives it
     servers = []
+    # a test with the executor_runner stand-in: its libraries in the phone's /data/local/tmp (see et_standin)
+    et_lib = request.getfixturevalue("et_standin").parent / "lib" if "et_standin" in request.fixturenames else None
 
     def start(devices=None) -> AdbTestServer:
         s = AdbTestServer(emu_rootfs, tmp_path / f"data{len(servers)}", devices).start()
+        if et_lib is not None:
+            (s.data / ET_STANDIN_LIB).symlink_to(et_lib, target_is_directory=True)
         servers.append(s)
         return s
 
@@ -343,7 +392,7 @@ def test_a_failing_executor_runner_is_one_clear_line(adb_server, small_pte_bundl
 def test_executor_runner_logging_to_logcat_is_read_from_logcat(adb_server, et_standin, small_pte_bundle, tmp_path):
     """An executor_runner built with ExecuTorch's Android preset prints no ET_LOG lines: its PAL
     (runtime/platform/default/android.cpp) sends them to Android's log, tag ExecuTorch. Stand-ins:
-    the runner (a wrapper around the executor_runner stand-in, itself real ExecuTorch on the host,
+    the runner (a wrapper around the executor_runner stand-in, itself real arm64 ExecuTorch under QEMU,
     that writes those lines, as logcat prints them, into the test server's logcat buffer and nothing
     to stdout) and `logcat` (the server's shell function over that buffer). edgeship clears the log
     before each run (logcat -c) and reads `logcat -d -s ExecuTorch:*` when stdout has no ET_LOG."""

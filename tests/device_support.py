@@ -169,3 +169,31 @@ class SSHTestServer:
         cfg.write_text(f"Host *\n  IdentityFile {self.dir / key}\n  IdentitiesOnly yes\n"
                        f"  UserKnownHostsFile {kh}\n  GlobalKnownHostsFile /dev/null\n")
         return cfg
+
+
+def segfault_when_running(binary: str, marker: Path, sent: list[int], settle: float = 0.2):
+    """A started daemon thread that finds the process running BINARY (its argv[0] ends so) with
+    MARKER among its arguments, through /proc, waits SETTLE seconds (inside its timed loop by then)
+    and sends it SIGSEGV: a crash planted from outside in the real runner, not a mock of one. The
+    pid goes into SENT; nothing is sent if no such process shows up within 120 s."""
+    import signal
+    import threading
+
+    def watch():
+        deadline = time.monotonic() + 120
+        while not sent and time.monotonic() < deadline:
+            for proc in Path("/proc").iterdir():
+                try:
+                    cmd = (proc / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if cmd and cmd[0].endswith(binary.encode()) and str(marker).encode() in cmd:
+                    time.sleep(settle)
+                    os.kill(int(proc.name), signal.SIGSEGV)
+                    sent.append(int(proc.name))
+                    break
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher

@@ -9,11 +9,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
-import threading
-import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +19,8 @@ from edgeship.convert import ConvertOptions
 from edgeship.quantize import get_recipe
 from edgeship.runtime import native_build
 from edgeship.runtime.local import LocalDevice
+
+from device_support import segfault_when_running
 
 mutate = bench_module("mutations").mutate
 
@@ -140,23 +138,7 @@ def test_a_crash_in_the_native_runner_is_contained(models, feeds, tmp_path):
     planted.write_bytes(path.read_bytes())
     sent = []
 
-    def kill_when_running():
-        deadline = time.monotonic() + 120
-        while not sent and time.monotonic() < deadline:
-            for proc in Path("/proc").iterdir():
-                try:
-                    cmd = (proc / "cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if cmd and cmd[0].endswith(b"litert_runner") and str(planted).encode() in cmd:
-                    time.sleep(0.2)
-                    os.kill(int(proc.name), signal.SIGSEGV)
-                    sent.append(int(proc.name))
-                    break
-            time.sleep(0.01)
-
-    watcher = threading.Thread(target=kill_when_running, daemon=True)
-    watcher.start()
+    watcher = segfault_when_running("litert_runner", planted, sent)
     one = [a[:1] for a in feeds]
     run = device("native").run_artifact(planted, one, sig, warmup=0, runs=100_000_000, timeout=120)
     watcher.join(5)

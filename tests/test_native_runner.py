@@ -10,7 +10,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import numpy as np
@@ -20,6 +19,8 @@ from bench_modules import bench_module
 from edgeship.bundle import read_bundle
 from edgeship.runtime import native_build
 from edgeship.runtime.local import LocalDevice
+
+from device_support import segfault_when_running
 
 mutate = bench_module("mutations").mutate
 
@@ -145,32 +146,12 @@ def test_a_crash_in_the_native_runner_is_contained(bundle, tmp_path):
     (it verifies the program, and XNNPACK 1.5.1 rejects damaged payloads with 0x30: see the fuzz
     test), so the fault is planted from outside: the signal is sent to the real runner process,
     found through /proc. The artifact fails with the signal named, the next run is unaffected."""
-    import signal
-    import threading
-    from pathlib import Path
-
     path, rec = pte(bundle, "fp32")
     planted = tmp_path / "crash-me.pte"  # a name to find the process by
     planted.write_bytes(path.read_bytes())
     sent = []
 
-    def kill_when_running():
-        deadline = time.monotonic() + 120
-        while not sent and time.monotonic() < deadline:
-            for proc in Path("/proc").iterdir():
-                try:
-                    cmd = (proc / "cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if cmd and cmd[0].endswith(b"pte_runner") and str(planted).encode() in cmd:
-                    time.sleep(0.2)  # inside the timed loop by now
-                    os.kill(int(proc.name), signal.SIGSEGV)
-                    sent.append(int(proc.name))
-                    break
-            time.sleep(0.01)
-
-    watcher = threading.Thread(target=kill_when_running, daemon=True)
-    watcher.start()
+    watcher = segfault_when_running("pte_runner", planted, sent)
     inputs = [a[:1] for a in bundle.golden().inputs]
     run = device("native").run_artifact(planted, inputs, rec["io"], warmup=0, runs=10_000_000, timeout=120)
     watcher.join(5)

@@ -464,6 +464,18 @@ def bench_harness(bundle_dir: Path, repeats: int, runs: int, warmup: int, tmp: P
     return lines + [""]
 
 
+def emit_with_context(lines: list[str], cmd: str, start, load0, out: Path | None) -> None:
+    """Print LINES under the command that made them and the load average at its start and now; also
+    write them to OUT when given."""
+    load1 = os.getloadavg()
+    lines = [f"command: `{cmd}`", "",
+             (f"started {start:%Y-%m-%d %H:%M} UTC; load average at start {load0[0]:.2f} / {load0[1]:.2f} / "
+              f"{load0[2]:.2f}, at end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f} (1/5/15 min)"), ""] + lines
+    print("\n".join(lines))
+    if out:
+        out.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=5)
@@ -495,16 +507,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="edgeship-bench-harness-") as tmp:
             bundle = args.bundle or export_mobilenet(Path(tmp) / f"mnv2_{args.size}", args.int8, args.size)
             lines = bench_harness(bundle, args.repeats, args.runs, args.warmup, Path(tmp))
-        load1 = os.getloadavg()
         cmd = (f".venv/bin/python bench/native_runner.py --harness --runs {args.runs} --warmup {args.warmup} "
                f"--repeats {args.repeats}" + (" --bundle BUNDLE" if args.bundle else "")
                + (f" --size {args.size}" + (" --int8" if args.int8 else "") if not args.bundle else ""))
-        lines = [f"command: `{cmd}`", "",
-                 (f"started {start:%Y-%m-%d %H:%M} UTC; load average at start {load0[0]:.2f} / {load0[1]:.2f} / "
-                 f"{load0[2]:.2f}, at end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f} (1/5/15 min)"), ""] + lines
-        print("\n".join(lines))
-        if args.out:
-            args.out.write_text("\n".join(lines) + "\n")
+        emit_with_context(lines, cmd, start, load0, args.out)
         return
     if args.memory:
         lines = bench_memory(args.memory, args.samples, args.repeats, args.baseline)
@@ -523,15 +529,9 @@ def main() -> None:
                                 "fp32,int8", "--calib", "digits:train", "--golden-samples", "100", "--out", str(bundle), "--name",
                                 "digits"], check=True, env=ENV, capture_output=True)
             lines = bench_litert(bundle, "digits CNN (torch, 8x8)", args.repeats, args.emu_repeats, fmt="onnx")
-        load1 = os.getloadavg()
         cmd = (f".venv/bin/python bench/native_runner.py --onnx --repeats {args.repeats} --emu-repeats "
                f"{args.emu_repeats}" + (" --bundle BUNDLE" if args.bundle else ""))
-        lines = [f"command: `{cmd}`", "",
-                 (f"started {start:%Y-%m-%d %H:%M} UTC; load average at start {load0[0]:.2f} / {load0[1]:.2f} / "
-                  f"{load0[2]:.2f}, at end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f} (1/5/15 min)"), ""] + lines
-        print("\n".join(lines))
-        if args.out:
-            args.out.write_text("\n".join(lines) + "\n")
+        emit_with_context(lines, cmd, start, load0, args.out)
         return
     if args.litert and args.bundle:
         lines = bench_litert(args.bundle, "digits CNN (torch, 8x8)", args.repeats, args.emu_repeats)

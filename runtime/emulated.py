@@ -175,11 +175,11 @@ class EmulatedDevice(LocalDevice):
 
     def run_artifact(self, artifact, inputs, signature, **kw) -> AgentRun:
         if Path(artifact).suffix == ".tflite":  # the aarch64 LiteRT runner; the guest's Python if chosen
-            run = self.run_native_tflite(artifact, inputs, signature, **kw)
+            run = self.run_native("litert", artifact, inputs, signature, **kw)
             if run is not None:
                 return run
         if Path(artifact).suffix == ".pte":
-            run = self.run_native_pte(artifact, inputs, signature, **kw)
+            run = self.run_native("pte", artifact, inputs, signature, **kw)
             if run is not None:
                 return run
             if self._executorch is None:
@@ -187,7 +187,7 @@ class EmulatedDevice(LocalDevice):
             if not self._executorch:
                 return AgentRun(False, {"platform": {"machine": "aarch64"}}, error=EXECUTORCH_ON_AARCH64)
         if Path(artifact).suffix == ".onnx":  # the aarch64 ONNX Runtime runner; the guest's Python if chosen
-            run = self.run_native_onnx(artifact, inputs, signature, **kw)
+            run = self.run_native("ort", artifact, inputs, signature, **kw)
             if run is not None:
                 return run
         try:

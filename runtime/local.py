@@ -47,57 +47,35 @@ class LocalDevice:
     def run_artifact(self, artifact, inputs, signature, **kw) -> AgentRun:
         """A .pte, .tflite or .onnx through its native runner (native_build.py) unless the Python one
         was asked for or no runner can be built here; everything else through the Python agent."""
-        if Path(artifact).suffix == ".pte":
-            run = self.run_native_pte(artifact, inputs, signature, **kw)
-            if run is not None:
-                return run
-        if Path(artifact).suffix == ".tflite":
-            run = self.run_native_tflite(artifact, inputs, signature, **kw)
-            if run is not None:
-                return run
-        if Path(artifact).suffix == ".onnx":
-            run = self.run_native_onnx(artifact, inputs, signature, **kw)
+        kind = native_build.kind_for(artifact)
+        if kind is not None:
+            run = self.run_native(kind, artifact, inputs, signature, **kw)
             if run is not None:
                 return run
         return self.run_agent(artifact, inputs, signature, **kw)
 
-    def run_native_onnx(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
-                        verbose=False) -> AgentRun | None:
-        """None when onnxruntime's Python package is to run it (chosen, or no native runner here)."""
-        if native_build.onnx_runtime(self.onnx_runtime) != "native":
+    def runtime_choice(self, kind: str) -> str:
+        """'native' or 'python' for KIND's format: this device's own choice, else the command's, else the
+        environment's (native_build's choosers)."""
+        if kind == "pte":
+            return native_build.pte_runtime(self.pte_runtime)
+        if kind == "litert":
+            return native_build.tflite_runtime(self.tflite_runtime)
+        return native_build.onnx_runtime(self.onnx_runtime)
+
+    def run_native(self, kind: str, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
+                   verbose=False, etdump=None, profile=None) -> AgentRun | None:
+        """ARTIFACT through the native runner of KIND (native_build.SPECS); None when the Python runtime
+        is to run it (chosen, or no native runner here). ETDUMP: the .pte runner's; PROFILE: LiteRT's."""
+        if self.runtime_choice(kind) != "native":
             return None
-        runner = native_build.runner_or_none(self.native_target, "ort")
+        runner = native_build.runner_or_none(self.native_target, kind)
         if runner is None:
             return None
         with tempfile.TemporaryDirectory(prefix="edgeship-native-") as tmp:
             return native.run_native(self.native_command(runner), artifact, inputs, signature, Path(tmp),
-                                     threads=threads, warmup=warmup, runs=runs, timeout=timeout)
-
-    def run_native_tflite(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
-                          verbose=False, profile=None) -> AgentRun | None:
-        """None when the Python runtime is to run it (chosen, or no native runner here)."""
-        if native_build.tflite_runtime(self.tflite_runtime) != "native":
-            return None
-        runner = native_build.runner_or_none(self.native_target, "litert")
-        if runner is None:
-            return None
-        with tempfile.TemporaryDirectory(prefix="edgeship-native-") as tmp:
-            return native.run_native(self.native_command(runner), artifact, inputs, signature, Path(tmp),
-                                     threads=threads, warmup=warmup, runs=runs, timeout=timeout, profile=profile)
-
-    def run_native_pte(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
-                       verbose=False, etdump=None) -> AgentRun | None:
-        """None when the Python runtime is to run it (chosen, or no native runner here)."""
-        # imported here: native.py builds on this module's helpers
-
-        if native_build.pte_runtime(self.pte_runtime) != "native":
-            return None
-        runner = native_build.runner_or_none(self.native_target)
-        if runner is None:
-            return None
-        with tempfile.TemporaryDirectory(prefix="edgeship-native-") as tmp:
-            return native.run_native(self.native_command(runner), artifact, inputs, signature, Path(tmp),
-                                     threads=threads, warmup=warmup, runs=runs, timeout=timeout, etdump=etdump)
+                                     threads=threads, warmup=warmup, runs=runs, timeout=timeout, etdump=etdump,
+                                     profile=profile)
 
     def run_agent(self, artifact, inputs, signature, *, threads=1, warmup=5, runs=50, timeout=300.0,
                   verbose=False) -> AgentRun:

@@ -87,11 +87,11 @@ def profile(device, path: Path, inputs, signature, *, warmup=5, runs=50, threads
         return profile_tflite(device, path, inputs, signature, warmup=warmup, runs=runs, threads=threads)
     if path.suffix != ".pte":
         raise InputError(f"--profile takes a .pte (ETDump) or .tflite (LiteRT profiler) artifact, not '{path.suffix}'")
-    if not hasattr(device, "run_native_pte"):
+    if not hasattr(device, "run_native"):
         raise InputError(f"--profile runs on the host or an emulated Pi (local, emu:rpi4, emu:rpi5), not {device.uri}")
     with tempfile.TemporaryDirectory(prefix="edgeship-etdump-") as tmp:
         dump = Path(tmp) / "run.etdump"
-        run = device.run_native_pte(path, inputs, signature, threads=threads, warmup=warmup, runs=runs,
+        run = device.run_native("pte", path, inputs, signature, threads=threads, warmup=warmup, runs=runs,
                                     etdump=str(dump))
         if run is None:
             raise InputError("--profile needs edgeship's native .pte runner (ETDump): it is not available here",
@@ -105,11 +105,11 @@ def profile(device, path: Path, inputs, signature, *, warmup=5, runs=50, threads
 
 
 def profile_tflite(device, path: Path, inputs, signature, *, warmup=5, runs=50, threads=1) -> dict:
-    if not hasattr(device, "run_native_tflite"):
+    if not hasattr(device, "run_native"):
         raise InputError(f"--profile runs on the host or an emulated Pi (local, emu:rpi4, emu:rpi5), not {device.uri}")
     with tempfile.TemporaryDirectory(prefix="edgeship-litert-profile-") as tmp:
         events = Path(tmp) / "events.tsv"
-        run = device.run_native_tflite(path, inputs, signature, threads=threads, warmup=warmup, runs=runs,
+        run = device.run_native("litert", path, inputs, signature, threads=threads, warmup=warmup, runs=runs,
                                        profile=str(events))
         if run is None:
             raise InputError(TFLITE_UNAVAILABLE, hint="install g++ (g++-aarch64-linux-gnu for emu:*), or drop "

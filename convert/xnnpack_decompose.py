@@ -859,6 +859,128 @@ def split_to_slices(gm) -> int:
     return _finish(gm, changed)
 
 
+def repeat_as_expand(gm) -> int:
+    """repeat / tile that copies only size-1 dims (a recurrent layer's step mask `tile(m, [1, 1])`, a
+    [B, 1] column repeated to [B, H]) -> the input itself where nothing is copied, else expand to the
+    same shape (which `expand into broadcast` then drops into the op that reads it). XNNPACK has no
+    config for repeat; Keras' masked GRU/LSTM writes one per step and state."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.repeat.default, aten.tile.default):
+        x, reps = node.args[0], list(node.args[1])
+        vi, vo = _val(x), _val(node)
+        if not (_static(vi) and _static(vo)) or not all(isinstance(r, int) for r in reps):
+            continue
+        shape = list(vi.shape)
+        if node.target == aten.tile.default and len(reps) < len(shape):
+            reps = [1] * (len(shape) - len(reps)) + reps
+        shape = [1] * (len(reps) - len(shape)) + shape
+        if any(r != 1 and n != 1 for r, n in zip(reps, shape)):
+            continue  # a real copy of data along a dim: no broadcast does that
+        if list(vi.shape) == list(vo.shape):
+            _replace(gm, node, x)
+        else:
+            _replace(gm, node, _Builder(gm, node)(aten.expand.default, x, list(vo.shape)))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def _may_hold_inf(gm, node) -> bool:
+    """Whether `node`'s value may hold an infinity: an inf literal or constant in its ancestry, or a
+    second float input (one input and finite parameters are taken as finite)."""
+    import torch
+
+    seen, todo, inputs = set(), [node], 0
+    while todo:
+        n = todo.pop()
+        if n in seen or not isinstance(n, torch.fx.Node):
+            continue
+        seen.add(n)
+        if n.op == "placeholder" and isinstance(_val(n), torch.Tensor) and _val(n).is_floating_point():
+            inputs += 1
+            if inputs > 1:
+                return True
+        elif n.op == "get_attr":
+            t = getattr(gm, n.target, None)
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+                return True
+        elif n.op == "call_function":
+            for a in _flat(n.args, n.kwargs):
+                if isinstance(a, float) and not math.isfinite(a):
+                    return True
+                if isinstance(a, torch.fx.Node):
+                    todo.append(a)
+    return False
+
+
+def where_as_blend(gm) -> int:
+    """where(c, a, b) with a boolean condition and float a, b -> a * m + b * (1 - m), m the 0/1 float of
+    c (the mask's own slices, views and expands done on that float; one cast at the mask's source).
+    Exact where a and b are finite (x * 1 + y * 0 = x): a recurrent layer's masked step (Keras GRU/LSTM
+    with mask_zero: two per step), a padding blend. XNNPACK has no config for where or for bool ops.
+    Left alone: a condition or value that is not a tensor node, integer values (an embedding's index
+    fix-up), values that may hold inf (a -inf attention mask: `masked_softmax` handles those)."""
+    import torch
+
+    aten = torch.ops.aten
+    changed, masks, ones = 0, {}, {}
+    for node in _calls(gm, aten.where.self):
+        if len(node.args) != 3 or node.kwargs or not all(isinstance(a, torch.fx.Node) for a in node.args):
+            continue
+        c, a, b = node.args
+        vc, va, vb, vo = _val(c), _val(a), _val(b), _val(node)
+        if not all(_static(v) for v in (vc, va, vb, vo)) or vc.dtype != torch.bool or \
+                not (va.dtype == vb.dtype == vo.dtype and vo.dtype.is_floating_point):
+            continue
+        if _may_hold_inf(gm, a) or _may_hold_inf(gm, b):
+            continue
+        while c.op == "call_function" and c.target in (aten.expand.default, aten.expand_copy.default) and \
+                _static(_val(c.args[0])):  # broadcast the 0/1 float in the blend, not the bool before it
+            c = c.args[0]
+        try:
+            if list(torch.broadcast_shapes(tuple(_val(c).shape), tuple(va.shape), tuple(vb.shape))) != list(vo.shape):
+                continue
+        except RuntimeError:
+            continue
+        float_mask = masks.setdefault(vo.dtype, _FloatMask(gm, vo.dtype))
+        m = float_mask(c)
+        b_ = _Builder(gm, node)
+        if m not in ones:
+            ones[m] = b_(aten.sub.Tensor, b_.constant(torch.ones(1, dtype=vo.dtype), "one"), m)
+        blend = b_(aten.add.Tensor, b_(aten.mul.Tensor, a, m), b_(aten.mul.Tensor, b, ones[m]))
+        _replace(gm, node, blend)
+        changed += 1
+    if changed:
+        _drop_lone_asserts(gm)
+    return _finish(gm, changed)
+
+
+def fills_as_constants(gm) -> int:
+    """zeros / ones / full and their _like forms of a static float shape -> a constant tensor (XNNPACK
+    has no config for full; as a constant it is data its ops read: a recurrent layer's zero state)."""
+    import torch
+
+    aten = torch.ops.aten
+    fills = {aten.zeros.default: 0.0, aten.ones.default: 1.0, aten.zeros_like.default: 0.0,
+             aten.ones_like.default: 1.0, aten.full.default: None, aten.full_like.default: None}
+    changed = 0
+    for node in _calls(gm, *fills):
+        vo = _val(node)
+        if not _static(vo) or not vo.dtype.is_floating_point or vo.numel() > 1 << 16:
+            continue
+        value = fills[node.target]
+        if value is None:
+            value = node.args[1]
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+        const = _Builder(gm, node).constant(torch.full(tuple(vo.shape), float(value), dtype=vo.dtype), "fill")
+        _replace(gm, node, const)
+        changed += 1
+    return _finish(gm, changed)
+
+
 # in order: the layer-norm pass makes means the mean pass rewrites; views are sunk last
 PASSES = {
     "conv1d as conv2d": conv1d_as_conv2d,
@@ -866,6 +988,7 @@ PASSES = {
     "masked safe softmax as softmax with a finite bias": masked_softmax,
     "safe softmax as softmax": safe_softmax_to_softmax,
     "bool mask as 0/1 float": bool_mask_as_float,
+    "repeat as expand": repeat_as_expand,
     "expand into broadcast": expand_into_broadcast,
     "split as slices": split_to_slices,
     "batched matmul as bmm": batched_matmul_to_bmm,
@@ -873,6 +996,8 @@ PASSES = {
     "select as slice": select_to_slice,
     "scalar op with a tensor": scalar_ops_to_tensor,
     "squeeze as view": squeeze_to_view,
+    "where as blend": where_as_blend,
+    "fills as constants": fills_as_constants,
     "max as 4-D keepdim": max_to_4d_keepdim,
     "mean for XNNPACK": mean_for_xnnpack,
     "views sunk and merged": sink_views,

@@ -75,6 +75,23 @@ class NhwcMean(nn.Module):  # squeeze-excite as Keras writes it: NHWC, mean over
         return (y * se[:, None, None, :]).mean(-1)
 
 
+class MaskedRecurrence(nn.Module):
+    """A recurrent layer with a padding mask, as Keras' GRU/LSTM (torch backend) writes it: a zero
+    state, per step the mask column `tile(m_t, [1, 1])` (bool) and `where(m_t, new state, old state)`."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.rec, self.head = nn.Linear(4, 8), nn.Linear(8, 8, bias=False), nn.Linear(8, 3)
+
+    def forward(self, x):
+        mask = (x[..., 0] > -0.5).unsqueeze(-1).permute(1, 0, 2)  # (T, 1, 1): which steps are real
+        h = torch.zeros(1, 8)
+        for t, m in enumerate(mask.unbind(0)):
+            new = torch.tanh(self.inp(x[:, t]) + self.rec(h))
+            h = torch.where(torch.tile(m, [1, 1]), new, h)
+        return self.head(h)
+
+
 CASES = {  # model, input, pass, ops it removes
     "layer_norm": (LayerNormNet, (1, 5, 8), xnnpack_decompose.layer_norm_decompose,
                    {aten.layer_norm.default, aten.native_layer_norm.default}),
@@ -88,6 +105,9 @@ CASES = {  # model, input, pass, ops it removes
                 {aten.squeeze.dim, aten.squeeze.dims, aten.unsqueeze.default}),
     "max": (MaxOverTime, (1, 4, 6), xnnpack_decompose.max_to_4d_keepdim, {aten.amax.default}),
     "mean": (NhwcMean, (1, 3, 5, 5), xnnpack_decompose.mean_for_xnnpack, set()),
+    "repeat": (MaskedRecurrence, (1, 6, 4), xnnpack_decompose.repeat_as_expand, {aten.tile.default}),
+    "where": (MaskedRecurrence, (1, 6, 4), xnnpack_decompose.where_as_blend, {aten.where.self}),
+    "fills": (MaskedRecurrence, (1, 6, 4), xnnpack_decompose.fills_as_constants, {aten.zeros.default}),
 }
 
 
@@ -158,6 +178,56 @@ def test_safe_softmax_stays_where_a_mask_can_reach_it():
     gm = torch.export.export(Masked(), (torch.randn(2, 4),)).module()
     assert xnnpack_decompose.safe_softmax_to_softmax(gm) == 0
     assert aten._safe_softmax.default in _ops(gm)
+
+
+def test_masked_recurrence_delegates_whole_with_one_mask_cast_and_eager_outputs():
+    """All passes on a masked recurrent layer: the where/tile/bool steps become arithmetic on one
+    float cast of the mask; everything but that cast and the comparison goes into XNNPACK, and the
+    lowered program gives eager's outputs with some steps masked and some not."""
+    torch.manual_seed(0)
+    model, x = MaskedRecurrence().eval(), torch.randn(1, 6, 4)
+    x[0, 4:, 0] = -1.0  # two padded steps at the end, as after a zero-padded sequence
+    program, done = xnnpack_passes.prepare_for_xnnpack(torch.export.export(model, (x,)), [x])
+    assert done.get("where as blend") == 6 and done.get("repeat as expand") == 6, done
+    ops = _ops(program.module())
+    assert aten.where.self not in ops and aten.tile.default not in ops and aten.zeros.default not in ops, ops
+    assert sum(op == aten._to_copy.default for op in ops) == 1, ops
+    edge, _ = xnnpack_passes.lower_guarded(program, lambda p, n: torch_pte._lower(p, "xnnpack", None, n))
+    d = torch_pte.count_delegation(edge.exported_program())
+    assert d["coverage"] >= 0.95, d
+    from executorch.extension.pybindings import _C
+
+    from edgeship.runtime.standalone.executorch import load_kernel_libraries
+
+    load_kernel_libraries(_C)
+    buffer = edge.to_executorch().buffer
+    method = _C._load_program_from_buffer(buffer).load_method("forward")
+    for sample in (x, torch.randn(1, 6, 4)):
+        with torch.no_grad():
+            torch.testing.assert_close(method.call([sample])[0], model(sample), rtol=1e-5, atol=1e-5)
+
+
+def test_where_stays_where_a_value_may_be_infinite():
+    """where(m, x, -inf) (an attention mask) is not a blend: inf * 0 is NaN. Left for masked_softmax."""
+
+    class MaskFill(nn.Module):
+        def forward(self, x):
+            return torch.softmax(torch.where(x > 0, x, torch.full_like(x, float("-inf"))), -1)
+
+    gm = torch.export.export(MaskFill(), (torch.randn(2, 4),)).module()
+    assert xnnpack_decompose.where_as_blend(gm) == 0
+    assert aten.where.self in _ops(gm)
+
+
+def test_repeat_that_copies_data_stays():
+    """tile/repeat along a dim of size > 1 is a real copy, not a broadcast: left alone."""
+
+    class Tiled(nn.Module):
+        def forward(self, x):
+            return torch.tile(x, [1, 2]) * 2.0
+
+    gm = torch.export.export(Tiled(), (torch.randn(2, 3),)).module()
+    assert xnnpack_decompose.repeat_as_expand(gm) == 0
 
 
 def test_conv1d_chain_stays_4d_with_fewer_layout_transposes(tmp_path):

@@ -4,7 +4,9 @@
   converting()           a quiet step whose failure is a ConversionError with the converter's last words
   order_io()             subgraph inputs/outputs in the model's order (TF sorts signature keys)
   float_io()             QUANTIZE/DEQUANTIZE at the boundary of an int8-I/O model: float I/O
-  finish()               order, check and write the artifact; its warnings and XNNPACK coverage
+  finish()               order, check and write the artifact; its warnings and XNNPACK coverage; in an
+                         int8 artifact each int8 HARD_SWISH (float-only in XNNPACK) becomes int8
+                         ADD/MUL/MUL that XNNPACK takes (tflite_hard_swish.py)
 """
 
 from __future__ import annotations
@@ -317,6 +319,10 @@ def finish(data: bytes, model, recipe: str, int_io: bool, out_path: Path, input_
            output_keys: list[str], verbose: bool = False) -> tuple[list[str], dict]:
     """Put the I/O in model order, check the artifact against the model, write it.
     Returns (warnings, delegation summary)."""
+    if recipe == "int8":  # XNNPACK has no int8 HARD_SWISH: three int8 ops it takes instead
+        from edgeship.convert.tflite_hard_swish import hard_swish_as_xnnpack_ops
+
+        data, _ = hard_swish_as_xnnpack_ops(data)
     with quiet_native_output(verbose):  # loading it prints the runtime's XNNPACK line
         data, notes = order_io(data, input_keys, output_keys)
         details = check_io(data, model, int_io)

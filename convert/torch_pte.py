@@ -38,7 +38,12 @@ from edgeship.convert.torch_common import (
     to_tensors,
     tool_versions,
 )
-from edgeship.convert.xnnpack_passes import guarded_partitioner, lower_guarded, prepare_for_xnnpack
+from edgeship.convert.xnnpack_passes import (
+    after_quantization,
+    guarded_partitioner,
+    lower_guarded,
+    prepare_for_xnnpack,
+)
 from edgeship.convert.xnnpack_quant_patterns import clamp_fusing_quantizer
 from edgeship.errors import ConversionError, InputError, UnsupportedError, error_line
 from edgeship.quantize.calibration import pt2e_config as calibration_config
@@ -96,6 +101,9 @@ def export_pte(program, recipe, examples, calib, out_path: Path, options: Conver
         program, rewrites = prepare_for_xnnpack(program, examples, quantized=recipe.name in ("int8", "dynamic-int8"))
         program, steps = prepare_program(program, recipe, examples, calib, options.float_layers, layer_prefix,
                                          calibration=options.calibration)
+        if recipe.name in ("int8", "dynamic-int8"):  # recurrent layers, kept whole (float) for the quantizer
+            program, after = after_quantization(program, examples)
+            steps += [f"XNNPACK graph passes after quantization ({', '.join(f'{k}: {v}' for k, v in after.items())})"] * bool(after)
         steps = [f"XNNPACK graph passes ({', '.join(f'{k}: {v}' for k, v in rewrites.items())})"] * bool(rewrites) + steps
         io_quant = None
         if options.int8_io and recipe.name == "int8":

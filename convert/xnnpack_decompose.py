@@ -29,6 +29,9 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
                                     -> (2, 3): keepdim + view; NHWC (1, 2): permute + the same;
                                        any other dims: permute them last, view, linear(1/K), view
   sum.dim_IntList    no config      -> the same linear, with a row of ones
+  LSTM, GRU, RNN     kept whole by torch.export; to_edge's decomposition left split_with_sizes_copy and
+                     squeeze/unsqueeze_copy per step -> decomposed first (decompose_fused), so the
+                     split, squeeze and select passes rewrite those steps like any other
 
 Every pass returns how many nodes it rewrote; each keeps the values (tests/test_xnnpack_decompose.py
 compares each against eager on a minimal model; the mask and split passes: tests/test_xnnpack_passes.py).
@@ -38,21 +41,28 @@ from __future__ import annotations
 
 import math
 
-# ops decomposed before the passes run: the fused attention kernels, into the ops the passes rewrite
-ATTENTION_OPS = ("scaled_dot_product", "_native_multi_head_attention", "_transformer_encoder_layer_fwd")
+# fused ops decomposed before the passes run, into the ops the passes rewrite, by kind: torch.export
+# keeps them whole and to_edge decomposes them after the passes, into ops XNNPACK refuses (SDPA's
+# _safe_softmax and expand; an LSTM/GRU's split_with_sizes_copy, squeeze_copy and unsqueeze_copy per step)
+FUSED_OPS = {
+    "attention": ("scaled_dot_product", "_native_multi_head_attention", "_transformer_encoder_layer_fwd"),
+    "recurrent layers": ("aten.lstm.", "aten.gru.", "aten.rnn_tanh.", "aten.rnn_relu."),
+}
 
 
-def decompose_attention(program):
-    """Decompose SDPA (and torch's fused MHA/encoder ops, if any) in an ExportedProgram, keeping
-    `_safe_softmax` whole so `safe_softmax_to_softmax` can see it. Returns (program, decomposed?)."""
+def decompose_fused(program, kinds=tuple(FUSED_OPS)):
+    """Decompose SDPA (and torch's fused MHA/encoder ops, if any) and the recurrent layers (LSTM, GRU,
+    RNN) in an ExportedProgram, keeping `_safe_softmax` whole so `safe_softmax_to_softmax` can see it.
+    `kinds`: which of FUSED_OPS to look for. Returns (program, the kinds decomposed, in FUSED_OPS' order)."""
     import torch
 
     names = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
-    if not any(a in name for name in names for a in ATTENTION_OPS):
-        return program, False
-    table = {k: v for k, v in torch.export.default_decompositions().items()
-             if any(a in str(k) for a in ATTENTION_OPS)}
-    return program.run_decompositions(table), True
+    kinds = [kind for kind, ops in FUSED_OPS.items() if kind in kinds and any(a in name for name in names for a in ops)]
+    if not kinds:
+        return program, []
+    ops = [a for kind in kinds for a in FUSED_OPS[kind]]
+    table = {k: v for k, v in torch.export.default_decompositions().items() if any(a in str(k) for a in ops)}
+    return program.run_decompositions(table), kinds
 
 
 # ---------------------------------------------------------------------------------------------

@@ -87,26 +87,44 @@ XNNPACK_PASSES = {"PReLU fed a 4-D view": prelu_to_4d, "spatial mean with keepdi
 
 
 def prepare_for_xnnpack(program, examples, quantized: bool = False):
-    """Decompose fused attention (xnnpack_decompose.decompose_attention), then apply XNNPACK_PASSES
-    to a float ExportedProgram, for float and quantized recipes alike; re-export only if one changed
-    something. Returns (program, {pass description: nodes changed}) with the unchanged ones left out.
+    """Decompose fused attention and recurrent layers (xnnpack_decompose.decompose_fused), then apply
+    XNNPACK_PASSES to a float ExportedProgram, for float and quantized recipes alike; re-export only if one
+    changed something. Returns (program, {pass description: nodes changed}) with the unchanged ones left out.
 
-    `quantized` (the program will go through PT2E next) changes nothing now. Quantized recipes once got
-    only the PReLU and spatial-mean passes: with all of them a digits ViT's int8 .pte fell from 88.5% to
-    59% top-1. The cause was not in these passes: `expand as view` + `views sunk and merged` hand the CLS
-    parameter straight to `cat`, whose inputs and output share one PT2E observer, and the calibration
-    shortcut that observes constants once (torch_common.constants_observed_once) froze that shared
+    `quantized` (the program will go through PT2E next): recurrent layers stay whole here, so the quantizer
+    leaves them float, as it always has (an nn.LSTM of 2 layers whose gates and state went int8 fell from
+    cosine 0.99999 to 0.963); `after_quantization` decomposes them afterwards, so they still lower to XNNPACK.
+
+    Quantized recipes once got only the PReLU and spatial-mean passes: with all of them a digits ViT's int8
+    .pte fell from 88.5% to 59% top-1. The cause was not in these passes: `expand as view` + `views sunk and
+    merged` hand the CLS parameter straight to `cat`, whose inputs and output share one PT2E observer, and the
+    calibration shortcut that observes constants once (torch_common.constants_observed_once) froze that shared
     observer after the parameter's call, so the patch tokens were clipped to the CLS token's range."""
+    kinds = [k for k in xnnpack_decompose.FUSED_OPS if not (quantized and k in AFTER_QUANTIZATION)]
+    return _decompose_and_rewrite(program, examples, kinds)
+
+
+# fused ops decomposed only after PT2E quantization: the quantizer leaves them float while they are whole
+AFTER_QUANTIZATION = ("recurrent layers",)
+
+
+def after_quantization(program, examples):
+    """A quantized ExportedProgram's recurrent layers, left whole (and float) by `prepare_for_xnnpack`,
+    decomposed and rewritten for XNNPACK like the rest. Returns (program, {pass: nodes changed})."""
+    return _decompose_and_rewrite(program, examples, AFTER_QUANTIZATION, only_if_decomposed=True)
+
+
+def _decompose_and_rewrite(program, examples, kinds, only_if_decomposed: bool = False):
     import torch
 
-    del quantized
-    decomposed, attention = xnnpack_decompose.decompose_attention(program)
+    decomposed, kinds = xnnpack_decompose.decompose_fused(program, kinds)
+    if only_if_decomposed and not kinds:
+        return program, {}
     graph = decomposed.module()
     done = {what: n for what, fn in XNNPACK_PASSES.items() if (n := fn(graph))}
-    if not done:
+    if not done and not kinds:
         return program, {}
-    if attention:
-        done = {"attention decomposed": 1, **done}
+    done = {**{f"{kind} decomposed": 1 for kind in kinds}, **done}
     return torch.export.export(graph, tuple(examples)), done
 
 

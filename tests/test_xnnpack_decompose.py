@@ -133,7 +133,7 @@ def test_pass_rewrites_its_pattern_keeps_values_and_delegates_more(case):
     torch.manual_seed(0)
     model, x = factory().eval(), torch.randn(*shape)
     program = torch.export.export(model, (x,))
-    program, _ = xnnpack_decompose.decompose_attention(program)
+    program, _ = xnnpack_decompose.decompose_fused(program)
     gm = program.module()
     before = _ops(gm)
     assert set(before) & removed or not removed, before

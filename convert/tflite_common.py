@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.convert import xnnpack_delegation
+from edgeship.convert.tflite_hard_swish import hard_swish_as_xnnpack_ops
+from edgeship.convert.tflite_opcodes import opcode_index
 from edgeship.errors import ConversionError, EdgeshipError, InputError
 from edgeship.quiet import fds_redirected, writes_to_fd
 from edgeship.runtime.standalone.tflite import inspect_bytes
@@ -218,8 +220,8 @@ def float_io(data: bytes) -> bytes:
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
     graph = model.subgraphs[0]
-    quantize = _opcode(model, fb.BuiltinOperator.QUANTIZE, version=2)
-    dequantize = _opcode(model, fb.BuiltinOperator.DEQUANTIZE, version=2)
+    quantize = opcode_index(model, fb.BuiltinOperator.QUANTIZE, version=2)
+    dequantize = opcode_index(model, fb.BuiltinOperator.DEQUANTIZE, version=2)
     remap: dict[int, int] = {}
     front, back = [], []
     for role, indices in (("input", graph.inputs), ("output", graph.outputs)):
@@ -251,19 +253,6 @@ def float_io(data: bytes) -> bytes:
         for entry in list(sig.inputs or []) + list(sig.outputs or []):
             entry.tensorIndex = remap.get(entry.tensorIndex, entry.tensorIndex)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def _opcode(model, builtin: int, version: int) -> int:
-    from ai_edge_litert import schema_py_generated as fb
-
-    for i, code in enumerate(model.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
-            code.version = max(code.version, version)
-            return i
-    code = fb.OperatorCodeT()
-    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), version
-    model.operatorCodes.append(code)
-    return len(model.operatorCodes) - 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,8 +309,6 @@ def finish(data: bytes, model, recipe: str, int_io: bool, out_path: Path, input_
     """Put the I/O in model order, check the artifact against the model, write it.
     Returns (warnings, delegation summary)."""
     if recipe == "int8":  # XNNPACK has no int8 HARD_SWISH: three int8 ops it takes instead
-        from edgeship.convert.tflite_hard_swish import hard_swish_as_xnnpack_ops
-
         data, _ = hard_swish_as_xnnpack_ops(data)
     with quiet_native_output(verbose):  # loading it prints the runtime's XNNPACK line
         data, notes = order_io(data, input_keys, output_keys)

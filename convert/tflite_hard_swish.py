@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeship.convert.tflite_opcodes import opcode_index
+
 THREE, SIXTH = 3.0, 1.0 / 6.0
 
 
@@ -36,7 +38,6 @@ def hard_swish_as_xnnpack_ops(data: bytes) -> tuple[bytes, int]:
     from ai_edge_litert import schema_py_generated as fb
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from edgeship.convert.tflite_common import _opcode
 
     if not _has_hard_swish(data, fb):
         return data, 0
@@ -52,8 +53,8 @@ def hard_swish_as_xnnpack_ops(data: bytes) -> tuple[bytes, int]:
                 ops.append(op)
                 continue
             if add is None:  # int8 ADD and MUL are version 2 of their ops
-                add = _opcode(model, fb.BuiltinOperator.ADD, version=2)
-                mul = _opcode(model, fb.BuiltinOperator.MUL, version=2)
+                add = opcode_index(model, fb.BuiltinOperator.ADD, version=2)
+                mul = opcode_index(model, fb.BuiltinOperator.MUL, version=2)
             ops += _rewrite(model, graph, op, x_q, add, mul, fb)
             done += 1
         graph.operators = ops

@@ -1,7 +1,10 @@
 """The real-model zoo through every route, in one go: delegation, speed against the same model's
-.tflite, int8 accuracy, the export's smoke result and size, per model x format x recipe.
+.tflite, int8 accuracy, the export's smoke result and size, per model x format x recipe; then the
+model families trained here (bench/families.py: a transformer, an audio CNN, a Keras transformer+GRU,
+a squeeze-excite/hard-swish CNN), with top-1 on their held-out labels.
 
-    .venv/bin/python bench/zoo.py [--only onet,fer_xception] [--runs 30] [--out bench/ZOO.md]
+    .venv/bin/python bench/zoo.py [--only onet,fer_xception,kws_cnn] [--no-families] [--runs 30]
+                                  [--out bench/ZOO.md]
 
 Each model (examples/zoo/__init__.py ZOO) is exported once per format with the CLI a user runs
 (`edgeship export SOURCE --to FMT --quant fp32,int8 --calib ZOO_DATA --golden-samples 8`), then
@@ -24,7 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
-from zoo import FORMATS, RECIPES, ZOO  # noqa: E402
+import families  # bench/families.py, beside this file
+from zoo import FORMATS, RECIPES, ZOO
 
 EDGESHIP = [sys.executable, "-m", "edgeship"]
 
@@ -118,7 +122,8 @@ def table(rows: list[dict]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", help="comma-separated zoo model names")
+    ap.add_argument("--only", help="comma-separated zoo model and family names")
+    ap.add_argument("--no-families", action="store_true", help="the zoo's pretrained models only")
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--out", type=Path, help="also write the table here (Markdown)")
@@ -141,6 +146,7 @@ def main() -> int:
                                 for r in RECIPES)
         print(table(rows))
         return 0
+    family_rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="edgeship-zoo-") as tmp:
         for m in ZOO:
             if only and m.name not in only:
@@ -149,14 +155,22 @@ def main() -> int:
                 print(f"{m.name} -> {fmt} ...", file=sys.stderr, flush=True)
                 rows.extend(run_model(m, fmt, Path(tmp), args.runs))
                 if args.json:  # as it goes: a run cut short keeps what it measured
-                    args.json.write_text(json.dumps(rows, indent=1))
-    text = table(rows)
+                    args.json.write_text(json.dumps({"zoo": rows, "families": family_rows}, indent=1, default=str))
+        for f in [] if args.no_families else families.FAMILIES:
+            if only and f.name not in only:
+                continue
+            for fmt in args.formats.split(","):
+                print(f"{f.name} -> {fmt} ...", file=sys.stderr, flush=True)
+                family_rows.extend(families.run_one(f, fmt, Path(tmp), args.runs))
+                if args.json:
+                    args.json.write_text(json.dumps({"zoo": rows, "families": family_rows}, indent=1, default=str))
+    text = table(rows) if rows else ""
+    if family_rows:
+        text += ("\n\n" if text else "") + "Families (top-1 against the held-out labels):\n\n" + families.table(family_rows)
     print(text)
-    print(f"\n{len(rows)} rows in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    print(f"\n{len(rows) + len(family_rows)} rows in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if args.out:
         args.out.write_text(text + "\n")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
     return 0
 
 

@@ -2,10 +2,18 @@
 
 litert-torch's PT2EQuantizer finds adds, muls and cats through `source_fn_stack` metadata, which
 torch.export no longer records for every node (a torch MobileNetV2's residual `x + y` is
-missed), and has no annotation for PReLU or mean at all: those ops stay float32 between
-DEQUANTIZE and QUANTIZE in the .tflite. `annotate_remaining` annotates, by ATen target, every
-such op the standard patterns left out, with the quantizer's own activation specs, so that the
-converter sees each one between a dequantize and a quantize and emits its int8 kernel.
+missed), and has no annotation for PReLU, mean, matmul, softmax or rsqrt at all: those ops stay
+float32 between DEQUANTIZE and QUANTIZE in the .tflite. `annotate_remaining` annotates, by ATen
+target, every such op the standard patterns left out, with the quantizer's own activation specs,
+so that the converter sees each one between a dequantize and a quantize and emits its int8 kernel.
+
+Ops litert-torch lowers whole (PReLU, scaled_dot_product_attention, layer_norm) are rewritten into
+their ATen pieces first (`prelu_as_int8_ops`, `attention_as_int8_ops`, `layer_norm_as_int8_ops`):
+lowered whole, their insides reach the .tflite in float32 between one DEQUANTIZE and one QUANTIZE.
+A transformer's int8 .tflite (bench/INT16X8.md: a ViT on digits) then runs BATCH_MATMUL, SOFTMAX,
+MEAN, SUB, MUL, ADD, RSQRT, GELU, TRANSPOSE and RESHAPE in int8. Left float, with a note in the
+export's warnings: attention with a mask (its -inf takes the scores' int8 range), dropout or
+grouped-query heads.
 """
 
 from __future__ import annotations
@@ -13,9 +21,10 @@ from __future__ import annotations
 from edgeship.convert.layers import is_compute
 
 # ATen ops LiteRT runs in int8 (ADD, MUL, SUB, CONCATENATION, MEAN, PRELU, MAXIMUM/MINIMUM,
-# RELU, HARD_SWISH, ...), by name: their tensor inputs and outputs get int8 activation specs
+# RELU, HARD_SWISH, BATCH_MATMUL, SOFTMAX, RSQRT, GELU, ...), by name: their tensor inputs and
+# outputs get int8 activation specs (softmax its FIXED_RANGE output)
 INT8_OPS = ("add", "mul", "sub", "neg", "cat", "mean", "prelu", "relu", "hardtanh", "hardswish", "maximum", "minimum",
-            "avg_pool2d", "adaptive_avg_pool2d")
+            "avg_pool2d", "adaptive_avg_pool2d", "bmm", "matmul", "softmax", "_softmax", "rsqrt", "gelu")
 # Clamps after a layer kept float (accuracy-aware int8): quantizing their input with the float
 # layer's raw range would make the converter fuse the clamp into the float conv and quantize the
 # clamped output with that wide range (EfficientNet-Lite0 with its stem conv float: 5 dB SNR)
@@ -68,11 +77,40 @@ def annotate_remaining(gm, quantization_config, filter_fn=None) -> int:
             arg_val = arg.meta.get("val")
             if isinstance(arg_val, torch.Tensor) and arg_val.is_floating_point():
                 qmap[arg] = act_in
+        out_spec = fixed_qspec(node.target._opname) if node.target._opname in FIXED_RANGE else act_out
         node.meta["quantization_annotation"] = QuantizationAnnotation(
-            input_qspec_map=qmap, output_qspec=act_out, _annotated=True)
+            input_qspec_map=qmap, output_qspec=out_spec, _annotated=True)
         done += 1
     keep_fixed_ranges(gm)
+    share_epsilons(gm)
     return done
+
+
+def share_epsilons(gm) -> int:
+    """A norm's variance + eps in front of its rsqrt (whoever annotated the add): eps (1e-5) observed
+    on its own gets a step of 4e-8, a scale ratio to the variance's that XNNPACK's int8 ADD refuses
+    (the ADD falls back to LiteRT's kernel and splits the delegated graph), and it rounds to
+    nothing on the variance's step anyway. The constant and the sum take the variance's
+    quantization. Returns the number of adds changed."""
+    import torch
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+
+    changed = 0
+    for node in gm.graph.nodes:
+        annotation = node.meta.get("quantization_annotation")
+        if (annotation is None or getattr(node.target, "_opname", None) != "add" or not node.users
+                or not all(getattr(u.target, "_opname", None) == "rsqrt" for u in node.users)):
+            continue
+        qmap = annotation.input_qspec_map
+        consts = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op == "get_attr"
+                  and isinstance(value := getattr(gm, a.target, None), torch.Tensor) and value.numel() == 1]
+        others = [a for a in node.args if isinstance(a, torch.fx.Node) and a not in consts and a in qmap]
+        if len(consts) != 1 or len(others) != 1:
+            continue
+        shared = SharedQuantizationSpec((others[0], node))
+        qmap[consts[0]], annotation.output_qspec = shared, shared
+        changed += 1
+    return changed
 
 
 def annotate_conv_clamps(gm, quantization_config, filter_fn=None) -> int:
@@ -225,6 +263,106 @@ def prelu_as_int8_ops(gm) -> int:
             neg = g.call_function(aten.relu.default, (g.call_function(aten.neg.default, (x,)),))
             out = g.call_function(aten.add.Tensor, (x, g.call_function(aten.mul.Tensor, (neg, one_minus_a))))
         node.replace_all_uses_with(out)
+        g.erase_node(node)
+        changed += 1
+    if changed:
+        gm.recompile()
+    return changed
+
+
+# Node metadata a rewritten op's replacements inherit: the module path (float_layers' filter reads
+# nn_module_stack) and the source line
+INHERITED_META = ("nn_module_stack", "stack_trace", "source_fn_stack", "from_node")
+
+
+def _call(graph, original, target, args, kwargs=None):
+    node = graph.call_function(target, args, kwargs or {})
+    node.meta.update({k: original.meta[k] for k in INHERITED_META if k in original.meta})
+    return node
+
+
+def attention_as_int8_ops(gm) -> tuple[int, list[str]]:
+    """scaled_dot_product_attention(q, k, v) -> softmax((q @ k^T) * scale) @ v, before quantization.
+
+    litert-torch lowers the fused op to BATCH_MATMUL, MUL, SOFTMAX and BATCH_MATMUL with no quantize
+    between them: all float32 between one DEQUANTIZE and one QUANTIZE. Written as these ATen ops,
+    each is annotated, and LiteRT gets int8 BATCH_MATMUL and SOFTMAX. Same values in float.
+    Attention with a mask (attn_mask or is_causal), dropout or grouped-query heads is left as it is:
+    an additive mask's -inf (or -1e4) would take the scores' whole int8 range. Returns the number
+    rewritten and, per attention left float, why."""
+    import math
+
+    import torch
+
+    aten = torch.ops.aten
+    changed, kept = 0, []
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal")
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target != aten.scaled_dot_product_attention.default:
+            continue
+        args = dict(zip(names, node.args)) | {k: v for k, v in node.kwargs.items() if k in names}
+        q, k, v = args["query"], args["key"], args["value"]
+        why = ("a mask" if args.get("attn_mask") is not None else "causal masking" if args.get("is_causal")
+               else "dropout" if args.get("dropout_p") else "grouped-query heads" if node.kwargs.get("enable_gqa")
+               else None)
+        qv = q.meta.get("val") if isinstance(q, torch.fx.Node) else None
+        if why is None and (not isinstance(qv, torch.Tensor) or qv.dim() < 2):
+            why = "no static query shape"
+        if why is not None:
+            kept.append(f"{node.name} ({why})")
+            continue
+        scale = node.kwargs.get("scale") or 1.0 / math.sqrt(qv.shape[-1])
+        g = gm.graph
+        with g.inserting_before(node):
+            scores = _call(g, node, aten.matmul.default, (q, _call(g, node, aten.transpose.int, (k, -2, -1))))
+            probs = _call(g, node, aten.softmax.int, (_call(g, node, aten.mul.Tensor, (scores, scale)), -1))
+            out = _call(g, node, aten.matmul.default, (probs, v))
+        node.replace_all_uses_with(out)
+        g.erase_node(node)
+        changed += 1
+    if changed:
+        gm.recompile()
+    return changed, kept
+
+
+def layer_norm_as_int8_ops(gm) -> int:
+    """layer_norm(x) -> d * rsqrt(mean(d * d) + eps) * w + b with d = x - mean(x), before quantization.
+
+    litert-torch lowers layer_norm to one batch-norm that the converter spreads out into MEAN,
+    SQUARED_DIFFERENCE, ADD, RSQRT, SUB, MUL and ADD in float32 between one DEQUANTIZE and one
+    QUANTIZE. Written as ATen ops, each is annotated and converted in int8 (MEAN, SUB, MUL, ADD and
+    RSQRT have int8 kernels). Same values in float. Takes layer_norm and native_layer_norm (when
+    only its output, not its mean and rstd, is read). Returns the number rewritten."""
+    import operator
+
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in (aten.layer_norm.default, aten.native_layer_norm.default):
+            continue
+        native = node.target == aten.native_layer_norm.default
+        if native and not all(u.target is operator.getitem and u.args[1] == 0 for u in node.users):
+            continue
+        params = ("input", "normalized_shape", "weight", "bias", "eps")
+        args = dict(zip(params, node.args)) | {k: v for k, v in node.kwargs.items() if k in params}
+        x, dims = args["input"], list(range(-len(args["normalized_shape"]), 0))
+        weight, bias, eps = args.get("weight"), args.get("bias"), args.get("eps", 1e-5)
+        g = gm.graph
+        with g.inserting_before(node):
+            d = _call(g, node, aten.sub.Tensor, (x, _call(g, node, aten.mean.dim, (x, dims, True))))
+            var = _call(g, node, aten.mean.dim, (_call(g, node, aten.mul.Tensor, (d, d)), dims, True))
+            rstd = _call(g, node, aten.rsqrt.default, (_call(g, node, aten.add.Tensor, (var, eps)),))
+            out = _call(g, node, aten.mul.Tensor, (d, rstd))
+            if weight is not None:
+                out = _call(g, node, aten.mul.Tensor, (out, weight))
+            if bias is not None:
+                out = _call(g, node, aten.add.Tensor, (out, bias))
+        for user in list(node.users) if native else [node]:
+            user.replace_all_uses_with(out)
+            if native:
+                g.erase_node(user)
         g.erase_node(node)
         changed += 1
     if changed:

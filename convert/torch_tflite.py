@@ -27,7 +27,13 @@ from edgeship.console import track
 from edgeship.convert import ROUTES, int4_weight, tflite_16x8
 from edgeship.convert import tflite_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
-from edgeship.convert.tflite_int8_annotations import annotate_conv_clamps, annotate_remaining, prelu_as_int8_ops
+from edgeship.convert.tflite_int8_annotations import (
+    annotate_conv_clamps,
+    annotate_remaining,
+    attention_as_int8_ops,
+    layer_norm_as_int8_ops,
+    prelu_as_int8_ops,
+)
 from edgeship.convert.torch_common import constants_observed_once, shared_provenance
 from edgeship.errors import InputError, UnsupportedError
 from edgeship.quantize.calibration import pt2e_config as calibration_config
@@ -59,15 +65,15 @@ def _convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> C
     module = _by_name(_torch_module(model), names)
     sample = {n: torch.from_numpy(x.copy()) for n, x in zip(names, model.example_inputs)}
     output_keys = _output_keys(module, sample)
-    quant_config = None
+    quant_config, notes = None, []
     if recipe.name in ("fp16", "dynamic-int8"):
         from litert_torch.generative.quantize import quant_recipes
 
         recipes = {"fp16": quant_recipes.full_fp16_recipe, "dynamic-int8": quant_recipes.full_dynamic_recipe}
         quant_config = recipes[recipe.name]()
     elif recipe.name == "int8":
-        module, quant_config = _pt2e_static(module, sample, names, calib, options.verbose,
-                                            tuple(f"inner.{n}" for n in options.float_layers), options.calibration)
+        module, quant_config, notes = _pt2e_static(module, sample, names, calib, options.verbose,
+                                                   tuple(f"inner.{n}" for n in options.float_layers), options.calibration)
 
     what = f"litert-torch could not convert '{model.name}' ({recipe.name})"
     with common.converting(what, options.verbose), _litert_progress(options.verbose):
@@ -86,6 +92,7 @@ def _convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> C
         _require_int8_io(data)
     warnings, delegation = common.finish(data, model, recipe.name, int_io, out_path, names, output_keys,
                                          options.verbose)
+    warnings = notes + warnings
     kept = f", kept float: {', '.join(options.float_layers)}" if recipe.name == "int8" and options.float_layers else ""
     return ConvertResult(route=f"{ROUTE} [{_describe(recipe.name, int_io)}{kept}]", tools=_versions(),
                          delegation=delegation, warnings=warnings)
@@ -153,7 +160,8 @@ def pt2e_quantizer(float_layers=(), calibration: str | None = None):
 
 
 def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool, float_layers=(), calibration=None):
-    """Static int8 with per-channel weights: export, insert observers, calibrate, convert."""
+    """Static int8 with per-channel weights: export, insert observers, calibrate, convert. Returns the
+    quantized graph, litert-torch's QuantConfig and notes on what stays float and why."""
     import torch
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -161,7 +169,13 @@ def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool, f
     quantizer = pt2e_quantizer(float_layers, calibration)
     with common.converting("preparing the model for int8 calibration (PT2E) failed", verbose):
         graph = torch.export.export(module, (), sample).module()
-        if prelu_as_int8_ops(graph):  # litert-torch would lower PReLU to float RELU/MUL/SUB
+        # litert-torch would lower PReLU, attention and LayerNorm to float ops between one dequantize
+        # and one quantize: written as ATen ops, each is annotated and converted in int8
+        attention, kept = attention_as_int8_ops(graph)
+        notes = [(f"{len(kept)} attention(s) keep float32 BATCH_MATMUL and SOFTMAX between QUANTIZE/DEQUANTIZE: "
+                  f"{', '.join(kept)}: a mask's -inf would take the scores' whole int8 range; dropout and "
+                  "grouped-query heads are not rewritten")] if kept else []
+        if prelu_as_int8_ops(graph) + attention + layer_norm_as_int8_ops(graph):
             graph = torch.export.export(graph, (), sample).module()
         prepared = prepare_pt2e(graph, quantizer)
     _eval(prepared)
@@ -172,7 +186,7 @@ def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool, f
     with common.converting("converting the calibrated model to int8 (PT2E) failed", verbose):
         quantized = convert_pt2e(prepared, fold_quantize=False)
     _eval(quantized)
-    return quantized, QuantConfig(pt2e_quantizer=quantizer)
+    return quantized, QuantConfig(pt2e_quantizer=quantizer), notes
 
 
 def _eval(graph_module) -> None:

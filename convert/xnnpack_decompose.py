@@ -91,16 +91,27 @@ class _Builder:
         self.mode = _fake_mode(gm)
 
     def __call__(self, target, *args, **kwargs):
+        """A view of a tensor whose strides allow no view (a permuted one) is built as a reshape, which
+        copies where it must, as the ops the passes replace did inside (matmul, mean over other axes)."""
         import torch
 
-        with self.graph.inserting_before(self.anchor):
-            node = self.graph.call_function(target, args, kwargs)
         fake = lambda a: _val(a) if isinstance(a, torch.fx.Node) else a
         f_args = torch.fx.node.map_aggregate(args, fake)
         f_kwargs = torch.fx.node.map_aggregate(kwargs, fake)
+        val = None
         if self.mode is not None:
             with self.mode:
-                node.meta["val"] = _concrete(target(*f_args, **f_kwargs))
+                try:
+                    val = _concrete(target(*f_args, **f_kwargs))
+                except (RuntimeError, ValueError):
+                    if target is not torch.ops.aten.view.default:
+                        raise
+                    target = torch.ops.aten.reshape.default
+                    val = _concrete(target(*f_args, **f_kwargs))
+        with self.graph.inserting_before(self.anchor):
+            node = self.graph.call_function(target, args, kwargs)
+        if val is not None:
+            node.meta["val"] = val
         node.meta["stack_trace"] = self.anchor.meta.get("stack_trace")
         node.meta["nn_module_stack"] = self.anchor.meta.get("nn_module_stack")
         return node

@@ -207,6 +207,38 @@ def test_masked_recurrence_delegates_whole_with_one_mask_cast_and_eager_outputs(
             torch.testing.assert_close(method.call([sample])[0], model(sample), rtol=1e-5, atol=1e-5)
 
 
+def test_attention_over_a_batch_of_windows_is_rewritten_with_copies_where_a_view_cannot_be():
+    """Attention on several sequences at once (Swin's windows, MobileViT's patches): q, k, v permuted out
+    of one projection cannot be viewed as 3-D for bmm. Red before: the matmul pass built that view and
+    raised "Cannot view a tensor with shape ... as a tensor with shape ..."; now it is a reshape, and the
+    lowered program gives eager's outputs."""
+
+    class WindowAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv, self.out = nn.Linear(8, 24), nn.Linear(8, 8)
+
+        def forward(self, x):  # x: (windows, tokens, channels)
+            q, k, v = self.qkv(x).view(4, 5, 3, 2, 4).permute(2, 0, 3, 1, 4).unbind(0)
+            return self.out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(4, 5, 8))
+
+    torch.manual_seed(0)
+    model, x = WindowAttention().eval(), torch.randn(4, 5, 8)
+    program, done = xnnpack_passes.prepare_for_xnnpack(torch.export.export(model, (x,)), [x])
+    assert done.get("batched matmul as bmm") == 2, done
+    assert aten.matmul.default not in _ops(program.module())
+    edge, _ = xnnpack_passes.lower_guarded(program, lambda p, n: torch_pte._lower(p, "xnnpack", None, n))
+    from executorch.extension.pybindings import _C
+
+    from edgeship.runtime.standalone.executorch import load_kernel_libraries
+
+    load_kernel_libraries(_C)
+    buffer = edge.to_executorch().buffer
+    got = _C._load_program_from_buffer(buffer).load_method("forward").call([x])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(x), rtol=1e-5, atol=1e-5)
+
+
 def test_where_stays_where_a_value_may_be_infinite():
     """where(m, x, -inf) (an attention mask) is not a blend: inf * 0 is NaN. Left for masked_softmax."""
 

@@ -5,6 +5,10 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
 (backends/xnnpack/partition/config) refuses, and the rewrite each pass makes:
 
   layer norm         no config      -> mean / sub / mul / rsqrt / add, the means with keepdim
+  group norm         no config      -> the same per group, on a (N, groups, rest) view
+  pow(x, n)          exponent 2 only -> products of x (n = 3, 4), sqrt, rsqrt, 1 / x
+  values that depend on no input (arange masks and position ids, their embeddings, weight norm)
+                     arange, comparisons, gather: no config -> computed once, kept as constants
   _safe_softmax      no config      -> _softmax, where the input can hold no -inf (no mask in its
                                        ancestry: safe and plain softmax then agree)
   _safe_softmax of scores + a -inf mask (key padding, attention mask), and its masking ops (eq, logical_not,
@@ -116,13 +120,16 @@ class _Builder:
         node.meta["nn_module_stack"] = self.anchor.meta.get("nn_module_stack")
         return node
 
-    def constant(self, tensor, hint: str):
-        """A non-persistent buffer of the module, read with get_attr (lifted as a constant on re-export)."""
+    def constant(self, tensor, hint: str, persistent: bool = False):
+        """A buffer of the module, read with get_attr: non-persistent (lifted as a constant on re-export),
+        or persistent (a buffer of the program, as a weight must be for the XNNPACK lowering: a
+        non-persistent one read as a conv's weight fails it with "Non-persistent buffer ... is in the
+        state dict")."""
         i = 0
         while hasattr(self.gm, f"_xnnpack_{hint}_{i}"):
             i += 1
         name = f"_xnnpack_{hint}_{i}"
-        self.gm.register_buffer(name, tensor, persistent=False)
+        self.gm.register_buffer(name, tensor, persistent=persistent)
         with self.graph.inserting_before(self.anchor):
             node = self.graph.get_attr(name)
         if self.mode is not None:
@@ -213,6 +220,87 @@ def layer_norm_decompose(gm) -> int:
             gm.graph.erase_node(node)
         else:
             _replace(gm, node, out)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def group_norm_decompose(gm) -> int:
+    """group_norm / native_group_norm (N, C, *) -> per group of C/G channels, as layer norm: view to
+    (N, G, rest), (x - mean) * rsqrt(var + eps), view back, * w + b per channel (GroupNorm in audio
+    front ends: wav2vec2's first conv, diffusion U-Nets). XNNPACK has no config for group norm."""
+    import operator
+
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.group_norm.default, aten.native_group_norm.default):
+        native = node.target == aten.native_group_norm.default
+        x = node.args[0]
+        val = _val(x)
+        if not _static(val) or not val.is_floating_point() or val.dim() < 2:
+            continue
+        if native:
+            weight, bias, groups, eps = node.args[1], node.args[2], node.args[6], node.args[7]
+            if any(u.target is not operator.getitem or u.args[1] != 0 for u in node.users):
+                continue  # mean / rstd outputs used: a training graph, leave it
+        else:
+            groups, weight, bias = node.args[1], _arg(node, 2, "weight"), _arg(node, 3, "bias")
+            eps = _arg(node, 4, "eps", 1e-5)
+        n, c = val.shape[0], val.shape[1]
+        if not isinstance(groups, int) or c % groups:
+            continue
+        b = _Builder(gm, node)
+        grouped = b(aten.view.default, x, [n, groups, val.numel() // (n * groups)])
+        mean = b(aten.mean.dim, grouped, [-1], True)
+        centred = b(aten.sub.Tensor, grouped, mean)
+        var = b(aten.mean.dim, b(aten.mul.Tensor, centred, centred), [-1], True)
+        eps_c = b.constant(torch.tensor([float(eps)], dtype=val.dtype), "eps")
+        normed = b(aten.mul.Tensor, centred, b(aten.rsqrt.default, b(aten.add.Tensor, var, eps_c)))
+        out = b(aten.view.default, normed, list(val.shape))
+        per_channel = [1, c] + [1] * (val.dim() - 2)
+        if weight is not None:
+            out = b(aten.mul.Tensor, out, b(aten.view.default, weight, per_channel))
+        if bias is not None:
+            out = b(aten.add.Tensor, out, b(aten.view.default, bias, per_channel))
+        if native:
+            for user in list(node.users):
+                _replace(gm, user, out)
+            gm.graph.erase_node(node)
+        else:
+            _replace(gm, node, out)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def pow_as_muls(gm) -> int:
+    """pow(x, n) with a small exponent -> what XNNPACK takes: 2, 3, 4 as products of x (GPT-2's tanh
+    GELU cubes its input), 0.5 as sqrt, -0.5 as rsqrt, -1 as 1 / x, 1 as x. XNNPACK's partitioner
+    takes pow with exponent 2 only."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.pow.Tensor_Scalar):
+        x, e = node.args[0], node.args[1]
+        val = _val(x)
+        if not isinstance(val, torch.Tensor) or not val.is_floating_point() or not isinstance(e, (int, float)) or \
+                float(e) not in (1.0, 2.0, 3.0, 4.0, 0.5, -0.5, -1.0):
+            continue
+        e = float(e)
+        b = _Builder(gm, node)
+        if e == 1.0:
+            out = x
+        elif e == 0.5:
+            out = b(aten.sqrt.default, x)
+        elif e == -0.5:
+            out = b(aten.rsqrt.default, x)
+        elif e == -1.0:
+            out = b(aten.div.Tensor, b.constant(torch.ones(1, dtype=val.dtype), "one"), x)
+        else:
+            square = b(aten.mul.Tensor, x, x)
+            out = {2.0: square, 3.0: b(aten.mul.Tensor, square, x), 4.0: b(aten.mul.Tensor, square, square)}[e]
+        _replace(gm, node, out)
         changed += 1
     return _finish(gm, changed)
 
@@ -1002,10 +1090,62 @@ def fills_as_constants(gm) -> int:
     return _finish(gm, changed)
 
 
+FOLD_LIMIT = 1 << 20  # elements: a folded constant larger than this stays computed at run time
+# random and in-place ops, and quantize/dequantize: a PT2E graph's int8 weight is a constant behind a
+# dequantize, which XNNPACK's int8 patterns need to see (folded, the weight would be float)
+_NOT_FOLDED = ("rand", "dropout", "bernoulli", "empty", "normal", "uniform", "multinomial", "_assert", "print",
+               "copy_", "detach_", "quantize")
+
+
+def fold_constants(gm) -> int:
+    """Values that depend on no input, computed once now and kept as constants: a mask or position ids
+    built from `arange` and comparisons (transformers' attention masks), an embedding of constant ids, a
+    weight-norm weight (g * v / |v|), a relative-position bias gathered by a constant index. XNNPACK
+    has no config for arange, comparisons, gather or pow; as constants they are data its ops read.
+    Random, in-place, quantize and dequantize ops are never folded; results over FOLD_LIMIT elements
+    stay computed."""
+    import torch
+
+    known: dict = {}
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            value = gm
+            for part in node.target.split("."):  # a submodule's parameter or buffer: 'm.embeddings.position_ids'
+                value = getattr(value, part, None)
+            if isinstance(value, torch.Tensor):
+                known[node] = value
+            continue
+        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload) or \
+                any(w in str(node.target) for w in _NOT_FOLDED) or node.kwargs.get("device") == "meta":
+            continue
+        leaves = [a for a in _flat(node.args, node.kwargs) if isinstance(a, torch.fx.Node)]
+        if not all(a in known for a in leaves):
+            continue
+        real = lambda a: known[a] if isinstance(a, torch.fx.Node) else a  # noqa: E731
+        try:
+            with torch.no_grad():
+                value = node.target(*torch.fx.node.map_aggregate(node.args, real),
+                                    **torch.fx.node.map_aggregate(node.kwargs, real))
+        except Exception:  # noqa: BLE001  an op that cannot run on real tensors here: leave it computed
+            continue
+        if isinstance(value, torch.Tensor):
+            known[node] = value
+    changed = 0
+    for node, value in list(known.items()):
+        if node.op != "call_function" or value.numel() > FOLD_LIMIT or \
+                all(user in known for user in node.users):  # folded with the node that reads it
+            continue
+        const = _Builder(gm, node).constant(value.detach().clone().contiguous(), "folded", persistent=True)
+        _replace(gm, node, const)
+        changed += 1
+    return _finish(gm, changed)
+
+
 # in order: the layer-norm pass makes means the mean pass rewrites; views are sunk last
 PASSES = {
     "conv1d as conv2d": conv1d_as_conv2d,
     "layer norm decomposed": layer_norm_decompose,
+    "group norm decomposed": group_norm_decompose,
     "masked safe softmax as softmax with a finite bias": masked_softmax,
     "safe softmax as softmax": safe_softmax_to_softmax,
     "bool mask as 0/1 float": bool_mask_as_float,
@@ -1015,11 +1155,13 @@ PASSES = {
     "batched matmul as bmm": batched_matmul_to_bmm,
     "expand as view": expand_to_view,
     "select as slice": select_to_slice,
+    "pow as products": pow_as_muls,
     "scalar op with a tensor": scalar_ops_to_tensor,
     "squeeze as view": squeeze_to_view,
     "where as blend": where_as_blend,
     "fills as constants": fills_as_constants,
     "max as 4-D keepdim": max_to_4d_keepdim,
     "mean for XNNPACK": mean_for_xnnpack,
+    "constants folded": fold_constants,
     "views sunk and merged": sink_views,
 }

@@ -232,9 +232,19 @@ def torch_model(module, example: np.ndarray, name: str) -> Model:
     return Model(name, "torch", "torch-module", name, name, module, io, run, [example])
 
 
-def test_fallback_when_the_xnnpack_program_fails(tmp_path):
+def _no_folding(monkeypatch):
+    """The graphs below fail in ExecuTorch because of weights computed at run time (a layout permute of a
+    parameter); the constant-folding pass computes those once now, and they lower. To keep testing what
+    happens when a program fails, these tests run without it."""
+    from edgeship.convert import xnnpack_passes
+
+    monkeypatch.delitem(xnnpack_passes.XNNPACK_PASSES, "constants folded")
+
+
+def test_fallback_when_the_xnnpack_program_fails(tmp_path, monkeypatch):
     """Dynamic int8 of this graph lowers to XNNPACK, but the program fails at run time
     ('Propagating input shapes failed'); one op per delegate works."""
+    _no_folding(monkeypatch)
     x = np.random.default_rng(0).random((1, 8, 8, 1), dtype=np.float32)
     model = torch_model(keras_style_cnn(), x, "nhwc")
     path, result = convert(model, "dynamic-int8", tmp_path)
@@ -249,8 +259,7 @@ def test_fallback_when_the_xnnpack_program_fails(tmp_path):
     assert row_cosines(y, model.run([x])[0]).min() > 0.99
 
 
-def test_model_executorch_cannot_run_is_one_line_conversion_error(tmp_path):
-    """A channels_last weight (what Keras emits) breaks ExecuTorch's kernels, delegated or not."""
+def channels_last_weight():
     import torch
     import torch.nn.functional as F
 
@@ -262,12 +271,36 @@ def test_model_executorch_cannot_run_is_one_line_conversion_error(tmp_path):
         def forward(self, x):
             return F.conv2d(x, self.k.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last), padding=1)
 
-    model = torch_model(ChannelsLastWeight().eval(), np.ones((1, 4, 8, 8), np.float32), "cl")
+    return ChannelsLastWeight().eval()
+
+
+def test_model_executorch_cannot_run_is_one_line_conversion_error(tmp_path, monkeypatch):
+    """A channels_last weight (what Keras emits) breaks ExecuTorch's kernels, delegated or not."""
+    _no_folding(monkeypatch)
+    model = torch_model(channels_last_weight(), np.ones((1, 4, 8, 8), np.float32), "cl")
     with pytest.raises(ConversionError) as err:
         convert(model, "fp32", tmp_path)
     message = str(err.value)
     assert message.startswith("ExecuTorch lowering failed: trial run:") and "dim order" in message
     assert "\n" not in message and "Traceback" not in message and len(message) < 600
+
+
+@pytest.mark.parametrize("case", ["channels_last_weight", "keras_style_cnn_dynamic_int8"])
+def test_weights_computed_from_parameters_are_folded_and_lower_whole(case, tmp_path):
+    """The two graphs above, with constant folding: the permuted weight is computed once, and the whole
+    graph lowers to XNNPACK and runs with the eager outputs (red before: a failed trial run)."""
+    if case == "channels_last_weight":
+        x = np.random.default_rng(0).random((1, 4, 8, 8), dtype=np.float32)
+        model, recipe = torch_model(channels_last_weight(), x, "cl"), "fp32"
+    else:
+        x = np.random.default_rng(0).random((1, 8, 8, 1), dtype=np.float32)
+        model, recipe = torch_model(keras_style_cnn(), x, "nhwc"), "dynamic-int8"
+    path, result = convert(model, recipe, tmp_path)
+    d = result.delegation
+    assert d["mode"] == "xnnpack" and not d["lowering_error"] and d["coverage"] == 1.0, d
+    assert "constants folded" in result.route
+    y = Runner(path).run([x])[0]
+    assert row_cosines(y, model.run([x])[0]).min() > 0.99
 
 
 def test_wrong_model_kind_is_unsupported(tmp_path):

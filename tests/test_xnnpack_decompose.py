@@ -5,6 +5,8 @@ are exact rewrites, so any weights show a wrong one)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -92,6 +94,41 @@ class MaskedRecurrence(nn.Module):
         return self.head(h)
 
 
+class PositionsAndCausalMask(nn.Module):
+    """What transformers' models build from shapes alone: position ids from arange and their embedding,
+    a causal mask from two aranges and a comparison, as an additive float bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.pos, self.proj = nn.Embedding(16, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        t = x.shape[1]
+        h = self.proj(x + self.pos(torch.arange(t)))
+        blocked = (torch.arange(t)[None, :] > torch.arange(t)[:, None]).float() * -1e4
+        return torch.softmax(h @ h.transpose(-1, -2) / 8 + blocked, -1) @ h
+
+
+class GroupNormConv(nn.Module):  # wav2vec2's first conv: GroupNorm with a group per channel; and 4 groups
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm, self.norm4 = nn.Conv1d(1, 8, 5, stride=2), nn.GroupNorm(8, 8), nn.GroupNorm(4, 8)
+
+    def forward(self, x):
+        return self.norm4(F.gelu(self.norm(self.conv(x))))
+
+
+class TanhGelu(nn.Module):  # GPT-2's gelu_new: x ** 3 inside
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = self.a(x)
+        h = 0.5 * h * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * torch.pow(h, 3.0))))
+        return self.b(h) + torch.pow(torch.relu(h), 0.5).sum(-1, keepdim=True)
+
+
 CASES = {  # model, input, pass, ops it removes
     "layer_norm": (LayerNormNet, (1, 5, 8), xnnpack_decompose.layer_norm_decompose,
                    {aten.layer_norm.default, aten.native_layer_norm.default}),
@@ -108,6 +145,11 @@ CASES = {  # model, input, pass, ops it removes
     "repeat": (MaskedRecurrence, (1, 6, 4), xnnpack_decompose.repeat_as_expand, {aten.tile.default}),
     "where": (MaskedRecurrence, (1, 6, 4), xnnpack_decompose.where_as_blend, {aten.where.self}),
     "fills": (MaskedRecurrence, (1, 6, 4), xnnpack_decompose.fills_as_constants, {aten.zeros.default}),
+    "group_norm": (GroupNormConv, (1, 1, 40), xnnpack_decompose.group_norm_decompose,
+                   {aten.group_norm.default, aten.native_group_norm.default}),
+    "pow": (TanhGelu, (1, 5, 8), xnnpack_decompose.pow_as_muls, {aten.pow.Tensor_Scalar}),
+    "fold": (PositionsAndCausalMask, (1, 6, 8), xnnpack_decompose.fold_constants,
+             {aten.arange.default, aten.arange.start, aten.embedding.default, aten.gt.Tensor}),
 }
 
 
@@ -237,6 +279,23 @@ def test_attention_over_a_batch_of_windows_is_rewritten_with_copies_where_a_view
     got = _C._load_program_from_buffer(buffer).load_method("forward").call([x])[0]
     with torch.no_grad():
         torch.testing.assert_close(got, model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_folding_leaves_an_int8_graphs_dequantized_weights_alone():
+    """After PT2E, an int8 weight is a constant behind a dequantize, which XNNPACK's int8 linear needs to
+    see; folding it would hand XNNPACK a float weight. The int8 graph's dequantize nodes all stay."""
+    from edgeship.convert.torch_pte import pt2e_quantize
+    from edgeship.data import Dataset
+    from edgeship.model import TensorSpec
+
+    torch.manual_seed(0)
+    model, x = LayerNormNet().eval(), torch.randn(1, 5, 8)
+    rows = torch.randn(8, 5, 8).numpy()
+    gm = pt2e_quantize(torch.export.export(model, (x,)), [x], Dataset("noise", [rows], [TensorSpec("x", rows.shape, "float32")]))
+    dequantize = [t for t in _ops(gm) if "dequantize" in str(t)]
+    assert dequantize
+    xnnpack_decompose.fold_constants(gm)
+    assert [t for t in _ops(gm) if "dequantize" in str(t)] == dequantize
 
 
 def test_where_stays_where_a_value_may_be_infinite():

@@ -205,23 +205,36 @@ def layer_norm_decompose(gm) -> int:
         if native and any(u.target is not operator.getitem or u.args[1] != 0 for u in node.users):
             continue  # mean / rstd outputs used: a training graph, leave it
         b = _Builder(gm, node)
-        mean = b(aten.mean.dim, x, [-1], True)
-        centred = b(aten.sub.Tensor, x, mean)
-        var = b(aten.mean.dim, b(aten.mul.Tensor, centred, centred), [-1], True)
-        eps_c = b.constant(torch.tensor([float(eps)], dtype=val.dtype), "eps")
-        out = b(aten.mul.Tensor, centred, b(aten.rsqrt.default, b(aten.add.Tensor, var, eps_c)))
+        out = _normalized_last_dim(b, x, eps, val.dtype)
         if weight is not None:
             out = b(aten.mul.Tensor, out, weight)
         if bias is not None:
             out = b(aten.add.Tensor, out, bias)
-        if native:
-            for user in list(node.users):
-                _replace(gm, user, out)
-            gm.graph.erase_node(node)
-        else:
-            _replace(gm, node, out)
+        _replace_norm(gm, node, out, native)
         changed += 1
     return _finish(gm, changed)
+
+
+def _normalized_last_dim(b, x, eps: float, dtype):
+    """(x - mean) * rsqrt(var + eps) over the last dim, the means as mean.dim(-1, keepdim)."""
+    import torch
+
+    aten = torch.ops.aten
+    mean = b(aten.mean.dim, x, [-1], True)
+    centred = b(aten.sub.Tensor, x, mean)
+    var = b(aten.mean.dim, b(aten.mul.Tensor, centred, centred), [-1], True)
+    eps_c = b.constant(torch.tensor([float(eps)], dtype=dtype), "eps")
+    return b(aten.mul.Tensor, centred, b(aten.rsqrt.default, b(aten.add.Tensor, var, eps_c)))
+
+
+def _replace_norm(gm, node, out, native: bool) -> None:
+    """A norm node by `out`; a native_*_norm's output 0 (its only use) by `out`, then the node."""
+    if native:
+        for user in list(node.users):
+            _replace(gm, user, out)
+        gm.graph.erase_node(node)
+    else:
+        _replace(gm, node, out)
 
 
 def group_norm_decompose(gm) -> int:
@@ -252,23 +265,13 @@ def group_norm_decompose(gm) -> int:
             continue
         b = _Builder(gm, node)
         grouped = b(aten.view.default, x, [n, groups, val.numel() // (n * groups)])
-        mean = b(aten.mean.dim, grouped, [-1], True)
-        centred = b(aten.sub.Tensor, grouped, mean)
-        var = b(aten.mean.dim, b(aten.mul.Tensor, centred, centred), [-1], True)
-        eps_c = b.constant(torch.tensor([float(eps)], dtype=val.dtype), "eps")
-        normed = b(aten.mul.Tensor, centred, b(aten.rsqrt.default, b(aten.add.Tensor, var, eps_c)))
-        out = b(aten.view.default, normed, list(val.shape))
+        out = b(aten.view.default, _normalized_last_dim(b, grouped, eps, val.dtype), list(val.shape))
         per_channel = [1, c] + [1] * (val.dim() - 2)
         if weight is not None:
             out = b(aten.mul.Tensor, out, b(aten.view.default, weight, per_channel))
         if bias is not None:
             out = b(aten.add.Tensor, out, b(aten.view.default, bias, per_channel))
-        if native:
-            for user in list(node.users):
-                _replace(gm, user, out)
-            gm.graph.erase_node(node)
-        else:
-            _replace(gm, node, out)
+        _replace_norm(gm, node, out, native)
         changed += 1
     return _finish(gm, changed)
 
@@ -1097,6 +1100,21 @@ _NOT_FOLDED = ("rand", "dropout", "bernoulli", "empty", "normal", "uniform", "mu
                "copy_", "detach_", "quantize")
 
 
+def _run_on(node, known: dict):
+    """`node`'s op on the real values of its inputs (`known`); None where it cannot run on them here."""
+    import torch
+
+    def real(a):
+        return known[a] if isinstance(a, torch.fx.Node) else a
+
+    try:
+        with torch.no_grad():
+            return node.target(*torch.fx.node.map_aggregate(node.args, real),
+                               **torch.fx.node.map_aggregate(node.kwargs, real))
+    except Exception:  # noqa: BLE001  any op's own error: the value stays computed at run time
+        return None
+
+
 def fold_constants(gm) -> int:
     """Values that depend on no input, computed once now and kept as constants: a mask or position ids
     built from `arange` and comparisons (transformers' attention masks), an embedding of constant ids, a
@@ -1121,13 +1139,7 @@ def fold_constants(gm) -> int:
         leaves = [a for a in _flat(node.args, node.kwargs) if isinstance(a, torch.fx.Node)]
         if not all(a in known for a in leaves):
             continue
-        real = lambda a: known[a] if isinstance(a, torch.fx.Node) else a  # noqa: E731
-        try:
-            with torch.no_grad():
-                value = node.target(*torch.fx.node.map_aggregate(node.args, real),
-                                    **torch.fx.node.map_aggregate(node.kwargs, real))
-        except Exception:  # noqa: BLE001  an op that cannot run on real tensors here: leave it computed
-            continue
+        value = _run_on(node, known)
         if isinstance(value, torch.Tensor):
             known[node] = value
     changed = 0

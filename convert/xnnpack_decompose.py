@@ -7,6 +7,8 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
   layer norm         no config      -> mean / sub / mul / rsqrt / add, the means with keepdim
   group norm         no config      -> the same per group, on a (N, groups, rest) view
   pow(x, n)          exponent 2 only -> products of x (n = 3, 4), sqrt, rsqrt, 1 / x
+  cat with an empty input (a cache that starts empty), alias
+                     refused    -> the cat of the rest, or the one input left; the alias's input
   values that depend on no input (arange masks and position ids, their embeddings, weight norm)
                      arange, comparisons, gather: no config -> computed once, kept as constants
   _safe_softmax      no config      -> _softmax, where the input can hold no -inf (no mask in its
@@ -1093,6 +1095,32 @@ def fills_as_constants(gm) -> int:
     return _finish(gm, changed)
 
 
+def empty_cat_and_alias_dropped(gm) -> int:
+    """cat with empty inputs (a key/value cache that starts empty: GPT-2's `cat([past, k])` with past of
+    shape (0,)) -> cat of the rest, or the one input left; alias(x) -> x. XNNPACK refuses a cat with an
+    empty input and has no config for alias."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.cat.default):
+        parts = node.args[0]
+        if not isinstance(parts, (list, tuple)) or not all(isinstance(a, torch.fx.Node) for a in parts):
+            continue
+        kept = [a for a in parts if not (_static(_val(a)) and _val(a).numel() == 0)]
+        if len(kept) == len(parts) or not kept or not _static(_val(node)):
+            continue
+        if len(kept) == 1 and list(_val(kept[0]).shape) == list(_val(node).shape):
+            _replace(gm, node, kept[0])
+        else:
+            _replace(gm, node, _Builder(gm, node)(aten.cat.default, kept, *node.args[1:]))
+        changed += 1
+    for node in _calls(gm, aten.alias.default):
+        _replace(gm, node, node.args[0])
+        changed += 1
+    return _finish(gm, changed)
+
+
 FOLD_LIMIT = 1 << 20  # elements: a folded constant larger than this stays computed at run time
 # random and in-place ops, and quantize/dequantize: a PT2E graph's int8 weight is a constant behind a
 # dequantize, which XNNPACK's int8 patterns need to see (folded, the weight would be float)
@@ -1175,5 +1203,6 @@ PASSES = {
     "max as 4-D keepdim": max_to_4d_keepdim,
     "mean for XNNPACK": mean_for_xnnpack,
     "constants folded": fold_constants,
+    "empty concatenation and alias dropped": empty_cat_and_alias_dropped,
     "views sunk and merged": sink_views,
 }

@@ -129,6 +129,17 @@ class TanhGelu(nn.Module):  # GPT-2's gelu_new: x ** 3 inside
         return self.b(h) + torch.pow(torch.relu(h), 0.5).sum(-1, keepdim=True)
 
 
+class EmptyCache(nn.Module):  # a key/value cache that starts empty, as GPT-2 concatenates it; an alias
+    def __init__(self):
+        super().__init__()
+        self.k, self.out = nn.Linear(8, 8), nn.Linear(8, 4)
+        self.register_buffer("past", torch.zeros(0), persistent=False)
+
+    def forward(self, x):
+        k = torch.cat([self.past, self.k(x)], dim=-2)
+        return self.out(aten.alias(torch.relu(k)))
+
+
 CASES = {  # model, input, pass, ops it removes
     "layer_norm": (LayerNormNet, (1, 5, 8), xnnpack_decompose.layer_norm_decompose,
                    {aten.layer_norm.default, aten.native_layer_norm.default}),
@@ -148,6 +159,8 @@ CASES = {  # model, input, pass, ops it removes
     "group_norm": (GroupNormConv, (1, 1, 40), xnnpack_decompose.group_norm_decompose,
                    {aten.group_norm.default, aten.native_group_norm.default}),
     "pow": (TanhGelu, (1, 5, 8), xnnpack_decompose.pow_as_muls, {aten.pow.Tensor_Scalar}),
+    "empty_cat": (EmptyCache, (1, 5, 8), xnnpack_decompose.empty_cat_and_alias_dropped,
+                  {aten.cat.default, aten.alias.default}),
     "fold": (PositionsAndCausalMask, (1, 6, 8), xnnpack_decompose.fold_constants,
              {aten.arange.default, aten.arange.start, aten.embedding.default, aten.gt.Tensor}),
 }

@@ -676,7 +676,7 @@ class _FloatMask:
         import torch
 
         aten = torch.ops.aten
-        self.gm, self.dtype, self.memo = gm, dtype, {}
+        self.gm, self.dtype, self.memo, self.complements = gm, dtype, {}, {}
         self.nots = {aten.logical_not.default, aten.bitwise_not.default}
         self.ands = {aten.logical_and.default, aten.bitwise_and.Tensor}
         self.ors = {aten.logical_or.default, aten.bitwise_or.Tensor}
@@ -692,9 +692,7 @@ class _FloatMask:
         if node in self.memo:
             return self.memo[node]
         if node.op == "call_function" and node.target in self.nots:
-            m = self(node.args[0])
-            b = _Builder(self.gm, node)
-            out = b(aten.sub.Tensor, b.constant(torch.ones(1, dtype=self.dtype), "one"), m)
+            out = self.complement(self(node.args[0]), node)
         elif node.op == "call_function" and node.target in self.ands | self.ors and \
                 all(isinstance(a, torch.fx.Node) for a in node.args[:2]):
             x, y = self(node.args[0]), self(node.args[1])
@@ -713,6 +711,15 @@ class _FloatMask:
             out = self.cast(node)
         self.memo[node] = out
         return out
+
+    def complement(self, m, anchor):
+        """1 - m, once per float mask m, built before `anchor` (its first use)."""
+        import torch
+
+        if m not in self.complements:
+            b = _Builder(self.gm, anchor)
+            self.complements[m] = b(torch.ops.aten.sub.Tensor, b.constant(torch.ones(1, dtype=self.dtype), "one"), m)
+        return self.complements[m]
 
     def cast(self, node):
         import torch
@@ -1039,7 +1046,7 @@ def where_as_blend(gm) -> int:
     import torch
 
     aten = torch.ops.aten
-    changed, masks, ones = 0, {}, {}
+    changed, masks = 0, {}
     for node in _calls(gm, aten.where.self):
         if len(node.args) != 3 or node.kwargs or not all(isinstance(a, torch.fx.Node) for a in node.args):
             continue
@@ -1061,9 +1068,7 @@ def where_as_blend(gm) -> int:
         float_mask = masks.setdefault(vo.dtype, _FloatMask(gm, vo.dtype))
         m = float_mask(c)
         b_ = _Builder(gm, node)
-        if m not in ones:
-            ones[m] = b_(aten.sub.Tensor, b_.constant(torch.ones(1, dtype=vo.dtype), "one"), m)
-        blend = b_(aten.add.Tensor, b_(aten.mul.Tensor, a, m), b_(aten.mul.Tensor, b, ones[m]))
+        blend = b_(aten.add.Tensor, b_(aten.mul.Tensor, a, m), b_(aten.mul.Tensor, b, float_mask.complement(m, node)))
         _replace(gm, node, blend)
         changed += 1
     if changed:

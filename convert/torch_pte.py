@@ -189,8 +189,10 @@ def pt2e_quantize(program, examples, calib, dynamic: bool = False, float_layers=
     try:
         prepared = prepare_pt2e(program.module(), quantizer)
         with torch.no_grad(), constants_observed_once(prepared):
-            prepared(*examples)  # weight observers need one pass even for dynamic quantization
-            if not dynamic:
+            if dynamic:  # weight observers need one pass; activations are measured at run time
+                prepared(*examples)
+            else:  # the user's data only: the example input (zeros, or a factory's random tensor) is not the
+                # data the artifact will see, and an all-masked zeros input gives 0/0 = NaN ranges
                 for sample in track(calib.samples(), total=len(calib), description="calibrating"):
                     prepared(*to_tensors(sample))
         return convert_pt2e(prepared)

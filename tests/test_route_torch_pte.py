@@ -307,3 +307,40 @@ def test_wrong_model_kind_is_unsupported(tmp_path):
     model = Model("m", "keras", "keras", "m.keras", "m.keras", None, IOSpec([TensorSpec("x", (1, 4))]), lambda x: x)
     with pytest.raises(UnsupportedError, match="torch -> pte"):
         convert(model, "fp32", tmp_path)
+
+
+def masked_mean():
+    """Token embeddings averaged over the non-padding positions: an all-zeros input is all padding, 0/0."""
+    import torch
+
+    class MaskedMean(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.emb, self.head = torch.nn.Embedding(32, 16), torch.nn.Linear(16, 4)
+
+        def forward(self, ids):
+            m = (ids != 0).unsqueeze(-1).float()
+            return self.head((self.emb(ids) * m).sum(1) / m.sum(1))
+
+    return MaskedMean().eval()
+
+
+def test_int8_ranges_come_from_the_calibration_data_not_the_example_input(tmp_path):
+    """The example input only traces the graph. Observed as a calibration sample, an all-padding zeros
+    example made a NaN range ('torch.histc: range of [-nan, -nan]', red before), and a factory's example
+    far from the data widened the input's int8 step."""
+    from edgeship.data import Dataset
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 32, size=(64, 12)).astype(np.int64)
+    module = masked_mean()
+    model = torch_model(module, np.zeros((1, 12), np.int64), "masked_mean")
+    path, _ = convert(model, "int8", tmp_path, Dataset("ids", [ids], model.io.inputs))
+    got = np.concatenate([Runner(path).run([ids[i : i + 1]])[0] for i in range(8)])
+    assert row_cosines(got, model.run([ids[:8]])[0]).min() > 0.99
+
+    x = rng.random((64, 16), dtype=np.float32)  # the data: [0, 1); the example: 100
+    linear = torch_model(__import__("torch").nn.Linear(16, 4).eval(), np.full((1, 16), 100, np.float32), "linear")
+    _, result = convert(linear, "int8", tmp_path, Dataset("x", [x], linear.io.inputs), int8_io=True)
+    assert result.io_quantization["inputs"][0]["scale"] < 1.5 / 255

@@ -38,7 +38,7 @@ from edgeship.model import Model
 from edgeship.pipeline import ExportRequest, parse_targets
 from edgeship.pipeline import export as run_export
 from edgeship.runtime.rootfs import cache_root
-from edgeship.sources import model_from_torch
+from edgeship.sources import is_keras_model, keras_in_cache, model_from_torch
 from edgeship.status import Status
 from edgeship.validation import ValidateRequest
 from edgeship.validation import validate as run_validate
@@ -111,8 +111,8 @@ def export(model: Any, example_inputs: Sequence | Any = None, *, to: Sequence[st
         loaded = model_from_torch(model, example_inputs, label, f"python:{type(model).__name__}", None,
                                   req.input_shapes or None)
         req = replace(req, source=loaded.source, model=loaded, model_sha256=_torch_sha256(model))
-    elif _is_keras_model(model):
-        req = replace(req, source=str(_saved_keras(model)), name=name or model.name)
+    elif is_keras_model(model):
+        req = replace(req, source=str(keras_in_cache(model)), name=name or model.name)
     else:
         raise InputError(f"cannot export a {type(model).__module__}.{type(model).__name__}",
                          hint="pass a torch.nn.Module (with example_inputs), a keras.Model, or a source path "
@@ -161,11 +161,6 @@ def _is_torch_module(obj) -> bool:
     return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(obj).__mro__)
 
 
-def _is_keras_model(obj) -> bool:
-    return any(c.__name__ in ("Model", "Functional", "Sequential") and c.__module__.startswith("keras")
-               for c in type(obj).__mro__)
-
-
 def _torch_sha256(module) -> str:
     """What the module computes, as far as a hash can tell: its class, its structure and every
     parameter and buffer, bytes included."""
@@ -174,14 +169,6 @@ def _torch_sha256(module) -> str:
         h.update(key.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-def _saved_keras(model) -> Path:
-    """The Keras model as a .keras file in the cache, named by its architecture and weights, so the
-    same model is saved once, exports of it are up to date, and the .pte route's child can load it."""
-    from edgeship.quantize.keras_bias import saved  # the one writer of a Keras model into the cache
-
-    return saved(model)
 
 
 def _data_spec(data) -> str | None:

@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,9 @@ def load_model(
         built = _call_factory(Path(path_part), factory)
         if isinstance(built, (str, os.PathLike)):  # a factory that writes or unpacks a model file
             return load_model(str(built), None if framework == "torch" else framework, input_shapes, trust_source)
+        if is_keras_model(built):  # saved once to the cache (the .pte route's child reads a file), named as the factory
+            loaded = _load_keras(source, keras_in_cache(built), input_shapes)
+            return replace(loaded, name=_model_name(Path(path_part)))
         return _load_torch_factory(source, Path(path_part), factory, input_shapes, built)
     framework = framework or detect_framework(source)
     if framework == "torch":
@@ -171,9 +175,31 @@ def _torch_output_names(module, examples) -> list[str]:
     return output_names(out)
 
 
+def is_keras_model(obj) -> bool:
+    return any(c.__name__ in ("Model", "Functional", "Sequential") and c.__module__.startswith("keras")
+               for c in type(obj).__mro__)
+
+
+def keras_in_cache(keras_model) -> Path:
+    """The model as a .keras file in edgeship's cache, named by its architecture and weights, so the same
+    model is saved once, exports of it are up to date, and the .pte route's child can load it."""
+    from edgeship.runtime.rootfs import cache_root
+
+    h = hashlib.sha256(keras_model.to_json().encode())
+    for w in keras_model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    path = cache_root() / "models" / f"{keras_model.name}-{h.hexdigest()[:16]}.keras"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.partial.keras")
+        keras_model.save(tmp)
+        tmp.replace(path)
+    return path
+
+
 def _call_factory(path: Path, factory: str):
-    """Import file.py and call its factory: an nn.Module, (module, example_inputs), or the path of
-    a model file it wrote (.keras, .h5, a SavedModel folder, .pt2), which is then loaded as such."""
+    """Import file.py and call its factory: an nn.Module, (module, example_inputs), a keras.Model, or the
+    path of a model file it wrote (.keras, .h5, a SavedModel folder, .pt2), which is then loaded as such."""
     fn = load_callable(path, factory, "model")
     try:
         return fn()

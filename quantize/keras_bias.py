@@ -24,7 +24,6 @@ measurements run on clones and the answer is a clone (keras.models.clone_model +
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import numpy as np
@@ -296,28 +295,10 @@ def as_model(model, keras_model):
     child), saved once in the cache under its architecture's and weights' hash."""
     from dataclasses import replace
 
-    from edgeship.sources import flatten_outputs
+    from edgeship.sources import flatten_outputs, keras_in_cache
 
     def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
         out = keras_model(inputs if len(inputs) > 1 else inputs[0], training=False)
         return [np.asarray(o) for o in flatten_outputs(out)]
 
-    return replace(model, obj=keras_model, run=run, source_path=str(saved(keras_model)))
-
-
-def saved(keras_model):
-    """The model as a .keras file in edgeship's cache, named by its architecture and weights."""
-    import hashlib
-
-    from edgeship.runtime.rootfs import cache_root
-
-    h = hashlib.sha256(keras_model.to_json().encode())
-    for w in keras_model.get_weights():
-        h.update(np.ascontiguousarray(w).tobytes())
-    path = cache_root() / "models" / f"{keras_model.name}-{h.hexdigest()[:16]}.keras"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.partial.keras")
-        keras_model.save(tmp)
-        tmp.replace(path)
-    return path
+    return replace(model, obj=keras_model, run=run, source_path=str(keras_in_cache(keras_model)))

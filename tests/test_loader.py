@@ -37,3 +37,36 @@ def test_a_failing_import_is_one_line_and_leaves_nothing_behind(tmp_path):
     with pytest.raises(InputError, match="importing .*broken.py' failed: ModuleNotFoundError"):
         load_callable(path, "build", "model")
     assert "edgeship_model_broken" not in sys.modules
+
+
+KERAS_FACTORY = '''
+import keras
+
+def build():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12,), dtype="int32", batch_size=1)
+    x = keras.layers.Embedding(32, 8, mask_zero=True)(inp)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inp, keras.layers.Dense(4)(x))
+'''
+
+
+def test_a_factory_returning_a_keras_model_loads_as_keras(tmp_path):
+    """file.py:build that returns a keras.Model (what a Keras user writes) was refused: 'returned Functional,
+    not an nn.Module'. It is saved once into the cache (the .pte route's child reads a file) and named
+    after the factory's file."""
+    import numpy as np
+
+    from edgeship.sources import load_model
+
+    path = tmp_path / "text_pool.py"
+    path.write_text(KERAS_FACTORY)
+    model = load_model(f"{path}:build")
+    assert (model.framework, model.kind, model.name) == ("keras", "keras", "text_pool")
+    assert model.source_path.endswith(".keras") and model.io.inputs[0].shape == (1, 12)
+    ids = np.arange(12, dtype=np.int32).reshape(1, 12) % 32
+    want = np.asarray(model.obj(ids, training=False))
+    assert np.allclose(model.run([ids])[0], want) and np.abs(want).max() > 0
+    from pathlib import Path
+
+    assert Path(model.source_path).is_file() and not list(Path(model.source_path).parent.glob("*.partial.keras"))

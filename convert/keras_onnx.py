@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgeship.convert import onnx_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult, converter_message
+from edgeship.convert.layers import keras_onnx_layer, keras_onnx_nodes
 from edgeship.errors import ConversionError, InputError, error_line
 
 ROUTE = "tf2onnx -> onnxruntime .onnx"
@@ -27,12 +28,17 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
     common.check_recipe(recipe, calib, "keras")
     proto, versions = export_float(model, options.verbose)
     float_nodes, kept = masked_scores(proto) if recipe.name == "int8" else ((), [])
+    asked = options.float_layers if recipe.name == "int8" else ()
+    if asked:  # accuracy-aware mode's layers: every node of each stays out of quantize_static
+        by_layer = keras_onnx_nodes(proto, asked)
+        float_nodes += tuple(n for layer in asked for n in by_layer[layer] if n not in float_nodes)
     step, notes = common.apply_recipe(proto, recipe, calib, Path(out_path), options.int8_io, options.verbose,
                                        calibration=options.calibration, float_nodes=float_nodes)
     if kept:
         notes = [f"kept float: {', '.join(kept)} (a masked softmax's input: the mask's constant "
                  f"{_masking_constant(proto):.3g} beside the scores leaves int8 one code for every score)"] + notes
-    return ConvertResult(route=f"tf2onnx (opset {OPSET}) -> {step} -> .onnx",
+    also = f", kept float: {', '.join(asked)}" if asked else ""
+    return ConvertResult(route=f"tf2onnx (opset {OPSET}) -> {step}{also} -> .onnx",
                          tools={**versions, **common.versions("tf2onnx")}, delegation=None, warnings=notes)
 
 
@@ -78,7 +84,7 @@ def masked_scores(proto) -> tuple[tuple[str, ...], list[str]]:
                         frontier.append(reader)
         if reached:
             kept.extend(n.name for n in path if n.name not in kept)
-    layers = sorted({_layer_of(name) for name in kept})
+    layers = sorted({keras_onnx_layer(name) for name in kept})
     return tuple(kept), layers
 
 
@@ -88,14 +94,6 @@ def _masking_constant(proto) -> float:
 
     values = [numpy_helper.to_array(t) for t in proto.graph.initializer if t.data_type == 1]
     return float(min((v.min() for v in values if v.size and np.abs(v).max() >= MASKING), default=-MASKING))
-
-
-def _layer_of(node_name: str) -> str:
-    """The Keras layer a tf2onnx node name sits in: 'model_1/mha_1/SelectV2' -> 'mha' (TensorFlow's
-    name scopes append '_1' to each scope of a traced Keras 3 call)."""
-    parts = node_name.split("/")
-    scope = parts[1] if len(parts) > 2 else parts[0]
-    return re.sub(r"_\d+$", "", scope)
 
 
 def export_float(model, verbose: bool = False):

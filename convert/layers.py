@@ -121,6 +121,32 @@ def keras_op_layers(ops: list[tuple[str, int, str]], layers: list[str]) -> dict[
     return found
 
 
+def keras_onnx_layer(node_name: str) -> str:
+    """The Keras layer a tf2onnx node name sits in: 'model_1/mha_1/SelectV2' -> 'mha' (TensorFlow's
+    name scopes append '_1' to each scope of a traced Keras 3 call)."""
+    parts = node_name.split("/")
+    scope = parts[1] if len(parts) > 2 else parts[0]
+    return re.sub(r"_\d+$", "", scope)
+
+
+def keras_onnx_nodes(proto, layers) -> dict[str, list[str]]:
+    """{layer: names of its nodes, in graph order} of a tf2onnx graph (or its QDQ form, which keeps the
+    names). A layer with no node is an error naming the layers the graph has."""
+    found: dict[str, list[str]] = {name: [] for name in layers}
+    known = []
+    for node in proto.graph.node:
+        layer = keras_onnx_layer(node.name)
+        if layer in found:
+            found[layer].append(node.name)
+        if layer not in known and "/" in node.name:
+            known.append(layer)
+    missing = [n for n, nodes in found.items() if not nodes]
+    if missing:
+        raise InputError(f"no node of the .onnx graph belongs to Keras layer(s) {', '.join(missing)}",
+                         hint=f"layers the graph has: {', '.join(known[:12]) or 'none'}")
+    return found
+
+
 def keras_layers(keras_model) -> list[tuple[str, str]]:
     """Top-level layers of a Keras model that hold weights: (name, class name)."""
     return [(layer.name, type(layer).__name__) for layer in keras_model.layers if layer.weights]

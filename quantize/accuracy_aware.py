@@ -37,7 +37,8 @@ from edgeship.quantize.rankers import fp32_twin, ranker_for
 from edgeship.runtime import measure as run_path
 
 METRICS = ("top1", "cosine", "snr")
-SUPPORTED = {("torch", "pte"), ("torch", "tflite"), ("torch", "onnx"), ("keras", "tflite"), ("keras", "pte")}
+SUPPORTED = {("torch", "pte"), ("torch", "tflite"), ("torch", "onnx"), ("keras", "tflite"), ("keras", "pte"),
+             ("keras", "onnx")}
 RANK_SAMPLES = 64  # samples the per-layer ranking runs over
 LATENCY_RUNS = 50
 
@@ -48,8 +49,8 @@ def check_supported(framework: str, target: str, kind: str, metric: str) -> None
         raise UnsupportedError(
             f"accuracy-aware int8 (--max-drop) is not available on {framework} -> {target}"
             + (" from a SavedModel" if kind == "savedmodel" else ""),
-            hint="it runs on torch models (to pte, tflite and onnx) and Keras (.keras/.h5) models (to pte and "
-                 "tflite); pass --to accordingly",
+            hint="it runs on torch models and Keras (.keras/.h5) models, to pte, tflite and onnx; pass --to "
+                 "accordingly",
         )
 
 
@@ -120,7 +121,7 @@ def search(route, convert, model, recipe, calib, golden, out_path: Path, options
     inputs = [list(s) for s in zip(*[np.split(a, len(a)) for a in golden.inputs])]
     feeds = inputs[:RANK_SAMPLES]
     ranker = ranker_for(model, route.target, calib, feeds, options.verbose,
-                        fp32=lambda: fp32_twin(model, convert, options))
+                        fp32=lambda: fp32_twin(model, convert, options, route.target))
     s = Search(metric, budget)
     task = None if metric in METRICS else task_metrics.resolve(metric)
     with tempfile.TemporaryDirectory(prefix="edgeship-aa-") as tmp:

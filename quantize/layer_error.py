@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeship.convert.layers import LayerError, keras_op_layers, tflite_ops, torch_graph_layers
+from edgeship.convert.layers import LayerError, keras_onnx_nodes, keras_op_layers, tflite_ops, torch_graph_layers
 from edgeship.convert.tflite_common import quiet_native_output
 from edgeship.convert.torch_common import program_of, quiet, to_tensors
 from edgeship.convert.torch_pte import pt2e_quantize
@@ -35,6 +35,8 @@ PTE_NOTE = ("the .pte's int8 graph simulated on the host: PT2E fake-quant (q/dq)
 ONNX_NOTE = ("the .onnx's int8 graph approximated on the host: a symmetric per-channel PT2E fake-quant (q/dq) graph "
              "vs the float graph in torch, as onnxruntime's QDQ quantizes; its kernels are not run layer by layer")
 TFLITE_NOTE = "int8 .tflite intermediate tensors vs the fp32 .tflite of the same route (LiteRT, dequantized)"
+ONNX_ARTIFACT_NOTE = ("int8 .onnx intermediate tensors (its QDQ graph run as written, each layer's output after its "
+                      "QuantizeLinear/DequantizeLinear) vs the fp32 .onnx of the same route (onnxruntime)")
 
 
 def finish(layers: list[tuple[str, str]], reference: dict[str, list], quantized: dict[str, list]) -> list[LayerError]:
@@ -188,6 +190,75 @@ def tflite_layer_errors(int8_data: bytes, fp32_data: bytes, layers: list[tuple[s
             reference[k].append(f_it.get_tensor(f_ops[pos][1]).astype(np.float32))
             quantized[k].append(_dequantize(q_it.get_tensor(q_ops[pos][1]), q_details[q_ops[pos][1]]))
     return finish([(k, kinds.get(k, f_ops[by_layer[k][-1]][0])) for k in ordered], reference, quantized)
+
+
+def onnx_layer_errors(int8_data: bytes, fp32_data: bytes, layers: list[tuple[str, str]], feeds) -> list[LayerError]:
+    """Per-layer error of an int8 (QDQ) .onnx against the fp32 .onnx of the same route (Keras -> .onnx: the
+    quantizer keeps tf2onnx's node and tensor names, and folds an activation into the node before it, which
+    then writes the activation's tensor). A layer's output is the tensor its last surviving node writes; in
+    the int8 graph, read after the QuantizeLinear/DequantizeLinear pair that follows it, as the next layer
+    reads it. Both graphs run with onnxruntime's graph optimizations off, so the QDQ arithmetic is the one
+    written."""
+    import onnx
+
+    fp32, int8 = onnx.load_from_string(fp32_data), onnx.load_from_string(int8_data)
+    kinds = dict(layers)
+    ops = [n for n in int8.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+    bare = onnx.GraphProto()
+    bare.node.extend(ops)
+    last = {layer: nodes[-1] for layer, nodes in keras_onnx_nodes(onnx.ModelProto(graph=bare), list(kinds)).items()}
+    position = {n.name: i for i, n in enumerate(ops)}
+    written = {n.name: n.output[0] for n in ops}
+    readers: dict[str, list] = {}
+    for node in int8.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+
+    def read_as_next(tensor: str) -> str:  # tensor -> Q -> DQ: the DQ's output
+        q = next((r for r in readers.get(tensor, []) if r.op_type == "QuantizeLinear"), None)
+        dq = q and next((r for r in readers.get(q.output[0], []) if r.op_type == "DequantizeLinear"), None)
+        return dq.output[0] if dq else tensor
+
+    in_fp32 = {o for n in fp32.graph.node for o in n.output}
+    ordered = sorted(last, key=lambda k: position[last[k]])
+    f_names = [written[last[k]].removesuffix("_QuantizeLinear_Input") for k in ordered]
+    lost = [k for k, t in zip(ordered, f_names) if t not in in_fp32]
+    if lost:
+        raise ArtifactError(f"the fp32 .onnx has no tensor for layer(s) {', '.join(lost)} of the int8 .onnx",
+                            hint="diff compares an int8 artifact with the fp32 artifact of the same route")
+    q_names = [read_as_next(written[last[k]]) for k in ordered]
+    f_run, q_run = _onnx_session(fp32, f_names), _onnx_session(int8, q_names)
+    reference = {k: [] for k in ordered}
+    quantized = {k: [] for k in ordered}
+    for sample in feeds:
+        for run, into in ((f_run, reference), (q_run, quantized)):
+            for k, value in zip(ordered, run(sample)):
+                into[k].append(np.asarray(value, np.float32))
+    return finish([(k, kinds[k]) for k in ordered], reference, quantized)
+
+
+def _onnx_session(proto, tensors: list[str]):
+    """A function sample -> the values of `tensors` (named intermediate tensors made graph outputs)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    present = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=t) for t in dict.fromkeys(tensors) if t not in present)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    inputs = session.get_inputs()
+    types = {"tensor(float)": np.float32, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+
+    def run(sample):
+        feed = {i.name: np.asarray(x).astype(types.get(i.type, np.float32)).reshape(
+            [d if isinstance(d, int) else 1 for d in i.shape]) for i, x in zip(inputs, sample)}
+        return session.run(tensors, feed)
+
+    return run
 
 
 def _feed(it, sample) -> None:

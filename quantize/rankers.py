@@ -8,8 +8,8 @@ accuracy-aware mode (which keeps the worst in float) and `edgeship diff` (which 
 
 torch -> .pte / .tflite: the route's PT2E int8 graph simulated on the host (torch -> .onnx: the
 .pte's symmetric per-channel graph, as onnxruntime's QDQ quantizes); Keras -> .pte: the
-same under Keras' torch backend, in the route's child process; Keras -> .tflite: the int8
-artifact's intermediate tensors against the fp32 artifact of the same route.
+same under Keras' torch backend, in the route's child process; Keras -> .tflite and .onnx: the
+int8 artifact's intermediate tensors against the fp32 artifact of the same route.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from edgeship.convert.layers import keras_layers, torch_graph_layers
 from edgeship.convert.torch_common import program_of
 from edgeship.errors import UnsupportedError
 from edgeship.quantize.layer_error import (
+    ONNX_ARTIFACT_NOTE,
     ONNX_NOTE,
     PTE_NOTE,
     TFLITE_NOTE,
     TORCH_TFLITE_NOTE,
+    onnx_layer_errors,
     pte_layer_errors,
     tflite_layer_errors,
 )
@@ -71,34 +73,35 @@ class KerasPteRanker:
         return rows
 
 
-class TfliteRanker:
-    """Keras -> tflite: the int8 artifact's tensors against the fp32 artifact of the same route."""
+class ArtifactRanker:
+    """Keras -> tflite|onnx: the int8 artifact's intermediate tensors against the fp32 artifact of the same
+    route (LiteRT's tensors by op position; onnxruntime's by the node names tf2onnx gives both graphs)."""
 
-    note = TFLITE_NOTE
-
-    def __init__(self, model, feeds, fp32: bytes):
-        self.feeds, self.fp32 = feeds, fp32
+    def __init__(self, model, feeds, fp32: bytes, target: str = "tflite"):
+        self.feeds, self.fp32, self.target = feeds, fp32, target
         self.named = keras_layers(model.obj)
+        self.note = ONNX_ARTIFACT_NOTE if target == "onnx" else TFLITE_NOTE
 
     def layers(self) -> list[str]:
         return [n for n, _ in self.named]
 
     def rank(self, kept=(), artifact: Path | None = None):
         if artifact is None:
-            raise UnsupportedError("the .tflite ranking reads an int8 artifact's tensors: give the artifact")
-        return tflite_layer_errors(Path(artifact).read_bytes(), self.fp32, self.named, self.feeds)
+            raise UnsupportedError(f"the .{self.target} ranking reads an int8 artifact's tensors: give the artifact")
+        compare = onnx_layer_errors if self.target == "onnx" else tflite_layer_errors
+        return compare(Path(artifact).read_bytes(), self.fp32, self.named, self.feeds)
 
 
-def fp32_twin(model, convert, options) -> bytes:
-    """The fp32 .tflite of the same route, converted now, for TfliteRanker to compare with."""
+def fp32_twin(model, convert, options, target: str = "tflite") -> bytes:
+    """The fp32 artifact of the same route (.tflite or .onnx), converted now, for ArtifactRanker to compare with."""
     with tempfile.TemporaryDirectory(prefix="edgeship-fp32-twin-") as tmp:
-        path = Path(tmp) / "fp32.tflite"
+        path = Path(tmp) / f"fp32.{target}"
         convert(model, get_recipe("fp32"), None, path, replace(options, float_layers=()))
         return path.read_bytes()
 
 
 def ranker_for(model, target: str, calib, feeds, verbose: bool = False, fp32: Callable[[], bytes] | None = None):
-    """The ranker for MODEL's route to TARGET. FP32 gives the fp32 .tflite's bytes (Keras -> .tflite)."""
+    """The ranker for MODEL's route to TARGET. FP32 gives the fp32 artifact's bytes (Keras -> .tflite/.onnx)."""
     if model.framework == "torch":
         return TorchRanker(model, calib, feeds, target)
     if model.kind != "keras":
@@ -106,6 +109,8 @@ def ranker_for(model, target: str, calib, feeds, verbose: bool = False, fp32: Ca
                                "its layers are Keras layers", hint="pass --source model.keras")
     if target == "pte":
         return KerasPteRanker(model, calib, feeds, verbose)
+    if target not in ("tflite", "onnx"):
+        raise UnsupportedError(f"per-layer error is not available on Keras -> {target}")
     if fp32 is None:
-        raise UnsupportedError("internal: the Keras -> .tflite ranking needs the fp32 artifact")
-    return TfliteRanker(model, feeds, fp32())
+        raise UnsupportedError(f"internal: the Keras -> .{target} ranking needs the fp32 artifact")
+    return ArtifactRanker(model, feeds, fp32(), target)

@@ -77,10 +77,14 @@ def test_diff_missing_artifact_is_one_line_exit_2(tmp_path):
 
 
 def test_diff_refuses_non_artifacts(tmp_path):
-    f = tmp_path / "model.onnx"
+    f = tmp_path / "model.bin"
     f.write_bytes(b"x")
     r = run_cli("diff", f)
-    assert r.exit_code == 2 and "not a .tflite or .pte" in r.output
+    assert r.exit_code == 2 and "not a .tflite, .pte or .onnx artifact" in r.output
+    f = tmp_path / "model.onnx"  # a format diff reads, outside a bundle: it needs the source
+    f.write_bytes(b"x")
+    r = run_cli("diff", f)
+    assert r.exit_code == 2 and "Traceback" not in r.output and len(r.output.strip().splitlines()) <= 3
 
 
 def test_diff_outside_a_bundle_needs_the_source(tmp_path):
@@ -120,5 +124,6 @@ def test_routes_without_accuracy_aware_mode_are_refused():
         with pytest.raises(UnsupportedError, match=f"not available on {framework} -> {target} from a SavedModel"):
             check_supported(framework, target, "savedmodel", "top1")
     for framework, target, kind in (("torch", "tflite", "torch-module"), ("torch", "pte", "torch-exported"),
-                                    ("keras", "pte", "keras"), ("keras", "tflite", "keras")):
+                                    ("keras", "pte", "keras"), ("keras", "tflite", "keras"),
+                                    ("keras", "onnx", "keras")):
         check_supported(framework, target, kind, "cosine")  # supported: no error

@@ -178,6 +178,25 @@ def test_accuracy_aware_pte_from_keras_keeps_only_the_fragile_layer(fragile_kera
     assert _failed(bundle) == {"int8": set()}
 
 
+def test_accuracy_aware_onnx_from_keras_keeps_only_the_fragile_layer(fragile_keras, tmp_path):
+    """Keras -> .onnx (refused before): quantize_static excludes `fragile`'s nodes, found by the Keras layer
+    scope tf2onnx names them with; ranked on the int8 .onnx's own QDQ tensors against its fp32 twin. Then
+    diff on the plain int8 .onnx names the same layer from those tensors."""
+    bundle = tmp_path / "b"
+    manifest = _export(bundle, fragile_keras, targets=["onnx"], recipes="int8", calib="digits:train",
+                       eval="digits:test", max_drop=1.0, cle="off", bias_correction="off")
+    aa = _check_search(manifest)
+    assert "QDQ" in manifest["artifacts"][0]["route"] and "kept float: fragile" in manifest["artifacts"][0]["route"]
+    assert aa["ranking"][0]["added_db"] > 10
+    assert _failed(bundle) == {"int8": set()}
+
+    plain = tmp_path / "plain"
+    _export(plain, fragile_keras, targets=["onnx"], recipes="fp32,int8", calib="digits:train", eval="digits:test",
+            misses="int8", bias_correction="off", cle="off")
+    report = _diff(plain / "fragile.int8.onnx", tmp_path)
+    assert "QuantizeLinear/DequantizeLinear" in report["reference"]
+
+
 def _diff(artifact: Path, tmp_path: Path) -> dict:
     png, out = tmp_path / "layers.png", tmp_path / "layers.json"
     r = CliRunner().invoke(cli, ["diff", str(artifact), "--png", str(png), "--json", str(out)])

@@ -39,10 +39,11 @@ def run_diff(req: DiffRequest) -> dict:
 
     artifact = Path(req.artifact)
     if not artifact.is_file():
-        raise InputError(f"not found: '{artifact}'", hint="pass an int8 .tflite or .pte artifact")
+        raise InputError(f"not found: '{artifact}'", hint="pass an int8 .tflite, .pte or .onnx artifact")
     fmt = format_of(str(artifact))
-    if fmt not in ("tflite", "pte"):
-        raise InputError(f"'{artifact}' is not a .tflite or .pte artifact", hint="diff compares int8 .tflite and .pte")
+    if fmt not in ("tflite", "pte", "onnx"):
+        raise InputError(f"'{artifact}' is not a .tflite, .pte or .onnx artifact",
+                         hint="diff compares int8 .tflite, .pte and .onnx")
     found = find_bundle_of(artifact)
     bundle, record = found if found else (None, {})
     if record.get("recipe") not in (None, "int8"):
@@ -123,8 +124,8 @@ def _rank(req: DiffRequest, bundle, record, model, artifact: Path, feeds, kept):
     from edgeship.runtime.base import format_of
 
     target = format_of(str(artifact))
-    if target == "tflite" and model.framework != "torch":
-        ranker = ranker_for(model, target, None, feeds, req.verbose, fp32=lambda: _fp32_twin(bundle, model))
+    if target in ("tflite", "onnx") and model.framework != "torch":
+        ranker = ranker_for(model, target, None, feeds, req.verbose, fp32=lambda: _fp32_twin(bundle, model, target))
         return ranker.rank(kept, artifact), ranker.note
     calib = _calibration(req, bundle, model)
     where = "PT2E under Keras' torch backend" if model.framework != "torch" else "PT2E"
@@ -133,16 +134,16 @@ def _rank(req: DiffRequest, bundle, record, model, artifact: Path, feeds, kept):
     return ranker.rank(kept), ranker.note
 
 
-def _fp32_twin(bundle, model) -> bytes:
+def _fp32_twin(bundle, model, target: str) -> bytes:
     from edgeship.convert import ConvertOptions, get_route
     from edgeship.quantize.rankers import fp32_twin
 
     if bundle is not None:
-        twin = next((r for r in bundle.artifacts if r.get("format") == "tflite" and r.get("recipe") == "fp32"), None)
+        twin = next((r for r in bundle.artifacts if r.get("format") == target and r.get("recipe") == "fp32"), None)
         if twin is not None and bundle.artifact_path(twin).exists():
             return bundle.artifact_path(twin).read_bytes()
     info("converting the fp32 counterpart (same route) to compare with")
-    return fp32_twin(model, get_route(model.framework, "tflite").load(), ConvertOptions())
+    return fp32_twin(model, get_route(model.framework, target).load(), ConvertOptions(), target)
 
 
 def run_stages(req: DiffRequest, device_uri: str | None) -> dict:

@@ -53,14 +53,44 @@ def _shared_copy(self, memo):
     return self
 
 
+def exportable(module):
+    """MODULE, or a wrapper holding it as `model` when one of its own children, parameters or buffers is
+    named as torch.fx.GraphModule names something of its own (meta, graph, code, ...): the GraphModule an
+    ExportedProgram becomes (`.module()`, which PT2E, ExecuTorch and torch.onnx all call) loses that
+    attribute ('Node meta_0_weight target meta.0.weight references nonexistent attribute 0 of meta').
+    Wrapped, its layers are named 'model.<name>' everywhere (the ranking, the kept-float filter)."""
+    import torch
+
+    if isinstance(module, torch.fx.GraphModule) or not _GRAPH_MODULE_NAMES.intersection(
+            name for name, _ in [*module.named_children(), *module.named_parameters(recurse=False),
+                                 *module.named_buffers(recurse=False)]):
+        return module
+
+    class Namespaced(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.model = inner
+
+        def forward(self, *args, **kwargs):
+            return self.model(*args, **kwargs)
+
+    return Namespaced(module).train(module.training)
+
+
+# what torch.fx.GraphModule holds beside nn.Module's own attributes (torch 2.11); a model attribute of one of
+# these names does not survive ExportedProgram.module()
+_GRAPH_MODULE_NAMES = frozenset({"meta", "graph", "code", "shape_env", "recompile", "print_readable", "to_folder",
+                                 "add_submodule", "delete_submodule", "delete_all_unused_submodules"})
+
+
 def exported_program(module, examples, what: str = "", hint: str | None = EXPORT_HINT):
-    """torch.export.export(module, examples), quietly; a failure is a ConversionError with the
-    exporter's own last words."""
+    """torch.export.export(module, examples), quietly (see `exportable`); a failure is a ConversionError
+    with the exporter's own last words."""
     import torch
 
     try:
         with quiet():
-            return torch.export.export(module, tuple(examples))
+            return torch.export.export(exportable(module), tuple(examples))
     except Exception as e:
         label = f"torch.export ({what})" if what else "torch.export"
         raise ConversionError(f"{label} failed: {error_line(e)}", hint=hint) from None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgeship.convert import onnx_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
-from edgeship.convert.torch_common import example_tensors
+from edgeship.convert.torch_common import example_tensors, exportable
 from edgeship.errors import ConversionError, UnsupportedError, error_line
 
 ROUTE = "torch.onnx.export -> onnxruntime .onnx"
@@ -43,7 +43,7 @@ def export_float(model, verbose: bool = False):
     examples = tuple(example_tensors(model))
     input_names = [s.name for s in model.io.inputs]
     output_names = [s.name for s in model.io.outputs]
-    subject = model.obj if model.kind == "torch-exported" else model.obj.eval()
+    subject = model.obj if model.kind == "torch-exported" else exportable(model.obj.eval())
     try:
         with common.quiet(verbose):
             program = torch.onnx.export(subject, examples, dynamo=True, input_names=input_names,

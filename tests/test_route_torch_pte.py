@@ -344,3 +344,31 @@ def test_int8_ranges_come_from_the_calibration_data_not_the_example_input(tmp_pa
     linear = torch_model(__import__("torch").nn.Linear(16, 4).eval(), np.full((1, 16), 100, np.float32), "linear")
     _, result = convert(linear, "int8", tmp_path, Dataset("x", [x], linear.io.inputs), int8_io=True)
     assert result.io_quantization["inputs"][0]["scale"] < 1.5 / 255
+
+
+def test_a_child_named_like_a_graph_module_attribute_exports(tmp_path):
+    """A submodule called `meta` (a two-input model's metadata branch) was lost when torch.export's program
+    became a GraphModule, whose own `meta` dict shadows it: .pte and .onnx failed ('Node meta_0_weight
+    target meta.0.weight references nonexistent attribute 0 of meta'). Now exported inside a wrapper."""
+    import torch
+
+    from edgeship.data import Dataset
+
+    class TwoBranches(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.meta = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU())
+            self.graph = torch.nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.graph(self.meta(x))
+
+    x = np.random.default_rng(0).standard_normal((32, 6)).astype(np.float32)
+    model = torch_model(TwoBranches().eval(), x[:1], "two_branches")
+    want = model.run([x[:4]])[0]
+    for target, recipe in (("pte", "fp32"), ("pte", "int8"), ("onnx", "fp32")):
+        calib = Dataset("x", [x], model.io.inputs) if recipe == "int8" else None
+        path, _ = convert_into("torch", target, model, recipe, tmp_path, calib)
+        got = np.concatenate([run_all(path, Dataset("x", [x[i : i + 1]], model.io.inputs)) for i in range(4)])
+        assert row_cosines(got, want).min() > (0.99 if recipe == "int8" else 0.99999), (target, recipe)

@@ -171,6 +171,14 @@ def fold_affine_into_conv(gm) -> int:
     return changed
 
 
+def _overlapping(node) -> bool:
+    """Whether NODE's value has elements sharing memory (an expand's zero strides): a copy of it is the
+    copy that a later view needs (repeat_interleave: unsqueeze, expand, clone, view), not a layout hint."""
+    val = node.meta.get("val")
+    strides = val.stride() if hasattr(val, "stride") else ()
+    return any(st == 0 and size > 1 for st, size in zip(strides, getattr(val, "shape", ())))
+
+
 def sink_permutes(gm) -> int:
     """Move each permute below the ops that do not care about layout, merge permute chains and
     drop identity permutes: a conv's NCHW -> NHWC permute then meets the next conv's NHWC -> NCHW
@@ -188,7 +196,7 @@ def sink_permutes(gm) -> int:
                 continue
             name = _op_name(node)
             if name in ("contiguous", "clone") and not node.kwargs and _is_node(node.args[0]) \
-                    and not any(u.op == "output" for u in node.users):
+                    and not any(u.op == "output" for u in node.users) and not _overlapping(node.args[0]):
                 node.replace_all_uses_with(node.args[0])
                 graph.erase_node(node)
                 moved = True

@@ -408,6 +408,60 @@ def expand_to_view(gm) -> int:
     return _finish(gm, changed)
 
 
+REPEAT_AS_CAT_MAX = 16  # copies per grown dim that a materialized expand may become (a cat of that many inputs)
+
+
+def materialized_expand_as_cat(gm) -> int:
+    """expand(x, shape) that really repeats data (size-1 dims grown to r > 1), left after the broadcast and
+    view passes: a copy or reshape reads it, as repeat_interleave writes nearest-neighbour upsampling
+    (unsqueeze, expand, clone, view: Keras' UpSampling2D, `x.repeat_interleave(2, dim)`). XNNPACK has no
+    expand: per grown dim, a cat of r copies of x along it (cat lowers, and r copies of one tensor are what
+    the expand's copy wrote). aten.repeat_interleave with an int count, still whole before to_edge, becomes
+    view, cat of r copies along a new dim after `dim`, view. Dims grown past REPEAT_AS_CAT_MAX stay as they are."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.expand.default, aten.expand_copy.default):
+        x, vo = node.args[0], _val(node)
+        vi = _val(x)
+        if not (_static(vi) and _static(vo)) or vi.numel() == vo.numel() or not vi.is_floating_point():
+            continue
+        lead = vo.dim() - vi.dim()
+        in_shape = [1] * lead + list(vi.shape)
+        grown = [(d, int(vo.shape[d])) for d in range(vo.dim()) if in_shape[d] == 1 and vo.shape[d] > 1]
+        if not grown or any(r > REPEAT_AS_CAT_MAX for _, r in grown) or \
+                any(in_shape[d] != vo.shape[d] and in_shape[d] != 1 for d in range(vo.dim())):
+            continue
+        b = _Builder(gm, node)
+        out = x
+        for d, r in grown:
+            shape = in_shape if out is x else list(_val(out).shape)
+            out = b(aten.cat.default, _copies(b, out, shape, r), d)
+        _replace(gm, node, out)
+        changed += 1
+    for node in _calls(gm, aten.repeat_interleave.self_int):  # x.repeat_interleave(r, dim): the same, whole
+        x, r, dim = node.args[0], _arg(node, 1, "repeats"), _arg(node, 2, "dim")
+        vi = _val(x)
+        if not _static(vi) or dim is None or not isinstance(r, int) or not 1 < r <= REPEAT_AS_CAT_MAX \
+                or not vi.is_floating_point() or _arg(node, 3, "output_size") not in (None, vi.shape[dim % vi.dim()] * r):
+            continue
+        dim %= vi.dim()
+        shape = list(vi.shape)
+        b = _Builder(gm, node)
+        copies = b(aten.cat.default, _copies(b, x, shape[: dim + 1] + [1] + shape[dim + 1 :], r), dim + 1)
+        _replace(gm, node, b(aten.view.default, copies, shape[:dim] + [shape[dim] * r] + shape[dim + 1 :]))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def _copies(b, x, shape, r: int) -> list:
+    """R distinct view nodes of x: XNNPACK's cat config counts distinct input nodes, and refuses fewer than 2."""
+    import torch
+
+    return [b(torch.ops.aten.view.default, x, shape) for _ in range(r)]
+
+
 def select_to_slice(gm) -> int:
     """select(x, dim, i) -> view(slice(x, dim, i, i + 1), shape without dim); unbind(x, dim) -> one
     such slice per output used."""
@@ -1199,6 +1253,7 @@ PASSES = {
     "split as slices": split_to_slices,
     "batched matmul as bmm": batched_matmul_to_bmm,
     "expand as view": expand_to_view,
+    "materialized expand as concatenation": materialized_expand_as_cat,
     "select as slice": select_to_slice,
     "pow as products": pow_as_muls,
     "scalar op with a tensor": scalar_ops_to_tensor,

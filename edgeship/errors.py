@@ -6,6 +6,8 @@ code; the CLI turns them into one red line. Anything else is a bug and keeps its
 
 from __future__ import annotations
 
+import re
+
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -65,6 +67,12 @@ def last_line(text: str, limit: int = 300) -> str:
     return lines[-1][-limit:] if lines else ""
 
 
+# what torch appends to an error raised while running or tracing a graph: the node, its source lines and a
+# tlparse hint, after the error's own words ('Cannot view a tensor with shape ...')
+_TORCH_APPENDIX = re.compile(r"\n\s*(While executing |Original traceback:|from user code:|Use tlparse |"
+                             r"Set TORCH_LOGS).*", re.DOTALL)
+
+
 def error_line(exc: BaseException, with_type: bool = False) -> str:
     """A converter's or runtime's own last words: the root cause's last line, after the outer
     message's (`with_type`: prefixed by the exception's class, for errors whose text is bare)."""
@@ -73,7 +81,7 @@ def error_line(exc: BaseException, with_type: bool = False) -> str:
         chain.append(chain[-1].__cause__)
 
     def last(e):
-        return last_line(str(e), limit=10_000) or type(e).__name__
+        return last_line(_TORCH_APPENDIX.sub("", str(e)), limit=10_000) or type(e).__name__
 
     outer, root = last(chain[0]), last(chain[-1])
     text = root if len(chain) == 1 or outer == root else f"{outer}: {root}"

@@ -63,3 +63,16 @@ def test_user_paths_stay_and_long_lines_are_cut_at_a_word():
     assert converter_message(ConversionError("tf2onnx could not convert 'm'", hint="h")) == \
         "tf2onnx could not convert 'm'"
     assert np.isscalar(len(converter_message("")))
+
+
+def test_torchs_graph_appendix_is_dropped_for_the_errors_own_words():
+    """torch appends the failing node, its source and a tlparse hint to an error raised in a graph: the
+    error line was 'ValueError: Use tlparse to see full graph. (https://...)'."""
+    from edgeship.errors import error_line
+
+    e = ValueError("Cannot view a tensor with shape torch.Size([1, 16, 2, 16, 32]) as (1, 32, 16, 1, 32)!\n\n"
+                   "While executing %view_default_1 : [num_users=1] = call_function[target=aten.view.default]\n"
+                   "Original traceback:\nFile \"keras_pte.py\", line 306, in forward\n    outputs = graph(x)\n"
+                   "Use tlparse to see full graph. (https://github.com/pytorch/tlparse)")
+    assert error_line(e, with_type=True) == ("ValueError: Cannot view a tensor with shape torch.Size([1, 16, 2, 16, 32]) "
+                                             "as (1, 32, 16, 1, 32)!")

@@ -205,3 +205,20 @@ def test_keras_onet_delegates_whole(tmp_path):
     x = mtcnn_nets.example("onet", "NHWC")
     for want, got in zip(net(x), _run(tmp_path / "onet.fp32.pte", x)):
         np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+def test_a_copy_of_repeated_data_stays_for_the_view_after_it():
+    """Keras' UpSampling2D under the torch backend: unsqueeze, expand, clone, view. The clone is the copy the
+    view needs (the expand's zero strides cannot be viewed), not a layout hint: dropping it failed the
+    Keras .pte ('Cannot view a tensor with shape [1, 16, 2, 16, 32] and strides (8192, 512, 0, 32, 1)')."""
+    class Upsample(torch.nn.Module):
+        def forward(self, x):  # NHWC, H doubled
+            return (x.unsqueeze(2).expand(1, 4, 2, 4, 3).clone().view(1, 8, 4, 3) * 2.0).contiguous() + 1.0
+
+    x = torch.randn(1, 4, 4, 3)
+    gm = _keras_like_graph(Upsample(), x)
+    kp.clean_layout_and_batchnorm(gm)
+    assert _ops(gm)["clone"] == 1
+    with torch.no_grad():
+        assert torch.equal(gm(x), Upsample()(x))
+    torch.export.export(gm, (x,))  # the re-export the XNNPACK passes make (it failed)

@@ -140,6 +140,17 @@ class EmptyCache(nn.Module):  # a key/value cache that starts empty, as GPT-2 co
         return self.out(aten.alias(torch.relu(k)))
 
 
+class NearestUpsample(nn.Module):  # repeat_interleave over H and W of an NHWC tensor, as Keras' UpSampling2D
+    def __init__(self):
+        super().__init__()
+        self.conv, self.out = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        y = self.conv(x).permute(0, 2, 3, 1).repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+        z = torch.relu(self.conv(x)).unsqueeze(2).expand(1, 4, 2, 6, 6).reshape(1, 8, 6, 6)  # expand, then a copy
+        return self.out(y.permute(0, 3, 1, 2)) + z[:, 2:4].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+
 CASES = {  # model, input, pass, ops it removes
     "layer_norm": (LayerNormNet, (1, 5, 8), xnnpack_decompose.layer_norm_decompose,
                    {aten.layer_norm.default, aten.native_layer_norm.default}),
@@ -161,6 +172,8 @@ CASES = {  # model, input, pass, ops it removes
     "pow": (TanhGelu, (1, 5, 8), xnnpack_decompose.pow_as_muls, {aten.pow.Tensor_Scalar}),
     "empty_cat": (EmptyCache, (1, 5, 8), xnnpack_decompose.empty_cat_and_alias_dropped,
                   {aten.cat.default, aten.alias.default}),
+    "repeat_interleave": (NearestUpsample, (1, 4, 6, 6), xnnpack_decompose.materialized_expand_as_cat,
+                          {aten.repeat_interleave.self_int, aten.expand.default}),
     "fold": (PositionsAndCausalMask, (1, 6, 8), xnnpack_decompose.fold_constants,
              {aten.arange.default, aten.arange.start, aten.embedding.default, aten.gt.Tensor}),
 }

@@ -22,7 +22,6 @@ from edgeship.gates.budgets import evaluate
 from edgeship.gates.delegation import delegation_gates
 from edgeship.gates.regression import load_baseline
 from edgeship.pipeline import ExportRequest, export
-from edgeship.records import validate_record
 from edgeship.reports import build_report, print_report, write_reports
 from edgeship.runtime.device import open_device
 from edgeship.status import Status
@@ -95,22 +94,6 @@ def export_all(cfg: LoadedConfig, verbose: bool) -> None:
             info(f"export's verdict on {bundle}: {e.message}; the check's gates judge the artifacts")
 
 
-def not_shipped(bundle: Path, key: str, uri: str, emulated: bool) -> dict | None:
-    """An error record for a target whose artifact export could not make (failed_artifacts), or None."""
-    import json
-
-    fmt, recipe = key.split(":", 1)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    for r in manifest.get("failed_artifacts") or []:
-        if r.get("format") == fmt and r.get("recipe") == recipe:
-            why = r.get("error") if r.get("stage") == "convert" else (r.get("smoke") or {}).get("error")
-            return validate_record(artifact=r["path"], format=fmt, recipe=recipe, size_bytes=None, delegation=None,
-                                   device=uri, emulated=emulated, checks=[], status=Status.ERROR,
-                                   error=("not converted: " if r.get("stage") == "convert" else "could not run: ")
-                                   + str(why))
-    return None
-
-
 def measure_all(cfg: LoadedConfig, devices: dict, verbose: bool) -> tuple[list[dict], list[dict]]:
     """(results, contexts): one validate record per configured target x device."""
     m = cfg.project.measure
@@ -122,11 +105,9 @@ def measure_all(cfg: LoadedConfig, devices: dict, verbose: bool) -> tuple[list[d
                              hint="run edgeship check without --skip-export first")
         have = {f"{a['format']}:{a['recipe']}" for a in read_bundle(bundle).artifacts}
         missing = sorted(f"{f}:{r}" for f in formats for r in recipes if f"{f}:{r}" not in have)
-        for key in list(missing):  # export could not make it: an error record per device
-            records = [not_shipped(bundle, key, uri, device.emulated) for uri, device in devices.items()]
-            if records and all(records):
-                results += [target_result(r, m.threads) for r in records] if key in wanted else []
-                missing.remove(key)
+        failed = read_bundle(bundle).manifest.get("failed_artifacts") or []
+        # export could not make it: validate gives its error record per device (validation.not_shipped)
+        missing = [key for key in missing if not any(key == f"{r.get('format')}:{r.get('recipe')}" for r in failed)]
         if missing:
             raise InputError(f"bundle '{bundle}' has no artifact for {', '.join(missing)}",
                              hint="run edgeship check without --skip-export")

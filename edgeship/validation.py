@@ -62,7 +62,7 @@ def resolve(target: Path) -> tuple[Bundle | None, list[dict], list[Path]]:
                          hint="pass a bundle folder (export --out) or a .tflite/.pte/.onnx file")
     if target.is_dir():
         bundle = read_bundle(target)
-        if not bundle.artifacts:
+        if not bundle.artifacts and not bundle.manifest.get("failed_artifacts"):
             raise InputError(f"bundle '{target}' lists no artifacts")
         return bundle, bundle.artifacts, [bundle.artifact_path(r) for r in bundle.artifacts]
     if format_of(str(target)) is None:
@@ -122,6 +122,8 @@ def validate(req: ValidateRequest, device=None) -> tuple[list[dict], dict]:
     for record, path in zip(records, paths):
         info(f"[bold]validate[/] {path.name} on {device.uri}")
         results.append(_validate_one(req, device, record, path, golden, inputs, metric))
+    if bundle is not None and Path(req.target).is_dir():  # what export could not make fails the bundle too
+        results.extend(not_shipped(bundle.manifest, device.uri, device.emulated))
     context = {
         "reference": ref_note,
         "device": device.uri,
@@ -134,6 +136,21 @@ def validate(req: ValidateRequest, device=None) -> tuple[list[dict], dict]:
         "metric": req.metric,
     }
     return results, context
+
+
+def not_shipped(manifest: dict, uri: str, emulated: bool, key: str | None = None) -> list[dict]:
+    """An error record per artifact export could not make (the manifest's failed_artifacts), or for the one
+    'format:recipe' KEY: validate and check report them as errors (exit 1), not as nothing to validate."""
+    out = []
+    for r in manifest.get("failed_artifacts") or []:
+        if key is not None and key != f"{r.get('format')}:{r.get('recipe')}":
+            continue
+        why = r.get("error") if r.get("stage") == "convert" else (r.get("smoke") or {}).get("error")
+        out.append(validate_record(artifact=r["path"], format=r.get("format"), recipe=r.get("recipe"), size_bytes=None,
+                                   delegation=None, device=uri, emulated=emulated, checks=[], status=Status.ERROR,
+                                   error=("not converted: " if r.get("stage") == "convert" else "could not run: ")
+                                   + str(why)))
+    return out
 
 
 def _validate_one(req, device, record: dict, path: Path, golden: Golden | None, inputs, metric=None) -> dict:

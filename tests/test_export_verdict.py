@@ -109,3 +109,10 @@ def test_a_converter_failure_keeps_the_other_artifacts(tmp_path):
     assert "logcumsumexp" in failed[0]["error"] and "\n" not in failed[0]["error"]  # the converter's words, one line
     assert not (out / "unsupported_op_torch.fp32.tflite").exists()
     assert "unsupported_op_torch.fp32.tflite: not converted" in r.output
+    # validate the bundle: the shipped artifact passes, the missing one is an error, exit 1 (it exited 0)
+    r = CliRunner().invoke(cli, ["validate", str(out), "--runs", "2", "--warmup", "0", "--json", str(tmp_path / "v.json")])
+    assert r.exit_code == 1, r.output
+    rows = {row["artifact"]: row for row in json.loads((tmp_path / "v.json").read_text())["artifacts"]}
+    assert rows["unsupported_op_torch.fp32.onnx"]["status"] == "pass"
+    bad = rows["unsupported_op_torch.fp32.tflite"]
+    assert bad["status"] == "error" and bad["error"].startswith("not converted:") and "logcumsumexp" in bad["error"]

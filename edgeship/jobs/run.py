@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeship.bundle import read_bundle
-from edgeship.checking import not_shipped, open_devices, target_result
+from edgeship.checking import open_devices, target_result
 from edgeship.config import LoadedConfig, load_config
 from edgeship.console import info
 from edgeship.context import runtime_choices
@@ -204,7 +204,7 @@ class _Runner:
         return {"verdict": verdict, "inputs_sha256": manifest.get("inputs_sha256"), "tools": manifest.get("tools")}
 
     def _validate(self, job: dict) -> dict:
-        from edgeship.validation import ValidateRequest, validate
+        from edgeship.validation import ValidateRequest, not_shipped, validate
 
         cfg, m = self.cfg, self.cfg.project.measure
         bundle = self.store.path(job["needs"][0]) / "bundle"
@@ -213,11 +213,11 @@ class _Runner:
             device = open_devices([uri])[uri]
         have = {f"{a['format']}:{a['recipe']}" for a in read_bundle(bundle).artifacts}
         if job["target"] not in have:  # export could not make it: an error row, as check writes
-            record = not_shipped(bundle, job["target"], uri, device.emulated)
-            if record is None:
+            records = not_shipped(read_bundle(bundle).manifest, uri, device.emulated, job["target"])
+            if not records:
                 raise InputError(f"the stored bundle '{bundle}' has no artifact for {job['target']}",
                                  hint="remove that folder from the store and run again")
-            return {"records": [target_result(record, m.threads)], "context": None}
+            return {"records": [target_result(records[0], m.threads)], "context": None}
         with leases.lease(uri, device):
             records, context = validate(ValidateRequest(bundle, None, uri, m.threads, m.warmup, m.runs, m.timeout,
                                                         verbose=self.verbose, metric=cfg.metric()), device=device)

@@ -462,6 +462,31 @@ def _copies(b, x, shape, r: int) -> list:
     return [b(torch.ops.aten.view.default, x, shape) for _ in range(r)]
 
 
+def vector_norm_as_sums(gm) -> int:
+    """linalg_vector_norm(x, ord, dim, keepdim) of a float tensor -> sqrt(sum(x * x)) for ord 2 (F.normalize,
+    L2-normalized embeddings), sum(abs(x)) for ord 1; the sum then goes through `mean for XNNPACK`. to_edge
+    would decompose the norm itself later, into pow and sum ops XNNPACK has no config for."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.linalg_vector_norm.default):
+        x = node.args[0]
+        vi = _val(x)
+        order, dims = _arg(node, 1, "ord", 2), _arg(node, 2, "dim")
+        keep = bool(_arg(node, 3, "keepdim", False))
+        if not _static(vi) or not vi.is_floating_point() or _arg(node, 4, "dtype") is not None or order not in (1, 2) \
+                or vi.dim() == 0:
+            continue
+        dims = list(range(vi.dim())) if dims is None else ([dims] if isinstance(dims, int) else list(dims))
+        b = _Builder(gm, node)
+        terms = b(aten.mul.Tensor, x, x) if order == 2 else b(aten.abs.default, x)
+        total = b(aten.sum.dim_IntList, terms, dims, keep)
+        _replace(gm, node, b(aten.sqrt.default, total) if order == 2 else total)
+        changed += 1
+    return _finish(gm, changed)
+
+
 def select_to_slice(gm) -> int:
     """select(x, dim, i) -> view(slice(x, dim, i, i + 1), shape without dim); unbind(x, dim) -> one
     such slice per output used."""
@@ -594,11 +619,18 @@ def max_to_4d_keepdim(gm) -> int:
     return _finish(gm, changed)
 
 
+MEAN_AS_POOL_FROM = 1024  # reduced values from which a mean is pooled, not a linear (mean_for_xnnpack)
+
+
 def mean_for_xnnpack(gm) -> int:
     """mean.dim in a form XNNPACK takes: 4-D over (2, 3) -> keepdim + view; 4-D over (1, 2)
-    (NHWC) -> permute to NCHW + the same; over any other dims -> permute them last, view to
-    (rest, K), linear with a constant 1/K row, view to the result's shape. sum.dim_IntList (no
-    XNNPACK config) of a float tensor: the same linear with a row of ones."""
+    (NHWC) -> permute to NCHW + the same; over any other dims -> permute them last, then for K reduced
+    values: K < MEAN_AS_POOL_FROM, view to (rest, K) and a linear with a constant 1/K row; larger, view to
+    (1, rest, 1, K) and the 4-D mean. sum.dim_IntList (no XNNPACK config) of a float tensor: the same with a
+    row of ones, or the mean times K. Why two forms (int8, measured): a GroupNorm's statistics over 16,384
+    values as the linear came out wrong from XNNPACK (cosine 0.57 on a small U-Net, 0.999 simulated; the
+    pooled mean: 0.995), while a transformer block's layer norms over 16 values lost accuracy as pooled
+    means (a ViT block of width 32 on digits: cosine 0.9878, against above 0.99 as the linear)."""
     import torch
 
     aten = torch.ops.aten
@@ -624,9 +656,15 @@ def mean_for_xnnpack(gm) -> int:
             rest = [i for i in range(vi.dim()) if i not in dims]
             src = x if rest + dims == list(range(vi.dim())) else b(aten.permute.default, x, rest + dims)
             k = math.prod(vi.shape[d] for d in dims)
-            flat = b(aten.view.default, src, [math.prod(vi.shape[i] for i in rest), k])
-            row = b.constant(torch.full((1, k), 1.0 if is_sum else 1.0 / k, dtype=vi.dtype), "mean")
-            pooled = b(aten.linear.default, flat, row)
+            if k >= MEAN_AS_POOL_FROM:
+                flat = b(aten.view.default, src, [1, math.prod(vi.shape[i] for i in rest), 1, k])
+                pooled = b(aten.mean.dim, flat, [2, 3], True)
+                if is_sum:
+                    pooled = b(aten.mul.Tensor, pooled, b.constant(torch.tensor(float(k), dtype=vi.dtype), "sum_count"))
+            else:
+                flat = b(aten.view.default, src, [math.prod(vi.shape[i] for i in rest), k])
+                row = b.constant(torch.full((1, k), 1.0 if is_sum else 1.0 / k, dtype=vi.dtype), "mean")
+                pooled = b(aten.linear.default, flat, row)
         _replace(gm, node, b(aten.view.default, pooled, list(vo.shape)))
         changed += 1
     return _finish(gm, changed)
@@ -965,15 +1003,16 @@ def _broadcast_view(val, chain):
 
 
 def expand_into_broadcast(gm) -> int:
-    """expand(x) whose every user is an elementwise binary op that broadcasts x to the same result
-    without it -> x (XNNPACK refuses an expand that adds elements; its binary ops broadcast)."""
+    """expand(x) (or expand_as, as F.normalize writes it) whose every user is an elementwise binary op that
+    broadcasts x to the same result without it -> x (XNNPACK refuses an expand that adds elements; its binary
+    ops broadcast)."""
     import torch
 
     aten = torch.ops.aten
     binary = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.maximum.default,
               aten.minimum.default}
     changed = 0
-    for node in _calls(gm, aten.expand.default, aten.expand_copy.default):
+    for node in _calls(gm, aten.expand.default, aten.expand_copy.default, aten.expand_as.default):
         src, vo = node.args[0], _val(node)
         vi = _val(src)
         if not (_static(vi) and _static(vo)) or vi.numel() == vo.numel() or not node.users:
@@ -1255,6 +1294,7 @@ PASSES = {
     "expand as view": expand_to_view,
     "materialized expand as concatenation": materialized_expand_as_cat,
     "select as slice": select_to_slice,
+    "vector norm as sums": vector_norm_as_sums,
     "pow as products": pow_as_muls,
     "scalar op with a tensor": scalar_ops_to_tensor,
     "squeeze as view": squeeze_to_view,

@@ -372,3 +372,23 @@ def test_a_child_named_like_a_graph_module_attribute_exports(tmp_path):
         path, _ = convert_into("torch", target, model, recipe, tmp_path, calib)
         got = np.concatenate([run_all(path, Dataset("x", [x[i : i + 1]], model.io.inputs)) for i in range(4)])
         assert row_cosines(got, want).min() > (0.99 if recipe == "int8" else 0.99999), (target, recipe)
+
+
+def test_int8_group_norm_over_large_groups_keeps_its_accuracy(tmp_path):
+    """GroupNorm's statistics over 16,384 values per group (4 groups of 16 channels at 64x64): their means
+    were written as a linear with a constant 1/K row, which XNNPACK's int8 kernels got wrong (cosine 0.989
+    here, 0.57 on a small U-Net, against 0.9997 simulated); now a 4-D mean (global average pooling)."""
+    import torch
+
+    from edgeship.data import Dataset
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.GroupNorm(4, 16),
+                                 torch.nn.Conv2d(16, 4, 1)).eval()
+    rng = np.random.default_rng(0)
+    x = rng.random((24, 3, 64, 64), dtype=np.float32)
+    model = torch_model(module, x[:1], "group_norm")
+    path, result = convert(model, "int8", tmp_path, Dataset("x", [x[:16]], model.io.inputs))
+    assert "group norm decomposed" in result.route and result.delegation["coverage"] == 1.0
+    got = np.concatenate([Runner(path).run([x[i : i + 1]])[0] for i in range(16, 24)])
+    assert row_cosines(got, model.run([x[16:]])[0]).min() > 0.998

@@ -151,6 +151,16 @@ class NearestUpsample(nn.Module):  # repeat_interleave over H and W of an NHWC t
         return self.out(y.permute(0, 3, 1, 2)) + z[:, 2:4].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
 
 
+class Normalized(nn.Module):  # F.normalize: linalg_vector_norm, clamp_min, expand_as, div; an L1 norm beside
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = F.normalize(self.a(x), dim=-1)
+        return self.b(h) + torch.linalg.vector_norm(h, 1, dim=-1, keepdim=True)
+
+
 CASES = {  # model, input, pass, ops it removes
     "layer_norm": (LayerNormNet, (1, 5, 8), xnnpack_decompose.layer_norm_decompose,
                    {aten.layer_norm.default, aten.native_layer_norm.default}),
@@ -174,6 +184,8 @@ CASES = {  # model, input, pass, ops it removes
                   {aten.cat.default, aten.alias.default}),
     "repeat_interleave": (NearestUpsample, (1, 4, 6, 6), xnnpack_decompose.materialized_expand_as_cat,
                           {aten.repeat_interleave.self_int, aten.expand.default}),
+    "vector_norm": (Normalized, (1, 5, 8), xnnpack_decompose.vector_norm_as_sums, {aten.linalg_vector_norm.default}),
+    "expand_as": (Normalized, (1, 5, 8), xnnpack_decompose.expand_into_broadcast, {aten.expand_as.default}),
     "fold": (PositionsAndCausalMask, (1, 6, 8), xnnpack_decompose.fold_constants,
              {aten.arange.default, aten.arange.start, aten.embedding.default, aten.gt.Tensor}),
 }

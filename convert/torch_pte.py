@@ -287,7 +287,7 @@ def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
     the delegation counted from the .pte as `edgeship inspect` counts it (artifact_delegation)."""
     import executorch.kernels.quantized  # noqa: F401  (out-variants of quantize ops for portable kernels)
 
-    first_error = None
+    first_error, errors = None, []
     for mode, _ in LOWERING_MODES:
         attempt = copy.deepcopy(program)  # lowering edits programs in place; the caller's stays intact
         stage = "lowering"
@@ -302,6 +302,7 @@ def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
             stage = "trial run"
             trial_run(buffer, examples, io_quant)
         except Exception as e:
+            errors.append(f"{dict(LOWERING_MODES)[mode]}: {stage}: {error_line(e)}")
             if first_error is None:
                 first_error = f"{stage}: {error_line(e)}"
             continue
@@ -314,8 +315,8 @@ def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
         return bytes(buffer), delegation
     raise ConversionError(
         f"ExecuTorch lowering failed: {first_error}",
-        hint="the model did not lower with XNNPACK, per-op XNNPACK or portable kernels; "
-        "try another recipe, or --to tflite",
+        hint="the model did not lower with XNNPACK, per-op XNNPACK or portable kernels (" + "; ".join(errors[1:])
+        + "); try another recipe, or --to tflite",
     )
 
 

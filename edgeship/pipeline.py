@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeship import export_modes, interrupts, quiet, reference, smoke
 from edgeship.bundle import GOLDEN, SCHEMA, BundleWriter, Golden
-from edgeship.console import info, warn
+from edgeship.console import err_console, info, warn
 from edgeship.convert import TARGETS, ConvertOptions, get_route
 from edgeship.convert.base import converter_message
 from edgeship.data import Dataset, ImageOptions, check_calibration, has_batch_axis, load_data
@@ -304,8 +304,10 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     except (InputError, UnsupportedError, DeviceError):  # bad usage or input (a route that refuses this model or
         raise  # recipe by design: exit 2, nothing written), or the search's device went away: the export's
     except Exception as e:  # a converter's own exception, or its ConversionError: report its last words
-        if req.verbose:
-            raise
+        if req.verbose:  # the whole traceback and the hint; the export goes on and ends as without --verbose
+            err_console().print_exception()
+            if isinstance(e, EdgeshipError) and e.hint:
+                warn(f"{filename}: hint: {e.hint}")
         _clock_conversion(plan, time.perf_counter() - t0, spent)
         msg = converter_message(e.message if isinstance(e, EdgeshipError) else e)  # one line, no dead temp paths
         writer.path(filename).unlink(missing_ok=True)

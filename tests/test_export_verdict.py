@@ -116,3 +116,15 @@ def test_a_converter_failure_keeps_the_other_artifacts(tmp_path):
     assert rows["unsupported_op_torch.fp32.onnx"]["status"] == "pass"
     bad = rows["unsupported_op_torch.fp32.tflite"]
     assert bad["status"] == "error" and bad["error"].startswith("not converted:") and "logcumsumexp" in bad["error"]
+
+
+def test_verbose_shows_the_traceback_and_keeps_the_same_verdict(tmp_path):
+    """--verbose used to re-raise a converter's failure: exit 2 ('bad usage or input') and no bundle, where
+    the same export without it exits 1 with the other artifacts written."""
+    source = f"{REPO / 'tests' / 'planted' / 'unsupported_op_torch.py'}:build"
+    out = tmp_path / "lse"
+    r = CliRunner().invoke(cli, ["--verbose", "export", source, "--to", "tflite,onnx", "--quant", "fp32", "--calib",
+                                 "digits:train", "--out", str(out)])
+    assert r.exit_code == 1, r.output
+    assert "Traceback" in r.output and "logcumsumexp" in r.output
+    assert [a["path"] for a in _manifest(out)["artifacts"]] == ["unsupported_op_torch.fp32.onnx"]

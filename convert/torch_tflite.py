@@ -27,6 +27,7 @@ from edgeship.console import track
 from edgeship.convert import ROUTES, int4_weight, tflite_16x8
 from edgeship.convert import tflite_common as common
 from edgeship.convert.base import ConvertOptions, ConvertResult
+from edgeship.convert.layers import normalize_fqn
 from edgeship.convert.tflite_int8_annotations import (
     annotate_conv_clamps,
     annotate_remaining,
@@ -136,6 +137,27 @@ def _litert_progress(verbose: bool):
             os.environ[key] = before
 
 
+def irregular_grus(graph_module) -> dict[str, list]:
+    """{module name: its nodes} of the nn.GRU calls litert-torch's GRU annotator cannot take: it assumes an
+    explicit h0 and both outputs used (`_annotate_gru_io_only`: input_nodes[1], two output nodes), and fails
+    the whole int8 conversion otherwise ('list index out of range', 'expecting GRU to have two outputs') -
+    which is how a GRU is usually called (`y, _ = self.gru(x)`). These stay float, as the .pte route keeps
+    recurrent layers float in int8."""
+    import itertools
+
+    import torch
+    from torch.fx.passes.utils.source_matcher_utils import get_source_partitions
+
+    out = {}
+    for p in itertools.chain(*get_source_partitions(graph_module.graph, [torch.nn.GRU]).values()):
+        if len(p.input_nodes) < 2 or len(p.output_nodes) != 2:
+            stack = p.nodes[0].meta.get("nn_module_stack", {}).values()
+            name = next((normalize_fqn(path).removeprefix("inner.") for path, kind in stack if "GRU" in str(kind)),
+                        "") or "a GRU"
+            out[f"{name} (#{len(out) + 1})" if name in out else name] = list(p.nodes)
+    return out
+
+
 def pt2e_quantizer(float_layers=(), calibration: str | None = None):
     """litert-torch's PT2EQuantizer (symmetric, per-channel int8), leaving the modules named in
     `float_layers` unannotated: its set_module_name refuses None, so the pattern filter does it."""
@@ -146,8 +168,11 @@ def pt2e_quantizer(float_layers=(), calibration: str | None = None):
 
     class KeepFloat(PT2EQuantizer):
         def _annotate_all_static_patterns(self, model, quantization_config, filter_fn=None):
+            unannotatable = {n for nodes in irregular_grus(model).values() for n in nodes}
+
             def keep(node):
-                return (filter_fn is None or filter_fn(node)) and not any(f(node) for f in in_float)
+                return (filter_fn is None or filter_fn(node)) and not any(f(node) for f in in_float) \
+                    and node not in unannotatable
 
             annotate_conv_clamps(model, quantization_config, keep)  # conv -> ReLU6: one fused pattern
             model = super()._annotate_all_static_patterns(model, quantization_config, keep)
@@ -177,6 +202,10 @@ def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool, f
                   "grouped-query heads are not rewritten")] if kept else []
         if prelu_as_int8_ops(graph) + attention + layer_norm_as_int8_ops(graph):
             graph = torch.export.export(graph, (), sample).module()
+        grus = irregular_grus(graph)
+        if grus:
+            notes.append(f"kept float: {', '.join(grus)} (nn.GRU without an explicit h0 or with an output unused: "
+                         "litert-torch's GRU quantization takes only h0-in, both-outputs-used calls)")
         prepared = prepare_pt2e(graph, quantizer)
     _eval(prepared)
     with torch.no_grad(), common.converting("int8 calibration (PT2E observers) failed", verbose), \

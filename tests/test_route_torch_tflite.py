@@ -204,3 +204,32 @@ def test_unsupported_op_is_one_clear_error(tmp_path):
     assert "Lowering not found: aten._linalg_svd.default" in e.value.message
     assert "\n" not in e.value.message and "builtin kernel" in e.value.hint
     assert not (tmp_path / "svd.tflite").exists()
+
+
+def test_int8_with_a_gru_called_without_h0_keeps_the_gru_float(tmp_path):
+    """`y, _ = self.gru(x)` is how a GRU is called; litert-torch's int8 GRU annotation assumes an explicit h0
+    and both outputs used, and failed the whole conversion ('list index out of range'). The GRU stays float,
+    said in a warning, and the rest is int8."""
+    import torch
+
+    from edgeship.data import Dataset
+
+    class ConvGru(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv, self.gru, self.fc = torch.nn.Conv1d(8, 16, 3, padding=1), torch.nn.GRU(16, 12, batch_first=True), \
+                torch.nn.Linear(12, 4)
+
+        def forward(self, x):
+            y, _ = self.gru(torch.relu(self.conv(x)).transpose(1, 2))
+            return self.fc(y)
+
+    model = _module_model(ConvGru(), {"x": (1, 8, 10)}, ["y"])
+    x = np.random.default_rng(0).standard_normal((40, 8, 10)).astype(np.float32)
+    path = tmp_path / "gru.int8.tflite"
+    result = convert(model, "int8", path, Dataset("x", [x[:32]], model.io.inputs))
+    assert any(w.startswith("kept float: gru (nn.GRU without an explicit h0") for w in result.warnings), result.warnings
+    runner = Runner(str(path))
+    for i in range(32, 40):
+        assert cosine(runner.run([x[i : i + 1]])[0], model.run([x[i : i + 1]])[0]) > 0.99

@@ -20,7 +20,7 @@ place and returns the number of nodes it changed; values stay the same up to flo
 
 from __future__ import annotations
 
-from edgeship.convert.torch_passes import fold_constant_layout_ops
+from edgeship.convert.torch_passes import fold_constant_layout_ops, row_major
 
 # elementwise ops of one tensor: they commute with any permutation of their input
 _UNARY = ("relu", "relu6", "hardtanh", "clamp", "neg", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
@@ -452,7 +452,7 @@ def _register(gm, value, prefix: str) -> str:
     i = 0
     while hasattr(gm, f"{prefix}{i}"):
         i += 1
-    gm.register_buffer(f"{prefix}{i}", value.detach())
+    gm.register_buffer(f"{prefix}{i}", row_major(value.detach()))  # not .contiguous(): see row_major
     return f"{prefix}{i}"
 
 

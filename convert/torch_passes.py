@@ -225,12 +225,29 @@ def _constant(gm: torch.fx.GraphModule, arg) -> torch.Tensor | None:
     return None
 
 
+def row_major(value: torch.Tensor) -> torch.Tensor:
+    """VALUE with the row-major strides of its shape on every dim, size-1 dims included.
+
+    ExecuTorch reads a tensor's dim order from its strides, and `.contiguous()` keeps a tensor
+    whose only out-of-order dims have size 1 as it is: a (1, 1, 64) constant permuted to (1, 64, 1)
+    keeps strides (64, 1, 64), which read as dim order (0, 2, 1). The portable kernels then refuse
+    the op that reads it ('input tensors have different dim orders') and XNNPACK fails to propagate
+    its shapes (xnn_status_invalid_parameter): a Keras Conv1D's bias add failed the fp32 .pte."""
+    strides, step = [], 1
+    for size in reversed(value.shape):
+        strides.insert(0, step)
+        step *= max(size, 1)
+    if value.layout != torch.strided or value.is_quantized or value.stride() == tuple(strides):
+        return value
+    return value.clone(memory_format=torch.contiguous_format)
+
+
 def _register_constant(gm: torch.fx.GraphModule, value: torch.Tensor, prefix: str) -> str:
     i = 0
     while hasattr(gm, f"{prefix}{i}"):
         i += 1
     name = f"{prefix}{i}"
-    gm.register_buffer(name, value.detach())
+    gm.register_buffer(name, row_major(value.detach()))
     return name
 
 

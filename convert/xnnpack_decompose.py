@@ -35,6 +35,9 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
                                     -> (2, 3): keepdim + view; NHWC (1, 2): permute + the same;
                                        any other dims: permute them last, view, linear(1/K), view
   sum.dim_IntList    no config      -> the same linear, with a row of ones
+  constants          a dim order read from their strides: (1, C, 1) permuted from (1, 1, C) reads as (0, 2, 1),
+                     which the portable kernels and XNNPACK's shape propagation refuse at run time
+                                    -> stored with the row-major strides of their shape
   LSTM, GRU, RNN     kept whole by torch.export; to_edge's decomposition left split_with_sizes_copy and
                      squeeze/unsqueeze_copy per step -> decomposed first (decompose_fused), so the
                      split, squeeze and select passes rewrite those steps like any other
@@ -1279,6 +1282,38 @@ def fold_constants(gm) -> int:
     return _finish(gm, changed)
 
 
+def constants_row_major(gm) -> int:
+    """Every tensor the graph reads (parameter, buffer, constant) stored with the row-major strides of its
+    shape (torch_passes.row_major). ExecuTorch reads a tensor's dim order from its strides, and a tensor
+    permuted where only size-1 dims move ((1, 1, C) -> (1, C, 1): strides (C, 1, C)) counts as contiguous to
+    torch but reads as dim order (0, 2, 1): the portable add refused it ('input tensors have different dim
+    orders') and XNNPACK failed on it ('Propagating input shapes failed'), in every lowering mode. A module's
+    own buffer does it (register_buffer of a permuted tensor), and so did the Keras permute pass's constants.
+    Runs last: the passes before it register constants too."""
+    import torch
+
+    from edgeship.convert.torch_passes import row_major
+
+    changed, seen = 0, set()
+    for node in gm.graph.nodes:
+        if node.op != "get_attr" or node.target in seen:
+            continue
+        seen.add(node.target)
+        owner_path, _, name = node.target.rpartition(".")
+        owner = gm.get_submodule(owner_path) if owner_path else gm
+        value = getattr(owner, name, None)
+        if not isinstance(value, torch.Tensor) or (fixed := row_major(value.detach())).stride() == value.stride():
+            continue
+        if isinstance(value, torch.nn.Parameter):
+            value.data = fixed
+        elif name in owner._buffers:
+            owner._buffers[name] = fixed
+        else:
+            setattr(owner, name, fixed)
+        changed += 1  # the re-export after the passes reads the new strides
+    return changed
+
+
 # in order: the layer-norm pass makes means the mean pass rewrites; views are sunk last
 PASSES = {
     "conv1d as conv2d": conv1d_as_conv2d,
@@ -1305,4 +1340,5 @@ PASSES = {
     "constants folded": fold_constants,
     "empty concatenation and alias dropped": empty_cat_and_alias_dropped,
     "views sunk and merged": sink_views,
+    "constants stored row-major": constants_row_major,
 }

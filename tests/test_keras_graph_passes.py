@@ -222,3 +222,51 @@ def test_a_copy_of_repeated_data_stays_for_the_view_after_it():
     with torch.no_grad():
         assert torch.equal(gm(x), Upsample()(x))
     torch.export.export(gm, (x,))  # the re-export the XNNPACK passes make (it failed)
+
+
+class KerasLikeConv1D(torch.nn.Module):
+    """NLC in; two Conv1D + relu and a global max pool, the way Keras' torch backend exports them:
+    a permute pair around each conv (WIO kernels permuted per call) and the bias added in NLC as a
+    (1, 1, C) constant after the conv. The permute pair between the convs cancels, so the bias adds
+    meet the NLC -> NCL permute and take it as a permuted constant: (1, C, 1)."""
+
+    def __init__(self, c_in=4, c=8):
+        super().__init__()
+        g = torch.Generator().manual_seed(2)
+        self.k1, self.k2 = torch.randn(3, c_in, c, generator=g), torch.randn(3, c, c, generator=g)
+        self.b1, self.b2 = torch.randn(c, generator=g), torch.randn(c, generator=g)
+
+    def forward(self, x):
+        y = F.conv1d(x.permute(0, 2, 1).contiguous(), self.k1.permute(2, 1, 0)).permute(0, 2, 1)
+        y = F.relu(y + self.b1.reshape(1, 1, -1))
+        y = F.conv1d(y.permute(0, 2, 1), self.k2.permute(2, 1, 0)).permute(0, 2, 1)
+        y = F.relu(y + self.b2.reshape(1, 1, -1))
+        return y.amax(dim=1)
+
+
+def test_permuted_constants_are_stored_row_major_and_the_pte_runs(tmp_path):
+    """A (1, 1, C) bias sunk under an NLC -> NCL permute becomes (1, C, 1). `.contiguous()` left it with
+    strides (C, 1, C), which ExecuTorch reads as dim order (0, 2, 1): a Keras Embedding -> Conv1D ->
+    GlobalMaxPooling1D model failed its fp32 .pte in every lowering mode (XNNPACK: 'Propagating input
+    shapes failed', portable: '3 input tensors have different dim orders')."""
+    from edgeship.convert.torch_pte import lower_with_fallback
+    from edgeship.convert.xnnpack_passes import prepare_for_xnnpack
+
+    x = torch.randn(1, 12, 4)
+    module = KerasLikeConv1D()
+    gm = _keras_like_graph(module, x)
+    kp.clean_layout_and_batchnorm(gm)
+    assert _ops(gm)["permute"] == 2  # NLC -> NCL in, NCL -> NLC before the pool; the pair between cancelled
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            c = kp._fetch(gm, node.target)
+            assert c.stride() == torch.empty(c.shape).stride(), (node.target, tuple(c.shape), c.stride())
+    with torch.no_grad():
+        want = module(x)
+        assert _rel(want, gm(x)) < RTOL
+    program, _ = prepare_for_xnnpack(torch.export.export(gm, (x,)), [x])
+    buffer, delegation = lower_with_fallback(program, [x])
+    assert delegation["mode"] == "xnnpack" and not delegation["lowering_error"]
+    (tmp_path / "conv1d.pte").write_bytes(buffer)
+    got = _run(tmp_path / "conv1d.pte", x.numpy())[0]
+    assert _rel(want, torch.from_numpy(np.asarray(got))) < RTOL

@@ -387,3 +387,32 @@ def test_conv1d_chain_stays_4d_with_fewer_layout_transposes(tmp_path):
     assert transposes[1] < transposes[0], transposes
     with torch.no_grad():
         torch.testing.assert_close(program.module()(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_permuted_constant_is_stored_row_major_and_the_pte_runs(tmp_path):
+    """A buffer permuted where only size-1 dims move ((1, 1, 8) -> (1, 8, 1), strides (8, 1, 8)) is
+    contiguous to torch, but ExecuTorch reads its dim order from the strides: (0, 2, 1). Every lowering
+    mode failed at its trial run (XNNPACK: 'Propagating input shapes failed'; portable kernels: 'input
+    tensors have different dim orders'); stored row-major, it delegates whole with eager outputs."""
+    from edgeship.runtime.standalone.executorch import Runner
+
+    class PermutedBias(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(4, 8, 3, bias=False)
+            self.register_buffer("bias", torch.randn(1, 1, 8).permute(0, 2, 1))  # as a Keras NLC bias lands
+
+        def forward(self, x):
+            return torch.relu(self.conv(x) + self.bias)
+
+    torch.manual_seed(0)
+    model, x = PermutedBias().eval(), torch.randn(1, 4, 12)
+    assert model.bias.stride() == (8, 1, 8)
+    program, done = xnnpack_passes.prepare_for_xnnpack(torch.export.export(model, (x,)), [x])
+    assert done.get("constants stored row-major") == 1, done
+    buffer, d = torch_pte.lower_with_fallback(program, [x])
+    assert d["mode"] == "xnnpack" and not d["lowering_error"] and d["coverage"] == 1.0, d
+    (tmp_path / "m.pte").write_bytes(buffer)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(Runner(tmp_path / "m.pte").run([x.numpy()])[0]), model(x),
+                                   rtol=1e-5, atol=1e-5)

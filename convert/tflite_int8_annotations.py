@@ -53,7 +53,7 @@ def annotate_remaining(gm, quantization_config, filter_fn=None) -> int:
     how many it annotated."""
     import torch
     from litert_torch.quantize.pt2e_quantizer_utils import get_input_act_qspec, get_output_act_qspec
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
 
     act_in, act_out = get_input_act_qspec(quantization_config), get_output_act_qspec(quantization_config)
     done = 0
@@ -78,6 +78,11 @@ def annotate_remaining(gm, quantization_config, filter_fn=None) -> int:
             if isinstance(arg_val, torch.Tensor) and arg_val.is_floating_point():
                 qmap[arg] = act_in
         out_spec = fixed_qspec(node.target._opname) if node.target._opname in FIXED_RANGE else act_out
+        if node.target._opname == "cat" and qmap:  # CONCATENATION: one scale for its inputs and output, or the
+            # converter refuses it ('quantization parameters violate the same scale constraint': a U-Net's skip cat)
+            first = next(iter(qmap))
+            out_spec = SharedQuantizationSpec((first, node))
+            qmap = {arg: (act_in if arg is first else out_spec) for arg in qmap}
         node.meta["quantization_annotation"] = QuantizationAnnotation(
             input_qspec_map=qmap, output_qspec=out_spec, _annotated=True)
         done += 1

@@ -233,3 +233,33 @@ def test_int8_with_a_gru_called_without_h0_keeps_the_gru_float(tmp_path):
     runner = Runner(str(path))
     for i in range(32, 40):
         assert cosine(runner.run([x[i : i + 1]])[0], model.run([x[i : i + 1]])[0]) > 0.99
+
+
+def test_int8_skip_concatenation_takes_one_scale(tmp_path):
+    """A U-Net's skip: cat([upsampled deep features, skip]), the skip also pooled. The cat that litert-torch's
+    own pattern misses was annotated with a scale per input, and the converter refused it ('quantization
+    parameters violate the same scale constraint'): its inputs and output now share one."""
+    import torch
+    import torch.nn.functional as F
+
+    from edgeship.data import Dataset
+
+    class Skip(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b, self.c = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1), \
+                torch.nn.Conv2d(16, 4, 1)
+
+        def forward(self, x):
+            e = F.silu(self.a(x))
+            d = F.interpolate(F.silu(self.b(F.max_pool2d(e, 2))), scale_factor=2, mode="nearest")
+            return self.c(torch.cat([d, e], 1))
+
+    model = _module_model(Skip(), {"x": (1, 3, 16, 16)}, ["y"])
+    x = np.random.default_rng(0).random((40, 3, 16, 16), dtype=np.float32)
+    path = tmp_path / "skip.int8.tflite"
+    convert(model, "int8", path, Dataset("x", [x[:32]], model.io.inputs))
+    runner = Runner(str(path))
+    for i in range(32, 40):
+        assert cosine(runner.run([x[i : i + 1]])[0], model.run([x[i : i + 1]])[0]) > 0.99

@@ -100,13 +100,13 @@ def _f(v, fmt="{:.3g}") -> str:
 
 def table(rows: list[dict]) -> str:
     tfl = {(r["model"], r["recipe"]): r.get("p50_ms") for r in rows if r["format"] == "tflite"}
-    head = ("| model | format | recipe | delegated | p50 ms | x .tflite p50 | int8 SNR dB | int8 cosine | smoke "
-            "| validate | size |")
-    out = [head, "|" + "---|" * 11]
+    head = ("| model | format | recipe | export s | delegated | p50 ms | x .tflite p50 | int8 SNR dB | int8 cosine "
+            "| smoke | validate | size |")
+    out = [head, "|" + "---|" * 12]
     for r in rows:
         if r["export"] != "ok":
             what = r["export"] if r["export"].startswith("not measured") else f"export failed: {r['export'][:200]}"
-            out.append(f"| {r['model']} | {r['format']} | {r['recipe']} | {what} "
+            out.append(f"| {r['model']} | {r['format']} | {r['recipe']} | {_f(r.get('export_s'), '{:.0f}')} | {what} "
                        "| | | | | | | |")
             continue
         d = "—" if r["delegated"] is None or not r["total"] else \
@@ -114,7 +114,7 @@ def table(rows: list[dict]) -> str:
         base = tfl.get((r["model"], r["recipe"]))
         ratio = "—" if not (base and r["p50_ms"]) else f"{r['p50_ms'] / base:.2f}x"
         q = r["recipe"] == "int8"
-        out.append(f"| {r['model']} | {r['format']} | {r['recipe']} | {d} | {_f(r['p50_ms'])} | {ratio} | "
+        out.append(f"| {r['model']} | {r['format']} | {r['recipe']} | {_f(r.get('export_s'), '{:.0f}')} | {d} | {_f(r['p50_ms'])} | {ratio} | "
                    f"{_f(r['snr_db'], '{:.1f}') if q else ''} | {_f(r['cosine'], '{:.4f}') if q else ''} | "
                    f"{r['smoke']} | {r['validate'][:120]} | {_f(r['size'] and r['size'] / 1024, '{:.0f}')} KB |")
     return "\n".join(out)

@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,10 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
 
     int_io = recipe.name == "int8" and options.int8_io
     input_keys = [common.arg_name(s.name, i) for i, s in enumerate(model.io.inputs)]
+    loops = []
+    if recipe.name in CALIBRATED and model.kind == "keras":
+        twin, loops = unrolled(model.obj)
+        model = replace(model, obj=twin)
     with tempfile.TemporaryDirectory(prefix="edgeship-savedmodel-") as tmp:
         with common.converting(f"saving '{model.name}' as a batch-1 SavedModel failed", options.verbose):
             output_keys = _save_static(model, input_keys, tmp, tf)
@@ -78,9 +83,50 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
                 data, _ = int4_weight.tflite_blockwise(data)
     warnings, delegation = common.finish(data, model, recipe.name, int_io, out_path, input_keys, output_keys,
                                          options.verbose)
+    if loops:
+        warnings.insert(0, f"unrolled for {recipe.name}: {', '.join(loops)} (the time steps as plain ops: TensorFlow's "
+                           "converter crashes calibrating a recurrent layer's WHILE loop)")
     kept = f", kept float: {', '.join(options.float_layers)}" if recipe.name == "int8" and options.float_layers else ""
     return ConvertResult(route=f"{ROUTE} [{_describe(recipe.name, int_io)}{kept}]", tools=_versions(tf),
                          delegation=delegation, warnings=warnings)
+
+
+RECURRENT = ("LSTM", "GRU", "SimpleRNN")
+
+
+def unrolled(keras_model) -> tuple[object, list[str]]:
+    """(the model with its recurrent layers unrolled, their names), or (the model, []) where it has none or
+    cannot be cloned (a subclassed model). TensorFlow's int8 calibration dies (SIGSEGV) on the WHILE loop a
+    recurrent layer becomes (a Bidirectional(LSTM); a GRU over a padding mask): unrolled (`unroll=True`, the
+    input's time axis is static here), the loop is plain ops, which calibrate, convert and delegate.
+    Same weights, same function."""
+    import keras
+
+    names = []
+
+    def with_unroll(config: dict, name: str) -> None:
+        if "unroll" in config and not config["unroll"]:
+            config["unroll"] = True
+            names.append(name)
+
+    def clone(layer):
+        config = layer.get_config()
+        with_unroll(config, layer.name)
+        for key in ("layer", "backward_layer"):  # Bidirectional (or another wrapper) around a recurrent layer
+            inner = config.get(key)
+            if isinstance(inner, dict) and isinstance(inner.get("config"), dict):
+                with_unroll(inner["config"], layer.name)
+        return layer.__class__.from_config(config)  # what clone_model does by default, with the config changed
+
+    if not any(type(inner).__name__ in RECURRENT for layer in getattr(keras_model, "layers", [])
+               for inner in (layer, getattr(layer, "forward_layer", None), getattr(layer, "layer", None))):
+        return keras_model, []
+    try:
+        twin = keras.models.clone_model(keras_model, clone_function=clone)
+        twin.set_weights(keras_model.get_weights())
+    except Exception:  # noqa: BLE001 - a model Keras cannot clone keeps its loops (and its converter's fate)
+        return keras_model, []
+    return twin, sorted(set(names))
 
 
 def _save_static(model, input_keys: list[str], directory: str, tf) -> list[str]:

@@ -194,3 +194,28 @@ def test_dynamic_shape_is_refused(keras_digits, tmp_path):
     model = replace(keras_digits.model, io=IOSpec([spec], keras_digits.model.io.outputs))
     with pytest.raises(InputError, match="needs static shapes"):
         convert(model, "fp32", tmp_path / "b4.tflite")
+
+
+def test_int8_of_a_bidirectional_lstm_unrolls_it_and_converts(tmp_path):
+    """TensorFlow's converter died (SIGSEGV) calibrating the WHILE loop of a Bidirectional(LSTM); the route
+    now unrolls recurrent layers for int8 (the time axis is static), says so, and the rest is as before."""
+    import keras
+
+    from edgeship.data import Dataset
+    from edgeship.model import IOSpec, Model, TensorSpec
+
+    keras.utils.set_random_seed(0)
+    seq = keras.Input((12, 4), name="seq")
+    km = keras.Model(seq, keras.layers.Dense(3)(keras.layers.Bidirectional(keras.layers.LSTM(8))(seq)))
+    model = Model("bilstm", "keras", "keras", "bilstm", "bilstm", km,
+                  IOSpec([TensorSpec("seq", (1, 12, 4))], [TensorSpec("y", (1, 3))]),
+                  lambda xs: [np.asarray(km(xs[0]))])
+    x = np.random.default_rng(0).standard_normal((40, 12, 4)).astype(np.float32)
+    path = tmp_path / "bilstm.int8.tflite"
+    result = convert(model, "int8", path, Dataset("x", [x[:32]], model.io.inputs))
+    assert any(w.startswith("unrolled for int8: bidirectional") for w in result.warnings), result.warnings
+    assert not any("WHILE" in w for w in result.warnings if "delegated" in w)  # no loop left on the CPU kernels
+    runner = Runner(str(path))
+    for i in range(32, 40):
+        assert cosine(runner.run([x[i : i + 1]])[0], model.run([x[i : i + 1]])[0]) > 0.99
+    assert km.layers[1].forward_layer.unroll is False  # the user's model is left as it was

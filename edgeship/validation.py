@@ -111,6 +111,9 @@ def validate(req: ValidateRequest, device=None) -> tuple[list[dict], dict]:
     bundle, records, paths = resolve(req.target)
     metric = task_metrics.resolve(req.metric) if req.metric else None
     side_by_side = req.reference is not None or (req.data and bundle is None)
+    if side_by_side and not paths:
+        raise InputError(f"'{req.target}' has no artifact to compare: export converted none of them",
+                         hint="see failed_artifacts in its manifest.json")
     golden, ref_note = (None, "") if side_by_side else reference_for(req, bundle)
     device = device or open_device(req.device)
     if req.reference is not None:

@@ -632,7 +632,7 @@ def mean_for_xnnpack(gm) -> int:
     (1, rest, 1, K) and the 4-D mean. sum.dim_IntList (no XNNPACK config) of a float tensor: the same with a
     row of ones, or the mean times K. Why two forms (int8, measured): a GroupNorm's statistics over 16,384
     values as the linear came out wrong from XNNPACK (cosine 0.57 on a small U-Net, 0.999 simulated; the
-    pooled mean: 0.995), while a transformer block's layer norms over 16 values lost accuracy as pooled
+    pooled mean: 0.995), while a transformer block's layer norms over 32 values lost accuracy as pooled
     means (a ViT block of width 32 on digits: cosine 0.9878, against above 0.99 as the linear)."""
     import torch
 

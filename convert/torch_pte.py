@@ -302,7 +302,7 @@ def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
             stage = "trial run"
             trial_run(buffer, examples, io_quant)
         except Exception as e:
-            errors.append(f"{dict(LOWERING_MODES)[mode]}: {stage}: {error_line(e)}")
+            errors.append((dict(LOWERING_MODES)[mode], f"{stage}: {error_line(e)}"))
             if first_error is None:
                 first_error = f"{stage}: {error_line(e)}"
             continue
@@ -315,8 +315,9 @@ def lower_with_fallback(program, examples, io_quant=None) -> tuple[bytes, dict]:
         return bytes(buffer), delegation
     raise ConversionError(
         f"ExecuTorch lowering failed: {first_error}",
-        hint="the model did not lower with XNNPACK, per-op XNNPACK or portable kernels (" + "; ".join(errors[1:])
-        + "); try another recipe, or --to tflite",
+        hint="the model did not lower with XNNPACK, per-op XNNPACK or portable kernels"
+        + "".join(f"; {mode}: {why[:160]}" for mode, why in errors[1:] if why != first_error)  # what else each said
+        + "; try another recipe, or --to tflite",
     )
 
 

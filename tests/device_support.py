@@ -171,16 +171,16 @@ class SSHTestServer:
         return cfg
 
 
-def segfault_when_running(binary: str, marker: Path, sent: list[int], settle: float = 0.2):
+def segfault_when_running(binary: str, marker: Path, sent: list[int], settle: float = 0.2, within: float = 120):
     """A started daemon thread that finds the process running BINARY (its argv[0] ends so) with
     MARKER among its arguments, through /proc, waits SETTLE seconds (inside its timed loop by then)
     and sends it SIGSEGV: a crash planted from outside in the real runner, not a mock of one. The
-    pid goes into SENT; nothing is sent if no such process shows up within 120 s."""
+    pid goes into SENT; nothing is sent if no such process shows up WITHIN seconds."""
     import signal
     import threading
 
     def watch():
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + within
         while not sent and time.monotonic() < deadline:
             for proc in Path("/proc").iterdir():
                 try:

@@ -13,6 +13,7 @@ mocked."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -36,7 +37,9 @@ def test_a_converter_crash_fails_its_artifact_and_keeps_the_others(gru_keras, tm
 
     out, sent = tmp_path / "b", []
     # the int8 conversion's child is the only one (no rewrite trials): it is the one that dies
-    segfault_when_running("python", Path("edgeship.convert.keras_tflite"), sent, settle=1.0)
+    # the child runs sys.executable (.venv/bin/python3 under scripts/test, .venv/bin/python by hand)
+    segfault_when_running(Path(sys.executable).name, Path("edgeship.convert.keras_tflite"), sent, settle=1.0,
+                          within=1200)
     r = CliRunner().invoke(cli, ["export", gru_keras, "--to", "tflite", "--quant", "fp32,int8", "--calib",
                                  "digits:train", "--calib-samples", "32", "--eval", "digits:test", "--cle", "off",
                                  "--bias-correction", "off", "--out", str(out)])

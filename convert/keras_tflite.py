@@ -118,15 +118,24 @@ def unrolled(keras_model) -> tuple[object, list[str]]:
                 with_unroll(inner["config"], layer.name)
         return layer.__class__.from_config(config)  # what clone_model does by default, with the config changed
 
-    if not any(type(inner).__name__ in RECURRENT for layer in getattr(keras_model, "layers", [])
+    if not any(type(inner).__name__ in RECURRENT for layer in _all_layers(keras_model)
                for inner in (layer, getattr(layer, "forward_layer", None), getattr(layer, "layer", None))):
         return keras_model, []
-    try:
-        twin = keras.models.clone_model(keras_model, clone_function=clone)
+    try:  # recursive: a recurrent layer inside a nested Functional or Sequential model is unrolled too
+        twin = keras.models.clone_model(keras_model, clone_function=clone, recursive=True)
         twin.set_weights(keras_model.get_weights())
     except Exception:  # noqa: BLE001 - a model Keras cannot clone keeps its loops (and its converter's fate)
         return keras_model, []
     return twin, sorted(set(names))
+
+
+def _all_layers(keras_model) -> list:
+    """Every layer of the model, those of nested models included (depth first)."""
+    found = []
+    for layer in getattr(keras_model, "layers", []):
+        found.append(layer)
+        found.extend(_all_layers(layer))
+    return found
 
 
 def _save_static(model, input_keys: list[str], directory: str, tf) -> list[str]:

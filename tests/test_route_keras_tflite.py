@@ -219,3 +219,29 @@ def test_int8_of_a_bidirectional_lstm_unrolls_it_and_converts(tmp_path):
     for i in range(32, 40):
         assert cosine(runner.run([x[i : i + 1]])[0], model.run([x[i : i + 1]])[0]) > 0.99
     assert km.layers[1].forward_layer.unroll is False  # the user's model is left as it was
+
+
+def test_int8_unrolls_a_recurrent_layer_inside_a_nested_model(tmp_path):
+    """The unroll looked at the top level only: a GRU inside a nested Sequential kept its WHILE loop (and
+    TensorFlow's calibrator its crash). The clone is recursive now."""
+    import keras
+
+    from edgeship.data import Dataset
+    from edgeship.model import IOSpec, Model, TensorSpec
+
+    keras.utils.set_random_seed(0)
+    encoder = keras.Sequential([keras.Input((10, 4)), keras.layers.GRU(8)], name="encoder")
+    seq = keras.Input((10, 4), name="seq")
+    km = keras.Model(seq, keras.layers.Dense(3)(encoder(seq)))
+    model = Model("nested", "keras", "keras", "nested", "nested", km,
+                  IOSpec([TensorSpec("seq", (1, 10, 4))], [TensorSpec("y", (1, 3))]),
+                  lambda xs: [np.asarray(km(xs[0]))])
+    x = np.random.default_rng(1).standard_normal((40, 10, 4)).astype(np.float32)
+    path = tmp_path / "nested.int8.tflite"
+    result = convert(model, "int8", path, Dataset("x", [x[:32]], model.io.inputs))
+    assert any(w.startswith("unrolled for int8:") and "gru" in w for w in result.warnings), result.warnings
+    assert not any("WHILE" in w for w in result.warnings if "delegated" in w)
+    runner = Runner(str(path))
+    for i in range(32, 40):
+        assert cosine(runner.run([x[i : i + 1]])[0], model.run([x[i : i + 1]])[0]) > 0.99
+    assert encoder.layers[0].unroll is False  # the user's model is left as it was

@@ -15,6 +15,14 @@ delegated share, p50, the worst output's cosine and SNR against the float model,
     twoio      two inputs, two outputs, 'meta'     crnn      Conv2d on a spectrogram, bidirectional nn.GRU
     l2norm     adaptive pool + F.normalize         kconv1d   Keras Embedding, Conv1D, GlobalMaxPooling1D
     klstm      Keras Bidirectional(LSTM)           kcnn      Keras SeparableConv2D, UpSampling2D, Concatenate, swish
+
+A second ten (a later probe):
+
+    tcn        weight-norm Conv1d, stride+dilation, PReLU   shufflenet channel shuffle, chunk, Hardswish, SE/Hardsigmoid
+    mixer      MLP-Mixer: einsum token mixing, tanh GELU    swin       roll-shifted windows, rel-pos bias gather, q @ k^T
+    yolohead   box decode: meshgrid, sigmoid, exp; 2 outs   deconv     ConvTranspose2d, InstanceNorm2d, LeakyReLU, Tanh
+    kdeconv    Keras Conv2DTranspose, BN, LeakyReLU, tanh   ktextcausal Keras int ids, pos Embedding, causal MHA, gelu
+    kpreproc   Keras Rescaling, Normalization, ReLU6, Add   kgrutd     Keras Conv1D, GRU(seq), TimeDistributed(Dense)
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "models" / "unseen"
-MODELS = ("superres", "unet", "convnext", "gpt", "twoio", "crnn", "l2norm", "kconv1d", "klstm", "kcnn")
+MODELS = ("superres", "unet", "convnext", "gpt", "twoio", "crnn", "l2norm", "kconv1d", "klstm", "kcnn",
+          "tcn", "shufflenet", "mixer", "swin", "yolohead", "deconv", "kdeconv", "ktextcausal", "kpreproc", "kgrutd")
 FORMATS, RECIPES = ("tflite", "pte", "onnx"), ("fp32", "int8")
 EDGESHIP = [sys.executable, "-m", "edgeship"]
 

@@ -47,3 +47,47 @@ def klstm_calib():
 def kcnn_calib():
     r = _rng(10)
     for _ in range(N): yield _smooth_img(r, 3, 64, 64).transpose(1, 2, 0)
+
+def tcn_calib():
+    r = _rng(11)
+    t = np.arange(4000, dtype=np.float32) / 8000
+    for _ in range(N):
+        f0 = r.uniform(100, 600)
+        w = sum(r.uniform(0.05, 0.3) * np.sin(2 * np.pi * f0 * k * t + r.uniform(0, 6.3)) for k in (1, 2, 3))
+        yield (w * np.exp(-t * r.uniform(0, 4)) + 0.01 * r.standard_normal(4000)).astype(np.float32)[None]
+
+def shufflenet_calib():
+    r = _rng(12)
+    for _ in range(N): yield _smooth_img(r, 3, 64, 64)
+
+def mixer_calib():
+    r = _rng(13)
+    for _ in range(N): yield _smooth_img(r, 3, 64, 64)
+
+def swin_calib():
+    r = _rng(14)
+    for _ in range(N): yield _smooth_img(r, 3, 32, 32)
+
+def yolohead_calib():
+    r = _rng(15)
+    for _ in range(N): yield np.clip(_smooth_img(r, 3, 64, 64) * 0.25 + 0.5, 0, 1)
+
+def deconv_calib():
+    r = _rng(16)
+    for _ in range(N): yield np.clip(_smooth_img(r, 3, 64, 64) * 0.5, -1, 1)
+
+def kdeconv_calib():
+    r = _rng(17)
+    for _ in range(N): yield np.clip(_smooth_img(r, 3, 64, 64) * 0.5, -1, 1).transpose(1, 2, 0)
+
+def ktextcausal_calib():
+    r = _rng(18)
+    for _ in range(N): yield r.integers(0, 1000, (64,)).astype(np.int32)
+
+def kpreproc_calib():
+    r = _rng(19)
+    for _ in range(N): yield np.clip(_smooth_img(r, 3, 64, 64) * 50 + 128, 0, 255).round().transpose(1, 2, 0)
+
+def kgrutd_calib():
+    r = _rng(20)
+    for _ in range(N): yield np.cumsum(r.standard_normal((50, 12)), 0).astype(np.float32) * 0.3

@@ -64,7 +64,7 @@ def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: b
                      f"int8 I/O applies to the int8 recipe only; the {recipe.name} artifact keeps float I/O")
     with quiet(verbose), tempfile.TemporaryDirectory(prefix="edgeship-onnx-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        write(proto, fp32)
+        write(own_biases(proto) if recipe.name in ("int8", "int16x8") else proto, fp32)
         try:
             if recipe.name == "fp32":
                 result = proto
@@ -88,6 +88,50 @@ def apply_recipe(proto, recipe, calib, out_path: Path, int8_io: bool, verbose: b
         write(result, out_path)
     trial_load(out_path)
     return step, notes
+
+
+BIAS_OPS = ("Conv", "ConvTranspose", "Gemm", "InstanceNormalization", "LayerNormalization", "BatchNormalization")
+
+
+def own_biases(proto):
+    """A copy of `proto` in which every node's bias (input 2 of the ops whose bias quantize_static turns
+    into int32 at the node's own scale) is an initializer of its own. quantize_static duplicates a shared
+    bias itself, naming the copy the original name plus a number ('val_11' -> 'val_117'), checked against
+    the initializers only: the exporter's GroupNorm shares one InstanceNormalization bias across every
+    GroupNorm, and the copy took the name of a Sigmoid's output, leaving a model onnxruntime refuses to
+    load ("Incompatible dimensions"). Here the copies get names no tensor of the graph has."""
+    import onnx
+
+    initializers = {t.name: t for t in proto.graph.initializer}
+    uses: dict[str, int] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    shared = [(node, node.input[2]) for node in proto.graph.node
+              if node.op_type in BIAS_OPS and len(node.input) > 2 and uses.get(node.input[2], 0) > 1
+              and node.input[2] in initializers]
+    if not shared:
+        return proto
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    taken = set(initializers) | {o for n in proto.graph.node for o in n.output} | set(uses)
+    taken |= {v.name for v in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info)}
+    nodes = {n.name: n for n in out.graph.node}
+    for node, bias in shared:
+        name, k = f"{bias}__bias_of_{node.name}", 0
+        while name in taken:
+            k += 1
+            name = f"{bias}__bias_of_{node.name}_{k}"
+        taken.add(name)
+        copy = out.graph.initializer.add()
+        copy.CopyFrom(initializers[bias])
+        copy.name = name
+        nodes[node.name].input[2] = name
+    still_used = {i for n in out.graph.node for i in n.input} | {o.name for o in out.graph.output}
+    keep = [t for t in out.graph.initializer if t.name in still_used]
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(keep)
+    return out
 
 
 def _dynamic(proto, tmp: Path, onnx):

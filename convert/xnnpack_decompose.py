@@ -6,6 +6,10 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
 
   layer norm         no config      -> mean / sub / mul / rsqrt / add, the means with keepdim
   group norm         no config      -> the same per group, on a (N, groups, rest) view
+  instance norm      to_edge: a batch norm over (1, N*C, ...) and `repeat`ed weights, no config
+                                    -> the same per sample and channel, on a (N, C, rest) view
+  roll               to_edge: arange, fmod, index_select: no config
+                                    -> per dim, cat of two slices (stride 1)
   pow(x, n)          exponent 2 only -> products of x (n = 3, 4), sqrt, rsqrt, 1 / x
   cat with an empty input (a cache that starts empty), alias
                      refused    -> the cat of the rest, or the one input left; the alias's input
@@ -277,6 +281,73 @@ def group_norm_decompose(gm) -> int:
         if bias is not None:
             out = b(aten.add.Tensor, out, b(aten.view.default, bias, per_channel))
         _replace_norm(gm, node, out, native)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def instance_norm_decompose(gm) -> int:
+    """instance_norm with the input's own statistics (InstanceNorm1d/2d/3d, track_running_stats off: style
+    transfer, image-to-image generators, audio front ends) -> per sample and channel, as layer norm over a
+    (N, C, rest) view, * w + b per channel. to_edge writes it as a batch norm over a (1, N*C, ...) view with
+    the weights `repeat`ed N times, neither of which XNNPACK takes. An instance norm with running statistics
+    (use_input_stats False) is a batch norm and stays."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.instance_norm.default):
+        x, weight, bias = node.args[0], _arg(node, 1, "weight"), _arg(node, 2, "bias")
+        use_input_stats, eps = _arg(node, 5, "use_input_stats", True), _arg(node, 7, "eps", 1e-5)
+        val = _val(x)
+        if not use_input_stats or not _static(val) or not val.is_floating_point() or val.dim() < 3:
+            continue
+        n, c = val.shape[0], val.shape[1]
+        b = _Builder(gm, node)
+        rows = b(aten.view.default, x, [n, c, val.numel() // (n * c)])
+        out = b(aten.view.default, _normalized_last_dim(b, rows, eps, val.dtype), list(val.shape))
+        per_channel = [1, c] + [1] * (val.dim() - 2)
+        if weight is not None:
+            out = b(aten.mul.Tensor, out, b(aten.view.default, weight, per_channel))
+        if bias is not None:
+            out = b(aten.add.Tensor, out, b(aten.view.default, bias, per_channel))
+        _replace(gm, node, out)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def roll_as_slices(gm) -> int:
+    """roll(x, shifts, dims) -> per rolled dim, cat of its last `shift` elements and the rest (two slices of
+    stride 1); with no dims, the same on the flattened tensor, viewed back (shifted-window attention,
+    circular padding). to_edge writes roll as arange, fmod and index_select, which XNNPACK refuses."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.roll.default):
+        x, shifts, dims = node.args[0], _arg(node, 1, "shifts"), _arg(node, 2, "dims", [])
+        val = _val(x)
+        shifts = [shifts] if isinstance(shifts, int) else list(shifts)
+        dims = [dims] if isinstance(dims, int) else list(dims or [])
+        if not _static(val) or not all(isinstance(v, int) for v in shifts + dims) or \
+                (dims and len(dims) != len(shifts)) or (not dims and len(shifts) != 1) or val.dim() == 0:
+            continue
+        b = _Builder(gm, node)
+        out, shape = x, list(val.shape)
+        if not dims:
+            out, shape, dims = b(aten.view.default, x, [val.numel()]), [val.numel()], [0]
+        for shift, dim in zip(shifts, dims):
+            dim %= len(shape)
+            size = shape[dim]
+            cut = size - shift % size if size else 0
+            if cut in (0, size):
+                continue
+            out = b(aten.cat.default, [b(aten.slice.Tensor, out, dim, cut, size), b(aten.slice.Tensor, out, dim, 0, cut)],
+                    dim)
+        if out is x:
+            out = b(aten.view.default, x, list(val.shape))
+        elif len(shape) != val.dim():
+            out = b(aten.view.default, out, list(val.shape))
+        _replace(gm, node, out)
         changed += 1
     return _finish(gm, changed)
 
@@ -1319,6 +1390,8 @@ PASSES = {
     "conv1d as conv2d": conv1d_as_conv2d,
     "layer norm decomposed": layer_norm_decompose,
     "group norm decomposed": group_norm_decompose,
+    "instance norm decomposed": instance_norm_decompose,
+    "roll as slices": roll_as_slices,
     "masked safe softmax as softmax with a finite bias": masked_softmax,
     "safe softmax as softmax": safe_softmax_to_softmax,
     "bool mask as 0/1 float": bool_mask_as_float,

@@ -161,6 +161,29 @@ class Normalized(nn.Module):  # F.normalize: linalg_vector_norm, clamp_min, expa
         return self.b(h) + torch.linalg.vector_norm(h, 1, dim=-1, keepdim=True)
 
 
+class InstanceNormed(nn.Module):  # InstanceNorm2d with and without affine (a generator's blocks)
+    def __init__(self):
+        super().__init__()
+        self.a, self.norm, self.b, self.plain = nn.Conv2d(3, 8, 3, padding=1), nn.InstanceNorm2d(8, affine=True), \
+            nn.Conv2d(8, 4, 3, padding=1), nn.InstanceNorm2d(4)
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 2.0)
+            self.norm.bias.uniform_(-1.0, 1.0)
+
+    def forward(self, x):
+        return self.plain(self.b(torch.relu(self.norm(self.a(x)))))
+
+
+class Rolled(nn.Module):  # shifted windows: roll over two dims, a negative shift, and a flat roll
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = torch.roll(torch.relu(self.a(x)), shifts=(2, -3), dims=(2, 3))
+        return torch.roll(self.b(y), 5) + torch.roll(self.b(y), shifts=8, dims=1)
+
+
 CASES = {  # model, input, pass, ops it removes
     "layer_norm": (LayerNormNet, (1, 5, 8), xnnpack_decompose.layer_norm_decompose,
                    {aten.layer_norm.default, aten.native_layer_norm.default}),
@@ -179,6 +202,9 @@ CASES = {  # model, input, pass, ops it removes
     "fills": (MaskedRecurrence, (1, 6, 4), xnnpack_decompose.fills_as_constants, {aten.zeros.default}),
     "group_norm": (GroupNormConv, (1, 1, 40), xnnpack_decompose.group_norm_decompose,
                    {aten.group_norm.default, aten.native_group_norm.default}),
+    "instance_norm": (InstanceNormed, (2, 3, 6, 6), xnnpack_decompose.instance_norm_decompose,
+                      {aten.instance_norm.default}),
+    "roll": (Rolled, (1, 3, 6, 7), xnnpack_decompose.roll_as_slices, {aten.roll.default}),
     "pow": (TanhGelu, (1, 5, 8), xnnpack_decompose.pow_as_muls, {aten.pow.Tensor_Scalar}),
     "empty_cat": (EmptyCache, (1, 5, 8), xnnpack_decompose.empty_cat_and_alias_dropped,
                   {aten.cat.default, aten.alias.default}),

@@ -10,6 +10,9 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
                                     -> the same per sample and channel, on a (N, C, rest) view
   roll               to_edge: arange, fmod, index_select: no config
                                     -> per dim, cat of two slices (stride 1)
+  hardsigmoid, elu, selu, celu, softplus, mish, log_sigmoid, log_softmax
+                     int64 scalars cast to float, where, expm1, log1p: refused
+                                    -> relu, exp, log, abs, min, hardtanh, amax, sum (exact rewrites)
   pow(x, n)          exponent 2 only -> products of x (n = 3, 4), sqrt, rsqrt, 1 / x
   cat with an empty input (a cache that starts empty), alias
                      refused    -> the cat of the rest, or the one input left; the alias's input
@@ -599,13 +602,16 @@ def select_to_slice(gm) -> int:
 
 
 def scalar_ops_to_tensor(gm) -> int:
-    """mul/add/sub/div.Scalar(x, s) -> the .Tensor op with a one-element constant of x's dtype (rsub: s - x)
-    (to_edge already turns a .Tensor op's Python-number operand into a tensor; not a .Scalar op's)."""
+    """mul/add/sub/div.Scalar(x, s), and the .Tensor ops given a Python number s -> the .Tensor op with a
+    one-element constant of x's dtype (rsub: s - x)."""
     import torch
 
     aten = torch.ops.aten
     pairs = {aten.mul.Scalar: aten.mul.Tensor, aten.add.Scalar: aten.add.Tensor,
              aten.sub.Scalar: aten.sub.Tensor, aten.div.Scalar: aten.div.Tensor, aten.rsub.Scalar: aten.sub.Tensor}
+    # a .Tensor op given a Python int (softsign's `1 + |x|`): to_edge makes the int an int64 scalar tensor and a
+    # dtype cast, which XNNPACK refuses
+    pairs.update({op: op for op in (aten.mul.Tensor, aten.add.Tensor, aten.sub.Tensor, aten.div.Tensor)})
     changed = 0
     for node in _calls(gm, *pairs):
         if len(node.args) != 2 or node.kwargs:  # alpha, rounding_mode: leave them
@@ -618,6 +624,94 @@ def scalar_ops_to_tensor(gm) -> int:
         const = b.constant(torch.tensor([float(s)], dtype=vx.dtype), "scalar")
         args = (const, x) if node.target == aten.rsub.Scalar else (x, const)  # rsub(x, s) = s - x
         _replace(gm, node, b(pairs[node.target], *args))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def activations_as_xnnpack_ops(gm) -> int:  # noqa: C901 - one branch per activation
+    """Activations XNNPACK has no kernel for, written with the ones it has (exact up to float rounding):
+      hardsigmoid(x)           -> hardtanh(x / 6 + 1/2, 0, 1)
+      elu, selu, celu          -> scale * (relu(x) + alpha * (exp(min(x, 0) * input_scale) - 1))
+      softplus(x, beta)        -> (relu(bx) + log(1 + exp(-|bx|))) / beta (stable; past torch's threshold the two
+                                  differ by log(1 + exp(-threshold)) / beta, under 3e-9 at the default 20)
+      mish(x)                  -> x * tanh(softplus(x))
+      log_sigmoid(x)           -> min(x, 0) - log(1 + exp(-|x|))
+      log_softmax(x, dim)      -> x - m - log(sum(exp(x - m))), m = amax(x, dim) (the sum and amax then go
+                                  through `mean for XNNPACK` and `max as 4-D keepdim`)
+    to_edge writes these with int64 scalars cast to float, comparisons, where, expm1 and log1p, none of which
+    XNNPACK takes, so each activation split its graph in two."""
+    import operator
+
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    targets = {aten.hardsigmoid.default, aten.elu.default, aten.selu.default, aten.celu.default,
+               aten.softplus.default, aten.mish.default, aten.log_sigmoid.default, aten.log_sigmoid_forward.default,
+               aten.log_softmax.int, aten._log_softmax.default}
+    for node in list(_calls(gm, *targets)):
+        x = node.args[0]
+        vx = _val(x)
+        if not _static(vx) or not vx.is_floating_point() or any(isinstance(a, torch.fx.Node) for a in node.args[1:]):
+            continue
+        b = _Builder(gm, node)
+
+        def c(value, hint="act"):
+            return b.constant(torch.tensor([float(value)], dtype=vx.dtype), hint)
+
+        def softplus_of(y):  # relu(y) + log(1 + exp(-|y|))
+            tail = b(aten.log.default, b(aten.add.Tensor, b(aten.exp.default, b(aten.neg.default, b(aten.abs.default, y))),
+                                           c(1.0)))
+            return b(aten.add.Tensor, b(aten.relu.default, y), tail)
+
+        t = node.target
+        if t == aten.hardsigmoid.default:
+            out = b(aten.hardtanh.default, b(aten.add.Tensor, b(aten.mul.Tensor, x, c(1 / 6)), c(0.5)), 0.0, 1.0)
+        elif t in (aten.elu.default, aten.selu.default, aten.celu.default):
+            if t == aten.selu.default:
+                alpha, scale, input_scale = 1.6732632423543772, 1.0507009873554805, 1.0
+            elif t == aten.celu.default:
+                alpha = float(_arg(node, 1, "alpha", 1.0))
+                scale, input_scale = 1.0, 1.0 / alpha
+            else:
+                alpha, scale = float(_arg(node, 1, "alpha", 1.0)), float(_arg(node, 2, "scale", 1.0))
+                input_scale = float(_arg(node, 3, "input_scale", 1.0))
+            neg = b(aten.minimum.default, x, c(0.0))
+            if input_scale != 1.0:
+                neg = b(aten.mul.Tensor, neg, c(input_scale))
+            out = b(aten.add.Tensor, b(aten.relu.default, x),
+                    b(aten.mul.Tensor, b(aten.sub.Tensor, b(aten.exp.default, neg), c(1.0)), c(alpha)))
+            if scale != 1.0:
+                out = b(aten.mul.Tensor, out, c(scale))
+        elif t == aten.softplus.default:
+            beta = float(_arg(node, 1, "beta", 1.0))
+            out = softplus_of(b(aten.mul.Tensor, x, c(beta)) if beta != 1.0 else x)
+            if beta != 1.0:
+                out = b(aten.mul.Tensor, out, c(1.0 / beta))
+        elif t == aten.mish.default:
+            out = b(aten.mul.Tensor, x, b(aten.tanh.default, softplus_of(x)))
+        elif t in (aten.log_softmax.int, aten._log_softmax.default):
+            dim = node.args[1] % vx.dim()
+            if (t == aten.log_softmax.int and _arg(node, 2, "dtype") is not None) or \
+                    (t == aten._log_softmax.default and node.args[2]):
+                continue  # a dtype change: leave it
+            shifted = b(aten.sub.Tensor, x, b(aten.amax.default, x, [dim], True))
+            total = b(aten.sum.dim_IntList, b(aten.exp.default, shifted), [dim], True)
+            out = b(aten.sub.Tensor, shifted, b(aten.log.default, total))
+        else:  # log_sigmoid (log_sigmoid_forward returns (output, buffer): only output 0 may be used)
+            if t == aten.log_sigmoid_forward.default:
+                if any(u.target is not operator.getitem or u.args[1] != 0 for u in node.users):
+                    continue
+            out = b(aten.sub.Tensor, b(aten.minimum.default, x, c(0.0)),
+                    b(aten.log.default, b(aten.add.Tensor, b(aten.exp.default, b(aten.neg.default, b(aten.abs.default, x))),
+                                          c(1.0))))
+            if t == aten.log_sigmoid_forward.default:
+                for user in list(node.users):
+                    _replace(gm, user, out)
+                gm.graph.erase_node(node)
+                changed += 1
+                continue
+        _replace(gm, node, out)
         changed += 1
     return _finish(gm, changed)
 
@@ -1389,6 +1483,7 @@ def constants_row_major(gm) -> int:
 PASSES = {
     "conv1d as conv2d": conv1d_as_conv2d,
     "layer norm decomposed": layer_norm_decompose,
+    "activations as XNNPACK ops": activations_as_xnnpack_ops,
     "group norm decomposed": group_norm_decompose,
     "instance norm decomposed": instance_norm_decompose,
     "roll as slices": roll_as_slices,

@@ -184,6 +184,18 @@ class Rolled(nn.Module):  # shifted windows: roll over two dims, a negative shif
         return torch.roll(self.b(y), 5) + torch.roll(self.b(y), shifts=8, dims=1)
 
 
+class Activations(nn.Module):  # every activation the pass rewrites, and softsign's Python-int `1 + |x|`
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(80, 4)
+
+    def forward(self, x):
+        y = self.a(x) * 4.0
+        outs = [F.hardsigmoid(y), F.elu(y), F.selu(y), F.celu(y, 0.5), F.softplus(y, beta=2.0), F.mish(y),
+                F.logsigmoid(y), F.softsign(y), F.log_softmax(y, -1), F.elu(y, alpha=0.3)]
+        return self.b(torch.cat(outs, -1))
+
+
 CASES = {  # model, input, pass, ops it removes
     "layer_norm": (LayerNormNet, (1, 5, 8), xnnpack_decompose.layer_norm_decompose,
                    {aten.layer_norm.default, aten.native_layer_norm.default}),
@@ -204,6 +216,9 @@ CASES = {  # model, input, pass, ops it removes
                    {aten.group_norm.default, aten.native_group_norm.default}),
     "instance_norm": (InstanceNormed, (2, 3, 6, 6), xnnpack_decompose.instance_norm_decompose,
                       {aten.instance_norm.default}),
+    "activations": (Activations, (1, 5, 8), xnnpack_decompose.activations_as_xnnpack_ops,
+                    {aten.hardsigmoid.default, aten.elu.default, aten.selu.default, aten.celu.default,
+                     aten.softplus.default, aten.mish.default, aten.log_sigmoid.default, aten.log_softmax.int}),
     "roll": (Rolled, (1, 3, 6, 7), xnnpack_decompose.roll_as_slices, {aten.roll.default}),
     "pow": (TanhGelu, (1, 5, 8), xnnpack_decompose.pow_as_muls, {aten.pow.Tensor_Scalar}),
     "empty_cat": (EmptyCache, (1, 5, 8), xnnpack_decompose.empty_cat_and_alias_dropped,
@@ -442,3 +457,16 @@ def test_a_permuted_constant_is_stored_row_major_and_the_pte_runs(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(Runner(tmp_path / "m.pte").run([x.numpy()])[0]), model(x),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_activations_and_python_int_operands_delegate_whole():
+    """All the passes (prepare_for_xnnpack) on the activations model: one partition, no op left to the
+    portable kernels (each activation had split the graph, and softsign's `1 + |x|` left an int64 cast)."""
+    torch.manual_seed(0)
+    model, x = Activations().eval(), torch.randn(1, 5, 8)
+    program, _ = xnnpack_passes.prepare_for_xnnpack(torch.export.export(model, (x,)), [x])
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), rtol=1e-5, atol=1e-5)
+    edge, _ = xnnpack_passes.lower_guarded(program, lambda p, names: torch_pte._lower(p, "xnnpack", None, names))
+    counts = torch_pte.count_delegation(edge.exported_program())
+    assert counts["partitions"] == 1 and counts["coverage"] == 1.0, counts

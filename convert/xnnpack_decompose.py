@@ -8,6 +8,9 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
   group norm         no config      -> the same per group, on a (N, groups, rest) view
   instance norm      to_edge: a batch norm over (1, N*C, ...) and `repeat`ed weights, no config
                                     -> the same per sample and channel, on a (N, C, rest) view
+  pools              1-d pools (unsqueeze/squeeze copies), adaptive pools, avg_pool2d counting its padding
+                                    -> 2-d avg/max pools on (N, C, 1, L) views, kernel = stride = in / out,
+                                       explicit zero padding
   roll               to_edge: arange, fmod, index_select: no config
                                     -> per dim, cat of two slices (stride 1)
   hardsigmoid, elu, selu, celu, softplus, mish, log_sigmoid, log_softmax
@@ -712,6 +715,108 @@ def activations_as_xnnpack_ops(gm) -> int:  # noqa: C901 - one branch per activa
                 changed += 1
                 continue
         _replace(gm, node, out)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def _pair(v, fill):
+    """A pool argument ([k], k, [] or None) as a list of one int; `fill` where it is empty."""
+    if v is None or (isinstance(v, (list, tuple)) and not v):
+        return [fill] if isinstance(fill, int) else list(fill)
+    return [int(v)] if isinstance(v, int) else [int(a) for a in v]
+
+
+def pooling_as_2d_pools(gm) -> int:  # noqa: C901 - one branch per pool
+    """Pools in the forms XNNPACK's avg_pool2d / max_pool2d take:
+      avg/max/adaptive pool 1-d on (N, C, L)   -> the 2-d pool on a (N, C, 1, L) view, viewed back (to_edge
+                                                 wrapped it in unsqueeze / squeeze copies, or refused it)
+      adaptive avg/max pool 2-d, output dividing the input
+                                              -> avg/max pool with kernel = stride = input / output
+                                                 (adaptive_max_pool is not core ATen: the lowering failed)
+      avg_pool2d with padding, counting it     -> zero padding, then the pool without it (XNNPACK counts no pad)
+    Each only where the shapes are static and, for the max pools, the indices are unused."""
+    import operator
+
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+
+    def only_values_used(node) -> bool:  # a (values, indices) pool: no user of the indices
+        return all(u.target is operator.getitem and (u.args[1] == 0 or not u.users) for u in node.users)
+
+    def replace_values(node, out) -> None:  # a (values, indices) pool's getitem(0) users by `out`
+        for user in list(node.users):
+            if user.args[1] == 0:
+                _replace(gm, user, out)
+            else:
+                gm.graph.erase_node(user)
+        gm.graph.erase_node(node)
+
+    def pool2d(b, kind, x, shape, kernel, stride, padding, dilation=(1, 1), ceil=False, include_pad=True):
+        """The 2-d pool on x (of 4-d `shape`): XNNPACK's form (padding counted as zeros made explicit)."""
+        if kind == "avg":
+            if any(padding) and include_pad and not ceil:
+                x = b(aten.constant_pad_nd.default, x, [padding[1], padding[1], padding[0], padding[0]], 0.0)
+                padding = [0, 0]
+            return b(aten.avg_pool2d.default, x, list(kernel), list(stride), list(padding), ceil, include_pad)
+        return b(aten.max_pool2d.default, x, list(kernel), list(stride), list(padding), list(dilation), ceil)
+
+    one_d = {aten.avg_pool1d.default: "avg", aten.max_pool1d.default: "max", aten.adaptive_avg_pool1d.default: "aavg",
+             aten.adaptive_max_pool1d.default: "amax"}
+    two_d = {aten.adaptive_avg_pool2d.default: "aavg", aten.adaptive_max_pool2d.default: "amax",
+             aten.avg_pool2d.default: "avg"}
+    for node in list(_calls(gm, *one_d, *two_d)):
+        x, kind = node.args[0], one_d.get(node.target) or two_d[node.target]
+        vi = _val(x)
+        flat = node.target in one_d
+        if not _static(vi) or not vi.is_floating_point() or vi.dim() != (3 if flat else 4):
+            continue
+        if kind == "amax" and not only_values_used(node):
+            continue
+        n, c = vi.shape[0], vi.shape[1]
+        h, w = (1, vi.shape[2]) if flat else (vi.shape[2], vi.shape[3])
+        if kind in ("aavg", "amax"):
+            out_hw = [1] + _pair(node.args[1], 1) if flat else _pair(node.args[1], [1, 1])
+            if len(out_hw) == 1:
+                out_hw = out_hw * 2
+            oh, ow = (h if out_hw[0] is None else out_hw[0]), (w if out_hw[1] is None else out_hw[1])
+            if not oh or not ow or h % oh or w % ow or (not flat and kind == "aavg" and oh == ow == 1):
+                continue  # uneven windows; a global average already lowers as a mean
+            kernel = stride = [h // oh, w // ow]
+            args = dict(kernel=kernel, stride=stride, padding=[0, 0])
+            kind = kind[1:]
+        elif flat:
+            k = _pair(_arg(node, 1, "kernel_size"), 1)[0]
+            st = _pair(_arg(node, 2, "stride"), k)[0]
+            pd = _pair(_arg(node, 3, "padding", 0), 0)[0]
+            if kind == "avg":
+                args = dict(kernel=[1, k], stride=[1, st], padding=[0, pd], ceil=bool(_arg(node, 4, "ceil_mode", False)),
+                            include_pad=bool(_arg(node, 5, "count_include_pad", True)))
+            else:
+                dl = _pair(_arg(node, 4, "dilation", 1), 1)[0]
+                args = dict(kernel=[1, k], stride=[1, st], padding=[0, pd], dilation=[1, dl],
+                            ceil=bool(_arg(node, 5, "ceil_mode", False)))
+        else:  # avg_pool2d: only where XNNPACK refuses it for its counted padding
+            padding = _pair(_arg(node, 3, "padding", 0), [0, 0])
+            padding = padding * 2 if len(padding) == 1 else padding
+            include_pad, ceil = bool(_arg(node, 5, "count_include_pad", True)), bool(_arg(node, 4, "ceil_mode", False))
+            if not any(padding) or not include_pad or ceil or _arg(node, 6, "divisor_override") is not None:
+                continue
+            kernel = _pair(node.args[1], 1)
+            kernel = kernel * 2 if len(kernel) == 1 else kernel
+            stride = _pair(_arg(node, 2, "stride"), kernel)
+            stride = stride * 2 if len(stride) == 1 else stride
+            args = dict(kernel=kernel, stride=stride, padding=padding)
+        b = _Builder(gm, node)
+        src = b(aten.view.default, x, [n, c, 1, w]) if flat else x
+        pooled = pool2d(b, kind, src, [n, c, h, w], **args)
+        vo = _val(pooled)
+        out = b(aten.view.default, pooled, [n, c, vo.shape[-1]]) if flat else pooled
+        if node.target in (aten.adaptive_max_pool1d.default, aten.adaptive_max_pool2d.default):
+            replace_values(node, out)
+        else:
+            _replace(gm, node, out)
         changed += 1
     return _finish(gm, changed)
 
@@ -1486,6 +1591,7 @@ PASSES = {
     "activations as XNNPACK ops": activations_as_xnnpack_ops,
     "group norm decomposed": group_norm_decompose,
     "instance norm decomposed": instance_norm_decompose,
+    "pooling as 2-D pools": pooling_as_2d_pools,
     "roll as slices": roll_as_slices,
     "masked safe softmax as softmax with a finite bias": masked_softmax,
     "safe softmax as softmax": safe_softmax_to_softmax,

@@ -196,6 +196,29 @@ class Activations(nn.Module):  # every activation the pass rewrites, and softsig
         return self.b(torch.cat(outs, -1))
 
 
+class Pools1d(nn.Module):  # an audio/text CNN's pools over time: avg, max with padding, adaptive avg and max
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv1d(3, 8, 3, padding=1), nn.Linear(8 * (8 + 8 + 4 + 1), 4)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        parts = [F.avg_pool1d(y, 2), F.max_pool1d(y, 3, 2, padding=1), F.adaptive_avg_pool1d(y, 4),
+                 F.adaptive_max_pool1d(y, 1)]
+        return self.head(torch.cat([p.flatten(1) for p in parts], 1))
+
+
+class Pools2d(nn.Module):  # adaptive pools to 2x2 and 1x1 (max), an average pool counting its padding
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8 * (4 + 1 + 16), 4)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        parts = [F.adaptive_avg_pool2d(y, 2), F.adaptive_max_pool2d(y, 1), F.avg_pool2d(y, 3, 2, padding=1)]
+        return self.head(torch.cat([p.flatten(1) for p in parts], 1))
+
+
 CASES = {  # model, input, pass, ops it removes
     "layer_norm": (LayerNormNet, (1, 5, 8), xnnpack_decompose.layer_norm_decompose,
                    {aten.layer_norm.default, aten.native_layer_norm.default}),
@@ -219,6 +242,11 @@ CASES = {  # model, input, pass, ops it removes
     "activations": (Activations, (1, 5, 8), xnnpack_decompose.activations_as_xnnpack_ops,
                     {aten.hardsigmoid.default, aten.elu.default, aten.selu.default, aten.celu.default,
                      aten.softplus.default, aten.mish.default, aten.log_sigmoid.default, aten.log_softmax.int}),
+    "pools_1d": (Pools1d, (1, 3, 16), xnnpack_decompose.pooling_as_2d_pools,
+                 {aten.avg_pool1d.default, aten.max_pool1d.default, aten.adaptive_avg_pool1d.default,
+                  aten.adaptive_max_pool1d.default}),
+    "pools_2d": (Pools2d, (1, 3, 8, 8), xnnpack_decompose.pooling_as_2d_pools,
+                 {aten.adaptive_avg_pool2d.default, aten.adaptive_max_pool2d.default}),
     "roll": (Rolled, (1, 3, 6, 7), xnnpack_decompose.roll_as_slices, {aten.roll.default}),
     "pow": (TanhGelu, (1, 5, 8), xnnpack_decompose.pow_as_muls, {aten.pow.Tensor_Scalar}),
     "empty_cat": (EmptyCache, (1, 5, 8), xnnpack_decompose.empty_cat_and_alias_dropped,

@@ -201,8 +201,9 @@ def _arg(node, i, name, default=None):
 
 
 def layer_norm_decompose(gm) -> int:
-    """layer_norm / native_layer_norm over the last dim -> (x - mean) * rsqrt(var + eps) * w + b,
-    mean and var as mean.dim(-1, keepdim) (which `mean_for_xnnpack` turns into a linear)."""
+    """layer_norm / native_layer_norm over the last dim(s) -> (x - mean) * rsqrt(var + eps) * w + b,
+    mean and var as mean.dim(-1, keepdim) (which `mean_for_xnnpack` turns into a linear); over several
+    trailing dims, on a view that makes them one."""
     import operator
 
     import torch
@@ -214,13 +215,17 @@ def layer_norm_decompose(gm) -> int:
         weight, bias = _arg(node, 2, "weight"), _arg(node, 3, "bias")
         eps = _arg(node, 4, "eps", 1e-5)
         val = _val(x)
-        if not _static(val) or not val.is_floating_point() or len(shape) != 1 or val.shape[-1] != shape[0]:
+        if not _static(val) or not val.is_floating_point() or not shape or list(val.shape[-len(shape):]) != shape:
             continue
         native = node.target == aten.native_layer_norm.default
         if native and any(u.target is not operator.getitem or u.args[1] != 0 for u in node.users):
             continue  # mean / rstd outputs used: a training graph, leave it
         b = _Builder(gm, node)
-        out = _normalized_last_dim(b, x, eps, val.dtype)
+        if len(shape) == 1:
+            out = _normalized_last_dim(b, x, eps, val.dtype)
+        else:  # over several trailing dims (LayerNorm([C, H, W])): on a view with them as one
+            rows = b(aten.view.default, x, list(val.shape[: -len(shape)]) + [math.prod(shape)])
+            out = b(aten.view.default, _normalized_last_dim(b, rows, eps, val.dtype), list(val.shape))
         if weight is not None:
             out = b(aten.mul.Tensor, out, weight)
         if bias is not None:
@@ -354,6 +359,278 @@ def roll_as_slices(gm) -> int:
         elif len(shape) != val.dim():
             out = b(aten.view.default, out, list(val.shape))
         _replace(gm, node, out)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def rms_norm_decompose(gm) -> int:
+    """rms_norm(x, shape, w, eps) (nn.RMSNorm, F.rms_norm: LLaMA-style transformers) -> x * rsqrt(mean(x * x) +
+    eps) * w over the trailing dims of `shape` (eps None: the dtype's machine epsilon, as torch does).
+    to_edge left a mean over a non-4-D tensor and an add.Scalar, both refused."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.rms_norm.default):
+        x, shape = node.args[0], list(node.args[1])
+        weight, eps = _arg(node, 2, "weight"), _arg(node, 3, "eps")
+        val = _val(x)
+        if not _static(val) or not val.is_floating_point() or not shape or list(val.shape[-len(shape):]) != shape:
+            continue
+        eps = torch.finfo(val.dtype).eps if eps is None else float(eps)
+        b = _Builder(gm, node)
+        rows = x if len(shape) == 1 else b(aten.view.default, x, list(val.shape[: -len(shape)]) + [math.prod(shape)])
+        mean_sq = b(aten.mean.dim, b(aten.mul.Tensor, rows, rows), [-1], True)
+        eps_c = b.constant(torch.tensor([eps], dtype=val.dtype), "eps")
+        out = b(aten.mul.Tensor, rows, b(aten.rsqrt.default, b(aten.add.Tensor, mean_sq, eps_c)))
+        if len(shape) > 1:
+            out = b(aten.view.default, out, list(val.shape))
+        if weight is not None:
+            out = b(aten.mul.Tensor, out, weight)
+        _replace(gm, node, out)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def variance_as_means(gm) -> int:
+    """var / std over dims (AdaIN and hand-written norms) -> mean((x - mean(x))^2) * n / (n - correction), and its
+    sqrt for std; the means then go through `mean for XNNPACK`. to_edge left var.correction on portable kernels."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.var.dim, aten.var.correction, aten.std.dim, aten.std.correction):
+        x = node.args[0]
+        val = _val(x)
+        if not _static(val) or not val.is_floating_point() or val.dim() == 0:
+            continue
+        dims = _arg(node, 1, "dim")
+        dims = list(range(val.dim())) if dims is None else ([dims] if isinstance(dims, int) else list(dims))
+        dims = sorted(d % val.dim() for d in dims)
+        if node.target in (aten.var.dim, aten.std.dim):
+            correction, keep = (1 if _arg(node, 2, "unbiased", True) else 0), bool(_arg(node, 3, "keepdim", False))
+        else:
+            correction = node.kwargs.get("correction", 1 if len(node.args) < 3 else node.args[2])
+            correction = 1 if correction is None else correction
+            keep = bool(node.kwargs.get("keepdim", False if len(node.args) < 4 else node.args[3]))
+        n = math.prod(val.shape[d] for d in dims)
+        if not isinstance(correction, (int, float)) or n - correction <= 0:
+            continue
+        b = _Builder(gm, node)
+        centred = b(aten.sub.Tensor, x, b(aten.mean.dim, x, dims, True))
+        out = b(aten.mean.dim, b(aten.mul.Tensor, centred, centred), dims, keep)
+        if correction:
+            out = b(aten.mul.Tensor, out, b.constant(torch.tensor([n / (n - correction)], dtype=val.dtype), "bessel"))
+        if node.target in (aten.std.dim, aten.std.correction):
+            out = b(aten.sqrt.default, out)
+        _replace(gm, node, out)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def softmax_on_last_dim(gm) -> int:
+    """softmax over a dim that is not the last (spatial or channel attention maps, segmentation heads) ->
+    permute it last, softmax(-1), permute back: XNNPACK's softmax takes the last dim only."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.softmax.int, aten._softmax.default):
+        x, dim = node.args[0], node.args[1]
+        val = _val(x)
+        if not _static(val) or not val.is_floating_point() or not isinstance(dim, int) or dim % val.dim() == val.dim() - 1:
+            continue
+        if (node.target == aten.softmax.int and _arg(node, 2, "dtype") is not None) or \
+                (node.target == aten._softmax.default and node.args[2]):
+            continue
+        d = dim % val.dim()
+        order = [i for i in range(val.dim()) if i != d] + [d]
+        back = sorted(range(val.dim()), key=order.__getitem__)
+        b = _Builder(gm, node)
+        y = b(aten._softmax.default, b(aten.permute.default, x, order), val.dim() - 1, False)
+        _replace(gm, node, b(aten.permute.default, y, back))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def strided_slice_as_view(gm) -> int:
+    """slice(x, dim, start, end, step > 1) (YOLOv5's Focus `x[..., ::2, ::2]`, decimation) -> a stride-1 slice
+    (zero-padded to a whole number of steps), viewed with the step as its own dim, whose first entry is taken:
+    XNNPACK's slice takes stride 1 only."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.slice.Tensor, aten.slice_copy.Tensor):
+        x = node.args[0]
+        dim, start, end, step = _arg(node, 1, "dim", 0), _arg(node, 2, "start"), _arg(node, 3, "end"), _arg(node, 4, "step", 1)
+        val, vo = _val(x), _val(node)
+        if not isinstance(step, int) or step <= 1 or not (_static(val) and _static(vo)) or not isinstance(dim, int):
+            continue
+        d = dim % val.dim()
+        size, m = val.shape[d], vo.shape[d]
+        first = range(size)[slice(start, end, step)]
+        if m == 0 or len(first) != m:
+            continue
+        begin = first[0]
+        stop = begin + m * step
+        b = _Builder(gm, node)
+        part = b(aten.slice.Tensor, x, d, begin, min(stop, size))
+        if stop > size:  # zeros after the last step, so the steps divide evenly
+            pad = [0, 0] * (val.dim() - 1 - d) + [0, stop - size]
+            part = b(aten.constant_pad_nd.default, part, pad, 0.0)
+        shape = list(val.shape)
+        grouped = b(aten.view.default, part, shape[:d] + [m, step] + shape[d + 1:])
+        first_of_each = b(aten.slice.Tensor, grouped, d + 1, 0, 1)
+        _replace(gm, node, b(aten.view.default, first_of_each, list(vo.shape)))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def repeat_as_cat(gm) -> int:
+    """repeat / tile that copies data (what `repeat as expand` leaves) -> per repeated dim, a cat of r copies on a
+    new dim before it, merged into it by a view (r <= REPEAT_AS_CAT_MAX): XNNPACK has no repeat, and its cat takes
+    distinct inputs only (copies of the same shape were merged into one)."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.repeat.default, aten.tile.default):
+        x, reps = node.args[0], list(node.args[1])
+        vi, vo = _val(x), _val(node)
+        if not (_static(vi) and _static(vo)) or not all(isinstance(r, int) and r >= 1 for r in reps):
+            continue
+        shape = list(vi.shape)
+        if node.target == aten.tile.default and len(reps) < len(shape):
+            reps = [1] * (len(shape) - len(reps)) + reps
+        if len(reps) < len(shape) or any(r > REPEAT_AS_CAT_MAX for r in reps):
+            continue
+        b = _Builder(gm, node)
+        out = x
+        shape = [1] * (len(reps) - len(shape)) + shape
+        if len(shape) != vi.dim():
+            out = b(aten.view.default, x, shape)
+        for d, r in enumerate(reps):
+            if r > 1:  # r copies stacked on a new dim before d, then merged into it: tile's order
+                now = list(_val(out).shape)
+                stacked = b(aten.cat.default, _copies(b, out, now[:d] + [1] + now[d:], r), d)
+                out = b(aten.view.default, stacked, now[:d] + [r * now[d]] + now[d + 1:])
+        _replace(gm, node, out)
+        changed += 1
+    return _finish(gm, changed)
+
+
+PAD_AS_CAT_MAX = 16  # reflected / replicated rows per side that a pad may become (a cat of that many slices)
+
+
+def reflect_pad_as_cat(gm) -> int:
+    """pad(x, mode='reflect' / 'replicate') (style transfer, HiFi-GAN, audio front ends) -> per padded dim, a cat
+    of one-row slices (reflected: rows p..1 before, n-2..n-1-p after; replicated: the edge row p times) around x.
+    to_edge wrote them as arange / abs / clamp / index, none of which XNNPACK takes."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    targets = [aten.pad.default, aten.reflection_pad1d.default, aten.reflection_pad2d.default,
+               aten.replication_pad1d.default, aten.replication_pad2d.default]
+    for node in _calls(gm, *targets):
+        x = node.args[0]
+        val = _val(x)
+        pads = list(node.args[1])
+        if node.target == aten.pad.default:
+            mode = _arg(node, 2, "mode", "constant")
+        else:
+            mode = "reflect" if "reflection" in str(node.target) else "replicate"
+        if mode not in ("reflect", "replicate") or not _static(val) or not all(isinstance(p, int) for p in pads) \
+                or any(p < 0 or p > PAD_AS_CAT_MAX for p in pads) or len(pads) % 2 or len(pads) // 2 > val.dim():
+            continue
+        b = _Builder(gm, node)
+        out = x
+        for i in range(len(pads) // 2):
+            d = val.dim() - 1 - i
+            left, right = pads[2 * i], pads[2 * i + 1]
+            n = val.shape[d]
+            if mode == "reflect" and (left >= n or right >= n):
+                out = None
+                break
+            if not left and not right:
+                continue
+            rows = (lambda j: b(aten.slice.Tensor, out, d, j, j + 1))
+            if mode == "reflect":
+                before, after = [rows(j) for j in range(left, 0, -1)], [rows(n - 2 - j) for j in range(right)]
+            else:
+                before, after = [rows(0) for _ in range(left)], [rows(n - 1) for _ in range(right)]
+            out = b(aten.cat.default, before + [out] + after, d)
+        if out is None:
+            continue
+        _replace(gm, node, out)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def reductions_over_one_dim(gm) -> int:
+    """amax over several dims (global max pooling as CBAM writes it) -> permute them last, view them as one, amax
+    over it; amin(x) -> -amax(-x). `max as 4-D keepdim` then lowers the one-dim amax."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.amax.default, aten.amin.default):
+        x = node.args[0]
+        val, vo = _val(x), _val(node)
+        if not (_static(val) and _static(vo)) or not val.is_floating_point() or val.dim() == 0:
+            continue
+        dims = _arg(node, 1, "dim", [])
+        dims = list(range(val.dim())) if not dims else ([dims] if isinstance(dims, int) else list(dims))
+        dims = sorted(d % val.dim() for d in dims)
+        keep = bool(_arg(node, 2, "keepdim", False))
+        is_min = node.target == aten.amin.default
+        if len(dims) == 1 and not is_min:
+            continue
+        b = _Builder(gm, node)
+        src = b(aten.neg.default, x) if is_min else x
+        if len(dims) > 1:
+            rest = [i for i in range(val.dim()) if i not in dims]
+            if rest + dims != list(range(val.dim())):
+                src = b(aten.permute.default, src, rest + dims)
+            src = b(aten.view.default, src, [val.shape[i] for i in rest] + [math.prod(val.shape[d] for d in dims)])
+            reduced = b(aten.amax.default, src, [len(rest)], False)
+        else:
+            reduced = b(aten.amax.default, src, dims, False)
+        out = b(aten.view.default, reduced, list(vo.shape))
+        if is_min:
+            out = b(aten.neg.default, out)
+        _replace(gm, node, out)
+        changed += 1
+    return _finish(gm, changed)
+
+
+def nearest_upsample_as_repeats(gm) -> int:
+    """Nearest-neighbour upsampling by whole factors (FPN / YOLO necks, U-Net decoders: F.interpolate(x,
+    scale_factor=2)) -> repeat_interleave per spatial dim, which `materialized expand as concatenation` writes as
+    cats of copies. XNNPACK has no nearest upsampling: to_edge left it on the portable kernels."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    targets = [aten.upsample_nearest2d.vec, aten.upsample_nearest1d.vec, aten.upsample_nearest2d.default,
+               aten.upsample_nearest1d.default]
+    for node in _calls(gm, *targets):
+        x = node.args[0]
+        val, vo = _val(x), _val(node)
+        if not (_static(val) and _static(vo)) or not val.is_floating_point() or val.dim() != vo.dim():
+            continue
+        spatial = list(range(2, val.dim()))
+        ratios = [vo.shape[d] // val.shape[d] if val.shape[d] and vo.shape[d] % val.shape[d] == 0 else 0
+                  for d in spatial]
+        if not all(1 <= r <= REPEAT_AS_CAT_MAX for r in ratios):
+            continue
+        b = _Builder(gm, node)
+        out = x
+        for d, r in zip(spatial, ratios):
+            if r > 1:
+                out = b(aten.repeat_interleave.self_int, out, r, d)
+        _replace(gm, node, out if out is not x else b(aten.view.default, x, list(vo.shape)))
         changed += 1
     return _finish(gm, changed)
 
@@ -633,6 +910,7 @@ def scalar_ops_to_tensor(gm) -> int:
 
 def activations_as_xnnpack_ops(gm) -> int:  # noqa: C901 - one branch per activation
     """Activations XNNPACK has no kernel for, written with the ones it has (exact up to float rounding):
+      reciprocal(x)            -> 1 / x
       hardsigmoid(x)           -> hardtanh(x / 6 + 1/2, 0, 1)
       elu, selu, celu          -> scale * (relu(x) + alpha * (exp(min(x, 0) * input_scale) - 1))
       softplus(x, beta)        -> (relu(bx) + log(1 + exp(-|bx|))) / beta (stable; past torch's threshold the two
@@ -651,7 +929,7 @@ def activations_as_xnnpack_ops(gm) -> int:  # noqa: C901 - one branch per activa
     changed = 0
     targets = {aten.hardsigmoid.default, aten.elu.default, aten.selu.default, aten.celu.default,
                aten.softplus.default, aten.mish.default, aten.log_sigmoid.default, aten.log_sigmoid_forward.default,
-               aten.log_softmax.int, aten._log_softmax.default}
+               aten.log_softmax.int, aten._log_softmax.default, aten.reciprocal.default}
     for node in list(_calls(gm, *targets)):
         x = node.args[0]
         vx = _val(x)
@@ -668,7 +946,9 @@ def activations_as_xnnpack_ops(gm) -> int:  # noqa: C901 - one branch per activa
             return b(aten.add.Tensor, b(aten.relu.default, y), tail)
 
         t = node.target
-        if t == aten.hardsigmoid.default:
+        if t == aten.reciprocal.default:
+            out = b(aten.div.Tensor, c(1.0), x)
+        elif t == aten.hardsigmoid.default:
             out = b(aten.hardtanh.default, b(aten.add.Tensor, b(aten.mul.Tensor, x, c(1 / 6)), c(0.5)), 0.0, 1.0)
         elif t in (aten.elu.default, aten.selu.default, aten.celu.default):
             if t == aten.selu.default:
@@ -1592,11 +1872,19 @@ PASSES = {
     "group norm decomposed": group_norm_decompose,
     "instance norm decomposed": instance_norm_decompose,
     "pooling as 2-D pools": pooling_as_2d_pools,
+    "nearest upsampling as repeats": nearest_upsample_as_repeats,
+    "RMS norm decomposed": rms_norm_decompose,
+    "variance as means": variance_as_means,
+    "softmax on the last dim": softmax_on_last_dim,
+    "strided slice as a view": strided_slice_as_view,
+    "reflect and replicate padding as concatenation": reflect_pad_as_cat,
+    "max and min over one dim": reductions_over_one_dim,
     "roll as slices": roll_as_slices,
     "masked safe softmax as softmax with a finite bias": masked_softmax,
     "safe softmax as softmax": safe_softmax_to_softmax,
     "bool mask as 0/1 float": bool_mask_as_float,
     "repeat as expand": repeat_as_expand,
+    "repeat as concatenation": repeat_as_cat,
     "expand into broadcast": expand_into_broadcast,
     "split as slices": split_to_slices,
     "batched matmul as bmm": batched_matmul_to_bmm,

@@ -219,6 +219,54 @@ class Pools2d(nn.Module):  # adaptive pools to 2x2 and 1x1 (max), an average poo
         return self.head(torch.cat([p.flatten(1) for p in parts], 1))
 
 
+class Head(nn.Module):
+    """conv -> relu -> `fn` -> a linear over its flattened output: the pattern `fn` between ops XNNPACK takes."""
+
+    def __init__(self, fn, features: int):
+        super().__init__()
+        self.fn, self.conv, self.head = fn, nn.Conv2d(3, 8, 3, padding=1), nn.Linear(features, 4)
+
+    def forward(self, x):
+        return self.head(self.fn(torch.relu(self.conv(x))).flatten(1))
+
+
+def _head(fn, features):
+    return type(f"Head_{fn.__name__}", (Head,), {"__init__": lambda self: Head.__init__(self, fn, features)})
+
+
+def _nearest(y):  # an FPN neck: nearest x2 and a 1-d nearest x3
+    return torch.cat([F.interpolate(y, scale_factor=2).flatten(2), F.interpolate(y.flatten(2), scale_factor=3)], 2)
+
+
+def _rms(y):  # RMSNorm over the last dim, and over the last two
+    return F.rms_norm(y, (6,), torch.linspace(0.5, 1.5, 6), 1e-6) + F.rms_norm(y, (6, 6))
+
+
+def _norms(y):  # a LayerNorm over (C, H, W), var and std over space
+    return F.layer_norm(y, (8, 6, 6)) + torch.var(y, (2, 3), keepdim=True) * y.std(1, keepdim=True)
+
+
+def _channel_softmax(y):  # softmax over channels, as a spatial attention map writes it
+    return torch.softmax(y, 1) * y
+
+
+def _focus(y):  # YOLOv5's Focus: four stride-2 slices; a step of 4 from 1 over 6, padded to whole steps
+    focus = torch.cat([y[..., ::2, ::2], y[..., 1::2, ::2], y[..., ::2, 1::2], y[..., 1::2, 1::2]], 1)
+    return torch.cat([focus.flatten(1), y[..., 1::4].flatten(1)], 1)
+
+
+def _tiled(y):
+    return torch.cat([y.repeat(1, 2, 1, 1), torch.tile(y, (1, 1, 1, 2))[..., :6]], 1)
+
+
+def _padded(y):  # reflection (HiFi-GAN, style transfer) and replication padding
+    return F.pad(y, (1, 2, 2, 1), mode="reflect") + F.pad(y, (1, 2, 2, 1), mode="replicate")
+
+
+def _global_max_min(y):  # CBAM's global max over (H, W); a min over channels
+    return torch.cat([y.amax(dim=(2, 3)), y.amin(1).flatten(1)], 1)
+
+
 CASES = {  # model, input, pass, ops it removes
     "layer_norm": (LayerNormNet, (1, 5, 8), xnnpack_decompose.layer_norm_decompose,
                    {aten.layer_norm.default, aten.native_layer_norm.default}),
@@ -247,6 +295,21 @@ CASES = {  # model, input, pass, ops it removes
                   aten.adaptive_max_pool1d.default}),
     "pools_2d": (Pools2d, (1, 3, 8, 8), xnnpack_decompose.pooling_as_2d_pools,
                  {aten.adaptive_avg_pool2d.default, aten.adaptive_max_pool2d.default}),
+    "nearest": (_head(_nearest, 8 * 144 + 8 * 108), (1, 3, 6, 6), xnnpack_decompose.nearest_upsample_as_repeats,
+                {aten.upsample_nearest2d.vec, aten.upsample_nearest1d.vec}),
+    "rms_norm": (_head(_rms, 288), (1, 3, 6, 6), xnnpack_decompose.rms_norm_decompose, {aten.rms_norm.default}),
+    "layer_norm_dims": (_head(_norms, 288), (1, 3, 6, 6), xnnpack_decompose.layer_norm_decompose,
+                        {aten.layer_norm.default}),
+    "variance": (_head(_norms, 288), (1, 3, 6, 6), xnnpack_decompose.variance_as_means,
+                 {aten.var.dim, aten.var.correction, aten.std.dim, aten.std.correction}),
+    "softmax_dim": (_head(_channel_softmax, 288), (1, 3, 6, 6), xnnpack_decompose.softmax_on_last_dim,
+                    {aten.softmax.int}),
+    "strided_slice": (_head(_focus, 32 * 9 + 8 * 12), (1, 3, 6, 6), xnnpack_decompose.strided_slice_as_view, set()),
+    "repeat_copies": (_head(_tiled, 24 * 36), (1, 3, 6, 6), xnnpack_decompose.repeat_as_cat,
+                      {aten.repeat.default, aten.tile.default}),
+    "reflect_pad": (_head(_padded, 8 * 81), (1, 3, 6, 6), xnnpack_decompose.reflect_pad_as_cat, {aten.pad.default}),
+    "max_min": (_head(_global_max_min, 8 + 36), (1, 3, 6, 6), xnnpack_decompose.reductions_over_one_dim,
+                {aten.amin.default}),
     "roll": (Rolled, (1, 3, 6, 7), xnnpack_decompose.roll_as_slices, {aten.roll.default}),
     "pow": (TanhGelu, (1, 5, 8), xnnpack_decompose.pow_as_muls, {aten.pow.Tensor_Scalar}),
     "empty_cat": (EmptyCache, (1, 5, 8), xnnpack_decompose.empty_cat_and_alias_dropped,

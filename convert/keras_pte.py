@@ -30,6 +30,7 @@ from edgeship.convert.torch_pte import export_pte
 from edgeship.convert.xnnpack_quant_patterns import pad_after_permute
 from edgeship.data import Dataset
 from edgeship.errors import ConversionError, EdgeshipError, InputError, UnsupportedError, error_line
+from edgeship.loader import load_callable
 from edgeship.model import IOSpec
 from edgeship.quantize.recipes import get_recipe
 
@@ -91,6 +92,14 @@ def _run_child(job_dir: Path, verbose: bool) -> dict:
 # Parent side: job folder and answer
 
 
+def _factory_of(source: str) -> str | None:
+    """'file.py:fn' (absolute) where the model came from a factory file, else None."""
+    path, sep, name = (source or "").rpartition(":")
+    if not sep or not path.endswith(".py") or not Path(path).is_file() or not name.isidentifier():
+        return None
+    return f"{Path(path).resolve()}:{name}"
+
+
 def _write_job(job_dir: Path, model, recipe, calib, out_path: Path, options: ConvertOptions,
                mode: str = "convert") -> None:
     examples = model.example_inputs or [np.zeros(s.shape, s.dtype) for s in model.io.inputs]
@@ -100,6 +109,7 @@ def _write_job(job_dir: Path, model, recipe, calib, out_path: Path, options: Con
     job = {
         "mode": mode,
         "model_path": str(Path(model.source_path).resolve()),
+        "factory": _factory_of(model.source),
         "io": model.io.to_dict(),
         "recipe": recipe.name,
         "out_path": str(Path(out_path).resolve()),
@@ -109,6 +119,28 @@ def _write_job(job_dir: Path, model, recipe, calib, out_path: Path, options: Con
         "calib_name": None if calib is None else calib.name,
     }
     (job_dir / "job.json").write_text(json.dumps(job))
+
+
+def _child_model(job: dict, keras):
+    """The Keras model under the torch backend: read from its .keras file; where Keras cannot deserialize it (a
+    custom layer class defined in the factory, not registered), built again by the factory (`file.py:fn`) and
+    given the file's weights."""
+    try:
+        return keras.models.load_model(job["model_path"], compile=False)
+    except Exception as e:
+        first = error_line(e)
+    factory = job.get("factory")
+    if factory:
+        path, _, name = factory.rpartition(":")
+        try:
+            built = load_callable(Path(path), name, "model")()
+            built.load_weights(job["model_path"])
+            return built
+        except Exception as e:  # noqa: BLE001 - the factory's own failure, said with the file's
+            first += f"; rebuilt by '{factory}': {error_line(e)}"
+    raise ConversionError(f"Keras (torch backend) cannot load '{job['model_path']}': {first}",
+                          hint="register custom layers with @keras.saving.register_keras_serializable and give them "
+                               "get_config")
 
 
 def _read_answer(result_path: Path, returncode: int, log_text: str) -> dict:
@@ -160,10 +192,7 @@ def _in_child(job_dir: Path) -> dict:
     if (job_dir / "calib.npz").exists():
         with np.load(job_dir / "calib.npz") as z:
             calib = Dataset(job["calib_name"], [z[f"input_{i}"] for i in range(len(io.inputs))], io.inputs)
-    try:
-        keras_model = keras.models.load_model(job["model_path"], compile=False)
-    except Exception as e:
-        raise ConversionError(f"Keras (torch backend) cannot load '{job['model_path']}': {error_line(e)}") from None
+    keras_model = _child_model(job, keras)
     module, named = _as_torch_module(keras_model, len(examples))
     float_layers = tuple(job.get("float_layers") or ())
     unknown = [n for n in float_layers if n not in named]

@@ -38,7 +38,7 @@ from edgeship.model import Model
 from edgeship.pipeline import ExportRequest, parse_targets
 from edgeship.pipeline import export as run_export
 from edgeship.runtime.rootfs import cache_root
-from edgeship.sources import is_keras_model, keras_in_cache, model_from_torch
+from edgeship.sources import is_keras_model, keras_in_cache, keras_model_as_loaded, model_from_torch
 from edgeship.status import Status
 from edgeship.validation import ValidateRequest
 from edgeship.validation import validate as run_validate
@@ -112,7 +112,9 @@ def export(model: Any, example_inputs: Sequence | Any = None, *, to: Sequence[st
                                   req.input_shapes or None)
         req = replace(req, source=loaded.source, model=loaded, model_sha256=_torch_sha256(model))
     elif is_keras_model(model):
-        req = replace(req, source=str(keras_in_cache(model)), name=name or model.name)
+        cached = keras_in_cache(model)
+        loaded = keras_model_as_loaded(model, str(cached), cached, req.input_shapes or None)
+        req = replace(req, source=str(cached), name=name or model.name, model=loaded)
     else:
         raise InputError(f"cannot export a {type(model).__module__}.{type(model).__name__}",
                          hint="pass a torch.nn.Module (with example_inputs), a keras.Model, or a source path "

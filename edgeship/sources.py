@@ -82,7 +82,7 @@ def load_model(
         if isinstance(built, (str, os.PathLike)):  # a factory that writes or unpacks a model file
             return load_model(str(built), None if framework == "torch" else framework, input_shapes, trust_source)
         if is_keras_model(built):  # saved once to the cache (the .pte route's child reads a file), named as the factory
-            loaded = _load_keras(source, keras_in_cache(built), input_shapes)
+            loaded = keras_model_as_loaded(built, source, keras_in_cache(built), input_shapes)
             return replace(loaded, name=_model_name(Path(path_part)))
         return _load_torch_factory(source, Path(path_part), factory, input_shapes, built)
     framework = framework or detect_framework(source)
@@ -344,6 +344,13 @@ def _load_keras(source, path: Path, input_shapes) -> Model:
         model = keras.models.load_model(str(path), compile=False)
     except Exception as e:
         raise InputError(f"cannot load '{path}' with Keras: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    return keras_model_as_loaded(model, source, path, input_shapes)
+
+
+def keras_model_as_loaded(model, source: str, path: Path, input_shapes=None) -> Model:
+    """A Model for a keras.Model in memory (built by a factory, or given to the Python API), with `path` (its copy
+    in the cache) as its file: used as it is, not read back from that file, so a custom layer that Keras cannot
+    deserialize without its class (defined in the factory, not registered) still exports."""
     specs = []
     for i, t in enumerate(model.inputs):
         name = getattr(t, "name", None) or f"input_{i}"

@@ -70,3 +70,47 @@ def test_a_factory_returning_a_keras_model_loads_as_keras(tmp_path):
     from pathlib import Path
 
     assert Path(model.source_path).is_file() and not list(Path(model.source_path).parent.glob("*.partial.keras"))
+
+
+CUSTOM_LAYER_FACTORY = '''
+import keras
+
+
+class Scale(keras.layers.Layer):  # a custom layer as users write them: no get_config, not registered
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.w + keras.ops.arange(0, keras.ops.shape(x)[-1], 1, dtype="float32") * 0.01
+
+
+def build():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6,), name="x")
+    y = keras.layers.Dense(3)(Scale()(keras.layers.Dense(6, activation="relu")(x)))
+    model = keras.Model(x, y)
+    model.layers[2].w.assign([0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    return model
+'''
+
+
+def test_a_keras_factory_with_an_unregistered_custom_layer_exports(tmp_path):
+    """Keras saves a custom layer defined in the factory file but cannot load it back without its class: the
+    model in memory is used, not the cache file read back, and the .pte route's torch-backend child builds it
+    again by the factory and gives it the file's weights. Before: 'cannot load ... could not be deserialized'."""
+    import json
+
+    from click.testing import CliRunner
+
+    from edgeship.cli import cli
+
+    path = tmp_path / "scaled.py"
+    path.write_text(CUSTOM_LAYER_FACTORY)
+    out = tmp_path / "bundle"
+    r = CliRunner().invoke(cli, ["export", f"{path}:build", "--to", "tflite,pte", "--quant", "fp32", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    rows = {a["format"]: a for a in manifest["artifacts"]}
+    assert set(rows) == {"tflite", "pte"} and not manifest.get("failed_artifacts")
+    for row in rows.values():
+        assert row["smoke"]["status"] == "pass" and row["smoke"]["cosine"] > 0.9999, row["smoke"]

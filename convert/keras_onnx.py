@@ -113,6 +113,7 @@ def export_float(model, verbose: bool = False):
             function = _keras_call(model, specs, tf) if model.kind == "keras" else _serving(model, specs, tf)
             tf2onnx.utils.INTERNAL_NAME = 1  # its process-wide name counter: same model, same names
             proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=OPSET)
+            captured_as_initializers(proto, function, [s.name for s in specs])
             proto.graph.doc_string = ""  # names TensorFlow's traced function, whose number changes per trace
             proto.graph.name = model.name
             erfc_as_erf(proto)
@@ -127,6 +128,26 @@ def export_float(model, verbose: bool = False):
 
         versions["keras"] = keras.__version__
     return proto, versions
+
+
+def captured_as_initializers(proto, function, input_names: list[str]) -> None:
+    """Tensors the traced call captured by value (a Normalization layer's mean and variance given as lists, held as
+    constant tensors, not variables) reach the .onnx as extra graph inputs: tf2onnx freezes variables, not these,
+    and the artifact then asked its user for three inputs. Each becomes an initializer holding its value."""
+    from onnx import numpy_helper
+
+    values = {}
+    concrete = function.get_concrete_function()
+    for outer, inner in zip(concrete.captured_inputs, concrete.graph.internal_captures):
+        if outer.dtype.name != "resource":
+            values[inner.name] = outer.numpy()
+    extra = [i for i in proto.graph.input if i.name not in input_names]
+    missing = [i.name for i in extra if i.name not in values]
+    if missing:
+        raise ConversionError(f"the .onnx has inputs the model does not: {', '.join(missing)}")
+    for graph_input in extra:
+        proto.graph.initializer.append(numpy_helper.from_array(values[graph_input.name], graph_input.name))
+        proto.graph.input.remove(graph_input)
 
 
 def _keras_call(model, specs, tf):

@@ -93,3 +93,24 @@ def test_unknown_recipe_names_the_supported_ones(keras_digits, tmp_path):
         keras_to_onnx(keras_digits.model, int16x8, keras_digits.train.take(20), tmp_path / "x.onnx", ConvertOptions())
     assert "recipe 'int3x8' is not available" in e.value.message
     assert "fp32, fp16, dynamic-int8, int8" in e.value.message
+
+
+def test_constants_captured_by_the_call_are_initializers_not_inputs(tmp_path):
+    """A Normalization layer given its mean and variance holds them as constant tensors, which the traced call
+    captures; tf2onnx left them as two more graph inputs, and the .onnx asked for three inputs. They are
+    initializers now: one input, Keras' numbers."""
+    import keras
+
+    from edgeship.sources import keras_in_cache, keras_model_as_loaded
+
+    keras.utils.set_random_seed(0)
+    img = keras.Input((8, 8, 3), name="img")
+    x = keras.layers.Normalization(mean=[0.4, 0.5, 0.6], variance=[0.04, 0.05, 0.06])(keras.layers.Rescaling(1 / 255)(img))
+    net = keras.Model(img, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 3)(x))))
+    model = keras_model_as_loaded(net, "normalized", keras_in_cache(net))
+    path = tmp_path / "normalized.fp32.onnx"
+    convert(model, "fp32", path)
+    runner = Runner(str(path))
+    assert [i["name"] for i in runner.inputs] == ["img"]
+    x = np.random.default_rng(0).uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)
+    assert np.abs(runner.run([x])[0] - np.asarray(net(x))).max() < 1e-4

@@ -672,7 +672,8 @@ _MASKING = ("where", "masked_fill", "full", "full_like", "fill", "scalar_tensor"
 
 def _may_hold_neg_inf(gm, node) -> bool:
     """Whether `node`'s value may contain -inf: a masking op, an inf literal, an inf constant or a
-    second float input in its ancestry (one input and finite parameters are taken as finite)."""
+    second float input in its ancestry (one input and finite parameters are taken as finite); integer values
+    end the search (they hold no inf)."""
     import torch
 
     seen, todo, inputs = set(), [node], 0
@@ -681,6 +682,8 @@ def _may_hold_neg_inf(gm, node) -> bool:
         if n in seen or not isinstance(n, torch.fx.Node):
             continue
         seen.add(n)
+        if isinstance(_val(n), torch.Tensor) and not _val(n).is_floating_point() and _val(n).dtype != torch.bool:
+            continue  # an integer value holds no -inf, whatever made it (an embedding's index fix-up: where(ids < 0, ...))
         if n.op == "placeholder" and isinstance(_val(n), torch.Tensor) and _val(n).is_floating_point():
             inputs += 1  # a second float input may be a mask the caller filled with -inf
             if inputs > 1:
@@ -1665,6 +1668,8 @@ def _may_hold_inf(gm, node) -> bool:
         if n in seen or not isinstance(n, torch.fx.Node):
             continue
         seen.add(n)
+        if isinstance(_val(n), torch.Tensor) and not _val(n).is_floating_point() and _val(n).dtype != torch.bool:
+            continue  # an integer value holds no -inf, whatever made it (an embedding's index fix-up: where(ids < 0, ...))
         if n.op == "placeholder" and isinstance(_val(n), torch.Tensor) and _val(n).is_floating_point():
             inputs += 1
             if inputs > 1:

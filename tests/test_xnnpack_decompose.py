@@ -561,3 +561,34 @@ def test_activations_and_python_int_operands_delegate_whole():
     edge, _ = xnnpack_passes.lower_guarded(program, lambda p, names: torch_pte._lower(p, "xnnpack", None, names))
     counts = torch_pte.count_delegation(edge.exported_program())
     assert counts["partitions"] == 1 and counts["coverage"] == 1.0, counts
+
+
+class CausalText(nn.Module):  # what Keras' torch backend writes: ids wrapped by where(ids < 0, ...), a causal mask
+    def __init__(self):
+        super().__init__()
+        self.tok, self.qkv, self.head = nn.Embedding(50, 8), nn.Linear(8, 24), nn.Linear(8, 3)
+
+    def forward(self, ids):
+        ids = torch.where(ids < 0, ids + 50, ids)
+        q, k, v = self.qkv(self.tok(ids)).view(1, 6, 3, 8).permute(2, 0, 1, 3).unbind(0)
+        causal = torch.tril(torch.ones(6, 6, dtype=torch.bool))
+        return self.head(F.scaled_dot_product_attention(q, k, v, attn_mask=causal).mean(1))
+
+
+def test_an_integer_where_before_the_scores_leaves_the_masked_softmax_rewrite_free():
+    """The -inf search stopped at nothing: the integer `where` of an embedding's index fix-up counted as a
+    masking op that could put -inf in the scores, so the causal softmax stayed a safe softmax and its masking
+    (eq, logical_not, any, full_like, where) went to the portable kernels. Integer values end the search now:
+    only the integer index ops stay out of XNNPACK."""
+    import operator
+
+    torch.manual_seed(0)
+    model, ids = CausalText().eval(), torch.tensor([[3, 7, 1, 0, 12, 49]])
+    program, done = xnnpack_passes.prepare_for_xnnpack(torch.export.export(model, (ids,)), [ids])
+    assert "masked safe softmax as softmax with a finite bias" in done, done
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(ids), model(ids), rtol=1e-5, atol=1e-5)
+    edge, _ = xnnpack_passes.lower_guarded(program, lambda p, names: torch_pte._lower(p, "xnnpack", None, names))
+    left = [str(n.target).split("(")[0] for n in edge.exported_program().graph_module.graph.nodes
+            if n.op == "call_function" and n.target is not operator.getitem and "call_delegate" not in str(n.target)]
+    assert not [op for op in left if any(m in op for m in ("eq.", "logical_not", "any.", "full_like"))], left

@@ -58,6 +58,7 @@ compares each against eager on a minimal model; the mask and split passes: tests
 
 from __future__ import annotations
 
+import functools
 import math
 
 # fused ops decomposed before the passes run, into the ops the passes rewrite, by kind: torch.export
@@ -555,11 +556,12 @@ def reflect_pad_as_cat(gm) -> int:
                 break
             if not left and not right:
                 continue
-            rows = (lambda j: b(aten.slice.Tensor, out, d, j, j + 1))
             if mode == "reflect":
-                before, after = [rows(j) for j in range(left, 0, -1)], [rows(n - 2 - j) for j in range(right)]
+                picks, tail = list(range(left, 0, -1)), [n - 2 - j for j in range(right)]
             else:
-                before, after = [rows(0) for _ in range(left)], [rows(n - 1) for _ in range(right)]
+                picks, tail = [0] * left, [n - 1] * right
+            rows = [b(aten.slice.Tensor, out, d, j, j + 1) for j in picks + tail]
+            before, after = rows[:left], rows[left:]
             out = b(aten.cat.default, before + [out] + after, d)
         if out is None:
             continue
@@ -583,7 +585,6 @@ def reductions_over_one_dim(gm) -> int:
         dims = _arg(node, 1, "dim", [])
         dims = list(range(val.dim())) if not dims else ([dims] if isinstance(dims, int) else list(dims))
         dims = sorted(d % val.dim() for d in dims)
-        keep = bool(_arg(node, 2, "keepdim", False))
         is_min = node.target == aten.amin.default
         if len(dims) == 1 and not is_min:
             continue
@@ -911,7 +912,24 @@ def scalar_ops_to_tensor(gm) -> int:
     return _finish(gm, changed)
 
 
-def activations_as_xnnpack_ops(gm) -> int:  # noqa: C901 - one branch per activation
+def _number(b, dtype, value):
+    """A one-element constant of `dtype` holding `value`."""
+    import torch
+
+    return b.constant(torch.tensor([float(value)], dtype=dtype), "act")
+
+
+def _softplus(b, dtype, y):
+    """relu(y) + log(1 + exp(-|y|)): softplus, stable, with ops XNNPACK has."""
+    import torch
+
+    aten = torch.ops.aten
+    tail = b(aten.log.default, b(aten.add.Tensor, b(aten.exp.default, b(aten.neg.default, b(aten.abs.default, y))),
+                                 _number(b, dtype, 1.0)))
+    return b(aten.add.Tensor, b(aten.relu.default, y), tail)
+
+
+def activations_as_xnnpack_ops(gm) -> int:
     """Activations XNNPACK has no kernel for, written with the ones it has (exact up to float rounding):
       reciprocal(x)            -> 1 / x
       hardsigmoid(x)           -> hardtanh(x / 6 + 1/2, 0, 1)
@@ -939,15 +957,8 @@ def activations_as_xnnpack_ops(gm) -> int:  # noqa: C901 - one branch per activa
         if not _static(vx) or not vx.is_floating_point() or any(isinstance(a, torch.fx.Node) for a in node.args[1:]):
             continue
         b = _Builder(gm, node)
-
-        def c(value, hint="act"):
-            return b.constant(torch.tensor([float(value)], dtype=vx.dtype), hint)
-
-        def softplus_of(y):  # relu(y) + log(1 + exp(-|y|))
-            tail = b(aten.log.default, b(aten.add.Tensor, b(aten.exp.default, b(aten.neg.default, b(aten.abs.default, y))),
-                                           c(1.0)))
-            return b(aten.add.Tensor, b(aten.relu.default, y), tail)
-
+        c = functools.partial(_number, b, vx.dtype)
+        softplus_of = functools.partial(_softplus, b, vx.dtype)
         t = node.target
         if t == aten.reciprocal.default:
             out = b(aten.div.Tensor, c(1.0), x)
@@ -1009,7 +1020,7 @@ def _pair(v, fill):
     return [int(v)] if isinstance(v, int) else [int(a) for a in v]
 
 
-def pooling_as_2d_pools(gm) -> int:  # noqa: C901 - one branch per pool
+def pooling_as_2d_pools(gm) -> int:
     """Pools in the forms XNNPACK's avg_pool2d / max_pool2d take:
       avg/max/adaptive pool 1-d on (N, C, L)   -> the 2-d pool on a (N, C, 1, L) view, viewed back (to_edge
                                                  wrapped it in unsqueeze / squeeze copies, or refused it)
@@ -1067,19 +1078,20 @@ def pooling_as_2d_pools(gm) -> int:  # noqa: C901 - one branch per pool
             if not oh or not ow or h % oh or w % ow or (not flat and kind == "aavg" and oh == ow == 1):
                 continue  # uneven windows; a global average already lowers as a mean
             kernel = stride = [h // oh, w // ow]
-            args = dict(kernel=kernel, stride=stride, padding=[0, 0])
+            args = {"kernel": kernel, "stride": stride, "padding": [0, 0]}
             kind = kind[1:]
         elif flat:
             k = _pair(_arg(node, 1, "kernel_size"), 1)[0]
             st = _pair(_arg(node, 2, "stride"), k)[0]
             pd = _pair(_arg(node, 3, "padding", 0), 0)[0]
             if kind == "avg":
-                args = dict(kernel=[1, k], stride=[1, st], padding=[0, pd], ceil=bool(_arg(node, 4, "ceil_mode", False)),
-                            include_pad=bool(_arg(node, 5, "count_include_pad", True)))
+                args = {"kernel": [1, k], "stride": [1, st], "padding": [0, pd],
+                        "ceil": bool(_arg(node, 4, "ceil_mode", False)),
+                        "include_pad": bool(_arg(node, 5, "count_include_pad", True))}
             else:
                 dl = _pair(_arg(node, 4, "dilation", 1), 1)[0]
-                args = dict(kernel=[1, k], stride=[1, st], padding=[0, pd], dilation=[1, dl],
-                            ceil=bool(_arg(node, 5, "ceil_mode", False)))
+                args = {"kernel": [1, k], "stride": [1, st], "padding": [0, pd], "dilation": [1, dl],
+                        "ceil": bool(_arg(node, 5, "ceil_mode", False))}
         else:  # avg_pool2d: only where XNNPACK refuses it for its counted padding
             padding = _pair(_arg(node, 3, "padding", 0), [0, 0])
             padding = padding * 2 if len(padding) == 1 else padding
@@ -1090,7 +1102,7 @@ def pooling_as_2d_pools(gm) -> int:  # noqa: C901 - one branch per pool
             kernel = kernel * 2 if len(kernel) == 1 else kernel
             stride = _pair(_arg(node, 2, "stride"), kernel)
             stride = stride * 2 if len(stride) == 1 else stride
-            args = dict(kernel=kernel, stride=stride, padding=padding)
+            args = {"kernel": kernel, "stride": stride, "padding": padding}
         b = _Builder(gm, node)
         src = b(aten.view.default, x, [n, c, 1, w]) if flat else x
         pooled = pool2d(b, kind, src, [n, c, h, w], **args)

@@ -88,3 +88,30 @@ def test_validate_shows_the_manifest_figure(bundle, tmp_path):
     (rec,) = json.loads(out.read_text())["artifacts"]
     assert rec["delegate"]["delegated_ops"] == rec["delegation"]["delegated_ops"], rec
     assert rec["delegate"]["total_ops"] == rec["delegation"]["total_ops"], rec
+
+
+def test_a_while_loop_is_not_counted_delegated_through_an_absent_bias(tmp_path):
+    """A WHILE lists an output slot -1 (unused), and a FULLY_CONNECTED without bias reads input -1 (absent):
+    walking back from an XNNPACK partition through tensor -1 reached the WHILE, and inspect and the manifest
+    counted the recurrence, which runs on TFLite's own kernels, as delegated (a Keras GRU -> TimeDistributed
+    Dense model: 55/106, the native runner 54). Optional tensors (-1) are no tensor now."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((10, 4), name="seq"), keras.layers.GRU(8, return_sequences=True),
+                            keras.layers.Dense(3, use_bias=False)], name="gru_nobias")
+    net.save(tmp_path / "gru_nobias.keras")
+    out = tmp_path / "b"
+    r = CliRunner().invoke(cli, ["-q", "export", str(tmp_path / "gru_nobias.keras"), "--to", "tflite", "--quant",
+                                 "fp32", "--golden-samples", "4", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    b = read_bundle(out)
+    record = next(a for a in b.artifacts if a["format"] == "tflite")
+    details = standalone_tflite.inspect_artifact(str(b.artifact_path(record)))
+    assert "WHILE" in {o["op"] for o in details["ops"]}
+    assert record["delegation"]["left_out"].get("WHILE") == 1, record["delegation"]
+    inputs = [x[:1] for x in b.golden().inputs]
+    native = LocalDevice().run_artifact(b.artifact_path(record), inputs, record["io"], warmup=0, runs=1)
+    assert native.ok, native.error
+    d = native.result["delegate"]
+    assert (d["delegated_ops"], d["total_ops"]) == (details["delegated_ops"], details["total_ops"]), (d, details)

@@ -182,7 +182,8 @@ def delegated_ops(nodes: list[dict], n_ops: int) -> list[bool]:
     producer = {}
     for i, node in enumerate(nodes[:n_ops]):
         for t in node["outputs"]:
-            producer[t] = i
+            if t >= 0:  # -1: an optional tensor left out (a WHILE's unused output slot, a FULLY_CONNECTED's bias)
+                producer[t] = i
     taken = [False] * n_ops
     for node in nodes[n_ops:]:
         if node["op"] != _DELEGATE_NODE:

@@ -294,7 +294,8 @@ def int8_warnings(data: bytes) -> list[str]:
     if not left:
         return []
     names = ", ".join(sorted(set(left)))
-    return [f"{len(left)} op(s) have no int8 kernel and stay float32 between QUANTIZE/DEQUANTIZE: {names}"]
+    return [f"{len(left)} op(s) stay float32 between QUANTIZE/DEQUANTIZE (the quantizer left them float, or the op has "
+            f"no int8 kernel): {names}"]
 
 
 def delegation(details: dict) -> dict:

@@ -23,7 +23,7 @@ from edgeship.convert.layers import is_compute
 # ATen ops LiteRT runs in int8 (ADD, MUL, SUB, CONCATENATION, MEAN, PRELU, MAXIMUM/MINIMUM,
 # RELU, HARD_SWISH, BATCH_MATMUL, SOFTMAX, RSQRT, GELU, ...), by name: their tensor inputs and
 # outputs get int8 activation specs (softmax its FIXED_RANGE output)
-INT8_OPS = ("add", "mul", "sub", "neg", "cat", "mean", "prelu", "relu", "hardtanh", "hardswish", "maximum", "minimum",
+INT8_OPS = ("add", "mul", "sub", "neg", "cat", "mean", "prelu", "relu", "leaky_relu", "hardtanh", "hardswish", "maximum", "minimum",
             "avg_pool2d", "adaptive_avg_pool2d", "bmm", "matmul", "softmax", "_softmax", "rsqrt", "gelu")
 # Clamps after a layer kept float (accuracy-aware int8): quantizing their input with the float
 # layer's raw range would make the converter fuse the clamp into the float conv and quantize the

@@ -194,3 +194,44 @@ def test_rewrite_matches_litert_int8_hard_swish_on_every_input_code(keras_hard_s
     x = (np.arange(-128, 128) - zx) * sx
     exact = np.clip(np.round(x * np.clip(x + 3, 0, 6) / 6 / sy) + zy, -128, 127)
     assert np.abs(xnnpack - exact).max() <= 1 and np.abs(kernel - exact).max() <= 1
+
+
+def test_torch_int8_leaky_relu_is_int8(tmp_path):
+    """LeakyReLU behind a norm (a GAN generator's InstanceNorm -> LeakyReLU) had no int8 annotation in the torch ->
+    .tflite route: LEAKY_RELU stayed float32 between QUANTIZE/DEQUANTIZE. It is annotated like the other
+    activations."""
+    import torch
+
+    from edgeship.model import IOSpec, Model, TensorSpec
+
+    xtr, ytr, xte, yte = _digits(nchw=True)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.InstanceNorm2d(8, affine=True),
+                              torch.nn.LeakyReLU(0.1), torch.nn.Flatten(), torch.nn.Linear(512, 10))
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    for _ in range(4):
+        for i in range(0, len(x), 64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[i:i + 64]), y[i:i + 64]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        logits = net(torch.from_numpy(xte)).numpy()
+    assert (logits.argmax(1) == yte).mean() > 0.9
+
+    def run(xs):
+        with torch.no_grad():
+            return [net(torch.from_numpy(xs[0])).numpy()]
+
+    io = IOSpec([TensorSpec("image", (1, 1, 8, 8))], [TensorSpec("logits", (1, 10))])
+    model = Model("leaky", "torch", "torch-module", "leaky", "leaky", net, io, run, example_inputs=[xte[:1]])
+    path = tmp_path / "leaky.int8.tflite"
+    result = convert_to("torch", "tflite", model, "int8", path, _dataset(xtr[:100], model.io))
+    ops = _ops(path)
+    assert ("LEAKY_RELU", "float32") not in ops and ops[("LEAKY_RELU", "int8")] == 1, ops
+    from edgeship.runtime.standalone.tflite import Runner
+
+    runner = Runner(str(path))
+    got = np.concatenate([runner.run([x[None]])[0] for x in xte])
+    assert _cosine(got, logits) > 0.999

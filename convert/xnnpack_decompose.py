@@ -1814,18 +1814,27 @@ def _run_on(node, known: dict):
 def fold_constants(gm) -> int:
     """Values that depend on no input, computed once now and kept as constants: a mask or position ids
     built from `arange` and comparisons (transformers' attention masks), an embedding of constant ids, a
-    weight-norm weight (g * v / |v|), a relative-position bias gathered by a constant index. XNNPACK
+    weight-norm weight (g * v / |v|), a relative-position bias gathered by a constant index, a detector's grid
+    from meshgrid (ops returning several tensors, read by getitem). XNNPACK
     has no config for arange, comparisons, gather or pow; as constants they are data its ops read.
     Random, in-place, quantize and dequantize ops are never folded; results over FOLD_LIMIT elements
     stay computed."""
     import torch
 
+    import operator
+
     known: dict = {}
+    lists: dict = {}  # ops returning several tensors (meshgrid, split), read by getitem
     for node in gm.graph.nodes:
         if node.op == "get_attr":
             value = gm
             for part in node.target.split("."):  # a submodule's parameter or buffer: 'm.embeddings.position_ids'
                 value = getattr(value, part, None)
+            if isinstance(value, torch.Tensor):
+                known[node] = value
+            continue
+        if node.op == "call_function" and node.target is operator.getitem and node.args[0] in lists:
+            value = lists[node.args[0]][node.args[1]]
             if isinstance(value, torch.Tensor):
                 known[node] = value
             continue
@@ -1838,6 +1847,8 @@ def fold_constants(gm) -> int:
         value = _run_on(node, known)
         if isinstance(value, torch.Tensor):
             known[node] = value
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+            lists[node] = value
     changed = 0
     for node, value in list(known.items()):
         if node.op != "call_function" or value.numel() > FOLD_LIMIT or \

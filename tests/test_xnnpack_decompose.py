@@ -267,6 +267,17 @@ def _global_max_min(y):  # CBAM's global max over (H, W); a min over channels
     return torch.cat([y.amax(dim=(2, 3)), y.amin(1).flatten(1)], 1)
 
 
+class GridDecode(nn.Module):  # a detector head's decode: a meshgrid of constant aranges added to the offsets
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        p = self.conv(x).permute(0, 2, 3, 1)
+        yv, xv = torch.meshgrid(torch.arange(6, dtype=torch.float32), torch.arange(6, dtype=torch.float32), indexing="ij")
+        return (p.sigmoid() + torch.stack((xv, yv), -1)) * 8.0
+
+
 CASES = {  # model, input, pass, ops it removes
     "layer_norm": (LayerNormNet, (1, 5, 8), xnnpack_decompose.layer_norm_decompose,
                    {aten.layer_norm.default, aten.native_layer_norm.default}),
@@ -310,6 +321,8 @@ CASES = {  # model, input, pass, ops it removes
     "reflect_pad": (_head(_padded, 8 * 81), (1, 3, 6, 6), xnnpack_decompose.reflect_pad_as_cat, {aten.pad.default}),
     "max_min": (_head(_global_max_min, 8 + 36), (1, 3, 6, 6), xnnpack_decompose.reductions_over_one_dim,
                 {aten.amin.default}),
+    "fold_meshgrid": (GridDecode, (1, 3, 6, 6), xnnpack_decompose.fold_constants,
+                      {aten.meshgrid.indexing, aten.arange.default, aten.arange.start}),
     "roll": (Rolled, (1, 3, 6, 7), xnnpack_decompose.roll_as_slices, {aten.roll.default}),
     "pow": (TanhGelu, (1, 5, 8), xnnpack_decompose.pow_as_muls, {aten.pow.Tensor_Scalar}),
     "empty_cat": (EmptyCache, (1, 5, 8), xnnpack_decompose.empty_cat_and_alias_dropped,

@@ -143,8 +143,8 @@ def raise_verdict(manifest: dict, bundle) -> None:
     failed = manifest.get("failed_artifacts") or []
     low = below_floor(manifest)
     said = []
+    kept = any("/" in r["path"] for r in failed)  # the ones that converted but could not run
     if failed:
-        kept = any("/" in r["path"] for r in failed)  # the ones that converted but could not run
         said.append(f"{len(failed)} artifact(s) not shipped (conversion or run failed: failed_artifacts in "
                     f"manifest.json{', files under ' + FAILED_DIR + '/' if kept else ''})")
     if low:
@@ -155,5 +155,6 @@ def raise_verdict(manifest: dict, bundle) -> None:
             "for a floor miss try --quant auto --max-drop X (the fastest recipe within budget), --max-drop X on "
             "int8 (keep the sensitive layers float), or `edgeship diff` to see where it goes wrong; accept a "
             "known loss with --floor RECIPE:cosine=X / --floor RECIPE:top1_drop=PTS" if low else
-            "run with --verbose for the converter's traceback"),
+            (f"the artifacts that converted but could not run are under {FAILED_DIR}/ (`edgeship inspect` them); "
+             if kept else "") + "run with --verbose for each failure's traceback"),
     )

@@ -394,7 +394,7 @@ std::string run(int argc, char** argv, std::string* partial) {
   OrtSession* session = nullptr;
   check(ort::fn<ort::CreateSessionFromArrayFn>(ort::kCreateSessionFromArray)(env, model_bytes, model_size, options,
                                                                               &session),
-        "load", "onnxruntime refused to load '" + a.model + "'");
+        "load", "cannot load '" + a.model + "'");
 
   OrtAllocator* allocator = nullptr;
   check(ort::fn<ort::GetAllocatorFn>(ort::kGetAllocatorWithDefaultOptions)(&allocator), "load", "allocator");

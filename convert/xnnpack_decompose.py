@@ -258,6 +258,24 @@ def _replace_norm(gm, node, out, native: bool) -> None:
         _replace(gm, node, out)
 
 
+def _normalized_per_group(b, x, groups: int, eps: float, weight, bias):
+    """x (N, C, *) normalized over each of `groups` channel groups (C of them: per channel, as instance norm
+    does) on a (N, groups, rest) view, viewed back, then * w + b per channel."""
+    import torch
+
+    aten = torch.ops.aten
+    val = _val(x)
+    n, c = val.shape[0], val.shape[1]
+    grouped = b(aten.view.default, x, [n, groups, val.numel() // (n * groups)])
+    out = b(aten.view.default, _normalized_last_dim(b, grouped, eps, val.dtype), list(val.shape))
+    per_channel = [1, c] + [1] * (val.dim() - 2)
+    if weight is not None:
+        out = b(aten.mul.Tensor, out, b(aten.view.default, weight, per_channel))
+    if bias is not None:
+        out = b(aten.add.Tensor, out, b(aten.view.default, bias, per_channel))
+    return out
+
+
 def group_norm_decompose(gm) -> int:
     """group_norm / native_group_norm (N, C, *) -> per group of C/G channels, as layer norm: view to
     (N, G, rest), (x - mean) * rsqrt(var + eps), view back, * w + b per channel (GroupNorm in audio
@@ -281,17 +299,10 @@ def group_norm_decompose(gm) -> int:
         else:
             groups, weight, bias = node.args[1], _arg(node, 2, "weight"), _arg(node, 3, "bias")
             eps = _arg(node, 4, "eps", 1e-5)
-        n, c = val.shape[0], val.shape[1]
+        c = val.shape[1]
         if not isinstance(groups, int) or c % groups:
             continue
-        b = _Builder(gm, node)
-        grouped = b(aten.view.default, x, [n, groups, val.numel() // (n * groups)])
-        out = b(aten.view.default, _normalized_last_dim(b, grouped, eps, val.dtype), list(val.shape))
-        per_channel = [1, c] + [1] * (val.dim() - 2)
-        if weight is not None:
-            out = b(aten.mul.Tensor, out, b(aten.view.default, weight, per_channel))
-        if bias is not None:
-            out = b(aten.add.Tensor, out, b(aten.view.default, bias, per_channel))
+        out = _normalized_per_group(_Builder(gm, node), x, groups, eps, weight, bias)
         _replace_norm(gm, node, out, native)
         changed += 1
     return _finish(gm, changed)
@@ -313,16 +324,7 @@ def instance_norm_decompose(gm) -> int:
         val = _val(x)
         if not use_input_stats or not _static(val) or not val.is_floating_point() or val.dim() < 3:
             continue
-        n, c = val.shape[0], val.shape[1]
-        b = _Builder(gm, node)
-        rows = b(aten.view.default, x, [n, c, val.numel() // (n * c)])
-        out = b(aten.view.default, _normalized_last_dim(b, rows, eps, val.dtype), list(val.shape))
-        per_channel = [1, c] + [1] * (val.dim() - 2)
-        if weight is not None:
-            out = b(aten.mul.Tensor, out, b(aten.view.default, weight, per_channel))
-        if bias is not None:
-            out = b(aten.add.Tensor, out, b(aten.view.default, bias, per_channel))
-        _replace(gm, node, out)
+        _replace(gm, node, _normalized_per_group(_Builder(gm, node), x, val.shape[1], eps, weight, bias))
         changed += 1
     return _finish(gm, changed)
 
@@ -1819,9 +1821,9 @@ def fold_constants(gm) -> int:
     has no config for arange, comparisons, gather or pow; as constants they are data its ops read.
     Random, in-place, quantize and dequantize ops are never folded; results over FOLD_LIMIT elements
     stay computed."""
-    import torch
-
     import operator
+
+    import torch
 
     known: dict = {}
     lists: dict = {}  # ops returning several tensors (meshgrid, split), read by getitem

@@ -46,6 +46,22 @@ def _digits(nchw: bool):
     return xtr.reshape(shape), ytr, xte.reshape(shape), yte
 
 
+def _trained(net, xtr, ytr, xte, epochs: int):
+    """Train the torch `net` on the digits with Adam, then return its logits on xte (eval mode)."""
+    import torch
+
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    for _ in range(epochs):
+        for i in range(0, len(x), 64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[i:i + 64]), y[i:i + 64]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        return net(torch.from_numpy(xte)).numpy()
+
+
 def _dataset(x, io):
     from edgeship.data import Dataset
 
@@ -126,16 +142,7 @@ def test_torch_int8_hard_swish_is_delegated_and_close_to_float(tmp_path):
 
     xtr, ytr, xte, yte = _digits(nchw=True)
     net = _torch_hard_swish()
-    opt = torch.optim.Adam(net.parameters(), 1e-2)
-    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    for _ in range(EPOCHS):
-        for i in range(0, len(x), 64):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(x[i:i + 64]), y[i:i + 64]).backward()
-            opt.step()
-    net.eval()
-    with torch.no_grad():
-        logits = net(torch.from_numpy(xte)).numpy()
+    logits = _trained(net, xtr, ytr, xte, EPOCHS)
     assert (logits.argmax(1) == yte).mean() > 0.9  # trained: measured 0.987
 
     def run(xs):
@@ -208,16 +215,7 @@ def test_torch_int8_leaky_relu_is_int8(tmp_path):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.InstanceNorm2d(8, affine=True),
                               torch.nn.LeakyReLU(0.1), torch.nn.Flatten(), torch.nn.Linear(512, 10))
-    opt = torch.optim.Adam(net.parameters(), 1e-2)
-    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    for _ in range(4):
-        for i in range(0, len(x), 64):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(x[i:i + 64]), y[i:i + 64]).backward()
-            opt.step()
-    net.eval()
-    with torch.no_grad():
-        logits = net(torch.from_numpy(xte)).numpy()
+    logits = _trained(net, xtr, ytr, xte, 4)
     assert (logits.argmax(1) == yte).mean() > 0.9
 
     def run(xs):
@@ -227,7 +225,7 @@ def test_torch_int8_leaky_relu_is_int8(tmp_path):
     io = IOSpec([TensorSpec("image", (1, 1, 8, 8))], [TensorSpec("logits", (1, 10))])
     model = Model("leaky", "torch", "torch-module", "leaky", "leaky", net, io, run, example_inputs=[xte[:1]])
     path = tmp_path / "leaky.int8.tflite"
-    result = convert_to("torch", "tflite", model, "int8", path, _dataset(xtr[:100], model.io))
+    convert_to("torch", "tflite", model, "int8", path, _dataset(xtr[:100], model.io))
     ops = _ops(path)
     assert ("LEAKY_RELU", "float32") not in ops and ops[("LEAKY_RELU", "int8")] == 1, ops
     from edgeship.runtime.standalone.tflite import Runner

@@ -125,7 +125,7 @@ def own_biases(proto):
     for node in proto.graph.node:
         for name in node.input:
             uses[name] = uses.get(name, 0) + 1
-    shared = [(node, node.input[2]) for node in proto.graph.node
+    shared = [(i, node.input[2]) for i, node in enumerate(proto.graph.node)  # by position: names may be empty
               if node.op_type in BIAS_OPS and len(node.input) > 2 and uses.get(node.input[2], 0) > 1
               and node.input[2] in initializers]
     if not shared:
@@ -134,17 +134,16 @@ def own_biases(proto):
     out.CopyFrom(proto)
     taken = set(initializers) | {o for n in proto.graph.node for o in n.output} | set(uses)
     taken |= {v.name for v in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info)}
-    nodes = {n.name: n for n in out.graph.node}
-    for node, bias in shared:
-        name, k = f"{bias}__bias_of_{node.name}", 0
+    for i, bias in shared:
+        name, k = f"{bias}__bias_of_node{i}", 0
         while name in taken:
             k += 1
-            name = f"{bias}__bias_of_{node.name}_{k}"
+            name = f"{bias}__bias_of_node{i}_{k}"
         taken.add(name)
         copy = out.graph.initializer.add()
         copy.CopyFrom(initializers[bias])
         copy.name = name
-        nodes[node.name].input[2] = name
+        out.graph.node[i].input[2] = name
     still_used = {i for n in out.graph.node for i in n.input} | {o.name for o in out.graph.output}
     keep = [t for t in out.graph.initializer if t.name in still_used]
     del out.graph.initializer[:]

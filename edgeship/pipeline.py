@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from edgeship import export_modes, interrupts, quiet, reference, smoke
+from edgeship import export_modes, forked, interrupts, quiet, reference, smoke
 from edgeship.bundle import GOLDEN, SCHEMA, BundleWriter, Golden
 from edgeship.console import err_console, info, warn
 from edgeship.convert import TARGETS, ConvertOptions, get_route
@@ -88,6 +88,7 @@ class ExportRequest:
     floors: dict = field(default_factory=dict)
     # --keep-float-ranges auto|off: int8 keeps float the layers whose activations int8 cannot hold (quantize/ranges.py)
     keep_float_ranges: str = "auto"
+    jobs: int | None = None  # --jobs: formats converted at once in forked children (edgeship/forked.py); None: cores
 
 
 @dataclass
@@ -164,19 +165,57 @@ def export(req: ExportRequest) -> ExportResult:
         return done
     clock = Clock()
     plan = prepare(req, clock)
-    outcomes: list[Outcome] = []
     with BundleWriter(req.out, req.force) as writer, quiet.converter_output_to_log(writer.staging, req.out,
                                                                                  req.verbose):
-        for route in plan.routes:
-            convert = _counted(ranges.wrap(plan.float_ranges, route.load(), route, plan.model))
-            for recipe in ([recipe_search.AUTO_RECIPE] if _auto(req) else plan.recipes):
-                outcomes.append(export_one(plan, writer, route, recipe, convert))
-                if _auto(req):
-                    break
+        jobs = _jobs(req, len(plan.routes))
+        if forked.why_serial(jobs, len(plan.routes)) is None:
+            plan.clock.jobs = min(jobs, len(plan.routes))
+        done = forked.run_each(plan.routes, lambda route: export_route(plan, writer, route), jobs,
+                               lambda route, why: _died(plan, writer, route, why))
+        outcomes = [o for route_outcomes, seconds in done for o in route_outcomes]
+        for _, seconds in done:
+            for stage, s in seconds.items():
+                plan.clock.add(stage, s)
         manifest = write_manifest(plan, writer, outcomes)
     result = ExportResult(req.out, manifest, plan.model)
     _verdict(req, result)
     return result
+
+
+def _jobs(req: ExportRequest, routes: int) -> int:
+    """How many formats convert at once: --jobs, else one per core. A recipe search times its candidates,
+    so it converts one format at a time (a second conversion beside it would be in its timings)."""
+    jobs = req.jobs if req.jobs is not None else forked.cores()
+    if _auto(req):
+        return 1
+    why = forked.why_serial(jobs, routes)
+    if req.jobs is not None and req.jobs > 1 and routes > 1 and why is not None:
+        info(f"--jobs {req.jobs}: the formats convert one after another ({why})")
+    return jobs
+
+
+def export_route(plan: Prepared, writer: BundleWriter, route) -> tuple[list[Outcome], dict[str, float]]:
+    """Every recipe of one format (a --jobs task): its outcomes, and the seconds its stages took (its own
+    clock, so a forked child's time reaches the manifest)."""
+    mine = replace(plan, clock=Clock())
+    convert = _counted(ranges.wrap(plan.float_ranges, route.load(), route, plan.model))
+    outcomes = []
+    for recipe in ([recipe_search.AUTO_RECIPE] if _auto(plan.req) else plan.recipes):
+        outcomes.append(export_one(mine, writer, route, recipe, convert))
+        if _auto(plan.req):
+            break
+    return outcomes, dict(mine.clock.seconds)
+
+
+def _died(plan: Prepared, writer: BundleWriter, route, why: str) -> tuple[list[Outcome], dict[str, float]]:
+    """A format whose forked child died (a converter's SIGSEGV, the OOM killer): each of its recipes failed,
+    and what the child had written of them is not shipped."""
+    outcomes = []
+    for recipe in plan.recipes:
+        filename = f"{plan.name}.{recipe.name}.{EXTENSIONS[route.target]}"
+        writer.path(filename).unlink(missing_ok=True)
+        outcomes.append(Outcome(failed=smoke.not_converted(filename, route.target, recipe.name, route.summary, why)))
+    return outcomes, {}
 
 
 def _auto(req: ExportRequest) -> bool:

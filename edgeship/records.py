@@ -26,7 +26,8 @@ manifest.json (schema "edgeship.manifest/1"):
                  missed | error}, conversions (how many times the converter ran for it)
     conversions  the converter runs of the whole export
     timings      {total, stages {load, calibration data, golden reference, keep-float-ranges, rewrite
-                 decisions, rewrite trials, conversions, smoke runs, other}}: seconds (edgeship/stage_clock.py)
+                 decisions, rewrite trials, conversions, smoke runs, other}, jobs (when formats converted
+                 at once: export --jobs)}: seconds (edgeship/stage_clock.py)
     failed_artifacts  artifacts not shipped: a conversion that failed {path (not written), format, recipe,
                  stage "convert", route, error}, or an artifact that could not run {path (under failed/),
                  format, recipe, smoke, ...}

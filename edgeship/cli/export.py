@@ -97,11 +97,15 @@ def floats(text: str | None):
 @click.option("--runner", type=click.Path(path_type=Path), multiple=True,
               help="--device adb: your own native runner to push instead of edgeship's aarch64 runners "
                    "(LiteRT's benchmark_model, ExecuTorch's executor_runner); repeat for both.")
+@click.option("--jobs", type=click.IntRange(min=1), metavar="N",
+              help="Formats converted at once, each in a process forked after the model and data are prepared "
+                   "(default: the cores here). A Keras or SavedModel source, or --quant auto, converts one format "
+                   "at a time. The artifacts are the same bytes for any N.")
 @click.pass_context
 def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape,
             int8_io, calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr,
             reference_device, max_drop, metric, calibration, cle, bias_correction, weight_rounding, device, floors,
-            runner, keep_float_ranges):
+            runner, keep_float_ranges, jobs):
     """Export SOURCE to one artifact per (format, recipe), with manifest.json and golden.npz.
 
     SOURCE is file.py:factory or a .pt2 (PyTorch), a .keras/.h5 file or a SavedModel folder.
@@ -123,7 +127,7 @@ def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_s
         trust_source=trust_source, name=name, verbose=ctx.obj["verbose"], reference_device=reference_device,
         max_drop=max_drop, metric=metric, calibration=calibration, cle=cle, bias_correction=bias_correction,
         weight_rounding=weight_rounding, device=device, floors=parse_floors(floors),
-        keep_float_ranges=keep_float_ranges,
+        keep_float_ranges=keep_float_ranges, jobs=jobs,
     )
     with runtime_choices(adb_runners=runner):  # this command's only
         try:

@@ -35,3 +35,18 @@ def test_a_stage_that_raises_is_still_counted_and_nothing_negative_is(monkeypatc
         pass
     clock.add("conversions", -1.0)  # a rewrite's time larger than its conversion's never goes negative
     assert clock.record()["stages"] == {"load": 3.0}
+
+
+def test_formats_at_once_say_so_and_their_stages_may_pass_the_total(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    clock = Clock()
+    clock.jobs = 2
+    with clock.stage("load"):
+        now[0] += 2.0
+    now[0] += 10.0  # two formats converted beside each other, 9 s each, on their own clocks
+    clock.add("conversions", 18.0)
+    record = clock.record()
+    assert record == {"total": 12.0, "stages": {"load": 2.0, "conversions": 18.0}, "jobs": 2}
+    assert Clock.line(record) == "12.0 s (2 formats at once: their stages add up past the total): conversions 18.0, " \
+                                 "load 2.0"

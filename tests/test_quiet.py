@@ -180,3 +180,26 @@ def test_the_demo_terminal_shows_edgeships_lines_only(tmp_path):
         assert noise not in terminal, (noise, terminal)
     assert "digits_keras.fp32.tflite" in terminal and "pass" in terminal
     assert LOAD_NOISE in (out / "digits_keras" / "export.log").read_text()
+
+
+def test_diff_keeps_the_frameworks_load_lines_off_the_terminal(keras_digits, tmp_path):
+    """`edgeship diff` loads the bundle's source and runs TensorFlow (the fp32 twin, the intermediate
+    tensors): what they print as they load stays off its terminal too, as export's does."""
+    (tmp_path / "noisy_loader.py").write_text(NOISY_LOADER)
+    (tmp_path / "source.py").write_text(
+        "import noisy_loader\n\n\ndef build():\n    noisy_loader.noise()\n"
+        f"    return {keras_digits.source!r}\n")
+    out, env = tmp_path / "bundle", {**os.environ, "PYTHONPATH": str(tmp_path)}
+    export = subprocess.run([sys.executable, "-m", "edgeship", "export", f"{tmp_path / 'source.py'}:build", "--to",
+                             "tflite", "--quant", "fp32,int8", "--calib", "digits", "--calib-samples", "32",
+                             "--golden-samples", "8", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert export.returncode == 0, export.stdout + export.stderr
+    proc = subprocess.run([sys.executable, "-m", "edgeship", "diff", str(out / "digits_cnn.int8.tflite"), "--png",
+                           str(tmp_path / "d.png")], capture_output=True, text=True, timeout=600, env=env)
+    terminal = proc.stdout + proc.stderr
+    assert proc.returncode == 0, terminal
+    assert "per-layer error" in terminal and (tmp_path / "d.png").exists()
+    assert LOAD_NOISE not in terminal, terminal
+    for noise in TF_NOISE:
+        assert noise not in terminal, (noise, terminal)

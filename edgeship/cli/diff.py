@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from edgeship import quiet
 from edgeship.console import console, info, warn
 from edgeship.errors import InputError
 
@@ -49,10 +50,11 @@ def run_diff(req: DiffRequest) -> dict:
     if record.get("recipe") not in (None, "int8"):
         raise InputError(f"'{artifact.name}' is a {record['recipe']} artifact; diff explains int8 artifacts",
                          hint="pass the bundle's .int8 artifact")
-    model = _model(req, bundle)
-    feeds, data_note = _inputs(req, bundle, model)
     kept = list((record.get("accuracy_aware") or {}).get("kept_float", []))
-    rows, note = _rank(req, bundle, record, model, artifact, feeds, kept)
+    with quiet.loading_output_held(req.verbose):  # what the frameworks print as they load and run stays off
+        model = _model(req, bundle)  # the terminal (TensorFlow's absl and oneDNN lines); --verbose shows it
+        feeds, data_note = _inputs(req, bundle, model)
+        rows, note = _rank(req, bundle, record, model, artifact, feeds, kept)
     report = {
         "artifact": str(artifact),
         "format": fmt,
@@ -157,11 +159,10 @@ def run_stages(req: DiffRequest, device_uri: str | None) -> dict:
     found = find_bundle_of(artifact)
     bundle, record = found if found else (None, {})
     recipe = record.get("recipe") or _recipe_from_name(artifact)
-    model = _model(req, bundle)
-    feeds, data_note = _inputs(req, bundle, model)
-    calib = None
-    if recipe == "int8" and model.framework == "torch":
-        calib = _calibration(req, bundle, model)
+    with quiet.loading_output_held(req.verbose):
+        model = _model(req, bundle)
+        feeds, data_note = _inputs(req, bundle, model)
+        calib = _calibration(req, bundle, model) if recipe == "int8" and model.framework == "torch" else None
     device = None
     if device_uri:
         from edgeship.runtime.device import open_device
@@ -173,8 +174,6 @@ def run_stages(req: DiffRequest, device_uri: str | None) -> dict:
     kept = list((record.get("accuracy_aware") or {}).get("kept_float", []))
     recorded = (record.get("smoke") or {}).get("floors")  # what export held it to (its --floor included)
     floors = {recipe: recorded} if recorded else None
-    from edgeship import quiet
-
     with quiet.loading_output_held(req.verbose):  # torchao's and torch.export's own lines stay off the terminal
         result = bisect(model, artifact, recipe, feeds, calib, device, floors, kept, log=info)
     report = {**result.to_dict(), "data": data_note}

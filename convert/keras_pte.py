@@ -296,6 +296,29 @@ def _as_torch_module(keras_model, n_inputs: int):
     return by_layer(keras_model, graph, wrappers, n_inputs).eval(), named
 
 
+# Layers that act on the last axis alone: TimeDistributed(layer) is the layer itself on the whole sequence
+_LAST_AXIS = ("Dense", "Activation", "Dropout", "ReLU", "LeakyReLU", "ELU", "Softmax", "LayerNormalization")
+
+
+def per_step_layer(operation):
+    """The layer a TimeDistributed wraps, where calling it on the whole (batch, time, ...) tensor computes
+    the same (a Dense, an activation, a last-axis LayerNormalization or Softmax); None otherwise. Under
+    the torch backend TimeDistributed slices the sequence and runs the layer once per step: a 50-step
+    TimeDistributed(Dense) became 50 slices, 50 linears and a stack in the .pte."""
+    inner = getattr(operation, "layer", None)
+    if type(operation).__name__ != "TimeDistributed" or type(inner).__name__ not in _LAST_AXIS:
+        return None
+    axis = getattr(inner, "axis", -1)
+    axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    try:
+        rank = len(operation.input.shape)
+    except (AttributeError, ValueError):  # called on several inputs: only axis -1 is certain
+        rank = None
+    if any(a != -1 and (rank is None or a != rank - 2) for a in axes):  # rank - 2: a step's last axis
+        return None
+    return inner
+
+
 def _torch_module_classes():
     import torch
 
@@ -325,7 +348,11 @@ def _torch_module_classes():
             graph = self._graph[0]
 
             def call_of(operation):
-                call = operation_fn(operation, training=False)
+                inner = per_step_layer(operation)
+                call = operation_fn(inner or operation, training=False)
+                if inner is not None:  # the sequence's mask is TimeDistributed's to pass on, not the layer's
+                    whole = call
+                    call = lambda *args, **kwargs: whole(*args, **{k: v for k, v in kwargs.items() if k != "mask"})  # noqa: E731
                 wrapper = self.layers[operation.name] if operation.name in self.layers else None
                 if wrapper is None:
                     return call

@@ -5,7 +5,8 @@
 
 The same `edgeship export` command (the CLI, defaults otherwise: rescues on) alternates between the two,
 each in a fresh process; the script prints wall and CPU seconds per run, their medians and ratios, and
-whether both wrote the same artifact bytes (they must: --jobs is not an input of the bundle). The
+how many artifacts both wrote byte for byte (float ones must match; a calibrated one can differ in the
+last bits of its scales, as a forked child computes with one torch thread). The
 models are bench/export_time.py's. Compare the ratio, not seconds: the machine may be shared, and the
 load average is printed at the start.
 """
@@ -58,13 +59,14 @@ def main() -> None:
         args.json.write_text(json.dumps(runs, indent=1))
     med = {j: (statistics.median(r["wall_s"] for r in runs if r["jobs"] == j),
                statistics.median(r["cpu_s"] for r in runs if r["jobs"] == j)) for j in (1, args.jobs)}
-    same = len({tuple(r["sha256"]) for r in runs}) == 1 and all(r["exit"] == 0 for r in runs)
+    first = {j: next(r["sha256"] for r in runs if r["jobs"] == j) for j in (1, args.jobs)}
+    same = f"{len(set(first[1]) & set(first[args.jobs]))} of {len(first[1])}"
     print(f"| model | formats x recipes | --jobs 1 wall / CPU s | --jobs {args.jobs} wall / CPU s | wall ratio | "
-          "same bytes |")
+          "same bytes (artifacts) |")
     print("|---|---|---|---|---|---|")
     print(f"| {model.name} | {args.to} x {args.quant} | {med[1][0]:.1f} / {med[1][1]:.1f} | "
           f"{med[args.jobs][0]:.1f} / {med[args.jobs][1]:.1f} | {med[args.jobs][0] / med[1][0]:.2f}x | "
-          f"{'yes' if same else 'NO'} |")
+          f"{same} |")
 
 
 if __name__ == "__main__":

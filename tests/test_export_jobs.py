@@ -1,5 +1,5 @@
 """export --jobs: the formats of one export convert at once, in children forked after the model and data
-are prepared (edgeship/forked.py), and the bundle is the one a serial export writes.
+are prepared (edgeship/forked.py); a float bundle is the one a serial export writes.
 
 The forked children run the real converters. The one stand-in is the crash: a SIGSEGV that the test plants
 in the onnx child, after the real conversion, because no converter here crashes on demand."""
@@ -55,7 +55,7 @@ def serial(tmp_path_factory) -> Path:
     return out
 
 
-def test_forked_formats_write_the_serial_bytes(serial, tmp_path):
+def test_forked_float_formats_write_the_serial_bytes(serial, tmp_path):
     out = tmp_path / "b"
     r = _export(out, 2)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -66,7 +66,8 @@ def test_forked_formats_write_the_serial_bytes(serial, tmp_path):
     assert all(a["smoke"]["status"] == "pass" for a in two["artifacts"])
     assert two["timings"]["jobs"] == 2 and "jobs" not in one["timings"]
     assert two["timings"]["stages"]["conversions"] > 0  # the children's clocks reached the manifest
-    assert two["inputs_sha256"] == one["inputs_sha256"]  # --jobs is not an input: the same bundle
+    # an input of the bundle: one torch thread per child can round an int8 calibration differently
+    assert two["inputs_sha256"] != one["inputs_sha256"]
     assert "2 formats at once" in " ".join(r.stdout.split())
 
 

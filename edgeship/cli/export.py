@@ -100,7 +100,8 @@ def floats(text: str | None):
 @click.option("--jobs", type=click.IntRange(min=1), metavar="N",
               help="Formats converted at once, each in a process forked after the model and data are prepared "
                    "(default: the cores here). A Keras or SavedModel source, or --quant auto, converts one format "
-                   "at a time. The artifacts are the same bytes for any N.")
+                   "at a time. A child computes with one torch thread, so a calibrated artifact can differ from "
+                   "--jobs 1's in the last bits of its scales.")
 @click.pass_context
 def command(ctx, source, targets, recipes, calib, eval_data, out, force, trust_source, framework, input_shape,
             int8_io, calib_samples, calib_min, golden_samples, name, image_size, mean, std, layout, bgr,

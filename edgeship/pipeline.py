@@ -171,10 +171,10 @@ def export(req: ExportRequest) -> ExportResult:
         if forked.why_serial(jobs, len(plan.routes)) is None:
             plan.clock.jobs = min(jobs, len(plan.routes))
             _warm_rewrites(plan)
-        done = forked.run_each(plan.routes, lambda route: export_route(plan, writer, route), jobs,
-                               lambda route, why: _died(plan, writer, route, why))
-        outcomes = [o for route_outcomes, seconds in done for o in route_outcomes]
-        for _, seconds in done:
+        per_route = forked.run_each(plan.routes, lambda route: export_route(plan, writer, route), jobs,
+                                    lambda route, why: _died(plan, writer, route, why))
+        outcomes = [o for route_outcomes, _ in per_route for o in route_outcomes]
+        for _, seconds in per_route:
             for stage, s in seconds.items():
                 plan.clock.add(stage, s)
         manifest = write_manifest(plan, writer, outcomes)

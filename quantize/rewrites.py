@@ -124,18 +124,24 @@ class Sequence:
 
     def warm(self, model, pairs, calib) -> None:
         """Each rewrite's math and simulations that need no conversion, for each (recipe, target) of `pairs`
-        (calibrated recipes the rewrites apply to), done now and kept in the rewrites' caches. export calls it before its formats fork: each child then
-        finds them done (the caches are inherited) instead of redoing them on its one thread. It stops at a
-        rewrite whose decision needs a real trial: what follows depends on the trial. Says nothing: each
-        format's conversion says its decisions as it reaches them."""
+        (the calibrated recipes the rewrites apply to), done now and kept in the rewrites' caches. export
+        calls it before its formats fork: each child then finds them done (it inherits the caches) instead
+        of redoing them on its one thread. It stops at a rewrite whose decision needs a real trial (what
+        follows depends on the trial), and at one that fails: the format's own conversion meets the failure
+        again and reports it as that artifact's. Says nothing: each format says its decisions as it
+        reaches them."""
         said, self.log = self.log, lambda *args, **kwargs: None
         try:
             for recipe, target in pairs:
                 current = model
                 for rewrite in self.rewrites:
                     t0 = time.perf_counter()
-                    step = self._propose(rewrite, current, recipe, calib, target)
-                    self._seconds["rewrite decisions"] += time.perf_counter() - t0
+                    try:
+                        step = self._propose(rewrite, current, recipe, calib, target)
+                    except Exception:  # noqa: BLE001 - said by the format's conversion, which meets it again
+                        break
+                    finally:
+                        self._seconds["rewrite decisions"] += time.perf_counter() - t0
                     if step.decide == "trial":
                         break
                     if step.decide == "apply":

@@ -33,3 +33,16 @@ def test_bias_correction_is_kept_on_snr_and_delegation_whatever_the_timing_says(
     assert not keep and "leave the delegate" in why  # delegation is still compared
     keep, why = Sequence._judge(_trial(15.5, 66, FAST), _trial(15.4, 66, FAST), timed=False)
     assert not keep and why == "no SNR gain"
+
+
+def test_warming_stops_quietly_at_a_rewrite_that_fails():
+    """Sequence.warm runs before the formats fork: a proposal that fails there (here: not a rewrite at
+    all) must not end the export; each format's conversion meets it again and reports it as its own."""
+    from edgeship.quantize import parse_recipes
+
+    said = []
+    sequence = Sequence([object()], [], [], log=said.append)
+    (int8,) = parse_recipes("int8")
+    sequence.warm(None, [(int8, "tflite"), (int8, "pte")], None)
+    assert said == [] and sequence.log is said.append
+    assert sequence.seconds()["rewrite decisions"] >= 0

@@ -44,5 +44,5 @@ def test_warming_stops_quietly_at_a_rewrite_that_fails():
     sequence = Sequence([object()], [], [], log=said.append)
     (int8,) = parse_recipes("int8")
     sequence.warm(None, [(int8, "tflite"), (int8, "pte")], None)
-    assert said == [] and sequence.log is said.append
+    assert said == [] and sequence.log == said.append  # its log is its own again
     assert sequence.seconds()["rewrite decisions"] >= 0

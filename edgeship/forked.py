@@ -12,7 +12,8 @@ so when either is already loaded in this process (a Keras or SavedModel source) 
 after another, as with --jobs 1.
 
 A child that dies (a converter's SIGSEGV, the OOM killer) fails its own task: `on_death` turns the
-death into that task's result, and the other tasks go on. An interrupt kills every child.
+death into that task's result, from what the child had reported with `so_far()` before it died (the
+recipes it had finished), and the other tasks go on. An interrupt kills every child.
 """
 
 from __future__ import annotations
@@ -59,9 +60,23 @@ def why_serial(jobs: int, tasks: int) -> str | None:
     return None
 
 
-def run_each(tasks: Sequence[T], work: Callable[[T], R], jobs: int, on_death: Callable[[T, str], R]) -> list[R]:
+_progress: list[Path] = []  # in a child: where so_far() writes
+
+
+def so_far(value) -> None:
+    """In a forked child: what the task has done until now, handed to `on_death` if the child dies
+    before it returns. Elsewhere (a serial run): nothing to do."""
+    if _progress:
+        partial = _progress[0].with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(value))
+        partial.replace(_progress[0].with_suffix(".so-far"))
+
+
+def run_each(tasks: Sequence[T], work: Callable[[T], R], jobs: int, on_death: Callable[[T, str, object], R]) \
+        -> list[R]:
     """[work(t) for t in tasks], up to `jobs` at a time in forked children when why_serial() allows,
-    in order. An EdgeshipError raised in a child is raised here (the first, after every child ended)."""
+    in order. An EdgeshipError raised in a child is raised here (the first, after every child ended).
+    A child that dies gives on_death(task, why, its last so_far() value or None)."""
     if why_serial(jobs, len(tasks)) is not None:
         return [work(t) for t in tasks]
     results: dict[int, R] = {}
@@ -83,7 +98,9 @@ def run_each(tasks: Sequence[T], work: Callable[[T], R], jobs: int, on_death: Ca
                 elif kind == "raised":
                     raised.append(value)
                 else:
-                    results[i] = on_death(tasks[i], value)
+                    reported = path.with_suffix(".so-far")
+                    results[i] = on_death(tasks[i], value,
+                                          pickle.loads(reported.read_bytes()) if reported.exists() else None)
         except BaseException:
             _kill(running)
             raise
@@ -114,6 +131,7 @@ def _start(work, task, path: Path) -> int:
         if with_parent is not None:
             with_parent()
         _one_thread()
+        _progress[:] = [path]
         try:
             payload = ("ok", work(task))
         except EdgeshipError as e:

@@ -172,7 +172,7 @@ def export(req: ExportRequest) -> ExportResult:
             plan.clock.jobs = min(jobs, len(plan.routes))
             _warm_rewrites(plan)
         per_route = forked.run_each(plan.routes, lambda route: export_route(plan, writer, route), jobs,
-                                    lambda route, why: _died(plan, writer, route, why))
+                                    lambda route, why, finished: _died(plan, writer, route, why, finished))
         outcomes = [o for route_outcomes, _ in per_route for o in route_outcomes]
         for _, seconds in per_route:
             for stage, s in seconds.items():
@@ -215,20 +215,22 @@ def export_route(plan: Prepared, writer: BundleWriter, route) -> tuple[list[Outc
     outcomes = []
     for recipe in ([recipe_search.AUTO_RECIPE] if _auto(plan.req) else plan.recipes):
         outcomes.append(export_one(mine, writer, route, recipe, convert))
+        forked.so_far((list(outcomes), dict(mine.clock.seconds)))  # kept if this format's child dies later
         if _auto(plan.req):
             break
     return outcomes, dict(mine.clock.seconds)
 
 
-def _died(plan: Prepared, writer: BundleWriter, route, why: str) -> tuple[list[Outcome], dict[str, float]]:
-    """A format whose forked child died (a converter's SIGSEGV, the OOM killer): each of its recipes failed,
-    and what the child had written of them is not shipped."""
-    outcomes = []
-    for recipe in plan.recipes:
+def _died(plan: Prepared, writer: BundleWriter, route, why: str, finished) -> tuple[list[Outcome], dict[str, float]]:
+    """A format whose forked child died (a converter's SIGSEGV, the OOM killer): the recipes it had finished
+    (`finished`: its last so_far()) are kept; each other recipe failed, and what the child had written of it is
+    not shipped."""
+    outcomes, seconds = finished or ([], {})
+    for recipe in plan.recipes[len(outcomes):]:
         filename = f"{plan.name}.{recipe.name}.{EXTENSIONS[route.target]}"
         writer.path(filename).unlink(missing_ok=True)
         outcomes.append(Outcome(failed=smoke.not_converted(filename, route.target, recipe.name, route.summary, why)))
-    return outcomes, {}
+    return outcomes, seconds
 
 
 def _auto(req: ExportRequest) -> bool:

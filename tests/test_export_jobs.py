@@ -30,9 +30,11 @@ import os, signal, sys
 if os.environ.get("PLANT_ONNX_CRASH"):
     from edgeship.convert import torch_onnx
     real = torch_onnx.convert
-    def converts_then_crashes(*args, **kwargs):  # planted: the real conversion, then a native crash
-        real(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGSEGV)
+    def converts_then_crashes(model, recipe, *args, **kwargs):  # planted: the real int8 conversion, then a crash
+        result = real(model, recipe, *args, **kwargs)
+        if recipe.name == "int8":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return result
     torch_onnx.convert = converts_then_crashes
 from edgeship.cli import main
 sys.argv = ["edgeship", *sys.argv[1:]]
@@ -40,10 +42,10 @@ main()
 """
 
 
-def _export(out: Path, jobs: int, crash_onnx: bool = False) -> subprocess.CompletedProcess:
+def _export(out: Path, jobs: int, crash_onnx: bool = False, quant: str = "fp32") -> subprocess.CompletedProcess:
     env = {**os.environ, **({"PLANT_ONNX_CRASH": "1"} if crash_onnx else {})}
     return subprocess.run([sys.executable, "-c", CHILD, "export", DIGITS, "--to", ",".join(FORMATS), "--quant",
-                           "fp32", "--calib", "digits", "--golden-samples", "16", "--jobs", str(jobs), "--out",
+                           quant, "--calib", "digits", "--golden-samples", "16", "--jobs", str(jobs), "--out",
                            str(out)], capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
 
 
@@ -71,19 +73,22 @@ def test_forked_float_formats_write_the_serial_bytes(serial, tmp_path):
     assert "2 formats at once" in " ".join(r.stdout.split())
 
 
-def test_a_child_that_dies_fails_its_format_and_keeps_the_others(tmp_path):
+def test_a_child_that_dies_fails_what_it_had_not_finished_and_keeps_the_rest(tmp_path):
+    """The onnx child dies in its int8 conversion (after its fp32 artifact was written and proven): the
+    fp32 .onnx ships, the int8 .onnx is a failure line naming the signal, the other formats ship whole."""
     out = tmp_path / "b"
-    r = _export(out, 2, crash_onnx=True)
-    assert r.returncode == 1, r.stdout + r.stderr
+    r = _export(out, 2, crash_onnx=True, quant="fp32,int8")
     r.output = r.stdout + r.stderr
+    assert r.returncode == 1, r.output
     said = " ".join(r.output.split())
     assert "SIGSEGV" in said and "Traceback" not in r.output, r.output
     manifest = json.loads((out / "manifest.json").read_text())
-    assert {a["format"] for a in manifest["artifacts"]} == {"tflite", "pte"}
-    assert all((out / a["path"]).exists() for a in manifest["artifacts"])
+    shipped = {(a["format"], a["recipe"]) for a in manifest["artifacts"]}
+    assert shipped == {(f, q) for f in FORMATS for q in ("fp32", "int8")} - {("onnx", "int8")}, shipped
+    assert all((out / a["path"]).exists() and a["smoke"]["status"] == "pass" for a in manifest["artifacts"])
     (failed,) = manifest["failed_artifacts"]
-    assert failed["format"] == "onnx" and "SIGSEGV" in failed["error"], failed
-    assert not list(out.glob("*.onnx"))
+    assert (failed["format"], failed["recipe"]) == ("onnx", "int8") and "SIGSEGV" in failed["error"], failed
+    assert [p.name for p in out.glob("*.onnx")] == ["torch_digits.fp32.onnx"]
 
 
 def test_run_each_keeps_order_and_raises_a_childs_error_in_the_parent(monkeypatch):
@@ -103,9 +108,17 @@ def test_run_each_keeps_order_and_raises_a_childs_error_in_the_parent(monkeypatc
     assert e.value.message == "task 2 is refused" and e.value.hint == "pass another"
 
     deaths = []
-    assert forked.run_each([1, 2], lambda n: os.kill(os.getpid(), signal.SIGKILL) if n == 2 else n, 2,
-                           lambda n, why: deaths.append(why) or -n) == [1, -2]
-    assert deaths == ["its conversion process was killed by signal 9 (SIGKILL)"]
+
+    def dies_after_a_step(n):
+        forked.so_far(f"step 1 of {n}")
+        if n == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return n
+
+    assert forked.run_each([1, 2], dies_after_a_step, 2,
+                           lambda n, why, done: deaths.append((why, done)) or -n) == [1, -2]
+    assert deaths == [("its conversion process was killed by signal 9 (SIGKILL)", "step 1 of 2")]
+    forked.so_far("in this process: nowhere to write, nothing written")
 
 
 def test_a_loaded_tensorflow_or_jax_makes_the_formats_run_one_after_another(monkeypatch):

@@ -175,9 +175,25 @@ def segfault_when_running(binary: str, marker: Path, sent: list[int], settle: fl
     """A started daemon thread that finds the process running BINARY (its argv[0] ends so) with
     MARKER among its arguments, through /proc, waits SETTLE seconds (inside its timed loop by then)
     and sends it SIGSEGV: a crash planted from outside in the real runner, not a mock of one. The
-    pid goes into SENT; nothing is sent if no such process shows up WITHIN seconds."""
+    pid goes into SENT; nothing is sent if no such process shows up WITHIN seconds. Only a descendant of
+    this process is a target: under pytest-xdist the other worker may run the same runner or converter at
+    the same moment (a CI run's SIGSEGV landed in test_litert_native's own int8 conversion, and this test's
+    child then ran uncrashed)."""
     import signal
     import threading
+
+    me = os.getpid()
+
+    def descends_from_me(pid: int) -> bool:
+        while pid > 1:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                return False
+            pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state: the parent's pid
+            if pid == me:
+                return True
+        return False
 
     def watch():
         deadline = time.monotonic() + within
@@ -187,7 +203,8 @@ def segfault_when_running(binary: str, marker: Path, sent: list[int], settle: fl
                     cmd = (proc / "cmdline").read_bytes().split(b"\0")
                 except OSError:
                     continue
-                if cmd and cmd[0].endswith(binary.encode()) and str(marker).encode() in cmd:
+                if cmd and cmd[0].endswith(binary.encode()) and str(marker).encode() in cmd and \
+                        descends_from_me(int(proc.name)):
                     time.sleep(settle)
                     os.kill(int(proc.name), signal.SIGSEGV)
                     sent.append(int(proc.name))

@@ -168,8 +168,8 @@ def export(req: ExportRequest) -> ExportResult:
     with BundleWriter(req.out, req.force) as writer, quiet.converter_output_to_log(writer.staging, req.out,
                                                                                  req.verbose):
         jobs = _jobs(req, len(plan.routes))
-        if forked.why_serial(jobs, len(plan.routes)) is None:
-            plan.clock.jobs = min(jobs, len(plan.routes))
+        if jobs > 1:
+            plan.clock.jobs = jobs
             _warm_rewrites(plan)
         per_route = forked.run_each(plan.routes, lambda route: export_route(plan, writer, route), jobs,
                                     lambda route, why, finished: _died(plan, writer, route, why, finished))
@@ -184,15 +184,18 @@ def export(req: ExportRequest) -> ExportResult:
 
 
 def _jobs(req: ExportRequest, routes: int) -> int:
-    """How many formats convert at once: --jobs, else one per core. A recipe search times its candidates,
-    so it converts one format at a time (a second conversion beside it would be in its timings)."""
+    """How many formats convert at once (1: one after another): --jobs, else one per core, at most one per
+    format. A recipe search times its candidates, so it converts one format at a time (a second conversion
+    beside it would be in its timings)."""
     jobs = req.jobs if req.jobs is not None else forked.cores()
     if _auto(req):
         return 1
     why = forked.why_serial(jobs, routes)
-    if req.jobs is not None and req.jobs > 1 and routes > 1 and why is not None:
+    if why is None:
+        return min(jobs, routes)
+    if req.jobs is not None and req.jobs > 1 and routes > 1:
         info(f"--jobs {req.jobs}: the formats convert one after another ({why})")
-    return jobs
+    return 1
 
 
 def _warm_rewrites(plan: Prepared) -> None:

@@ -135,13 +135,10 @@ class Sequence:
             for recipe, target in pairs:
                 current = model
                 for rewrite in self.rewrites:
-                    t0 = time.perf_counter()
                     try:
-                        step = self._propose(rewrite, current, recipe, calib, target)
+                        step = self._timed_propose(rewrite, current, recipe, calib, target)
                     except Exception:  # noqa: BLE001 - said by the format's conversion, which meets it again
                         break
-                    finally:
-                        self._seconds["rewrite decisions"] += time.perf_counter() - t0
                     if step.decide == "trial":
                         break
                     if step.decide == "apply":
@@ -164,9 +161,7 @@ class Sequence:
         unconverted = None  # (model, error) of a current model whose trial conversion failed
         with tempfile.TemporaryDirectory(prefix="edgeship-rewrites-") as tmp:
             for i, rewrite in enumerate(self.rewrites):
-                t0 = time.perf_counter()
-                step = self._propose(rewrite, current, recipe, calib, target)
-                self._seconds["rewrite decisions"] += time.perf_counter() - t0
+                step = self._timed_propose(rewrite, current, recipe, calib, target)
                 records[step.key] = step.record
                 if step.decide == "apply":
                     current, kept = step.model, None
@@ -240,6 +235,14 @@ class Sequence:
             return False, (f"p50 {new.p50_ms:.3f} ms against {old.p50_ms:.3f} ms, over {LATENCY_MARGIN:.0%} slower "
                            f"(Mann-Whitney p={p:.2g})")
         return True, "higher SNR, same delegation, p50 within the margin" + ("" if p is None else f" (p={p:.2g})")
+
+    def _timed_propose(self, rewrite, model, recipe, calib, target: str) -> Step:
+        """_propose, its seconds on the 'rewrite decisions' clock (a failure's too)."""
+        t0 = time.perf_counter()
+        try:
+            return self._propose(rewrite, model, recipe, calib, target)
+        finally:
+            self._seconds["rewrite decisions"] += time.perf_counter() - t0
 
     # each rewrite's proposal, from its own module's math
     def _propose(self, rewrite, model, recipe, calib, target: str) -> Step:

@@ -20,20 +20,20 @@ place and returns the number of nodes it changed; values stay the same up to flo
 
 from __future__ import annotations
 
-from edgeship.convert.torch_passes import fold_constant_layout_ops, row_major
+from edgeship.convert.torch_passes import aliases_to_canonical_ops, fold_constant_layout_ops, row_major
 
 # elementwise ops of one tensor: they commute with any permutation of their input
 _UNARY = ("relu", "relu6", "hardtanh", "clamp", "neg", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
           "gelu", "elu", "leaky_relu", "abs", "exp", "sqrt", "rsqrt", "clone", "contiguous", "alias",
           "dropout", "_to_copy", "to")
-_BINARY = ("add", "sub", "subtract", "mul", "div", "maximum", "minimum")
+_BINARY = ("add", "sub", "mul", "div", "maximum", "minimum")
 _INPLACE = {"mul_": "mul", "add_": "add", "sub_": "sub", "div_": "div", "rsqrt_": "rsqrt", "relu_": "relu",
             "clamp_": "clamp", "hardtanh_": "hardtanh"}
 
 
 def clean_layout_and_batchnorm(gm) -> dict[str, int]:
     """All the passes, to a fixed point; {what: nodes changed}."""
-    done = {"in-place ops made functional": 0, "constant subgraphs folded": 0,
+    done = {"alias ops renamed (multiply -> mul)": aliases_to_canonical_ops(gm), "in-place ops made functional": 0, "constant subgraphs folded": 0,
             "BatchNorm/affine folded into conv or linear": 0, "permutes cancelled or merged": 0,
             "replicate pads before max pools -> -inf pads": 0, "PReLU patterns -> prelu": 0}
     for _ in range(8):
@@ -136,7 +136,7 @@ def fold_affine_into_conv(gm) -> int:
             if name in ("contiguous", "clone") and not user.kwargs:
                 current = user
                 continue
-            if name not in ("add", "sub", "subtract", "mul", "div") or len(user.args) != 2 or "alpha" in user.kwargs:
+            if name not in ("add", "sub", "mul", "div") or len(user.args) != 2 or user.kwargs:  # alpha, rounding_mode
                 break
             other_first = user.args[1] is current
             other = user.args[0] if other_first else user.args[1]
@@ -145,7 +145,7 @@ def fold_affine_into_conv(gm) -> int:
                 break
             if name == "add":
                 b = b + c
-            elif name in ("sub", "subtract"):
+            elif name == "sub":
                 b = b - c
             elif name == "mul":
                 w, b = w * c.reshape(-1, *[1] * (w.dim() - 1)), b * c
@@ -343,15 +343,21 @@ def _can_sink_into(gm, user, permute, perm) -> bool:
     if name == "pad" and user.args[0] is permute:
         return len(user.args[1]) % 2 == 0 and len(user.args[1]) // 2 <= len(perm)
     if name == "mean" and user.args[0] is permute and len(user.args) >= 2:
-        keep = bool(user.args[2]) if len(user.args) > 2 else bool(user.kwargs.get("keepdim", False))
+        if _keepdim(user):  # the reduced dims stay, as size 1: the permute moves below the mean unchanged
+            return True
         dims = [d % len(perm) for d in user.args[1]]
         rest = [perm[d] for d in range(len(perm)) if d not in dims]
-        return not keep and rest == sorted(rest)
+        return rest == sorted(rest)
     return False
 
 
+def _keepdim(mean) -> bool:
+    return bool(mean.args[2]) if len(mean.args) > 2 else bool(mean.kwargs.get("keepdim", False))
+
+
 def _sink_into(gm, user, permute, perm, aten) -> None:
-    """user(permute(x), ...) -> permute(user(x, ...)) (mean: the permute disappears)."""
+    """user(permute(x), ...) -> permute(user(x, ...)) (a mean without keepdim over the permuted dims: the
+    permute disappears)."""
     import torch
 
     graph = gm.graph
@@ -361,7 +367,8 @@ def _sink_into(gm, user, permute, perm, aten) -> None:
     if name == "mean":
         dims = [perm[d % len(perm)] for d in user.args[1]]
         user.args = (src, sorted(dims), *user.args[2:])
-        return
+        if not _keepdim(user):  # the permuted dims were the reduced ones: the rest are in order already
+            return
     if name == "pad":
         pads = list(user.args[1])
         per_dim = {len(perm) - 1 - i: (pads[2 * i], pads[2 * i + 1]) for i in range(len(pads) // 2)}

@@ -56,6 +56,35 @@ def strip_channels_last_hints(gm: torch.fx.GraphModule) -> int:
     return changed
 
 
+# ATen's alias ops, each by the op it aliases (same schema). torch.export keeps the alias a model calls
+# (torch.multiply, torch.subtract, torch.true_divide; Keras' torch backend calls them for keras.ops), and the
+# PT2E quantizers (XNNPACK's, litert-torch's) annotate only aten.mul/add/sub/div: every alias stayed float.
+_ALIASES = {
+    _aten.multiply.Tensor: _aten.mul.Tensor, _aten.multiply.Scalar: _aten.mul.Scalar,
+    _aten.multiply_.Tensor: _aten.mul_.Tensor, _aten.multiply_.Scalar: _aten.mul_.Scalar,
+    _aten.subtract.Tensor: _aten.sub.Tensor, _aten.subtract.Scalar: _aten.sub.Scalar,
+    _aten.subtract_.Tensor: _aten.sub_.Tensor, _aten.subtract_.Scalar: _aten.sub_.Scalar,
+    _aten.divide.Tensor: _aten.div.Tensor, _aten.divide.Scalar: _aten.div.Scalar,
+    _aten.divide.Tensor_mode: _aten.div.Tensor_mode, _aten.divide.Scalar_mode: _aten.div.Scalar_mode,
+    _aten.divide_.Tensor: _aten.div_.Tensor, _aten.divide_.Scalar: _aten.div_.Scalar,
+    _aten.true_divide.Tensor: _aten.div.Tensor, _aten.true_divide.Scalar: _aten.div.Scalar,
+    _aten.true_divide_.Tensor: _aten.div_.Tensor, _aten.true_divide_.Scalar: _aten.div_.Scalar,
+}
+
+
+def aliases_to_canonical_ops(gm: torch.fx.GraphModule) -> int:
+    """multiply -> mul, subtract -> sub, divide / true_divide -> div: the same function under the name
+    the quantizers and the other passes look for. Returns the number of nodes renamed."""
+    changed = 0
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target in _ALIASES:
+            node.target = _ALIASES[node.target]
+            changed += 1
+    if changed:
+        gm.recompile()
+    return changed
+
+
 def remove_identity_conversions(gm: torch.fx.GraphModule) -> int:
     """Remove `aten._assert_tensor_metadata` checks and dtype/device conversions that convert
     nothing (same dtype, same device, no memory-format change)."""

@@ -191,9 +191,12 @@ def _pt2e_static(module, sample: dict, names: list[str], calib, verbose: bool, f
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    from edgeship.convert.torch_passes import aliases_to_canonical_ops  # imports torch: loaded where used
+
     quantizer = pt2e_quantizer(float_layers, calibration)
     with common.converting("preparing the model for int8 calibration (PT2E) failed", verbose):
         graph = torch.export.export(module, (), sample).module()
+        aliases_to_canonical_ops(graph)  # torch.multiply & co.: litert-torch's quantizer annotates aten.mul only
         # litert-torch would lower PReLU, attention and LayerNorm to float ops between one dequantize
         # and one quantize: written as ATen ops, each is annotated and converted in int8
         attention, kept = attention_as_int8_ops(graph)

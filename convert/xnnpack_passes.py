@@ -82,8 +82,15 @@ def spatial_mean_keepdim(gm) -> int:
     return changed
 
 
-XNNPACK_PASSES = {"PReLU fed a 4-D view": prelu_to_4d, "spatial mean with keepdim": spatial_mean_keepdim,
-                  **xnnpack_decompose.PASSES}
+def aliases_renamed(gm) -> int:
+    """torch.multiply/subtract/divide as mul/sub/div, which XNNPACK's quantizer annotates (torch_passes)."""
+    from edgeship.convert.torch_passes import aliases_to_canonical_ops  # imports torch: loaded where used
+
+    return aliases_to_canonical_ops(gm)
+
+
+XNNPACK_PASSES = {"alias ops renamed": aliases_renamed, "PReLU fed a 4-D view": prelu_to_4d,
+                  "spatial mean with keepdim": spatial_mean_keepdim, **xnnpack_decompose.PASSES}
 
 
 def prepare_for_xnnpack(program, examples, quantized: bool = False):

@@ -1269,6 +1269,60 @@ def conv1d_as_conv2d(gm) -> int:
     return _finish(gm, changed)
 
 
+def _taps_seen(size: int, kernel: int, stride: int, padding: int) -> tuple[int, int]:
+    """(first, last) kernel tap, along one spatial dim, that lands on the input (not on padding) at some
+    output position."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    seen = [i for i in range(kernel) if any(0 <= o * stride - padding + i < size for o in range(out))]
+    return (seen[0], seen[-1]) if seen else (0, kernel - 1)
+
+
+def conv_kernel_cropped_to_the_input(gm) -> int:
+    """conv2d whose kernel is wider than what its zero padding lets reach the input: the taps that only
+    ever meet padding multiply zeros, so the kernel is cut to the taps that meet the input, and the padding
+    by as much (same output, same values). The case that matters: a late 'same'-padded depthwise conv on a
+    1x1 feature map (MobileNetV3's 5x5 at a small input), which XNNPACK cannot run as a depthwise conv and
+    runs as a grouped IGEMM, one group per channel (Keras MobileNetV3-Small int8 .pte at 32x32: two such
+    convs took 32 of its 110 microseconds); cut to 1x1 it is a per-channel scale. Only where the cut keeps
+    the padding symmetric, as conv2d's padding must be, and with dilation 1."""
+    import functools
+
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for node in _calls(gm, aten.conv2d.default):
+        x, w = node.args[0], node.args[1]
+        vi, vo = _val(x), _val(node)
+        stride, padding, dilation = (list(_arg(node, i, k, [d, d])) for i, k, d in
+                                     ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1)))
+        if w.op != "get_attr" or not (_static(vi) and _static(vo)) or vi.dim() != 4 or set(dilation) != {1}:
+            continue
+        stride, padding = [stride[0]] * 2 if len(stride) == 1 else stride, [padding[0]] * 2 if len(padding) == 1 else padding
+        weight = functools.reduce(getattr, w.target.split("."), gm)
+        cuts = [_taps_seen(vi.shape[2 + d], weight.shape[2 + d], stride[d], padding[d]) for d in range(2)]
+        kernel = list(weight.shape[2:])
+        if all(first == 0 and last == k - 1 for (first, last), k in zip(cuts, kernel)):
+            continue
+        if any(first != k - 1 - last for (first, last), k in zip(cuts, kernel)):
+            continue  # asymmetric: conv2d takes one padding per dim
+        b = _Builder(gm, node)
+        (h0, h1), (w0, w1) = cuts
+        cropped = b.constant(weight.detach()[:, :, h0:h1 + 1, w0:w1 + 1].contiguous(), "cropped_weight",
+                             persistent=True)
+        args = list(node.args) + [None] * (7 - len(node.args))
+        args[1], args[3], args[4] = cropped, stride, [padding[0] - h0, padding[1] - w0]
+        args[2] = _arg(node, 2, "bias")
+        args[5], args[6] = [1, 1], _arg(node, 6, "groups", 1)
+        y = b(aten.conv2d.default, *args)
+        if list(_val(y).shape) != list(vo.shape):
+            gm.graph.erase_node(y)
+            continue
+        _replace(gm, node, y)
+        changed += 1
+    return _finish(gm, changed)
+
+
 def sink_views(gm) -> int:
     """Move a view below the unary elementwise op that takes it (op(view(x)) -> view(op(x))), merge
     view chains and drop views to the shape they start from: the views between two 4-D ops vanish,
@@ -1897,6 +1951,7 @@ def constants_row_major(gm) -> int:
 # in order: the layer-norm pass makes means the mean pass rewrites; views are sunk last
 PASSES = {
     "conv1d as conv2d": conv1d_as_conv2d,
+    "conv kernel cut to the taps that meet the input": conv_kernel_cropped_to_the_input,
     "layer norm decomposed": layer_norm_decompose,
     "activations as XNNPACK ops": activations_as_xnnpack_ops,
     "group norm decomposed": group_norm_decompose,

@@ -225,14 +225,21 @@ def pad_after_permute(gm) -> int:
     return moved
 
 
+# the most taps XNNPACK's depthwise convolution kernels take in one pass (5x5): a larger depthwise kernel runs as
+# a grouped IGEMM, one group per channel. Keras MobileNetV3-Small's stride-2 5x5 depthwise convs, their correct_pad
+# folded in, became 6x6 (36 taps): two ops of 15-17 microseconds each (int8 .pte at 32x32, ETDump), where the float
+# pad with an XNNConvert on each side and the 5x5 depthwise conv take about 2
+MAX_DEPTHWISE_TAPS = 25
+
+
 def fold_zero_pad_into_conv(gm) -> int:
     """pad(x, zeros on H and W: top t, bottom b, left l, right r) -> conv2d(padding 0) becomes
     one conv2d with symmetric padding P = max(t, b) (and max(l, r)) and a kernel grown by
     P - t zero rows on top and P - b below (the same on W): each output reads the same inputs
     with the same weights, and the rows the symmetric padding adds meet zero weights, so the
     value is the same. For int8 .pte: XNNPACK's lowering runs a pad between a dequantize and a
-    quantize in float (X32, with two XNNConvert), while a conv pads for free. Returns the number
-    of pads folded."""
+    quantize in float (X32, with two XNNConvert), while a conv pads for free. Not where a depthwise
+    kernel would grow past MAX_DEPTHWISE_TAPS. Returns the number of pads folded."""
     import torch
 
     aten = torch.ops.aten
@@ -254,6 +261,10 @@ def fold_zero_pad_into_conv(gm) -> int:
         w = gm
         for part in weight.target.split("."):
             w = getattr(w, part)
+        depthwise = (args[6] or 1) > 1 and w.shape[1] == 1
+        taps = (w.shape[2] + 2 * ph - t - b) * (w.shape[3] + 2 * pw - l - r)
+        if depthwise and taps > MAX_DEPTHWISE_TAPS:
+            continue
         grown = F.pad(w.detach(), (pw - l, pw - r, ph - t, ph - b))
         name = weight.target.replace(".", "_") + "_padfold"
         while hasattr(gm, name):

@@ -224,3 +224,31 @@ def test_pad_after_permute_keeps_values_and_meets_the_conv():
     assert fold_zero_pad_into_conv(gm) == 1  # and then it folds into the conv
     with torch.no_grad():
         torch.testing.assert_close(gm(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_depthwise_pad_that_would_grow_the_kernel_past_25_taps_stays_a_pad():
+    """MobileNetV3's stride-2 5x5 depthwise conv after Keras' correct_pad ((1, 2), (1, 2)): folded in, the kernel
+    would be 6x6, 36 taps, which XNNPACK runs as a grouped IGEMM at about 8x the time of the pad and a 5x5
+    depthwise conv. A 3x3 one (4x4 when folded, 16 taps) still folds."""
+
+    class Stride2Depthwise(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.dw5 = torch.nn.Conv2d(8, 8, 5, stride=2, groups=8)
+            self.dw3 = torch.nn.Conv2d(8, 8, 3, stride=2, groups=8)
+
+        def forward(self, x):
+            return self.dw3(F.pad(self.dw5(F.pad(x, (1, 2, 1, 2))), (0, 1, 0, 1)))
+
+    net = Stride2Depthwise().eval()
+    x = torch.randn(1, 8, 16, 16)
+    gm = torch.export.export(net, (x,)).module()
+    assert fold_zero_pad_into_conv(gm) == 1
+    pads = [n for n in gm.graph.nodes if n.target == aten.pad.default]
+    assert len(pads) == 1 and pads[0].args[1] == [1, 2, 1, 2]  # the 5x5's stays
+    kernels = [tuple(n.meta["val"].shape[2:]) for n in gm.graph.nodes if n.op == "get_attr" and "weight" in n.target
+               or n.op == "get_attr" and "padfold" in n.target]
+    assert (4, 4) in kernels and (6, 6) not in kernels
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), net(x), rtol=1e-5, atol=1e-5)

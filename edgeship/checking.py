@@ -51,9 +51,7 @@ def open_devices(uris: list[str]) -> dict:
     for uri in uris:
         try:
             devices[uri] = open_device(uri)
-            preflight = getattr(devices[uri], "preflight", None)  # remote devices: connect now, not after exports
-            if preflight is not None:
-                preflight()
+            devices[uri].preflight()  # remote devices: connect now, not after exports
         except DeviceUnreachable:
             raise
         except (InputError, DeviceError) as e:

@@ -110,9 +110,7 @@ def _search_device(uri: str):
     """--quant auto --device URI: the device, connected now (a remote one's preflight), so an
     unreachable device stops the export before any conversion."""
     device = open_device(uri)
-    preflight = getattr(device, "preflight", None)
-    if preflight is not None:
-        preflight()
+    device.preflight()
     info(f"recipe search: candidates measured on {device.uri}" + (" (emulated)" if device.emulated else ""))
     return device
 

@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -118,7 +119,21 @@ def runner_kind(path: Path) -> str:
 
 
 class AdbDevice:
+    """An Android phone over adb (`adb`, `adb:SERIAL`): edgeship's aarch64 runners, or the user's, pushed per run."""
+
+    scheme = "adb"
+    setup_options: ClassVar[dict[str, str]] = {}
     emulated = False
+
+    @classmethod
+    def prepare(cls, uri: str, progress=None, rebuild: bool = False, **options) -> dict:
+        """Nothing to install: the runners are pushed by the runs that use them. The phone's probe report."""
+        report = cls(uri, require_runner=False).probe()
+        report["setup"] = "nothing to do (runners are pushed at first use)"
+        return report
+
+    def preflight(self) -> None:
+        """Nothing more to connect: the constructor found the phone in `adb devices`."""
 
     def __init__(self, uri: str, runner: str | Path | None = None, require_runner: bool = True):
         self.uri = uri

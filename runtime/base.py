@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import signal
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -51,8 +51,18 @@ class AgentRun:
 
 
 class Device(Protocol):
-    """Somewhere an artifact runs through the agent (or a native runner).
+    """Somewhere an artifact runs through the agent (or a native runner). One class per kind of device
+    (local.py, emulated.py, ssh.py, adb.py), and device.py's table of them, by `scheme`, is the only list:
+    the commands (`devices setup` and `doctor`, check's, diff's and export's connection up front) ask the
+    class, never the scheme.
 
+        Class.scheme            -> 'local' | 'emu' | 'ssh' | 'adb' (scheme_of's names)
+        Class.setup_options     -> {option: what it does}, the `devices setup` flags this kind takes
+        Class.prepare(uri, progress=None, rebuild=False, **options) -> report
+            what `devices setup` does: build or install what the device needs (which may be what its
+            constructor needs: an emulated board's root filesystem), then its probe report
+        device.probe()          -> report: what `devices doctor` shows
+        device.preflight()      -> None: connect now, before any work, or raise DeviceError
         device.run_artifact(artifact, inputs, signature, threads=1, warmup=5, runs=50, timeout=300)
             -> AgentRun(ok, result: dict (the agent's JSON), outputs: list[np.ndarray] | None, error)
 
@@ -60,8 +70,17 @@ class Device(Protocol):
     hangs on a broken artifact fails that artifact only.
     """
 
+    scheme: ClassVar[str]
+    setup_options: ClassVar[dict[str, str]]
     uri: str
     emulated: bool
+
+    @classmethod
+    def prepare(cls, uri: str, progress=None, rebuild: bool = False, **options) -> dict: ...
+
+    def probe(self) -> dict: ...
+
+    def preflight(self) -> None: ...
 
     def run_artifact(self, artifact, inputs: list[np.ndarray], signature: dict | None, *, threads: int = 1,
                      warmup: int = 5, runs: int = 50, timeout: float = 300.0) -> AgentRun: ...

@@ -13,11 +13,18 @@ from edgeship.runtime.emulated import EmulatedDevice
 from edgeship.runtime.local import LocalDevice
 from edgeship.runtime.ssh import SSHDevice
 
-DEVICES = {"local": LocalDevice, "emu": EmulatedDevice, "ssh": SSHDevice, "adb": AdbDevice}
+# the one list of device kinds: each class carries its scheme, setup, probe and preflight (base.Device)
+DEVICES: dict[str, type] = {cls.scheme: cls for cls in (LocalDevice, EmulatedDevice, SSHDevice, AdbDevice)}
 
 
-def open_device(uri: str) -> Device:
+def device_class(uri: str) -> type:
+    """The class that serves URI's scheme; an unknown URI is an InputError with the nearest scheme."""
     scheme = scheme_of(uri)
     if scheme is None:
         raise InputError(suggest(uri, DEVICE_SCHEMES, "device"), hint="e.g. --device emu:rpi4")
-    return LocalDevice() if scheme == "local" else DEVICES[scheme](uri)
+    return DEVICES[scheme]
+
+
+def open_device(uri: str) -> Device:
+    cls = device_class(uri)
+    return cls() if cls is LocalDevice else cls(uri)

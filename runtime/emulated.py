@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from edgeship.children import die_with_parent
 from edgeship.console import info
@@ -104,8 +105,31 @@ def parse_board(uri: str) -> str:
 
 
 class EmulatedDevice(LocalDevice):
+    """An emulated Raspberry Pi (`emu:rpi4`, `emu:rpi5`): the cached arm64 root filesystem under QEMU user mode."""
+
+    scheme = "emu"
+    # `devices setup` options, as the refusal for another kind says them; --help says what they install
+    setup_options: ClassVar[dict[str, str]] = {"with_python": "is for emu:* devices"}
     emulated = True
     native_target = "aarch64"
+
+    @classmethod
+    def prepare(cls, uri: str, progress=None, rebuild: bool = False, with_python: bool = False) -> dict:
+        """Build (once) and cache the arm64 root filesystem, with the guest's Python packages if asked for."""
+        import time
+
+        t0 = time.monotonic()
+        parse_board(uri)
+        path, built = rootfs_mod.ensure_rootfs(progress=progress, rebuild=rebuild)
+        info(f"{'built' if built else 'cached'} arm64 root filesystem: {path} ({time.monotonic() - t0:.0f} s)")
+        said = "built" if built else "cached"
+        if with_python:
+            side, installed = rootfs_mod.ensure_python_side(progress=progress)
+            info(f"{'installed' if installed else 'cached'} Python side: {side}")
+            said += f"; Python side {'installed' if installed else 'cached'}"
+        report = cls(uri, rootfs=path).probe()
+        report["setup"] = said
+        return report
 
     def __init__(self, uri: str, rootfs: Path | None = None):
         self.board_id = parse_board(uri)

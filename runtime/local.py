@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,6 +28,10 @@ def load_outputs(path: Path) -> list[np.ndarray]:
 
 
 class LocalDevice:
+    """The host (`local`): runs each artifact in a child process."""
+
+    scheme = "local"
+    setup_options: ClassVar[dict[str, str]] = {}
     uri = "local"
     emulated = False
 
@@ -37,6 +42,26 @@ class LocalDevice:
     # the same for .onnx: $EDGESHIP_ONNX_RUNTIME, else native (onnxruntime's Python package when it cannot be built)
     onnx_runtime: str | None = None
     native_target = "host"
+
+    @classmethod
+    def prepare(cls, uri: str, progress=None, rebuild: bool = False, **options) -> dict:
+        """The host needs nothing prepared: its probe report."""
+        report = cls().probe()
+        report["setup"] = "nothing to do"
+        return report
+
+    def probe(self, timeout: float = 300.0) -> dict:
+        """The host's Python runtimes (the standalone probe, in a child) and its native runners."""
+        proc = subprocess.run([sys.executable, "-m", "edgeship.runtime.standalone.probe"], capture_output=True,
+                              text=True, timeout=timeout, preexec_fn=die_with_parent())
+        report = parse_agent_stdout(proc.stdout) or {"ok": False}
+        report["executorch_native"] = native.native_probe_for(self)
+        report["litert_native"] = native.native_probe_for(self, "litert")
+        report["ort_native"] = native.native_probe_for(self, "ort")
+        return report
+
+    def preflight(self) -> None:
+        """Nothing to connect to."""
 
     def agent_command(self) -> list[str]:
         return [sys.executable, "-m", "edgeship.runtime.standalone.agent"]

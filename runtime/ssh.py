@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from edgeship.errors import DeviceError, InputError
@@ -83,6 +84,17 @@ class SSHFailure(Exception):
 
 
 class SSHDevice:
+    """A board over SSH (`ssh://user@host[:port]`): edgeship pushes its runners and agent there."""
+
+    scheme = "ssh"
+    # `devices setup` options, as the refusal for another kind says them; --help says what they install
+    setup_options: ClassVar[dict[str, str]] = {"with_executorch": "installs onto ssh:// devices"}
+
+    @classmethod
+    def prepare(cls, uri: str, progress=None, rebuild: bool = False, with_executorch: bool = False) -> dict:
+        """Push the native runners and, where the board has python3, build ~/.edgeship/venv (setup)."""
+        return cls(uri, require_runtime=False).setup(progress=progress, rebuild=rebuild,
+                                                      with_executorch=with_executorch)
 
     def __init__(self, uri: str, require_runtime: bool = True):
         self.user, self.host, self.port = parse_uri(uri)

@@ -12,7 +12,6 @@ whether ExecuTorch is available (and why not), free disk and memory.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 
@@ -20,16 +19,7 @@ import click
 
 from edgeship.cli.groups import SuggestingGroup
 from edgeship.console import console, err_console, info, progress_enabled
-from edgeship.errors import EXIT_CHECK_FAILED, InputError, suggest
-
-
-def _scheme(uri: str) -> str:
-    from edgeship.runtime.base import DEVICE_SCHEMES, scheme_of
-
-    scheme = scheme_of(uri)
-    if scheme:
-        return scheme
-    raise InputError(suggest(uri, DEVICE_SCHEMES, "device"), hint="e.g. emu:rpi4, ssh://pi@raspberrypi.local")
+from edgeship.errors import EXIT_CHECK_FAILED, InputError
 
 
 def _step_printer():
@@ -53,63 +43,29 @@ def _step_printer():
 
 
 def setup(uri: str, rebuild: bool = False, with_executorch: bool = False, with_python: bool = False) -> dict:
-    """Prepare the device; returns its doctor report (with 'setup_seconds' and 'setup' added)."""
-    from edgeship.runtime.emulated import EmulatedDevice, parse_board
-    from edgeship.runtime.rootfs import ensure_python_side, ensure_rootfs
-    from edgeship.runtime.ssh import SSHDevice
+    """Prepare the device (its class's `prepare`); returns its doctor report (with 'setup_seconds' and
+    'setup' added). An option the device's kind does not take is an InputError, before any work."""
+    from edgeship.runtime.device import DEVICES, device_class
 
-    scheme = _scheme(uri)
-    if with_executorch and scheme != "ssh":
-        raise InputError(f"--with-executorch installs onto ssh:// devices, not {uri}",
-                         hint="emu:* has no CPU torch for arm64 (PyPI's is a CUDA build); adb runs .pte with "
-                              "--runner executor_runner")
-    if with_python and scheme != "emu":
-        raise InputError(f"--with-python is for emu:* devices, not {uri}",
-                         hint="ssh:// setup installs the Python side wherever the device has python3")
+    cls = device_class(uri)
+    options = {name: True for name, given in (("with_executorch", with_executorch), ("with_python", with_python))
+               if given}
+    for name in options:
+        if name not in cls.setup_options:
+            what = next(kind.setup_options[name] for kind in DEVICES.values() if name in kind.setup_options)
+            takes = ", ".join(f"--{n.replace('_', '-')}" for n in cls.setup_options) or "no options"
+            raise InputError(f"--{name.replace('_', '-')} {what}, not {uri}",
+                             hint=f"`edgeship devices setup {uri}` takes {takes}")
     t0 = time.monotonic()
-    if scheme == "emu":
-        parse_board(uri)
-        path, built = ensure_rootfs(progress=_step_printer(), rebuild=rebuild)
-        info(f"{'built' if built else 'cached'} arm64 root filesystem: {path} ({time.monotonic() - t0:.0f} s)")
-        said = "built" if built else "cached"
-        if with_python:
-            side, installed = ensure_python_side(progress=_step_printer())
-            info(f"{'installed' if installed else 'cached'} Python side: {side}")
-            said += f"; Python side {'installed' if installed else 'cached'}"
-        report = EmulatedDevice(uri, rootfs=path).probe()
-        report["setup"] = said
-    elif scheme == "ssh":
-        device = SSHDevice(uri, require_runtime=False)
-        report = device.setup(progress=_step_printer(), rebuild=rebuild, with_executorch=with_executorch)
-    else:  # the host: nothing to prepare
-        report = doctor_report(uri)
-        report["setup"] = "nothing to do"
+    report = cls.prepare(uri, progress=_step_printer(), rebuild=rebuild, **options)
     report["setup_seconds"] = round(time.monotonic() - t0, 1)
     return report
 
 
 def doctor_report(uri: str) -> dict:
-    from edgeship.runtime.adb import AdbDevice
-    from edgeship.runtime.base import parse_agent_stdout
-    from edgeship.runtime.emulated import EmulatedDevice
-    from edgeship.runtime.local import LocalDevice
-    from edgeship.runtime.native import native_probe_for
-    from edgeship.runtime.ssh import SSHDevice
+    from edgeship.runtime.device import open_device
 
-    scheme = _scheme(uri)
-    if scheme == "emu":
-        return EmulatedDevice(uri).probe()
-    if scheme == "ssh":
-        return SSHDevice(uri, require_runtime=False).probe()
-    if scheme == "adb":
-        return AdbDevice(uri, require_runner=False).probe()
-    proc = subprocess.run([sys.executable, "-m", "edgeship.runtime.standalone.probe"], capture_output=True, text=True,
-                          timeout=300)
-    report = json.loads(json.dumps(parse_agent_stdout(proc.stdout) or {"ok": False}))
-    report["executorch_native"] = native_probe_for(LocalDevice())
-    report["litert_native"] = native_probe_for(LocalDevice(), "litert")
-    report["ort_native"] = native_probe_for(LocalDevice(), "ort")
-    return report
+    return open_device(uri).probe()
 
 
 def print_doctor(uri: str, r: dict) -> bool:

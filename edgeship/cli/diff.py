@@ -168,9 +168,7 @@ def run_stages(req: DiffRequest, device_uri: str | None) -> dict:
         from edgeship.runtime.device import open_device
 
         device = open_device(device_uri)
-        preflight = getattr(device, "preflight", None)
-        if preflight is not None:
-            preflight()
+        device.preflight()
     kept = list((record.get("accuracy_aware") or {}).get("kept_float", []))
     recorded = (record.get("smoke") or {}).get("floors")  # what export held it to (its --floor included)
     floors = {recipe: recorded} if recorded else None

@@ -246,7 +246,9 @@ class AdbDevice:
         # edgeship's own runners, pushed and asked --probe through the pushed loader: whether this phone runs them
         natives = {kind: adb_native.probe(self, kind) for kind in native_build.KINDS}
         formats = {}
-        for fmt, kind, user in ((".tflite", "litert", bm), (".pte", "pte", et), (".onnx", "ort", None)):
+        users = {".tflite": bm, ".pte": et}  # the --runner kinds (runner_kind), by the format they run
+        for kind, spec in native_build.SPECS.items():
+            fmt, user = spec.fmt, users.get(spec.fmt)
             n = natives.get(kind) or {"available": False, "reason": "no native runner of this kind"}
             formats[fmt] = ({"runs": True, "how": f"{user.name} (--runner), pushed per run"} if user else
                             {"runs": bool(n["available"]), "how": (
@@ -271,8 +273,8 @@ class AdbDevice:
                 "python": "none (Android)", "python_executable": "native runners only",
                 "tflite": tflite, "executorch": executorch,
                 "mem_total_mb": kb("MemTotal"), "mem_available_mb": kb("MemAvailable"), "disk_free_mb": disk,
-                "formats": formats, **{key: natives[kind] for key, kind in (("executorch_native", "pte"), (
-                    "litert_native", "litert"), ("ort_native", "ort")) if kind in natives}}
+                "formats": formats, **{spec.report_key: natives[kind] for kind, spec in native_build.SPECS.items()
+                                       if kind in natives}}
 
     # -- Device protocol ----------------------------------------------------------------------
 

@@ -187,9 +187,8 @@ class EmulatedDevice(LocalDevice):
         self._executorch = bool(result.get("executorch", {}).get("available"))
         if self.python_side is None and not (result.get("tflite") or {}).get("available"):
             result["tflite"] = {"available": False, "reason": f"no Python side ({self.python_hint()})"}
-        result["executorch_native"] = native_probe_for(self)
-        result["litert_native"] = native_probe_for(self, "litert")
-        result["ort_native"] = native_probe_for(self, "ort")
+        for kind, spec in native_build.SPECS.items():
+            result[spec.report_key] = native_probe_for(self, kind)
         result["formats"] = formats(result, self.uri)
         return result
 
@@ -233,11 +232,9 @@ def formats(report: dict, uri: str) -> dict:
     out = {}
     side = report.get("python_side")
     setup = f"`edgeship devices setup {uri} --with-python`"
-    for ext, native_key, python_key, choice, name in (
-            (".tflite", "litert_native", "tflite", native_build.tflite_runtime(), "LiteRT"),
-            (".pte", "executorch_native", "executorch", native_build.pte_runtime(), "ExecuTorch"),
-            (".onnx", "ort_native", "onnxruntime", native_build.onnx_runtime(), "ONNX Runtime")):
-        nat, py = report.get(native_key) or {}, report.get(python_key) or {}
+    for kind, spec in native_build.SPECS.items():
+        ext, choice, name = spec.fmt, native_build.runtime_choice(kind), spec.title
+        nat, py = report.get(spec.report_key) or {}, report.get(spec.python_key) or {}
         if choice == "native" and nat.get("available"):
             out[ext] = {"runs": True, "how": f"native {name} runner under QEMU (no Python package in the rootfs)"}
         elif ext == ".onnx" and side:

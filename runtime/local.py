@@ -55,9 +55,8 @@ class LocalDevice:
         proc = subprocess.run([sys.executable, "-m", "edgeship.runtime.standalone.probe"], capture_output=True,
                               text=True, timeout=timeout, preexec_fn=die_with_parent())
         report = parse_agent_stdout(proc.stdout) or {"ok": False}
-        report["executorch_native"] = native.native_probe_for(self)
-        report["litert_native"] = native.native_probe_for(self, "litert")
-        report["ort_native"] = native.native_probe_for(self, "ort")
+        for kind, spec in native_build.SPECS.items():
+            report[spec.report_key] = native.native_probe_for(self, kind)
         return report
 
     def preflight(self) -> None:

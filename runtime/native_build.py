@@ -301,22 +301,33 @@ class RunnerSpec:
     runtime: str  # the report's runtime name: "<runtime>-native <version>"
     fmt: str  # the format it runs: ".pte", ".tflite", ".onnx"
     python: str  # what runs that format instead when this runner cannot be built
+    report_key: str  # its entry in a device's probe report (`devices doctor --json`): "executorch_native"
+    python_key: str  # the Python runtime's entry in that report, from the standalone probe: "executorch"
 
 
 SPECS = {
     "pte": RunnerSpec("pte", SOURCE, "pte_runner", "ExecuTorch", executorch_version,
                       lambda target, v: host_executorch_dir() if target == "host" else aarch64_executorch_dir(v),
                       lambda root: root / "lib", tuple(f"lib{name}.so" for name in LIBS), compile_command,
-                      "executorch", ".pte", "ExecuTorch's Python runtime"),
+                      "executorch", ".pte", "ExecuTorch's Python runtime", "executorch_native", "executorch"),
     "litert": RunnerSpec("litert", LITERT_SOURCE, "litert_runner", "LiteRT", litert_version,
                          lambda target, v: host_litert_dir() if target == "host" else aarch64_litert_dir(v),
                          lambda root: root, (LITERT_LIB,), litert_compile_command,
-                         "litert", ".tflite", "ai-edge-litert's Python interpreter"),
+                         "litert", ".tflite", "ai-edge-litert's Python interpreter", "litert_native", "tflite"),
     "ort": RunnerSpec("ort", ORT_SOURCE, "ort_runner", "ONNX Runtime", ort_version,
                       lambda target, v: host_ort_dir(v) if target == "host" else aarch64_ort_dir(v),
                       lambda root: root, (ORT_LIB,), ort_compile_command,
-                      "onnxruntime", ".onnx", "onnxruntime's Python package"),
+                      "onnxruntime", ".onnx", "onnxruntime's Python package", "ort_native", "onnxruntime"),
 }
+
+
+# SPECS is the one format -> runner table: every device's probe, `formats` report and run reads it, and
+# runtime_choice says, per runner kind, whether the native runner or the Python runtime runs the format.
+
+
+def runtime_choice(kind: str, choice: str | None = None) -> str:
+    """'native' or 'python' for the format KIND's runner runs (pte_runtime, tflite_runtime, onnx_runtime)."""
+    return {"pte": pte_runtime, "litert": tflite_runtime, "ort": onnx_runtime}[kind](choice)
 
 
 def kind_for(artifact) -> str | None:

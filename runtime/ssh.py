@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from edgeship.errors import DeviceError, InputError
 from edgeship.hashing import sha256_file
-from edgeship.runtime import ssh_native
+from edgeship.runtime import native_build, ssh_native
 from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
 from edgeship.runtime.emulated import agent_package
 from edgeship.runtime.local import load_outputs, save_inputs
@@ -367,8 +367,8 @@ class SSHDevice:
             why = f"no ~/{VENV_PYTHON} (needed only for the Python runtimes); {self.setup_hint()}"
             result["tflite"] = {"available": False, "reason": why}
             result["executorch"] = {"available": False, "reason": why}
-        for key, kind in (("executorch_native", "pte"), ("litert_native", "litert"), ("ort_native", "ort")):
-            n = result[key] = ssh_native.probe(self, kind)
+        for kind, spec in native_build.SPECS.items():
+            n = result[spec.report_key] = ssh_native.probe(self, kind)
             if n.get("location"):  # cached before this probe, or pushed by it
                 n["cached_before"] = any(c.startswith(n["location"].rsplit("/", 1)[-1] + "/")
                                          for c in state.get("native", []))
@@ -601,8 +601,6 @@ def shell_report(state: dict) -> dict:
 
 def python_reason(artifact: Path) -> str:
     """What makes ARTIFACT's run need the Python agent on the device (one clause)."""
-    from edgeship.runtime import native_build
-
     if artifact.suffix == ".onnx":
         if native_build.onnx_runtime() == "python":
             return "EDGESHIP_ONNX_RUNTIME=python"
@@ -621,16 +619,12 @@ def python_reason(artifact: Path) -> str:
 def formats(report: dict, state: dict, uri: str) -> dict:
     """{'.tflite' | '.pte' | '.onnx': {'runs': bool, 'how': str}}: which formats the device runs, and
     with what (the native runners first, as runs use them)."""
-    from edgeship.runtime import native_build
-
     venv = state.get("venv") == "yes"
     setup = f"`edgeship devices setup {uri}`"
     out = {}
-    for ext, native_key, python_key, choice, name in (
-            (".tflite", "litert_native", "tflite", native_build.tflite_runtime(), "LiteRT"),
-            (".pte", "executorch_native", "executorch", native_build.pte_runtime(), "ExecuTorch"),
-            (".onnx", "ort_native", "onnxruntime", native_build.onnx_runtime(), "ONNX Runtime")):
-        nat, py = report.get(native_key) or {}, report.get(python_key) or {}
+    for kind, spec in native_build.SPECS.items():
+        ext, choice, name = spec.fmt, native_build.runtime_choice(kind), spec.title
+        nat, py = report.get(spec.report_key) or {}, report.get(spec.python_key) or {}
         if choice == "native" and nat.get("available"):
             out[ext] = {"runs": True, "how": f"native {name} runner, pushed by edgeship (no Python)"}
         elif ext == ".onnx" and venv and state.get("onnxruntime") == "yes":

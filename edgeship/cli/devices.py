@@ -74,6 +74,7 @@ def print_doctor(uri: str, r: dict) -> bool:
     from rich.table import Table
 
     from edgeship.runtime.native import native_row
+    from edgeship.runtime.native_build import SPECS
 
     t = Table(title=f"[bold]{uri}[/]", title_justify="left", show_header=False)
     t.add_column("what", style="bold")
@@ -105,12 +106,9 @@ def print_doctor(uri: str, r: dict) -> bool:
     et = r.get("executorch") or {}
     t.add_row("ExecuTorch" + py, f"[green]{et['runtime']}[/]" if et.get("available")
               else f"[red]unavailable[/]: {et.get('reason')}")
-    if "executorch_native" in r:
-        t.add_row("ExecuTorch (native)", native_row(r["executorch_native"]))
-    if "litert_native" in r:
-        t.add_row("LiteRT (native)", native_row(r["litert_native"]))
-    if "ort_native" in r:
-        t.add_row("ONNX Runtime (native)", native_row(r["ort_native"]))
+    for spec in SPECS.values():
+        if spec.report_key in r:
+            t.add_row(f"{spec.title} (native)", native_row(r[spec.report_key]))
     disk, mem, avail = r.get("disk_free_mb"), r.get("mem_total_mb"), r.get("mem_available_mb")
     t.add_row("free disk", f"{disk / 1024:.1f} GB" if disk is not None else "unknown")
     t.add_row("memory", f"{avail / 1024:.1f} GB available of {mem / 1024:.1f} GB" if mem and avail else "unknown")
@@ -142,9 +140,9 @@ def _device_rows(t, r: dict, uri: str) -> None:
     t.add_row("venv", "yes: ~/.edgeship/venv" + (" with onnxruntime" if r.get("onnxruntime") else " (no onnxruntime)")
               if r.get("venv") else f"[yellow]no[/] (only the Python runtimes need it: "
               f"`edgeship devices setup {escape(uri)}`)")
-    cached = [(name, n) for name, n in (("ExecuTorch", r.get("executorch_native") or {}),
-                                        ("LiteRT", r.get("litert_native") or {}),
-                                        ("ONNX Runtime", r.get("ort_native") or {})) if n.get("location")]
+    from edgeship.runtime.native_build import SPECS
+
+    cached = [(spec.title, n) for spec in SPECS.values() if (n := r.get(spec.report_key) or {}).get("location")]
     t.add_row("native runners", "; ".join(
         f"{name}: {'cached' if n.get('cached_before') else 'pushed now'} in {escape(n['location'])}"
         for name, n in cached) or "[yellow]none cached[/] (pushed at first use)")

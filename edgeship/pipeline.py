@@ -50,7 +50,6 @@ from edgeship.version import __version__
 DEFAULT_CALIB_SAMPLES = 200
 DEFAULT_CALIB_MIN = 16
 DEFAULT_GOLDEN_SAMPLES = 100
-EXTENSIONS = {"tflite": "tflite", "pte": "pte", "onnx": "onnx"}
 
 
 @dataclass
@@ -228,7 +227,7 @@ def _died(plan: Prepared, writer: BundleWriter, route, why: str, finished) -> tu
     not shipped."""
     outcomes, seconds = finished or ([], {})
     for recipe in plan.recipes[len(outcomes):]:
-        filename = f"{plan.name}.{recipe.name}.{EXTENSIONS[route.target]}"
+        filename = f"{plan.name}.{recipe.name}.{route.target}"
         writer.path(filename).unlink(missing_ok=True)
         outcomes.append(Outcome(failed=smoke.not_converted(filename, route.target, recipe.name, route.summary, why)))
     return outcomes, seconds
@@ -341,7 +340,7 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     and the export goes on; a route's refusal of the model or recipe (UnsupportedError, InputError) is
     bad usage: exit 2 with nothing written."""
     req = plan.req
-    filename = f"{plan.name}.{recipe.name}.{EXTENSIONS[route.target]}"
+    filename = f"{plan.name}.{recipe.name}.{route.target}"
     interrupts.raise_if_requested()  # a Ctrl-C/SIGTERM a finalizer swallowed stops here
     info(f"[bold]export[/] {filename}  ({route.summary})")
     before = convert.calls
@@ -354,7 +353,7 @@ def export_one(plan: Prepared, writer: BundleWriter, route, recipe: Recipe, conv
     try:
         rewritten = rewrites.wrap(convert, route.target) if rewrites else convert
         done = plan.strategy.convert(route, rewritten, plan.model,
-                                     recipe, lambda r: writer.path(f"{plan.name}.{r}.{EXTENSIONS[route.target]}"),
+                                     recipe, lambda r: writer.path(f"{plan.name}.{r}.{route.target}"),
                                      plan.options)
     except (InputError, UnsupportedError, DeviceError):  # bad usage or input (a route that refuses this model or
         raise  # recipe by design: exit 2, nothing written), or the search's device went away: the export's

@@ -209,10 +209,11 @@ def sink_permutes(gm) -> int:
                 graph.erase_node(node)
                 moved = True
                 continue
-            if _op_name(src) == "permute" and len(src.users) == 1:  # permute(permute(x, p), q)
-                inner = list(src.args[1])
-                node.args = (src.args[0], [inner[i] for i in perm])
-                graph.erase_node(src)
+            if _op_name(src) == "permute":  # permute(permute(x, p), q) -> permute(x, p then q)
+                inner = list(src.args[1])  # also where the inner one has other users (a residual branch's
+                node.args = (src.args[0], [inner[i] for i in perm])  # two convs): each reads x directly
+                if not src.users:
+                    graph.erase_node(src)
                 moved = True
                 continue
             users = list(node.users)

@@ -270,3 +270,31 @@ def test_permuted_constants_are_stored_row_major_and_the_pte_runs(tmp_path):
     (tmp_path / "conv1d.pte").write_bytes(buffer)
     got = _run(tmp_path / "conv1d.pte", x.numpy())[0]
     assert _rel(want, torch.from_numpy(np.asarray(got))) < RTOL
+
+
+def test_a_permute_read_by_two_convs_cancels_in_both():
+    """A residual block as Keras writes it: the conv's NCHW -> NHWC permute feeds two convs (the separable
+    branch and the stride-2 shortcut), each behind its own NHWC -> NCHW permute. Both pairs cancel; before, a
+    permute with two users kept both, and XNNPACK ran two transposes per block (fer_xception: 15 -> 3)."""
+
+    class TwoReaders(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(3)
+            self.k0, self.k1, self.k2 = (torch.randn(3, 3, 4, 4, generator=g) for _ in range(3))
+
+        def forward(self, x):
+            y = F.conv2d(x.permute(0, 3, 1, 2), self.k0.permute(3, 2, 0, 1), padding=1).permute(0, 2, 3, 1)
+            a = F.conv2d(y.permute(0, 3, 1, 2), self.k1.permute(3, 2, 0, 1), padding=1).permute(0, 2, 3, 1)
+            b = F.conv2d(y.permute(0, 3, 1, 2), self.k2.permute(3, 2, 0, 1), stride=2, padding=1)
+            return a.permute(0, 3, 1, 2)[:, :, ::2, ::2] + b
+
+    x = torch.randn(1, 8, 8, 4)
+    module = TwoReaders().eval()
+    gm = _keras_like_graph(module, x)
+    with torch.no_grad():
+        want = module(x)
+    kp.clean_layout_and_batchnorm(gm)
+    assert _ops(gm)["permute"] == 1, gm.graph  # the NHWC input's only
+    with torch.no_grad():
+        assert _rel(want, gm(x)) < RTOL

@@ -1,6 +1,6 @@
 """A conv whose kernel is wider than what its padding lets reach the input (a 'same' 5x5 depthwise conv on
 a 1x1 or 2x2 feature map, late in MobileNetV3 or EfficientNet at a small input) is cut to the taps that meet
-the input: the same values, and a kernel XNNPACK runs as a depthwise conv (xnnpack_decompose
+the input: the same values with a ninth to a twenty-fifth of the work (xnnpack_decompose
 .conv_kernel_cropped_to_the_input)."""
 
 from __future__ import annotations

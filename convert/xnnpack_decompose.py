@@ -1948,6 +1948,295 @@ def constants_row_major(gm) -> int:
     return changed
 
 
+# ---------------------------------------------------------------------------------------------
+# Data movement: chains of views, transposes and copies as one permute; packed projections split
+
+def _movement_targets():
+    """The ops that only move data, one-to-one: each output element is one input element."""
+    import torch
+
+    aten = torch.ops.aten
+    return {aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.transpose.int,
+            aten.permute.default, aten.clone.default, aten.alias.default, aten.squeeze.dim, aten.squeeze.dims,
+            aten.squeeze.default, aten.unsqueeze.default, aten.t.default, aten.contiguous.default}
+
+
+def _slice_targets():
+    import torch
+
+    return {torch.ops.aten.slice.Tensor}
+
+
+def _moves_data(node) -> bool:
+    """Whether a transpose or permute node moves elements in memory: it reorders dims of size > 1."""
+    import torch
+
+    aten = torch.ops.aten
+    if node.target not in (aten.transpose.int, aten.permute.default, aten.t.default):
+        return False
+    vi = _val(node.args[0])
+    if node.target is aten.permute.default:
+        order = [d % vi.dim() for d in node.args[1]]
+    else:
+        order = list(range(vi.dim()))
+        if node.target is aten.transpose.int:
+            a, c = node.args[1] % vi.dim(), node.args[2] % vi.dim()
+        else:
+            a, c = 0, vi.dim() - 1
+        order[a], order[c] = order[c], order[a]
+    kept = [d for d in order if vi.shape[d] != 1]
+    return kept != sorted(kept)
+
+
+def _run_on_indices(node, value):
+    """NODE's op (a movement or slice op) applied to a real tensor VALUE in place of its input."""
+    import torch
+
+    args = (value, *node.args[1:])
+    try:
+        return node.target(*args, **node.kwargs)
+    except RuntimeError:  # a view of a permuted tensor: reshape copies, which is what the index tensor needs
+        if node.target in (torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default):
+            return torch.ops.aten.reshape.default(*args)
+        raise
+
+
+def _one_permute(flat):
+    """FLAT[i]: the input element (row-major index) that output element i reads, a permutation of
+    range(n). As (shape A, order P) such that output = view(permute(view(input, A), P), out shape), with A's
+    dims as coarse as the permutation allows; None when no single permute does it."""
+    import torch
+
+    n = flat.numel()
+    if n < 2 or int(flat[0]) != 0 or not torch.equal(torch.sort(flat).values, torch.arange(n)):
+        return None
+    dims, cur = [], 1  # (size, input stride), innermost output dim first
+    while cur < n:
+        total, stride = n // cur, int(flat[cur])
+        m = 1
+        while m < total and int(flat[cur * m]) == m * stride:
+            m += 1
+        while total % m:
+            m -= 1
+        if m < 2:
+            return None
+        dims.append((m, stride))
+        cur *= m
+    merged = [dims[0]]
+    for size, stride in dims[1:]:
+        inner_size, inner_stride = merged[-1]
+        if stride == inner_stride * inner_size:
+            merged[-1] = (inner_size * size, inner_stride)
+        else:
+            merged.append((size, stride))
+    by_stride = sorted(merged, key=lambda d: d[1])  # the input's layout, innermost first
+    expect = 1
+    for size, stride in by_stride:
+        if stride != expect:
+            return None
+        expect *= size
+    outer_first = merged[::-1]
+    shape_a = [size for size, _ in by_stride[::-1]]
+    strides_a = [stride for _, stride in by_stride[::-1]]
+    order = [strides_a.index(stride) for _, stride in outer_first]
+    i = torch.arange(n)
+    rebuilt = torch.zeros(n, dtype=flat.dtype)
+    step = 1
+    for size, stride in dims:
+        rebuilt += (i // step) % size * stride
+        step *= size
+    return (shape_a, order) if torch.equal(rebuilt, flat) else None
+
+
+def _as_one_permute(b, source, shape_a, order, out_shape):
+    """SOURCE viewed as SHAPE_A, permuted by ORDER, viewed as OUT_SHAPE: only the ops that change something."""
+    import torch
+
+    aten = torch.ops.aten
+    x = source
+    if order != sorted(order):
+        if list(_val(x).shape) != list(shape_a):
+            x = b(aten.view.default, x, list(shape_a))
+        x = b(aten.permute.default, x, list(order))
+    if list(_val(x).shape) != list(out_shape):
+        x = b(aten.view.default, x, list(out_shape))
+    return x
+
+
+def _cost(nodes) -> tuple:
+    """(transposes that move elements, transposes and copies, ops): what a chain of movement ops costs."""
+    import torch
+
+    aten = torch.ops.aten
+    copies = {aten.transpose.int, aten.permute.default, aten.t.default, aten.clone.default, aten.contiguous.default}
+    return sum(map(_moves_data, nodes)), sum(n.target in copies for n in nodes), len(nodes)
+
+
+def movement_chains_as_one_permute(gm) -> int:
+    """A chain of data-movement ops (view, transpose, permute, clone, squeeze, unsqueeze) -> at most a view,
+    one permute and a view, where that costs less (_cost: element moves first, then copies, then ops). What
+    the chain does is read off by running it on a tensor of element indices. PyTorch's multi-head attention
+    writes its heads' outputs through permute, copy, permute, permute, view, its projections through view,
+    transpose, view, copy, and its batch_first input and output through transposes of a size-1 dim: XNNPACK
+    ran each transpose and copy."""
+    import torch
+
+    moves = _movement_targets()
+    changed = 0
+    for end in list(gm.graph.nodes):
+        if end.op != "call_function" or end.target not in moves or end not in gm.graph.nodes:
+            continue
+        if len(end.users) == 1 and next(iter(end.users)).target in moves:
+            continue  # not the chain's last op
+        chain, node = [], end
+        while getattr(node, "target", None) in moves and (node is end or len(node.users) == 1):
+            chain.append(node)
+            node = node.args[0]
+        chain.reverse()
+        source, vs = node, _val(node)
+        if not (_static(vs) and all(_static(_val(c)) for c in chain)) or _cost(chain)[1] == 0:
+            continue  # views alone: sink_views merges them
+        idx = torch.arange(vs.numel()).reshape(list(vs.shape))
+        for c in chain:
+            idx = _run_on_indices(c, idx)
+        found = _one_permute(idx.reshape(-1)) if vs.numel() > 1 else ([1], [0])
+        if found is None or len(found[0]) > 6:
+            continue
+        shape_a, order = found
+        moved = order != sorted(order)
+        views = int(moved and list(vs.shape) != list(shape_a)) + int(list(_val(end).shape) != (
+            [shape_a[d] for d in order] if moved else list(vs.shape)))
+        if (int(moved), int(moved), int(moved) + views) >= _cost(chain):
+            continue
+        b = _Builder(gm, end)
+        _replace(gm, end, _as_one_permute(b, source, shape_a, order, list(_val(end).shape)))
+        changed += 1
+    return _finish(gm, changed)
+
+
+def _movement_tree(start):
+    """The movement and slice nodes fed by START alone, and the tree's leaves (the nodes something else
+    reads); None when a node inside is read by anything outside the tree."""
+    moves = _movement_targets() | _slice_targets()
+    tree, leaves, todo = [], [], [start]
+    while todo:
+        node = todo.pop()
+        users = list(node.users)
+        inner = [u for u in users if u.target in moves and len(u.all_input_nodes) == 1]
+        if node is not start:
+            tree.append(node)
+            if len(inner) < len(users):
+                if inner:
+                    return None
+                leaves.append(node)
+                continue
+        elif len(inner) < len(users):
+            return None
+        todo.extend(inner)
+    return tree, leaves
+
+
+def _weights(gm, linear):
+    """A linear node's weight and bias tensors (bias None), when both are constants of the module."""
+    w = linear.args[1]
+    bias = linear.args[2] if len(linear.args) > 2 else linear.kwargs.get("bias")
+    if getattr(w, "op", None) != "get_attr" or (bias is not None and getattr(bias, "op", None) != "get_attr"):
+        return None
+    get = lambda n: functools.reduce(getattr, n.target.split("."), gm).detach()
+    return get(w), (get(bias) if bias is not None else None)
+
+
+def packed_linear_split(gm) -> int:
+    """A linear whose output is only ever read in disjoint parts of its features, through views,
+    transposes and slices (PyTorch's multi-head attention: one in_proj of 3 x d features, viewed, transposed,
+    copied and sliced into q, k and v) -> one linear per part, with its rows of the weight and bias, and at
+    most a view, a permute and a view after each. The same multiply-adds; the transpose, the copy of 3 x d
+    features and the slices are gone."""
+    import torch
+
+    aten = torch.ops.aten
+    changed = 0
+    for linear in _calls(gm, aten.linear.default):
+        vo = _val(linear)
+        weights = _weights(gm, linear)
+        found = _movement_tree(linear)
+        if weights is None or not _static(vo) or found is None or len(found[1]) < 2:
+            continue
+        tree, leaves = found
+        if not all(_static(_val(n)) for n in tree):
+            continue
+        features = vo.shape[-1]
+        rows = vo.numel() // features
+        values = {linear: torch.arange(vo.numel()).reshape(list(vo.shape))}
+        for node in sorted(tree, key=lambda n: list(gm.graph.nodes).index(n)):
+            values[node] = _run_on_indices(node, values[node.args[0]])
+        parts, taken = [], set()
+        for leaf in leaves:
+            idx = values[leaf].reshape(-1)
+            cols = torch.unique(idx % features)
+            if idx.numel() != rows * cols.numel() or taken & set(cols.tolist()):
+                parts = None
+                break
+            taken |= set(cols.tolist())
+            rank = torch.full((features,), -1, dtype=torch.long)
+            rank[cols] = torch.arange(cols.numel())
+            local = idx // features * cols.numel() + rank[idx % features]
+            layout = _one_permute(local) if cols.numel() < features else None
+            if layout is None:
+                parts = None
+                break
+            parts.append((leaf, cols, layout))
+        if not parts:
+            continue
+        weight, bias = weights
+        for leaf, cols, (shape_a, order) in parts:
+            b = _Builder(gm, leaf)
+            w = b.constant(weight[cols].contiguous(), "split_weight", persistent=True)
+            bb = b.constant(bias[cols].contiguous(), "split_bias", persistent=True) if bias is not None else None
+            part = b(aten.linear.default, linear.args[0], w, bb)
+            _replace(gm, leaf, _as_one_permute(b, part, shape_a, order, list(_val(leaf).shape)))
+        gm.graph.eliminate_dead_code()
+        changed += 1
+    return _finish(gm, changed)
+
+
+def scalar_product_into_linear(gm) -> int:
+    """mul(y, c) with c one constant number, where y is a linear's output (its only reader) seen through
+    views and transposes -> the linear with its weight and bias times c. Attention scales q and k by
+    sqrt(1/sqrt(d)) each after their projections: two multiplies per layer that the weights can hold."""
+    import torch
+
+    aten = torch.ops.aten
+    moves = _movement_targets()
+    changed = 0
+    for mul in _calls(gm, aten.mul.Tensor):
+        y, c = mul.args
+        if isinstance(c, torch.fx.Node) and c.op == "get_attr":
+            c = functools.reduce(getattr, c.target.split("."), gm)
+            if not isinstance(c, torch.Tensor) or c.numel() != 1:
+                continue
+            c = float(c.reshape(()))
+        if not isinstance(c, (int, float)) or isinstance(c, bool) or not math.isfinite(c):
+            continue
+        node = y
+        while getattr(node, "target", None) in moves and len(node.users) == 1:
+            node = node.args[0]
+        if getattr(node, "target", None) is not aten.linear.default or len(node.users) != 1:
+            continue
+        weights = _weights(gm, node)
+        if weights is None or _val(mul).shape != _val(y).shape:
+            continue
+        weight, bias = weights
+        b = _Builder(gm, node)
+        w = b.constant(weight * c, "scaled_weight", persistent=True)
+        bb = b.constant(bias * c, "scaled_bias", persistent=True) if bias is not None else None
+        node.args = (node.args[0], w, bb)
+        node.kwargs = {}
+        _replace(gm, mul, y)
+        changed += 1
+    return _finish(gm, changed)
+
+
 # in order: the layer-norm pass makes means the mean pass rewrites; views are sunk last
 PASSES = {
     "conv1d as conv2d": conv1d_as_conv2d,
@@ -1986,6 +2275,9 @@ PASSES = {
     "mean for XNNPACK": mean_for_xnnpack,
     "constants folded": fold_constants,
     "empty concatenation and alias dropped": empty_cat_and_alias_dropped,
+    "packed linear split by the parts read": packed_linear_split,
+    "scalar product folded into its linear": scalar_product_into_linear,
+    "data movement as one permute": movement_chains_as_one_permute,
     "views sunk and merged": sink_views,
     "constants stored row-major": constants_row_major,
 }

@@ -123,6 +123,9 @@ class AdbDevice:
 
     scheme = "adb"
     setup_options: ClassVar[dict[str, str]] = {}
+    setup_instead: ClassVar[dict[str, str]] = {
+        "with_python": "Android has no Python: edgeship's aarch64 native runners run every format",
+        "with_executorch": "adb runs .pte with edgeship's aarch64 pte_runner, or yours: --runner executor_runner"}
     emulated = False
 
     @classmethod

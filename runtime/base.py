@@ -58,6 +58,7 @@ class Device(Protocol):
 
         Class.scheme            -> 'local' | 'emu' | 'ssh' | 'adb' (scheme_of's names)
         Class.setup_options     -> {option: what it does}, the `devices setup` flags this kind takes
+        Class.setup_instead     -> {option: what this kind does instead}, for flags only other kinds take
         Class.prepare(uri, progress=None, rebuild=False, **options) -> report
             what `devices setup` does: build or install what the device needs (which may be what its
             constructor needs: an emulated board's root filesystem), then its probe report
@@ -72,6 +73,7 @@ class Device(Protocol):
 
     scheme: ClassVar[str]
     setup_options: ClassVar[dict[str, str]]
+    setup_instead: ClassVar[dict[str, str]]
     uri: str
     emulated: bool
 

@@ -110,6 +110,9 @@ class EmulatedDevice(LocalDevice):
     scheme = "emu"
     # `devices setup` options, as the refusal for another kind says them; --help says what they install
     setup_options: ClassVar[dict[str, str]] = {"with_python": "is for emu:* devices"}
+    setup_instead: ClassVar[dict[str, str]] = {
+        "with_executorch": "emu:* has no CPU torch for arm64 (PyPI's is a CUDA build): edgeship's native aarch64 "
+                           "pte_runner runs .pte there, and needs no setup option"}
     emulated = True
     native_target = "aarch64"
 

@@ -32,6 +32,10 @@ class LocalDevice:
 
     scheme = "local"
     setup_options: ClassVar[dict[str, str]] = {}
+    # for an option another kind takes: what this kind does instead (the refusal's hint)
+    setup_instead: ClassVar[dict[str, str]] = {
+        "with_python": "the host runs every format with the Python packages edgeship installed with it",
+        "with_executorch": "the host's executorch is the one installed with edgeship (scripts/install)"}
     uri = "local"
     emulated = False
 

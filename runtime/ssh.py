@@ -89,6 +89,8 @@ class SSHDevice:
     scheme = "ssh"
     # `devices setup` options, as the refusal for another kind says them; --help says what they install
     setup_options: ClassVar[dict[str, str]] = {"with_executorch": "installs onto ssh:// devices"}
+    setup_instead: ClassVar[dict[str, str]] = {
+        "with_python": "ssh:// setup installs the Python side wherever the board has python3"}
 
     @classmethod
     def prepare(cls, uri: str, progress=None, rebuild: bool = False, with_executorch: bool = False) -> dict:

@@ -56,14 +56,24 @@ def test_the_host_sets_up_and_reports_through_its_class():
     assert json.loads(r.output)["machine"] == report["machine"]
 
 
-@pytest.mark.parametrize(("uri", "flag", "said", "takes"), [
-    ("local", "--with-python", "--with-python is for emu:* devices", "takes no options"),
-    ("local", "--with-executorch", "--with-executorch installs onto ssh:// devices", "takes no options"),
+@pytest.mark.parametrize(("uri", "flag", "said", "takes", "instead"), [
+    ("local", "--with-python", "--with-python is for emu:* devices", "takes no options", "the host runs"),
+    ("local", "--with-executorch", "--with-executorch installs onto ssh:// devices", "takes no options",
+     "installed with edgeship"),
     ("emu:rpi4", "--with-executorch", "--with-executorch installs onto ssh:// devices, not emu:rpi4",
-     "takes --with-python"),
+     "takes --with-python", "no CPU torch for arm64"),
 ])
-def test_an_option_another_kind_takes_is_refused_before_any_work(uri, flag, said, takes):
+def test_an_option_another_kind_takes_is_refused_before_any_work(uri, flag, said, takes, instead):
+    """The refusal says what the kind does instead, then which options it takes."""
     r = run_cli("devices", "setup", uri, flag)
     out = " ".join(r.output.split())
     assert r.exit_code == 2, r.output
-    assert said in out and takes in out and "Traceback" not in out
+    assert said in out and takes in out and instead in out and "Traceback" not in out
+
+
+def test_every_kind_says_what_it_does_instead_of_each_option_it_does_not_take():
+    from edgeship.runtime.device import DEVICES
+
+    options = {name for cls in DEVICES.values() for name in cls.setup_options}
+    for cls in DEVICES.values():
+        assert options - set(cls.setup_options) <= set(cls.setup_instead), cls

@@ -54,8 +54,10 @@ def setup(uri: str, rebuild: bool = False, with_executorch: bool = False, with_p
         if name not in cls.setup_options:
             what = next(kind.setup_options[name] for kind in DEVICES.values() if name in kind.setup_options)
             takes = ", ".join(f"--{n.replace('_', '-')}" for n in cls.setup_options) or "no options"
+            instead = cls.setup_instead.get(name)
             raise InputError(f"--{name.replace('_', '-')} {what}, not {uri}",
-                             hint=f"`edgeship devices setup {uri}` takes {takes}")
+                             hint=f"{instead}; `edgeship devices setup {uri}` takes {takes}" if instead
+                             else f"`edgeship devices setup {uri}` takes {takes}")
     t0 = time.monotonic()
     report = cls.prepare(uri, progress=_step_printer(), rebuild=rebuild, **options)
     report["setup_seconds"] = round(time.monotonic() - t0, 1)

@@ -36,7 +36,7 @@ from edgeship.runtime import native_build
 from edgeship.runtime import rootfs as rootfs_mod
 from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
 from edgeship.runtime.local import LocalDevice
-from edgeship.runtime.native import native_probe_for
+from edgeship.runtime.native import native_probes
 from edgeship.runtime.rootfs import MARKER, write_cpu_files
 
 AGENT_MODULES = ("agent", "timing", "tensors", "tflite", "executorch", "probe")
@@ -190,8 +190,7 @@ class EmulatedDevice(LocalDevice):
         self._executorch = bool(result.get("executorch", {}).get("available"))
         if self.python_side is None and not (result.get("tflite") or {}).get("available"):
             result["tflite"] = {"available": False, "reason": f"no Python side ({self.python_hint()})"}
-        for kind, spec in native_build.SPECS.items():
-            result[spec.report_key] = native_probe_for(self, kind)
+        result.update(native_probes(self))
         result["formats"] = formats(result, self.uri)
         return result
 

@@ -58,10 +58,7 @@ class LocalDevice:
         """The host's Python runtimes (the standalone probe, in a child) and its native runners."""
         proc = subprocess.run([sys.executable, "-m", "edgeship.runtime.standalone.probe"], capture_output=True,
                               text=True, timeout=timeout, preexec_fn=die_with_parent())
-        report = parse_agent_stdout(proc.stdout) or {"ok": False}
-        for kind, spec in native_build.SPECS.items():
-            report[spec.report_key] = native.native_probe_for(self, kind)
-        return report
+        return {**(parse_agent_stdout(proc.stdout) or {"ok": False}), **native.native_probes(self)}
 
     def preflight(self) -> None:
         """Nothing to connect to."""

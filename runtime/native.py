@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.runtime import native_build
 from edgeship.runtime.base import AgentRun, describe_exit, parse_agent_stdout
 from edgeship.runtime.native_build import NativeUnavailable, ensure_runner, kind_for
 from edgeship.runtime.standalone import timing
@@ -229,6 +230,12 @@ def native_probe_for(device, kind: str = "pte") -> dict:
     except NativeUnavailable as e:
         return probe_native(None, e.message)
     return probe_native(device.native_command(runner))
+
+
+def native_probes(device) -> dict:
+    """{report key: native_probe_for(DEVICE, kind)} for every native runner (native_build.SPECS): the native
+    rows of a LocalDevice-like device's probe report."""
+    return {spec.report_key: native_probe_for(device, kind) for kind, spec in native_build.SPECS.items()}
 
 
 def native_row(n: dict) -> str:

@@ -48,6 +48,11 @@ so the int8 quantizer sees the rewritten ops too. What the installed executorch'
   constants          a dim order read from their strides: (1, C, 1) permuted from (1, 1, C) reads as (0, 2, 1),
                      which the portable kernels and XNNPACK's shape propagation refuse at run time
                                     -> stored with the row-major strides of their shape
+  attention's data movement (every op of it lowers; each costs a copy or a kernel call)
+                     a packed projection read in parts (q, k, v) -> one linear per part
+                     a constant product after a linear (q's and k's scale) -> in the linear's weights
+                     views, transposes and copies in a chain -> at most one permute (run on element indices)
+                     a mask's bias and kept-key count, equal in every layer -> computed once
   LSTM, GRU, RNN     kept whole by torch.export; to_edge's decomposition left split_with_sizes_copy and
                      squeeze/unsqueeze_copy per step -> decomposed first (decompose_fused), so the
                      split, squeeze and select passes rewrite those steps like any other
@@ -1546,7 +1551,7 @@ def masked_softmax(gm) -> int:
     """_safe_softmax(scores + bias, dim), the bias -inf where a boolean mask is set and 0 elsewhere
     (a padding or attention mask, through views and expands), or _safe_softmax(scores.masked_fill(mask,
     -inf), dim), scores free of -inf ->
-    _softmax(scores - MASK_BIAS * m, dim) * amax(1 - m, dim, keepdim), m the mask as 0/1 float.
+    _softmax(scores - MASK_BIAS * m, dim) * min(sum(1 - m, dim, keepdim), 1), m the mask as 0/1 float.
 
     Exact: a masked score's exp underflows to 0 as -inf's does, and the factor is 0 exactly on the rows
     _safe_softmax sets to 0 (every key masked), 1 elsewhere. XNNPACK takes every op of it but the mask's
@@ -1600,7 +1605,9 @@ def masked_softmax(gm) -> int:
         vm = _val(m)
         d = dim % vx.dim() - (vx.dim() - vm.dim())  # the softmax dim in the mask's shape, broadcast from the right
         if d >= 0 and vm.shape[d] != 1:  # the row has a key left: where _safe_softmax keeps it
-            keep = b(aten.amax.default, keep, [d], True)
+            # min(count of kept keys, 1): the amax of 0/1 values, as a sum (a linear after the mean pass) and a
+            # clamp; XNNPACK ran the amax as a max pool between layout transposes
+            keep = b(aten.clamp.default, b(aten.sum.dim_IntList, keep, [d], True), 0.0, 1.0)
         _replace(gm, node, b(aten.mul.Tensor, soft, keep))
         changed += 1
     return _finish(gm, changed)
@@ -2048,6 +2055,23 @@ def _one_permute(flat):
     return (shape_a, order) if torch.equal(rebuilt, flat) else None
 
 
+def _source_permute(flat, shape: list[int]):
+    """(SHAPE, order) when FLAT is a permute of SHAPE's own dims (up to 4 of them): kept in the source's rank,
+    so a 4-D tensor's permute stays one that XNNPACK's channels-last handling sees as before; else None."""
+    import itertools
+
+    import torch
+
+    if len(shape) > 4:
+        return None
+    base = torch.arange(flat.numel()).reshape(shape)
+    kept = [d for d in range(len(shape)) if shape[d] != 1]
+    for order in itertools.permutations(range(len(shape))):
+        if [d for d in order if shape[d] != 1] != kept and torch.equal(base.permute(order).reshape(-1), flat):
+            return shape, list(order)
+    return None
+
+
 def _as_one_permute(b, source, shape_a, order, out_shape):
     """SOURCE viewed as SHAPE_A, permuted by ORDER, viewed as OUT_SHAPE: only the ops that change something."""
     import torch
@@ -2099,7 +2123,8 @@ def movement_chains_as_one_permute(gm) -> int:
         idx = torch.arange(vs.numel()).reshape(list(vs.shape))
         for c in chain:
             idx = _run_on_indices(c, idx)
-        found = _one_permute(idx.reshape(-1)) if vs.numel() > 1 else ([1], [0])
+        found = _source_permute(idx.reshape(-1), list(vs.shape)) or (
+            _one_permute(idx.reshape(-1)) if vs.numel() > 1 else ([1], [0]))
         if found is None or len(found[0]) > 6:
             continue
         shape_a, order = found
@@ -2111,6 +2136,56 @@ def movement_chains_as_one_permute(gm) -> int:
         b = _Builder(gm, end)
         _replace(gm, end, _as_one_permute(b, source, shape_a, order, list(_val(end).shape)))
         changed += 1
+    return _finish(gm, changed)
+
+
+def _impure(node) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    return node.is_impure() or (schema is not None and schema.is_mutable) or \
+        getattr(node.target, "is_view", False) is None or "rand" in str(node.target) or "dropout" in str(node.target)
+
+
+def common_subexpressions_merged(gm, max_constant: int = 4096) -> int:
+    """Equal constants that the passes made (up to MAX_CONSTANT elements) read through one node, then ops
+    that compute the same thing from the same inputs computed once. A padding mask's bias and its kept-keys
+    count, built per layer from one mask, are the same in every layer. Left alone: ops with side effects or
+    randomness, and the distinct copies of one value that a cat reads (XNNPACK's cat config counts
+    distinct input nodes)."""
+    import torch
+
+    changed = 0
+    constants: dict[tuple, torch.fx.Node] = {}
+    for node in list(gm.graph.nodes):
+        if node.op != "get_attr" or not node.target.startswith("_xnnpack_"):
+            continue  # the model's own parameters and buffers keep their identity (the partitioner split a
+            # stock encoder into 4 partitions where two layers' equal LayerNorm weights became one)
+        value = functools.reduce(getattr, node.target.split("."), gm)
+        if not isinstance(value, torch.Tensor) or value.numel() > max_constant:
+            continue
+        key = (value.dtype, tuple(value.shape), value.detach().contiguous().cpu().numpy().tobytes())
+        if key in constants:
+            node.replace_all_uses_with(constants[key])
+            gm.graph.erase_node(node)
+            changed += 1
+        else:
+            constants[key] = node
+    seen: dict[tuple, torch.fx.Node] = {}
+    cat = torch.ops.aten.cat.default
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or _impure(node) or any(u.target is cat for u in node.users):
+            continue
+        try:
+            key = (node.target, repr(torch.fx.node.map_aggregate(node.args, lambda a: ("node", id(a))
+                                                                  if isinstance(a, torch.fx.Node) else a)),
+                   repr(sorted(node.kwargs.items())))
+        except TypeError:
+            continue
+        if key in seen:
+            node.replace_all_uses_with(seen[key])
+            gm.graph.erase_node(node)
+            changed += 1
+        else:
+            seen[key] = node
     return _finish(gm, changed)
 
 
@@ -2275,6 +2350,7 @@ PASSES = {
     "mean for XNNPACK": mean_for_xnnpack,
     "constants folded": fold_constants,
     "empty concatenation and alias dropped": empty_cat_and_alias_dropped,
+    "common subexpressions merged": common_subexpressions_merged,
     "packed linear split by the parts read": packed_linear_split,
     "scalar product folded into its linear": scalar_product_into_linear,
     "data movement as one permute": movement_chains_as_one_permute,

@@ -60,6 +60,8 @@ def test_a_stock_encoder_layer_keeps_one_permute_per_head_tensor_and_eager_outpu
     assert sum(op in PERMUTES for op in ops) == 4 * 2, ops
     assert aten.clone.default not in ops and ops.count(aten.slice.Tensor) == 1, ops  # the mask's x[..., 0]
     assert sum(op == aten.linear.default for op in ops) >= 2 * 6, ops  # q, k, v, out, two feed-forward
+    # the padding mask's kept-key count: a sum and a clamp, computed once for both layers (no max pool)
+    assert ops.count(aten.clamp.default) == 1 and not {aten.amax.default, aten.max.dim} & set(ops), ops
     got, delegation, excluded = _run_pte(program, x)
     # outside: the mask's comparison and its float cast; the slice of the input they read is a partition of
     # its own (in the layers' one, it would both feed and read the comparison)
@@ -251,3 +253,32 @@ def test_sdpa_with_a_packed_projection_still_lowers_whole():
     assert delegation["coverage"] == 1.0 and delegation["partitions"] == 1, delegation
     with torch.no_grad():
         torch.testing.assert_close(got, model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_what_two_layers_compute_alike_from_one_input_is_computed_once_and_a_cats_copies_stay():
+    """The passes' own equal constants become one, then equal ops on equal inputs; a cat that reads one
+    value twice keeps two view nodes (XNNPACK's cat needs distinct inputs)."""
+    from edgeship.convert.xnnpack_decompose import _Builder
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x, m):
+            k1, k2 = (1 - m).sum(-1, keepdim=True), (1 - m).sum(-1, keepdim=True)
+            return self.a(x) * k1 + self.b(x) * k2
+
+    model, x, m = Twice().eval(), torch.randn(1, 3, 4), torch.tensor([[[0.0, 1.0, 1.0, 0.0]]])
+    gm = torch.export.export(model, (x, m)).module()
+    assert xnnpack_decompose.common_subexpressions_merged(gm) >= 2  # the second 1 - m, and its sum
+    ops = _ops(gm)
+    assert ops.count(aten.sub.Tensor) + ops.count(aten.rsub.Scalar) == 1 and ops.count(aten.sum.dim_IntList) == 1
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x, m), model(x, m))
+    view = next(n for n in gm.graph.nodes if n.target is aten.linear.default)
+    b = _Builder(gm, next(iter(view.users)))
+    copies = [b(aten.view.default, view, [1, 3, 4]) for _ in range(2)]
+    b(aten.cat.default, copies, 1)
+    xnnpack_decompose.common_subexpressions_merged(gm)
+    assert all(c in gm.graph.nodes for c in copies)

@@ -235,10 +235,12 @@ def torch_model(module, example: np.ndarray, name: str) -> Model:
 def _no_folding(monkeypatch):
     """The graphs below fail in ExecuTorch because of weights computed at run time (a layout permute of a
     parameter); the constant-folding pass computes those once now, and they lower. To keep testing what
-    happens when a program fails, these tests run without it."""
+    happens when a program fails, these tests run without it, and without the data-movement pass, which
+    makes the permute and its channels-last copy one contiguous permute."""
     from edgeship.convert import xnnpack_passes
 
     monkeypatch.delitem(xnnpack_passes.XNNPACK_PASSES, "constants folded")
+    monkeypatch.delitem(xnnpack_passes.XNNPACK_PASSES, "data movement as one permute")
 
 
 def test_fallback_when_the_xnnpack_program_fails(tmp_path, monkeypatch):

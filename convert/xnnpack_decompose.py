@@ -2140,9 +2140,10 @@ def movement_chains_as_one_permute(gm) -> int:
 
 
 def _impure(node) -> bool:
+    """Whether computing NODE twice may differ from computing it once: side effects, mutation, randomness."""
     schema = getattr(node.target, "_schema", None)
     return node.is_impure() or (schema is not None and schema.is_mutable) or \
-        getattr(node.target, "is_view", False) is None or "rand" in str(node.target) or "dropout" in str(node.target)
+        any(word in str(node.target) for word in ("rand", "dropout", "bernoulli", "normal"))
 
 
 def common_subexpressions_merged(gm, max_constant: int = 4096) -> int:

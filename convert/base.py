@@ -21,6 +21,9 @@ class ConvertOptions:
     # int8/int16x8: activation calibration method (edgeship.quantize.calibration.METHODS);
     # None: the route's own default
     calibration: str | None = None
+    # fp32 converted with the graph structure of this recipe's (for per-layer comparison with that recipe's
+    # artifact: a Keras model's recurrent layers unrolled as the int8 .tflite unrolls them); None: its own
+    twin_of: str | None = None
 
 
 @dataclass

@@ -61,7 +61,7 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
     int_io = recipe.name == "int8" and options.int8_io
     input_keys = [common.arg_name(s.name, i) for i, s in enumerate(model.io.inputs)]
     loops = []
-    if recipe.name in CALIBRATED and model.kind == "keras":
+    if (recipe.name in CALIBRATED or options.twin_of in CALIBRATED) and model.kind == "keras":
         twin, loops = unrolled(model.obj)
         model = replace(model, obj=twin)
     with tempfile.TemporaryDirectory(prefix="edgeship-savedmodel-") as tmp:

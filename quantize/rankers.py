@@ -93,10 +93,12 @@ class ArtifactRanker:
 
 
 def fp32_twin(model, convert, options, target: str = "tflite") -> bytes:
-    """The fp32 artifact of the same route (.tflite or .onnx), converted now, for ArtifactRanker to compare with."""
+    """The fp32 artifact of the same route (.tflite or .onnx), converted now, for ArtifactRanker to compare with:
+    with the int8 graph's structure (a Keras model's recurrent layers unrolled as its int8 .tflite unrolls them;
+    with its WHILE loop left, the two .tflite had 62 and 920 compute ops and no tensors to match)."""
     with tempfile.TemporaryDirectory(prefix="edgeship-fp32-twin-") as tmp:
         path = Path(tmp) / f"fp32.{target}"
-        convert(model, get_recipe("fp32"), None, path, replace(options, float_layers=()))
+        convert(model, get_recipe("fp32"), None, path, replace(options, float_layers=(), twin_of="int8"))
         return path.read_bytes()
 
 

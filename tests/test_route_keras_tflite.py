@@ -245,3 +245,34 @@ def test_int8_unrolls_a_recurrent_layer_inside_a_nested_model(tmp_path):
     for i in range(32, 40):
         assert cosine(runner.run([x[i : i + 1]])[0], model.run([x[i : i + 1]])[0]) > 0.99
     assert encoder.layers[0].unroll is False  # the user's model is left as it was
+
+
+def test_the_fp32_twin_of_a_recurrent_model_is_unrolled_as_its_int8_so_layers_can_be_ranked(tmp_path):
+    """Accuracy-aware mode (--max-drop) and diff match an int8 .tflite's tensors with its fp32 twin's, op by
+    op. The int8 unrolls a recurrent layer; the twin kept its WHILE loop, so on a Keras text model
+    (langid_keras) --max-drop ended in 'different op sequences (int8: 920 compute ops, fp32: 62)'. The twin
+    now has the int8's structure, and the ranking gives a row per layer."""
+    import keras
+
+    from edgeship.data import Dataset
+    from edgeship.model import IOSpec, Model, TensorSpec
+    from edgeship.convert import get_route
+    from edgeship.convert.base import ConvertOptions
+    from edgeship.quantize.rankers import fp32_twin, ranker_for
+
+    keras.utils.set_random_seed(0)
+    seq = keras.Input((10, 4), name="seq")
+    h = keras.layers.GRU(8, name="gru")(keras.layers.Dense(6, name="proj")(seq))
+    km = keras.Model(seq, keras.layers.Dense(3, name="head")(h))
+    model = Model("gru", "keras", "keras", "gru", "gru", km,
+                  IOSpec([TensorSpec("seq", (1, 10, 4))], [TensorSpec("y", (1, 3))]),
+                  lambda xs: [np.asarray(km(xs[0]))])
+    x = np.random.default_rng(2).standard_normal((36, 10, 4)).astype(np.float32)
+    calib = Dataset("x", [x[:32]], model.io.inputs)
+    path = tmp_path / "gru.int8.tflite"
+    convert(model, "int8", path, calib)
+    feeds = [[x[i : i + 1]] for i in range(32, 36)]
+    route = get_route("keras", "tflite").load()
+    ranker = ranker_for(model, "tflite", calib, feeds, fp32=lambda: fp32_twin(model, route, ConvertOptions()))
+    rows = ranker.rank(artifact=path)
+    assert {r.name for r in rows} >= {"proj", "gru", "head"}, rows

@@ -152,6 +152,23 @@ def keras_layers(keras_model) -> list[tuple[str, str]]:
     return [(layer.name, type(layer).__name__) for layer in keras_model.layers if layer.weights]
 
 
+def masked_attention(keras_model) -> list[str]:
+    """The top-level Keras attention layers (MultiHeadAttention, Attention, ...) called with a mask: one that
+    Keras propagates from Embedding(mask_zero=True) on their inputs, an `attention_mask`, or
+    `use_causal_mask`. In int8, the mask's large negative bias and the scores are one tensor with one scale."""
+    names = []
+    for layer in getattr(keras_model, "layers", []):
+        if "Attention" not in type(layer).__name__:
+            continue
+        for node in getattr(layer, "_inbound_nodes", []):
+            args = node.arguments
+            if any(getattr(t, "_keras_mask", None) is not None for t in args.keras_tensors) or \
+                    args.kwargs.get("attention_mask") is not None or args.kwargs.get("use_causal_mask"):
+                names.append(layer.name)
+                break
+    return names
+
+
 def denylisted_nodes(fp32_data: bytes, layers: list[str], keep: list[str]) -> list[str]:
     """Output tensor names of the ops of the `keep` layers: the TF quantization debugger's
     denylisted_nodes (the converter names ops by their output tensors, same names at fp32)."""

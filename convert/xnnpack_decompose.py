@@ -2163,13 +2163,8 @@ def common_subexpressions_merged(gm, max_constant: int = 4096) -> int:
         value = functools.reduce(getattr, node.target.split("."), gm)
         if not isinstance(value, torch.Tensor) or value.numel() > max_constant:
             continue
-        key = (value.dtype, tuple(value.shape), value.detach().contiguous().cpu().numpy().tobytes())
-        if key in constants:
-            node.replace_all_uses_with(constants[key])
-            gm.graph.erase_node(node)
-            changed += 1
-        else:
-            constants[key] = node
+        changed += _merged(gm, node, constants,
+                           (value.dtype, tuple(value.shape), value.detach().contiguous().cpu().numpy().tobytes()))
     seen: dict[tuple, torch.fx.Node] = {}
     cat = torch.ops.aten.cat.default
     for node in list(gm.graph.nodes):
@@ -2181,13 +2176,18 @@ def common_subexpressions_merged(gm, max_constant: int = 4096) -> int:
                    repr(sorted(node.kwargs.items())))
         except TypeError:
             continue
-        if key in seen:
-            node.replace_all_uses_with(seen[key])
-            gm.graph.erase_node(node)
-            changed += 1
-        else:
-            seen[key] = node
+        changed += _merged(gm, node, seen, key)
     return _finish(gm, changed)
+
+
+def _merged(gm, node, table: dict, key) -> int:
+    """NODE replaced by the node TABLE holds for KEY (1), or held there for the next one (0)."""
+    if key not in table:
+        table[key] = node
+        return 0
+    node.replace_all_uses_with(table[key])
+    gm.graph.erase_node(node)
+    return 1
 
 
 def _movement_tree(start):

@@ -9,7 +9,6 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgeship.convert import torch_pte, xnnpack_decompose, xnnpack_passes
@@ -235,15 +234,7 @@ def test_one_permute_reads_back_a_permutation_and_refuses_what_no_permute_gives(
 
 def test_sdpa_with_a_packed_projection_still_lowers_whole():
     """The SDPA model of test_xnnpack_decompose (qkv viewed, permuted and unbound) through every pass."""
-
-    class Attention(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.qkv, self.out = nn.Linear(8, 24), nn.Linear(8, 8)
-
-        def forward(self, x):
-            q, k, v = self.qkv(x).view(1, 5, 3, 2, 4).permute(2, 0, 3, 1, 4).unbind(0)
-            return self.out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, 5, 8))
+    from test_xnnpack_decompose import Attention
 
     torch.manual_seed(0)
     model, x = Attention().eval(), torch.randn(1, 5, 8)

@@ -19,7 +19,12 @@ from edgeship.runtime.device import open_device
 from device_support import SSHTestServer, emu_rootfs  # noqa: F401  (fixtures)
 
 RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
-FLOAT_ATOL = {"fp32": 1e-4, "fp16": 5e-2, "dynamic-int8": 1e-4}
+# fp16: a share of the outputs' largest magnitude. Host and board both run fp16 kernels, with their own
+# accumulation orders: on an x86 host with AVX512-FP16 XNNPACK computes fp16 natively, and torch_digits'
+# logits (|max| about 16) differed from the arm64 board's by up to 0.086 (0.5%); on AVX2 hosts (fp16 math done
+# in fp32) they had stayed under 0.05
+FLOAT_ATOL = {"fp32": 1e-4, "fp16": 1e-2, "dynamic-int8": 1e-4}
+FLOAT_ATOL_SCALED = {"fp16"}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +55,8 @@ def test_every_recipe_round_trips_on_emulated_rpi4(emu_rootfs, bundle, recipe):
                   + ", ".join(f"{tuple(i)} {a[tuple(i)]:.6g} vs {b[tuple(i)]:.6g}" for i in differ[:10]))
         assert (a.argmax(1) == b.argmax(1)).mean() >= 0.97
     else:
-        np.testing.assert_allclose(b, a, atol=FLOAT_ATOL[recipe], rtol=1e-3)
+        scale = max(1.0, float(np.abs(a).max())) if recipe in FLOAT_ATOL_SCALED else 1.0
+        np.testing.assert_allclose(b, a, atol=FLOAT_ATOL[recipe] * scale, rtol=1e-3)
     golden = bundle.golden().outputs[0]
     assert (b.argmax(1) == golden.argmax(1)).mean() >= 0.95
 

@@ -119,5 +119,7 @@ def test_int8_tflite_runs_attention_and_layer_norm_in_int8(trained, tmp_path):
     with torch.no_grad():
         reference = net(torch.from_numpy(x[n:])).numpy()
     out = run_all(path, test)
-    assert abs(top1(out, y[n:]) - top1(reference, y[n:])) <= 1.0
+    # at most 1 point lost (issue 21's floor). On an AVX-512 VNNI host the int8 .tflite came out 1.1 points
+    # *above* float (93.1% against 92.0%, 450 digits), which a two-sided bound counted as a failure
+    assert top1(reference, y[n:]) - top1(out, y[n:]) <= 1.0
     assert row_cosines(out, reference).mean() > 0.995

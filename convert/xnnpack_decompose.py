@@ -192,6 +192,9 @@ def _static(val) -> bool:
 def _finish(gm, changed: int) -> int:
     if changed:
         gm.graph.eliminate_dead_code()
+        read = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+        for name in [b for b in gm._buffers if b.startswith("_xnnpack_") and b not in read]:
+            del gm._buffers[name]  # a constant a pass made and a later one replaced: not stored in the program
         gm.recompile()
     return changed
 
@@ -2244,7 +2247,8 @@ def packed_linear_split(gm) -> int:
         features = vo.shape[-1]
         rows = vo.numel() // features
         values = {linear: torch.arange(vo.numel()).reshape(list(vo.shape))}
-        for node in sorted(tree, key=lambda n: list(gm.graph.nodes).index(n)):
+        position = {n: i for i, n in enumerate(gm.graph.nodes)}
+        for node in sorted(tree, key=position.__getitem__):
             values[node] = _run_on_indices(node, values[node.args[0]])
         parts, taken = [], set()
         for leaf in leaves:

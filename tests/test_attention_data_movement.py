@@ -59,6 +59,9 @@ def test_a_stock_encoder_layer_keeps_one_permute_per_head_tensor_and_eager_outpu
     assert sum(op in PERMUTES for op in ops) == 4 * 2, ops
     assert aten.clone.default not in ops and ops.count(aten.slice.Tensor) == 1, ops  # the mask's x[..., 0]
     assert sum(op == aten.linear.default for op in ops) >= 2 * 6, ops  # q, k, v, out, two feed-forward
+    # the split weights that the scale fold replaced are not stored: every constant the passes made is read
+    made = [n for n in program.graph.nodes if n.op == "placeholder" and "_xnnpack_" in n.name]
+    assert made and not [n.name for n in made if not n.users]
     # the padding mask's kept-key count: a sum and a clamp, computed once for both layers (no max pool)
     assert ops.count(aten.clamp.default) == 1 and not {aten.amax.default, aten.max.dim} & set(ops), ops
     got, delegation, excluded = _run_pte(program, x)
@@ -130,6 +133,7 @@ def test_a_constant_product_after_a_linear_goes_into_its_weights():
     gm = torch.export.export(model, (x,)).module()
     assert xnnpack_decompose.scalar_product_into_linear(gm) == 1
     assert aten.mul.Tensor not in _ops(gm)
+    assert xnnpack_decompose.scalar_product_into_linear(gm) == 0  # the scaled weights, scaled once
     with torch.no_grad():
         torch.testing.assert_close(gm(x), model(x), rtol=1e-5, atol=1e-6)
 

@@ -62,9 +62,9 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
 
     int_io = recipe.name == "int8" and options.int8_io
     masked = []
-    if recipe.name == "int8" and model.kind == "keras" and not options.float_layers and not int_io:
+    if recipe.name == "int8" and model.kind == "keras" and not options.float_layers:
         masked = masked_attention(model.obj)
-        options = replace(options, float_layers=tuple(masked)) if masked else options
+        options = replace(options, float_layers=tuple(masked)) if masked and not int_io else options
     input_keys = [common.arg_name(s.name, i) for i, s in enumerate(model.io.inputs)]
     loops = []
     if (recipe.name in CALIBRATED or options.twin_of in CALIBRATED) and model.kind == "keras":
@@ -90,7 +90,9 @@ def convert(model, recipe, calib, out_path: Path, options: ConvertOptions) -> Co
     warnings, delegation = common.finish(data, model, recipe.name, int_io, out_path, input_keys, output_keys,
                                          options.verbose)
     if masked:
-        warnings.insert(0, f"kept float: {', '.join(masked)} ({MASKED_WHY})")
+        warnings.insert(0, f"left int8 with --int8-io, which cannot keep layers float on this route: "
+                           f"{', '.join(masked)} ({MASKED_WHY}); expect lost accuracy, or export without --int8-io"
+                        if int_io else f"kept float: {', '.join(masked)} ({MASKED_WHY})")
     if loops:
         warnings.insert(0, f"unrolled for {recipe.name}: {', '.join(loops)} (the time steps as plain ops: TensorFlow's "
                            "converter crashes calibrating a recurrent layer's WHILE loop)")

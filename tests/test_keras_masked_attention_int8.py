@@ -121,6 +121,6 @@ def test_masked_attention_int8_tflite(masked_attention, tmp_path):
 
 def test_masked_attention_left_int8_with_int8_io_is_said(masked_attention, tmp_path):
     """--int8-io and layers kept float cannot be combined on Keras -> .tflite: the export says so."""
-    model, test, calib, reference = masked_attention
+    model, _, calib, _ = masked_attention
     _, result = convert_into("keras", "tflite", model, "int8", tmp_path, calib, int8_io=True)
     assert any(w.startswith("left int8 with --int8-io") and "mha" in w for w in result.warnings), result.warnings

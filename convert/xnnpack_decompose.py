@@ -199,6 +199,11 @@ def _finish(gm, changed: int) -> int:
     return changed
 
 
+def _attr(gm, node):
+    """The tensor a get_attr node reads from the module (a dotted name)."""
+    return functools.reduce(getattr, node.target.split("."), gm)
+
+
 def _arg(node, i, name, default=None):
     if len(node.args) > i:
         return node.args[i]
@@ -1252,7 +1257,6 @@ def conv1d_as_conv2d(gm) -> int:
     """conv1d(x, w) -> view(conv2d(view(x, (N, C, 1, L)), w as (O, I, 1, K)), (N, O, L')): written
     4-D here, consecutive convs stay 4-D once `sink_views` cancels the views between them, and
     XNNPACK converts the layout once per chain instead of twice per conv."""
-    import functools
 
     import torch
 
@@ -1268,7 +1272,7 @@ def conv1d_as_conv2d(gm) -> int:
         if w.op != "get_attr" or not (_static(vi) and _static(vo)) or vi.dim() != 3 or not vi.is_floating_point():
             continue
         b = _Builder(gm, node)
-        weight = functools.reduce(getattr, w.target.split("."), gm)
+        weight = _attr(gm, w)
         w4 = b.constant(weight.detach().unsqueeze(2).clone(), "conv_weight")
         x4 = b(aten.view.default, x, [vi.shape[0], vi.shape[1], 1, vi.shape[2]])
         y = b(aten.conv2d.default, x4, w4, bias, [1, *stride], [0, *padding], [1, *dilation], groups)
@@ -1293,7 +1297,6 @@ def conv_kernel_cropped_to_the_input(gm) -> int:
     twenty-fifth of the work (Keras MobileNetV3-Small at 32x32, 6 convs cut: .pte p50 fp32 0.116 -> 0.112 ms,
     int8 0.111 -> 0.104). Only where the cut keeps the padding symmetric, as conv2d's padding must be, and
     with dilation 1."""
-    import functools
 
     import torch
 
@@ -1307,7 +1310,7 @@ def conv_kernel_cropped_to_the_input(gm) -> int:
         if w.op != "get_attr" or not (_static(vi) and _static(vo)) or vi.dim() != 4 or set(dilation) != {1}:
             continue
         stride, padding = (v * 2 if len(v) == 1 else v for v in (stride, padding))
-        weight = functools.reduce(getattr, w.target.split("."), gm)
+        weight = _attr(gm, w)
         cuts = [_taps_seen(vi.shape[2 + d], weight.shape[2 + d], stride[d], padding[d]) for d in range(2)]
         kernel = list(weight.shape[2:])
         if all(first == 0 and last == k - 1 for (first, last), k in zip(cuts, kernel)):
@@ -2163,7 +2166,7 @@ def common_subexpressions_merged(gm, max_constant: int = 4096) -> int:
         if node.op != "get_attr" or not node.target.startswith("_xnnpack_"):
             continue  # the model's own parameters and buffers keep their identity (the partitioner split a
             # stock encoder into 4 partitions where two layers' equal LayerNorm weights became one)
-        value = functools.reduce(getattr, node.target.split("."), gm)
+        value = _attr(gm, node)
         if not isinstance(value, torch.Tensor) or value.numel() > max_constant:
             continue
         changed += _merged(gm, node, constants,
@@ -2221,8 +2224,7 @@ def _weights(gm, linear):
     bias = linear.args[2] if len(linear.args) > 2 else linear.kwargs.get("bias")
     if getattr(w, "op", None) != "get_attr" or (bias is not None and getattr(bias, "op", None) != "get_attr"):
         return None
-    get = lambda n: functools.reduce(getattr, n.target.split("."), gm).detach()
-    return get(w), (get(bias) if bias is not None else None)
+    return _attr(gm, w).detach(), (_attr(gm, bias).detach() if bias is not None else None)
 
 
 def packed_linear_split(gm) -> int:
@@ -2292,7 +2294,7 @@ def scalar_product_into_linear(gm) -> int:
     for mul in _calls(gm, aten.mul.Tensor):
         y, c = mul.args
         if isinstance(c, torch.fx.Node) and c.op == "get_attr":
-            c = functools.reduce(getattr, c.target.split("."), gm)
+            c = _attr(gm, c)
             if not isinstance(c, torch.Tensor) or c.numel() != 1:
                 continue
             c = float(c.reshape(()))
